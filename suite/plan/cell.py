@@ -1,0 +1,48 @@
+"""A planned cell: one point of a matrix, turned into the exact verl command that runs it.
+
+This is the contract between plan and run (and the JSON of `grpo-suite plan --format json`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+CellStatus = Literal["ok", "invalid", "predicted-oom"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    id: str  # stable and readable from the axes, e.g. "lora32-off_param+optimizer-tp4-rb180"
+    matrix: str  # matrix name
+    gpu: str  # generation key
+    gpus_per_node: int
+    nnodes: int
+    model: str  # HF id, local path or synthetic:<arch>
+    backend: str  # fsdp | megatron
+    profile: str  # bench | train
+    axes: dict[str, int | str]
+    status: CellStatus
+    reason: str | None
+    argv: list[str]  # full command, e.g. ["python3", "-m", "verl.trainer.main_ppo", "k=v", ...]
+    env: dict[str, str] = field(default_factory=dict)
+    warmup_steps: int = 0
+    total_steps: int = 0
+    # Filled by the memory planner (`plan --predict-memory`): GiB per GPU and the per-component breakdown.
+    predicted_memory_gb: float | None = None
+    memory_breakdown: dict[str, float] | None = None
+
+    @property
+    def n_gpus(self) -> int:
+        return self.nnodes * self.gpus_per_node
+
+    @property
+    def full_id(self) -> str:
+        """Globally unique: model/hardware/backend/axes, e.g. qwen2.5-32b/h100x4/fsdp/lora32-..."""
+        model = self.model.split(":", 1)[-1].rstrip("/").split("/")[-1].lower()
+        return f"{model}/{self.gpu}x{self.n_gpus}/{self.backend}/{self.id}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["n_gpus"] = self.n_gpus
+        d["full_id"] = self.full_id
+        return d

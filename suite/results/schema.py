@@ -1,0 +1,137 @@
+"""The result of one cell run: the contract between run, gate, report and users.
+
+One JSON file per cell run. `SCHEMA_VERSION` bumps on any incompatible change; readers refuse other
+versions. The JSON Schema shipped beside this module (`result.schema.json`) is generated from these
+models (`python -m suite.results.schema > suite/results/result.schema.json`) and a test keeps it in sync.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+
+Status = Literal["ok", "oom", "crash", "timeout", "interrupted", "invalid", "skipped"]
+FINAL_STATUSES: tuple[str, ...] = ("ok", "oom", "crash", "timeout", "invalid", "skipped")
+"""Statuses after which `--resume` does not re-run a cell (interrupted cells are re-run)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Step(_Model):
+    """One verl training step, from its file logger (`{"step": N, "data": {...}}`)."""
+
+    step: int = Field(ge=0)
+    throughput: float = Field(description="perf/throughput: prompt+response tokens / (step time x GPUs), tokens/s/GPU")
+    time_per_step: float = Field(description="perf/time_per_step, seconds")
+    response_length_mean: float = Field(description="response_length/mean, tokens")
+    total_num_tokens: float | None = Field(default=None, description="perf/total_num_tokens")
+    timing_s: dict[str, float] = Field(default_factory=dict, description="timing_s/* phases, seconds (key without prefix)")
+    torch_max_memory_allocated_gb: float | None = None
+    torch_max_memory_reserved_gb: float | None = None
+    mfu: float | None = Field(default=None, description="perf/mfu/actor when verl reports it")
+    extra: dict[str, float] = Field(default_factory=dict, description="other numeric verl metrics kept verbatim")
+
+    @field_validator("throughput", "time_per_step", "response_length_mean")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError(f"must be a finite number, got {v!r}")
+        return v
+
+
+class Accuracy(_Model):
+    """Exact counts so that intervals and tests can be computed (never a rounded mean)."""
+
+    correct: int = Field(ge=0)
+    total: int = Field(ge=1)
+    flexible_correct: int | None = Field(default=None, ge=0, description="flexible-match correct count, when cheap")
+    source: str | None = Field(default=None, description="where the counts came from (validation dump path, metric)")
+
+    @property
+    def rate(self) -> float:
+        return self.correct / self.total
+
+
+class TorchMemory(_Model):
+    max_memory_allocated_gb: float | None = None
+    max_memory_reserved_gb: float | None = None
+
+
+class Provenance(_Model):
+    gpu_name: str | None = None
+    gpu_count: int | None = None
+    driver: str | None = None
+    cuda: str | None = None
+    versions: dict[str, str] = Field(default_factory=dict, description="torch, verl, vllm, ray, transformers, ...")
+    image: str | None = Field(default=None, description="container image reference")
+    image_digest: str | None = None
+    suite_version: str | None = None
+    git_commit: str | None = None
+    argv: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, description="environment of the cell, secrets redacted")
+    seed: int | None = None
+    start_time: str | None = Field(default=None, description="ISO 8601, UTC")
+    end_time: str | None = None
+    host: str | None = None
+    runtime: str | None = Field(default=None, description="host | docker | ray | slurm")
+    cuda_visible_devices: str | None = None
+    parallel_slots: int | None = Field(default=None, description="cells run at once on this host")
+    model_source: str | None = Field(default=None, description="e.g. synthetic:qwen2.5-0.5b or an HF id")
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class Result(_Model):
+    schema_: int = Field(SCHEMA_VERSION, alias="schema")
+    id: str
+    matrix: str
+    profile: str
+    gpu: str = Field(description="GPU generation key, e.g. h100")
+    n_gpus: int = Field(ge=1, description="world size: nnodes x gpus_per_node")
+    nnodes: int = Field(1, ge=1)
+    model: str
+    backend: str
+    axes: dict[str, int | str]
+    status: Status
+    reason: str | None = None
+    steps: list[Step] = Field(default_factory=list)
+    warmup_steps: int = Field(0, ge=0)
+    peak_memory_gb: list[float] = Field(default_factory=list, description="NVML used, max over the run, per GPU (GiB)")
+    nvml_sample_hz: float | None = None
+    torch_memory: TorchMemory = Field(default_factory=TorchMemory)
+    accuracy: dict[str, Accuracy] = Field(default_factory=dict, description="after training, e.g. {'gsm8k': ...}")
+    accuracy_initial: dict[str, Accuracy] = Field(default_factory=dict, description="validation before training")
+    predicted_memory_gb: float | None = None
+    wall_s: float | None = None
+    startup_s: float | None = Field(default=None, description="process start to the first step's metrics line")
+    provenance: Provenance = Field(default_factory=Provenance)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def measured_steps(self) -> list[Step]:
+        """Steps after warm-up; verl's step 0 (validation before training) carries no throughput."""
+        return [s for s in self.steps if s.step > self.warmup_steps]
+
+    @property
+    def peak_memory_worst_gb(self) -> float | None:
+        return max(self.peak_memory_gb) if self.peak_memory_gb else None
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2, exclude_none=False)
+
+
+def json_schema() -> dict:
+    schema = Result.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://grpo-suite.dev/schema/result-v{SCHEMA_VERSION}.json"
+    return schema
+
+
+if __name__ == "__main__":
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
