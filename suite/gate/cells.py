@@ -1,0 +1,72 @@
+"""A cell as the gate sees it: all runs of one cell id pooled (N runs x M measured steps)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from suite.results.schema import Accuracy, Result
+
+
+@dataclass(frozen=True)
+class PooledAccuracy:
+    correct: int
+    total: int
+
+    @property
+    def rate(self) -> float:
+        return self.correct / self.total
+
+
+@dataclass(frozen=True)
+class Cell:
+    id: str
+    runs: tuple[Result, ...]
+    status: str  # "ok" only when every run is ok; else the first other status
+    reason: str | None
+    throughput: tuple[float, ...]  # measured steps of all ok runs, tokens/s/GPU
+    time_per_step: tuple[float, ...]
+    response_length: tuple[float, ...]
+    peak_memory_worst_gb: float | None  # worst GPU of the worst run
+    accuracy: dict[str, PooledAccuracy] = field(default_factory=dict)
+
+    @property
+    def first(self) -> Result:
+        return self.runs[0]
+
+
+def _pool_accuracy(runs: Sequence[Result]) -> dict[str, PooledAccuracy]:
+    # Counts of repeated evaluations are summed: each evaluation is one more draw of every question.
+    totals: dict[str, list[Accuracy]] = {}
+    for run in runs:
+        for name, acc in run.accuracy.items():
+            totals.setdefault(name, []).append(acc)
+    return {
+        name: PooledAccuracy(sum(a.correct for a in accs), sum(a.total for a in accs))
+        for name, accs in totals.items()
+    }
+
+
+def pool(runs: Sequence[Result]) -> Cell:
+    if not runs:
+        raise ValueError("a cell needs at least one run")
+    bad = next((r for r in runs if r.status != "ok"), None)
+    ok_runs = [r for r in runs if r.status == "ok"]
+    steps = [s for r in ok_runs for s in r.measured_steps()]
+    peaks = [r.peak_memory_worst_gb for r in runs if r.peak_memory_worst_gb is not None]
+    return Cell(
+        id=runs[0].id,
+        runs=tuple(runs),
+        status=bad.status if bad else "ok",
+        reason=bad.reason if bad else None,
+        throughput=tuple(s.throughput for s in steps),
+        time_per_step=tuple(s.time_per_step for s in steps),
+        response_length=tuple(s.response_length_mean for s in steps),
+        peak_memory_worst_gb=max(peaks) if peaks else None,
+        accuracy=_pool_accuracy(ok_runs),
+    )
+
+
+def median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None

@@ -1,0 +1,159 @@
+"""Gate thresholds: the shipped `thresholds.toml`, a user file merged over it, and per-cell overrides."""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from suite.errors import InputError
+
+EffectRule = Literal["interval", "estimate"]
+DEFAULT_FILE = "thresholds.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GateSettings(_Section):
+    missing_is_regression: bool = False
+    bootstrap_resamples: int = Field(2000, ge=100)
+    ci_level: float = Field(0.95, gt=0.5, lt=1.0)
+    seed: int = 0
+
+
+class ThroughputThresholds(_Section):
+    alpha: float = Field(gt=0.0, lt=0.5)
+    min_effect: float = Field(ge=0.0, lt=1.0)
+    effect_rule: EffectRule
+    min_samples: int = Field(ge=2)
+
+
+class MemoryThresholds(_Section):
+    rel_tolerance: float = Field(ge=0.0, lt=1.0)
+    abs_tolerance_gib: float = Field(ge=0.0)
+
+
+class AccuracyThresholds(_Section):
+    alpha: float = Field(gt=0.0, lt=0.5)
+    min_drop: float = Field(ge=0.0, lt=1.0)
+    effect_rule: EffectRule
+    fisher_below: float = Field(ge=0.0)
+
+
+class CellThresholds(_Section):
+    throughput: ThroughputThresholds
+    memory: MemoryThresholds
+    accuracy: AccuracyThresholds
+
+
+class Override(_Section):
+    cells: list[str] = Field(min_length=1)
+    throughput: dict[str, Any] = Field(default_factory=dict)
+    memory: dict[str, Any] = Field(default_factory=dict)
+    accuracy: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("cells", mode="before")
+    @classmethod
+    def _one_pattern(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class GateConfig(_Section):
+    gate: GateSettings
+    throughput: ThroughputThresholds
+    memory: MemoryThresholds
+    accuracy: AccuracyThresholds
+    override: list[Override] = Field(default_factory=list)
+    source: str = DEFAULT_FILE
+
+    def for_cell(self, cell_id: str) -> CellThresholds:
+        merged: dict[str, dict[str, Any]] = {
+            name: getattr(self, name).model_dump() for name in ("throughput", "memory", "accuracy")
+        }
+        for ov in self.override:
+            if any(fnmatch.fnmatchcase(cell_id, pat) for pat in ov.cells):
+                for name in merged:
+                    merged[name].update(getattr(ov, name))
+        try:
+            return CellThresholds.model_validate(merged)
+        except ValidationError as exc:
+            raise InputError(_describe(exc, "override for " + cell_id), source=self.source) from None
+
+
+def _describe(exc: ValidationError, where: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            parts.append(f"{where}: unknown key {loc!r}; allowed keys: see suite/gate/{DEFAULT_FILE}")
+        elif err["type"] == "literal_error":
+            parts.append(f"{where}: {loc} = {value!r}: {err['msg']}")
+        else:
+            parts.append(f"{where}: {loc} = {value!r}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _read_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML: {exc}", source=source) from None
+
+
+def _merge(base: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in user.items():
+        if key == "override":
+            out["override"] = list(out.get("override", [])) + list(value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def default_text() -> str:
+    return resources.files("suite.gate").joinpath(DEFAULT_FILE).read_text(encoding="utf-8")
+
+
+def load_config(path: str | Path | None = None) -> GateConfig:
+    """The shipped defaults, with the TOML file at `path` (if any) merged over them."""
+    data = _read_toml(default_text(), DEFAULT_FILE)
+    source = DEFAULT_FILE
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read config: {exc.strerror}", source=source) from None
+        user = _read_toml(text, source)
+        unknown = set(user) - {"gate", "throughput", "memory", "accuracy", "override"}
+        if unknown:
+            raise InputError(
+                f"unknown table(s) {sorted(unknown)}; allowed: gate, throughput, memory, accuracy, override",
+                source=source,
+            )
+        data = _merge(data, user)
+    try:
+        config = GateConfig.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise InputError(_describe(exc, "config"), source=source) from None
+    # Validate every override now so that a typo fails before any comparison is printed.
+    for i, ov in enumerate(config.override):
+        try:
+            CellThresholds.model_validate(
+                {
+                    n: {**getattr(config, n).model_dump(), **getattr(ov, n)}
+                    for n in ("throughput", "memory", "accuracy")
+                }
+            )
+        except ValidationError as exc:
+            raise InputError(_describe(exc, f"override[{i}] (cells {ov.cells})"), source=source) from None
+    return config

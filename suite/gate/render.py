@@ -1,0 +1,93 @@
+"""The gate's report as a terminal table, GitHub markdown (`$GITHUB_STEP_SUMMARY`) or JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from tabulate import tabulate
+
+from suite.gate.compare import Report, Row
+
+HEADERS = ["cell", "metric", "verdict", "change", "baseline", "current", "detail"]
+ICONS = {"regressed": "🔴", "failed": "🔴", "missing": "⚪", "new": "🆕", "improved": "🟢", "unchanged": "✅"}
+
+
+def _order(rows: list[Row]) -> list[Row]:
+    # Regressions first so the reason for a red job is at the top of the page.
+    return sorted(rows, key=lambda r: (not r.regression, r.cell))
+
+
+def _cells(row: Row, markdown: bool) -> list[str]:
+    verdict = row.verdict.upper() if row.regression else row.verdict
+    if markdown:
+        verdict = f"{ICONS[row.verdict]} {'**' + verdict + '**' if row.regression else verdict}"
+        return [f"`{row.cell}`", row.metric, verdict, row.change, row.baseline, row.current, row.detail]
+    return [row.cell, row.metric, verdict, row.change, row.baseline, row.current, row.detail]
+
+
+def _headline(report: Report) -> str:
+    counts = report.counts()
+    parts = [f"{n} {v}" for v, n in counts.items() if n]
+    state = "REGRESSION" if report.exit_code else "no regression"
+    return f"{state}: " + (", ".join(parts) or "nothing compared")
+
+
+def render_table(report: Report) -> str:
+    lines = []
+    if report.mismatches:
+        lines.append("MISMATCHED COMPARISON (--allow-mismatch):")
+        lines += [f"  {m}" for m in report.mismatches]
+    if report.versions:
+        lines.append(
+            "versions changed: " + "; ".join(f"{k} ({len(v)} cells)" for k, v in report.versions.items())
+        )
+    lines.append(tabulate([_cells(r, False) for r in _order(report.rows)], HEADERS, tablefmt="simple"))
+    lines += [f"note: {n}" for n in report.notes]
+    lines.append(f"gate: {_headline(report)} (thresholds: {report.config_source}; exit {report.exit_code})")
+    return "\n".join(lines)
+
+
+def render_markdown(report: Report) -> str:
+    title = "## GRPO regression gate: " + _headline(report)
+    lines = [title, ""]
+    if report.mismatches:
+        lines += [
+            "> [!WARNING]",
+            "> **Mismatched comparison** (`--allow-mismatch`): these results are compared "
+            "with baselines of a different GPU generation, GPU count, model or profile.",
+            ">",
+        ]
+        lines += [f"> - {m}" for m in report.mismatches]
+        lines.append("")
+    if report.versions:
+        lines += ["| version change | cells |", "|---|---|"]
+        lines += [f"| {k} | {len(v)} |" for k, v in report.versions.items()]
+        lines.append("")
+    lines.append(tabulate([_cells(r, True) for r in _order(report.rows)], HEADERS, tablefmt="github"))
+    if report.notes:
+        lines += ["", *[f"- {n}" for n in report.notes]]
+    lines += [
+        "",
+        f"<sub>throughput: median tokens/s/GPU after warm-up, change with bootstrap 95 % interval, one-sided "
+        f"Mann-Whitney U; memory: NVML peak of the worst GPU; accuracy: pass@1. Thresholds: "
+        f"`{report.config_source}`. Exit code {report.exit_code}.</sub>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(report: Report) -> str:
+    doc = {
+        "exit_code": report.exit_code,
+        "counts": report.counts(),
+        "mismatch_allowed": bool(report.mismatches),
+        "mismatches": report.mismatches,
+        "versions": report.versions,
+        "notes": report.notes,
+        "config": report.config_source,
+        "rows": [asdict(r) for r in _order(report.rows)],
+    }
+    return json.dumps(doc, indent=2)
+
+
+RENDERERS = {"table": render_table, "markdown": render_markdown, "json": render_json}

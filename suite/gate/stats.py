@@ -1,0 +1,101 @@
+"""The statistics of the gate, in one place: rank test and bootstrap for per-step samples, proportion tests
+for accuracy counts. Pure functions over plain sequences; no thresholds here (those live in TOML)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import stats
+
+Alternative = Literal["less", "greater"]
+
+
+def mann_whitney_p(current: Sequence[float], baseline: Sequence[float], alternative: Alternative) -> float:
+    """One-sided p-value that `current` is stochastically `alternative` than `baseline`.
+
+    Rank based, so a few slow outlier steps (checkpointing, a GC pause) do not swing it the way a t test
+    would swing, and no normality is assumed: RL step times are skewed by response length."""
+    return float(stats.mannwhitneyu(current, baseline, alternative=alternative).pvalue)
+
+
+def min_rank_test_samples(alpha: float) -> int:
+    """Smallest n such that n vs n samples can reach p <= alpha one-sided at all (complete separation has
+    exact p = 1 / C(2n, n)); below it the test can never flag anything, however large the change."""
+    n = 1
+    while 1.0 / math.comb(2 * n, n) > alpha:
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class Change:
+    """Relative change (fraction) with a two-sided interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+def median_change(
+    current: Sequence[float], baseline: Sequence[float], *, resamples: int, level: float, seed: int
+) -> Change:
+    """Change of the median, current / baseline - 1, with a percentile bootstrap interval (both sides
+    resampled independently, as the two sets of steps are)."""
+    cur = np.asarray(current, dtype=float)
+    base = np.asarray(baseline, dtype=float)
+    rng = np.random.default_rng(seed)
+    cur_med = np.median(rng.choice(cur, size=(resamples, cur.size), replace=True), axis=1)
+    base_med = np.median(rng.choice(base, size=(resamples, base.size), replace=True), axis=1)
+    ratios = cur_med / base_med - 1.0
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(ratios, [tail, 1.0 - tail])
+    return Change(float(np.median(cur) / np.median(base) - 1.0), float(low), float(high))
+
+
+def two_proportion_p(
+    correct: int, total: int, base_correct: int, base_total: int, alternative: Alternative
+) -> float:
+    """One-sided pooled two-proportion z test that the current rate is `alternative` than the baseline's."""
+    pooled = (correct + base_correct) / (total + base_total)
+    var = pooled * (1.0 - pooled) * (1.0 / total + 1.0 / base_total)
+    if var == 0.0:  # both all-correct or both all-wrong: no evidence of any difference
+        return 1.0
+    z = (correct / total - base_correct / base_total) / math.sqrt(var)
+    return float(stats.norm.cdf(z) if alternative == "less" else stats.norm.sf(z))
+
+
+def fisher_p(correct: int, total: int, base_correct: int, base_total: int, alternative: Alternative) -> float:
+    """One-sided Fisher exact test on the 2x2 table (exact where the z approximation is not)."""
+    table = [[correct, total - correct], [base_correct, base_total - base_correct]]
+    return float(stats.fisher_exact(table, alternative=alternative).pvalue)
+
+
+def min_expected_count(correct: int, total: int, base_correct: int, base_total: int) -> float:
+    """Smallest expected cell count of the 2x2 table under no difference (the usual z-test validity check)."""
+    pooled = (correct + base_correct) / (total + base_total)
+    return min(n * p for n in (total, base_total) for p in (pooled, 1.0 - pooled))
+
+
+def _wilson(correct: int, total: int, z: float) -> tuple[float, float]:
+    p = correct / total
+    denom = 1.0 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return centre - half, centre + half
+
+
+def proportion_change(correct: int, total: int, base_correct: int, base_total: int, level: float) -> Change:
+    """Difference of rates (current - baseline) with Newcombe's hybrid score interval, which stays inside
+    [-1, 1] and behaves at rates near 0 or 1 where the Wald interval does not."""
+    z = float(stats.norm.ppf(0.5 + level / 2.0))
+    p1, p0 = correct / total, base_correct / base_total
+    l1, u1 = _wilson(correct, total, z)
+    l0, u0 = _wilson(base_correct, base_total, z)
+    d = p1 - p0
+    low = d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2)
+    high = d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
+    return Change(d, low, high)

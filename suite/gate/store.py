@@ -1,0 +1,240 @@
+"""The baseline store: `baselines/<gen>/<full cell id>.json`, one file per cell, GPU generation and count
+(the full id already holds model, `<gen>x<count>`, backend and axes).
+
+A baseline file is a wrapper, not a Result with extra keys, because one baseline may pool several runs of
+the cell (N runs x M steps is what gives the gate its power) and the Result schema forbids extra keys:
+
+    {"format": 1, "id": ..., "gpu": ..., "promoted_at": ..., "results": [Result, ...],
+     "history": [{"promoted_at", "replaced_at", "runs": [{"provenance", "summary"}]}, ...]}   # newest first
+
+A bare Result JSON committed at the same path is read as a baseline of one run with no history.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from suite.errors import InputError
+from suite.gate.cells import Cell, median, pool
+from suite.gate.load import looks_like_result, read_json, result_from_dict
+from suite.results.schema import Provenance, Result
+
+BASELINE_FORMAT = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunSummary(_Model):
+    status: str
+    measured_steps: int
+    throughput_median: float | None = None
+    time_per_step_median: float | None = None
+    response_length_median: float | None = None
+    peak_memory_worst_gb: float | None = None
+    accuracy: dict[str, dict[str, int]] = Field(default_factory=dict)
+
+
+class HistoryRun(_Model):
+    provenance: Provenance
+    summary: RunSummary
+
+
+class HistoryEntry(_Model):
+    promoted_at: str | None
+    replaced_at: str
+    runs: list[HistoryRun]
+
+
+class Baseline(_Model):
+    format: int = BASELINE_FORMAT
+    id: str
+    gpu: str
+    promoted_at: str | None = None
+    results: list[Result] = Field(min_length=1)
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+    def cell(self) -> Cell:
+        return pool(self.results)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2) + "\n"
+
+
+def summarize(result: Result) -> RunSummary:
+    cell = pool([result])
+    return RunSummary(
+        status=result.status,
+        measured_steps=len(cell.throughput),
+        throughput_median=median(cell.throughput),
+        time_per_step_median=median(cell.time_per_step),
+        response_length_median=median(cell.response_length),
+        peak_memory_worst_gb=cell.peak_memory_worst_gb,
+        accuracy={k: {"correct": v.correct, "total": v.total} for k, v in result.accuracy.items()},
+    )
+
+
+def baseline_path(root: Path, gpu: str, cell_id: str) -> Path:
+    parts = cell_id.split("/")
+    if not cell_id or cell_id.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise InputError(f"cell id {cell_id!r} cannot name a baseline file (empty, absolute or '..' part)")
+    if not gpu or "/" in gpu or gpu in (".", ".."):
+        raise InputError(f"GPU generation {gpu!r} cannot name a baseline folder")
+    return root / gpu / (cell_id + ".json")
+
+
+def read_baseline(path: Path) -> Baseline:
+    data = read_json(path)
+    source = str(path)
+    if looks_like_result(data):
+        result = result_from_dict(data, source)
+        return Baseline(id=result.id, gpu=result.gpu, results=[result])
+    if not isinstance(data, dict) or "results" not in data:
+        raise InputError(
+            "neither a baseline (no 'results' list) nor a result (no 'schema'/'id')", source=source
+        )
+    if data.get("format") != BASELINE_FORMAT:
+        raise InputError(
+            f"baseline format {data.get('format')!r} is not supported; "
+            f"this grpo-suite reads {BASELINE_FORMAT}",
+            source=source,
+            field="format",
+        )
+    raw_results = data.get("results")
+    if not isinstance(raw_results, list) or not raw_results:
+        raise InputError("must be a non-empty list of results", source=source, field="results")
+    results = [result_from_dict(r, source, prefix=f"results[{i}].") for i, r in enumerate(raw_results)]
+    try:
+        baseline = Baseline.model_validate({**data, "results": results})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise InputError(f"{err['msg']} (got {err.get('input')!r})", source=source, field=loc) from None
+    ids = {r.id for r in results}
+    if ids != {baseline.id}:
+        raise InputError(
+            f"results hold cell ids {sorted(ids)}, not only {baseline.id!r}", source=source, field="id"
+        )
+    return baseline
+
+
+def list_baselines(root: Path, gpus: Sequence[str] | None = None) -> list[tuple[Path, Baseline]]:
+    if not root.is_dir():
+        raise InputError(f"baseline folder {root} does not exist")
+    folders = [root / g for g in gpus] if gpus else sorted(p for p in root.iterdir() if p.is_dir())
+    found = []
+    for folder in folders:
+        if folder.is_dir():
+            found.extend((p, read_baseline(p)) for p in sorted(folder.rglob("*.json")))
+    return found
+
+
+def lookup(root: Path, gpu: str, cell_id: str) -> tuple[Path, Baseline] | None:
+    path = baseline_path(root, gpu, cell_id)
+    return (path, read_baseline(path)) if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    id: str
+    path: Path
+    runs: int
+    measured_steps: int
+    status: str
+    replaced: str | None  # promoted_at of the baseline that was replaced, "unknown" when it had none
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def plan_promotions(
+    results: Sequence[tuple[Path, Result]], *, allow_failed: bool, min_samples: int
+) -> dict[str, list[tuple[Path, Result]]]:
+    """Group results by cell id and check each group can serve as a baseline; errors are collected."""
+    groups: dict[str, list[tuple[Path, Result]]] = {}
+    for item in results:
+        groups.setdefault(item[1].id, []).append(item)
+    errors = []
+    for cell_id, items in groups.items():
+        keys = {(r.gpu, r.n_gpus, r.model, r.profile) for _, r in items}
+        if len(keys) > 1:
+            errors.append(f"{cell_id}: runs disagree on (gpu, n_gpus, model, profile): {sorted(keys)}")
+        failed = [(p, r) for p, r in items if r.status != "ok"]
+        if failed and not allow_failed:
+            errors.extend(
+                f"{p}: status {r.status!r} ({r.reason or 'no reason'}); only ok results are promoted "
+                "(pass --allow-failed to record a failure as the baseline)"
+                for p, r in failed
+            )
+        steps = sum(len(r.measured_steps()) for _, r in items if r.status == "ok")
+        if not failed and steps < min_samples:
+            errors.append(
+                f"{cell_id}: {steps} measured step(s) over {len(items)} run(s); the gate needs at least "
+                f"{min_samples} (run more steps or more runs)"
+            )
+    if errors:
+        raise InputError("\n  ".join(["cannot promote:", *errors]))
+    return groups
+
+
+def promote(
+    results: Sequence[tuple[Path, Result]],
+    root: Path,
+    *,
+    allow_failed: bool,
+    min_samples: int,
+    now: str | None = None,
+) -> list[Promotion]:
+    """Add or replace the baselines of the given results (all runs of one id become one baseline)."""
+    groups = plan_promotions(results, allow_failed=allow_failed, min_samples=min_samples)
+    stamp = now or _now()
+    done = []
+    for cell_id, items in groups.items():
+        runs = [r for _, r in items]
+        path = baseline_path(root, runs[0].gpu, cell_id)
+        history: list[HistoryEntry] = []
+        replaced = None
+        if path.is_file():
+            old = read_baseline(path)
+            replaced = old.promoted_at or "unknown"
+            entry = HistoryEntry(
+                promoted_at=old.promoted_at,
+                replaced_at=stamp,
+                runs=[HistoryRun(provenance=r.provenance, summary=summarize(r)) for r in old.results],
+            )
+            history = [entry, *old.history]
+        baseline = Baseline(id=cell_id, gpu=runs[0].gpu, promoted_at=stamp, results=runs, history=history)
+        _write_atomic(path, baseline.to_json())
+        cell = pool(runs)
+        done.append(Promotion(cell_id, path, len(runs), len(cell.throughput), cell.status, replaced))
+    return done
+
+
+def describe_versions(
+    provenance: Provenance, keys: Sequence[str] = ("verl", "vllm", "torch")
+) -> dict[str, Any]:
+    out: dict[str, Any] = {k: provenance.versions.get(k) for k in keys}
+    out["image"] = provenance.image_digest or provenance.image
+    return out
