@@ -126,25 +126,26 @@ def default_text() -> str:
 def load_config(path: str | Path | None = None) -> GateConfig:
     """The shipped defaults, with the TOML file at `path` (if any) merged over them."""
     data = _read_toml(default_text(), DEFAULT_FILE)
-    source = DEFAULT_FILE
+    source = f"suite/gate/{DEFAULT_FILE}"
+    file = str(path) if path is not None else source
     if path is not None:
-        source = str(path)
+        source = f"{path} over the defaults"
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            raise InputError(f"cannot read config: {exc.strerror}", source=source) from None
-        user = _read_toml(text, source)
+            raise InputError(f"cannot read config: {exc.strerror}", source=str(path)) from None
+        user = _read_toml(text, str(path))
         unknown = set(user) - {"gate", "throughput", "memory", "accuracy", "override"}
         if unknown:
             raise InputError(
                 f"unknown table(s) {sorted(unknown)}; allowed: gate, throughput, memory, accuracy, override",
-                source=source,
+                source=str(path),
             )
         data = _merge(data, user)
     try:
         config = GateConfig.model_validate({**data, "source": source})
     except ValidationError as exc:
-        raise InputError(_describe(exc, "config"), source=source) from None
+        raise InputError(_describe(exc, "config"), source=file) from None
     # Validate every override now so that a typo fails before any comparison is printed.
     for i, ov in enumerate(config.override):
         try:
@@ -155,5 +156,5 @@ def load_config(path: str | Path | None = None) -> GateConfig:
                 }
             )
         except ValidationError as exc:
-            raise InputError(_describe(exc, f"override[{i}] (cells {ov.cells})"), source=source) from None
+            raise InputError(_describe(exc, f"override[{i}] (cells {ov.cells})"), source=file) from None
     return config
