@@ -1,0 +1,241 @@
+"""The matrix file format (TOML) as pydantic models. Every table forbids unknown keys, so a typo is an error
+that names the key and the allowed ones instead of a setting silently ignored."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+
+from suite.matrix.offload import COMPONENTS, DOCUMENTED, canonical, parse_offload
+
+PosInt = Annotated[StrictInt, Field(gt=0)]
+NonNegInt = Annotated[StrictInt, Field(ge=0)]
+AXES = ("lora_rank", "offload", "tp", "rollout_batch")
+BACKENDS = ("fsdp", "megatron")
+DATASETS = ("gsm8k", "gsm8k-offline")
+# Hydra override values a TOML value can turn into (tables are flattened into dotted keys).
+Scalar = StrictBool | StrictInt | float | str
+OverrideValue = Scalar | list[Scalar] | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_offload(v: str) -> str:
+    if parse_offload(v) is None:
+        raise ValueError(
+            f"unknown offload value {v!r}; allowed: {', '.join(DOCUMENTED)} "
+            f"(or any '+'-join of {', '.join(COMPONENTS)})"
+        )
+    return canonical(v)
+
+
+class MatrixSection(_Strict):
+    name: str = Field(min_length=1)
+    gpu: str
+    gpus_per_node: PosInt
+    nnodes: PosInt = 1
+    model: str = Field(min_length=1)  # HF id, synthetic:<arch>, or a local path (~ expanded)
+    backend: Literal["fsdp", "megatron"]
+    dataset: Literal["gsm8k", "gsm8k-offline"] = "gsm8k"
+    description: str = ""
+
+    @field_validator("gpu")
+    @classmethod
+    def _known_gpu(cls, v: str) -> str:
+        from suite.gpus import GPUS
+
+        if v not in GPUS:
+            raise ValueError(f"unknown GPU generation {v!r}; allowed: {', '.join(sorted(GPUS))}")
+        return v
+
+
+class Axes(_Strict):
+    """The swept axes; an omitted axis takes its single value from [base]."""
+
+    lora_rank: list[NonNegInt] | None = Field(default=None, min_length=1)
+    offload: list[str] | None = Field(default=None, min_length=1)
+    tp: list[PosInt] | None = Field(default=None, min_length=1)
+    rollout_batch: list[PosInt] | None = Field(default=None, min_length=1)
+
+    @field_validator("offload")
+    @classmethod
+    def _offload_values(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [_check_offload(x) for x in v]
+
+    @model_validator(mode="after")
+    def _no_duplicates(self) -> Axes:
+        for name in AXES:
+            vals = getattr(self, name)
+            if vals is not None and len(set(vals)) != len(vals):
+                raise ValueError(f"axis {name!r} repeats a value: {vals}")
+        return self
+
+
+class Base(_Strict):
+    """Fixed settings with readable names; each maps to verl keys in suite/plan/overrides.py."""
+
+    # Values of axes that the matrix does not sweep.
+    lora_rank: NonNegInt = 0
+    offload: str = "none"
+    tp: PosInt = 1
+    rollout_batch: PosInt = 16
+
+    prompt_length: PosInt = 512
+    response_length: PosInt = 512
+    rollout_n: PosInt = 5
+    gpu_memory_utilization: float = Field(default=0.5, gt=0, le=1)
+    lr: float = Field(default=1e-6, gt=0)
+    # An int, or "rollout_batch" (one update per step) or "rollout_batch/K" (K updates per step).
+    ppo_mini_batch_size: StrictInt | str = "rollout_batch"
+    ppo_micro_batch_size_per_gpu: PosInt = 4
+    log_prob_micro_batch_size_per_gpu: PosInt = 8
+    lora_alpha: PosInt = 32
+    target_modules: str | list[str] = "all-linear"
+    ulysses_sp: PosInt = 1
+    pp: PosInt = 1  # Megatron pipeline parallel size
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] | None = None
+    use_remove_padding: StrictBool = True
+    enable_gradient_checkpointing: StrictBool = True
+    layered_summon: StrictBool = False
+    load_format: str | None = None  # rollout.load_format; None keeps verl's default (dummy)
+    max_num_batched_tokens: PosInt | None = None
+    max_model_len: PosInt | None = None
+    max_num_seqs: PosInt | None = None
+    enforce_eager: StrictBool | None = None  # None: the profile decides
+    use_kl_loss: StrictBool = True
+    kl_loss_coef: float = Field(default=0.001, ge=0)
+    entropy_coeff: float = 0.0
+    temperature: float = Field(default=1.0, gt=0)
+    seed: StrictInt = 42
+    strategy: Literal["fsdp", "fsdp2"] = "fsdp2"  # FSDP backend only (LoRA on 1 GPU needs fsdp2)
+    use_shm: StrictBool = False
+    dataloader_num_workers: NonNegInt = 2
+    agent_num_workers: PosInt = 2
+    reward_num_workers: PosInt = 2
+
+    @field_validator("offload")
+    @classmethod
+    def _offload_value(cls, v: str) -> str:
+        return _check_offload(v)
+
+    @field_validator("ppo_mini_batch_size")
+    @classmethod
+    def _mini_batch(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v > 0:
+            return v
+        if isinstance(v, str) and re.fullmatch(r"rollout_batch(/[1-9][0-9]*)?", v):
+            return v
+        raise ValueError(
+            f"bad value {v!r}; allowed: a positive int, 'rollout_batch' or "
+            "'rollout_batch/K' (K updates per step)"
+        )
+
+    def mini_batch(self, rollout_batch: int) -> int:
+        """ppo_mini_batch_size in prompts for a given rollout batch (0 when K does not divide it)."""
+        v = self.ppo_mini_batch_size
+        if isinstance(v, int):
+            return v
+        k = int(v.split("/")[1]) if "/" in v else 1
+        return rollout_batch // k if rollout_batch % k == 0 else 0
+
+
+class Profile(_Strict):
+    steps: PosInt = 8  # measured steps
+    warmup_steps: NonNegInt = 0
+    val_before_train: StrictBool = False
+    # Validate every N steps; -1 never. Any N > 0 also validates the last step (verl does so).
+    test_freq: StrictInt = -1
+    val_max_samples: StrictInt = -1  # -1: the whole test split
+    val_n: PosInt = 1
+    val_temperature: float = Field(default=0.0, ge=0)
+    val_do_sample: StrictBool = False
+    save_freq: StrictInt = -1
+    # Fixed-length rollouts (vLLM ignore_eos): every response is exactly response_length tokens.
+    ignore_eos: StrictBool = False
+    enforce_eager: StrictBool = True
+    torch_compile: StrictBool = False
+
+    @field_validator("test_freq", "save_freq")
+    @classmethod
+    def _freq(cls, v: int) -> int:
+        if v == 0 or v < -1:
+            raise ValueError(f"must be -1 (never) or a positive step count, got {v}")
+        return v
+
+    @property
+    def total_steps(self) -> int:
+        return self.warmup_steps + self.steps
+
+
+DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
+    "bench": {"steps": 8, "warmup_steps": 2, "ignore_eos": True},
+    "train": {"steps": 20, "warmup_steps": 0, "val_before_train": True, "test_freq": 20},
+}
+
+
+class Matrix(_Strict):
+    matrix: MatrixSection
+    axes: Axes = Axes()
+    base: Base = Base()
+    # Raw Hydra overrides: "dotted.key" = value (nested tables are flattened into dotted keys).
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+    _source: str = PrivateAttr(default="<matrix>")
+
+    @property
+    def source(self) -> str:
+        """The file it was read from (for error messages)."""
+        return self._source
+
+    @model_validator(mode="after")
+    def _check_excludes(self) -> Matrix:
+        values = self.axis_values()
+        for i, ex in enumerate(self.exclude):
+            if not ex:
+                raise ValueError(f"exclude[{i}] is empty (it would drop every cell)")
+            for k, v in ex.items():
+                if k not in AXES:
+                    raise ValueError(f"exclude[{i}]: unknown axis {k!r}; allowed: {', '.join(AXES)}")
+                vs = v if isinstance(v, list) else [v]
+                for x in vs:
+                    if k == "offload" and isinstance(x, str):
+                        x = _check_offload(x)
+                    if x not in values[k]:
+                        raise ValueError(
+                            f"exclude[{i}].{k}: value {x!r} is not on the axis; allowed: {values[k]}"
+                        )
+        return self
+
+    def axis_values(self) -> dict[str, list[Any]]:
+        """Every axis with its values, omitted ones fixed by [base]."""
+        out: dict[str, list[Any]] = {}
+        for name in AXES:
+            vals = getattr(self.axes, name)
+            out[name] = list(vals) if vals is not None else [getattr(self.base, name)]
+        return out
+
+    def profile(self, name: str) -> Profile:
+        """A profile from the file, over the suite's defaults for `bench` and `train`."""
+        if name in self.profiles:
+            given = self.profiles[name].model_dump(exclude_unset=True)
+            return Profile(**{**DEFAULT_PROFILES.get(name, {}), **given})
+        if name in DEFAULT_PROFILES:
+            return Profile(**DEFAULT_PROFILES[name])
+        from suite.errors import InputError
+
+        allowed = sorted(set(self.profiles) | set(DEFAULT_PROFILES))
+        raise InputError(f"unknown profile {name!r}; allowed: {', '.join(allowed)}", source=self.source)

@@ -1,0 +1,44 @@
+"""`grpo-suite plan`: print the cells of a matrix (table or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="expand a matrix into cells, each a validated verl command")
+    p.add_argument("matrix", help="matrix TOML file (e.g. suite/matrices/h100.toml)")
+    p.add_argument("--profile", default="bench", help="profile of the matrix: bench (default) or train")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--strict", action="store_true", help="exit 2 when any cell is invalid")
+    p.add_argument("--out", default="runs", help="directory the cells' files go to (default: ./runs)")
+    p.add_argument("--data-root", default=None, help="directory holding train.parquet/test.parquet")
+    p.add_argument("--no-verl-check", action="store_true", help="skip composing each cell with verl's config")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from suite.errors import EXIT_OK, EXIT_USAGE
+    from suite.matrix import load_matrix
+    from suite.plan.planner import plan_matrix
+    from suite.plan.render import table
+
+    m = load_matrix(args.matrix)
+    cells = plan_matrix(
+        m, args.profile, out_dir=args.out, data_root=args.data_root, validate_with_verl=not args.no_verl_check
+    )
+    if args.format == "json":
+        print(json.dumps([c.to_dict() for c in cells], indent=2))
+    else:
+        print(table(cells))
+    bad = [c for c in cells if c.status != "ok"]
+    if args.strict and bad:
+        print(
+            f"grpo-suite: error: {args.matrix}: {len(bad)} of {len(cells)} cells are not ok (--strict)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return EXIT_OK

@@ -1,0 +1,191 @@
+"""One cell's settings -> verl 0.9.1 Hydra overrides (ordered dict key -> value) and their argv form.
+
+Every key here was checked against verl 0.9.1's packaged config (`verl/trainer/config`); the plan composes
+each cell's overrides with Hydra before it is called ok, so a key verl dropped shows up as an invalid cell."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from suite.data.paths import dataset_files
+from suite.matrix.offload import backend_overrides
+from suite.matrix.schema import Matrix, Profile
+from suite.models.paths import model_path
+
+ENTRY = ["python3", "-m", "verl.trainer.main_ppo"]
+LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
+
+
+def resolve_model(model: str) -> str:
+    """Path verl loads: synthetic models through the cache, local paths with `~` expanded, HF ids as is."""
+    if model.startswith(("~", "/", "./")):
+        return str(Path(model).expanduser())
+    return model_path(model)
+
+
+def cell_overrides(
+    m: Matrix,
+    point: dict[str, Any],
+    profile: Profile,
+    *,
+    cell_dir: Path,
+    experiment: str,
+    data_root: str | None = None,
+) -> dict[str, Any]:
+    """All overrides of one cell, in a readable order; `[overrides]` of the file win over generated keys."""
+    b, mx = m.base, m.matrix
+    lora, offload, tp, rb = point["lora_rank"], point["offload"], point["tp"], point["rollout_batch"]
+    train_files, val_files = dataset_files(mx.dataset, data_root)
+    megatron = mx.backend == "megatron"
+    actor, ref, rollout, model = (
+        "actor_rollout_ref.actor",
+        "actor_rollout_ref.ref",
+        "actor_rollout_ref.rollout",
+        "actor_rollout_ref.model",
+    )
+    o: dict[str, Any] = {}
+    if megatron:
+        # Top-level group choice: swaps actor/ref/critic for their Megatron configs (ppo_trainer.yaml).
+        o["model_engine"] = "megatron"
+    o["algorithm.adv_estimator"] = "grpo"
+    o["algorithm.use_kl_in_reward"] = False
+    o["data.train_files"] = train_files
+    o["data.val_files"] = val_files
+    o["data.train_batch_size"] = rb
+    o["data.max_prompt_length"] = b.prompt_length
+    o["data.max_response_length"] = b.response_length
+    o["data.filter_overlong_prompts"] = True
+    o["data.truncation"] = "error"
+    o["data.dataloader_num_workers"] = b.dataloader_num_workers
+    o["data.seed"] = b.seed
+    if profile.val_max_samples > 0:
+        o["data.val_max_samples"] = profile.val_max_samples
+
+    o[f"{model}.path"] = resolve_model(mx.model)
+    o[f"{model}.use_remove_padding"] = b.use_remove_padding
+    o[f"{model}.enable_gradient_checkpointing"] = b.enable_gradient_checkpointing
+    if b.use_shm:
+        o[f"{model}.use_shm"] = True
+    if b.attn_implementation:
+        # override_config is an empty dict in verl's config: a new key needs Hydra's '+'.
+        o[f"+{model}.override_config.attn_implementation"] = b.attn_implementation
+    if lora > 0:
+        if megatron:
+            o[f"{model}.lora.rank"] = lora
+            o[f"{model}.lora.alpha"] = b.lora_alpha
+            # Megatron names its linear layers differently (linear_qkv, ...); verl's default: all.
+            if b.target_modules != "all-linear":
+                o[f"{model}.lora.target_modules"] = b.target_modules
+        else:
+            o[f"{model}.lora_rank"] = lora
+            o[f"{model}.lora_alpha"] = b.lora_alpha
+            o[f"{model}.target_modules"] = b.target_modules
+
+    if not megatron:
+        o[f"{actor}.strategy"] = b.strategy  # ref.strategy follows it (${actor_rollout_ref.actor.strategy})
+    o[f"{actor}.optim.lr"] = b.lr
+    o[f"{actor}.ppo_mini_batch_size"] = b.mini_batch(rb)
+    o[f"{actor}.ppo_micro_batch_size_per_gpu"] = b.ppo_micro_batch_size_per_gpu
+    o[f"{actor}.use_kl_loss"] = b.use_kl_loss
+    o[f"{actor}.kl_loss_coef"] = b.kl_loss_coef
+    o[f"{actor}.kl_loss_type"] = "low_var_kl"
+    o[f"{actor}.entropy_coeff"] = b.entropy_coeff
+    o[f"{actor}.use_torch_compile"] = profile.torch_compile
+    if megatron:
+        o[f"{actor}.megatron.tensor_model_parallel_size"] = tp
+        o[f"{actor}.megatron.pipeline_model_parallel_size"] = b.pp
+    else:
+        o[f"{actor}.ulysses_sequence_parallel_size"] = b.ulysses_sp
+        o[f"{actor}.fsdp_config.use_torch_compile"] = profile.torch_compile
+        o[f"{ref}.fsdp_config.use_torch_compile"] = profile.torch_compile
+    o.update(backend_overrides(offload, mx.backend))
+    o[f"{ref}.log_prob_micro_batch_size_per_gpu"] = b.log_prob_micro_batch_size_per_gpu
+
+    o[f"{rollout}.name"] = "vllm"
+    o[f"{rollout}.mode"] = "async"  # the only mode verl 0.9.1 accepts
+    o[f"{rollout}.tensor_model_parallel_size"] = tp
+    o[f"{rollout}.n"] = b.rollout_n
+    o[f"{rollout}.gpu_memory_utilization"] = b.gpu_memory_utilization
+    o[f"{rollout}.log_prob_micro_batch_size_per_gpu"] = b.log_prob_micro_batch_size_per_gpu
+    o[f"{rollout}.temperature"] = b.temperature
+    o[f"{rollout}.enforce_eager"] = profile.enforce_eager if b.enforce_eager is None else b.enforce_eager
+    o[f"{rollout}.ignore_eos"] = profile.ignore_eos
+    if lora > 0 and b.layered_summon:
+        o[f"{rollout}.layered_summon"] = True
+    if b.load_format:
+        o[f"{rollout}.load_format"] = b.load_format
+    if b.max_num_batched_tokens:
+        o[f"{rollout}.max_num_batched_tokens"] = b.max_num_batched_tokens
+    if b.max_model_len:
+        o[f"{rollout}.max_model_len"] = b.max_model_len
+    if b.max_num_seqs:
+        o[f"{rollout}.max_num_seqs"] = b.max_num_seqs
+    o[f"{rollout}.agent.num_workers"] = b.agent_num_workers
+    o[f"{rollout}.val_kwargs.n"] = profile.val_n
+    o[f"{rollout}.val_kwargs.temperature"] = profile.val_temperature
+    o[f"{rollout}.val_kwargs.do_sample"] = profile.val_do_sample
+    o["reward.num_workers"] = b.reward_num_workers
+
+    o["trainer.critic_warmup"] = 0
+    o["trainer.logger"] = ["console", "file"]
+    o["trainer.project_name"] = f"grpo-suite-{mx.name}"
+    o["trainer.experiment_name"] = experiment
+    o["trainer.n_gpus_per_node"] = mx.gpus_per_node
+    o["trainer.nnodes"] = mx.nnodes
+    o["trainer.total_training_steps"] = profile.total_steps
+    o["trainer.total_epochs"] = 1000  # steps, not epochs, end the run
+    o["trainer.save_freq"] = profile.save_freq
+    o["trainer.test_freq"] = profile.test_freq
+    o["trainer.val_before_train"] = profile.val_before_train
+    o["trainer.resume_mode"] = "disable"  # a rerun into the same cell dir must not resume a checkpoint
+    o["trainer.default_local_dir"] = str(cell_dir / "ckpt")
+    o["trainer.validation_data_dir"] = str(cell_dir / "validation")
+    o["+ray_kwargs.ray_init.include_dashboard"] = False
+    o[f"+ray_kwargs.ray_init.runtime_env.env_vars.{LOGGER_ENV}"] = str(cell_dir / "metrics.jsonl")
+
+    for k, v in m.overrides.items():
+        # A raw override replaces a generated one of the same key (with or without Hydra's +/++ prefix).
+        bare = k.lstrip("+~")
+        for existing in [e for e in o if e.lstrip("+~") == bare]:
+            del o[existing]
+        o[k] = v
+    return o
+
+
+def cell_env(cell_dir: Path) -> dict[str, str]:
+    return {LOGGER_ENV: str(cell_dir / "metrics.jsonl")}
+
+
+_SAFE = re.compile(r"^[A-Za-z_/~.][A-Za-z0-9_./:@\-]*$")
+_NOT_STRING = re.compile(
+    r"^(?i:true|false|null|none|[-+]?(inf|nan)|[-+]?[0-9][0-9_]*(\.[0-9_]*)?(e[-+]?[0-9]+)?)$"
+)
+
+
+def format_value(v: Any) -> str:
+    """A Python value as Hydra's override grammar reads it back (strings quoted when they would not be)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "True" if v else "False"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, list | tuple):
+        # Strings in lists are always quoted: trainer.logger=["console","file"] as verl's docs write it.
+        return "[" + ",".join(_quote(x) if isinstance(x, str) else format_value(x) for x in v) + "]"
+    s = str(v)
+    if _SAFE.match(s) and not _NOT_STRING.match(s) and not s.startswith("~"):
+        return s
+    return _quote(s)
+
+
+def _quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_argv(overrides: dict[str, Any]) -> list[str]:
+    return [*ENTRY, *(f"{k}={format_value(v)}" for k, v in overrides.items())]

@@ -1,0 +1,95 @@
+"""Matrix -> cells: expand, check the plan-time rules, build each verl command, validate it against verl."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from suite.matrix.schema import Matrix
+from suite.plan.cell import Cell
+from suite.plan.constraints import check_cell
+from suite.plan.expand import cell_id, expand
+from suite.plan.overrides import cell_env, cell_overrides, to_argv
+
+
+def plan_matrix(
+    matrix: Matrix,
+    profile: str = "bench",
+    *,
+    out_dir: Path | str,
+    data_root: str | None = None,
+    validate_with_verl: bool = True,
+    validator: object | None = None,
+) -> list[Cell]:
+    """Every cell of the matrix, in expansion order. Each cell's files go to `out_dir / cell.full_id`
+    (metrics.jsonl, validation/, ckpt/); its argv and env already point there."""
+    prof = matrix.profile(profile)
+    out = Path(out_dir).expanduser().resolve()
+    mx = matrix.matrix
+    cells: list[Cell] = []
+    for point in expand(matrix):
+        cid = cell_id(point)
+        stub = Cell(
+            id=cid,
+            matrix=mx.name,
+            gpu=mx.gpu,
+            gpus_per_node=mx.gpus_per_node,
+            nnodes=mx.nnodes,
+            model=mx.model,
+            backend=mx.backend,
+            profile=profile,
+            axes=point,
+            status="ok",
+            reason=None,
+            argv=[],
+        )
+        cell_dir = out / stub.full_id
+        overrides = cell_overrides(
+            matrix,
+            point,
+            prof,
+            cell_dir=cell_dir,
+            experiment=stub.full_id.replace("/", "__"),
+            data_root=data_root,
+        )
+        reason = check_cell(matrix, point)
+        cells.append(
+            replace(
+                stub,
+                status="invalid" if reason else "ok",
+                reason=reason,
+                argv=to_argv(overrides),
+                env=cell_env(cell_dir),
+                warmup_steps=prof.warmup_steps,
+                total_steps=prof.total_steps,
+            )
+        )
+    if validate_with_verl:
+        from suite.plan.verl_check import VerlValidator
+
+        v = validator if isinstance(validator, VerlValidator) else _shared_validator()
+        checked: list[Cell] = []
+        for c in cells:
+            if c.status == "ok":
+                err = v.check(c.argv[3:])
+                if err:
+                    c = replace(c, status="invalid", reason=f"verl-config: {err}")
+            checked.append(c)
+        cells = checked
+    return cells
+
+
+_VALIDATOR = None
+
+
+def _shared_validator():
+    """One validator per process: its caches make later plans of similar matrices cheap."""
+    global _VALIDATOR
+    if _VALIDATOR is None:
+        from suite.plan.verl_check import VerlValidator
+
+        _VALIDATOR = VerlValidator()
+    return _VALIDATOR
+
+
+__all__ = ["plan_matrix"]
