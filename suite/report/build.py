@@ -1,0 +1,35 @@
+"""Write a report folder from results: index.md, index.html, results.json, results.csv."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from suite.report import export, html, markdown
+from suite.report.model import Report, build
+from suite.report.table import Row
+
+FILES = ("index.md", "index.html", "results.json", "results.csv")
+
+
+def render_all(report: Report) -> dict[str, str]:
+    return {
+        "index.md": markdown.render(report),
+        "index.html": html.render(report),
+        "results.json": export.to_json(report.rows),
+        "results.csv": export.to_csv(report.rows),
+    }
+
+
+def write_report(
+    rows: Sequence[Row], out: Path, *, reference: str = "h100", gated: bool = False, notes: Sequence[str] = ()
+) -> dict[str, Path]:
+    report = build(rows, reference=reference, gated=gated, notes=notes)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, text in render_all(report).items():
+        path = out / name
+        # newline="\n": identical bytes on every OS so the committed report diffs cleanly
+        path.write_text(text, encoding="utf-8", newline="\n")
+        written[name] = path
+    return written

@@ -1,0 +1,74 @@
+"""`grpo-suite report`: tables and plots (Markdown, HTML, JSON, CSV) from results or baselines."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="write index.md, index.html, results.json and results.csv from results (no GPU needed)",
+        description="Comparison tables and plots per GPU generation and model. Without RESULTS the "
+        "baseline store is reported. Results sharing a cell id are runs of that cell and are pooled, as the "
+        "gate pools them. With --gate, each cell of RESULTS gets its verdict against --baselines and the "
+        "exit code is the gate's (1 on a regression).",
+    )
+    p.add_argument(
+        "results",
+        nargs="*",
+        type=Path,
+        metavar="RESULTS",
+        help="result or baseline files, or folders searched recursively (default: --baselines)",
+    )
+    p.add_argument(
+        "--baselines", type=Path, default=Path("baselines"), help="baseline store (default: %(default)s)"
+    )
+    p.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: %(default)s)")
+    p.add_argument(
+        "--gate", action="store_true", help="add the gate verdict of each cell against --baselines"
+    )
+    p.add_argument("--gate-config", type=Path, help="gate thresholds TOML (default: the shipped one)")
+    p.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="with --gate: compare across GPU generation, count, model or profile (labelled)",
+    )
+    p.add_argument(
+        "--reference-gpu",
+        default="h100",
+        help="generation the cross-generation ratios divide by (default: %(default)s)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from suite.errors import InputError
+    from suite.report.build import write_report
+    from suite.report.load import load_results
+    from suite.report.table import flatten_all, with_verdicts
+
+    if args.gate and not args.results:
+        raise InputError("--gate needs RESULTS to compare with --baselines (the baselines match themselves)")
+    sources = args.results or [args.baselines]
+    results = load_results(sources)
+    if not results:
+        raise InputError(f"no results found in {', '.join(map(str, sources))}")
+    rows = flatten_all(results)
+    notes: list[str] = []
+    code = 0
+    if args.gate:
+        from suite.report.verdicts import gate
+
+        outcome = gate(results, args.baselines, config=args.gate_config, allow_mismatch=args.allow_mismatch)
+        rows = with_verdicts(rows, outcome.verdicts)
+        notes, code = outcome.notes, outcome.exit_code
+    written = write_report(rows, args.out, reference=args.reference_gpu, gated=args.gate, notes=notes)
+    for path in written.values():
+        print(path)
+    if code:
+        print("grpo-suite report: the gate found a regression (see the verdict column)", file=sys.stderr)
+    return code

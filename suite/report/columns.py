@@ -1,0 +1,164 @@
+"""What each report table shows, as unescaped text cells. markdown.py and html.py escape and lay out;
+keeping the columns here makes the two formats show the same numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from suite.report.stats import MIN_N_MEDIAN_CI
+from suite.report.table import Best, CrossRow, Group, Row, axis_names, provenance_summary
+
+DASH = "—"
+
+AXIS_HEADERS = {"lora_rank": "LoRA rank", "offload": "offload", "tp": "TP", "rollout_batch": "rollout batch"}
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    numeric: list[bool]  # right-align these columns
+
+
+def num(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return DASH
+    a = abs(x)
+    s = f"{x:.0f}" if a >= 100 else f"{x:.1f}" if a >= 10 else f"{x:.2f}"
+    return s + unit
+
+
+def interval(x: float | None, lo: float | None, hi: float | None, n: int | None = None) -> str:
+    if x is None:
+        return DASH
+    if lo is None or hi is None:
+        return f"{num(x)} (n={n})" if n is not None else num(x)
+    return f"{num(x)} [{num(lo)}, {num(hi)}]"
+
+
+def accuracy(row: Row) -> str:
+    if row.accuracy is None:
+        return DASH
+    return f"{100 * row.accuracy:.1f} [{100 * row.accuracy_lo:.1f}, {100 * row.accuracy_hi:.1f}]"  # type: ignore[operator]
+
+
+def verdict(row: Row) -> str:
+    if row.verdict is None:
+        return DASH
+    return f"{row.verdict}: {row.verdict_detail}" if row.verdict_detail else row.verdict
+
+
+def label(index: int) -> str:
+    return f"#{index}"
+
+
+def cell_table(group: Group, *, gated: bool) -> Table:
+    axes = axis_names(group.rows)
+    show_pred = any(r.predicted_memory_gb is not None for r in group.rows)
+    headers = ["#", "cell", "GPUs", "backend"]
+    headers += [AXIS_HEADERS.get(a, a) for a in axes]
+    headers += [
+        "status",
+        "measured steps",
+        "tokens/s/GPU median [95% CI]",
+        "step time (s)",
+        "response length (tokens)",
+        "NVML peak (GiB)",
+        "torch peak (GiB)",
+    ]
+    headers += ["predicted (GiB)"] if show_pred else []
+    headers += ["GSM8K % [95% CI]"]
+    headers += ["gate verdict"] if gated else []
+    numeric = [False, False, True, False] + [False] * len(axes)
+    numeric += [False, True, False, True, True, True, True] + [True] * show_pred + [False] + [False] * gated
+    rows = []
+    for i, r in enumerate(group.rows, 1):
+        cells = [label(i), r.cell, str(r.n_gpus), r.backend]
+        cells += [str(r.axes[a]) if a in r.axes else DASH for a in axes]
+        cells += [
+            r.status,
+            str(r.n_steps) + (f" ({r.n_runs} runs)" if r.n_runs > 1 else ""),
+            interval(r.throughput, r.throughput_lo, r.throughput_hi, r.n_steps),
+            num(r.step_time),
+            num(r.response_length),
+            num(r.peak_memory_gb),
+            num(r.torch_peak_gb),
+        ]
+        cells += [num(r.predicted_memory_gb)] if show_pred else []
+        cells += [accuracy(r)]
+        cells += [verdict(r)] if gated else []
+        rows.append(cells)
+    return Table(headers, rows, numeric)
+
+
+def notes(group: Group) -> list[str]:
+    """One line per cell that did not run cleanly, with its reason."""
+    out = []
+    for i, r in enumerate(group.rows, 1):
+        if r.status != "ok" or r.reason:
+            out.append(f"{label(i)} {r.cell}: {r.status}" + (f": {r.reason}" if r.reason else ""))
+    return out
+
+
+def best_table(bests: Sequence[Best]) -> Table:
+    headers = [
+        "GPU",
+        "model",
+        "fastest cell that fits",
+        "tokens/s/GPU",
+        "NVML peak (GiB)",
+        "most accurate cell",
+        "GSM8K %",
+    ]
+    rows = []
+    for b in bests:
+        f, a = b.fastest, b.most_accurate
+        rows.append(
+            [
+                b.gpu,
+                b.model,
+                f"{f.cell} (×{f.n_gpus} {f.backend})" if f else DASH,
+                num(f.throughput) if f else DASH,
+                num(f.peak_memory_gb) if f else DASH,
+                f"{a.cell} (×{a.n_gpus} {a.backend})" if a else DASH,
+                accuracy(a) if a else DASH,
+            ]
+        )
+    return Table(headers, rows, [False, False, False, True, True, False, False])
+
+
+def cross_table(gens: Sequence[str], rows: Sequence[CrossRow]) -> Table:
+    headers = ["model", "GPUs", "backend", "cell"] + [f"{g} tokens/s/GPU (ratio)" for g in gens]
+    out = []
+    for c in rows:
+        cells = [c.model, str(c.n_gpus), c.backend, c.cell]
+        for g in gens:
+            r = c.by_gpu.get(g)
+            if r is None:
+                cells.append(DASH)
+            elif r.throughput is None:
+                cells.append(r.status)
+            else:
+                ratio = c.ratio(g) if g != c.reference else None
+                cells.append(num(r.throughput) + (f" (×{ratio:.2f})" if ratio is not None else ""))
+        out.append(cells)
+    return Table(headers, out, [False, True, False, False] + [True] * len(gens))
+
+
+def provenance_table(rows: Sequence[Row]) -> Table:
+    summary = provenance_summary(rows)
+    out = []
+    for name, values in summary.items():
+        out.append([name, "; ".join(f"{v} ({n} run{'s' if n != 1 else ''})" for v, n in values.items())])
+    return Table(["provenance", "value (runs)"], out, [False, False])
+
+
+def median_ci_note() -> str:
+    return (
+        "tokens/s/GPU: median over measured steps (warm-up excluded) with a distribution-free "
+        f"order-statistic 95 % interval of the median (needs >= {MIN_N_MEDIAN_CI} steps; fewer show n). "
+        "Step time: median seconds per step. Response length: mean tokens. NVML peak: max device memory "
+        "used on the worst GPU (vLLM included); torch peak: max_memory_allocated. "
+        "GSM8K: pass@1 under verl's strict scorer, 95 % Wilson interval. Memory in GiB."
+    )

@@ -1,0 +1,32 @@
+"""results.json / results.csv: the flattened table, for people who make their own plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+
+from suite.report.table import Row, to_record
+
+
+def records(rows: Sequence[Row]) -> list[dict]:
+    return [to_record(r) for r in rows]
+
+
+def to_json(rows: Sequence[Row]) -> str:
+    return json.dumps(records(rows), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def to_csv(rows: Sequence[Row]) -> str:
+    recs = records(rows)
+    # union of columns: axes and versions can differ between cells
+    fixed = list(recs[0]) if recs else []
+    extra = sorted({k for r in recs for k in r} - set(fixed))
+    columns = fixed + extra
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="raise")
+    writer.writeheader()
+    for r in recs:
+        writer.writerow({k: "" if r.get(k) is None else r[k] for k in columns})
+    return buf.getvalue()

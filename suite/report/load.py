@@ -1,0 +1,58 @@
+"""Read results for the report: Result JSON files, baseline files of the gate's store
+(`{"format": 1, "results": [Result, ...], "history": [...]}`), or a wrapper with one `"result"`.
+
+Validation and error messages are the gate's (`suite.gate.load`), so both stages accept and refuse the
+same files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from suite.errors import InputError
+from suite.gate.load import RESULT_NAME, looks_like_result, read_json, result_from_dict
+from suite.gate.store import read_baseline
+from suite.results.schema import Result
+
+
+def _read(path: Path, *, in_folder: bool) -> list[Result] | None:
+    data = read_json(path)
+    source = str(path)
+    if looks_like_result(data):
+        return [result_from_dict(data, source)]
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        return read_baseline(path).results
+    if isinstance(data, dict) and isinstance(data.get("result"), dict):
+        return [result_from_dict(data["result"], source, prefix="result.")]
+    if in_folder and path.name != RESULT_NAME:
+        return None  # other JSON in a folder (a plan, results.json of a report) is not a result
+    raise InputError("neither a result (no 'schema'/'id') nor a baseline (no 'results' list)", source=source)
+
+
+def load_results(paths: Iterable[Path]) -> list[tuple[str, Result]]:
+    """(source path, result) pairs from files and folders (searched recursively), in path order.
+
+    Several results with one cell id are runs of that cell; the report pools them as the gate does.
+    All bad files are reported together.
+    """
+    found: list[tuple[str, Result]] = []
+    errors: list[str] = []
+    for root in paths:
+        if root.is_dir():
+            files, in_folder = sorted(p for p in root.rglob("*.json") if p.is_file()), True
+        elif root.is_file():
+            files, in_folder = [root], False
+        else:
+            errors.append(f"{root}: no such file or folder")
+            continue
+        for f in files:
+            try:
+                results = _read(f, in_folder=in_folder)
+            except InputError as exc:
+                errors.append(str(exc))
+                continue
+            found += [(str(f), r) for r in results or ()]
+    if errors:
+        raise InputError("\n  ".join(["bad result input:", *errors]))
+    return found

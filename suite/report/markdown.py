@@ -1,0 +1,64 @@
+"""index.md: the report as GitHub-flavoured Markdown tables (tabulate), every result string escaped."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from suite.report.columns import (
+    Table,
+    best_table,
+    cell_table,
+    cross_table,
+    median_ci_note,
+    notes,
+    provenance_table,
+)
+from suite.report.escape import md
+from suite.report.model import Report
+
+
+def table(t: Table) -> str:
+    align = ["right" if n else "left" for n in t.numeric]
+    return tabulate(
+        [[md(c) for c in row] for row in t.rows],
+        headers=[md(hd) for hd in t.headers],
+        tablefmt="pipe",
+        colalign=align,
+        disable_numparse=True,
+    )
+
+
+def render(report: Report) -> str:
+    out: list[str] = ["# GRPO benchmark report", ""]
+    out += [md(report.summary), "", median_ci_note(), ""]
+    for w in report.notes:
+        out += [f"> {md(w)}", ""]
+    out += [
+        "## Best cells per GPU generation and model",
+        "",
+        "Fastest: highest median tokens/s/GPU among cells that ran without OOM or failure. "
+        "Most accurate: highest GSM8K pass@1.",
+        "",
+        table(best_table(report.bests)),
+        "",
+    ]
+    for gpu, groups in report.by_gpu():
+        out += [f"## {md(gpu)}", ""]
+        for g in groups:
+            out += [f"### {md(g.gpu)} · {md(g.model)}", "", table(cell_table(g, gated=report.gated)), ""]
+            failed = notes(g)
+            if failed:
+                out += ["Cells that did not run cleanly:", ""] + [f"- {md(n)}" for n in failed] + [""]
+            out += [table(provenance_table(g.rows)), ""]
+    out += [f"## Across GPU generations (ratio to {md(report.reference)})", ""]
+    if report.cross_rows:
+        out += [
+            "Same model, GPU count, backend and axes on several generations; ratio of median "
+            f"tokens/s/GPU to {md(report.reference)} (higher is faster).",
+            "",
+            table(cross_table(report.cross_gens, report.cross_rows)),
+            "",
+        ]
+    else:
+        out += ["No cell exists on more than one GPU generation.", ""]
+    return "\n".join(out).rstrip() + "\n"

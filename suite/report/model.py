@@ -1,0 +1,47 @@
+"""Everything one report shows, computed once from rows (pure) and handed to each renderer."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from suite.report.table import Best, CrossRow, Group, Row, best_cells, cross_generation, group_rows
+
+
+@dataclass(frozen=True)
+class Report:
+    rows: list[Row]
+    groups: list[Group]
+    bests: list[Best]
+    cross_gens: list[str]
+    cross_rows: list[CrossRow]
+    reference: str
+    gated: bool
+    summary: str
+    notes: list[str]  # shown near the top, e.g. superseded results or gate problems
+
+    def by_gpu(self) -> list[tuple[str, list[Group]]]:
+        out: dict[str, list[Group]] = {}
+        for g in self.groups:
+            out.setdefault(g.gpu, []).append(g)
+        return sorted(out.items())
+
+
+def build(
+    rows: Sequence[Row], *, reference: str = "h100", gated: bool = False, notes: Sequence[str] = ()
+) -> Report:
+    groups = group_rows(rows)
+    ordered = [r for g in groups for r in g.rows]
+    gens, cross = cross_generation(ordered, reference)
+    statuses = Counter(r.status for r in ordered)
+    summary = (
+        f"{len(ordered)} cells on {len({r.gpu for r in ordered})} GPU generation(s), "
+        f"{len({r.model for r in ordered})} model(s): "
+        + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+        + "."
+    )
+    if gated:
+        verdicts = Counter(r.verdict or "no verdict" for r in ordered)
+        summary += " Gate: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())) + "."
+    return Report(ordered, groups, best_cells(groups), gens, cross, reference, gated, summary, list(notes))

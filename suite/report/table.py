@@ -1,0 +1,333 @@
+"""Flatten results into report rows: one `Row` per cell, plain numbers, no formatting. Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+from suite.gate.cells import pool
+from suite.gpus import GPUS
+from suite.report.stats import median, median_interval, wilson_interval
+from suite.results.schema import Result
+
+# Axis columns in this order first; any other axis follows alphabetically.
+KNOWN_AXES = ("lora_rank", "offload", "tp", "rollout_batch")
+
+# verl timing_s/* keys grouped into the phases the report stacks. "other" is step minus these, so the
+# stack adds up to the step time whatever extra phases a verl version reports.
+PHASES: dict[str, tuple[str, ...]] = {
+    "generation": ("gen",),
+    "ref_logprob": ("ref", "old_log_prob"),
+    "actor_update": ("update_actor",),
+}
+PHASE_LABELS = {
+    "generation": "generation",
+    "ref_logprob": "reference + old log-prob",
+    "actor_update": "actor update",
+    "other": "other",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str  # full cell id, unique per GPU generation and count
+    cell: str  # id without the model/hardware/backend prefix
+    gpu: str
+    n_gpus: int
+    model: str
+    backend: str
+    matrix: str
+    profile: str
+    axes: dict[str, int | str]
+    status: str  # "ok" only when every run is ok (the gate's rule)
+    reason: str | None
+    n_runs: int
+    n_steps: int  # measured (post warm-up) steps, all ok runs pooled
+    warmup_steps: int
+    throughput: float | None  # median tokens/s/GPU over measured steps
+    throughput_lo: float | None  # order-statistic 95 % interval of that median
+    throughput_hi: float | None
+    step_time: float | None  # median seconds
+    response_length: float | None  # mean over measured steps, tokens
+    peak_memory_gb: float | None  # NVML, worst GPU of the worst run, GiB
+    torch_peak_gb: float | None  # torch max_memory_allocated, GiB
+    predicted_memory_gb: float | None
+    gpu_memory_gb: float | None  # device memory of the generation: where OOM cells are drawn
+    accuracy: float | None
+    accuracy_lo: float | None
+    accuracy_hi: float | None
+    accuracy_correct: int | None
+    accuracy_total: int | None
+    accuracy_initial: float | None
+    phases: dict[str, float]  # mean seconds per measured step per PHASE_LABELS key
+    per_step: list[list[tuple[int, float]]]  # per run: (step, throughput), warm-up included
+    image_digest: str | None  # of the first run; run_provenance has every run's
+    versions: dict[str, str]
+    gpu_name: str | None
+    run_provenance: list[dict[str, str | None]]  # per run: PROVENANCE_FIELDS -> value
+    verdict: str | None = None
+    verdict_detail: str | None = None
+    sources: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def fits(self) -> bool:
+        return self.status == "ok"
+
+
+def cell_name(full_id: str) -> str:
+    parts = full_id.split("/")
+    return "/".join(parts[3:]) if len(parts) >= 4 and parts[3] else full_id
+
+
+def _phases(runs: Sequence[Result]) -> dict[str, float]:
+    steps = [s for r in runs if r.status == "ok" for s in r.measured_steps()]
+    if not steps or not any(s.timing_s for s in steps):
+        return {}
+    sums = dict.fromkeys(PHASE_LABELS, 0.0)
+    for s in steps:
+        named = 0.0
+        for phase, keys in PHASES.items():
+            v = sum(s.timing_s.get(k, 0.0) for k in keys)
+            sums[phase] += v
+            named += v
+        total = s.timing_s.get("step", s.time_per_step)
+        sums["other"] += max(0.0, total - named)
+    return {k: v / len(steps) for k, v in sums.items()}
+
+
+def _torch_peak(runs: Sequence[Result]) -> float | None:
+    peaks = []
+    for r in runs:
+        if r.torch_memory.max_memory_allocated_gb is not None:
+            peaks.append(r.torch_memory.max_memory_allocated_gb)
+        else:
+            peaks += [s.torch_max_memory_allocated_gb for s in r.steps if s.torch_max_memory_allocated_gb]
+    return max(peaks) if peaks else None
+
+
+def _accuracy_sum(runs: Sequence[Result], name: str) -> tuple[int, int] | None:
+    accs = [r.accuracy_initial[name] for r in runs if r.status == "ok" and name in r.accuracy_initial]
+    return (sum(a.correct for a in accs), sum(a.total for a in accs)) if accs else None
+
+
+PROVENANCE_FIELDS = ("image digest", "verl", "vllm", "torch", "GPU", "driver", "CUDA")
+
+
+def _provenance(r: Result) -> dict[str, str | None]:
+    p = r.provenance
+    v = p.versions
+    return dict(
+        zip(
+            PROVENANCE_FIELDS,
+            (
+                p.image_digest or p.image,
+                v.get("verl"),
+                v.get("vllm"),
+                v.get("torch"),
+                p.gpu_name,
+                p.driver,
+                p.cuda,
+            ),
+            strict=True,
+        )
+    )
+
+
+def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> Row:
+    """One row from all runs of one cell id, pooled as the gate pools them."""
+    cell = pool(runs)
+    first = runs[0]
+    tput = list(cell.throughput)
+    ci = median_interval(tput)
+    acc = cell.accuracy.get("gsm8k")
+    acc_ci = wilson_interval(acc.correct, acc.total) if acc else None
+    acc0 = _accuracy_sum(runs, "gsm8k")
+    gen = GPUS.get(first.gpu)
+    prov = first.provenance
+    predicted = [r.predicted_memory_gb for r in runs if r.predicted_memory_gb is not None]
+    return Row(
+        id=first.id,
+        cell=cell_name(first.id),
+        gpu=first.gpu,
+        n_gpus=first.n_gpus,
+        model=first.model,
+        backend=first.backend,
+        matrix=first.matrix,
+        profile=first.profile,
+        axes=dict(first.axes),
+        status=cell.status,
+        reason=cell.reason,
+        n_runs=len(runs),
+        n_steps=len(tput),
+        warmup_steps=first.warmup_steps,
+        throughput=median(tput) if tput else None,
+        throughput_lo=ci.lo if ci else None,
+        throughput_hi=ci.hi if ci else None,
+        step_time=median(cell.time_per_step) if cell.time_per_step else None,
+        response_length=sum(cell.response_length) / len(cell.response_length)
+        if cell.response_length
+        else None,
+        peak_memory_gb=cell.peak_memory_worst_gb,
+        torch_peak_gb=_torch_peak(runs),
+        predicted_memory_gb=max(predicted) if predicted else None,
+        gpu_memory_gb=gen.memory_gib if gen else None,
+        accuracy=acc_ci.estimate if acc_ci else None,
+        accuracy_lo=acc_ci.lo if acc_ci else None,
+        accuracy_hi=acc_ci.hi if acc_ci else None,
+        accuracy_correct=acc.correct if acc else None,
+        accuracy_total=acc.total if acc else None,
+        accuracy_initial=acc0[0] / acc0[1] if acc0 else None,
+        phases=_phases(runs),
+        # verl's step 0 is the validation before training and carries no throughput worth plotting
+        per_step=[[(s.step, s.throughput) for s in r.steps if s.step > 0] for r in runs],
+        image_digest=prov.image_digest,
+        versions=dict(prov.versions),
+        gpu_name=prov.gpu_name,
+        run_provenance=[_provenance(r) for r in runs],
+        sources=tuple(sources),
+    )
+
+
+def sort_key(row: Row) -> tuple:
+    return (row.gpu, row.model, row.n_gpus, row.backend, row.cell, row.id)
+
+
+def flatten_all(results: Iterable[tuple[str, Result]]) -> list[Row]:
+    """Rows from (source, result) pairs; results sharing a cell id are runs of one cell."""
+    by_id: dict[str, list[tuple[str, Result]]] = {}
+    for src, r in results:
+        by_id.setdefault(r.id, []).append((src, r))
+    rows = []
+    for runs in by_id.values():
+        runs.sort(key=lambda t: (t[1].provenance.start_time or "", t[0]))
+        rows.append(flatten([r for _, r in runs], [s for s, _ in runs]))
+    return sorted(rows, key=sort_key)
+
+
+def with_verdicts(rows: Sequence[Row], verdicts: dict[str, tuple[str, str | None]]) -> list[Row]:
+    """Attach gate verdicts keyed by full cell id: (verdict, detail)."""
+    out = []
+    for r in rows:
+        v = verdicts.get(r.id)
+        out.append(replace(r, verdict=v[0], verdict_detail=v[1]) if v else r)
+    return out
+
+
+def axis_names(rows: Iterable[Row]) -> list[str]:
+    names = {k for r in rows for k in r.axes}
+    return [a for a in KNOWN_AXES if a in names] + sorted(names - set(KNOWN_AXES))
+
+
+@dataclass(frozen=True)
+class Group:
+    """One table of the report: a GPU generation and a model."""
+
+    gpu: str
+    model: str
+    rows: list[Row]
+
+    @property
+    def key(self) -> str:
+        return f"{self.gpu}/{self.model}"
+
+
+def group_rows(rows: Sequence[Row]) -> list[Group]:
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for r in sorted(rows, key=sort_key):
+        groups.setdefault((r.gpu, r.model), []).append(r)
+    return [Group(gpu, model, rs) for (gpu, model), rs in sorted(groups.items())]
+
+
+@dataclass(frozen=True)
+class Best:
+    gpu: str
+    model: str
+    fastest: Row | None  # highest median throughput among cells that ran (status ok)
+    most_accurate: Row | None
+
+
+def best_cells(groups: Sequence[Group]) -> list[Best]:
+    out = []
+    for g in groups:
+        fit = [r for r in g.rows if r.fits and r.throughput is not None]
+        acc = [r for r in g.rows if r.fits and r.accuracy is not None]
+        # ties broken by id so the choice is stable
+        fastest = max(fit, key=lambda r: (r.throughput, _neg(r.id)), default=None)
+        most_acc = max(acc, key=lambda r: (r.accuracy, r.accuracy_total or 0, _neg(r.id)), default=None)
+        out.append(Best(g.gpu, g.model, fastest, most_acc))
+    return out
+
+
+def _neg(s: str) -> tuple[int, ...]:
+    return tuple(-ord(c) for c in s)
+
+
+def pareto_front(rows: Sequence[Row]) -> list[Row]:
+    """Cells no other cell beats on both throughput (higher) and NVML peak memory (lower)."""
+    pts = [r for r in rows if r.fits and r.throughput is not None and r.peak_memory_gb is not None]
+    front = []
+    for r in pts:
+        dominated = any(
+            o.throughput >= r.throughput  # type: ignore[operator]
+            and o.peak_memory_gb <= r.peak_memory_gb  # type: ignore[operator]
+            and (o.throughput > r.throughput or o.peak_memory_gb < r.peak_memory_gb)  # type: ignore[operator]
+            for o in pts
+        )
+        if not dominated:
+            front.append(r)
+    return sorted(front, key=lambda r: (r.peak_memory_gb, r.id))
+
+
+@dataclass(frozen=True)
+class CrossRow:
+    model: str
+    n_gpus: int
+    backend: str
+    cell: str
+    by_gpu: dict[str, Row]  # generation -> row
+    reference: str
+
+    def ratio(self, gpu: str) -> float | None:
+        ref, row = self.by_gpu.get(self.reference), self.by_gpu.get(gpu)
+        if not ref or not row or not ref.throughput or row.throughput is None:
+            return None
+        return row.throughput / ref.throughput
+
+
+def cross_generation(rows: Sequence[Row], reference: str = "h100") -> tuple[list[str], list[CrossRow]]:
+    """Cells (same model, GPU count, backend and axes) present on several generations."""
+    by_key: dict[tuple[str, int, str, str], dict[str, Row]] = {}
+    for r in rows:
+        by_key.setdefault((r.model, r.n_gpus, r.backend, r.cell), {})[r.gpu] = r
+    multi = {k: v for k, v in sorted(by_key.items()) if len(v) > 1}
+    gens = sorted({g for v in multi.values() for g in v}, key=lambda g: (g != reference, g))
+    return gens, [CrossRow(m, n, b, c, v, reference) for (m, n, b, c), v in multi.items()]
+
+
+def provenance_summary(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
+    """For each provenance field, each distinct value and how many runs carry it (sorted)."""
+    fields: dict[str, dict[str, int]] = {k: {} for k in PROVENANCE_FIELDS}
+    for r in rows:
+        for run in r.run_provenance:
+            for name in PROVENANCE_FIELDS:
+                key = run.get(name) or "unknown"
+                fields[name][key] = fields[name].get(key, 0) + 1
+    return {k: dict(sorted(v.items())) for k, v in fields.items() if v}
+
+
+def to_record(row: Row) -> dict:
+    """A flat dict for results.json / results.csv: axes and phases become their own columns."""
+    d = asdict(row)
+    d.pop("per_step")
+    d.pop("sources")
+    d.pop("run_provenance")
+    axes = d.pop("axes")
+    phases = d.pop("phases")
+    versions = d.pop("versions")
+    for k in sorted(axes):
+        d[f"axis_{k}"] = axes[k]
+    for k in PHASE_LABELS:
+        d[f"phase_{k}_s"] = phases.get(k)
+    for k in sorted(versions):
+        d[f"version_{k}"] = versions[k]
+    return d
