@@ -15,7 +15,6 @@ benchmarks/gate_power.py before real baselines exist).
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -33,7 +32,9 @@ STAND_IN_ID = "qwen2.5-0.5b/h100x1/fsdp/lora8-off_none-tp1-rb16"
 
 
 def real_baselines() -> list[Baseline]:
-    return [read_baseline(p) for p in sorted(REAL_BASELINES.rglob("*.json"))] if REAL_BASELINES.is_dir() else []
+    return (
+        [read_baseline(p) for p in sorted(REAL_BASELINES.rglob("*.json"))] if REAL_BASELINES.is_dir() else []
+    )
 
 
 def using_stand_in() -> bool:
@@ -52,7 +53,7 @@ def _stand_in(n_runs: int = 3, n_steps: int = 10, warmup: int = 2, seed: int = 2
     rng = np.random.default_rng(seed)
     tokens = 16 * 4 * (40 + 128)  # prompt (~40) + response (128) tokens per step, one GPU
     runs = []
-    for run in range(n_runs):
+    for _ in range(n_runs):
         offset = rng.normal(0.0, 0.01)  # run-to-run (process start, clocks), ~1 %
         steps = []
         for i in range(1, n_steps + 1):
@@ -122,8 +123,11 @@ def resampled(runs: list[Result], rng: np.random.Generator, factor: float = 1.0)
         warm = [s for s in run.steps if s.step <= run.warmup_steps]
         steps = warm + [
             s.model_copy(
-                update={"step": run.warmup_steps + 1 + i, "throughput": s.throughput * factor,
-                        "time_per_step": s.time_per_step / factor}
+                update={
+                    "step": run.warmup_steps + 1 + i,
+                    "throughput": s.throughput * factor,
+                    "time_per_step": s.time_per_step / factor,
+                }
             )
             for i, s in enumerate(measured)
         ]

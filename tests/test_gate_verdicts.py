@@ -89,8 +89,10 @@ def test_significant_change_below_min_effect_is_unchanged(tmp_path, capsys, runs
 def test_per_cell_override(tmp_path, capsys, runs) -> None:
     res, base = setup(tmp_path, runs, [scaled(r, 0.95) for r in runs])
     cfg = tmp_path / "o.toml"
-    cfg.write_text('[[override]]\ncells = "qwen2.5-0.5b/*"\nthroughput = { min_effect = 0.08 }\n'
-                   '[[override]]\ncells = ["other/*"]\nthroughput = { min_effect = 0.0 }\n')
+    cfg.write_text(
+        '[[override]]\ncells = "qwen2.5-0.5b/*"\nthroughput = { min_effect = 0.08 }\n'
+        '[[override]]\ncells = ["other/*"]\nthroughput = { min_effect = 0.0 }\n'
+    )
     rc, doc = gate(tmp_path, capsys, res, "--baselines", base, "--config", str(cfg))
     assert (rc, verdicts(doc)[(runs[0].id, "throughput")]) == (0, "unchanged")
 
@@ -140,7 +142,9 @@ def test_failed_baseline_failing_again_is_not_a_regression_and_recovery_is_impro
 def test_new_and_missing(tmp_path, capsys, runs) -> None:
     other_id = runs[0].id.replace("rb16", "rb32")
     other = [r.model_copy(update={"id": other_id}) for r in runs]
-    elsewhere = [r.model_copy(update={"id": runs[0].id.replace("rb16", "rb64"), "matrix": "other"}) for r in runs]
+    elsewhere = [
+        r.model_copy(update={"id": runs[0].id.replace("rb16", "rb64"), "matrix": "other"}) for r in runs
+    ]
     write_baseline(runs, tmp_path / "baselines")
     write_baseline(elsewhere, tmp_path / "baselines")
     write_results(other, tmp_path / "runs")
@@ -149,13 +153,22 @@ def test_new_and_missing(tmp_path, capsys, runs) -> None:
     assert (rc, verdicts(doc)) == (0, {(other_id, "all"): "new", (runs[0].id, "all"): "missing"})
     cfg = tmp_path / "strict.toml"
     cfg.write_text("[gate]\nmissing_is_regression = true\n")
-    rc, _ = gate(tmp_path, capsys, str(tmp_path / "runs"), "--baselines", str(tmp_path / "baselines"),
-                 "--config", str(cfg))
+    rc, _ = gate(
+        tmp_path,
+        capsys,
+        str(tmp_path / "runs"),
+        "--baselines",
+        str(tmp_path / "baselines"),
+        "--config",
+        str(cfg),
+    )
     assert rc == 1
 
 
 def with_accuracy(runs: list[Result], correct: int, total: int) -> list[Result]:
-    return [r.model_copy(update={"accuracy": {"gsm8k": Accuracy(correct=correct, total=total)}}) for r in runs]
+    return [
+        r.model_copy(update={"accuracy": {"gsm8k": Accuracy(correct=correct, total=total)}}) for r in runs
+    ]
 
 
 @pytest.mark.parametrize(
@@ -188,9 +201,19 @@ def test_accuracy_significant_but_below_min_drop(tmp_path, capsys, runs) -> None
 
 
 def test_versions_are_shown_not_refused(tmp_path, capsys, runs) -> None:
-    bumped = [r.model_copy(update={"provenance": r.provenance.model_copy(
-        update={"versions": {**r.provenance.versions, "vllm": "0.26.0"}, "image_digest": "sha256:abc"})})
-        for r in runs]
+    bumped = [
+        r.model_copy(
+            update={
+                "provenance": r.provenance.model_copy(
+                    update={
+                        "versions": {**r.provenance.versions, "vllm": "0.26.0"},
+                        "image_digest": "sha256:abc",
+                    }
+                )
+            }
+        )
+        for r in runs
+    ]
     res, bl = setup(tmp_path, runs, bumped)
     rc = main(["gate", res, "--baselines", bl])
     out = capsys.readouterr().out

@@ -27,9 +27,29 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
-        if exc.pos >= len(text.rstrip()):
+        if _unclosed(text):
             raise InputError(f"truncated JSON (ends at {where}: {exc.msg})", source=str(path)) from None
         raise InputError(f"invalid JSON at {where}: {exc.msg}", source=str(path)) from None
+
+
+def _unclosed(text: str) -> bool:
+    """True when the text ends inside a string or an open object/array: a file cut off while written."""
+    depth, in_string, escape = 0, False, False
+    for ch in text:
+        if in_string:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+    return in_string or depth > 0
 
 
 def looks_like_result(data: Any) -> bool:

@@ -23,8 +23,8 @@ def mann_whitney_p(current: Sequence[float], baseline: Sequence[float], alternat
 
 
 def min_rank_test_samples(alpha: float) -> int:
-    """Smallest n such that n vs n samples can reach p <= alpha one-sided at all (complete separation has
-    exact p = 1 / C(2n, n)) below alpha; with fewer the test can never flag anything, however large the change."""
+    """Smallest n such that n vs n samples can reach p < alpha one-sided at all (complete separation has
+    exact p = 1 / C(2n, n)); with fewer the test never flags anything, however large the change."""
     n = 1
     while 1.0 / math.comb(2 * n, n) >= alpha:  # the gate flags only p < alpha
         n += 1
