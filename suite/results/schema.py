@@ -16,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SCHEMA_VERSION = 1
 
 Status = Literal["ok", "oom", "crash", "timeout", "interrupted", "invalid", "skipped"]
-FINAL_STATUSES: tuple[str, ...] = ("ok", "oom", "crash", "timeout", "invalid", "skipped")
-"""Statuses after which `--resume` does not re-run a cell (interrupted cells are re-run)."""
+FINAL_STATUSES: tuple[str, ...] = ("ok", "oom", "crash", "timeout", "invalid")
+"""Statuses after which `--resume` does not re-run a cell. Interrupted cells are re-run, and so are
+skipped ones (not run at all: predicted OOM under --skip-predicted-oom, or GPUs that stayed busy), because
+deciding again costs nothing."""
 
 
 class _Model(BaseModel):
@@ -28,15 +30,21 @@ class Step(_Model):
     """One verl training step, from its file logger (`{"step": N, "data": {...}}`)."""
 
     step: int = Field(ge=0)
-    throughput: float = Field(description="perf/throughput: prompt+response tokens / (step time x GPUs), tokens/s/GPU")
+    throughput: float = Field(
+        description="perf/throughput: prompt+response tokens / (step time x GPUs), tokens/s/GPU"
+    )
     time_per_step: float = Field(description="perf/time_per_step, seconds")
     response_length_mean: float = Field(description="response_length/mean, tokens")
     total_num_tokens: float | None = Field(default=None, description="perf/total_num_tokens")
-    timing_s: dict[str, float] = Field(default_factory=dict, description="timing_s/* phases, seconds (key without prefix)")
+    timing_s: dict[str, float] = Field(
+        default_factory=dict, description="timing_s/* phases, seconds (key without prefix)"
+    )
     torch_max_memory_allocated_gb: float | None = None
     torch_max_memory_reserved_gb: float | None = None
     mfu: float | None = Field(default=None, description="perf/mfu/actor when verl reports it")
-    extra: dict[str, float] = Field(default_factory=dict, description="other numeric verl metrics kept verbatim")
+    extra: dict[str, float] = Field(
+        default_factory=dict, description="other numeric verl metrics kept verbatim"
+    )
 
     @field_validator("throughput", "time_per_step", "response_length_mean")
     @classmethod
@@ -51,8 +59,12 @@ class Accuracy(_Model):
 
     correct: int = Field(ge=0)
     total: int = Field(ge=1)
-    flexible_correct: int | None = Field(default=None, ge=0, description="flexible-match correct count, when cheap")
-    source: str | None = Field(default=None, description="where the counts came from (validation dump path, metric)")
+    flexible_correct: int | None = Field(
+        default=None, ge=0, description="flexible-match correct count, when cheap"
+    )
+    source: str | None = Field(
+        default=None, description="where the counts came from (validation dump path, metric)"
+    )
 
     @property
     def rate(self) -> float:
@@ -69,7 +81,9 @@ class Provenance(_Model):
     gpu_count: int | None = None
     driver: str | None = None
     cuda: str | None = None
-    versions: dict[str, str] = Field(default_factory=dict, description="torch, verl, vllm, ray, transformers, ...")
+    versions: dict[str, str] = Field(
+        default_factory=dict, description="torch, verl, vllm, ray, transformers, ..."
+    )
     image: str | None = Field(default=None, description="container image reference")
     image_digest: str | None = None
     suite_version: str | None = None
@@ -102,14 +116,26 @@ class Result(_Model):
     reason: str | None = None
     steps: list[Step] = Field(default_factory=list)
     warmup_steps: int = Field(0, ge=0)
-    peak_memory_gb: list[float] = Field(default_factory=list, description="NVML used, max over the run, per GPU (GiB)")
-    nvml_sample_hz: float | None = None
+    peak_memory_gb: list[float] = Field(
+        default_factory=list, description="NVML used, max over the run, per GPU (GiB)"
+    )
+    nvml_sample_hz: float | None = Field(default=None, description="achieved NVML sampling rate, Hz")
+    nvml_samples: int | None = Field(default=None, description="NVML sampling rounds (each reads every GPU)")
     torch_memory: TorchMemory = Field(default_factory=TorchMemory)
-    accuracy: dict[str, Accuracy] = Field(default_factory=dict, description="after training, e.g. {'gsm8k': ...}")
-    accuracy_initial: dict[str, Accuracy] = Field(default_factory=dict, description="validation before training")
+    accuracy: dict[str, Accuracy] = Field(
+        default_factory=dict, description="after training, e.g. {'gsm8k': ...}"
+    )
+    accuracy_initial: dict[str, Accuracy] = Field(
+        default_factory=dict, description="validation before training"
+    )
     predicted_memory_gb: float | None = None
-    wall_s: float | None = None
-    startup_s: float | None = Field(default=None, description="process start to the first step's metrics line")
+    exit_code: int | None = Field(
+        default=None, description="verl process exit code; negative: killed by signal"
+    )
+    wall_s: float | None = Field(default=None, description="process start to process end, seconds")
+    startup_s: float | None = Field(
+        default=None, description="process start to the first step's metrics line"
+    )
     provenance: Provenance = Field(default_factory=Provenance)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

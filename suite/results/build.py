@@ -1,0 +1,147 @@
+"""Telemetry of one verl run (metrics file, log, validation dumps, NVML samples) -> a `Result`.
+
+Used by `run` (after each cell) and by `ingest` (a run made outside the suite), so both give the same
+numbers for the same files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from suite.results.schema import Accuracy, Provenance, Result, TorchMemory
+from suite.telemetry import classify, validation
+from suite.telemetry.metrics import MetricsLog, read_metrics
+from suite.telemetry.nvml import MemorySamples
+
+if TYPE_CHECKING:
+    from suite.plan.cell import Cell
+
+DEFAULT_ACCURACY_KEY = "gsm8k"
+
+
+@dataclass(frozen=True)
+class CellInfo:
+    """What a result says about the cell it measured (from a planned `Cell`, or from `ingest` flags)."""
+
+    id: str
+    matrix: str
+    profile: str
+    gpu: str
+    n_gpus: int
+    model: str
+    backend: str
+    axes: Mapping[str, int | str] = field(default_factory=dict)
+    nnodes: int = 1
+    warmup_steps: int = 0
+    predicted_memory_gb: float | None = None
+
+    @classmethod
+    def from_cell(cls, cell: Cell) -> CellInfo:
+        return cls(id=cell.full_id, matrix=cell.matrix, profile=cell.profile, gpu=cell.gpu,
+                   n_gpus=cell.n_gpus, model=cell.model, backend=cell.backend, axes=dict(cell.axes),
+                   nnodes=cell.nnodes, warmup_steps=cell.warmup_steps,
+                   predicted_memory_gb=cell.predicted_memory_gb)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What was seen of one run. `exit_code` None means unknown (an ingested run): the status is then
+    inferred from the log. `status`/`reason` force the outcome (timeout, interrupted, skipped, invalid)."""
+
+    metrics_path: Path | None = None
+    log_path: Path | None = None
+    validation_dir: Path | None = None
+    exit_code: int | None = None
+    status: str | None = None
+    reason: str | None = None
+    memory: MemorySamples | None = None
+    wall_s: float | None = None
+    startup_s: float | None = None
+
+
+def _accuracy_key(metrics: MetricsLog) -> str:
+    sources = {src for accs in metrics.val_accuracy.values() for src in accs}
+    return sources.pop() if len(sources) == 1 else DEFAULT_ACCURACY_KEY
+
+
+def outcome(obs: Observation, log_lines: list[str]) -> tuple[str, str | None]:
+    if obs.status is not None:
+        return obs.status, obs.reason
+    if obs.exit_code is not None:
+        failure = classify.classify(obs.exit_code, log_lines)
+        return (failure.status, failure.reason) if failure else ("ok", None)
+    # Unknown exit (ingest): an OOM line or a final traceback in the log means the run failed.
+    oom = classify.find_oom(log_lines)
+    if oom is not None:
+        return "oom", oom[1]
+    tail = log_lines[-200:]
+    if any("Traceback (most recent call last)" in x or "Error executing job" in x for x in tail):
+        return "crash", classify.last_error_line(log_lines) or "traceback in log"
+    return "ok", None
+
+
+def torch_memory(metrics: MetricsLog) -> TorchMemory:
+    alloc = [v for s in metrics.steps if (v := s.torch_max_memory_allocated_gb) is not None]
+    resv = [v for s in metrics.steps if (v := s.torch_max_memory_reserved_gb) is not None]
+    return TorchMemory(max_memory_allocated_gb=max(alloc) if alloc else None,
+                       max_memory_reserved_gb=max(resv) if resv else None)
+
+
+def accuracies(info: CellInfo, metrics: MetricsLog,
+               validation_dir: Path | None) -> tuple[dict[str, Accuracy], dict[str, Accuracy], str | None]:
+    """(after training, before training, note). Synthetic (random) weights carry no accuracy."""
+    if validation_dir is None:
+        return {}, {}, None
+    first, last = validation.first_and_last(validation_dir)
+    if last is None:
+        return {}, {}, None
+    if info.model.startswith("synthetic:"):
+        return {}, {}, "accuracy omitted: synthetic (random) weights"
+    key = _accuracy_key(metrics)
+    after = {key: last.accuracy()}
+    before = {key: first.accuracy()} if first is not None and first.step == 0 and last.step > 0 else {}
+    return after, before, None
+
+
+def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Result:
+    metrics = read_metrics(obs.metrics_path) if obs.metrics_path else MetricsLog()
+    log_lines = classify.read_log_lines(obs.log_path) if obs.log_path else []
+    status, reason = outcome(obs, log_lines)
+    if status == "ok" and not metrics.steps and obs.status is None:
+        reason = "exited 0 but logged no training step"
+    after, before, note = accuracies(info, metrics, obs.validation_dir)
+    if note:
+        provenance = provenance.model_copy(update={"extra": {**provenance.extra, "accuracy": note}})
+    if metrics.bad_lines:
+        provenance = provenance.model_copy(
+            update={"extra": {**provenance.extra, "metrics_bad_lines": str(metrics.bad_lines)}})
+    mem = obs.memory
+    return Result(
+        id=info.id,
+        matrix=info.matrix,
+        profile=info.profile,
+        gpu=info.gpu,
+        n_gpus=info.n_gpus,
+        nnodes=info.nnodes,
+        model=info.model,
+        backend=info.backend,
+        axes=dict(info.axes),
+        status=status,  # type: ignore[arg-type]
+        reason=reason,
+        steps=metrics.steps,
+        warmup_steps=info.warmup_steps,
+        peak_memory_gb=list(mem.peak_gib) if mem else [],
+        nvml_sample_hz=round(mem.rate_hz, 2) if mem and mem.rate_hz else None,
+        nvml_samples=mem.samples if mem else None,
+        torch_memory=torch_memory(metrics),
+        accuracy=after,
+        accuracy_initial=before,
+        predicted_memory_gb=info.predicted_memory_gb,
+        exit_code=obs.exit_code,
+        wall_s=round(obs.wall_s, 3) if obs.wall_s is not None else None,
+        startup_s=round(obs.startup_s, 3) if obs.startup_s is not None else None,
+        provenance=provenance,
+    )

@@ -1,0 +1,80 @@
+"""`grpo-suite ingest` (a verl run made outside the suite -> result JSON) and `grpo-suite results validate`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ingest", help="turn an existing verl run (file-logger JSONL) into a result JSON")
+    p.add_argument("--metrics", required=True, help="verl file-logger output (VERL_FILE_LOGGER_PATH)")
+    p.add_argument("--log", default=None, help="the run's console log: failure class and reason")
+    p.add_argument("--validation-dir", default=None, help="trainer.validation_data_dir: exact accuracy counts")
+    p.add_argument("--id", required=True, help="cell id, e.g. qwen2.5-0.5b/h100x1/fsdp/lora8-off_none-tp1-rb16")
+    p.add_argument("--matrix", default="ingested", help="matrix name (default: ingested)")
+    p.add_argument("--profile", default="train", help="bench or train (default: train)")
+    p.add_argument("--gpu", default="unknown", help="GPU generation key, e.g. h100")
+    p.add_argument("--n-gpus", type=int, default=1, help="world size (default 1)")
+    p.add_argument("--nnodes", type=int, default=1)
+    p.add_argument("--model", default="unknown", help="HF id, path or synthetic:<arch>")
+    p.add_argument("--backend", default="fsdp", help="fsdp or megatron (default fsdp)")
+    p.add_argument("--warmup", type=int, default=0, help="warm-up steps excluded from statistics (default 0)")
+    p.add_argument("--exit-code", type=int, default=None,
+                   help="the run's exit code; without it the status is inferred from --log")
+    p.add_argument("--argv", default=None, help="the run's command line (recorded in provenance)")
+    p.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
+    p.set_defaults(func=ingest)
+
+    v = sub.add_parser("results", help="result files: validate against the schema")
+    vs = v.add_subparsers(dest="results_command", metavar="ACTION")
+    val = vs.add_parser("validate", help="check result JSON files against the schema (exit 2 on the first bad)")
+    val.add_argument("files", nargs="+")
+    val.set_defaults(func=validate)
+
+
+def ingest(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from suite.errors import InputError
+    from suite.results import provenance as prov
+    from suite.results.build import CellInfo, Observation, build_result
+    from suite.results.io import write_result
+
+    metrics = Path(args.metrics)
+    if not metrics.is_file():
+        raise InputError("file not found", source=str(metrics), field="--metrics")
+    if args.log and not Path(args.log).is_file():
+        raise InputError("file not found", source=args.log, field="--log")
+    if args.validation_dir and not Path(args.validation_dir).is_dir():
+        raise InputError("directory not found", source=args.validation_dir, field="--validation-dir")
+    if args.n_gpus < 1:
+        raise InputError(f"bad value {args.n_gpus}; allowed: >= 1", field="--n-gpus")
+    info = CellInfo(id=args.id, matrix=args.matrix, profile=args.profile, gpu=args.gpu, n_gpus=args.n_gpus,
+                    nnodes=args.nnodes, model=args.model, backend=args.backend, warmup_steps=args.warmup)
+    obs = Observation(metrics_path=metrics, log_path=Path(args.log) if args.log else None,
+                      validation_dir=Path(args.validation_dir) if args.validation_dir else None,
+                      exit_code=args.exit_code)
+    # The run's own environment is unknown: record none rather than the ingesting shell's.
+    provenance = prov.collect(argv=shlex.split(args.argv) if args.argv else [], env={}, runtime="ingest",
+                              model_source=args.model, start_time=None)
+    provenance = provenance.model_copy(update={"versions": {}, "extra": {"ingested_at": prov.now_iso(),
+                                                                          "metrics": str(metrics.resolve())}})
+    result = build_result(info, obs, provenance)
+    if not result.steps and result.status == "ok":
+        raise InputError("no training step with perf/throughput and perf/time_per_step",
+                         source=str(metrics), field="--metrics")
+    if args.out:
+        write_result(args.out, result)
+    else:
+        print(result.to_json())
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    from suite.results.io import read_result
+
+    for f in args.files:
+        r = read_result(f)
+        print(f"{f}: ok ({r.id}, {r.status}, {len(r.steps)} steps)")
+    return 0

@@ -1,0 +1,104 @@
+"""`grpo-suite run`: plan a matrix and run its cells with a runtime, writing one result per cell."""
+
+from __future__ import annotations
+
+import argparse
+
+from suite.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a matrix's cells (verl + vLLM) and write one result JSON per cell")
+    p.add_argument("matrix", help="matrix TOML file, or a plan JSON (grpo-suite plan --format json)")
+    p.add_argument("--profile", default="bench", help="profile of the matrix: bench (default) or train")
+    p.add_argument("--runtime", default="host", help="host (default), docker, ray or slurm")
+    p.add_argument("--cells", default=None, metavar="PATTERN",
+                   help="glob(s) over cell id or full id, comma-separated (e.g. 'lora8-*')")
+    p.add_argument("--out", default="runs", help="results directory (default: ./runs); one folder per cell")
+    p.add_argument("--resume", action="store_true", help="run only cells without a final result")
+    p.add_argument("--fail-fast", action="store_true", help="stop the matrix at the first failed cell")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="per-cell timeout, seconds")
+    p.add_argument("--parallel", default="1", metavar="auto|N",
+                   help="cells at once on disjoint GPUs (default 1; auto: floor(GPUs / GPUs per cell))")
+    p.add_argument("--gpus", default=None, metavar="LIST",
+                   help="GPU indices the run may use, e.g. 0,1,2,3 (default: every GPU NVML sees)")
+    p.add_argument("--dry-run", action="store_true", help="print each cell's command; run nothing")
+    p.add_argument("--address", default=None, help="Ray cluster address (ray runtime)")
+    p.add_argument("--image", default=None, help="container image reference (docker / slurm runtimes)")
+    p.add_argument("--runtime-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra keyword option for the runtime (repeatable)")
+    p.add_argument("--skip-predicted-oom", action="store_true",
+                   help="record cells the memory planner predicts to OOM as skipped instead of running them")
+    p.add_argument("--data-root", default=None, help="directory holding train.parquet/test.parquet")
+    p.add_argument("--no-verl-check", action="store_true", help="skip composing each cell with verl's config")
+    p.set_defaults(func=run)
+
+
+def _runtime_options(args: argparse.Namespace) -> dict[str, object]:
+    opts: dict[str, object] = {}
+    for item in args.runtime_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"bad value {item!r}; allowed: KEY=VALUE", field="--runtime-option")
+        opts[key.replace("-", "_")] = value
+    if args.address is not None:
+        opts["address"] = args.address
+    if args.image is not None:
+        opts["image"] = args.image
+    if args.dry_run:
+        opts["dry_run"] = True
+    return opts
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+    from pathlib import Path
+
+    from suite.errors import EXIT_OK, EXIT_REGRESSION
+    from suite.run import prepare
+    from suite.run.progress import Progress
+    from suite.run.runner import RunOptions, run_cells, select
+    from suite.run.runtime import make_runtime
+    from suite.run.slots import parse_gpu_ids, parse_parallel
+    from suite.run.summary import table
+
+    parallel = parse_parallel(args.parallel)
+    gpu_ids = parse_gpu_ids(args.gpus) if args.gpus else None
+    if args.timeout is not None and args.timeout <= 0:
+        raise InputError(f"bad value {args.timeout}; allowed: seconds > 0", field="--timeout")
+    runtime = make_runtime(args.runtime, **_runtime_options(args))
+    out_dir = Path(args.out).expanduser().resolve()
+    matrix, cells = prepare.plan(args.matrix, args.profile, out_dir, data_root=args.data_root,
+                                 verl_check=not args.no_verl_check)
+    if gpu_ids is None and args.runtime in ("host", "docker"):
+        gpu_ids = prepare.host_gpu_ids()
+    options = RunOptions(cells=args.cells, resume=args.resume, fail_fast=args.fail_fast,
+                         timeout_s=args.timeout, parallel=parallel, gpu_ids=gpu_ids,
+                         skip_predicted_oom=args.skip_predicted_oom, dry_run=args.dry_run)
+    selected = select(cells, args.cells)
+    if not selected:
+        raise InputError(f"no cell matches {args.cells!r}; cells: {', '.join(c.id for c in cells)}",
+                         field="--cells")
+    if not args.dry_run and any(c.status != "invalid" for c in selected):
+        prepare.ensure_inputs(matrix, selected, data_root=args.data_root)
+
+    def _term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, _term)
+    slots = prepare.max_slots(selected, gpu_ids, parallel)
+    try:
+        with Progress(total=len(selected), slots=slots, live=None if not args.dry_run else False) as progress:
+            summary = run_cells(cells, out_dir, runtime, options, progress=None if args.dry_run else progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if args.dry_run:
+        return EXIT_OK
+    print(table(summary.outcomes))
+    print(f"\nresults: {out_dir} ({sum(o.result is not None for o in summary.outcomes)} result files; "
+          f"{len(summary.failed)} failed, {len(summary.not_run)} not run)")
+    if summary.interrupted:
+        print("interrupted: cells in flight were stopped and recorded; run again with --resume",
+              file=sys.stderr)
+        return 130
+    return EXIT_REGRESSION if summary.failed else EXIT_OK

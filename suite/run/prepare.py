@@ -1,0 +1,97 @@
+"""Before cells run: plan the matrix, build missing models / datasets, find the host's GPUs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from suite.errors import InputError
+from suite.plan.cell import Cell
+from suite.run import slots as slotting
+
+
+def load_plan(path: str | Path) -> list[Cell]:
+    """Cells from a plan JSON (`grpo-suite plan --format json`): a reviewed plan runs exactly as printed."""
+    import json
+
+    from suite.run.cellio import cell_from_dict
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError("file not found", source=str(p)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON ({exc})", source=str(p)) from None
+    if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
+        raise InputError("expected a JSON list of cells (grpo-suite plan --format json)", source=str(p))
+    return [cell_from_dict(x, source=f"{p}[{i}]") for i, x in enumerate(data)]
+
+
+def plan(matrix_path: str, profile: str, out_dir: Path, *, data_root: str | None = None,
+         verl_check: bool = True) -> tuple[Any, list[Cell]]:
+    """(matrix, cells) from a matrix TOML, or (None, cells) from a plan JSON. A plan JSON's cells keep
+    the paths they were planned with (their argv names them), so `--out` must match the plan's."""
+    if str(matrix_path).endswith(".json"):
+        return None, load_plan(matrix_path)
+    from suite.matrix import load_matrix
+    from suite.plan.planner import plan_matrix
+
+    matrix = load_matrix(matrix_path)
+    cells = plan_matrix(matrix, profile, out_dir=out_dir, data_root=data_root, validate_with_verl=verl_check)
+    return matrix, cells
+
+
+def ensure_models(models: Sequence[str]) -> None:
+    for model in dict.fromkeys(models):
+        try:
+            from suite.models.build import ensure_model
+        except ImportError as exc:
+            raise InputError(f"cannot prepare model {model!r}: suite.models.build is not available ({exc})",
+                             field="matrix.model") from None
+        ensure_model(model)
+
+
+def ensure_inputs(matrix: Any, cells: Sequence[Cell], *, data_root: str | None = None) -> None:
+    """Build the cells' models (synthetic:<arch>) and the matrix's dataset when missing; once per run."""
+    ensure_models([c.model for c in cells if c.status != "invalid"])
+    if matrix is None:
+        return
+    mx = matrix.matrix
+    dataset = getattr(mx, "dataset", None)
+    if dataset:
+        from suite.data.paths import dataset_files
+
+        train, test = dataset_files(dataset, data_root)
+        if Path(train).exists() and Path(test).exists():
+            return
+        try:
+            from suite.data.build import ensure_dataset
+        except ImportError as exc:
+            raise InputError(f"dataset {dataset!r} missing ({train}) and suite.data.build is not available "
+                             f"to make it ({exc}); pass --data-root", field="matrix.dataset") from None
+        ensure_dataset(dataset, root=data_root)
+
+
+def host_gpu_ids() -> list[int] | None:
+    """GPU indices this host offers: integers of CUDA_VISIBLE_DEVICES if set, else every NVML device.
+    None when unknown (no NVML): cells then run one at a time without pinning."""
+    from suite.telemetry.nvml import device_count, nvml_session
+
+    with nvml_session() as nvml:
+        if nvml is None:
+            return None
+        count = device_count(nvml)
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None:
+        ids = [int(x) for x in cvd.split(",") if x.strip().isdigit() and int(x) < count]
+        return ids or None
+    return list(range(count))
+
+
+def max_slots(cells: Sequence[Cell], gpu_ids: list[int] | None, parallel: int | None) -> int:
+    if gpu_ids is None:
+        return 1
+    return max((slotting.slot_count(len(gpu_ids), c.gpus_per_node, parallel) for c in cells), default=1) or 1

@@ -1,0 +1,130 @@
+"""Failure classification from the real log text of a cell.
+
+Only failed runs are classified (a run that exits 0 is ok even if vLLM logged a recoverable warning).
+Out-of-memory wins over a generic crash: the matched line becomes the reason. Otherwise the reason is the
+last meaningful error line: traceback frames, Ray/hydra boilerplate and blank lines are skipped, and Ray's
+`(Actor pid=N)` prefixes are stripped.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+# (class, pattern); case-insensitive. Sources: torch / CUDA, vLLM V0 + V1 KV-cache checks, Ray memory monitor.
+OOM_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(p, re.IGNORECASE))
+    for kind, p in (
+        ("cuda", r"CUDA out of memory"),
+        ("cuda", r"CUDA error: out of memory"),
+        ("cuda", r"torch\.(cuda\.)?OutOfMemoryError"),
+        ("kv-cache", r"No available memory for the cache blocks"),
+        ("kv-cache", r"larger than the available KV cache memory"),
+        ("kv-cache", r"maximum number of tokens that can be stored in KV cache"),
+        ("kv-cache", r"not enough KV cache"),
+        ("kv-cache", r"insufficient KV cache"),
+        ("ray", r"ray\.exceptions\.OutOfMemoryError"),
+        ("ray", r"Task was killed due to the node running low on memory"),
+        ("ray", r"killed due to memory pressure \(OOM\)"),
+        ("cuda", r"\bOutOfMemoryError\b"),
+    )
+)
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_RAY_PREFIX = re.compile(r"^\((?:[\w.:\-]+ )?pid=\d+(?:, ip=[\w.:\-]+)?\)\s*")
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Exit|Interrupt|Failure)\b(?:\([^)]*\))?:?")
+_NOISE = (
+    re.compile(r"^Traceback \(most recent call last\)"),
+    re.compile(r"^File \".*\", line \d+"),
+    re.compile(r"^\^+$|^[~^\s]+$"),
+    re.compile(r"^During handling of the above exception"),
+    re.compile(r"^The above exception was the direct cause"),
+    re.compile(r"^Set the environment variable HYDRA_FULL_ERROR"),
+    re.compile(r"^\[repeated \d+x across cluster\]"),
+    re.compile(r"^\*\*\* SIG\w+ received"),
+    re.compile(r"^(?:INFO|DEBUG|WARNING|WARN)\b"),
+    re.compile(r"^\d{4}-\d{2}-\d{2}[ T][\d:,.]+\s+(?:INFO|DEBUG|WARNING)\b"),
+    re.compile(r"^\[\d{4}-\d{2}-\d{2} [\d:,.]+\]"),  # raylet / glog-style timestamps
+)
+MAX_REASON = 400
+
+
+@dataclass(frozen=True)
+class Failure:
+    status: str  # "oom" | "crash"
+    reason: str
+    kind: str | None = None  # for oom: cuda | kv-cache | ray
+
+
+def clean(line: str) -> str:
+    line = _ANSI.sub("", line).strip()
+    return _RAY_PREFIX.sub("", line).strip()
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+def find_oom(lines: Iterable[str]) -> tuple[str, str] | None:
+    """(kind, line) of the first out-of-memory line; the first is the cause, later ones are echoes."""
+    for raw in lines:
+        for kind, pattern in OOM_PATTERNS:
+            if pattern.search(raw):
+                return kind, _short(clean(raw))
+    return None
+
+
+def _is_noise(line: str) -> bool:
+    return any(p.search(line) for p in _NOISE)
+
+
+def last_error_line(lines: list[str]) -> str | None:
+    """The last line that names an error; failing that, the last line that is not noise."""
+    cleaned = [clean(x) for x in lines]
+    fallback = None
+    for line in reversed(cleaned):
+        if not line or _is_noise(line):
+            continue
+        if _ERROR_LINE.match(line) or "Error:" in line:
+            return _short(line)
+        if fallback is None and not line.startswith(("at ", "from ")):
+            fallback = line
+    return _short(fallback) if fallback else None
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    return f"exit code {returncode}"
+
+
+def classify(returncode: int | None, log_lines: list[str]) -> Failure | None:
+    """None when the run succeeded (exit 0); else oom or crash with a reason taken from the log."""
+    if returncode == 0:
+        return None
+    oom = find_oom(log_lines)
+    if oom is not None:
+        return Failure("oom", oom[1], oom[0])
+    exit_text = describe_exit(returncode) if returncode is not None else "no exit code"
+    line = last_error_line(log_lines)
+    return Failure("crash", f"{line} ({exit_text})" if line else exit_text)
+
+
+def read_log_lines(path: str | Path, *, max_bytes: int = 4 << 20) -> list[str]:
+    """The tail of a log (the error is at the end; logs of long runs can be large)."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    size = p.stat().st_size
+    with p.open("rb") as fh:
+        if size > max_bytes:
+            fh.seek(size - max_bytes)
+            fh.readline()  # drop the partial first line
+        return fh.read().decode("utf-8", errors="replace").splitlines()
