@@ -1,0 +1,232 @@
+"""What the memory model needs to know about one cell, as a plain frozen dataclass.
+
+The single source of truth is the verl command itself: `settings_from_overrides` reads verl 0.9.1's Hydra keys
+(the same keys `suite/plan/overrides.py` writes and a result's `provenance.argv` records), falling back to
+verl's own defaults for keys a command leaves out. So a prediction for a planned cell, a raw `[overrides]`
+entry of a matrix and a measured result all go through one path."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from suite.errors import InputError
+from suite.gpus import get_gpu
+from suite.models.archs import Arch, arch_for_model
+
+AR = "actor_rollout_ref"
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    arch: Arch
+    gpu: str  # generation key (suite/gpus.py)
+    gpu_memory_gib: float
+    n_gpus: int  # world size
+    backend: str  # fsdp | megatron
+    lora_rank: int = 0
+    target_modules: tuple[str, ...] = ("all-linear",)
+    param_offload: bool = False
+    optimizer_offload: bool = False
+    ref_param_offload: bool = False
+    offload_policy: bool = False  # FSDP2 CPUOffloadPolicy: actor state lives on CPU for the whole step
+    activation_offload: bool = False
+    rollout_tp: int = 1
+    megatron_tp: int = 1
+    megatron_pp: int = 1
+    ulysses_sp: int = 1
+    train_batch_size: int = 1024  # prompts per step (the rollout_batch axis)
+    rollout_n: int = 1
+    prompt_length: int = 512
+    response_length: int = 512
+    ppo_mini_batch_size: int = 256  # prompts
+    ppo_micro_batch_size_per_gpu: int = 1  # responses
+    log_prob_micro_batch_size_per_gpu: int = 1
+    ref_log_prob_micro_batch_size_per_gpu: int = 1
+    use_dynamic_bsz: bool = False
+    ppo_max_token_len_per_gpu: int = 16384
+    log_prob_max_token_len_per_gpu: int = 16384
+    gradient_checkpointing: bool = True
+    use_remove_padding: bool = True
+    megatron_recompute: bool = False  # override_transformer_config.recompute_granularity == "full"
+    use_kl_loss: bool = False  # with use_kl_in_reward: a reference policy is computed
+    entropy_coeff: float = 0.0
+    model_dtype: str | None = None  # FSDP actor weights (fsdp_config.model_dtype); None: verl's default
+    gpu_memory_utilization: float = 0.5
+    free_cache_engine: bool = True
+    enforce_eager: bool = False
+    max_num_batched_tokens: int | None = None
+    max_num_seqs: int | None = None
+    max_model_len: int | None = None
+    notes: tuple[str, ...] = field(default=(), compare=False)  # assumptions made while reading the command
+
+    @property
+    def lora(self) -> bool:
+        return self.lora_rank > 0
+
+    @property
+    def seq_length(self) -> int:
+        return self.prompt_length + self.response_length
+
+
+# --- Hydra override values -------------------------------------------------------------------------------
+
+_INT = re.compile(r"^[-+]?[0-9][0-9_]*$")
+_FLOAT = re.compile(r"^[-+]?([0-9][0-9_]*)?\.?[0-9_]*(e[-+]?[0-9]+)?$", re.IGNORECASE)
+
+
+def parse_value(text: str) -> Any:
+    """A Hydra override value as Python (the inverse of suite/plan/overrides.py format_value)."""
+    s = text.strip()
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'":
+        return s[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    low = s.lower()
+    if low == "true":
+        return True
+    if low == "false":
+        return False
+    if low in ("null", "none", "~"):
+        return None
+    if _INT.match(s):
+        return int(s.replace("_", ""))
+    if _FLOAT.match(s) and any(c.isdigit() for c in s):
+        return float(s.replace("_", ""))
+    if s.startswith("[") and s.endswith("]"):
+        inner = s[1:-1].strip()
+        return [parse_value(x) for x in inner.split(",")] if inner else []
+    return s
+
+
+def overrides_from_argv(argv: list[str]) -> dict[str, Any]:
+    """`key=value` items of a verl command -> {key: value}; Hydra's `+`/`++`/`~` prefixes are dropped."""
+    out: dict[str, Any] = {}
+    for item in argv:
+        if "=" not in item or item.startswith("-"):
+            continue
+        key, _, value = item.partition("=")
+        out[key.lstrip("+~")] = parse_value(value)
+    return out
+
+
+# --- overrides -> settings --------------------------------------------------------------------------------
+
+
+def _get(o: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    for k in keys:
+        if k in o and o[k] is not None:
+            return o[k]
+    return default
+
+
+def settings_from_overrides(
+    overrides: dict[str, Any], *, model: str, gpu: str, n_gpus: int, backend: str | None = None
+) -> MemorySettings:
+    """Settings of a verl 0.9.1 command given as {hydra key: value}; absent keys take verl's defaults."""
+    arch = arch_for_model(model)
+    if arch is None:
+        raise InputError(f"no known architecture for model {model!r}: memory cannot be predicted", field="model")
+    gen = get_gpu(gpu)
+    o = {k.lstrip("+~"): v for k, v in overrides.items()}
+    megatron = (backend or ("megatron" if o.get("model_engine") == "megatron" else "fsdp")) == "megatron"
+    eng = f"{AR}.actor.megatron" if megatron else f"{AR}.actor.fsdp_config"
+    ref_eng = f"{AR}.ref.megatron" if megatron else f"{AR}.ref.fsdp_config"
+    notes: list[str] = []
+
+    lora_rank = int(_get(o, f"{AR}.model.lora.rank", f"{AR}.model.lora_rank", default=0))
+    targets = _get(o, f"{AR}.model.lora.target_modules", f"{AR}.model.target_modules", default="all-linear")
+    target_modules = tuple(targets) if isinstance(targets, list) else (str(targets),)
+
+    micro = _get(o, f"{AR}.actor.ppo_micro_batch_size_per_gpu")
+    lp_micro = _get(o, f"{AR}.rollout.log_prob_micro_batch_size_per_gpu")
+    ref_micro = _get(o, f"{AR}.ref.log_prob_micro_batch_size_per_gpu", default=lp_micro)
+    dynamic = bool(_get(o, f"{AR}.actor.use_dynamic_bsz", default=False))
+    if not dynamic and (micro is None or lp_micro is None):
+        # verl asserts both are set without dynamic batch sizes; 1 is the smallest (most optimistic) value.
+        notes.append("micro batch size unset: assumed 1")
+    ppo_max_tok = int(_get(o, f"{AR}.actor.ppo_max_token_len_per_gpu", default=16384))
+
+    recompute = _get(o, f"{eng}.override_transformer_config.recompute_granularity")
+    model_dtype = _get(o, f"{eng}.model_dtype")
+
+    return MemorySettings(
+        arch=arch,
+        gpu=gen.key,
+        gpu_memory_gib=gen.memory_gib,
+        n_gpus=n_gpus,
+        backend="megatron" if megatron else "fsdp",
+        lora_rank=lora_rank,
+        target_modules=target_modules,
+        param_offload=bool(_get(o, f"{eng}.param_offload", default=False)),
+        optimizer_offload=bool(_get(o, f"{eng}.optimizer_offload", default=False)),
+        ref_param_offload=bool(_get(o, f"{ref_eng}.param_offload", default=False)),
+        offload_policy=not megatron and bool(_get(o, f"{eng}.offload_policy", default=False)),
+        activation_offload=bool(_get(o, f"{AR}.model.enable_activation_offload", default=False)),
+        rollout_tp=int(_get(o, f"{AR}.rollout.tensor_model_parallel_size", default=1 if not megatron else 2)),
+        megatron_tp=int(_get(o, f"{AR}.actor.megatron.tensor_model_parallel_size", default=1)) if megatron else 1,
+        megatron_pp=int(_get(o, f"{AR}.actor.megatron.pipeline_model_parallel_size", default=1))
+        if megatron
+        else 1,
+        ulysses_sp=int(_get(o, f"{AR}.actor.ulysses_sequence_parallel_size", default=1)) if not megatron else 1,
+        train_batch_size=int(_get(o, "data.train_batch_size", default=1024)),
+        rollout_n=int(_get(o, f"{AR}.rollout.n", default=1)),
+        prompt_length=int(_get(o, "data.max_prompt_length", default=512)),
+        response_length=int(_get(o, "data.max_response_length", default=512)),
+        ppo_mini_batch_size=int(_get(o, f"{AR}.actor.ppo_mini_batch_size", default=256)),
+        ppo_micro_batch_size_per_gpu=int(micro or 1),
+        log_prob_micro_batch_size_per_gpu=int(lp_micro or 1),
+        ref_log_prob_micro_batch_size_per_gpu=int(ref_micro or 1),
+        use_dynamic_bsz=dynamic,
+        ppo_max_token_len_per_gpu=ppo_max_tok,
+        log_prob_max_token_len_per_gpu=int(_get(o, f"{AR}.rollout.log_prob_max_token_len_per_gpu", default=ppo_max_tok)),
+        gradient_checkpointing=bool(_get(o, f"{AR}.model.enable_gradient_checkpointing", default=True)),
+        use_remove_padding=bool(_get(o, f"{AR}.model.use_remove_padding", default=True)),
+        megatron_recompute=megatron and str(recompute).lower() == "full",
+        use_kl_loss=bool(_get(o, f"{AR}.actor.use_kl_loss", default=False))
+        or bool(_get(o, "algorithm.use_kl_in_reward", default=False)),
+        entropy_coeff=float(_get(o, f"{AR}.actor.entropy_coeff", default=0.0)),
+        model_dtype=None if model_dtype is None else str(model_dtype),
+        gpu_memory_utilization=float(_get(o, f"{AR}.rollout.gpu_memory_utilization", default=0.5)),
+        free_cache_engine=bool(_get(o, f"{AR}.rollout.free_cache_engine", default=True)),
+        enforce_eager=bool(_get(o, f"{AR}.rollout.enforce_eager", default=False)),
+        max_num_batched_tokens=_get(o, f"{AR}.rollout.max_num_batched_tokens"),
+        max_num_seqs=_get(o, f"{AR}.rollout.max_num_seqs"),
+        max_model_len=_get(o, f"{AR}.rollout.max_model_len"),
+        notes=tuple(notes),
+    )
+
+
+def settings_from_argv(argv: list[str], *, model: str, gpu: str, n_gpus: int, backend: str | None = None) -> MemorySettings:
+    return settings_from_overrides(overrides_from_argv(argv), model=model, gpu=gpu, n_gpus=n_gpus, backend=backend)
+
+
+def settings_from_cell(cell: Any) -> MemorySettings:
+    """A planned `suite.plan.cell.Cell` (duck-typed: model, gpu, n_gpus, backend, argv)."""
+    return settings_from_argv(list(cell.argv), model=cell.model, gpu=cell.gpu, n_gpus=cell.n_gpus, backend=cell.backend)
+
+
+def settings_from_result(result: Any) -> MemorySettings:
+    """A `suite.results.schema.Result`: its recorded verl command, else its axes over verl's defaults."""
+    argv = list(result.provenance.argv or [])
+    o = overrides_from_argv(argv)
+    if not argv:
+        o.update(axes_overrides(dict(result.axes), result.backend))
+    return settings_from_overrides(o, model=result.model, gpu=result.gpu, n_gpus=result.n_gpus, backend=result.backend)
+
+
+def axes_overrides(axes: dict[str, Any], backend: str) -> dict[str, Any]:
+    """verl keys of the four matrix axes (for results that carry no command)."""
+    from suite.matrix.offload import backend_overrides
+
+    o: dict[str, Any] = {}
+    if "lora_rank" in axes:
+        o[f"{AR}.model.lora.rank" if backend == "megatron" else f"{AR}.model.lora_rank"] = int(axes["lora_rank"])
+    if "offload" in axes:
+        o.update(backend_overrides(str(axes["offload"]), backend))
+    if "tp" in axes:
+        o[f"{AR}.rollout.tensor_model_parallel_size"] = int(axes["tp"])
+        if backend == "megatron":
+            o[f"{AR}.actor.megatron.tensor_model_parallel_size"] = int(axes["tp"])
+    if "rollout_batch" in axes:
+        o["data.train_batch_size"] = int(axes["rollout_batch"])
+    return o
