@@ -1,0 +1,156 @@
+"""Hashed Python lockfiles per generation (`nox -s lock`).
+
+One `uv pip compile --generate-hashes` resolution per generation over `containers/<gen>/requirements.in`
+plus grpo-suite's own dependencies (pyproject.toml), for the image's Python and platform. The result is
+split in two files so the Dockerfile can install wheels first and then build the CUDA extensions whose
+setup.py imports torch (`source_packages`): `requirements.lock` and `requirements-source.lock`. Both keep
+`--hash` lines, so `pip install --require-hashes --no-deps` checks every artefact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from suite.containers.settings import GenSettings, load_settings
+from suite.errors import InputError
+
+LOCK_COMMAND = "nox -s lock"
+_REQ_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)")
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def uv_compile_command(settings: GenSettings, output: Path, *, pyproject: Path, uv: str = "uv",
+                       python: str | None = None) -> list[str]:
+    lock = settings.lock
+    cmd = [uv, "pip", "compile", str(settings.requirements_in), str(pyproject),
+           "--generate-hashes", "--quiet",
+           "--python-version", str(lock.get("python_version", "3.12")),
+           "--python-platform", str(lock.get("python_platform", "x86_64-manylinux_2_28")),
+           "--custom-compile-command", LOCK_COMMAND,
+           "--output-file", str(output)]
+    if lock.get("exclude_newer"):
+        cmd += ["--exclude-newer", str(lock["exclude_newer"])]
+    if python:  # an interpreter to build sdist metadata with; uv would otherwise try to download one
+        cmd += ["--python", python]
+    return cmd
+
+
+@dataclass(frozen=True)
+class Block:
+    """One requirement of a uv lockfile: its `name==version \\ --hash ...` lines and `# via` comments."""
+
+    name: str
+    version: str
+    text: str
+
+
+def split_blocks(text: str) -> tuple[str, list[Block]]:
+    """(header comments, requirement blocks) of a `uv pip compile` output."""
+    header: list[str] = []
+    blocks: list[Block] = []
+    current: list[str] = []
+    name = version = ""
+    for line in text.splitlines():
+        m = _REQ_LINE.match(line)
+        if m:
+            if current:
+                blocks.append(Block(name, version, "\n".join(current)))
+            current, name, version = [line], normalize(m.group(1)), m.group(3)
+        elif current:
+            current.append(line)
+        else:
+            header.append(line)
+    if current:
+        blocks.append(Block(name, version, "\n".join(current)))
+    return "\n".join(header), blocks
+
+
+def split_lock(text: str, source_packages: list[str]) -> tuple[str, str]:
+    """(wheel part, source-built part) of one resolution, each a valid hashed requirements file."""
+    header, blocks = split_blocks(text)
+    wanted = {normalize(p) for p in source_packages}
+    missing = wanted - {b.name for b in blocks}
+    if missing:
+        raise InputError(f"source package(s) {', '.join(sorted(missing))} are not in the resolution; "
+                         "drop them from [lock] source_packages or add them to requirements.in")
+    main = [b.text for b in blocks if b.name not in wanted]
+    src = [b.text for b in blocks if b.name in wanted]
+    note = ("# Built from source after requirements.lock is installed (their setup.py imports torch):\n"
+            "#   pip install --require-hashes --no-deps --no-build-isolation -r requirements-source.lock\n")
+    return (header + "\n" + "\n".join(main) + "\n",
+            header + "\n" + note + "\n".join(src) + "\n")
+
+
+def find_python(version: str) -> str | None:
+    """A local interpreter of the target version for sdist metadata builds (none is fine: uv falls back
+    to its own interpreter with a warning, the metadata is the same for pure setup.py packages)."""
+    path = shutil.which(f"python{version}")
+    # A pyenv shim exists even when that version is not selected, and then fails: try it first.
+    if path and subprocess.run([path, "-c", ""], capture_output=True).returncode == 0:
+        return path
+    return None
+
+
+def lock_generation(gen: str, *, repo: Path, uv: str = "uv", python: str | None = None) -> tuple[Path, Path]:
+    settings = load_settings(gen, repo / "containers")
+    python = python or find_python(str(settings.lock.get("python_version", "3.12")))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "full.lock"
+        cmd = uv_compile_command(settings, out, pyproject=Path("pyproject.toml"), uv=uv, python=python)
+        # Relative paths keep the lockfile comments ("via -r containers/...") free of this machine's paths.
+        cmd = [c if not c.startswith(str(repo) + "/") else str(Path(c).relative_to(repo)) for c in cmd]
+        proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=_uv_env())
+        if proc.returncode != 0:
+            raise InputError(f"uv pip compile failed for {gen}:\n{proc.stderr.strip()}")
+        main, src = split_lock(out.read_text(), list(settings.lock.get("source_packages", [])))
+    settings.lockfile.write_text(main)
+    settings.source_lockfile.write_text(src)
+    return settings.lockfile, settings.source_lockfile
+
+
+def _uv_env() -> dict[str, str]:
+    import os
+
+    # Never fetch a managed CPython in the middle of locking: the target is given by --python-version.
+    return {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+
+
+def lock_sha256(settings: GenSettings) -> str:
+    """Hash of everything pip installs from: both lock parts, in install order."""
+    h = hashlib.sha256()
+    for path in (settings.lockfile, settings.source_lockfile):
+        try:
+            h.update(path.read_bytes())
+        except FileNotFoundError:
+            raise InputError(f"lockfile missing; run `{LOCK_COMMAND}`", source=str(path)) from None
+    return h.hexdigest()
+
+
+def pinned_versions(settings: GenSettings) -> dict[str, str]:
+    """name -> version for every package the image installs (both lock parts)."""
+    out: dict[str, str] = {}
+    for path in (settings.lockfile, settings.source_lockfile):
+        if not path.is_file():
+            raise InputError(f"lockfile missing; run `{LOCK_COMMAND}`", source=str(path))
+        for block in split_blocks(path.read_text())[1]:
+            out[block.name] = block.version
+    return out
+
+
+def unhashed(settings: GenSettings) -> list[str]:
+    """Requirements without a --hash line (pip --require-hashes would refuse the whole file)."""
+    bad = []
+    for path in (settings.lockfile, settings.source_lockfile):
+        for block in split_blocks(path.read_text())[1]:
+            if "--hash=sha256:" not in block.text:
+                bad.append(f"{path.name}: {block.name}")
+    return bad
