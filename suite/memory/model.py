@@ -227,7 +227,9 @@ def activation_bytes(s: MemorySettings, c: Calibration, tokens: float, *, train:
         return tokens * layer  # no grad: one layer's tensors at a time
     if not s.gradient_checkpointing:
         return tokens * layer * arch.num_hidden_layers
-    ckpt = 0.0 if s.activation_offload else tokens * c.activations.checkpoint_h * arch.hidden_size * arch.num_hidden_layers
+    ckpt = (
+        0.0 if s.activation_offload else tokens * c.activations.checkpoint_h * arch.hidden_size * arch.num_hidden_layers
+    )
     return ckpt + tokens * layer
 
 
@@ -329,7 +331,9 @@ def phases(s: MemorySettings, c: Calibration) -> tuple[Phase, ...]:
             "unsharded_layers": fsdp_unsharded_bytes(s, c, with_grads=True),
             "activations": activation_bytes(s, c, tokens, train=True),
             "logits": logits_bytes(s, c, tokens, train=True),
-            "batch": samples_per_gpu_per_minibatch(s) * effective_seq_length(s, c) * c.activations.batch_bytes_per_token,
+            "batch": samples_per_gpu_per_minibatch(s)
+            * effective_seq_length(s, c)
+            * c.activations.batch_bytes_per_token,
             "runtime_overhead": overhead,
         },
         dyn,

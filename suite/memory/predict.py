@@ -1,8 +1,8 @@
 """The planner's entry points for plan and run: predict one cell, annotate a list of cells.
 
-    from suite.memory.predict import annotate_cells, predict_cell
-    cells = annotate_cells(plan_matrix(m, ...))       # `grpo-suite plan --predict-memory`
-    runnable = [c for c in cells if c.status == "ok"]  # `grpo-suite run --skip-predicted-oom`
+from suite.memory.predict import annotate_cells, predict_cell
+cells = annotate_cells(plan_matrix(m, ...))       # `grpo-suite plan --predict-memory`
+runnable = [c for c in cells if c.status == "ok"]  # `grpo-suite run --skip-predicted-oom`
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from suite.memory.model import Prediction, predict
 from suite.memory.settings import MemorySettings, settings_from_cell, settings_from_overrides
 
 
-def predict_settings(settings: MemorySettings | Mapping[str, Any], calibration: Calibration | None = None) -> Prediction:
+def predict_settings(
+    settings: MemorySettings | Mapping[str, Any], calibration: Calibration | None = None
+) -> Prediction:
     """A prediction from `MemorySettings`, or from a plain dict of verl Hydra keys plus `model`, `gpu`,
     `n_gpus` (and optionally `backend`), e.g. {"model": "synthetic:qwen2.5-0.5b", "gpu": "h100", "n_gpus": 1,
     "actor_rollout_ref.model.lora_rank": 8, ...}."""

@@ -164,9 +164,7 @@ def settings_from_overrides(
         activation_offload=bool(_get(o, f"{AR}.model.enable_activation_offload", default=False)),
         rollout_tp=int(_get(o, f"{AR}.rollout.tensor_model_parallel_size", default=1 if not megatron else 2)),
         megatron_tp=int(_get(o, f"{AR}.actor.megatron.tensor_model_parallel_size", default=1)) if megatron else 1,
-        megatron_pp=int(_get(o, f"{AR}.actor.megatron.pipeline_model_parallel_size", default=1))
-        if megatron
-        else 1,
+        megatron_pp=int(_get(o, f"{AR}.actor.megatron.pipeline_model_parallel_size", default=1)) if megatron else 1,
         ulysses_sp=int(_get(o, f"{AR}.actor.ulysses_sequence_parallel_size", default=1)) if not megatron else 1,
         train_batch_size=int(_get(o, "data.train_batch_size", default=1024)),
         rollout_n=int(_get(o, f"{AR}.rollout.n", default=1)),
@@ -178,7 +176,9 @@ def settings_from_overrides(
         ref_log_prob_micro_batch_size_per_gpu=int(ref_micro or 1),
         use_dynamic_bsz=dynamic,
         ppo_max_token_len_per_gpu=ppo_max_tok,
-        log_prob_max_token_len_per_gpu=int(_get(o, f"{AR}.rollout.log_prob_max_token_len_per_gpu", default=ppo_max_tok)),
+        log_prob_max_token_len_per_gpu=int(
+            _get(o, f"{AR}.rollout.log_prob_max_token_len_per_gpu", default=ppo_max_tok)
+        ),
         gradient_checkpointing=bool(_get(o, f"{AR}.model.enable_gradient_checkpointing", default=True)),
         use_remove_padding=bool(_get(o, f"{AR}.model.use_remove_padding", default=True)),
         megatron_recompute=megatron and str(recompute).lower() == "full",
@@ -196,7 +196,9 @@ def settings_from_overrides(
     )
 
 
-def settings_from_argv(argv: list[str], *, model: str, gpu: str, n_gpus: int, backend: str | None = None) -> MemorySettings:
+def settings_from_argv(
+    argv: list[str], *, model: str, gpu: str, n_gpus: int, backend: str | None = None
+) -> MemorySettings:
     return settings_from_overrides(overrides_from_argv(argv), model=model, gpu=gpu, n_gpus=n_gpus, backend=backend)
 
 
