@@ -1,0 +1,3 @@
+from suite.containers.cli import main
+
+raise SystemExit(main())
