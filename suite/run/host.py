@@ -41,6 +41,27 @@ OPTIONS = {
 }
 
 
+def _bool(v: Any) -> bool:
+    """Options arrive as strings from `--runtime-option KEY=VALUE`."""
+    if isinstance(v, str):
+        if v.lower() in ("1", "true", "yes", "on"):
+            return True
+        if v.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise InputError(f"bad value {v!r}; allowed: true or false", field="--runtime-option")
+    return bool(v)
+
+
+def _float(name: str, v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"bad value {v!r} for {name}; allowed: a number", field="--runtime-option") from None
+    if f < 0:
+        raise InputError(f"bad value {v!r} for {name}; allowed: >= 0", field="--runtime-option")
+    return f
+
+
 class HostRuntime:
     name = "host"
 
@@ -50,15 +71,17 @@ class HostRuntime:
             raise InputError(f"option(s) {', '.join(unknown)} not supported by the host runtime; "
                              f"allowed: {', '.join(OPTIONS)}", field="--runtime host")
         opts = {**OPTIONS, **{k: v for k, v in options.items() if v is not None}}
-        self.grace_s = float(opts["grace_s"])
-        self.gpu_free_gib = float(opts["gpu_free_gib"])
-        self.gpu_wait_s = float(opts["gpu_wait_s"])
-        self.nvml_hz = float(opts["nvml_hz"])
-        self.isolate_ray = bool(opts["isolate_ray"])
-        self.keep_ray_tmp = bool(opts["keep_ray_tmp"])
-        self.dry_run = bool(opts["dry_run"])
+        self.grace_s = _float("grace_s", opts["grace_s"])
+        self.gpu_free_gib = _float("gpu_free_gib", opts["gpu_free_gib"])
+        self.gpu_wait_s = _float("gpu_wait_s", opts["gpu_wait_s"])
+        self.nvml_hz = _float("nvml_hz", opts["nvml_hz"])
+        if self.nvml_hz == 0:
+            raise InputError("bad value 0 for nvml_hz; allowed: > 0", field="--runtime-option")
+        self.isolate_ray = _bool(opts["isolate_ray"])
+        self.keep_ray_tmp = _bool(opts["keep_ray_tmp"])
+        self.dry_run = _bool(opts["dry_run"])
         self.record_as = opts["record_as"] or self.name
-        self.poll_s = float(opts["poll_s"])
+        self.poll_s = _float("poll_s", opts["poll_s"])
         self._cancel = threading.Event()
 
     def interrupt(self) -> None:

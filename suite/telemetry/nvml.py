@@ -158,6 +158,7 @@ class MemorySampler:
         self._t0 = 0.0
         self._t1 = 0.0
         self._handles: list[Any] = []
+        self.result: MemorySamples | None = None
 
     @property
     def enabled(self) -> bool:
@@ -199,18 +200,21 @@ class MemorySampler:
             self._stop.wait(delay)
 
     def stop(self) -> MemorySamples | None:
+        """The samples (None when nothing was sampled). Idempotent: later calls return the same."""
         if self._thread is None:
             return None
+        if self._stop.is_set():
+            return self.result
         self._stop.set()
         self._thread.join(timeout=5)
         self._t1 = time.perf_counter()
         self.sample_once()  # the final state counts too (a peak right at the end)
-        return MemorySamples(indices=self.indices, peak_gib=[round(p, 3) for p in self._peak],
-                             samples=self._samples, duration_s=self._t1 - self._t0, errors=self._errors)
+        self.result = MemorySamples(indices=self.indices, peak_gib=[round(p, 3) for p in self._peak],
+                                    samples=self._samples, duration_s=self._t1 - self._t0, errors=self._errors)
+        return self.result
 
     def __enter__(self) -> MemorySampler:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        if self._thread is not None and not self._stop.is_set():
-            self.stop()
+        self.stop()

@@ -1,0 +1,64 @@
+import json
+
+from suite.results.build import CellInfo, Observation, build_result, outcome
+from suite.results.schema import Provenance
+from suite.telemetry.nvml import MemorySamples
+
+
+def info(model="fake/tiny"):
+    return CellInfo(id="x/h100x1/fsdp/a", matrix="m", profile="train", gpu="h100", n_gpus=1, model=model,
+                    backend="fsdp", warmup_steps=0)
+
+
+def write_run(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in [
+        {"step": 0, "data": {"val-core/openai/gsm8k/acc/mean@1": 0.25}},
+        {"step": 1, "data": {"perf/throughput": 10.0, "perf/time_per_step": 1.0, "response_length/mean": 5}},
+        {"step": 2, "data": {"perf/throughput": 12.0, "perf/time_per_step": 1.0, "response_length/mean": 5,
+                             "val-core/openai/gsm8k/acc/mean@1": 0.5}},
+    ]) + "\n")
+    val = tmp_path / "validation"
+    val.mkdir()
+    for step, correct in ((0, 1), (2, 2)):
+        (val / f"{step}.jsonl").write_text("".join(
+            json.dumps({"input": "q", "output": "#### 1" if i < correct else "no", "gts": "1",
+                        "score": 1.0 if i < correct else 0.0, "step": step}) + "\n" for i in range(4)))
+    return tmp_path / "metrics.jsonl", val
+
+
+def test_accuracy_before_and_after_training_with_exact_counts(tmp_path):
+    metrics, val = write_run(tmp_path)
+    r = build_result(info(), Observation(metrics_path=metrics, validation_dir=val, exit_code=0), Provenance())
+    assert r.accuracy["gsm8k"].correct == 2 and r.accuracy["gsm8k"].total == 4
+    assert r.accuracy_initial["gsm8k"].correct == 1
+    assert r.accuracy["gsm8k"].source.endswith("2.jsonl")
+
+
+def test_synthetic_weights_carry_no_accuracy(tmp_path):
+    metrics, val = write_run(tmp_path)
+    r = build_result(info("synthetic:qwen2.5-0.5b"),
+                     Observation(metrics_path=metrics, validation_dir=val, exit_code=0), Provenance())
+    assert r.accuracy == {} and r.accuracy_initial == {}
+    assert "synthetic" in r.provenance.extra["accuracy"]
+
+
+def test_nvml_samples_are_recorded(tmp_path):
+    mem = MemorySamples(indices=[0, 1], peak_gib=[26.1, 28.6], samples=200, duration_s=10.0)
+    r = build_result(info(), Observation(exit_code=0, memory=mem), Provenance())
+    assert r.peak_memory_gb == [26.1, 28.6] and r.peak_memory_worst_gb == 28.6
+    assert r.nvml_samples == 200 and r.nvml_sample_hz == 20.0
+
+
+def test_forced_status_wins_and_exit_zero_without_steps_is_noted(tmp_path):
+    r = build_result(info(), Observation(exit_code=-2, status="interrupted", reason="Ctrl-C"), Provenance())
+    assert (r.status, r.reason, r.exit_code) == ("interrupted", "Ctrl-C", -2)
+    r = build_result(info(), Observation(exit_code=0), Provenance())
+    assert r.status == "ok" and "no training step" in r.reason
+
+
+def test_unknown_exit_code_is_inferred_from_the_log():
+    assert outcome(Observation(), ["step 1", "done"]) == ("ok", None)
+    assert outcome(Observation(), ["CUDA out of memory. Tried"])[0] == "oom"
+    status, reason = outcome(Observation(), ["Traceback (most recent call last):", '  File "x", line 1',
+                                             "KeyError: 'actor'"])
+    assert (status, reason) == ("crash", "KeyError: 'actor'")

@@ -1,0 +1,78 @@
+import pytest
+
+from suite.telemetry.classify import classify, clean, describe_exit, last_error_line, read_log_lines
+
+TRACEBACK = [
+    "Error executing job with overrides: ['algorithm.adv_estimator=grpo']",
+    "Traceback (most recent call last):",
+    '  File "/usr/lib/python3.12/site-packages/verl/trainer/main_ppo.py", line 42, in main',
+    "    run_ppo(config)",
+    "    ^^^^^^^^^^^^^^^",
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.", "cuda"),
+    ("RuntimeError: CUDA error: out of memory", "cuda"),
+    ("(WorkerDict pid=1234) torch.cuda.OutOfMemoryError: CUDA out of memory.", "cuda"),
+    ("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`", "kv-cache"),
+    ("ValueError: To serve at least one request with the models's max seq len (40960), (5.62 GiB KV cache is "
+     "needed, which is larger than the available KV cache memory (4.50 GiB).", "kv-cache"),
+    ("ValueError: The model's max seq len (4096) is larger than the maximum number of tokens that can be "
+     "stored in KV cache (2048).", "kv-cache"),
+    ("RuntimeError: not enough KV cache blocks", "kv-cache"),
+    ("ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.", "ray"),
+    ("(raylet) [2026-11-28 10:00:00] Task was killed due to the node running low on memory.", "ray"),
+])
+def test_oom_classes(text, kind):
+    f = classify(1, [*TRACEBACK, text, "[repeated 3x across cluster]"])
+    assert f.status == "oom" and f.kind == kind
+    assert f.reason == clean(text)[:400] or f.reason.endswith("...")
+
+
+def test_first_oom_line_is_the_reason():
+    f = classify(1, ["CUDA out of memory. first", "torch.OutOfMemoryError: echoed later"])
+    assert f.reason == "CUDA out of memory. first"
+
+
+def test_exit_zero_is_ok_even_with_oom_text():
+    assert classify(0, ["CUDA out of memory (recovered)"]) is None
+
+
+def test_crash_reason_is_last_error_line_not_frames_or_noise():
+    lines = [
+        *TRACEBACK,
+        "(TaskRunner pid=5151) ray.exceptions.RayTaskError(ValueError): ray::TaskRunner.run()",
+        '  File "verl/workers/rollout/vllm_rollout.py", line 10, in init',
+        "(TaskRunner pid=5151) ValueError: tensor_model_parallel_size 3 does not divide 14 heads",
+        "",
+        "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.",
+        "[repeated 2x across cluster]",
+        "*** SIGTERM received at time=1700000000 on cpu 3 ***",
+    ]
+    f = classify(1, lines)
+    assert f.status == "crash"
+    assert f.reason == "ValueError: tensor_model_parallel_size 3 does not divide 14 heads (exit code 1)"
+
+
+def test_crash_without_error_line_falls_back_to_last_line():
+    assert last_error_line(["starting", "segfault in libfoo", ""]) == "segfault in libfoo"
+    assert classify(-9, []).reason == "killed by SIGKILL"
+
+
+def test_ansi_codes_and_ray_prefixes_are_removed():
+    assert clean("\x1b[36m(WorkerDict pid=77, ip=10.0.0.1)\x1b[0m KeyError: 'x'") == "KeyError: 'x'"
+
+
+def test_describe_exit():
+    assert describe_exit(3) == "exit code 3"
+    assert describe_exit(-15) == "killed by SIGTERM"
+
+
+def test_read_log_tail_of_large_file(tmp_path):
+    p = tmp_path / "log.txt"
+    p.write_text("x" * 100 + "\n" + "\n".join(f"line {i}" for i in range(1000)) + "\nValueError: end\n")
+    lines = read_log_lines(p, max_bytes=200)
+    assert lines[-1] == "ValueError: end"
+    assert all(x.startswith(("line", "ValueError")) for x in lines)  # partial first line dropped
+    assert read_log_lines(tmp_path / "missing") == []

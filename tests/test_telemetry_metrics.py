@@ -1,0 +1,97 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from suite.telemetry.metrics import data_source_key, parse_metrics, read_metrics, step_from_data
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def line(step: int, data: dict) -> str:
+    return json.dumps({"step": step, "data": data})
+
+
+STEP = {
+    "perf/throughput": 700.5,
+    "perf/time_per_step": 15.2,
+    "perf/total_num_tokens": 10650,
+    "response_length/mean": 128.0,
+    "timing_s/gen": 8.1,
+    "timing_s/update_actor": 3.4,
+    "actor/perf/max_memory_allocated_gb": 5.5,
+    "actor/perf/max_memory_reserved_gb": 7.0,
+    "perf/mfu/actor": 0.011,
+    "actor/pg_loss": -0.02,
+}
+
+
+def test_step_fields_from_verl_keys():
+    s = step_from_data(3, STEP)
+    assert s is not None
+    assert (s.step, s.throughput, s.time_per_step, s.response_length_mean) == (3, 700.5, 15.2, 128.0)
+    assert s.total_num_tokens == 10650
+    assert s.timing_s == {"gen": 8.1, "update_actor": 3.4}
+    assert (s.torch_max_memory_allocated_gb, s.torch_max_memory_reserved_gb, s.mfu) == (5.5, 7.0, 0.011)
+    assert s.extra == {"actor/pg_loss": -0.02}
+
+
+def test_older_verl_memory_key_is_read():
+    data = {k: v for k, v in STEP.items() if not k.startswith("actor/perf")}
+    data["perf/max_memory_allocated_gb"] = 9.25
+    s = step_from_data(1, data)
+    assert s is not None and s.torch_max_memory_allocated_gb == 9.25
+
+
+def test_validation_line_is_not_a_step_but_its_accuracy_is_kept():
+    log = parse_metrics([
+        line(0, {"val-core/openai/gsm8k/acc/mean@1": 0.25, "val-aux/openai/gsm8k/reward/mean@1": 0.25}),
+        line(1, STEP),
+        line(2, {**STEP, "val-core/openai/gsm8k/acc/mean@1": 0.5}),
+    ])
+    assert [s.step for s in log.steps] == [1, 2]
+    assert log.val_accuracy == {0: {"gsm8k": 0.25}, 2: {"gsm8k": 0.5}}
+    assert "val-core/openai/gsm8k/acc/mean@1" not in log.steps[1].extra
+
+
+def test_pre_0_7_accuracy_key():
+    log = parse_metrics([line(0, {"val-core/openai/gsm8k/reward/mean@1": 0.125})])
+    assert log.val_accuracy == {0: {"gsm8k": 0.125}}
+
+
+def test_partial_and_garbage_lines_are_counted_not_fatal():
+    log = parse_metrics([line(1, STEP), "not json", '{"step": 2, "data": {"perf/thr', "", line(3, STEP)])
+    assert [s.step for s in log.steps] == [1, 3]
+    assert log.bad_lines == 2
+
+
+def test_nan_and_missing_perf_values_do_not_make_steps():
+    log = parse_metrics([line(1, {**STEP, "perf/throughput": None}), line(2, {"timing_s/gen": 1.0})])
+    assert log.steps == []
+
+
+def test_relogged_step_keeps_the_later_line():
+    log = parse_metrics([line(1, STEP), line(1, {**STEP, "perf/throughput": 1.0})])
+    assert len(log.steps) == 1 and log.steps[0].throughput == 1.0
+
+
+def test_read_missing_file_is_empty(tmp_path):
+    assert read_metrics(tmp_path / "nope.jsonl").steps == []
+
+
+def test_data_source_key():
+    assert data_source_key("openai/gsm8k") == "gsm8k"
+    assert data_source_key("gsm8k") == "gsm8k"
+
+
+# Real verl file-logger output from GPU runs plugs in here: any tests/fixtures/**/metrics*.jsonl.
+REAL = sorted(FIXTURES.glob("**/metrics*.jsonl"))
+
+
+@pytest.mark.parametrize("path", REAL, ids=[str(p.relative_to(FIXTURES)) for p in REAL])
+def test_real_verl_metrics_fixtures_parse(path):
+    log = read_metrics(path)
+    assert log.steps, f"{path}: no training step parsed"
+    assert all(s.throughput > 0 and s.time_per_step > 0 for s in log.steps)
+    assert [s.step for s in log.steps] == sorted({s.step for s in log.steps})
+    assert log.bad_lines <= 1  # at most a partial last line of a killed run

@@ -1,0 +1,80 @@
+import time
+
+from fakes.nvml import GIB, FakeGpu, FakeNvml
+
+from suite.telemetry import nvml as nv
+
+
+def test_sampler_keeps_max_used_per_gpu_at_10hz_or_more():
+    gpus = [FakeGpu(used=[1 * GIB, 30 * GIB, 2 * GIB]), FakeGpu(used=[5 * GIB, 6 * GIB])]
+    sampler = nv.MemorySampler(FakeNvml(gpus), [0, 1], hz=50).start()
+    time.sleep(0.3)
+    samples = sampler.stop()
+    assert samples.peak_gib == [30.0, 6.0]
+    assert samples.indices == [0, 1]
+    assert samples.samples >= 5
+    assert samples.rate_hz >= 10
+    assert samples.errors == 0
+
+
+def test_sampler_only_reads_the_cells_gpus():
+    gpus = [FakeGpu(used=[70 * GIB]), FakeGpu(used=[3 * GIB])]
+    with nv.MemorySampler(FakeNvml(gpus), [1], hz=50) as s:
+        time.sleep(0.05)
+    assert gpus[0].reads == 0
+    assert gpus[1].reads >= 1
+    assert s.result is not None and s.result.peak_gib == [3.0]
+    assert s.stop() is s.result
+
+
+def test_sampler_without_nvml_records_nothing():
+    s = nv.MemorySampler(None, [0, 1]).start()
+    assert not s.enabled
+    assert s.stop() is None
+
+
+def test_sampler_with_bad_index_disables_itself():
+    s = nv.MemorySampler(FakeNvml([FakeGpu()]), [3]).start()
+    assert s.stop() is None
+
+
+def test_open_nvml_degrades_to_none_without_driver():
+    # On CPU CI there is no libnvidia-ml: open_nvml must return None, not raise.
+    nvml = nv.open_nvml()
+    try:
+        if nvml is not None:  # a GPU machine: then it must answer
+            assert nv.device_count(nvml) >= 0
+    finally:
+        nv.close_nvml(nvml)
+
+
+def test_gpu_info():
+    info = nv.gpu_info(FakeNvml([FakeGpu(), FakeGpu()], cuda=12040), [0, 1])
+    assert (info.name, info.count, info.driver, info.cuda) == ("NVIDIA H100 80GB HBM3", 2, "580.95.05", "12.4")
+    assert nv.gpu_info(None, [0]) is None
+
+
+def test_wait_gpus_free_returns_once_free():
+    gpu = FakeGpu(used=[40 * GIB, 40 * GIB, GIB // 2])
+    sleeps = []
+    msg = nv.wait_gpus_free(FakeNvml([gpu]), [0], timeout_s=10, poll_s=1, sleep=sleeps.append)
+    assert msg is None and len(sleeps) == 2
+
+
+def test_wait_gpus_free_gives_up_with_a_clear_message():
+    gpus = [FakeGpu(), FakeGpu(used=[12 * GIB], processes=2)]
+    t = [0.0]
+
+    def sleep(s):
+        t[0] += s
+
+    msg = nv.wait_gpus_free(FakeNvml(gpus), [0, 1], timeout_s=5, poll_s=1, sleep=sleep, clock=lambda: t[0])
+    assert msg is not None
+    assert "GPU 1: 12.0 GiB used, 2 compute process(es)" in msg and "GPU 0" not in msg
+    assert t[0] >= 5
+
+
+def test_busy_by_process_even_with_little_memory():
+    uses = nv.gpu_use(FakeNvml([FakeGpu(processes=1)]), [0])
+    assert nv.busy_gpus(uses, max_used_gib=1.0) == uses
+    assert nv.wait_gpus_free(None, [0]) is None
