@@ -3,7 +3,7 @@
 #   source tools/gpu/setup.sh
 set -e
 source .gpu/bin/install.sh
-export GRPO_SUITE_CACHE=$HOME/grpo-suite-cache
+export GRPO_SUITE_CACHE=$HOME/.cache/grpo-suite
 mkdir -p "$GRPO_SUITE_CACHE"
 [ -d "$GRPO_SUITE_CACHE/tokenizers" ] || tar -C "$GRPO_SUITE_CACHE" -xJf "$HOME/parts/cache.tar.xz"
 if [ -d .whl ] && [ ! -d /tmp/extra-site ]; then
