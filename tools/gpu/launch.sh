@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# On the GPU host, in the call that carries the last part: stash it, snapshot the suite (later calls re-sync
+# the working tree; the detached session must not import half-synced files), set up, start the session.
+#   bash tools/gpu/launch.sh [SESSION_SCRIPT]
+set -e
+bash tools/gpu/stash.sh
+rm -rf "$HOME/snap" && mkdir -p "$HOME/snap/.gpu"
+cp -r suite tools benchmarks "$HOME/snap/" && cp -r .gpu/bin "$HOME/snap/.gpu/" && { [ -d .whl ] && cp -r .whl "$HOME/snap/" || true; }
+cd "$HOME/snap"
+source tools/gpu/setup.sh
+nvidia-smi --query-gpu=index,name,memory.used,memory.total,driver_version --format=csv
+setsid nohup bash "${1:-tools/gpu/session.sh}" "$HOME/runs" > "$HOME/session.log" 2>&1 < /dev/null &
+sleep 5; cat "$HOME/session.log"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# On the GPU host: wait up to N seconds (or until the session prints "done"), then show where it stands.
+#   bash tools/gpu/poll.sh 500
+end=$(( $(date +%s) + ${1:-300} ))
+while [ "$(date +%s)" -lt "$end" ] && ! grep -q '=== .* done' "$HOME/session.log" 2>/dev/null; do sleep 10; done
+cat "$HOME/session.log"
+for f in "$HOME"/runs/wave-*.log; do echo "--- $f"; tail -c 1500 "$f"; done
+find "$HOME/runs" -name result.json | while read -r r; do
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['status'], d['id'], len(d['steps']), 'steps', (d.get('reason') or '')[:150])" "$r"
+done
+for f in "$HOME"/runs/h100/*/*/*/*/metrics.jsonl; do [ -f "$f" ] && echo "$(wc -l < "$f") lines $f"; done 2>/dev/null
+nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv,noheader
