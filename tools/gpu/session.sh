@@ -8,17 +8,29 @@ data=$GRPO_SUITE_CACHE/data/gsm8k-offline
 M=suite/matrices
 suite() { python3 -m suite "$@"; }
 stamp() { echo "=== $(date -u +%H:%M:%S) $*"; }
+# cells of several matrices in one queue: plan each to JSON, keep the chosen ids, run the union as one plan
+pick() {  # pick OUT.json MATRIX PROFILE PATTERN
+  suite plan "$2" --profile "$3" --format json --out "$runs/h100" --data-root "$data" > "$1.all" &&
+  python3 - "$1" "$4" <<'PY'
+import fnmatch, json, sys
+out, pats = sys.argv[1], sys.argv[2].split(",")
+cells = [c for c in json.load(open(out + ".all")) if any(fnmatch.fnmatchcase(c["id"], p) for p in pats)]
+json.dump(cells, open(out, "w"))
+print(out, [c["id"] for c in cells])
+PY
+}
 mkdir -p "$runs"
-stamp "nvml overhead"; python3 benchmarks/nvml_overhead.py > "$runs/nvml_overhead.txt" 2>&1
+stamp "nvml overhead"; python3 benchmarks/nvml_overhead.py > "$runs/nvml_overhead.txt" 2>&1; cat "$runs/nvml_overhead.txt"
+stamp "plan"
+pick "$runs/a05.json" $M/h100-1gpu.toml bench \
+  "${CELLS_05:-lora8-off_none-tp1-rb16,lora8-off_param+optimizer-tp1-rb16,lora32-off_none-tp1-rb16,full-off_none-tp1-rb16,lora8-off_none-tp1-rb32}"
+pick "$runs/a15.json" $M/h100-1gpu-1.5b.toml bench "${CELLS_15:-lora8-off_none-tp1-rb16}"
+python3 -c "import json,sys; json.dump(json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])), open(sys.argv[3], 'w'))" \
+  "$runs/a05.json" "$runs/a15.json" "$runs/wave-a.json"
+pick "$runs/wave-c.json" $M/h100-2gpu.toml bench "${CELLS_2G:-lora32-off_none-tp1-rb32,lora32-off_none-tp2-rb32}"
 
 # GPUs 0-2: 1-GPU bench cells, three at a time.   GPU 3: the train run, then the out-of-memory cell.
-(
-  stamp "bench 0.5B"
-  suite run $M/h100-1gpu.toml --profile bench --gpus 0,1,2 --parallel auto --data-root "$data" \
-    --out "$runs/h100" --timeout 900 --cells "${CELLS_05:-*-rb16,lora8-off_none-tp1-rb32}"
-  stamp "bench 1.5B"
-  suite run $M/h100-1gpu-1.5b.toml --profile bench --gpus 0,1,2 --parallel auto --data-root "$data" \
-    --out "$runs/h100" --timeout 900 --cells "${CELLS_15:-lora8-off_none-tp1-rb16,full-off_param+optimizer-tp1-rb16,lora32-off_param+optimizer-tp1-rb16}"
+( stamp "wave a"; suite run "$runs/wave-a.json" --gpus 0,1,2 --parallel auto --out "$runs/h100" --timeout 900 --no-verl-check
 ) > "$runs/wave-a.log" 2>&1 &
 a=$!
 (
@@ -29,7 +41,6 @@ a=$!
 ) > "$runs/wave-b.log" 2>&1 &
 b=$!
 wait $a $b
-stamp "bench 2-GPU"
-suite run $M/h100-2gpu.toml --profile bench --gpus 0,1,2,3 --parallel auto --data-root "$data" \
-  --out "$runs/h100" --timeout 900 --cells "${CELLS_2G:-lora32-off_none-tp1-*,lora32-off_none-tp2-*}" > "$runs/wave-c.log" 2>&1
+stamp "wave c: 2-GPU cells"
+suite run "$runs/wave-c.json" --gpus 0,1,2,3 --parallel auto --out "$runs/h100" --timeout 900 --no-verl-check > "$runs/wave-c.log" 2>&1
 stamp "done"
