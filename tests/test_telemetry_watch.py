@@ -8,7 +8,7 @@ def test_watcher_reports_steps_and_first_step_time(tmp_path):
     path = tmp_path / "metrics.jsonl"
     seen = []
     w = MetricsWatcher(path, seen.append, poll_s=0.02).start()
-    t0 = time.time()
+    t0 = time.monotonic()
     with path.open("wb", buffering=0) as fh:
         fh.write(json.dumps({"step": 0, "data": {"val-core/openai/gsm8k/acc/mean@1": 0.1}}).encode() + b"\n")
         fh.write(b'{"step": 1, "data": {"perf/time_per_step": 1.0')  # a line written in two parts

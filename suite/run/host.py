@@ -197,8 +197,8 @@ class HostRuntime:
         extra = {"stopped_pids": ",".join(map(str, stopped))} if stopped else {}
         if ray_tmp:
             extra["ray_tmpdir"] = ray_tmp
-        startup = (watcher.first_step_time - tree.start_time
-                   if watcher.first_step_time is not None and tree.start_time is not None else None)
+        # Seen by polling (0.5 s): a line written just before exit is only seen after it, hence the cap.
+        startup = min(watcher.first_step_time - t0, wall) if watcher.first_step_time is not None else None
         obs = Observation(metrics_path=metrics, log_path=cell_dir / LOG_FILE, validation_dir=validation,
                           exit_code=rc, status=status, reason=reason, memory=samples, wall_s=wall,
                           startup_s=startup)

@@ -186,9 +186,10 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: R
             if options.fail_fast and o.failed:
                 summary.stopped_early = True
 
-    if options.dry_run:
-        for o in todo:
-            gpus = None if gpu_ids is None else slotting.take_gpus(gpu_ids, gpu_ids, o.cell.gpus_per_node)
+    if options.dry_run:  # show the packing a real run would start with (cells taking turns on the slots)
+        for i, o in enumerate(todo):
+            blocks = slotting.static_slots(gpu_ids, o.cell.gpus_per_node, options.parallel) if gpu_ids else []
+            gpus = blocks[i % len(blocks)] if limit > 1 and blocks else None
             runtime.run_cell(o.cell, o.cell_dir, timeout_s=options.timeout_s, gpus=gpus)
         return summary
 

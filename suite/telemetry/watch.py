@@ -25,8 +25,9 @@ class MetricsWatcher:
         self._buf = b""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.first_line_time: float | None = None  # time.time() when the first metrics line appeared
-        self.first_step_time: float | None = None  # ... the first training step (has perf metrics)
+        # time.monotonic() when the first metrics line / first training step line was seen
+        self.first_line_time: float | None = None
+        self.first_step_time: float | None = None
         self.last_step: int | None = None
 
     def start(self) -> MetricsWatcher:
@@ -62,7 +63,7 @@ class MetricsWatcher:
         self._offset += len(chunk)
         self._buf += chunk
         *lines, self._buf = self._buf.split(b"\n")
-        now = time.time()
+        now = time.monotonic()
         for raw in lines:
             parsed = parse_line(raw.decode("utf-8", errors="replace"))
             if parsed is None:
