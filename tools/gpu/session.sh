@@ -29,15 +29,16 @@ python3 -c "import json,sys; json.dump(json.load(open(sys.argv[1])) + json.load(
   "$runs/a05.json" "$runs/a15.json" "$runs/wave-a.json"
 pick "$runs/wave-c.json" $M/h100-2gpu.toml bench "${CELLS_2G:-lora32-off_none-tp1-rb32,lora32-off_none-tp2-rb32}"
 
-# GPUs 0-2: 1-GPU bench cells, three at a time.   GPU 3: the train run, then the out-of-memory cell.
+# GPUs 0-2: 1-GPU bench cells, three at a time.   GPU 3: the train run, then the out-of-memory cell
+# (its own output folder: its cell id equals a bench cell's, its base settings do not).
 ( stamp "wave a"; suite run "$runs/wave-a.json" --gpus 0,1,2 --parallel auto --out "$runs/h100" --timeout 900 --no-verl-check
 ) > "$runs/wave-a.log" 2>&1 &
 a=$!
 (
   stamp "train smollm2"
-  suite run $M/smollm2-train.toml --profile train --gpus 3 --out "$runs/h100" --timeout 1200
+  CUDA_VISIBLE_DEVICES=3 suite run $M/smollm2-train.toml --profile train --out "$runs/h100" --timeout 1200
   stamp "oom"
-  suite run $M/h100-1gpu-oom.toml --profile bench --gpus 3 --data-root "$data" --out "$runs/h100" --timeout 900
+  CUDA_VISIBLE_DEVICES=3 suite run $M/h100-1gpu-oom.toml --profile bench --data-root "$data" --out "$runs/h100-oom" --timeout 900
 ) > "$runs/wave-b.log" 2>&1 &
 b=$!
 wait $a $b
