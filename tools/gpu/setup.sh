@@ -4,6 +4,7 @@
 set -e
 source .gpu/bin/install.sh
 export GRPO_SUITE_CACHE=$HOME/.cache/grpo-suite
+export CUDA_DEVICE_ORDER=PCI_BUS_ID  # CUDA and NVML indices agree, so --gpus and the sampler mean the same GPU
 mkdir -p "$GRPO_SUITE_CACHE"
 [ -d "$GRPO_SUITE_CACHE/tokenizers" ] || tar -C "$GRPO_SUITE_CACHE" -xJf "$HOME/parts/cache.tar.xz"
 if [ -d .whl ] && [ ! -d /tmp/extra-site ]; then
