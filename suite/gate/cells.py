@@ -43,8 +43,7 @@ def _pool_accuracy(runs: Sequence[Result]) -> dict[str, PooledAccuracy]:
         for name, acc in run.accuracy.items():
             totals.setdefault(name, []).append(acc)
     return {
-        name: PooledAccuracy(sum(a.correct for a in accs), sum(a.total for a in accs))
-        for name, accs in totals.items()
+        name: PooledAccuracy(sum(a.correct for a in accs), sum(a.total for a in accs)) for name, accs in totals.items()
     }
 
 

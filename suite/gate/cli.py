@@ -14,17 +14,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "improved / unchanged / regressed / new / missing / failed. Several result files of one cell id "
         "are pooled (N runs x M steps).",
     )
-    gate.add_argument(
-        "results", nargs="+", metavar="RESULTS", help="result files or folders (searched recursively)"
-    )
-    gate.add_argument(
-        "--baselines", default="baselines", type=Path, help="baseline store (default: %(default)s)"
-    )
+    gate.add_argument("results", nargs="+", metavar="RESULTS", help="result files or folders (searched recursively)")
+    gate.add_argument("--baselines", default="baselines", type=Path, help="baseline store (default: %(default)s)")
     gate.add_argument("--config", type=Path, help="thresholds TOML merged over the shipped defaults")
     gate.add_argument("--format", choices=("table", "markdown", "json"), default="table")
-    gate.add_argument(
-        "--output", type=Path, help="also write the report to this file (e.g. $GITHUB_STEP_SUMMARY)"
-    )
+    gate.add_argument("--output", type=Path, help="also write the report to this file (e.g. $GITHUB_STEP_SUMMARY)")
     gate.add_argument(
         "--allow-mismatch",
         action="store_true",
@@ -34,15 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     baseline = subparsers.add_parser("baseline", help="manage the baseline store")
     sub = baseline.add_subparsers(dest="baseline_command", metavar="ACTION", parser_class=type(baseline))
-    promote = sub.add_parser(
-        "promote", help="add or replace baselines from results (runs of one id are pooled)"
-    )
+    promote = sub.add_parser("promote", help="add or replace baselines from results (runs of one id are pooled)")
     promote.add_argument("results", nargs="+", metavar="RESULT", help="result files or folders")
     promote.add_argument("--baselines", default="baselines", type=Path)
     promote.add_argument("--config", type=Path, help="thresholds TOML (for the minimum number of samples)")
-    promote.add_argument(
-        "--allow-failed", action="store_true", help="also promote results whose status is not ok"
-    )
+    promote.add_argument("--allow-failed", action="store_true", help="also promote results whose status is not ok")
     promote.set_defaults(func=run_promote)
     listing = sub.add_parser("list", help="list stored baselines")
     listing.add_argument("--baselines", default="baselines", type=Path)
@@ -78,10 +68,7 @@ def run_promote(args: argparse.Namespace) -> int:
     need = max(required_samples(config.for_cell(r.id).throughput) for _, r in results)
     for p in promote(results, args.baselines, allow_failed=args.allow_failed, min_samples=need):
         replaced = f"; replaced the baseline of {p.replaced}" if p.replaced else ""
-        print(
-            f"promoted {p.id} -> {p.path} "
-            f"({p.runs} run(s), {p.measured_steps} measured steps, {p.status}{replaced})"
-        )
+        print(f"promoted {p.id} -> {p.path} ({p.runs} run(s), {p.measured_steps} measured steps, {p.status}{replaced})")
     return 0
 
 

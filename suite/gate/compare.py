@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from suite.errors import InputError
 from suite.gate import stats
 from suite.gate.cells import Cell, median, pool
@@ -96,11 +98,9 @@ def throughput_outcome(
     significant = p_less < t.alpha or p_greater < t.alpha
     change = None
     if always_interval or (significant and t.effect_rule == "interval"):
-        change = stats.median_change(
-            current, baseline, resamples=g.bootstrap_resamples, level=g.ci_level, seed=seed
-        )
+        change = stats.median_change(current, baseline, resamples=g.bootstrap_resamples, level=g.ci_level, seed=seed)
     if significant and change is None:
-        est = float(median(current) / median(baseline) - 1.0)  # type: ignore[operator]
+        est = float(np.median(current) / np.median(baseline) - 1.0)
         change = stats.Change(est, est, est)
     verdict: Verdict = "unchanged"
     if change is not None:
@@ -202,9 +202,7 @@ def _accuracy_rows(cur: Cell, base: Cell, a: AccuracyThresholds, level: float, n
             notes.append(f"{cur.id}: accuracy {name!r} not in the {side}; not compared")
             continue
         c, b = cur.accuracy[name], base.accuracy[name]
-        verdict, p_less, p_greater, change, test = accuracy_outcome(
-            c.correct, c.total, b.correct, b.total, a, level
-        )
+        verdict, p_less, p_greater, change, test = accuracy_outcome(c.correct, c.total, b.correct, b.total, a, level)
         p = p_greater if verdict == "improved" else p_less
         rows.append(
             Row(
@@ -267,9 +265,7 @@ def _status_rows(cur: Cell, base: Cell | None) -> list[Row]:
             )
         ]
     assert base is not None
-    return [
-        Row(cur.id, "status", "improved", False, f"{base.status} -> ok", base.status, "ok", base.reason or "")
-    ]
+    return [Row(cur.id, "status", "improved", False, f"{base.status} -> ok", base.status, "ok", base.reason or "")]
 
 
 def compare(
@@ -281,9 +277,7 @@ def compare(
 ) -> Report:
     if not baselines_root.is_dir():
         # A typo in --baselines would otherwise turn every cell into `new` and pass the gate.
-        raise InputError(
-            f"baseline folder {baselines_root} does not exist (create it, or promote results into it)"
-        )
+        raise InputError(f"baseline folder {baselines_root} does not exist (create it, or promote results into it)")
     report = Report(config_source=config.source)
     groups: dict[str, list[Result]] = {}
     for _, result in results:
@@ -366,7 +360,5 @@ def _missing_rows(
         first: Baseline | Result = baseline.results[0]
         if baseline.id in groups or (first.gpu, first.matrix, first.profile) not in scope:
             continue
-        rows.append(
-            Row(baseline.id, "all", "missing", config.gate.missing_is_regression, detail=f"baseline {path}")
-        )
+        rows.append(Row(baseline.id, "all", "missing", config.gate.missing_is_regression, detail=f"baseline {path}"))
     return rows

@@ -150,10 +150,7 @@ def load_config(path: str | Path | None = None) -> GateConfig:
     for i, ov in enumerate(config.override):
         try:
             CellThresholds.model_validate(
-                {
-                    n: {**getattr(config, n).model_dump(), **getattr(ov, n)}
-                    for n in ("throughput", "memory", "accuracy")
-                }
+                {n: {**getattr(config, n).model_dump(), **getattr(ov, n)} for n in ("throughput", "memory", "accuracy")}
             )
         except ValidationError as exc:
             raise InputError(_describe(exc, f"override[{i}] (cells {ov.cells})"), source=file) from None

@@ -59,9 +59,7 @@ def looks_like_result(data: Any) -> bool:
 def result_from_dict(data: Any, source: str, prefix: str = "") -> Result:
     """Validate one result object; `prefix` names where it sits inside a larger file (a baseline)."""
     if not isinstance(data, dict):
-        raise InputError(
-            f"expected a JSON object, got {type(data).__name__}", source=source, field=prefix or None
-        )
+        raise InputError(f"expected a JSON object, got {type(data).__name__}", source=source, field=prefix or None)
     version = data.get("schema")
     if version != SCHEMA_VERSION:
         raise InputError(

@@ -39,9 +39,7 @@ def render_table(report: Report) -> str:
         lines.append("MISMATCHED COMPARISON (--allow-mismatch):")
         lines += [f"  {m}" for m in report.mismatches]
     if report.versions:
-        lines.append(
-            "versions changed: " + "; ".join(f"{k} ({len(v)} cells)" for k, v in report.versions.items())
-        )
+        lines.append("versions changed: " + "; ".join(f"{k} ({len(v)} cells)" for k, v in report.versions.items()))
     lines.append(tabulate([_cells(r, False) for r in _order(report.rows)], HEADERS, tablefmt="simple"))
     lines += [f"note: {n}" for n in report.notes]
     lines.append(f"gate: {_headline(report)} (thresholds: {report.config_source}; exit {report.exit_code})")

@@ -56,9 +56,7 @@ def median_change(
     return Change(float(np.median(cur) / np.median(base) - 1.0), float(low), float(high))
 
 
-def two_proportion_p(
-    correct: int, total: int, base_correct: int, base_total: int, alternative: Alternative
-) -> float:
+def two_proportion_p(correct: int, total: int, base_correct: int, base_total: int, alternative: Alternative) -> float:
     """One-sided pooled two-proportion z test that the current rate is `alternative` than the baseline's."""
     pooled = (correct + base_correct) / (total + base_total)
     var = pooled * (1.0 - pooled) * (1.0 / total + 1.0 / base_total)

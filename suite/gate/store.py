@@ -99,13 +99,10 @@ def read_baseline(path: Path) -> Baseline:
         result = result_from_dict(data, source)
         return Baseline(id=result.id, gpu=result.gpu, results=[result])
     if not isinstance(data, dict) or "results" not in data:
-        raise InputError(
-            "neither a baseline (no 'results' list) nor a result (no 'schema'/'id')", source=source
-        )
+        raise InputError("neither a baseline (no 'results' list) nor a result (no 'schema'/'id')", source=source)
     if data.get("format") != BASELINE_FORMAT:
         raise InputError(
-            f"baseline format {data.get('format')!r} is not supported; "
-            f"this grpo-suite reads {BASELINE_FORMAT}",
+            f"baseline format {data.get('format')!r} is not supported; this grpo-suite reads {BASELINE_FORMAT}",
             source=source,
             field="format",
         )
@@ -121,9 +118,7 @@ def read_baseline(path: Path) -> Baseline:
         raise InputError(f"{err['msg']} (got {err.get('input')!r})", source=source, field=loc) from None
     ids = {r.id for r in results}
     if ids != {baseline.id}:
-        raise InputError(
-            f"results hold cell ids {sorted(ids)}, not only {baseline.id!r}", source=source, field="id"
-        )
+        raise InputError(f"results hold cell ids {sorted(ids)}, not only {baseline.id!r}", source=source, field="id")
     return baseline
 
 
@@ -232,9 +227,7 @@ def promote(
     return done
 
 
-def describe_versions(
-    provenance: Provenance, keys: Sequence[str] = ("verl", "vllm", "torch")
-) -> dict[str, Any]:
+def describe_versions(provenance: Provenance, keys: Sequence[str] = ("verl", "vllm", "torch")) -> dict[str, Any]:
     out: dict[str, Any] = {k: provenance.versions.get(k) for k in keys}
     out["image"] = provenance.image_digest or provenance.image
     return out
