@@ -13,11 +13,12 @@ FILES = ("index.md", "index.html", "results.json", "results.csv")
 
 
 def render_all(report: Report) -> dict[str, str]:
+    records = export.records(report.rows)
     return {
         "index.md": markdown.render(report),
         "index.html": html.render(report),
-        "results.json": export.to_json(report.rows),
-        "results.csv": export.to_csv(report.rows),
+        "results.json": export.to_json(records),
+        "results.csv": export.to_csv(records),
     }
 
 

@@ -22,13 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="RESULTS",
         help="result or baseline files, or folders searched recursively (default: --baselines)",
     )
-    p.add_argument(
-        "--baselines", type=Path, default=Path("baselines"), help="baseline store (default: %(default)s)"
-    )
+    p.add_argument("--baselines", type=Path, default=Path("baselines"), help="baseline store (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: %(default)s)")
-    p.add_argument(
-        "--gate", action="store_true", help="add the gate verdict of each cell against --baselines"
-    )
+    p.add_argument("--gate", action="store_true", help="add the gate verdict of each cell against --baselines")
     p.add_argument("--gate-config", type=Path, help="gate thresholds TOML (default: the shipped one)")
     p.add_argument(
         "--allow-mismatch",

@@ -31,6 +31,7 @@ p.note{color:#444;font-size:13px;max-width:1000px}
 .scroll{overflow-x:auto;margin:8px 0}
 table{border-collapse:collapse;font-size:12.5px}
 th,td{border:1px solid #d0d0d0;padding:3px 7px;vertical-align:top}
+td{white-space:nowrap}td.wrap{white-space:normal;min-width:240px}
 th{background:#f2f4f7;text-align:left;font-weight:600}
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tbody tr:nth-child(even){background:#fafafa}
@@ -45,9 +46,7 @@ table.prov td{font-size:12px}
 """
 
 
-def table(
-    t: Table, *, cls: str = "", status_col: str | None = "status", verdict_col: str | None = None
-) -> str:
+def table(t: Table, *, cls: str = "", status_col: str | None = "status", verdict_col: str | None = None) -> str:
     s_idx = t.headers.index(status_col) if status_col in t.headers else -1
     v_idx = t.headers.index(verdict_col) if verdict_col in t.headers else -1
     head = "".join(f'<th scope="col">{h(c)}</th>' for c in t.headers)
@@ -59,6 +58,7 @@ def table(
             if j == s_idx and c in _STATUS_CLASSES:
                 classes.append(f"s-{c}")
             if j == v_idx:
+                classes.append("wrap")
                 word = c.split(":", 1)[0]
                 if word in _VERDICT_CLASSES:
                     classes.append(f"v-{word}")
@@ -84,7 +84,6 @@ def _figure(svg: str | None, caption: str, kind: str) -> str:
 
 def group_section(g: Group, *, gated: bool, index: int) -> str:
     title = f"{g.gpu} · {g.model}"
-    salt = f"g{index}"
     parts = [
         f'<h3 id="{h(anchor(title))}-{index}">{h(title)}</h3>',
         table(cell_table(g, gated=gated), cls="cells", verdict_col="gate verdict"),
@@ -92,30 +91,28 @@ def group_section(g: Group, *, gated: bool, index: int) -> str:
     failed = notes(g)
     if failed:
         parts.append(
-            "<p>Cells that did not run cleanly:</p><ul>"
-            + "".join(f"<li>{h(n)}</li>" for n in failed)
-            + "</ul>"
+            "<p>Cells that did not run cleanly:</p><ul>" + "".join(f"<li>{h(n)}</li>" for n in failed) + "</ul>"
         )
-    steps_svg, left_out = plots.throughput_per_step(g.rows, salt, f"Throughput per step: {title}")
+    steps_svg, left_out = plots.throughput_per_step(g.rows, f"Throughput per step: {title}")
     steps_caption = "Per-step tokens/s/GPU; shaded steps are warm-up and excluded from every statistic."
     if left_out:
         steps_caption += f" The {plots.MAX_LINES} fastest cells are drawn; {left_out} more are in the table."
     figs = [
         _figure(
-            plots.throughput_vs_memory(g.rows, salt, f"Throughput vs peak memory: {title}"),
+            plots.throughput_vs_memory(g.rows, f"Throughput vs peak memory: {title}"),
             "Each point is a cell (#: row of the table). Pareto front: no other cell is both faster and "
             "smaller. OOM cells are drawn at the GPU memory limit with zero throughput.",
             "memory",
         ),
         _figure(
-            plots.phase_bars(g.rows, salt, f"Step time by phase: {title}"),
+            plots.phase_bars(g.rows, f"Step time by phase: {title}"),
             "Mean seconds per measured step; 'other' is step time minus the named phases "
             "(reward, advantages, weight sync, ...).",
             "phases",
         ),
         _figure(steps_svg, steps_caption, "steps"),
         _figure(
-            plots.accuracy_plot(g.rows, salt, f"GSM8K accuracy: {title}"),
+            plots.accuracy_plot(g.rows, f"GSM8K accuracy: {title}"),
             "Test pass@1 after training with 95 % Wilson intervals; hollow circles: before training.",
             "accuracy",
         ),

@@ -28,9 +28,7 @@ class Report:
         return sorted(out.items())
 
 
-def build(
-    rows: Sequence[Row], *, reference: str = "h100", gated: bool = False, notes: Sequence[str] = ()
-) -> Report:
+def build(rows: Sequence[Row], *, reference: str = "h100", gated: bool = False, notes: Sequence[str] = ()) -> Report:
     groups = group_rows(rows)
     ordered = [r for g in groups for r in g.rows]
     gens, cross = cross_generation(ordered, reference)

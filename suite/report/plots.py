@@ -1,248 +1,196 @@
-"""Report plots as inline SVG strings (matplotlib, no pyplot state).
+"""The report's four plots per table, as inline SVG strings (see svg.py for why not matplotlib).
 
-Why matplotlib -> SVG: the HTML report must be one static file that opens without network. SVG text is
-small (tens of kB per plot), needs no JavaScript, scales, and keeps text selectable. Plotly would embed
-~3.5 MB of JavaScript per report. Output is deterministic: fixed hash salt per figure (so element ids are
-stable and do not collide between the figures of one page) and no date/creator metadata.
+Rows are numbered as in the table (#1, #2, ...); every mark carries a hover tooltip (`<title>`) with the
+cell id and its numbers, so a reader can identify points without JavaScript.
 """
 
 from __future__ import annotations
 
-import io
+import itertools
 from collections.abc import Sequence
 
-import matplotlib
-from matplotlib.backends.backend_svg import FigureCanvasSVG
-from matplotlib.figure import Figure
-
-from suite.report.escape import plot_label
+from suite.report.svg import Chart, Scale, covering_ticks, text_width
 from suite.report.table import PHASE_LABELS, Row, pareto_front
 
 MAX_LINES = 12  # per-step plot: more lines than this is unreadable; the fastest cells are kept
 MAX_POINT_LABELS = 30
+WIDTH = 760.0
+MAX_LABEL = 44  # characters of a cell name on a categorical axis
 
-_RC = {
-    "svg.fonttype": "none",  # text stays text: smaller and selectable
-    "font.size": 9,
-    "font.family": ["DejaVu Sans", "sans-serif"],
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.titlesize": 10,
-    "axes.titleweight": "bold",
-    "axes.titlelocation": "left",
-}
-PHASE_COLOURS = {
-    "generation": "#4C72B0",
-    "ref_logprob": "#55A868",
-    "actor_update": "#C44E52",
-    "other": "#BBBBBB",
-}
-
-
-def _svg(fig: Figure, salt: str) -> str:
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": salt}):
-        FigureCanvasSVG(fig).print_svg(buf, metadata={"Date": None, "Creator": None})
-    text = buf.getvalue()
-    # inline SVG in HTML: drop the XML prolog and doctype
-    return text[text.index("<svg") :]
+PHASE_COLOURS = {"generation": "#4C72B0", "ref_logprob": "#55A868", "actor_update": "#C44E52", "other": "#BBBBBB"}
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#ad494a",
+)
+FRONT = "#D55E00"
+OTHER = "#8DA0CB"
+OOM = "#B2182B"
 
 
-def _name(i: int, row: Row, limit: int = 40) -> str:
-    return plot_label(f"#{i} {row.cell}", limit)
+def _name(i: int, row: Row, limit: int = MAX_LABEL) -> str:
+    s = f"#{i} {row.cell}"
+    return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-def throughput_vs_memory(rows: Sequence[Row], salt: str, title: str) -> str | None:
+def throughput_vs_memory(rows: Sequence[Row], title: str) -> str | None:
     indexed = list(enumerate(rows, 1))
     pts = [(i, r) for i, r in indexed if r.fits and r.throughput is not None and r.peak_memory_gb is not None]
     ooms = [(i, r) for i, r in indexed if r.status == "oom"]
     if not pts and not ooms:
         return None
     limit = next((r.gpu_memory_gb for _, r in indexed if r.gpu_memory_gb), None)
-    front = {r.id for r in pareto_front([r for _, r in pts])}
-    with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(7.5, 4.2), layout="constrained")
-        ax = fig.add_subplot()
-        others = [(i, r) for i, r in pts if r.id not in front]
-        on = sorted(((i, r) for i, r in pts if r.id in front), key=lambda t: t[1].peak_memory_gb)
-        if others:
-            ax.scatter(
-                [r.peak_memory_gb for _, r in others],
-                [r.throughput for _, r in others],
-                s=28,
-                color="#8DA0CB",
-                label="cell",
-                zorder=3,
-            )
-        if on:
-            ax.plot(
-                [r.peak_memory_gb for _, r in on],
-                [r.throughput for _, r in on],
-                "-o",
-                color="#D55E00",
-                ms=6,
-                lw=1.2,
-                label="Pareto front (faster and/or smaller)",
-                zorder=4,
-                drawstyle="steps-post",
-            )
-        label_all = len(pts) <= MAX_POINT_LABELS
-        for i, r in pts:
-            if label_all or r.id in front:
-                ax.annotate(
-                    f"#{i}",
-                    (r.peak_memory_gb, r.throughput),
-                    textcoords="offset points",
-                    xytext=(4, 4),
-                    fontsize=8,
-                )
-        if limit:
-            ax.axvline(limit, color="#333333", ls="--", lw=1)
-            ax.annotate(
-                f"GPU memory {limit:g} GiB",
-                (limit, 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(-4, -4),
-                textcoords="offset points",
-                ha="right",
-                va="top",
-                fontsize=8,
-            )
-        if ooms:
-            x = limit if limit else max((r.peak_memory_gb or 0.0) for _, r in indexed)
-            ax.scatter(
-                [x] * len(ooms),
-                [0.0] * len(ooms),
-                marker="X",
-                s=60,
-                color="#B2182B",
-                label="OOM (drawn at the memory limit)",
-                zorder=5,
-                clip_on=False,
-            )
-            ax.annotate(
-                plot_label("OOM: " + ", ".join(f"#{i}" for i, _ in ooms), 50),
-                (x, 0.0),
-                xytext=(-6, 8),
-                textcoords="offset points",
-                ha="right",
-                fontsize=8,
-                color="#B2182B",
-            )
-        ax.set_xlabel("peak memory, worst GPU (NVML, GiB)")
-        ax.set_ylabel("throughput (tokens/s/GPU, median)")
-        ax.set_ylim(bottom=0)
-        ax.set_xlim(left=0, right=(limit * 1.05) if limit else None)
-        ax.set_title(plot_label(title, 90))
-        ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
-        return _svg(fig, salt + "/mem")
+    front = pareto_front([r for _, r in pts])
+    front_ids = {r.id for r in front}
+    xmax = max([r.peak_memory_gb for _, r in pts] + ([limit] if limit else []) + [1.0])  # type: ignore[arg-type]
+    ymax = max([r.throughput for _, r in pts] + [1.0])  # type: ignore[arg-type]
+    xt, yt = covering_ticks(0.0, xmax), covering_ticks(0.0, ymax * 1.05)
+    c = Chart(WIDTH, 430, left=70, right=20, top=30, bottom=72, title=title)
+    xs, ys = Scale(xt[0], xt[-1], c.x0, c.x1), Scale(yt[0], yt[-1], c.y0, c.y1)
+    c.frame(xs, ys, xt, yt, "peak memory, worst GPU (NVML, GiB)", "throughput (tokens/s/GPU, median)")
+    if limit:
+        x = xs(limit)
+        c.line([(x, c.y1), (x, c.y0)], colour="#333", width=1, dash="5,4")
+        c.text(
+            x - 5, (c.y0 + c.y1) / 2, f"GPU memory {limit:g} GiB", size=12, anchor="middle", rotate=-90, colour="#333"
+        )
+    if len(front) > 1:  # attainable frontier: best throughput for a memory budget
+        steps: list[tuple[float, float]] = []
+        for a, b in itertools.pairwise(front):
+            steps += [(xs(a.peak_memory_gb), ys(a.throughput)), (xs(b.peak_memory_gb), ys(a.throughput))]  # type: ignore[arg-type]
+        steps.append((xs(front[-1].peak_memory_gb), ys(front[-1].throughput)))  # type: ignore[arg-type]
+        c.line(steps, colour=FRONT, width=1.5)
+    label_all = len(pts) <= MAX_POINT_LABELS
+    for i, r in sorted(pts, key=lambda t: t[1].id in front_ids):  # front drawn last, on top
+        on = r.id in front_ids
+        x, y = xs(r.peak_memory_gb), ys(r.throughput)  # type: ignore[arg-type]
+        tip = f"#{i} {r.id}: {r.throughput:.0f} tokens/s/GPU, {r.peak_memory_gb:.1f} GiB"
+        c.marker(x, y, colour=FRONT if on else OTHER, r=5 if on else 4, tip=tip)
+        if label_all or on:
+            c.text(x + 6, y - 6, f"#{i}", size=10, colour="#333")
+    if ooms:
+        x = xs(limit if limit else xmax)
+        for i, r in ooms:
+            c.marker(x, c.y0, kind="x", colour=OOM, r=5, tip=f"#{i} {r.id}: OOM")
+        names = ", ".join(f"#{i}" for i, _ in ooms)
+        label = f"OOM: {names}" if len(names) < 40 else f"OOM: {len(ooms)} cells"
+        c.text(x - 8, c.y0 - 8, label, size=10, anchor="end", colour=OOM)
+    legend = [("dot", OTHER, "cell"), ("line", FRONT, "Pareto front (nothing is both faster and smaller)")]
+    if ooms:
+        legend.append(("x", OOM, "OOM, drawn at the memory limit"))
+    c.legend(legend, c.x0, c.height - 14)
+    return c.render()
 
 
-def phase_bars(rows: Sequence[Row], salt: str, title: str) -> str | None:
+def phase_bars(rows: Sequence[Row], title: str) -> str | None:
     items = [(i, r) for i, r in enumerate(rows, 1) if r.phases]
     if not items:
         return None
-    with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(7.5, 1.2 + 0.28 * len(items)), layout="constrained")
-        ax = fig.add_subplot()
-        ys = list(range(len(items)))
-        left = [0.0] * len(items)
+    labels = [_name(i, r) for i, r in items]
+    band = 20.0
+    left = 16 + max(text_width(s, 12) for s in labels)
+    c = Chart(WIDTH, 30 + band * len(items) + 78, left=left, right=24, top=30, bottom=78, title=title)
+    xmax = max(sum(r.phases.values()) for _, r in items)
+    xt = covering_ticks(0.0, xmax)
+    xs = Scale(xt[0], xt[-1], c.x0, c.x1)
+    c.frame(xs, None, xt, [], "mean time per measured step (s)", "")
+    for k, ((_, r), label) in enumerate(zip(items, labels, strict=True)):
+        y = c.y1 + k * band
+        c.text(c.x0 - 6, y + band / 2, label, size=12, anchor="end", baseline="middle")
+        x = 0.0
         for phase, name in PHASE_LABELS.items():
-            widths = [r.phases.get(phase, 0.0) for _, r in items]
-            ax.barh(ys, widths, left=left, height=0.7, color=PHASE_COLOURS[phase], label=name)
-            left = [a + b for a, b in zip(left, widths, strict=True)]
-        ax.set_yticks(ys, [_name(i, r) for i, r in items])
-        ax.invert_yaxis()
-        ax.grid(axis="y", visible=False)
-        ax.set_xlabel("mean time per step (s), measured steps")
-        ax.set_title(plot_label(title, 90))
-        fig.legend(loc="outside lower center", ncols=4, fontsize=8, frameon=False)
-        return _svg(fig, salt + "/phases")
+            w = r.phases.get(phase, 0.0)
+            c.rect(
+                xs(x), y + 3, xs(x + w) - xs(x), band - 6, fill=PHASE_COLOURS[phase], tip=f"{r.cell}: {name} {w:.1f} s"
+            )
+            x += w
+    c.legend([("box", PHASE_COLOURS[p], n) for p, n in PHASE_LABELS.items()], c.x0, c.height - 14)
+    return c.render()
 
 
-def throughput_per_step(rows: Sequence[Row], salt: str, title: str) -> tuple[str | None, int]:
+def throughput_per_step(rows: Sequence[Row], title: str) -> tuple[str | None, int]:
     """Returns the SVG and how many cells were left out to keep it readable."""
     items = [(i, r) for i, r in enumerate(rows, 1) if any(r.per_step) and r.throughput is not None]
     if not items:
         return None, 0
     kept = sorted(items, key=lambda t: (-t[1].throughput, t[1].id))[:MAX_LINES]  # type: ignore[operator]
     kept.sort(key=lambda t: t[0])
+    names = [_name(i, r, 34) + (f" ({len(r.per_step)} runs)" if len(r.per_step) > 1 else "") for i, r in kept]
+    right = 40 + max(text_width(s, 12) for s in [*names, "warm-up (excluded)"])
+    c = Chart(WIDTH, 400, left=70, right=right, top=30, bottom=50, title=title)
+    steps = [s for _, r in kept for run in r.per_step for s, _ in run]
+    vals = [v for _, r in kept for run in r.per_step for _, v in run]
+    x_lo, x_hi = min(steps) - 0.5, max(steps) + 0.5
+    yt = covering_ticks(0.0, max(vals) * 1.05)
+    xt = [t for t in covering_ticks(x_lo, x_hi, 8) if t == int(t) and x_lo <= t <= x_hi]
+    xs, ys = Scale(x_lo, x_hi, c.x0, c.x1), Scale(yt[0], yt[-1], c.y0, c.y1)
     warmup = max(r.warmup_steps for _, r in kept)
-    with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(7.5, 4.0), layout="constrained")
-        ax = fig.add_subplot()
-        if warmup:
-            ax.axvspan(0.5, warmup + 0.5, color="#999999", alpha=0.2, lw=0, label="warm-up (excluded)")
-        cmap = matplotlib.colormaps["tab20"]
-        for n, (i, r) in enumerate(kept):
-            runs = [run for run in r.per_step if run]
-            for k, run in enumerate(runs):  # runs of one cell share a colour; one legend entry
-                xs, ys = zip(*run, strict=True)
-                ax.plot(
-                    xs,
-                    ys,
-                    "-o",
-                    ms=2.5,
-                    lw=1.2,
-                    color=cmap(n % 20),
-                    alpha=1.0 if k == 0 else 0.6,
-                    label=_name(i, r, 32) + (f" ({len(runs)} runs)" if len(runs) > 1 else "")
-                    if k == 0
-                    else None,
-                )
-        ax.set_xlabel("training step")
-        ax.set_ylabel("throughput (tokens/s/GPU)")
-        ax.set_ylim(bottom=0)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_title(plot_label(title, 90))
-        fig.legend(loc="outside right center", fontsize=7, frameon=False)
-        return _svg(fig, salt + "/steps"), len(items) - len(kept)
+    if warmup:
+        c.rect(xs(x_lo), c.y1, xs(min(warmup + 0.5, x_hi)) - xs(x_lo), c.y0 - c.y1, fill="#999", opacity=0.2)
+    c.frame(xs, ys, xt, yt, "training step", "throughput (tokens/s/GPU)")
+    legend = [("band", "#999", "warm-up (excluded)")] if warmup else []
+    for n, ((i, r), name) in enumerate(zip(kept, names, strict=True)):
+        colour = PALETTE[n % len(PALETTE)]
+        for k, run in enumerate(r.per_step):
+            if not run:
+                continue
+            c.line([(xs(s), ys(v)) for s, v in run], colour=colour, width=1.5, opacity=1.0 if k == 0 else 0.6)
+            for s, v in run:
+                c.marker(xs(s), ys(v), colour=colour, r=2.2, tip=f"#{i} {r.id} step {s}: {v:.0f} tokens/s/GPU")
+        legend.append(("line", colour, name))
+    c.legend(legend, c.x1 + 14, c.y1 + 8, vertical=True)
+    return c.render(), len(items) - len(kept)
 
 
-def accuracy_plot(rows: Sequence[Row], salt: str, title: str) -> str | None:
+def accuracy_plot(rows: Sequence[Row], title: str) -> str | None:
     items = [(i, r) for i, r in enumerate(rows, 1) if r.accuracy is not None]
     if not items:
         return None
-    with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(7.5, 1.3 + 0.28 * len(items)), layout="constrained")
-        ax = fig.add_subplot()
-        ys = list(range(len(items)))
-        acc = [100 * r.accuracy for _, r in items]  # type: ignore[operator]
-        lo = [a - 100 * r.accuracy_lo for a, (_, r) in zip(acc, items, strict=True)]  # type: ignore[operator]
-        hi = [100 * r.accuracy_hi - a for a, (_, r) in zip(acc, items, strict=True)]  # type: ignore[operator]
-        ax.errorbar(
-            acc,
-            ys,
-            xerr=[lo, hi],
-            fmt="o",
-            color="#4C72B0",
-            capsize=3,
-            ms=4,
-            label="after training (95 % Wilson interval)",
-        )
-        before = [
-            (y, 100 * r.accuracy_initial)
-            for y, (_, r) in zip(ys, items, strict=True)
-            if r.accuracy_initial is not None
-        ]
-        if before:
-            ax.scatter(
-                [b for _, b in before],
-                [y for y, _ in before],
-                marker="o",
-                facecolors="none",
-                edgecolors="#555555",
-                s=24,
-                label="before training",
-                zorder=3,
+    labels = [_name(i, r) for i, r in items]
+    band = 20.0
+    left = 16 + max(text_width(s, 12) for s in labels)
+    c = Chart(WIDTH, 30 + band * len(items) + 78, left=left, right=24, top=30, bottom=78, title=title)
+    lo = [100 * r.accuracy_lo for _, r in items]  # type: ignore[operator]
+    hi = [100 * r.accuracy_hi for _, r in items]  # type: ignore[operator]
+    before = [100 * r.accuracy_initial for _, r in items if r.accuracy_initial is not None]
+    x_lo, x_hi = min(lo + before), max(hi + before)
+    pad = max(1.0, (x_hi - x_lo) * 0.05)
+    xt = covering_ticks(max(0.0, x_lo - pad), min(100.0, x_hi + pad))
+    xs = Scale(xt[0], xt[-1], c.x0, c.x1)
+    c.frame(xs, None, xt, [], "GSM8K test accuracy, pass@1 (%)", "")
+    for k, ((_, r), label, a, b) in enumerate(zip(items, labels, lo, hi, strict=True)):
+        y = c.y1 + k * band + band / 2
+        c.text(c.x0 - 6, y, label, size=12, anchor="end", baseline="middle")
+        c.line([(xs(a), y), (xs(b), y)], colour="#4C72B0", width=1.5)
+        c.line([(xs(a), y - 4), (xs(a), y + 4)], colour="#4C72B0", width=1.5)
+        c.line([(xs(b), y - 4), (xs(b), y + 4)], colour="#4C72B0", width=1.5)
+        if r.accuracy_initial is not None:
+            c.marker(
+                xs(100 * r.accuracy_initial),
+                y,
+                colour="#555",
+                r=3.5,
+                hollow=True,
+                tip=f"{r.cell}: before training {100 * r.accuracy_initial:.1f} %",
             )
-        ax.set_yticks(ys, [_name(i, r) for i, r in items])
-        ax.invert_yaxis()
-        ax.set_ylim(len(items) - 0.5, -0.5)
-        ax.grid(axis="y", visible=False)
-        ax.set_xlabel("GSM8K test accuracy, pass@1 (%)")
-        ax.set_title(plot_label(title, 90))
-        fig.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
-        return _svg(fig, salt + "/acc")
+        c.marker(
+            xs(100 * r.accuracy),
+            y,
+            colour="#4C72B0",
+            r=4,  # type: ignore[operator]
+            tip=f"{r.cell}: {100 * r.accuracy:.1f} % [{a:.1f}, {b:.1f}] ({r.accuracy_correct}/{r.accuracy_total})",
+        )  # type: ignore[operator]
+    legend = [("dot", "#4C72B0", "after training, 95 % Wilson interval")]
+    if before:
+        legend.append(("hollow", "#555", "before training"))
+    c.legend(legend, c.x0, c.height - 14)
+    return c.render()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from suite.gate.cells import pool
 from suite.gpus import GPUS
@@ -164,9 +164,7 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> Row:
         throughput_lo=ci.lo if ci else None,
         throughput_hi=ci.hi if ci else None,
         step_time=median(cell.time_per_step) if cell.time_per_step else None,
-        response_length=sum(cell.response_length) / len(cell.response_length)
-        if cell.response_length
-        else None,
+        response_length=sum(cell.response_length) / len(cell.response_length) if cell.response_length else None,
         peak_memory_gb=cell.peak_memory_worst_gb,
         torch_peak_gb=_torch_peak(runs),
         predicted_memory_gb=max(predicted) if predicted else None,
@@ -312,22 +310,20 @@ def provenance_summary(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
             for name in PROVENANCE_FIELDS:
                 key = run.get(name) or "unknown"
                 fields[name][key] = fields[name].get(key, 0) + 1
-    return {k: dict(sorted(v.items())) for k, v in fields.items() if v}
+    # a field no run recorded says nothing; one that some runs lack shows "unknown" for those
+    return {k: dict(sorted(v.items())) for k, v in fields.items() if set(v) != {"unknown"}}
+
+
+_RECORD_SKIP = {"axes", "phases", "versions", "per_step", "run_provenance", "sources"}
 
 
 def to_record(row: Row) -> dict:
     """A flat dict for results.json / results.csv: axes and phases become their own columns."""
-    d = asdict(row)
-    d.pop("per_step")
-    d.pop("sources")
-    d.pop("run_provenance")
-    axes = d.pop("axes")
-    phases = d.pop("phases")
-    versions = d.pop("versions")
-    for k in sorted(axes):
-        d[f"axis_{k}"] = axes[k]
+    d = {f.name: getattr(row, f.name) for f in fields(Row) if f.name not in _RECORD_SKIP}
+    for k in sorted(row.axes):
+        d[f"axis_{k}"] = row.axes[k]
     for k in PHASE_LABELS:
-        d[f"phase_{k}_s"] = phases.get(k)
-    for k in sorted(versions):
-        d[f"version_{k}"] = versions[k]
+        d[f"phase_{k}_s"] = row.phases.get(k)
+    for k in sorted(row.versions):
+        d[f"version_{k}"] = row.versions[k]
     return d

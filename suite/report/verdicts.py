@@ -26,9 +26,7 @@ def gate(
     from suite.gate.compare import VERDICTS, compare
     from suite.gate.config import load_config
 
-    report = compare(
-        [(Path(s), r) for s, r in results], baselines, load_config(config), allow_mismatch=allow_mismatch
-    )
+    report = compare([(Path(s), r) for s, r in results], baselines, load_config(config), allow_mismatch=allow_mismatch)
     rank = {v: i for i, v in enumerate(VERDICTS)}  # the gate orders verdicts worst first
     by_cell: dict[str, list] = {}
     for row in report.rows:
@@ -44,9 +42,7 @@ def gate(
             for r in sorted(rows, key=lambda r: r.metric)
             if r.change and (r.verdict != "unchanged" or r.metric == "throughput")
         ]
-        detail = "; ".join(
-            f"{r.metric} {r.change}" + (f" ({r.verdict})" if r.verdict != worst else "") for r in shown
-        )
+        detail = "; ".join(f"{r.metric} {r.change}" + (f" ({r.verdict})" if r.verdict != worst else "") for r in shown)
         verdicts[cell] = (worst, detail or None)
     notes += [f"gate: labelled mismatch: {m}" for m in report.mismatches]
     notes += [f"gate: {change} in {len(cells)} cell(s)" for change, cells in sorted(report.versions.items())]
