@@ -53,10 +53,24 @@ def label(index: int) -> str:
     return f"#{index}"
 
 
+def _uniform(group: Group) -> bool:
+    return len({(r.n_gpus, r.backend) for r in group.rows}) == 1
+
+
+def group_title(group: Group) -> str:
+    """Heading of a table; GPU count and backend go here when all its cells share them (a narrower table)."""
+    title = f"{group.gpu} · {group.model}"
+    if _uniform(group):
+        r = group.rows[0]
+        title += f" · {r.n_gpus} GPU{'s' if r.n_gpus != 1 else ''} · {r.backend}"
+    return title
+
+
 def cell_table(group: Group, *, gated: bool) -> Table:
     axes = axis_names(group.rows)
     show_pred = any(r.predicted_memory_gb is not None for r in group.rows)
-    headers = ["#", "cell", "GPUs", "backend"]
+    uniform = _uniform(group)
+    headers = ["#", "cell"] + ([] if uniform else ["GPUs", "backend"])
     headers += [AXIS_HEADERS.get(a, a) for a in axes]
     headers += [
         "status",
@@ -70,11 +84,11 @@ def cell_table(group: Group, *, gated: bool) -> Table:
     headers += ["predicted (GiB)"] if show_pred else []
     headers += ["GSM8K % [95% CI]"]
     headers += ["gate verdict"] if gated else []
-    numeric = [False, False, True, False] + [False] * len(axes)
+    numeric = [False, False] + ([] if uniform else [True, False]) + [False] * len(axes)
     numeric += [False, True, False, True, True, True, True] + [True] * show_pred + [False] + [False] * gated
     rows = []
     for i, r in enumerate(group.rows, 1):
-        cells = [label(i), r.cell, str(r.n_gpus), r.backend]
+        cells = [label(i), r.cell] + ([] if uniform else [str(r.n_gpus), r.backend])
         cells += [str(r.axes[a]) if a in r.axes else DASH for a in axes]
         cells += [
             r.status,

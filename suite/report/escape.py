@@ -24,8 +24,9 @@ def one_line(text: str) -> str:
     return _CONTROL.sub("", _NEWLINES.sub(" ", text)).strip()
 
 
-def md(text: object) -> str:
-    """Escape a value for a GitHub-flavoured Markdown table cell (also safe in running text)."""
+def md(text: object, *, cell: bool = False) -> str:
+    """Escape a value for GitHub-flavoured Markdown running text, or a table cell with `cell=True`
+    (where `#` cannot open a heading, so it stays as it is)."""
     s = str(text)
     if _MD_SAFE.fullmatch(s):
         return s.strip()
@@ -34,6 +35,8 @@ def md(text: object) -> str:
     s = _MD_ALWAYS.sub(r"\\\1", s)
     if _MD_LINKISH.search(s):
         s = _MD_BRACKETS.sub(r"\\\1", s)
+    if cell:
+        return _MD_UNDERSCORE.sub(r"\\_", s)
     # ATX heading opening/closing sequences, which matter in list items and headings
     s = _MD_HEADING.sub(lambda m: (m.group(1) or "") + "\\#" * len(m.group(2) or m.group(3)), s)
     return _MD_UNDERSCORE.sub(r"\\_", s)

@@ -10,6 +10,7 @@ from suite.report.columns import (
     best_table,
     cell_table,
     cross_table,
+    group_title,
     median_ci_note,
     notes,
     provenance_table,
@@ -22,16 +23,16 @@ _STATUS_CLASSES = {"ok", "oom", "crash", "timeout", "interrupted", "invalid", "s
 _VERDICT_CLASSES = {"regressed", "improved", "unchanged", "new", "missing", "failed"}
 
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1400px;
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1800px;
 padding:16px 24px;color:#1a1a1a;background:#fff}
 h1{font-size:24px;margin:8px 0}
 h2{font-size:20px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 h3{font-size:16px;margin-top:24px}
 p.note{color:#444;font-size:13px;max-width:1000px}
 .scroll{overflow-x:auto;margin:8px 0}
-table{border-collapse:collapse;font-size:12.5px}
+table{border-collapse:collapse;font-size:12px}
 th,td{border:1px solid #d0d0d0;padding:3px 7px;vertical-align:top}
-td{white-space:nowrap}td.wrap{white-space:normal;min-width:240px}
+td{white-space:nowrap}td.wrap{white-space:normal;min-width:190px}
 th{background:#f2f4f7;text-align:left;font-weight:600}
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tbody tr:nth-child(even){background:#fafafa}
@@ -83,7 +84,7 @@ def _figure(svg: str | None, caption: str, kind: str) -> str:
 
 
 def group_section(g: Group, *, gated: bool, index: int) -> str:
-    title = f"{g.gpu} · {g.model}"
+    title = group_title(g)
     parts = [
         f'<h3 id="{h(anchor(title))}-{index}">{h(title)}</h3>',
         table(cell_table(g, gated=gated), cls="cells", verdict_col="gate verdict"),

@@ -9,6 +9,7 @@ from suite.report.columns import (
     best_table,
     cell_table,
     cross_table,
+    group_title,
     median_ci_note,
     notes,
     provenance_table,
@@ -20,8 +21,8 @@ from suite.report.model import Report
 def table(t: Table) -> str:
     align = ["right" if n else "left" for n in t.numeric]
     return tabulate(
-        [[md(c) for c in row] for row in t.rows],
-        headers=[md(hd) for hd in t.headers],
+        [[md(c, cell=True) for c in row] for row in t.rows],
+        headers=[md(hd, cell=True) for hd in t.headers],
         tablefmt="pipe",
         colalign=align,
         disable_numparse=True,
@@ -45,7 +46,7 @@ def render(report: Report) -> str:
     for gpu, groups in report.by_gpu():
         out += [f"## {md(gpu)}", ""]
         for g in groups:
-            out += [f"### {md(g.gpu)} · {md(g.model)}", "", table(cell_table(g, gated=report.gated)), ""]
+            out += [f"### {md(group_title(g))}", "", table(cell_table(g, gated=report.gated)), ""]
             failed = notes(g)
             if failed:
                 out += ["Cells that did not run cleanly:", ""] + [f"- {md(n)}" for n in failed] + [""]
