@@ -41,9 +41,7 @@ class Ctx:
 
 def _rollout_tp(c: Ctx) -> str | None:
     if c.world % c.tp:
-        return (
-            f"tp-divides-gpus: rollout tp {c.tp} does not divide the {c.world} GPUs (nnodes x gpus_per_node)"
-        )
+        return f"tp-divides-gpus: rollout tp {c.tp} does not divide the {c.world} GPUs (nnodes x gpus_per_node)"
     return None
 
 
@@ -95,9 +93,7 @@ def _batches(c: Ctx) -> str | None:
     if mini == 0:
         return f"mini-batch-split: ppo_mini_batch_size {b.ppo_mini_batch_size!r} does not split rb {c.rb}"
     if c.rb < mini:
-        return (
-            f"train-batch-vs-mini-batch: rollout_batch {c.rb} < ppo_mini_batch_size {mini} (verl ActorConfig)"
-        )
+        return f"train-batch-vs-mini-batch: rollout_batch {c.rb} < ppo_mini_batch_size {mini} (verl ActorConfig)"
     real = c.rb * n
     dp = c.dp
     minimal = dp * b.ppo_micro_batch_size_per_gpu if c.backend == "megatron" else world
@@ -140,9 +136,7 @@ def _offload(c: Ctx) -> str | None:
     if c.backend == "megatron" and comps & FSDP_ONLY:
         return f"offload-backend: offload {c.offload!r} uses {'+'.join(sorted(comps & FSDP_ONLY))}, FSDP only"
     if "policy" in comps and c.base.strategy != "fsdp2":
-        return (
-            "offload-policy-needs-fsdp2: offload 'policy' is FSDP2's CPUOffloadPolicy; set strategy = 'fsdp2'"
-        )
+        return "offload-policy-needs-fsdp2: offload 'policy' is FSDP2's CPUOffloadPolicy; set strategy = 'fsdp2'"
     return None
 
 
@@ -156,9 +150,7 @@ def _lengths(c: Ctx) -> str | None:
         )
     limit = c.arch.max_position_embeddings if c.arch else None
     if limit and max(total, b.max_model_len or 0) > limit:
-        return (
-            f"length-vs-context: {max(total, b.max_model_len or 0)} tokens > {c.arch.key}'s context {limit}"
-        )
+        return f"length-vs-context: {max(total, b.max_model_len or 0)} tokens > {c.arch.key}'s context {limit}"
     max_seqs = b.max_num_seqs or 256  # verl's rollout.max_num_seqs default
     if b.max_num_batched_tokens is not None and b.max_num_batched_tokens < max_seqs:
         return (

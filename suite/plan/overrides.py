@@ -159,9 +159,7 @@ def cell_env(cell_dir: Path) -> dict[str, str]:
 
 
 _SAFE = re.compile(r"^[A-Za-z_/~.][A-Za-z0-9_./:@\-]*$")
-_NOT_STRING = re.compile(
-    r"^(?i:true|false|null|none|[-+]?(inf|nan)|[-+]?[0-9][0-9_]*(\.[0-9_]*)?(e[-+]?[0-9]+)?)$"
-)
+NOT_STRING = re.compile(r"^(?i:true|false|null|none|[-+]?(inf|nan)|[-+]?[0-9][0-9_]*(\.[0-9_]*)?(e[-+]?[0-9]+)?)$")
 
 
 def format_value(v: Any) -> str:
@@ -178,7 +176,7 @@ def format_value(v: Any) -> str:
         # Strings in lists are always quoted: trainer.logger=["console","file"] as verl's docs write it.
         return "[" + ",".join(_quote(x) if isinstance(x, str) else format_value(x) for x in v) + "]"
     s = str(v)
-    if _SAFE.match(s) and not _NOT_STRING.match(s) and not s.startswith("~"):
+    if _SAFE.match(s) and not NOT_STRING.match(s) and not s.startswith("~"):
         return s
     return _quote(s)
 

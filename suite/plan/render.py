@@ -26,8 +26,7 @@ def table(cells: Sequence[Cell]) -> str:
     head = ["id", "lora", "offload", "tp", "rb", "status", "reason"]
     first = cells[0] if cells else None
     title = (
-        f"{first.matrix}: {first.model} on {first.n_gpus}x {first.gpu}, {first.backend}, "
-        f"profile {first.profile}"
+        f"{first.matrix}: {first.model} on {first.n_gpus}x {first.gpu}, {first.backend}, profile {first.profile}"
         if first
         else "no cells"
     )
