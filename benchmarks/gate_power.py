@@ -99,8 +99,10 @@ def with_rule(config: GateConfig, rule: str | None) -> GateConfig:
 
 
 def _job(args: tuple) -> tuple[str, str, int, int, dict[float, float]]:
-    cell, rule, n, m, slowdowns, trials, config_path, seed = args
+    cell, rule, n, m, slowdowns, trials, config_path, seed, bootstrap = args
     config = with_rule(load_config(config_path), rule)
+    if bootstrap:
+        config = config.model_copy(update={"gate": config.gate.model_copy(update={"bootstrap_resamples": bootstrap})})
     return cell.id, config.throughput.effect_rule, n, m, rates(cell, n, m, slowdowns, trials, config, seed)
 
 
@@ -119,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--designs", default="1x8,2x8,3x8,1x16,3x16,1x32,5x16", help="N runs x M steps, comma list")
     ap.add_argument("--slowdowns", default="0,1,2,3,4,5,7,10", help="percent, comma list")
     ap.add_argument("--trials", type=int, default=1000)
+    ap.add_argument(
+        "--bootstrap", type=int, help="bootstrap resamples per decision (default: the config's; fewer is faster)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--per-cell", action="store_true", help="also print one table per cell")
@@ -138,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Gate power on {len(cells)} baseline cell(s) from `{args.baselines}`; thresholds {config.source}: "
         f"alpha={t.alpha}, min_effect={t.min_effect:.0%}, default effect_rule={t.effect_rule}; "
-        f"{args.trials} trials per point; baseline and result both N runs x M steps.\n"
+        f"{args.trials} trials per point, {args.bootstrap or config.gate.bootstrap_resamples} bootstrap "
+        "resamples; baseline and result both N runs x M steps.\n"
     )
 
     rows = []
@@ -158,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rules = [r.strip() for r in args.rules.split(",") if r.strip()] or [None]
     jobs = [
-        (c, rule, n, m, slowdowns, args.trials, args.config, args.seed)
+        (c, rule, n, m, slowdowns, args.trials, args.config, args.seed, args.bootstrap)
         for rule in rules
         for c in cells
         for n, m in designs

@@ -40,6 +40,14 @@ class Change:
     high: float
 
 
+def _row_medians(a: np.ndarray) -> np.ndarray:
+    # A full sort of short rows is ~3x faster than np.median's partition here, which the power
+    # benchmark (thousands of bootstraps) feels.
+    a = np.sort(a, axis=1)
+    n = a.shape[1]
+    return a[:, n // 2] if n % 2 else 0.5 * (a[:, n // 2 - 1] + a[:, n // 2])
+
+
 def median_change(
     current: Sequence[float], baseline: Sequence[float], *, resamples: int, level: float, seed: int
 ) -> Change:
@@ -48,8 +56,8 @@ def median_change(
     cur = np.asarray(current, dtype=float)
     base = np.asarray(baseline, dtype=float)
     rng = np.random.default_rng(seed)
-    cur_med = np.median(rng.choice(cur, size=(resamples, cur.size), replace=True), axis=1)
-    base_med = np.median(rng.choice(base, size=(resamples, base.size), replace=True), axis=1)
+    cur_med = _row_medians(cur[rng.integers(0, cur.size, size=(resamples, cur.size))])
+    base_med = _row_medians(base[rng.integers(0, base.size, size=(resamples, base.size))])
     ratios = cur_med / base_med - 1.0
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(ratios, [tail, 1.0 - tail])
