@@ -32,9 +32,7 @@ STAND_IN_ID = "qwen2.5-0.5b/h100x1/fsdp/lora8-off_none-tp1-rb16"
 
 
 def real_baselines() -> list[Baseline]:
-    return (
-        [read_baseline(p) for p in sorted(REAL_BASELINES.rglob("*.json"))] if REAL_BASELINES.is_dir() else []
-    )
+    return [read_baseline(p) for p in sorted(REAL_BASELINES.rglob("*.json"))] if REAL_BASELINES.is_dir() else []
 
 
 def using_stand_in() -> bool:

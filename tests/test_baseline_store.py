@@ -26,10 +26,7 @@ def test_promote_pools_runs_and_keeps_history_newest_first(tmp_path, capsys, run
     assert main(["baseline", "promote", str(first), "--baselines", str(store)]) == 0
     path = store / "h100" / (runs[0].id + ".json")
     out = capsys.readouterr().out
-    assert (
-        f"promoted {runs[0].id} -> {path} (3 run(s), {3 * len(runs[0].measured_steps())} measured steps"
-        in out
-    )
+    assert f"promoted {runs[0].id} -> {path} (3 run(s), {3 * len(runs[0].measured_steps())} measured steps" in out
     b1 = read_baseline(path)
     assert len(b1.results) == 3 and b1.history == []
 

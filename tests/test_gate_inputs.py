@@ -39,9 +39,7 @@ def result_file(tmp_path: Path, run: Result, name: str = "result.json") -> Path:
 
 
 def test_nonexistent_and_empty_input(tmp_path, capsys, store) -> None:
-    assert "no such file or directory" in gate_err(
-        capsys, str(tmp_path / "nope.json"), "--baselines", str(store)
-    )
+    assert "no such file or directory" in gate_err(capsys, str(tmp_path / "nope.json"), "--baselines", str(store))
     (tmp_path / "empty").mkdir()
     assert "no result files found" in gate_err(capsys, str(tmp_path / "empty"), "--baselines", str(store))
 
@@ -101,9 +99,7 @@ def test_nan_and_inf_samples(tmp_path, capsys, store, runs, where, value) -> Non
 def test_non_positive_throughput(tmp_path, capsys, store, runs) -> None:
     steps = [s.model_copy(update={"throughput": 0.0}) if s.step == 5 else s for s in runs[0].steps]
     path = result_file(tmp_path, runs[0].model_copy(update={"steps": steps}))
-    assert "steps[4].throughput: throughput 0.0 must be > 0" in gate_err(
-        capsys, str(path), "--baselines", str(store)
-    )
+    assert "steps[4].throughput: throughput 0.0 must be > 0" in gate_err(capsys, str(path), "--baselines", str(store))
 
 
 def test_too_few_samples_says_how_many_are_needed(tmp_path, capsys, store, runs) -> None:

@@ -142,9 +142,7 @@ def test_failed_baseline_failing_again_is_not_a_regression_and_recovery_is_impro
 def test_new_and_missing(tmp_path, capsys, runs) -> None:
     other_id = runs[0].id.replace("rb16", "rb32")
     other = [r.model_copy(update={"id": other_id}) for r in runs]
-    elsewhere = [
-        r.model_copy(update={"id": runs[0].id.replace("rb16", "rb64"), "matrix": "other"}) for r in runs
-    ]
+    elsewhere = [r.model_copy(update={"id": runs[0].id.replace("rb16", "rb64"), "matrix": "other"}) for r in runs]
     write_baseline(runs, tmp_path / "baselines")
     write_baseline(elsewhere, tmp_path / "baselines")
     write_results(other, tmp_path / "runs")
@@ -166,9 +164,7 @@ def test_new_and_missing(tmp_path, capsys, runs) -> None:
 
 
 def with_accuracy(runs: list[Result], correct: int, total: int) -> list[Result]:
-    return [
-        r.model_copy(update={"accuracy": {"gsm8k": Accuracy(correct=correct, total=total)}}) for r in runs
-    ]
+    return [r.model_copy(update={"accuracy": {"gsm8k": Accuracy(correct=correct, total=total)}}) for r in runs]
 
 
 @pytest.mark.parametrize(
