@@ -25,8 +25,9 @@ def parse_matrix(text: str, *, source: str = "<matrix>") -> Matrix:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        # tomllib's message already carries "(at line L, column C)".
-        raise InputError(f"TOML syntax error: {exc}", source=source) from None
+        # tomllib says "(at line L, column C)", or "(at end of document)": name the last line then.
+        msg = str(exc).replace("at end of document", f"at end of document, line {len(text.splitlines())}")
+        raise InputError(f"TOML syntax error: {msg}", source=source) from None
     if isinstance(data.get("overrides"), dict):
         data["overrides"] = flatten(data["overrides"])
     try:

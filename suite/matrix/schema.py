@@ -101,7 +101,7 @@ class Base(_Strict):
     # An int, or "rollout_batch" (one update per step) or "rollout_batch/K" (K updates per step).
     ppo_mini_batch_size: StrictInt | str = "rollout_batch"
     ppo_micro_batch_size_per_gpu: PosInt = 4
-    log_prob_micro_batch_size_per_gpu: PosInt = 8
+    log_prob_micro_batch_size_per_gpu: PosInt = 4
     lora_alpha: PosInt = 32
     target_modules: str | list[str] = "all-linear"
     ulysses_sp: PosInt = 1

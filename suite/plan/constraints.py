@@ -163,8 +163,8 @@ def _lengths(c: Ctx) -> str | None:
 
 RULES: tuple[Callable[[Ctx], str | None], ...] = (
     _rollout_tp,
-    _heads,
     _parallel,
+    _heads,
     _offload,
     _lora,
     _batches,
