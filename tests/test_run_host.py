@@ -154,3 +154,12 @@ def test_unknown_and_bad_options_are_input_errors():
     with pytest.raises(InputError, match="allowed: host, docker, ray, slurm"):
         make_runtime("kubernetes")
     assert make_runtime("host", isolate_ray="false").isolate_ray is False
+
+
+def test_sampler_can_be_switched_off_to_measure_its_overhead(tmp_path, monkeypatch):
+    fake = FakeNvml([FakeGpu(used=[5 * GIB])])
+    monkeypatch.setattr(nv, "open_nvml", lambda: fake)
+    on, _ = run(HostRuntime(grace_s=1.0, gpu_free_gib=8), tmp_path, [], "on", gpus=[0])
+    off, _ = run(HostRuntime(grace_s=1.0, gpu_free_gib=8, nvml_hz="0"), tmp_path, [], "off", gpus=[0])
+    assert on.peak_memory_gb == [5.0] and float(on.provenance.extra["nvml_sampler_cpu_s"]) >= 0
+    assert off.peak_memory_gb == [] and off.nvml_samples is None and off.provenance.extra["nvml_sampler"] == "off"

@@ -32,7 +32,7 @@ OPTIONS = {
     "grace_s": 10.0,  # SIGINT -> SIGTERM -> SIGKILL spacing when stopping a cell
     "gpu_free_gib": 1.0,  # a GPU with more NVML `used` than this, or any compute process, is busy
     "gpu_wait_s": 120.0,  # how long to wait for busy GPUs before recording the cell as skipped
-    "nvml_hz": nv.DEFAULT_HZ,
+    "nvml_hz": nv.DEFAULT_HZ,  # 0: no sampler (to measure its overhead: the same cell with and without)
     "isolate_ray": True,
     "keep_ray_tmp": False,  # Ray's session logs are kept anyway when a cell fails
     "dry_run": False,
@@ -75,8 +75,6 @@ class HostRuntime:
         self.gpu_free_gib = _float("gpu_free_gib", opts["gpu_free_gib"])
         self.gpu_wait_s = _float("gpu_wait_s", opts["gpu_wait_s"])
         self.nvml_hz = _float("nvml_hz", opts["nvml_hz"])
-        if self.nvml_hz == 0:
-            raise InputError("bad value 0 for nvml_hz; allowed: > 0", field="--runtime-option")
         self.isolate_ray = _bool(opts["isolate_ray"])
         self.keep_ray_tmp = _bool(opts["keep_ray_tmp"])
         self.dry_run = _bool(opts["dry_run"])
@@ -166,7 +164,7 @@ class HostRuntime:
             log.write(f"[grpo-suite] argv: {shlex.join(cell.argv)}\n".encode())
             log.flush()
             tree = ProcessTree(cell.argv, env, log)
-            sampler = nv.MemorySampler(nvml, indices, self.nvml_hz)
+            sampler = nv.MemorySampler(nvml if self.nvml_hz > 0 else None, indices, self.nvml_hz or 1.0)
             watcher = MetricsWatcher(metrics, on_step)
             t0 = time.monotonic()
             tree.start()
@@ -197,6 +195,10 @@ class HostRuntime:
         extra = {"stopped_pids": ",".join(map(str, stopped))} if stopped else {}
         if ray_tmp:
             extra["ray_tmpdir"] = ray_tmp
+        if samples is not None:
+            extra["nvml_sampler_cpu_s"] = f"{samples.cpu_s:.4f}"
+        elif self.nvml_hz == 0:
+            extra["nvml_sampler"] = "off"
         # Seen by polling (0.5 s): a line written just before exit is only seen after it, hence the cap.
         startup = min(watcher.first_step_time - t0, wall) if watcher.first_step_time is not None else None
         obs = Observation(metrics_path=metrics, log_path=cell_dir / LOG_FILE, validation_dir=validation,

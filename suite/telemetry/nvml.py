@@ -134,6 +134,7 @@ class MemorySamples:
     samples: int  # sampling rounds (each reads every GPU)
     duration_s: float
     errors: int = 0
+    cpu_s: float = 0.0  # CPU time of the sampler thread: its cost to the host
 
     @property
     def rate_hz(self) -> float | None:
@@ -159,6 +160,7 @@ class MemorySampler:
         self._t1 = 0.0
         self._handles: list[Any] = []
         self.result: MemorySamples | None = None
+        self._cpu_s = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -189,6 +191,13 @@ class MemorySampler:
         self._samples += 1
 
     def _loop(self) -> None:
+        cpu0 = time.thread_time()
+        try:
+            self._run()
+        finally:
+            self._cpu_s = time.thread_time() - cpu0
+
+    def _run(self) -> None:
         next_t = time.perf_counter()
         while not self._stop.is_set():
             self.sample_once()
@@ -210,7 +219,8 @@ class MemorySampler:
         self._t1 = time.perf_counter()
         self.sample_once()  # the final state counts too (a peak right at the end)
         self.result = MemorySamples(indices=self.indices, peak_gib=[round(p, 3) for p in self._peak],
-                                    samples=self._samples, duration_s=self._t1 - self._t0, errors=self._errors)
+                                    samples=self._samples, duration_s=self._t1 - self._t0, errors=self._errors,
+                                    cpu_s=self._cpu_s)
         return self.result
 
     def __enter__(self) -> MemorySampler:
