@@ -427,8 +427,7 @@ class RayJobRuntime:
                         break
                     if timeout_s is not None and running_since is not None and now - running_since > timeout_s:
                         outcome = "timeout"
-                        reason = f"timed out after {timeout_s:g} s (Ray job {sid} stopped; last step: " \
-                                 f"{last_step[-1] if last_step else None})"
+                        reason = f"timed out after {timeout_s:g} s (Ray job {sid} stopped)"
                         break
                     if self._cancel.is_set():
                         outcome, reason = "interrupted", f"interrupted (Ray job {sid} stopped)"
@@ -483,10 +482,9 @@ class RayJobRuntime:
                 write_text_atomic(metrics_local, bundle[METRICS_FILE])
         if result is not None:
             result = scrub(result, extra)
-            if outcome == "timeout":
-                result = result.model_copy(update={"status": "timeout", "reason": reason})
-            elif outcome == "interrupted":
-                result = result.model_copy(update={"status": "interrupted", "reason": reason})
+            if outcome is not None:
+                last = max((st.step for st in result.steps), default=None)
+                result = result.model_copy(update={"status": outcome, "reason": f"{reason}; last step: {last}"})
             write_result(cell_dir / RESULT_FILE, result)
         else:
             job_status = str(getattr(status, "value", status))
