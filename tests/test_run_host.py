@@ -33,6 +33,8 @@ def test_ok_run_records_steps_accuracy_log_and_provenance(rt, tmp_path):
     assert [s.step for s in r.steps] == [1, 2, 3, 4] and seen[-1] == 4
     assert r.accuracy["gsm8k"].correct == 4 and r.accuracy_initial["gsm8k"].correct == 2
     assert r.startup_s is not None and 0 < r.startup_s <= r.wall_s
+    assert r.startup_breakdown_s["imports_done"] <= r.startup_breakdown_s["first_step"]
+    assert abs(r.startup_breakdown_s["first_step"] - r.startup_s) <= 0.01
     assert r.id == "tiny/h100x1/fsdp/c"
     p = r.provenance
     assert p.runtime == "host" and p.argv[1].endswith("fake_verl.py") and p.start_time and p.end_time

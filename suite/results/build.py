@@ -60,6 +60,7 @@ class Observation:
     memory: MemorySamples | None = None
     wall_s: float | None = None
     startup_s: float | None = None
+    startup_breakdown: Mapping[str, float] | None = None
 
 
 def _accuracy_key(metrics: MetricsLog) -> str:
@@ -143,5 +144,6 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
         exit_code=obs.exit_code,
         wall_s=round(obs.wall_s, 3) if obs.wall_s is not None else None,
         startup_s=round(obs.startup_s, 3) if obs.startup_s is not None else None,
+        startup_breakdown_s=dict(obs.startup_breakdown or {}),
         provenance=provenance,
     )

@@ -136,6 +136,12 @@ class Result(_Model):
     startup_s: float | None = Field(
         default=None, description="process start to the first step's metrics line"
     )
+    startup_breakdown_s: dict[str, float] = Field(
+        default_factory=dict,
+        description="seconds from process start to each start-up milestone seen in the log "
+        "(imports_done, ray_started, vllm_weights_loaded, vllm_graphs_captured, vllm_engine_ready, "
+        "validation_started, first_step)",
+    )
     provenance: Provenance = Field(default_factory=Provenance)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

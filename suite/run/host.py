@@ -26,6 +26,7 @@ from suite.run import cellenv
 from suite.run.process import ProcessTree, new_token
 from suite.run.runtime import CELL_FILE, LOG_FILE, RESULT_FILE, StepCallback
 from suite.telemetry import nvml as nv
+from suite.telemetry.startup import LogWatcher
 from suite.telemetry.watch import MetricsWatcher
 
 OPTIONS = {
@@ -170,6 +171,7 @@ class HostRuntime:
             tree.start()
             sampler.start()
             watcher.start()
+            milestones = LogWatcher(cell_dir / LOG_FILE, t0).start()
             try:
                 while tree.wait(self.poll_s) is None:
                     if timeout_s is not None and time.monotonic() - t0 > timeout_s:
@@ -188,6 +190,7 @@ class HostRuntime:
                 end = time.time()
                 watcher.stop()
                 samples = sampler.stop()
+                breakdown = milestones.stop()
                 rc = tree.proc.returncode if tree.proc else None
                 log.write(f"\n[grpo-suite] exit code {rc}; wall {wall:.1f} s; processes recorded: "
                           f"{len(tree.recorded_pids)}; stopped by pid: {stopped or 'none'}\n".encode())
@@ -201,9 +204,11 @@ class HostRuntime:
             extra["nvml_sampler"] = "off"
         # Seen by polling (0.5 s): a line written just before exit is only seen after it, hence the cap.
         startup = min(watcher.first_step_time - t0, wall) if watcher.first_step_time is not None else None
+        if startup is not None:
+            breakdown["first_step"] = round(startup, 2)
         obs = Observation(metrics_path=metrics, log_path=cell_dir / LOG_FILE, validation_dir=validation,
                           exit_code=rc, status=status, reason=reason, memory=samples, wall_s=wall,
-                          startup_s=startup)
+                          startup_s=startup, startup_breakdown=breakdown)
         provenance = self._provenance(cell, env, start=tree.start_time, end=end, gpu=gpu, extra=extra)
         result = build_result(CellInfo.from_cell(cell), obs, provenance)
         write_result(cell_dir / RESULT_FILE, result)

@@ -1,0 +1,80 @@
+"""Where a cell's start-up goes: the first time each milestone line shows up in its log.
+
+verl writes nothing timed before its first step, so the log is followed while the cell runs (polled, like the
+metrics file: resolution `poll_s`) and each milestone gets the seconds since the process started. Milestones
+are lines verl 0.9.1, Ray and vLLM print; one that never shows up is simply absent.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+MILESTONES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(p))
+    for name, p in (
+        ("imports_done", r"ray init kwargs"),  # verl main_ppo, right before ray.init()
+        ("ray_started", r"Started a local Ray instance|Connected to Ray cluster|Connecting to existing Ray"),
+        ("vllm_weights_loaded", r"Loading weights took|Model loading took"),
+        ("vllm_graphs_captured", r"Graph capturing finished"),
+        ("vllm_engine_ready", r"init engine \(profile, create kv cache, warmup model\) took"),
+        ("validation_started", r"test_gen_batch meta info"),
+    )
+)
+
+
+def milestones_in(lines: list[str]) -> list[str]:
+    """Names of the milestones these lines reach, in MILESTONES order (pure; for tests and ingest)."""
+    return [name for name, pat in MILESTONES if any(pat.search(x) for x in lines)]
+
+
+class LogWatcher:
+    def __init__(self, path: str | Path, t0: float, poll_s: float = 0.5) -> None:
+        self.path = Path(path)
+        self._t0 = t0  # time.monotonic() of the process start
+        self._poll_s = poll_s
+        self._offset = 0
+        self._buf = b""
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> LogWatcher:
+        self._thread = threading.Thread(target=self._loop, name="log-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.poll()
+        return dict(self.seen)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            self.poll()
+
+    def poll(self) -> None:
+        if len(self.seen) == len(MILESTONES):
+            return
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read(1 << 22)
+        except OSError:
+            return
+        if not chunk:
+            return
+        self._offset += len(chunk)
+        self._buf += chunk
+        *lines, self._buf = self._buf.split(b"\n")
+        self._buf = self._buf[-65536:]  # a runaway line without newline must not grow without bound
+        now = round(time.monotonic() - self._t0, 2)
+        for raw in lines:
+            text = raw.decode("utf-8", errors="replace")
+            for name, pat in MILESTONES:
+                if name not in self.seen and pat.search(text):
+                    self.seen[name] = now
