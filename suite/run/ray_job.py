@@ -207,11 +207,24 @@ def record_local(cell: Cell, cell_dir: Path, status: str, reason: str | None, *,
     return result
 
 
-def scrub(result: Result, extra: Mapping[str, str]) -> Result:
-    """Secrets never land in results: redact again on arrival (the cluster's suite may be older), and note
-    where the job ran."""
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    return sorted({v for k, v in env.items() if prov.is_secret(k) and len(v) >= 4}, key=len, reverse=True)
+
+
+def _hide(text: str, secrets: Sequence[str]) -> str:
+    for v in secrets:
+        text = text.replace(v, prov.REDACTED)
+    return text
+
+
+def scrub(result: Result, extra: Mapping[str, str], secrets: Sequence[str] = ()) -> Result:
+    """Secrets never land in results. Redacting by name is not enough inside a Ray job: Ray hands the
+    driver `RAY_JOB_CONFIG_JSON_ENV_VAR`, the whole runtime env as JSON, secret values included, under a
+    harmless name. So the values themselves are hidden wherever they appear, then the names redacted."""
     p = result.provenance
-    p = p.model_copy(update={"env": prov.redact_env(p.env), "argv": prov.redact_argv(p.argv),
+    env = {k: _hide(v, secrets) for k, v in p.env.items()}
+    argv = [_hide(a, secrets) for a in p.argv]
+    p = p.model_copy(update={"env": prov.redact_env(env), "argv": prov.redact_argv(argv),
                              "extra": {**p.extra, **{k: prov.redact_value(v) for k, v in extra.items()}}})
     return result.model_copy(update={"provenance": p})
 
@@ -437,8 +450,10 @@ class RayJobRuntime:
                 outcome, reason, interrupt = "interrupted", f"interrupted by SIGINT (Ray job {sid} stopped)", exc
             if outcome is not None:
                 status = self._stop(client, sid)
+            tail.join(timeout=2)  # the websocket closes when the job ends; take what it still carries
             drain()
-        return self._collect(cell, cell_dir, spec, status, outcome, reason, interrupt)
+        return self._collect(cell, cell_dir, spec, status, outcome, reason, interrupt,
+                             on_step=on_step, reported=set(last_step))
 
     def _stop(self, client: Any, sid: str) -> Any:
         """stop_job, then wait for the job to end (its cell records a partial result meanwhile). A second
@@ -460,7 +475,8 @@ class RayJobRuntime:
         return status
 
     def _collect(self, cell: Cell, cell_dir: Path, spec: JobSpec, status: Any, outcome: str | None,
-                 reason: str | None, interrupt: KeyboardInterrupt | None) -> Result:
+                 reason: str | None, interrupt: KeyboardInterrupt | None, *,
+                 on_step: StepCallback | None = None, reported: set[int] | None = None) -> Result:
         client, sid = self.client(), spec.submission_id
         try:
             full = client.get_job_logs(sid)
@@ -468,6 +484,11 @@ class RayJobRuntime:
             full = None
         if full is not None:
             write_text_atomic(cell_dir / LOG_FILE, strip_bundle(full))
+            if on_step is not None:  # steps the stream had not delivered when the job ended
+                for line in full.splitlines():
+                    m = STEP_RE.match(line)
+                    if m and int(m[1]) not in (reported or set()):
+                        on_step(int(m[1]))
         bundle = decode_bundle(full.splitlines()) if full else None
         extra = {"ray_job": sid, "ray_address": str(self.address), "remote_dir": spec.remote_dir,
                  "ray_job_status": str(getattr(status, "value", status))}
@@ -481,7 +502,7 @@ class RayJobRuntime:
             if METRICS_FILE in bundle:
                 write_text_atomic(metrics_local, bundle[METRICS_FILE])
         if result is not None:
-            result = scrub(result, extra)
+            result = scrub(result, extra, secret_values(spec.runtime_env.get("env_vars", {})))
             if outcome is not None:
                 last = max((st.step for st in result.steps), default=None)
                 result = result.model_copy(update={"status": outcome, "reason": f"{reason}; last step: {last}"})
@@ -584,6 +605,12 @@ def job_main(argv: Sequence[str] | None = None) -> int:
         echo.finish()
     files: dict[str, str] = {}
     if (out / RESULT_FILE).exists():
+        try:
+            clean = scrub(Result.model_validate_json((out / RESULT_FILE).read_text()), {},
+                          secret_values(os.environ))
+            write_result(out / RESULT_FILE, clean)  # the copy left on the cluster is clean too
+        except ValueError:
+            pass
         files[RESULT_FILE] = (out / RESULT_FILE).read_text()
     metrics = cellenv.metrics_path(cell.argv, cell.env, out)
     if metrics.exists() and metrics.stat().st_size <= BUNDLE_MAX_METRICS:

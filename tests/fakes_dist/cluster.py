@@ -77,6 +77,9 @@ class LocalRayCluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         env[TOKEN_ENV] = self.token
         env["RAY_USAGE_STATS_ENABLED"] = "0"
+        # Ray 2.5x turns token auth on for a head when ~/.ray/auth_token exists (any local ray.init() on this
+        # machine may have written one) but not for a worker joining by address: say it once for all.
+        env["RAY_AUTH_MODE"] = "disabled"
         return env
 
     def _ray(self, *args: str) -> None:
