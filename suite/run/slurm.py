@@ -1,0 +1,409 @@
+"""`--runtime slurm`: each cell is one `sbatch` job that starts Ray across its nodes and runs the cell there.
+
+The script (`templates/ray_on_slurm.sbatch`, rendered per cell into `<cell dir>/job.sbatch`) follows the
+pattern of verl's Slurm example: node list from `scontrol show hostnames`, the head's IP through `srun
+hostname --ip-address`, `ray start --head --block` on the first node and `ray start --address ... --block`
+on the others (each under `srun`, inside the container when asked: pyxis `--container-image` or
+`apptainer exec --nv`), a wait until every node joined, then `python -m suite.run.incell` on the head.
+
+The result comes back through SHARED STORAGE: the cell dir (`grpo-suite run --out`) must be on a
+filesystem the compute nodes see at the same path, as must the suite source (put on PYTHONPATH) and the
+model / data paths of the cell. The in-cell runner writes `log.txt`, `metrics.jsonl` and `result.json`
+there; the client follows them while the job runs (`squeue`), and reads the job's end state from `sacct`
+(or `scontrol show job` where accounting is off).
+
+Ctrl-C, `interrupt()` and the client's timeout backstop send SIGINT to the job's steps (`scancel
+--signal=INT`), so the runner records its partial result, then `scancel` the job if it has not ended after
+`cancel_grace_s`. Secrets never enter the script: `sbatch` passes the client's environment on to the job
+(Slurm's default `--export=ALL`); the script only exports the cell's own (non-secret) variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from suite.errors import InputError
+from suite.plan.cell import Cell
+from suite.results import provenance as prov
+from suite.results.io import write_result, write_text_atomic
+from suite.results.schema import Result
+from suite.run import cellenv
+from suite.run.ray_job import coerce_options, record_local, topology_problem
+from suite.run.runtime import CELL_FILE, LOG_FILE, RESULT_FILE, StepCallback
+
+TEMPLATE = Path(__file__).with_name("templates") / "ray_on_slurm.sbatch"
+SCRIPT_FILE = "job.sbatch"
+CONTAINERS = ("pyxis", "apptainer")
+
+OPTIONS: dict[str, Any] = {
+    "dry_run": False,
+    "partition": "",
+    "account": "",
+    "qos": "",
+    "job_name": "grpo-suite",
+    "time_margin_s": 900.0,  # Slurm --time = cell timeout + this (Ray start-up, container start, teardown)
+    "time": "",  # explicit --time (HH:MM:SS or D-HH:MM:SS); default: from the timeout, else the partition's
+    "cpus_per_node": 0,  # --cpus-per-task (one task per node); 0: Slurm's default
+    "mem": "",  # --mem per node, e.g. 200G
+    "exclusive": True,
+    "gres": True,  # request the cell's GPUs (--gpus-per-node); off only for CPU test clusters
+    "sbatch_args": "",  # more #SBATCH options, shell-quoted, e.g. "--constraint=h100 --reservation=bench"
+    "image": "",  # container image (the generation's pinned image); empty: the nodes' own environment
+    "container": "pyxis",  # pyxis (srun --container-image) or apptainer (apptainer exec --nv)
+    # Extra mounts, comma separated SRC[:DST] (model, data); the cell dir and the suite are always mounted.
+    "container_mounts": "",
+    "python": "python3",
+    "suite_root": "",  # directory holding the `suite` package on the nodes (default: this client's)
+    "ray_port": 6379,
+    "ray_start_args": "",  # extra `ray start` arguments for every node
+    "ray_wait_s": 300.0,  # how long the nodes may take to join the Ray cluster
+    "cancel_grace_s": 60.0,  # after SIGINT, how long the runner gets to record its result before scancel
+    "poll_s": 5.0,
+}
+
+
+# -- the script ------------------------------------------------------------------------------------------
+def slurm_time(seconds: float) -> str:
+    total = int(-(-seconds // 60))  # whole minutes, rounded up
+    days, rem = divmod(total, 24 * 60)
+    h, m = divmod(rem, 60)
+    return f"{days}-{h:02d}:{m:02d}:00" if days else f"{h:02d}:{m:02d}:00"
+
+
+def _mounts(opts: dict[str, Any], cell_dir: Path, suite_root: str) -> list[str]:
+    mounts = [str(cell_dir), suite_root]
+    mounts += [m.strip() for m in str(opts["container_mounts"]).split(",") if m.strip()]
+    return list(dict.fromkeys(mounts))
+
+
+def container_parts(opts: dict[str, Any], cell_dir: Path, suite_root: str) -> tuple[list[str], list[str]]:
+    """(srun options, command prefix) that put each step inside the image."""
+    image = str(opts["image"] or "")
+    if not image:
+        return [], []
+    kind = str(opts["container"])
+    mounts = _mounts(opts, cell_dir, suite_root)
+    if kind == "pyxis":
+        return [f"--container-image={image}", f"--container-mounts={','.join(mounts)}",
+                "--container-workdir=/tmp", "--no-container-mount-home"], []
+    if kind == "apptainer":
+        binds = [x for m in mounts for x in ("--bind", m)]
+        return [], ["apptainer", "exec", "--nv", *binds, image]
+    raise InputError(f"unknown container runtime {kind!r}; allowed: {', '.join(CONTAINERS)}",
+                     field="--runtime-option container")
+
+
+def sbatch_directives(cell: Cell, cell_dir: Path, opts: dict[str, Any], timeout_s: float | None) -> list[str]:
+    d = [f"--job-name={opts['job_name']}:{cell.id}"[:120], f"--nodes={cell.nnodes}", "--ntasks-per-node=1",
+         f"--output={cell_dir}/slurm-%j.out", "--open-mode=append"]
+    if opts["gres"]:
+        d.append(f"--gpus-per-node={cell.gpus_per_node}")
+    if int(opts["cpus_per_node"]):
+        d.append(f"--cpus-per-task={int(opts['cpus_per_node'])}")
+    if opts["mem"]:
+        d.append(f"--mem={opts['mem']}")
+    if opts["exclusive"]:
+        d.append("--exclusive")
+    for key in ("partition", "account", "qos"):
+        if opts[key]:
+            d.append(f"--{key}={opts[key]}")
+    if opts["time"]:
+        d.append(f"--time={opts['time']}")
+    elif timeout_s is not None:
+        d.append(f"--time={slurm_time(timeout_s + float(opts['time_margin_s']))}")
+    d += shlex.split(str(opts["sbatch_args"] or ""))
+    return [f"#SBATCH {x}" for x in d]
+
+
+def render_script(cell: Cell, cell_dir: Path, opts: dict[str, Any], timeout_s: float | None,
+                  template: str | None = None) -> str:
+    suite_root = str(opts["suite_root"] or Path(__file__).resolve().parents[2])
+    srun_c, run_c = container_parts(opts, cell_dir, suite_root)
+    # Secret-named variables stay out of the file; sbatch hands them to the job from the client's env.
+    exports = [f"export {k}={shlex.quote(v)}" for k, v in sorted(cell.env.items()) if not prov.is_secret(k)]
+    incell = ["--timeout", f"{timeout_s:g}"] if timeout_s is not None else []
+    values = {
+        "SBATCH": "\n".join(sbatch_directives(cell, cell_dir, opts, timeout_s)),
+        "CELL_ID": cell.full_id,
+        "CELL_DIR": shlex.quote(str(cell_dir)),
+        "SUITE_ROOT": shlex.quote(suite_root),
+        "EXPORTS": "\n".join(exports),
+        "RAY_PORT": str(int(opts["ray_port"])),
+        "SRUN_CONTAINER": shlex.join(srun_c),
+        "RUN_CONTAINER": shlex.join(run_c),
+        "GPUS_PER_NODE": str(cell.gpus_per_node if opts["gres"] else 0),
+        "RAY_START_ARGS": str(opts["ray_start_args"] or ""),
+        "NNODES": str(cell.nnodes),
+        "RAY_WAIT_S": f"{float(opts['ray_wait_s']):g}",
+        "PYTHON": shlex.quote(str(opts["python"])),
+        "INCELL_ARGS": shlex.join(incell),
+    }
+    text = template if template is not None else TEMPLATE.read_text()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    left = re.findall(r"\{\{[A-Z_]+\}\}", text)
+    if left:
+        raise ValueError(f"unfilled placeholders in the sbatch template: {left}")
+    return text
+
+
+# -- job state -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobState:
+    state: str  # PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, ...
+    exit_code: int | None = None
+    signal: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state not in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
+                                  "RESIZING", "SIGNALING", "STAGE_OUT", "")
+
+
+def parse_sbatch(out: str) -> str:
+    """`sbatch --parsable` prints `jobid` or `jobid;cluster`."""
+    job = out.strip().splitlines()[-1].split(";")[0].strip() if out.strip() else ""
+    if not job.isdigit():
+        raise ValueError(f"unexpected sbatch output: {out!r}")
+    return job
+
+
+def parse_sacct(out: str) -> JobState | None:
+    """`sacct -n -P -X -o State,ExitCode`: e.g. `CANCELLED by 0|0:15`."""
+    for line in out.strip().splitlines():
+        state, _, code = line.partition("|")
+        if state:
+            rc, _, sig = code.partition(":")
+            return JobState(state.split()[0].rstrip("+"), int(rc) if rc.isdigit() else None,
+                            int(sig) if sig.isdigit() else None)
+    return None
+
+
+def parse_scontrol(out: str) -> JobState | None:
+    """`scontrol show job -o ID`: `... JobState=COMPLETED ... ExitCode=0:0 ...`."""
+    m = re.search(r"\bJobState=(\S+)", out)
+    if not m:
+        return None
+    e = re.search(r"\bExitCode=(\d+):(\d+)", out)
+    return JobState(m[1], int(e[1]) if e else None, int(e[2]) if e else None)
+
+
+def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def job_state(job: str) -> JobState:
+    """squeue while the job is known there, then sacct, then scontrol (clusters without accounting)."""
+    q = _run(["squeue", "-h", "-j", job, "-o", "%T"])
+    if q.returncode == 0 and q.stdout.strip():
+        return JobState(q.stdout.strip().splitlines()[0])
+    a = _run(["sacct", "-n", "-P", "-X", "-j", job, "-o", "State,ExitCode"])
+    st = parse_sacct(a.stdout) if a.returncode == 0 else None
+    if st is not None:
+        return st
+    c = _run(["scontrol", "show", "job", "-o", job])
+    st = parse_scontrol(c.stdout) if c.returncode == 0 else None
+    return st or JobState("UNKNOWN")
+
+
+# Slurm end states -> result status when the runner wrote no result (it was killed with the job).
+SLURM_STATUS = {"TIMEOUT": "timeout", "DEADLINE": "timeout", "OUT_OF_MEMORY": "oom", "CANCELLED": "interrupted",
+                "PREEMPTED": "interrupted"}
+
+
+class SlurmRuntime:
+    name = "slurm"
+
+    def __init__(self, **options: Any) -> None:
+        self.opts = coerce_options(OPTIONS, options, self.name)
+        if self.opts["container"] not in CONTAINERS:
+            raise InputError(f"unknown container runtime {self.opts['container']!r}; allowed: "
+                             f"{', '.join(CONTAINERS)}", field="--runtime-option container")
+        self._cancel = threading.Event()
+
+    def interrupt(self) -> None:
+        self._cancel.set()
+
+    def run_cell(self, cell: Cell, cell_dir: Path, *, timeout_s: float | None = None,
+                 gpus: list[int] | None = None, on_step: StepCallback | None = None) -> Result:
+        # `gpus` is ignored: Slurm allocates the nodes and their GPUs.
+        cell_dir = Path(cell_dir).absolute()
+        dry = bool(self.opts["dry_run"])
+        if cell.status != "ok":
+            status = "invalid" if cell.status == "invalid" else "skipped"
+            cell_dir.mkdir(parents=True, exist_ok=True)
+            return record_local(cell, cell_dir, status, cell.reason or cell.status, runtime=self.name,
+                                env=cell.env, write=not dry)
+        problem = topology_problem(cell)
+        if problem:
+            cell_dir.mkdir(parents=True, exist_ok=True)
+            return record_local(cell, cell_dir, "invalid", problem, runtime=self.name, env=cell.env,
+                                write=not dry)
+        script = render_script(cell, cell_dir, self.opts, timeout_s)
+        if dry:
+            print(f"# sbatch script for {cell.full_id}")
+            print(script)
+            return record_local(cell, cell_dir, "skipped", "dry run", runtime=self.name, env=cell.env,
+                                write=False)
+        if self._cancel.is_set():
+            raise KeyboardInterrupt
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        metrics = cellenv.metrics_path(cell.argv, cell.env, cell_dir)
+        for stale in (cell_dir / RESULT_FILE, cell_dir / LOG_FILE, metrics):
+            stale.unlink(missing_ok=True)
+        write_text_atomic(cell_dir / CELL_FILE, json.dumps(cell.to_dict(), indent=2, sort_keys=True) + "\n")
+        path = write_text_atomic(cell_dir / SCRIPT_FILE, script)
+        env = {**os.environ, **cell.env}
+        try:
+            sub = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True,
+                                 env=env, timeout=120)
+        except FileNotFoundError:
+            raise InputError("sbatch not found: run on a Slurm login node (or use --dry-run to see the script)",
+                             field="--runtime slurm") from None
+        if sub.returncode != 0:
+            raise InputError(f"sbatch refused the job for {cell.full_id}: {sub.stderr.strip() or sub.stdout}",
+                             field="--runtime slurm")
+        job = parse_sbatch(sub.stdout)
+        return self._follow(cell, cell_dir, job, metrics, timeout_s, on_step)
+
+    def _signal_then_cancel(self, job: str) -> JobState:
+        """SIGINT to the steps (the runner records its partial result), scancel if the job outlives the grace."""
+        _run(["scancel", "--signal=INT", job])
+        deadline = time.monotonic() + float(self.opts["cancel_grace_s"])
+        st = job_state(job)
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: cancel at once
+            while not st.done and time.monotonic() < deadline:
+                time.sleep(min(1.0, float(self.opts["poll_s"])))
+                st = job_state(job)
+        if not st.done:
+            _run(["scancel", job])
+            end = time.monotonic() + 60
+            while not st.done and time.monotonic() < end:
+                time.sleep(1)
+                st = job_state(job)
+        return st
+
+    def _follow(self, cell: Cell, cell_dir: Path, job: str, metrics: Path, timeout_s: float | None,
+                on_step: StepCallback | None) -> Result:
+        from suite.telemetry.watch import MetricsWatcher
+
+        watcher = MetricsWatcher(metrics, on_step)
+        outcome: str | None = None
+        reason: str | None = None
+        interrupt: KeyboardInterrupt | None = None
+        running_since: float | None = None
+        # The runner enforces `timeout_s` itself (a clean `timeout` result); this backstop covers Ray start-up
+        # that hangs or a runner that cannot stop.
+        backstop = None if timeout_s is None else timeout_s + float(self.opts["time_margin_s"])
+        try:
+            while True:
+                st = job_state(job)
+                if st.done:
+                    break
+                if st.state == "RUNNING" and running_since is None:
+                    running_since = time.monotonic()
+                    watcher.start()
+                if backstop is not None and running_since is not None \
+                        and time.monotonic() - running_since > backstop:
+                    outcome, reason = "timeout", f"timed out after {timeout_s:g} s (Slurm job {job} cancelled)"
+                    st = self._signal_then_cancel(job)
+                    break
+                if self._cancel.is_set():
+                    outcome, reason = "interrupted", f"interrupted (Slurm job {job} cancelled)"
+                    st = self._signal_then_cancel(job)
+                    break
+                time.sleep(float(self.opts["poll_s"]))
+        except KeyboardInterrupt as exc:
+            outcome, reason, interrupt = "interrupted", f"interrupted by SIGINT (Slurm job {job} cancelled)", exc
+            st = self._signal_then_cancel(job)
+        finally:
+            if running_since is not None:
+                watcher.stop()
+        extra = {"slurm_job": job, "slurm_state": st.state}
+        result = self._read_result(cell_dir)
+        if result is not None:
+            result = result.model_copy(update={"provenance": result.provenance.model_copy(
+                update={"extra": {**result.provenance.extra, **extra}})})
+            if outcome is not None:
+                last = max((s.step for s in result.steps), default=None)
+                result = result.model_copy(update={"status": outcome, "reason": f"{reason}; last step: {last}"})
+            write_result(cell_dir / RESULT_FILE, result)
+        else:
+            status = outcome or SLURM_STATUS.get(st.state)
+            why = reason or f"Slurm job {job} ended {st.state} (exit code {st.exit_code}) without a result; " \
+                            f"see {cell_dir}/slurm-{job}.out"
+            log = cell_dir / LOG_FILE
+            result = record_local(cell, cell_dir, status or "", why, runtime=self.name, env=cell.env,
+                                  log=log if log.exists() else cell_dir / f"slurm-{job}.out", metrics=metrics,
+                                  exit_code=None if status else (st.exit_code or 1), extra=extra)
+            if result.status == "ok":
+                result = result.model_copy(update={"status": "crash", "reason": why})
+                write_result(cell_dir / RESULT_FILE, result)
+        if interrupt is not None:
+            raise interrupt
+        return result
+
+    @staticmethod
+    def _read_result(cell_dir: Path) -> Result | None:
+        p = cell_dir / RESULT_FILE
+        for _ in range(10):  # NFS attribute caches can lag the job's end by a few seconds
+            if p.exists():
+                try:
+                    return Result.model_validate_json(p.read_text())
+                except ValueError:
+                    return None
+            time.sleep(0.5)
+        return None
+
+
+# -- job side: wait for the nodes ------------------------------------------------------------------------
+def wait_nodes(nodes: int, timeout_s: float, address: str | None = None) -> int:
+    """Connect to the job's Ray cluster (retrying while the head starts) until `nodes` nodes are alive."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    alive = 0
+    while time.monotonic() < deadline:
+        try:
+            if not ray.is_initialized():
+                ray.init(address=address or os.environ.get("RAY_ADDRESS"), logging_level="ERROR",
+                         log_to_driver=False)
+            alive = sum(1 for n in ray.nodes() if n.get("Alive"))
+            if alive >= nodes:
+                print(f"[grpo-suite] Ray cluster ready: {alive} node(s)", flush=True)
+                ray.shutdown()
+                return 0
+        except Exception as exc:  # the head is not up yet
+            print(f"[grpo-suite] waiting for Ray ({type(exc).__name__})", flush=True)
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+        time.sleep(2)
+    print(f"[grpo-suite] only {alive} of {nodes} node(s) joined within {timeout_s:g} s", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m suite.run.slurm")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("wait-nodes", help="wait until N nodes joined the job's Ray cluster")
+    w.add_argument("--nodes", type=int, required=True)
+    w.add_argument("--timeout", type=float, default=300)
+    w.add_argument("--address", default=None)
+    args = p.parse_args(argv)
+    return wait_nodes(args.nodes, args.timeout, args.address)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
