@@ -23,6 +23,7 @@ STAGE_CLIS = (
     "suite.results.cli",
     "suite.gate.cli",
     "suite.report.cli",
+    "suite.containers.cli",
 )
 
 

@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs", help="directory the cells' files go to (default: ./runs)")
     p.add_argument("--data-root", default=None, help="directory holding train.parquet/test.parquet")
     p.add_argument("--no-verl-check", action="store_true", help="skip composing each cell with verl's config")
+    p.add_argument("--predict-memory", action="store_true",
+                   help="predict each cell's peak GPU memory; cells that cannot fit become predicted-oom")
     p.set_defaults(func=run)
 
 
@@ -30,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
     cells = plan_matrix(
         m, args.profile, out_dir=args.out, data_root=args.data_root, validate_with_verl=not args.no_verl_check
     )
+    if args.predict_memory:
+        from suite.memory.predict import annotate_cells
+
+        cells = annotate_cells(cells)
     if args.format == "json":
         print(json.dumps([c.to_dict() for c in cells], indent=2))
     else:

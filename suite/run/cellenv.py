@@ -21,6 +21,9 @@ def override_value(argv: Sequence[str], key: str) -> str | None:
         k, sep, v = a.lstrip("+").partition("=")
         if sep and k == key:
             value = v
+    # the planner quotes values Hydra would otherwise parse (e.g. paths containing '+')
+    if value is not None and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
     return value
 
 

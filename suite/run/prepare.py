@@ -41,7 +41,15 @@ def plan(matrix_path: str, profile: str, out_dir: Path, *, data_root: str | None
 
     matrix = load_matrix(matrix_path)
     cells = plan_matrix(matrix, profile, out_dir=out_dir, data_root=data_root, validate_with_verl=verl_check)
-    return matrix, cells
+    return matrix, predict_memory(cells)
+
+
+def predict_memory(cells: list[Cell]) -> list[Cell]:
+    """Every result carries the planner's prediction beside the measurement; cells predicted not to fit
+    become `predicted-oom` (run anyway unless --skip-predicted-oom: a prediction is not a measurement)."""
+    from suite.memory.predict import annotate_cells
+
+    return annotate_cells(cells)
 
 
 def ensure_models(models: Sequence[str]) -> None:

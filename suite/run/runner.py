@@ -213,12 +213,12 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: R
                             if progress:
                                 progress.finished(o.cell.full_id, "skipped")
                             continue
-                        # Pin only when cells share the host: a lone cell sees the GPUs verl expects.
-                        gpus = slotting.take_gpus(free, gpu_ids, need) if limit > 1 else None
-                        if limit > 1 and gpus is None:
+                        # Always pin: a lone 1-GPU cell on a 4-GPU host (or `--gpus 3`) must not land
+                        # on whichever GPU Ray hands out first, which may be another job's.
+                        gpus = slotting.take_gpus(free, gpu_ids, need)
+                        if gpus is None:
                             break
-                        if gpus is not None:
-                            free[:] = [g for g in free if g not in gpus]
+                        free[:] = [g for g in free if g not in gpus]
                     todo.popleft()
                     launch(pool, o, gpus, slots if limit > 1 else 1)
                 if summary.stopped_early and running:

@@ -10,3 +10,6 @@ find "$HOME/runs" -name result.json | while read -r r; do
 done
 for f in "$HOME"/runs/h100/*/*/*/*/metrics.jsonl; do [ -f "$f" ] && echo "$(wc -l < "$f") lines $f"; done 2>/dev/null
 nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv,noheader
+# Bring back what exists after every poll: a lent machine that sits idle > 30 s between calls is gone,
+# and with it every result not yet copied out (this happened once; see tools/gpu/README.md).
+[ -n "${OUT:-}" ] && [ -d "$HOME/runs" ] && tar -C "$HOME" --exclude='*/ckpt' -cJf "$OUT/runs.tar.xz" runs session.log 2>/dev/null
