@@ -42,6 +42,11 @@ class Ctx:
 def _rollout_tp(c: Ctx) -> str | None:
     if c.world % c.tp:
         return f"tp-divides-gpus: rollout tp {c.tp} does not divide the {c.world} GPUs (nnodes x gpus_per_node)"
+    # A vLLM TP group lives inside one node (its all-reduce is NVLink/PCIe, not the network), and groups
+    # must tile each node exactly.
+    if c.gpus_per_node % c.tp:
+        return (f"tp-within-node: rollout tp {c.tp} does not divide gpus_per_node {c.gpus_per_node} "
+                f"(a vLLM tensor-parallel group must fit inside one node)")
     return None
 
 

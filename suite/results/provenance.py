@@ -35,7 +35,16 @@ def redact_value(value: str) -> str:
 
 
 def redact_env(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: (REDACTED if is_secret(k) else redact_value(v)) for k, v in sorted(env.items())}
+    """Secret-named variables lose their value, and that value is also cut out of every other variable:
+    Ray, for one, copies a job's whole runtime env into RAY_JOB_CONFIG_JSON_ENV_VAR under a harmless name."""
+    secrets = sorted({v for k, v in env.items() if is_secret(k) and len(v) >= 4}, key=len, reverse=True)
+
+    def scrub(v: str) -> str:
+        for s in secrets:
+            v = v.replace(s, REDACTED)
+        return redact_value(v)
+
+    return {k: (REDACTED if is_secret(k) else scrub(v)) for k, v in sorted(env.items())}
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:

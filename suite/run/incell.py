@@ -16,6 +16,7 @@ Exit codes: 0 cell ok, 1 cell failed (result written, see its status), 2 bad inp
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -42,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"suite.run.incell: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     runtime = HostRuntime(record_as=args.runtime_name)
+
+    # `docker stop`, a plain `scancel` and Ray's stop_job send SIGTERM: stop the cell as on Ctrl-C, so its
+    # partial result is still written.
+    def _term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
     try:
         result = runtime.run_cell(cell, Path(args.out), timeout_s=args.timeout, gpus=gpus)
     except KeyboardInterrupt:
