@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 from suite.errors import InputError
 from suite.plan.cell import Cell
@@ -26,14 +27,20 @@ def cell_from_dict(data: dict, *, source: str = "cell") -> Cell:
     return Cell(**{k: v for k, v in data.items() if k in fields})
 
 
-def load_cell(path: str | Path) -> Cell:
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content, or an InputError naming the file (missing, not JSON)."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
+        return json.loads(p.read_text())
     except FileNotFoundError:
         raise InputError("file not found", source=str(p)) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc})", source=str(p)) from None
+
+
+def load_cell(path: str | Path) -> Cell:
+    p = Path(path)
+    data = read_json(p)
     if not isinstance(data, dict):
         raise InputError(f"expected a JSON object, got {type(data).__name__}", source=str(p))
     return cell_from_dict(data, source=str(p))

@@ -14,17 +14,10 @@ from suite.run import slots as slotting
 
 def load_plan(path: str | Path) -> list[Cell]:
     """Cells from a plan JSON (`grpo-suite plan --format json`): a reviewed plan runs exactly as printed."""
-    import json
-
-    from suite.run.cellio import cell_from_dict
+    from suite.run.cellio import cell_from_dict, read_json
 
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError("file not found", source=str(p)) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc})", source=str(p)) from None
+    data = read_json(p)
     if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
         raise InputError("expected a JSON list of cells (grpo-suite plan --format json)", source=str(p))
     return [cell_from_dict(x, source=f"{p}[{i}]") for i, x in enumerate(data)]
