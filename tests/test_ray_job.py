@@ -106,7 +106,7 @@ def test_dry_run_prints_the_job_without_secrets(tmp_path: Path, capsys: pytest.C
 
 
 # -- against a real local Ray cluster ---------------------------------------------------------------------
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
     cluster = LocalRayCluster()
     try:

@@ -159,7 +159,7 @@ def test_two_node_script_runs_with_shims(tmp_path: Path, container: str) -> None
 
 
 # -- against a real single-node Slurm ---------------------------------------------------------------------
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def slurm():
     why = unavailable()
     if why:
