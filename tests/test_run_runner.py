@@ -123,8 +123,15 @@ def test_cli_input_errors_exit_2(tmp_path, capsys):
     assert "--parallel" in err and "k8s" in err and "nomatch*" in err and "missing.json" in err
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("ignored_at_start", [False, True], ids=["foreground", "background-shell"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_to_the_runner_records_interrupted_and_leaves_no_process(tmp_path, sig):
+def test_signal_to_the_runner_records_interrupted_and_leaves_no_process(tmp_path, sig, ignored_at_start):
+    """`background-shell`: a shell without job control starts `cmd &` with SIGINT ignored; kill -INT must
+    still stop the runner."""
     out = tmp_path / "out"
     pidfile = tmp_path / "gc.pid"
     cells = [fake_cell("hang", ["--hang", "--grandchild", str(pidfile)], out_dir=out), fake_cell("next", out_dir=out)]
@@ -132,7 +139,8 @@ def test_signal_to_the_runner_records_interrupted_and_leaves_no_process(tmp_path
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runner = subprocess.Popen([sys.executable, "-m", "suite", "run", str(plan), "--out", str(out),
                                "--runtime-option", "grace_s=1"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=_ignore_sigint if ignored_at_start else None)
     metrics = out / cells[0].full_id / "metrics.jsonl"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (pidfile.exists() and metrics.exists()

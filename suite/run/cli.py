@@ -86,12 +86,17 @@ def run(args: argparse.Namespace) -> int:
     def _term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
     previous = signal.signal(signal.SIGTERM, _term)
+    # A shell without job control starts background commands (`grpo-suite run ... &`, nohup scripts, CI
+    # steps) with SIGINT ignored, and Python then never raises KeyboardInterrupt: `kill -INT` must still
+    # stop the cells and record them.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     slots = prepare.max_slots(selected, gpu_ids, parallel)
     try:
         with Progress(total=len(selected), slots=slots, live=None if not args.dry_run else False) as progress:
             summary = run_cells(cells, out_dir, runtime, options, progress=None if args.dry_run else progress)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     if args.dry_run:
         return EXIT_OK
     print(table(summary.outcomes))

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _term)
+    # Slurm's `scancel --signal=INT` and Ray reach a process whose shell may have started it with SIGINT
+    # ignored (no job control): take SIGINT back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         result = runtime.run_cell(cell, Path(args.out), timeout_s=args.timeout, gpus=gpus)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ Exit code: 0 ok, 1 failed cell, 130 interrupted (the runtime recorded the cell a
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from suite.run.runtime import make_runtime
 
 
 def main() -> int:
+    # Like a user's terminal process: Ctrl-C raises KeyboardInterrupt even when the test's shell started us
+    # with SIGINT ignored (background commands of a shell without job control).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     p = argparse.ArgumentParser()
     p.add_argument("runtime")
     p.add_argument("cell")
