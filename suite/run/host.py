@@ -206,6 +206,9 @@ class HostRuntime:
         startup = min(watcher.first_step_time - t0, wall) if watcher.first_step_time is not None else None
         if startup is not None:
             breakdown["first_step"] = round(startup, 2)
+            # The log and the metrics file are polled apart: a start-up line can be seen a poll after the
+            # first step although verl wrote it before; no start-up milestone comes after the first step.
+            breakdown = {k: min(v, breakdown["first_step"]) for k, v in breakdown.items()}
         obs = Observation(metrics_path=metrics, log_path=cell_dir / LOG_FILE, validation_dir=validation,
                           exit_code=rc, status=status, reason=reason, memory=samples, wall_s=wall,
                           startup_s=startup, startup_breakdown=breakdown)
