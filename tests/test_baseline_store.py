@@ -78,7 +78,15 @@ def test_promote_refuses_disagreeing_runs(tmp_path, capsys, runs) -> None:
     folder = tmp_path / "r"
     write_results([runs[0], runs[1].model_copy(update={"n_gpus": 2})], folder)
     assert main(["baseline", "promote", str(folder), "--baselines", str(tmp_path / "b")]) == 2
-    assert "runs disagree on (gpu, n_gpus, model, profile)" in capsys.readouterr().err
+    assert "runs disagree on (gpu, n_gpus, model, profile, matrix)" in capsys.readouterr().err
+
+
+def test_promote_refuses_runs_of_the_same_id_from_different_matrices(tmp_path, capsys, runs) -> None:
+    """Cell ids come from the axes alone: a matrix with other [base] settings can reuse one."""
+    folder = tmp_path / "r"
+    write_results([runs[0], runs[1].model_copy(update={"matrix": "h100-1gpu-oom"})], folder)
+    assert main(["baseline", "promote", str(folder), "--baselines", str(tmp_path / "b")]) == 2
+    assert "h100-1gpu-oom" in capsys.readouterr().err
 
 
 def test_bare_result_committed_as_baseline_is_read(tmp_path, capsys, runs) -> None:

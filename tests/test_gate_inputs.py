@@ -116,7 +116,8 @@ def test_too_few_samples_says_how_many_are_needed(tmp_path, capsys, store, runs)
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("gpu", "h200"), ("n_gpus", 2), ("model", "synthetic:other"), ("profile", "train")]
+    ("field", "value"), [("gpu", "h200"), ("n_gpus", 2), ("model", "synthetic:other"), ("profile", "train"),
+     ("matrix", "h100-1gpu-oom")]
 )
 def test_mismatch_refused_unless_allowed(tmp_path, capsys, runs, field, value) -> None:
     # A baseline whose content disagrees with the result of the same cell id.

@@ -25,7 +25,9 @@ from suite.results.schema import Result
 
 Verdict = Literal["improved", "unchanged", "regressed", "new", "missing", "failed"]
 VERDICTS: tuple[Verdict, ...] = ("regressed", "failed", "missing", "new", "improved", "unchanged")
-MATCH_FIELDS = ("gpu", "n_gpus", "model", "profile")
+# `matrix` too: a cell id is built from the axes only, so two matrices with different [base] settings can
+# share one; their numbers are not comparable.
+MATCH_FIELDS = ("gpu", "n_gpus", "model", "profile", "matrix")
 VERSION_KEYS = ("verl", "vllm", "torch", "ray", "transformers", "megatron-core")
 
 
@@ -339,7 +341,7 @@ def compare(
         report.rows += _accuracy_rows(cur, base, th.accuracy, config.gate.ci_level, report.notes)
     if mismatches and not allow_mismatch:
         errors.append(
-            "results and baselines differ in GPU generation, GPU count, model or profile (pass "
+            "results and baselines differ in GPU generation, GPU count, model, profile or matrix (pass "
             "--allow-mismatch to compare anyway):\n    " + "\n    ".join(mismatches)
         )
     if errors:

@@ -173,9 +173,9 @@ def plan_promotions(
         groups.setdefault(item[1].id, []).append(item)
     errors = []
     for cell_id, items in groups.items():
-        keys = {(r.gpu, r.n_gpus, r.model, r.profile) for _, r in items}
+        keys = {(r.gpu, r.n_gpus, r.model, r.profile, r.matrix) for _, r in items}
         if len(keys) > 1:
-            errors.append(f"{cell_id}: runs disagree on (gpu, n_gpus, model, profile): {sorted(keys)}")
+            errors.append(f"{cell_id}: runs disagree on (gpu, n_gpus, model, profile, matrix): {sorted(keys)}")
         failed = [(p, r) for p, r in items if r.status != "ok"]
         if failed and not allow_failed:
             errors.extend(
