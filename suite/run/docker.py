@@ -33,7 +33,7 @@ from typing import Any
 
 from suite.errors import InputError
 from suite.plan.cell import Cell
-from suite.run.runtime import CELL_FILE, LOG_FILE, RESULT_FILE, StepCallback
+from suite.run.runtime import CELL_FILE, LOG_FILE, RESULT_FILE, StepCallback, unrun_status
 
 CONTAINER_LOG = "container.log"
 INCELL = ("python", "-m", "suite.run.incell")
@@ -327,9 +327,8 @@ class DockerRuntime:
     def run_cell(self, cell: Cell, cell_dir: Path, *, timeout_s: float | None = None,
                  gpus: list[int] | None = None, on_step: StepCallback | None = None) -> Any:
         cell_dir = Path(cell_dir).absolute()
-        if cell.status != "ok":
-            return self._record(cell, cell_dir, "invalid" if cell.status == "invalid" else "skipped",
-                                cell.reason or cell.status)
+        if unrun := unrun_status(cell):
+            return self._record(cell, cell_dir, *unrun)
         if cell.nnodes > 1:
             return self._record(cell, cell_dir, "invalid", "the docker runtime runs one node; use --runtime "
                                 "ray or slurm for multi-node cells")

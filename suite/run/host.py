@@ -24,7 +24,7 @@ from suite.results.io import write_result, write_text_atomic
 from suite.results.schema import Result
 from suite.run import cellenv
 from suite.run.process import ProcessTree, new_token
-from suite.run.runtime import CELL_FILE, LOG_FILE, RESULT_FILE, StepCallback
+from suite.run.runtime import CELL_FILE, LOG_FILE, RESULT_FILE, StepCallback, unrun_status
 from suite.telemetry import nvml as nv
 from suite.telemetry.startup import LogWatcher
 from suite.telemetry.watch import MetricsWatcher
@@ -117,10 +117,9 @@ class HostRuntime:
     def run_cell(self, cell: Cell, cell_dir: Path, *, timeout_s: float | None = None,
                  gpus: list[int] | None = None, on_step: StepCallback | None = None) -> Result:
         cell_dir = Path(cell_dir).absolute()
-        if cell.status != "ok":
-            status = "invalid" if cell.status == "invalid" else "skipped"
+        if unrun := unrun_status(cell):
             cell_dir.mkdir(parents=True, exist_ok=True)
-            return self._record(cell, cell_dir, status, cell.reason or cell.status, dict(cell.env))
+            return self._record(cell, cell_dir, *unrun, dict(cell.env))
         metrics = cellenv.metrics_path(cell.argv, cell.env, cell_dir)
         validation = cellenv.validation_dir(cell.argv)
         token = new_token()

@@ -58,7 +58,7 @@ from suite.results.build import CellInfo, Observation, build_result
 from suite.results.io import write_result, write_text_atomic
 from suite.results.schema import Result
 from suite.run import cellenv
-from suite.run.runtime import CELL_FILE, LOG_FILE, METRICS_FILE, RESULT_FILE, StepCallback
+from suite.run.runtime import CELL_FILE, LOG_FILE, METRICS_FILE, RESULT_FILE, StepCallback, unrun_status
 
 MARK = "@@grpo-suite:"
 STEP_RE = re.compile(r"^@@grpo-suite:step (\d+)\s*$")
@@ -355,11 +355,10 @@ class RayJobRuntime:
                  gpus: list[int] | None = None, on_step: StepCallback | None = None) -> Result:
         # `gpus` is ignored: on a cluster, Ray places verl's workers on the GPUs it manages.
         cell_dir = Path(cell_dir).absolute()
-        if cell.status != "ok":
-            status = "invalid" if cell.status == "invalid" else "skipped"
+        if unrun := unrun_status(cell):
             cell_dir.mkdir(parents=True, exist_ok=True)
-            return record_local(cell, cell_dir, status, cell.reason or cell.status, runtime=self.name,
-                                env=cell.env, write=not self.opts["dry_run"])
+            return record_local(cell, cell_dir, *unrun, runtime=self.name, env=cell.env,
+                                write=not self.opts["dry_run"])
         problem = topology_problem(cell)
         if problem:
             cell_dir.mkdir(parents=True, exist_ok=True)

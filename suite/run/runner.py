@@ -23,7 +23,7 @@ from suite.results.io import try_read_result, write_result
 from suite.results.schema import FINAL_STATUSES, Result
 from suite.run import slots as slotting
 from suite.run.progress import Progress
-from suite.run.runtime import RESULT_FILE, Runtime
+from suite.run.runtime import RESULT_FILE, Runtime, unrun_status
 
 
 @dataclass(frozen=True)
@@ -141,11 +141,11 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: R
             continue
         if cell.status == "invalid" or (cell.status == "predicted-oom" and options.skip_predicted_oom):
             if not options.dry_run:
-                status = "invalid" if cell.status == "invalid" else "skipped"
-                reason = cell.reason or cell.status
-                outcome.result = record_unrun(cell, directory, status, reason, runtime_name)
+                unrun = unrun_status(cell)
+                assert unrun is not None  # this branch only sees invalid and predicted-oom cells
+                outcome.result = record_unrun(cell, directory, *unrun, runtime_name)
                 if progress:
-                    progress.finished(cell.full_id, status)
+                    progress.finished(cell.full_id, outcome.result.status)
             continue
         if cell.status == "predicted-oom":
             # A prediction is not a measurement: run it (the result may well be `oom`).

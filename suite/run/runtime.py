@@ -64,6 +64,14 @@ RUNTIMES: dict[str, str] = {
 }
 
 
+def unrun_status(cell: Cell) -> tuple[str, str] | None:
+    """(status, reason) of the result recorded for a cell that is not run, or None when it runs: an invalid
+    cell stays `invalid`, any other non-ok plan status (e.g. `predicted-oom`) is `skipped`."""
+    if cell.status == "ok":
+        return None
+    return ("invalid" if cell.status == "invalid" else "skipped"), (cell.reason or cell.status)
+
+
 def runtime_class(name: str) -> type:
     try:
         target = RUNTIMES[name]

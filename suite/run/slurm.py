@@ -41,7 +41,7 @@ from suite.results.io import write_result, write_text_atomic
 from suite.results.schema import Result
 from suite.run import cellenv
 from suite.run.ray_job import coerce_options, record_local, topology_problem
-from suite.run.runtime import CELL_FILE, LOG_FILE, RESULT_FILE, StepCallback
+from suite.run.runtime import CELL_FILE, LOG_FILE, RESULT_FILE, StepCallback, unrun_status
 
 TEMPLATE = Path(__file__).with_name("templates") / "ray_on_slurm.sbatch"
 SCRIPT_FILE = "job.sbatch"
@@ -241,11 +241,9 @@ class SlurmRuntime:
         # `gpus` is ignored: Slurm allocates the nodes and their GPUs.
         cell_dir = Path(cell_dir).absolute()
         dry = bool(self.opts["dry_run"])
-        if cell.status != "ok":
-            status = "invalid" if cell.status == "invalid" else "skipped"
+        if unrun := unrun_status(cell):
             cell_dir.mkdir(parents=True, exist_ok=True)
-            return record_local(cell, cell_dir, status, cell.reason or cell.status, runtime=self.name,
-                                env=cell.env, write=not dry)
+            return record_local(cell, cell_dir, *unrun, runtime=self.name, env=cell.env, write=not dry)
         problem = topology_problem(cell)
         if problem:
             cell_dir.mkdir(parents=True, exist_ok=True)
