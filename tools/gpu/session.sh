@@ -20,7 +20,6 @@ print(out, [c["id"] for c in cells])
 PY
 }
 mkdir -p "$runs"
-stamp "nvml overhead"; python3 benchmarks/nvml_overhead.py > "$runs/nvml_overhead.txt" 2>&1; cat "$runs/nvml_overhead.txt"
 stamp "plan"
 pick "$runs/a05.json" $M/h100-1gpu.toml bench \
   "${CELLS_05:-lora8-off_none-tp1-rb16,lora8-off_param+optimizer-tp1-rb16,lora32-off_none-tp1-rb16,full-off_none-tp1-rb16,lora8-off_none-tp1-rb32}"
@@ -29,16 +28,19 @@ python3 -c "import json,sys; json.dump(json.load(open(sys.argv[1])) + json.load(
   "$runs/a05.json" "$runs/a15.json" "$runs/wave-a.json"
 pick "$runs/wave-c.json" $M/h100-2gpu.toml bench "${CELLS_2G:-lora32-off_none-tp1-rb32,lora32-off_none-tp2-rb32}"
 
-# GPUs 0-2: 1-GPU bench cells, three at a time.   GPU 3: the train run, then the out-of-memory cell
-# (its own output folder: its cell id equals a bench cell's, its base settings do not).
+# One 30-minute device budget holds two rounds of cells, so: GPUs 0-2 take the six 1-GPU bench cells (two rounds
+# of three); GPU 3 takes the sampler-overhead benchmark, the out-of-memory cell (its own output folder: its cell
+# id equals a bench cell's, its base settings do not) and the train run; then the two 2-GPU cells side by side.
 ( stamp "wave a"; suite run "$runs/wave-a.json" --gpus 0,1,2 --parallel auto --out "$runs/h100" --timeout 900 --no-verl-check
 ) > "$runs/wave-a.log" 2>&1 &
 a=$!
 (
-  stamp "train smollm2"
-  CUDA_VISIBLE_DEVICES=3 suite run $M/smollm2-train.toml --profile train --out "$runs/h100" --timeout 1200
+  stamp "nvml overhead"
+  CUDA_VISIBLE_DEVICES=3 python3 benchmarks/nvml_overhead.py > "$runs/nvml_overhead.txt" 2>&1; cat "$runs/nvml_overhead.txt"
   stamp "oom"
-  CUDA_VISIBLE_DEVICES=3 suite run $M/h100-1gpu-oom.toml --profile bench --data-root "$data" --out "$runs/h100-oom" --timeout 900
+  CUDA_VISIBLE_DEVICES=3 suite run $M/h100-1gpu-oom.toml --profile bench --data-root "$data" --out "$runs/h100-oom" --timeout 600 --no-verl-check
+  stamp "train smollm2"
+  CUDA_VISIBLE_DEVICES=3 suite run $M/smollm2-train.toml --profile train --out "$runs/h100" --timeout 1200 --no-verl-check
 ) > "$runs/wave-b.log" 2>&1 &
 b=$!
 wait $a $b
