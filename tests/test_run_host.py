@@ -75,7 +75,7 @@ def test_timeout_stops_the_tree_and_keeps_steps(rt, tmp_path):
 
 
 def test_interrupt_from_another_thread(rt, tmp_path):
-    threading.Timer(0.8, rt.interrupt).start()
+    threading.Timer(2.0, rt.interrupt).start()
     r, _ = run(rt, tmp_path, ["--hang"])
     assert r.status == "interrupted" and "last step: 3" in r.reason
     with pytest.raises(KeyboardInterrupt):  # no new cell starts once interrupted

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from suite.models.paths import cache_root
 from suite.run.runtime import METRICS_FILE
 
 LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
@@ -51,6 +52,8 @@ def cell_environment(base: Mapping[str, str], cell_env: Mapping[str, str], *, ce
     env = {**base, **cell_env}
     env.setdefault(LOGGER_ENV, str(metrics))
     env["PYTHONUNBUFFERED"] = "1"  # the log shows progress as it happens and ends with the real error
+    # torch.compile's cache outside /tmp: shared by the cells of a run (and runs) even with a private /tmp
+    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "torchinductor"))
     if gpus is not None:
         # NVML and CUDA must count GPUs the same way, or the sampler would watch the wrong devices.
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"

@@ -51,6 +51,7 @@ def _runtime_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import signal
     import sys
     from pathlib import Path
@@ -91,6 +92,13 @@ def run(args: argparse.Namespace) -> int:
     # stop the cells and record them.
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     slots = prepare.max_slots(selected, gpu_ids, parallel)
+    if slots > 1 and not getattr(runtime, "concurrent_safe", True):
+        # verl's weight-transfer sockets of two cells on one host collide (suite/run/private_tmp.py)
+        print(f"warning: --parallel {args.parallel} needs a private /tmp per cell, and this host cannot give one "
+              f"({runtime.private_tmp_note}); running one cell at a time. --runtime-option private_tmp=off "
+              "packs cells anyway.", file=sys.stderr)
+        options = dataclasses.replace(options, parallel=1)
+        slots = 1
     try:
         with Progress(total=len(selected), slots=slots, live=None if not args.dry_run else False) as progress:
             summary = run_cells(cells, out_dir, runtime, options, progress=None if args.dry_run else progress)

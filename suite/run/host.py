@@ -22,7 +22,7 @@ from suite.results import provenance as prov
 from suite.results.build import CellInfo, Observation, build_result
 from suite.results.io import write_result, write_text_atomic
 from suite.results.schema import Result
-from suite.run import cellenv
+from suite.run import cellenv, private_tmp
 from suite.run.process import ProcessTree, new_token
 from suite.run.runtime import CELL_FILE, LOG_FILE, RESULT_FILE, StepCallback, unrun_status
 from suite.telemetry import nvml as nv
@@ -35,6 +35,9 @@ OPTIONS = {
     "gpu_wait_s": 120.0,  # how long to wait for busy GPUs before recording the cell as skipped
     "nvml_hz": nv.DEFAULT_HZ,  # 0: no sampler (to measure its overhead: the same cell with and without)
     "isolate_ray": True,
+    # auto: a private /tmp per cell where the host allows a mount namespace (see suite/run/private_tmp.py);
+    # on: required (refused before any cell runs if the host cannot); off: share the host's /tmp
+    "private_tmp": "auto",
     "keep_ray_tmp": False,  # Ray's session logs are kept anyway when a cell fails
     "dry_run": False,
     "record_as": None,  # runtime name written to provenance (incell under docker / ray / slurm)
@@ -81,7 +84,25 @@ class HostRuntime:
         self.dry_run = _bool(opts["dry_run"])
         self.record_as = opts["record_as"] or self.name
         self.poll_s = _float("poll_s", opts["poll_s"])
+        mode = str(opts["private_tmp"]).lower()
+        if mode not in private_tmp.MODES:
+            raise InputError(f"bad value {opts['private_tmp']!r} for private_tmp; allowed: "
+                             f"{', '.join(private_tmp.MODES)}", field="--runtime-option")
+        self.private_tmp = mode
+        self._userns: bool | None = None
+        self.private_tmp_note = "off"
+        if mode != "off" and not self.dry_run:
+            self._userns, self.private_tmp_note = private_tmp.resolve(mode)
+            if mode == "on" and self._userns is None:
+                raise InputError(f"private_tmp=on, but this host cannot give a cell its own /tmp "
+                                 f"({self.private_tmp_note}); allowed: auto, off", field="--runtime-option")
         self._cancel = threading.Event()
+
+    @property
+    def concurrent_safe(self) -> bool:
+        """Whether cells may run side by side on this host: each has its own /tmp, or the user said
+        private_tmp=off (their call: e.g. a verl whose sockets do not collide)."""
+        return self._userns is not None or self.private_tmp == "off" or self.dry_run
 
     def interrupt(self) -> None:
         """Stop every cell in flight (they are recorded `interrupted`) and refuse to start new ones."""
@@ -163,7 +184,15 @@ class HostRuntime:
             log.write(f"[grpo-suite] cell {cell.full_id}\n".encode())
             log.write(f"[grpo-suite] argv: {shlex.join(cell.argv)}\n".encode())
             log.flush()
-            tree = ProcessTree(cell.argv, env, log)
+            argv, tmp_root = list(cell.argv), None
+            ray_tmp = env.get("RAY_TMPDIR")
+            if self._userns is not None:
+                base = Path(ray_tmp) if ray_tmp else cellenv.ray_tmpdir(new_token())
+                tmp_root = private_tmp.root_for(base)
+                if ray_tmp:
+                    Path(ray_tmp).mkdir(parents=True, exist_ok=True)  # so it is carried into the private /tmp
+                argv = private_tmp.wrap(argv, tmp_root, self._userns)
+            tree = ProcessTree(argv, env, log)
             sampler = nv.MemorySampler(nvml if self.nvml_hz > 0 else None, indices, self.nvml_hz or 1.0)
             watcher = MetricsWatcher(metrics, on_step)
             t0 = time.monotonic()
@@ -193,10 +222,10 @@ class HostRuntime:
                 rc = tree.proc.returncode if tree.proc else None
                 log.write(f"\n[grpo-suite] exit code {rc}; wall {wall:.1f} s; processes recorded: "
                           f"{len(tree.recorded_pids)}; stopped by pid: {stopped or 'none'}\n".encode())
-        ray_tmp = env.get("RAY_TMPDIR")
         extra = {"stopped_pids": ",".join(map(str, stopped))} if stopped else {}
         if ray_tmp:
             extra["ray_tmpdir"] = ray_tmp
+        extra["private_tmp"] = str(tmp_root) if tmp_root else self.private_tmp_note
         if samples is not None:
             extra["nvml_sampler_cpu_s"] = f"{samples.cpu_s:.4f}"
         elif self.nvml_hz == 0:
@@ -214,8 +243,11 @@ class HostRuntime:
         provenance = self._provenance(cell, env, start=tree.start_time, end=end, gpu=gpu, extra=extra)
         result = build_result(CellInfo.from_cell(cell), obs, provenance)
         write_result(cell_dir / RESULT_FILE, result)
-        if ray_tmp and result.status == "ok" and not self.keep_ray_tmp:
-            shutil.rmtree(ray_tmp, ignore_errors=True)
+        if result.status == "ok" and not self.keep_ray_tmp:
+            if ray_tmp:
+                shutil.rmtree(ray_tmp, ignore_errors=True)
+            if tmp_root:
+                private_tmp.remove_root(tmp_root)
         if interrupt is not None:
             raise interrupt
         return result

@@ -5,6 +5,7 @@ accepted (and `trainer.validation_data_dir=` honoured) so planned argv can be re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -68,6 +69,39 @@ def spawn_grandchild(pidfile: str) -> None:
         time.sleep(0.02)
 
 
+# verl names it after the Ray job id, which is 01000000 in every fresh Ray cluster, so in every cell
+COLOCATE_SOCKET = "/tmp/rl-colocate-zmq-01000000-replica-0-rank-0.sock"
+
+
+def colocate_bind():
+    """Like verl's weight sender: remove whatever is at the path, bind, listen."""
+    import socket
+    with contextlib.suppress(OSError):
+        os.remove(COLOCATE_SOCKET)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(COLOCATE_SOCKET)
+    server.listen(4)
+    server.settimeout(2.0)
+    return server
+
+
+def colocate_roundtrip(server, token: str) -> None:
+    """Like verl's receiver: connect to the path and expect this process's own sender on the other end."""
+    import socket
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(COLOCATE_SOCKET)
+    client.sendall(token.encode())
+    client.close()
+    try:
+        conn, _ = server.accept()
+    except TimeoutError:
+        raise RuntimeError("TypeError: 'str' object is not callable (weight message went to another job)") from None
+    got = conn.recv(256).decode()
+    conn.close()
+    if got != token:
+        raise RuntimeError(f"TypeError: 'str' object is not callable (got {got!r})")
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=3)
@@ -81,6 +115,9 @@ def main() -> int:
     p.add_argument("--ignore-sigint", action="store_true")
     p.add_argument("--grandchild", default=None, help="spawn a detached grandchild, write its pid here")
     p.add_argument("--record-env", default=None, help="write the environment as JSON here")
+    p.add_argument("--colocate-socket", action="store_true",
+                   help="bind verl 0.9.1's weight-transfer socket path the way it does, and check that a "
+                        "message sent to that path reaches this process")
     args, overrides = p.parse_known_args()
     hydra = dict(o.lstrip("+").split("=", 1) for o in overrides if "=" in o)
     val_dir = hydra.get("trainer.validation_data_dir")
@@ -94,6 +131,7 @@ def main() -> int:
     print("ray init kwargs: {'num_cpus': None, 'runtime_env': {...}}", flush=True)
     if args.grandchild:
         spawn_grandchild(args.grandchild)
+    server = colocate_bind() if args.colocate_socket else None
     time.sleep(args.startup_s)
     path = os.environ["VERL_FILE_LOGGER_PATH"]
     print(f"Creating file logger at {os.path.abspath(path)}", flush=True)
@@ -104,6 +142,8 @@ def main() -> int:
                 dump_validation(val_dir, 0, 2, 8)
         for step in range(1, args.steps + 1):
             time.sleep(args.step_s)
+            if server is not None:
+                colocate_roundtrip(server, f"{os.getpid()}-{step}")
             data = step_data(step, 100.0 + step)
             if args.val and step == args.steps:
                 data["val-core/openai/gsm8k/acc/mean@1"] = 0.5
