@@ -5,7 +5,7 @@
 set -e
 bash tools/gpu/stash.sh
 rm -rf "$HOME/snap" && mkdir -p "$HOME/snap/.gpu"
-cp -r suite tools benchmarks "$HOME/snap/" && cp -r .gpu/bin "$HOME/snap/.gpu/" && { [ -d .whl ] && cp -r .whl "$HOME/snap/" || true; }
+cp -r suite tools benchmarks "$HOME/snap/" && cp -r .gpu/bin "$HOME/snap/.gpu/" && { [ -d .gpu/plans ] && cp -r .gpu/plans "$HOME/snap/.gpu/" || true; } && { [ -d .whl ] && cp -r .whl "$HOME/snap/" || true; }
 cd "$HOME/snap"
 source tools/gpu/setup.sh
 nvidia-smi --query-gpu=index,name,memory.used,memory.total,driver_version --format=csv

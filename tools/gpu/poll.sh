@@ -4,11 +4,11 @@
 end=$(( $(date +%s) + ${1:-300} ))
 while [ "$(date +%s)" -lt "$end" ] && ! grep -q '=== .* done' "$HOME/session.log" 2>/dev/null; do sleep 10; done
 cat "$HOME/session.log"
-for f in "$HOME"/runs/wave-*.log; do echo "--- $f"; tail -c 1500 "$f"; done
+for f in "$HOME"/runs/*.log; do echo "--- $f"; tail -c 1500 "$f"; done
 find "$HOME/runs" -name result.json | while read -r r; do
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['status'], d['id'], len(d['steps']), 'steps', (d.get('reason') or '')[:150])" "$r"
 done
-for f in "$HOME"/runs/h100/*/*/*/*/metrics.jsonl; do [ -f "$f" ] && echo "$(wc -l < "$f") lines $f"; done 2>/dev/null
+for f in "$HOME"/runs/h100*/*/*/*/*/metrics.jsonl; do [ -f "$f" ] && echo "$(wc -l < "$f") lines $f"; done 2>/dev/null
 nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv,noheader
 # Bring back what exists after every poll: a lent machine that sits idle > 30 s between calls is gone,
 # and with it every result not yet copied out (this happened once; see tools/gpu/README.md).
