@@ -7,6 +7,8 @@ bash tools/gpu/stash.sh
 rm -rf "$HOME/snap" && mkdir -p "$HOME/snap/.gpu"
 cp -r suite tools benchmarks "$HOME/snap/" && cp -r .gpu/bin "$HOME/snap/.gpu/" && { [ -d .gpu/plans ] && cp -r .gpu/plans "$HOME/snap/.gpu/" || true; } && { [ -d .whl ] && cp -r .whl "$HOME/snap/" || true; }
 cd "$HOME/snap"
+# the snapshot has no .git: the commit it was made from comes along (`git rev-parse HEAD > .gpu/commit` here)
+[ -f "$OLDPWD/.gpu/commit" ] && export GRPO_SUITE_GIT_COMMIT=$(cat "$OLDPWD/.gpu/commit") && echo "suite commit $GRPO_SUITE_GIT_COMMIT"
 source tools/gpu/setup.sh
 nvidia-smi --query-gpu=index,name,memory.used,memory.total,driver_version --format=csv
 setsid nohup bash "${1:-tools/gpu/session.sh}" "$HOME/runs" > "$HOME/session.log" 2>&1 < /dev/null &

@@ -1,49 +1,29 @@
 #!/usr/bin/env bash
-# On a 4-GPU host, after `source tools/gpu/setup.sh`: the issue-3 evidence runs, packed onto disjoint GPUs.
-# Meant to run detached (setsid) so it outlives one device call; progress in $HOME/session.log.
+# On a 4-GPU host, after `source tools/gpu/setup.sh`: the issue-3 evidence still missing after 2026-11-28, in two
+# rounds that fit one 30-minute device budget (cells with vLLM CUDA graphs take ~8 minutes, ~5.7 of them start-up).
+# Plans come from `bash tools/gpu/plans.sh` on the build machine (.gpu/plans/). Each `grpo-suite run` gets a
+# private /tmp per cell (verl's weight-transfer sockets would collide otherwise; suite/run/private_tmp.py).
 #   setsid nohup bash tools/gpu/session.sh RUNS_DIR > $HOME/session.log 2>&1 &
 set -u
 runs=${1:-$HOME/runs}
-data=$GRPO_SUITE_CACHE/data/gsm8k-offline
-M=suite/matrices
+P=.gpu/plans
 suite() { python3 -m suite "$@"; }
 stamp() { echo "=== $(date -u +%H:%M:%S) $*"; }
-# cells of several matrices in one queue: plan each to JSON, keep the chosen ids, run the union as one plan
-pick() {  # pick OUT.json MATRIX PROFILE PATTERN
-  suite plan "$2" --profile "$3" --format json --out "$runs/h100" --data-root "$data" > "$1.all" &&
-  python3 - "$1" "$4" <<'PY'
-import fnmatch, json, sys
-out, pats = sys.argv[1], sys.argv[2].split(",")
-cells = [c for c in json.load(open(out + ".all")) if any(fnmatch.fnmatchcase(c["id"], p) for p in pats)]
-json.dump(cells, open(out, "w"))
-print(out, [c["id"] for c in cells])
-PY
-}
 mkdir -p "$runs"
-stamp "plan"
-pick "$runs/a05.json" $M/h100-1gpu.toml bench \
-  "${CELLS_05:-lora8-off_none-tp1-rb16,lora8-off_param+optimizer-tp1-rb16,lora32-off_none-tp1-rb16,full-off_none-tp1-rb16,lora8-off_none-tp1-rb32}"
-pick "$runs/a15.json" $M/h100-1gpu-1.5b.toml bench "${CELLS_15:-lora8-off_none-tp1-rb16}"
-python3 -c "import json,sys; json.dump(json.load(open(sys.argv[1])) + json.load(open(sys.argv[2])), open(sys.argv[3], 'w'))" \
-  "$runs/a05.json" "$runs/a15.json" "$runs/wave-a.json"
-pick "$runs/wave-c.json" $M/h100-2gpu.toml bench "${CELLS_2G:-lora32-off_none-tp1-rb32,lora32-off_none-tp2-rb32}"
-
-# One 30-minute device budget holds two rounds of cells, so: GPUs 0-2 take the six 1-GPU bench cells (two rounds
-# of three); GPU 3 takes the sampler-overhead benchmark, the out-of-memory cell (its own output folder: its cell
-# id equals a bench cell's, its base settings do not) and the train run; then the two 2-GPU cells side by side.
-( stamp "wave a"; suite run "$runs/wave-a.json" --gpus 0,1,2 --parallel auto --out "$runs/h100" --timeout 900 --no-verl-check
-) > "$runs/wave-a.log" 2>&1 &
-a=$!
-(
-  stamp "nvml overhead"
-  CUDA_VISIBLE_DEVICES=3 python3 benchmarks/nvml_overhead.py > "$runs/nvml_overhead.txt" 2>&1; cat "$runs/nvml_overhead.txt"
-  stamp "oom"
-  CUDA_VISIBLE_DEVICES=3 suite run $M/h100-1gpu-oom.toml --profile bench --data-root "$data" --out "$runs/h100-oom" --timeout 600 --no-verl-check
-  stamp "train smollm2"
-  CUDA_VISIBLE_DEVICES=3 suite run $M/smollm2-train.toml --profile train --out "$runs/h100" --timeout 1200 --no-verl-check
-) > "$runs/wave-b.log" 2>&1 &
-b=$!
-wait $a $b
-stamp "wave c: 2-GPU cells"
-suite run "$runs/wave-c.json" --gpus 0,1,2,3 --parallel auto --out "$runs/h100" --timeout 900 --no-verl-check > "$runs/wave-c.log" 2>&1
+stamp "private /tmp probe: $(python3 -c 'from suite.run import private_tmp as p; print(p.probe())')"
+one() {  # one GPUS PLAN OUT CELLS LOG [run options]
+  local gpus=$1 plan=$2 out=$3 cells=$4 log=$5; shift 5
+  ( stamp "$cells on GPU $gpus"; suite run "$plan" --gpus "$gpus" --out "$out" --cells "$cells" --timeout 1200 --no-verl-check "$@"
+  ) > "$runs/$log.log" 2>&1 &
+}
+# round 1: three 1-GPU bench cells not yet measured, and the SmolLM2 train run (accuracy before and after)
+one 0 $P/graphs.json "$runs/h100-graphs" "${C0:-lora8-off_param+optimizer-tp1-rb16}" r1-gpu0
+one 1 $P/graphs.json "$runs/h100-graphs" "${C1:-lora32-off_none-tp1-rb16}" r1-gpu1
+one 2 $P/bench-1.5b.json "$runs/h100" "${C2:-lora8-off_none-tp1-rb16}" r1-gpu2
+one 3 $P/train.json "$runs/h100" "*" r1-train
+wait
+# round 2: rollout TP 1 vs 2 on two GPUs each
+one 0,1 $P/2gpu.json "$runs/h100" lora32-off_none-tp1-rb32 r2-tp1
+one 2,3 $P/2gpu.json "$runs/h100" lora32-off_none-tp2-rb32 r2-tp2
+wait
 stamp "done"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# On the build machine, before a GPU session: plan the session's matrices here (saves ~1 minute of device time
+# importing verl three times) with the GPU host's paths baked in, into .gpu/plans/, plus the commit they came from.
+#   bash tools/gpu/plans.sh
+set -euo pipefail
+H=/root  # the lent hosts run as root
+data=$H/.cache/grpo-suite/data/gsm8k-offline
+out=.gpu/plans
+mkdir -p "$out"
+plan() { python3 -m suite plan "suite/matrices/$1.toml" --profile "$2" --format json --out "$H/runs/$3" --data-root "$data" --no-verl-check > "$out/$4.json"; echo "$out/$4.json: $(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" "$out/$4.json") cells"; }
+plan h100-1gpu-graphs bench h100-graphs graphs
+plan h100-1gpu-1.5b bench h100 bench-1.5b
+plan h100-2gpu bench h100 2gpu
+plan h100-1gpu-oom bench h100-oom oom
+plan smollm2-train train h100 train
+git rev-parse HEAD | tr -d '\n' > .gpu/commit; [ -z "$(git status --porcelain -uno)" ] || echo -n "-dirty" >> .gpu/commit
+echo "commit $(cat .gpu/commit)"
