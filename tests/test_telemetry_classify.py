@@ -1,6 +1,17 @@
+from pathlib import Path
+
 import pytest
 
-from suite.telemetry.classify import classify, clean, describe_exit, last_error_line, read_log_lines
+from suite.telemetry.classify import (
+    Failure,
+    classify,
+    clean,
+    describe_exit,
+    find_oom,
+    known_crash,
+    last_error_line,
+    read_log_lines,
+)
 
 TRACEBACK = [
     "Error executing job with overrides: ['algorithm.adv_estimator=grpo']",
@@ -76,3 +87,46 @@ def test_read_log_tail_of_large_file(tmp_path):
     assert lines[-1] == "ValueError: end"
     assert all(x.startswith(("line", "ValueError")) for x in lines)  # partial first line dropped
     assert read_log_lines(tmp_path / "missing") == []
+
+
+# Real logs of a packed 4x H100 session (2026-11-28): see tests/fixtures/h100-2026-11-28/README.md.
+REAL = Path(__file__).parent / "fixtures" / "h100-2026-11-28"
+CRASH_LOG = REAL / "log-crash-rebuild_ipc.txt"
+COLLISION = ("verl weight-transfer socket collision: another verl job on this host used "
+             "/tmp/rl-colocate-zmq-<ray job id>-replica-*-rank-*.sock; run cells with a private /tmp "
+             "(grpo-suite run does this by default) — TypeError: 'str' object is not callable in rebuild_ipc")
+
+
+def test_real_socket_collision_crash_is_named_in_plain_words():
+    lines = read_log_lines(CRASH_LOG)
+    assert any("\x1b[36m" in x for x in lines)  # the real bytes: Ray's colour codes are still there
+    assert find_oom(lines) is None  # the cell meant to run out of memory did not: it crashed
+    f = classify(1, lines)
+    assert f == Failure("crash", COLLISION + " (exit code 1)")
+    assert classify(None, lines).reason == COLLISION + " (no exit code)"
+    cause, error = known_crash(lines)
+    assert cause.name == "verl-zmq-socket-collision" and error == "TypeError: 'str' object is not callable"
+
+
+def test_str_not_callable_elsewhere_is_a_plain_crash():
+    lines = ['  File "app.py", line 3, in main', "TypeError: 'str' object is not callable"]
+    assert known_crash(lines) is None
+    assert classify(1, lines).reason == "TypeError: 'str' object is not callable (exit code 1)"
+    # the traceback that mentions rebuild_ipc must be right before the error, not anywhere in the log
+    far = ["    buffer = rebuild_ipc(handle, self.device.index)", *(["x"] * 60), *lines]
+    assert known_crash(far) is None
+
+
+def test_oom_still_wins_over_a_known_crash():
+    lines = [*read_log_lines(CRASH_LOG), "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB"]
+    assert classify(1, lines).status == "oom"
+
+
+def test_nested_ray_and_vllm_error_prefixes_are_removed():
+    raw = ("\x1b[36m(vLLMHttpServer pid=26279)\x1b[0m (EngineCore pid=28220) ERROR 11-28 05:26:51 [core.py:1449] "
+           "RuntimeError: Worker failed with error ''str' object is not callable'")
+    assert clean(raw) == "RuntimeError: Worker failed with error ''str' object is not callable'"
+    # a vLLM WARNING keeps its level, so it stays noise for the reason
+    warn = "(vLLMHttpServer pid=1) WARNING 11-28 05:24:10 [vllm.py:1096] Enforce eager set"
+    assert clean(warn).startswith("WARNING 11-28")
+    assert last_error_line(["ValueError: real", warn]) == "ValueError: real"

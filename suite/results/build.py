@@ -80,7 +80,7 @@ def outcome(obs: Observation, log_lines: list[str]) -> tuple[str, str | None]:
         return "oom", oom[1]
     tail = log_lines[-200:]
     if any("Traceback (most recent call last)" in x or "Error executing job" in x for x in tail):
-        return "crash", classify.last_error_line(log_lines) or "traceback in log"
+        return "crash", classify.crash_reason(log_lines) or "traceback in log"
     return "ok", None
 
 

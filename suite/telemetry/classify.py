@@ -1,9 +1,11 @@
 """Failure classification from the real log text of a cell.
 
 Only failed runs are classified (a run that exits 0 is ok even if vLLM logged a recoverable warning).
-Out-of-memory wins over a generic crash: the matched line becomes the reason. Otherwise the reason is the
+Out-of-memory wins over a generic crash: the matched line becomes the reason. A crash with a known cause
+(`KNOWN_CRASHES`, e.g. two verl jobs on one host meeting at the same weight-transfer socket) keeps the status
+`crash` but its reason says in plain words what happened, then quotes the error. Otherwise the reason is the
 last meaningful error line: traceback frames, Ray/hydra boilerplate and blank lines are skipped, and Ray's
-`(Actor pid=N)` prefixes are stripped.
+`(Actor pid=N)` prefixes (nested ones too) and vLLM's `ERROR MM-DD hh:mm:ss [file.py:N]` prefix are stripped.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ OOM_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-_RAY_PREFIX = re.compile(r"^\((?:[\w.:\-]+ )?pid=\d+(?:, ip=[\w.:\-]+)?\)\s*")
+_RAY_PREFIX = re.compile(r"^(?:\((?:[\w.:\-]+ )?pid=\d+(?:, ip=[\w.:\-]+)?\)\s*)+")
+# vLLM's logger on error lines: `ERROR 11-28 05:26:51 [multiproc_executor.py:1004] TypeError: ...`. Only ERROR and
+# CRITICAL are stripped: INFO/WARNING lines must keep their level so that they stay noise.
+_VLLM_ERROR_PREFIX = re.compile(r"^(?:ERROR|CRITICAL) \d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? \[[^\]]*\]\s*")
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Exit|Interrupt|Failure)\b(?:\([^)]*\))?:?")
 _NOISE = (
     re.compile(r"^Traceback \(most recent call last\)"),
@@ -59,9 +64,41 @@ class Failure:
     kind: str | None = None  # for oom: cuda | kv-cache | ray
 
 
+@dataclass(frozen=True)
+class KnownCrash:
+    """A crash whose cause is known from its log: `error` on a line, `context` within `window` lines before it
+    (the traceback that raised it)."""
+
+    name: str
+    error: re.Pattern[str]
+    context: re.Pattern[str]
+    explanation: str
+    where: str
+    window: int = 40
+
+
+KNOWN_CRASHES: tuple[KnownCrash, ...] = (
+    # verl 0.9.1 binds its colocated weight-transfer ZMQ socket at
+    # /tmp/rl-colocate-zmq-{ray_job_id}-replica-{r}-rank-{k}.sock (vllm_rollout.py, utils.py `_get_zmq_handle`),
+    # deleting any file already there. Every fresh Ray cluster's first job id is 01000000, so two cells on one
+    # host with a shared /tmp meet at the same socket: the receiver unpacks the other job's message (a dict) as
+    # a CUDA IPC handle `(func, args)` and `func(*args)` calls a string. Seen on 4x H100, 2026-11-28.
+    KnownCrash(
+        name="verl-zmq-socket-collision",
+        error=re.compile(r"'str' object is not callable"),
+        context=re.compile(r"\brebuild_ipc\b|bucketed_weight_transfer"),
+        explanation="verl weight-transfer socket collision: another verl job on this host used "
+                    "/tmp/rl-colocate-zmq-<ray job id>-replica-*-rank-*.sock; run cells with a private /tmp "
+                    "(grpo-suite run does this by default)",
+        where="rebuild_ipc",
+    ),
+)
+
+
 def clean(line: str) -> str:
     line = _ANSI.sub("", line).strip()
-    return _RAY_PREFIX.sub("", line).strip()
+    line = _RAY_PREFIX.sub("", line).strip()
+    return _VLLM_ERROR_PREFIX.sub("", line).strip()
 
 
 def _short(text: str) -> str:
@@ -95,6 +132,25 @@ def last_error_line(lines: list[str]) -> str | None:
     return _short(fallback) if fallback else None
 
 
+def known_crash(lines: list[str]) -> tuple[KnownCrash, str] | None:
+    """(cause, its cleaned error line) of the first known crash in the log, else None."""
+    for cause in KNOWN_CRASHES:
+        for i, raw in enumerate(lines):
+            if cause.error.search(raw) and any(cause.context.search(x) for x in lines[max(0, i - cause.window): i]):
+                return cause, clean(raw)
+    return None
+
+
+def crash_reason(lines: list[str]) -> str | None:
+    """The reason of a crash (not an OOM): a known cause in plain words with its error line, else the last
+    error line, else None."""
+    known = known_crash(lines)
+    if known is not None:
+        cause, error = known
+        return _short(f"{cause.explanation} — {error} in {cause.where}")
+    return last_error_line(lines)
+
+
 def describe_exit(returncode: int) -> str:
     if returncode < 0:
         try:
@@ -113,7 +169,7 @@ def classify(returncode: int | None, log_lines: list[str]) -> Failure | None:
     if oom is not None:
         return Failure("oom", oom[1], oom[0])
     exit_text = describe_exit(returncode) if returncode is not None else "no exit code"
-    line = last_error_line(log_lines)
+    line = crash_reason(log_lines)
     return Failure("crash", f"{line} ({exit_text})" if line else exit_text)
 
 
