@@ -1,4 +1,5 @@
 import time
+from pathlib import Path
 
 from suite.telemetry.startup import LogWatcher, milestones_in
 
@@ -33,3 +34,21 @@ def test_log_watcher_times_milestones_as_they_appear(tmp_path):
                           "validation_started"]
     assert 0 <= seen["imports_done"] < seen["ray_started"]
     assert seen["ray_started"] == seen["validation_started"]  # seen in the same poll
+
+
+def test_real_verl_0_9_1_log_reaches_the_verl_milestones_not_the_vllm_ones():
+    # Verbatim lines of a real H100 cell (tests/fixtures/h100-2026-11-28/README.md). verl starts vLLM with
+    # VLLM_LOGGING_LEVEL=WARN, so vLLM's INFO milestones never show up; verl's own INFO lines do.
+    path = Path(__file__).parent / "fixtures" / "h100-2026-11-28" / "log-startup-lora8-off_none-tp1-rb16.txt"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert "'VLLM_LOGGING_LEVEL': 'WARN'" in next(x for x in lines if "ray init kwargs" in x)
+    assert milestones_in(lines) == ["imports_done", "ray_started", "data_loaded", "actor_initialized",
+                                    "ready_to_fit"]
+
+
+def test_log_watcher_on_the_real_lines(tmp_path):
+    src = Path(__file__).parent / "fixtures" / "h100-2026-11-28" / "log-startup-lora8-off_none-tp1-rb16.txt"
+    log = tmp_path / "log.txt"
+    log.write_bytes(src.read_bytes())
+    seen = LogWatcher(log, time.monotonic(), poll_s=0.02).start().stop()
+    assert list(seen) == ["imports_done", "ray_started", "data_loaded", "actor_initialized", "ready_to_fit"]

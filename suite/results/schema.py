@@ -139,8 +139,8 @@ class Result(_Model):
     startup_breakdown_s: dict[str, float] = Field(
         default_factory=dict,
         description="seconds from process start to each start-up milestone seen in the log "
-        "(imports_done, ray_started, vllm_weights_loaded, vllm_graphs_captured, vllm_engine_ready, "
-        "validation_started, first_step)",
+        "(imports_done, ray_started, data_loaded, actor_initialized, vllm_weights_loaded, "
+        "vllm_graphs_captured, vllm_engine_ready, ready_to_fit, validation_started, first_step)",
     )
     provenance: Provenance = Field(default_factory=Provenance)
 
