@@ -1,7 +1,9 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from fakes.cells import FAKE_VERL
 
 from suite.cli import main
@@ -61,3 +63,60 @@ def test_results_validate(tmp_path, capsys):
     assert main(["results", "validate", str(out)]) == 0
     out.write_text(out.read_text().replace('"status": "ok"', '"status": "fine"'))
     assert main(["results", "validate", str(out)]) == 2
+
+
+# Real files of the packed 4x H100 session of 2026-11-28 (tests/fixtures/h100-2026-11-28/README.md).
+H100 = Path(__file__).parent / "fixtures" / "h100-2026-11-28"
+CUT_OFF = "cut off: the lent machine was reclaimed while the cell ran (last step 7 of 10)"
+
+
+def ingest_json(capsys, *args):
+    assert main(["ingest", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_ingest_a_run_cut_off_by_its_machine(capsys):
+    metrics = str(H100 / "metrics-lora8-off_none-tp1-rb16.jsonl")
+    log = str(H100 / "log-startup-lora8-off_none-tp1-rb16.txt")
+    common = ["--metrics", metrics, "--log", log, "--id", "qwen2.5-0.5b/h100x1/fsdp/lora8-off_none-tp1-rb16",
+              "--profile", "bench", "--gpu", "h100", "--warmup", "2", "--model", "synthetic:qwen2.5-0.5b"]
+    # the log just stops: nothing in it says the run failed, so on its own it reads as ok
+    assert ingest_json(capsys, *common)["status"] == "ok"
+    r = ingest_json(capsys, *common, "--status", "interrupted", "--reason", CUT_OFF)
+    assert (r["status"], r["reason"], r["exit_code"]) == ("interrupted", CUT_OFF, None)
+    assert [s["step"] for s in r["steps"]] == [1, 2, 3, 4, 5, 6, 7] and r["warmup_steps"] == 2
+    raw = [json.loads(x)["data"]["perf/throughput"] for x in Path(metrics).read_text().splitlines()]
+    assert [s["throughput"] for s in r["steps"]] == raw
+
+
+def test_ingest_the_real_socket_collision_crash_without_metrics(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    assert main(["ingest", "--log", str(H100 / "log-crash-rebuild_ipc.txt"), "--id", "a/b",
+                 "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["status"] == "crash" and r["steps"] == []
+    assert r["reason"].startswith("verl weight-transfer socket collision: another verl job on this host used "
+                                  "/tmp/rl-colocate-zmq-")
+    assert r["reason"].endswith("— TypeError: 'str' object is not callable in rebuild_ipc")
+    assert r["provenance"]["extra"]["metrics"] == "none"
+    assert main(["results", "validate", str(out)]) == 0
+
+
+def test_ingest_status_options_are_checked(tmp_path, capsys):
+    metrics = str(H100 / "metrics-lora8-off_none-tp1-rb32.jsonl")
+    for args in (["--reason", "why"],                                       # reason without status
+                 ["--status", "interrupted"],                               # status without reason
+                 ["--status", "crash", "--reason", "x", "--exit-code", "1"]):  # both ways at once
+        assert main(["ingest", "--metrics", metrics, "--id", "x", *args]) == 2
+        assert "--" in capsys.readouterr().err
+    assert main(["ingest", "--id", "x"]) == 2  # neither metrics nor log
+    assert "--metrics" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not a status a started run can end with
+        main(["ingest", "--metrics", metrics, "--id", "x", "--status", "skipped", "--reason", "y"])
+    # --status ok with no step is still refused
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["ingest", "--metrics", str(empty), "--id", "x", "--status", "ok"]) == 2
+    # interrupted before the first step: a result with no step
+    r = ingest_json(capsys, "--metrics", str(empty), "--id", "x", "--status", "interrupted", "--reason", "gone")
+    assert (r["status"], r["steps"]) == ("interrupted", [])
