@@ -95,3 +95,58 @@ def test_real_verl_metrics_fixtures_parse(path):
     assert all(s.throughput > 0 and s.time_per_step > 0 for s in log.steps)
     assert [s.step for s in log.steps] == sorted({s.step for s in log.steps})
     assert log.bad_lines <= 1  # at most a partial last line of a killed run
+
+
+# Two real LoRA cells of the packed 4x H100 session of 2026-11-28 (cut off at 7 and 5 of 10 steps):
+# tests/fixtures/h100-2026-11-28/README.md. Values are checked against the raw JSON, not typed in.
+H100 = FIXTURES / "h100-2026-11-28"
+PHASES = {"gen", "old_log_prob", "ref", "adv", "update_actor", "update_weights", "step"}
+
+
+def raw_lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+@pytest.mark.parametrize(("cell", "n_steps", "rollout_batch"), [("lora8-off_none-tp1-rb16", 7, 16),
+                                                                 ("lora8-off_none-tp1-rb32", 5, 32)])
+def test_real_h100_lora_cells(cell, n_steps, rollout_batch):
+    path = H100 / f"metrics-{cell}.jsonl"
+    raw = raw_lines(path)
+    log = read_metrics(path)
+    assert log.bad_lines == 0 and log.val_accuracy == {}  # bench profile: no validation
+    assert [s.step for s in log.steps] == list(range(1, n_steps + 1)) == [r["step"] for r in raw]
+    for s, r in zip(log.steps, raw, strict=True):
+        d = r["data"]
+        assert s.throughput == d["perf/throughput"] and s.time_per_step == d["perf/time_per_step"]
+        assert s.time_per_step == s.timing_s["step"]
+        assert s.total_num_tokens == d["perf/total_num_tokens"]
+        # verl's throughput: all tokens of the step / (step time x 1 GPU)
+        assert s.throughput == pytest.approx(s.total_num_tokens / s.time_per_step)
+        # bench profile: ignore_eos, max_response_length 256 -> every response is exactly 256 tokens
+        assert s.response_length_mean == 256.0 == d["response_length/max"] == d["response_length/min"]
+        # rollout.n = 4 responses per prompt
+        assert s.total_num_tokens == pytest.approx(4 * rollout_batch * (256 + d["prompt_length/mean"]))
+        assert set(s.timing_s) == PHASES
+        assert s.torch_max_memory_allocated_gb == d["actor/perf/max_memory_allocated_gb"]
+        assert s.torch_max_memory_reserved_gb == d["actor/perf/max_memory_reserved_gb"] < 20
+        assert s.mfu == d["perf/mfu/actor"]
+        assert "timing_per_token_ms/gen" in s.extra and "actor/pg_loss" in s.extra
+        # verl 0.9.1's v1 trainer times `gen` around ReplayBuffer.sample, which polls every 2.0 s
+        assert s.timing_s["gen"] % 2.0 < 0.25
+    # step 1 is the slow one (lazy start of the agent-loop workers): ~30 s more than its timed phases
+    first = log.steps[0]
+    untimed = first.time_per_step - sum(v for k, v in first.timing_s.items() if k != "step")
+    assert 25 < untimed < 35
+    assert all(s.time_per_step - sum(v for k, v in s.timing_s.items() if k != "step") < 0.2 for s in log.steps[1:])
+    assert first.throughput < 0.6 * min(s.throughput for s in log.steps[1:])
+
+
+def test_real_h100_warmup_is_excluded_from_statistics():
+    from suite.results.schema import Result
+
+    log = read_metrics(H100 / "metrics-lora8-off_none-tp1-rb16.jsonl")
+    r = Result(id="x", matrix="h100-1gpu", profile="bench", gpu="h100", n_gpus=1, model="m", backend="fsdp",
+               axes={}, status="interrupted", steps=log.steps, warmup_steps=2)
+    measured = r.measured_steps()
+    assert [s.step for s in measured] == [3, 4, 5, 6, 7]
+    assert min(s.throughput for s in measured) > max(s.throughput for s in log.steps[:2])
