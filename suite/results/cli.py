@@ -76,7 +76,9 @@ def ingest(args: argparse.Namespace) -> int:
     provenance = prov.collect(argv=shlex.split(args.argv) if args.argv else [], env={}, runtime="ingest",
                               model_source=args.model, start_time=None)
     extra = {"ingested_at": prov.now_iso(), "metrics": str(metrics.resolve()) if metrics else "none"}
-    provenance = provenance.model_copy(update={"versions": {}, "extra": extra})
+    # The run's host is unknown too (the ingesting machine's name would be wrong); git_commit is the suite
+    # that made this result (ingested it).
+    provenance = provenance.model_copy(update={"versions": {}, "host": None, "extra": extra})
     result = build_result(info, obs, provenance)
     if not result.steps and result.status == "ok":
         raise InputError("no training step with perf/throughput and perf/time_per_step",
