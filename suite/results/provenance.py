@@ -16,8 +16,12 @@ from suite.results.schema import Provenance
 
 PACKAGES = ("torch", "verl", "vllm", "ray", "transformers", "peft", "megatron-core", "nvidia-ml-py")
 REDACTED = "<redacted>"
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|API_?KEY|_KEY$|^KEY|PRIVATE|"
-                          r"AUTH|COOKIE|SIGNATURE", re.IGNORECASE)
+# Matched per word of the name (split at anything not a letter or digit). "token" counts only as the last word:
+# HF_TOKEN and auth_token are secrets, max_num_batched_tokens and ppo_max_token_len_per_gpu are settings.
+_SECRET_WORDS = re.compile(r"\w*(secrets?|passwords?|passwd|passphrase|credentials?|apikey)|private|"
+                           r"auth|authn|authz|authorization|authentication|\w+auth|cookies?|signature",
+                           re.IGNORECASE)
+_SECRET_LAST = re.compile(r"\w*token|key", re.IGNORECASE)
 _URL_CREDENTIALS = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
 SEED_KEYS = ("data.seed", "actor_rollout_ref.rollout.seed", "seed")
 
@@ -27,7 +31,13 @@ def now_iso() -> str:
 
 
 def is_secret(name: str) -> bool:
-    return bool(_SECRET_NAME.search(name))
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", name) if w]
+    if not words:
+        return False
+    if any(_SECRET_WORDS.fullmatch(w) for w in words) or _SECRET_LAST.fullmatch(words[-1]):
+        return True
+    # KEY_FILE, AWS_ACCESS_KEY_ID: the word "key" anywhere (not "keys": num_keys is a count)
+    return any(w.lower() == "key" for w in words)
 
 
 def redact_value(value: str) -> str:
