@@ -119,6 +119,19 @@ def _get(o: dict[str, Any], *keys: str, default: Any = None) -> Any:
     return default
 
 
+def _int_or_none(o: dict[str, Any], key: str, notes: list[str]) -> int | None:
+    """An optional integer setting; a value that is not one (e.g. `<redacted>` in results recorded before
+    provenance stopped redacting *_tokens keys) counts as unset, with a note."""
+    v = _get(o, key)
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        notes.append(f"{key.rsplit('.', 1)[-1]}={v!r} is not a number: verl's default assumed")
+        return None
+
+
 def settings_from_overrides(
     overrides: dict[str, Any], *, model: str, gpu: str, n_gpus: int, backend: str | None = None
 ) -> MemorySettings:
@@ -189,9 +202,9 @@ def settings_from_overrides(
         gpu_memory_utilization=float(_get(o, f"{AR}.rollout.gpu_memory_utilization", default=0.5)),
         free_cache_engine=bool(_get(o, f"{AR}.rollout.free_cache_engine", default=True)),
         enforce_eager=bool(_get(o, f"{AR}.rollout.enforce_eager", default=False)),
-        max_num_batched_tokens=_get(o, f"{AR}.rollout.max_num_batched_tokens"),
-        max_num_seqs=_get(o, f"{AR}.rollout.max_num_seqs"),
-        max_model_len=_get(o, f"{AR}.rollout.max_model_len"),
+        max_num_batched_tokens=_int_or_none(o, f"{AR}.rollout.max_num_batched_tokens", notes),
+        max_num_seqs=_int_or_none(o, f"{AR}.rollout.max_num_seqs", notes),
+        max_model_len=_int_or_none(o, f"{AR}.rollout.max_model_len", notes),
         notes=tuple(notes),
     )
 

@@ -21,7 +21,7 @@ GOAL_FRACTION = 0.90
 
 @dataclass(frozen=True)
 class Row:
-    cell: str  # the result's full id (model/hardware/backend/axes)
+    cell: str  # '<matrix>: <full id>' (model/hardware/backend/axes)
     source: str
     status: str  # the measured run's status (ok, oom, ...)
     measured_gib: float | None
@@ -86,8 +86,12 @@ def find_results(paths: Iterable[str | Path]) -> list[tuple[str, Result]]:
 
 
 def _full_id(r: Result) -> str:
-    model = r.model.split(":", 1)[-1].rstrip("/").split("/")[-1].lower()
-    return f"{model}/{r.gpu}x{r.n_gpus}/{r.backend}/{r.id}"
+    """`<matrix>: <id>`: a result's id is already the full cell id (model/hardware/backend/axes), and
+    matrices with different base settings share cell ids."""
+    if r.id.count("/") < 3:  # a bare axes id (hand-made results): spell out the rest
+        model = r.model.split(":", 1)[-1].rstrip("/").split("/")[-1].lower()
+        return f"{r.matrix}: {model}/{r.gpu}x{r.n_gpus}/{r.backend}/{r.id}"
+    return f"{r.matrix}: {r.id}"
 
 
 def validate_results(results: Iterable[tuple[str, Result]], calibration: Calibration | None = None) -> list[Row]:
