@@ -106,12 +106,20 @@ def _short(text: str) -> str:
 
 
 def find_oom(lines: Iterable[str]) -> tuple[str, str] | None:
-    """(kind, line) of the first out-of-memory line; the first is the cause, later ones are echoes."""
+    """(kind, line) of the out-of-memory line that says most: the first line of the most specific pattern.
+    Ray prints its wrapper (`RayTaskError(OutOfMemoryError): ray::TaskRunnerV1.run() (pid=...)`) before the
+    torch line that holds the sizes (seen on H100: `CUDA out of memory. Tried to allocate 78.82 GiB ...`)."""
+    best: tuple[int, str, str] | None = None
     for raw in lines:
-        for kind, pattern in OOM_PATTERNS:
+        for rank, (kind, pattern) in enumerate(OOM_PATTERNS):
+            if best is not None and rank >= best[0]:
+                break
             if pattern.search(raw):
-                return kind, _short(clean(raw))
-    return None
+                best = (rank, kind, raw)
+                break
+        if best is not None and best[0] == 0:
+            break
+    return (best[1], _short(clean(best[2]))) if best else None
 
 
 def _is_noise(line: str) -> bool:
