@@ -1,21 +1,14 @@
-"""The ONE source of test data for the gate: `base_results()`.
-
-It loads the committed H100 baselines (`baselines/h100/**/*.json`) when there are any. Until they land it
-falls back to a STAND-IN: one cell shaped after the Qwen2.5-0.5B run recorded in ../shared/gpu/README.md
-(H100, LoRA r8, 16 prompts x 4 responses x 128 tokens: 630-714 tokens/s/GPU, 15.2-17.3 s/step, NVML peak
-28.6 GiB), 3 runs x 10 steps (2 warm-up) with seeded noise. Stand-in numbers are not GPU measurements: once
-real baselines are committed, delete `_stand_in()` and the fallback.
+"""The ONE source of test data for the gate: `base_results()`, the committed H100 baselines
+(`baselines/h100/**/*.json`: real per-step samples from 1x H100, 2026-11-28, see
+baselines/evidence/2026-11-28-h100x4-short/).
 
 Every other helper here derives test inputs from those results (shift, resample, perturb); none invents a
-throughput distribution of its own.
-
-`python tests/gate_data.py DIR` writes the stand-in as a baseline store under DIR (for trying
-benchmarks/gate_power.py before real baselines exist).
+throughput distribution of its own. The real baselines hold one run per cell; `with_runs()` adds repeats whose
+measured steps are drawn with replacement from the real ones, for tests about pooling several runs.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -25,75 +18,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from suite.gate.store import Baseline, read_baseline  # noqa: E402
-from suite.results.schema import Provenance, Result, Step  # noqa: E402
+from suite.results.schema import Result  # noqa: E402
 
 REAL_BASELINES = ROOT / "baselines" / "h100"
-STAND_IN_ID = "qwen2.5-0.5b/h100x1/fsdp/lora8-off_none-tp1-rb16"
 
 
 def real_baselines() -> list[Baseline]:
     return [read_baseline(p) for p in sorted(REAL_BASELINES.rglob("*.json"))] if REAL_BASELINES.is_dir() else []
 
 
-def using_stand_in() -> bool:
-    return not real_baselines()
-
-
 def base_results() -> list[list[Result]]:
-    """Per cell, the runs of its baseline: the real committed ones, else the labelled stand-in."""
-    real = real_baselines()
-    if real:
-        return [b.results for b in real if b.results[0].status == "ok"]
-    return [_stand_in()]
+    """Per cell, the runs of its committed baseline (status ok only)."""
+    real = [b.results for b in real_baselines() if b.results[0].status == "ok"]
+    if not real:
+        raise RuntimeError(f"no committed baselines under {REAL_BASELINES}: the gate tests are built on them")
+    return real
 
 
-def _stand_in(n_runs: int = 3, n_steps: int = 10, warmup: int = 2, seed: int = 20261128) -> list[Result]:
+def with_runs(runs: list[Result], n: int = 3, seed: int = 20261128) -> list[Result]:
+    """`runs` plus repeats up to n runs: each repeat keeps the first run's warm-up steps and draws its measured
+    steps with replacement from the real measured steps (what a repeat of the bench could look like)."""
     rng = np.random.default_rng(seed)
-    tokens = 16 * 4 * (40 + 128)  # prompt (~40) + response (128) tokens per step, one GPU
-    runs = []
-    for _ in range(n_runs):
-        offset = rng.normal(0.0, 0.01)  # run-to-run (process start, clocks), ~1 %
-        steps = []
-        for i in range(1, n_steps + 1):
-            # First steps are slower (allocator, vLLM warm-up): that is why warm-up is excluded.
-            warm = 0.85 if i <= warmup else 1.0
-            tput = 670.0 * warm * math.exp(offset + rng.normal(0.0, 0.025))
-            t = tokens / tput
-            steps.append(
-                Step(
-                    step=i,
-                    throughput=round(tput, 2),
-                    time_per_step=round(t, 3),
-                    response_length_mean=128.0,
-                    total_num_tokens=float(tokens),
-                    timing_s={"gen": round(0.52 * t, 3), "update_actor": round(0.28 * t, 3)},
-                )
-            )
-        runs.append(
-            Result(
-                id=STAND_IN_ID,
-                matrix="bench-h100",
-                profile="bench",
-                gpu="h100",
-                n_gpus=1,
-                model="synthetic:qwen2.5-0.5b",
-                backend="fsdp",
-                axes={"lora": 8, "offload": "none", "tp": 1, "rb": 16},
-                status="ok",
-                steps=steps,
-                warmup_steps=warmup,
-                peak_memory_gb=[round(28.6 + rng.normal(0.0, 0.05), 2)],
-                nvml_sample_hz=10.0,
-                provenance=Provenance(
-                    gpu_name="NVIDIA H100 80GB HBM3",
-                    gpu_count=1,
-                    versions={"verl": "0.9.1", "vllm": "0.25.1", "torch": "2.11.0+cu130"},
-                    host="stand-in",
-                    extra={"stand_in": "tests/gate_data.py, not a GPU measurement"},
-                ),
-            )
-        )
-    return runs
+    out = list(runs)
+    while len(out) < n:
+        out.extend(resampled(runs[:1], rng))
+    return out
 
 
 # --- derived inputs -------------------------------------------------------------------------------------
@@ -149,9 +98,3 @@ def write_baseline(runs: list[Result], root: Path) -> Path:
     baseline = Baseline(id=runs[0].id, gpu=runs[0].gpu, promoted_at="2026-11-28T00:00:00+00:00", results=runs)
     path.write_text(baseline.to_json())
     return path
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python tests/gate_data.py DIR  (writes the stand-in baseline store)")
-    print(write_baseline(_stand_in(), Path(sys.argv[1])))

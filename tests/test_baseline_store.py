@@ -6,7 +6,7 @@ import json
 import statistics
 
 import pytest
-from gate_data import base_results, scaled, write_results
+from gate_data import base_results, scaled, with_runs, write_results
 
 from suite.cli import main
 from suite.errors import InputError
@@ -16,7 +16,7 @@ from suite.results.schema import Result
 
 @pytest.fixture(scope="module")
 def runs() -> list[Result]:
-    return base_results()[0]
+    return with_runs(base_results()[0])
 
 
 def test_promote_pools_runs_and_keeps_history_newest_first(tmp_path, capsys, runs) -> None:

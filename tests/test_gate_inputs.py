@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from gate_data import base_results, scaled, write_baseline, write_results
+from gate_data import base_results, scaled, with_runs, write_baseline, write_results
 
 from suite.cli import main
 from suite.results.schema import Result
@@ -14,7 +14,7 @@ from suite.results.schema import Result
 
 @pytest.fixture(scope="module")
 def runs() -> list[Result]:
-    return base_results()[0]
+    return with_runs(base_results()[0])
 
 
 @pytest.fixture
