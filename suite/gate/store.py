@@ -28,6 +28,17 @@ from suite.gate.load import looks_like_result, read_json, result_from_dict
 from suite.results.schema import Provenance, Result
 
 BASELINE_FORMAT = 1
+# `baselines/evidence/`: raw files of GPU sessions (logs, partial runs) kept beside the store, not part of it
+EVIDENCE_DIR = "evidence"
+
+
+def in_evidence(path: Path, root: Path) -> bool:
+    """Whether `path` lies in the evidence folder of the store or results tree `root` (searched recursively)."""
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        return False
+    return EVIDENCE_DIR in rel.parts[:-1]
 
 
 class _Model(BaseModel):
@@ -125,7 +136,8 @@ def read_baseline(path: Path) -> Baseline:
 def list_baselines(root: Path, gpus: Sequence[str] | None = None) -> list[tuple[Path, Baseline]]:
     if not root.is_dir():
         raise InputError(f"baseline folder {root} does not exist")
-    folders = [root / g for g in gpus] if gpus else sorted(p for p in root.iterdir() if p.is_dir())
+    folders = [root / g for g in gpus] if gpus else sorted(
+        p for p in root.iterdir() if p.is_dir() and p.name != EVIDENCE_DIR)
     found = []
     for folder in folders:
         if folder.is_dir():

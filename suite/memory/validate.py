@@ -67,17 +67,32 @@ class Summary:
         return frac is not None and frac >= GOAL_FRACTION and self.missed_ooms == 0
 
 
+def _baseline_runs(path: Path) -> list[Result]:
+    from suite.gate.store import read_baseline
+
+    try:
+        return list(read_baseline(path).results)
+    except InputError:
+        return []
+
+
 def find_results(paths: Iterable[str | Path]) -> list[tuple[str, Result]]:
-    """Result JSON files under the given files/directories (other JSON files are skipped), sorted by path."""
+    """Results under the given files/directories, sorted by path: result JSON files and the runs of baseline
+    files (a baseline store works as is); other JSON files and a store's evidence folder are skipped."""
+    from suite.gate.store import in_evidence
     from suite.results.io import read_result, try_read_result
 
     found: list[tuple[str, Result]] = []
     for p in map(Path, paths):
         if p.is_dir():
             for f in sorted(p.rglob("*.json")):
+                if in_evidence(f, p):
+                    continue
                 r = try_read_result(f)
                 if r is not None:
                     found.append((str(f), r))
+                else:
+                    found.extend((str(f), run) for run in _baseline_runs(f))
         elif p.is_file():
             found.append((str(p), read_result(p)))
         else:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from suite.errors import InputError
 from suite.gate.load import RESULT_NAME, looks_like_result, read_json, result_from_dict
-from suite.gate.store import read_baseline
+from suite.gate.store import in_evidence, read_baseline
 from suite.results.schema import Result
 
 
@@ -40,7 +40,9 @@ def load_results(paths: Iterable[Path]) -> list[tuple[str, Result]]:
     errors: list[str] = []
     for root in paths:
         if root.is_dir():
-            files, in_folder = sorted(p for p in root.rglob("*.json") if p.is_file()), True
+            # a store's evidence folder holds raw session files, not results to report
+            files = sorted(p for p in root.rglob("*.json") if p.is_file() and not in_evidence(p, root))
+            in_folder = True
         elif root.is_file():
             files, in_folder = [root], False
         else:

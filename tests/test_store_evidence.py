@@ -1,0 +1,63 @@
+"""`baselines/evidence/` (raw GPU session files) sits beside the baseline store and is never read as part of it:
+not by `baseline list`/the gate, the report, or `memory validate` over the store."""
+
+import json
+import shutil
+from pathlib import Path
+
+from gate_data import base_results, write_baseline
+
+from suite.cli import main
+from suite.gate.store import in_evidence, list_baselines
+from suite.memory.validate import find_results
+from suite.report.load import load_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_store(tmp_path: Path) -> Path:
+    store = tmp_path / "baselines"
+    write_baseline(base_results()[0], store)
+    ev = store / "evidence" / "session" / "h100" / "cell"
+    ev.mkdir(parents=True)
+    (ev / "cell.json").write_text(json.dumps({"argv": ["python3"], "id": "x"}))  # neither result nor baseline
+    (ev / "result.json").write_text(base_results()[0][0].to_json())  # a real result, but evidence
+    return store
+
+
+def test_in_evidence():
+    root = Path("/b")
+    assert in_evidence(Path("/b/evidence/s/x.json"), root)
+    assert not in_evidence(Path("/b/h100/m/evidence.json"), root)
+    assert not in_evidence(Path("/elsewhere/evidence/x.json"), root)
+    assert not in_evidence(Path("/b/evidence/s/x.json"), Path("/b/evidence/s"))  # named explicitly: read
+
+
+def test_store_listing_skips_evidence(tmp_path):
+    store = make_store(tmp_path)
+    found = list_baselines(store)
+    assert len(found) == 1 and "evidence" not in str(found[0][0])
+
+
+def test_baseline_list_and_report_over_a_store_with_evidence(tmp_path, capsys):
+    store = make_store(tmp_path)
+    assert main(["baseline", "list", "--baselines", str(store)]) == 0
+    assert base_results()[0][0].id in capsys.readouterr().out
+    loaded = load_results([store])
+    assert len(loaded) == 1 and "evidence" not in loaded[0][0]
+    # the evidence folder itself, named explicitly, is read
+    assert len(load_results([store / "evidence" / "session" / "h100" / "cell" / "result.json"])) == 1
+
+
+def test_memory_validate_reads_baseline_files_and_skips_evidence(tmp_path):
+    store = make_store(tmp_path)
+    found = find_results([store])
+    assert len(found) == len(base_results()[0]) and all("evidence" not in src for src, _ in found)
+
+
+def test_the_committed_store_has_evidence_and_reads_cleanly(tmp_path):
+    assert (ROOT / "baselines" / "evidence").is_dir()
+    ids = {b.id for _, b in list_baselines(ROOT / "baselines")}
+    assert ids == {r[0].id for r in base_results()}
+    shutil.copytree(ROOT / "baselines", tmp_path / "b")
+    assert {r.id for _, r in load_results([tmp_path / "b"])} == ids
