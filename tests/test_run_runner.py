@@ -12,6 +12,7 @@ from fakes.cells import fake_cell
 
 from suite.cli import main
 from suite.results.io import read_result, write_result
+from suite.run import private_tmp
 from suite.run.host import HostRuntime
 from suite.run.runner import RunOptions, matches, run_cells
 
@@ -40,8 +41,10 @@ def test_four_cell_matrix_two_at_a_time_on_disjoint_gpus(tmp_path, capsys):
                              *(["--crash", "reward fn exploded"] if cid == "b" else [])], out_dir=out)
              for cid in ids]
     out.mkdir()
+    # where this machine cannot give cells a private /tmp, packing is only allowed with private_tmp=off
+    shared = [] if private_tmp.probe()[0] is not None else ["--runtime-option", "private_tmp=off"]
     code = main(["run", str(write_plan(tmp_path / "plan.json", cells)), "--out", str(out), "--parallel", "2",
-                 "--gpus", "0,1,2,3", "--runtime-option", "grace_s=1"])
+                 "--gpus", "0,1,2,3", "--runtime-option", "grace_s=1", *shared])
     printed = capsys.readouterr().out
     assert code == 1  # one cell failed; the others still ran and kept their results
     got = spans(out, ids)
