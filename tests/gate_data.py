@@ -17,7 +17,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from suite.gate.store import Baseline, read_baseline  # noqa: E402
+from suite.gate.store import Baseline, baseline_path, read_baseline  # noqa: E402
 from suite.results.schema import Result  # noqa: E402
 
 REAL_BASELINES = ROOT / "baselines" / "h100"
@@ -93,7 +93,8 @@ def write_results(runs: list[Result], folder: Path) -> list[Path]:
 
 
 def write_baseline(runs: list[Result], root: Path) -> Path:
-    path = root / runs[0].gpu / (runs[0].id + ".json")
+    """The runs as one baseline at the store layout `<root>/<gen>/<matrix>/<full id>.json`."""
+    path = baseline_path(root, runs[0].gpu, runs[0].matrix, runs[0].id)
     path.parent.mkdir(parents=True, exist_ok=True)
     baseline = Baseline(id=runs[0].id, gpu=runs[0].gpu, promoted_at="2026-11-28T00:00:00+00:00", results=runs)
     path.write_text(baseline.to_json())

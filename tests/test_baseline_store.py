@@ -1,4 +1,4 @@
-"""`grpo-suite baseline promote|list` and the store layout baselines/<gen>/<full id>.json."""
+"""`grpo-suite baseline promote|list` and the store layout baselines/<gen>/<matrix>/<full id>.json."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import json
 import statistics
 
 import pytest
-from gate_data import base_results, scaled, with_runs, write_results
+from gate_data import base_results, scaled, with_runs, write_baseline, write_results
 
 from suite.cli import main
 from suite.errors import InputError
-from suite.gate.store import baseline_path, read_baseline
+from suite.gate.store import Baseline, baseline_path, index_baselines, list_baselines, lookup, read_baseline
 from suite.results.schema import Result
 
 
@@ -24,7 +24,7 @@ def test_promote_pools_runs_and_keeps_history_newest_first(tmp_path, capsys, run
     first = tmp_path / "first"
     write_results(runs, first)
     assert main(["baseline", "promote", str(first), "--baselines", str(store)]) == 0
-    path = store / "h100" / (runs[0].id + ".json")
+    path = store / "h100" / runs[0].matrix / (runs[0].id + ".json")
     out = capsys.readouterr().out
     assert f"promoted {runs[0].id} -> {path} (3 run(s), {3 * len(runs[0].measured_steps())} measured steps" in out
     b1 = read_baseline(path)
@@ -50,7 +50,7 @@ def test_promote_pools_runs_and_keeps_history_newest_first(tmp_path, capsys, run
 
     assert main(["baseline", "list", "--baselines", str(store)]) == 0
     listing = capsys.readouterr().out
-    assert runs[0].id in listing and "bench" in listing
+    assert runs[0].id in listing and "bench" in listing and runs[0].matrix in listing
 
 
 def test_promote_refuses_failed_unless_allowed(tmp_path, capsys, runs) -> None:
@@ -63,7 +63,7 @@ def test_promote_refuses_failed_unless_allowed(tmp_path, capsys, runs) -> None:
     assert f"{path}: status 'oom' (CUDA out of memory)" in err and "--allow-failed" in err
     assert not store.exists()
     assert main(["baseline", "promote", str(folder), "--baselines", str(store), "--allow-failed"]) == 0
-    assert read_baseline(baseline_path(store, "h100", runs[0].id)).results[0].status == "oom"
+    assert read_baseline(baseline_path(store, "h100", runs[0].matrix, runs[0].id)).results[0].status == "oom"
 
 
 def test_promote_refuses_too_few_steps(tmp_path, capsys, runs) -> None:
@@ -78,20 +78,100 @@ def test_promote_refuses_disagreeing_runs(tmp_path, capsys, runs) -> None:
     folder = tmp_path / "r"
     write_results([runs[0], runs[1].model_copy(update={"n_gpus": 2})], folder)
     assert main(["baseline", "promote", str(folder), "--baselines", str(tmp_path / "b")]) == 2
-    assert "runs disagree on (gpu, n_gpus, model, profile, matrix)" in capsys.readouterr().err
+    assert "runs disagree on (gpu, n_gpus, model, profile)" in capsys.readouterr().err
 
 
-def test_promote_refuses_runs_of_the_same_id_from_different_matrices(tmp_path, capsys, runs) -> None:
-    """Cell ids come from the axes alone: a matrix with other [base] settings can reuse one."""
+def test_two_matrices_with_one_cell_id_are_promoted_side_by_side(tmp_path, capsys, runs) -> None:
+    """Cell ids come from the axes alone: a matrix with other [base] settings (here eager vLLM beside CUDA
+    graphs) reuses them. Each matrix gets its own baseline, in one promote or in two."""
+    eager = [scaled(r, 0.8).model_copy(update={"matrix": "h100-1gpu"}) for r in runs]
     folder = tmp_path / "r"
-    write_results([runs[0], runs[1].model_copy(update={"matrix": "h100-1gpu-oom"})], folder)
-    assert main(["baseline", "promote", str(folder), "--baselines", str(tmp_path / "b")]) == 2
-    assert "h100-1gpu-oom" in capsys.readouterr().err
+    write_results([*runs, *eager[:1]], folder)
+    write_results(eager[1:], tmp_path / "r" / "more")
+    store = tmp_path / "b"
+    assert main(["baseline", "promote", str(folder), "--baselines", str(store)]) == 0
+    out = capsys.readouterr().out
+    a = store / "h100" / runs[0].matrix / (runs[0].id + ".json")
+    b = store / "h100" / "h100-1gpu" / (runs[0].id + ".json")
+    assert f"-> {a} (3 run(s)" in out and f"-> {b} (3 run(s)" in out
+    assert sorted(p for p, _ in list_baselines(store)) == sorted([a, b])
+    index = index_baselines(store)
+    assert set(index) == {("h100", runs[0].matrix, runs[0].id), ("h100", "h100-1gpu", runs[0].id)}
+    assert [r.provenance for r in read_baseline(b).results] == [r.provenance for r in eager]
+    assert read_baseline(b).matrix == "h100-1gpu" and read_baseline(a).matrix == runs[0].matrix
+    found = lookup(store, "h100", "h100-1gpu", runs[0].id)
+    assert found is not None and found[0] == b
+    assert lookup(store, "h100", "h100-1gpu-oom", runs[0].id) is None
+    # promoting one matrix again replaces only its own baseline
+    write_results(runs, tmp_path / "again")
+    assert main(["baseline", "promote", str(tmp_path / "again"), "--baselines", str(store)]) == 0
+    assert (len(read_baseline(a).history), len(read_baseline(b).history)) == (1, 0)
+    assert main(["baseline", "list", "--baselines", str(store)]) == 0
+    listing = capsys.readouterr().out
+    assert "h100-1gpu " in listing and f"{runs[0].matrix} " in listing
+
+
+def test_legacy_path_is_read_gated_and_moved_by_promote(tmp_path, capsys, runs) -> None:
+    """A baseline at the older layout `<gen>/<full id>.json` is identified by its content; promoting the
+    same (gen, matrix, id) writes the current layout, keeps the history and removes the old file."""
+    store = tmp_path / "baselines"
+    legacy = store / "h100" / (runs[0].id + ".json")
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(
+        Baseline(id=runs[0].id, gpu="h100", promoted_at="2026-11-28T00:00:00+00:00", results=runs).to_json()
+    )
+    assert lookup(store, "h100", runs[0].matrix, runs[0].id)[0] == legacy  # type: ignore[index]
+    res = tmp_path / "runs"
+    write_results([scaled(r, 0.90) for r in runs], res)
+    assert main(["gate", str(res), "--baselines", str(store), "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    row = next(r for r in doc["rows"] if r["metric"] == "throughput")
+    assert (row["verdict"], row["matrix"]) == ("regressed", runs[0].matrix)
+    assert main(["baseline", "promote", str(res), "--baselines", str(store)]) == 0
+    assert f"removed {legacy} (older layout)" in capsys.readouterr().out
+    new = baseline_path(store, "h100", runs[0].matrix, runs[0].id)
+    assert not legacy.exists() and new.is_file()
+    assert read_baseline(new).history[0].promoted_at == "2026-11-28T00:00:00+00:00"
+
+
+def test_two_files_claiming_one_baseline_are_bad_input(tmp_path, capsys, runs) -> None:
+    store = tmp_path / "baselines"
+    new = write_baseline(runs, store)
+    copy = store / "h100" / "old" / "place" / "x.json"  # any name: identity is the content
+    copy.parent.mkdir(parents=True)
+    copy.write_text(new.read_text())
+    res = tmp_path / "runs"
+    write_results(runs, res)
+    for argv in (["gate", str(res)], ["baseline", "list"], ["baseline", "promote", str(res)]):
+        assert main([*argv, "--baselines", str(store)]) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert "several baseline files claim one (GPU generation, matrix, cell id)" in captured.err
+        assert f"h100, {runs[0].matrix}: {runs[0].id}: {new}, {copy}" in captured.err
+    # the same content in another generation's folder is another baseline, not a second claim
+    copy.unlink()
+    elsewhere = store / "h200" / "x.json"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(new.read_text())
+    assert len(list_baselines(store)) == 2
+
+
+def test_promote_refuses_to_overwrite_a_file_holding_another_baseline(tmp_path, capsys, runs) -> None:
+    store = tmp_path / "baselines"
+    other = [r.model_copy(update={"matrix": "h100-1gpu-oom"}) for r in runs]
+    src = write_baseline(other, store)
+    target = baseline_path(store, "h100", runs[0].matrix, runs[0].id)
+    target.parent.mkdir(parents=True)
+    src.rename(target)  # a hand-moved file: the matrix folder says one thing, the content another
+    write_results(runs, tmp_path / "r")
+    assert main(["baseline", "promote", str(tmp_path / "r"), "--baselines", str(store)]) == 2
+    assert f"{target} holds the baseline of h100, h100-1gpu-oom: {runs[0].id}" in capsys.readouterr().err
+    assert read_baseline(target).matrix == "h100-1gpu-oom"
 
 
 def test_bare_result_committed_as_baseline_is_read(tmp_path, capsys, runs) -> None:
     store = tmp_path / "baselines"
-    path = baseline_path(store, "h100", runs[0].id)
+    path = baseline_path(store, "h100", runs[0].matrix, runs[0].id)
     path.parent.mkdir(parents=True)
     path.write_text(runs[0].to_json())
     b = read_baseline(path)
@@ -103,8 +183,21 @@ def test_bare_result_committed_as_baseline_is_read(tmp_path, capsys, runs) -> No
 
 def test_baseline_format_and_ids_are_checked(tmp_path) -> None:
     with pytest.raises(InputError, match=r"'\.\.' part"):
-        baseline_path(tmp_path, "h100", "../../etc/passwd")
+        baseline_path(tmp_path, "h100", "m", "../../etc/passwd")
+    for matrix in ("", "a/b", "..", "evidence"):
+        with pytest.raises(InputError, match=f"matrix {matrix!r} cannot name a baseline folder"):
+            baseline_path(tmp_path, "h100", matrix, "x")
+    with pytest.raises(InputError, match="GPU generation 'evidence'"):
+        baseline_path(tmp_path, "evidence", "m", "x")
     bad = tmp_path / "b.json"
     bad.write_text(json.dumps({"format": 9, "results": []}))
     with pytest.raises(InputError, match="baseline format 9 is not supported"):
         read_baseline(bad)
+
+
+def test_a_baseline_of_several_matrices_is_refused(tmp_path, runs) -> None:
+    mixed = Baseline(id=runs[0].id, gpu="h100", results=[runs[0], runs[1].model_copy(update={"matrix": "other"})])
+    path = tmp_path / "b.json"
+    path.write_text(mixed.to_json())
+    with pytest.raises(InputError, match=r"results come from several matrices \['h100-1gpu-graphs', 'other'\]"):
+        read_baseline(path)

@@ -116,8 +116,7 @@ def test_too_few_samples_says_how_many_are_needed(tmp_path, capsys, store, runs)
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("gpu", "h200"), ("n_gpus", 2), ("model", "synthetic:other"), ("profile", "train"),
-     ("matrix", "h100-1gpu-oom")]
+    ("field", "value"), [("gpu", "h200"), ("n_gpus", 2), ("model", "synthetic:other"), ("profile", "train")]
 )
 def test_mismatch_refused_unless_allowed(tmp_path, capsys, runs, field, value) -> None:
     # A baseline whose content disagrees with the result of the same cell id.
@@ -137,6 +136,23 @@ def test_mismatch_refused_unless_allowed(tmp_path, capsys, runs, field, value) -
     out = capsys.readouterr().out
     assert rc == 0
     assert "**Mismatched comparison** (`--allow-mismatch`)" in out
+
+
+def test_a_baseline_of_another_matrix_is_never_compared(tmp_path, capsys, runs) -> None:
+    """Matrices with other [base] settings share cell ids; a result is paired with its own matrix's baseline
+    only, so one of another matrix leaves it `new` (named in the detail), with or without --allow-mismatch."""
+    root = tmp_path / "baselines"
+    write_baseline([r.model_copy(update={"matrix": "h100-1gpu-oom"}) for r in runs], root)
+    res = tmp_path / "runs"
+    write_results([scaled(r, 0.5) for r in runs], res)
+    for extra in ([], ["--allow-mismatch"]):
+        assert main(["gate", str(res), "--baselines", str(root), "--format", "json", *extra]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert [(r["cell"], r["matrix"], r["metric"], r["verdict"]) for r in doc["rows"]] == [
+            (runs[0].id, runs[0].matrix, "all", "new")
+        ]
+        assert "matrix h100-1gpu-oom has one, not compared" in doc["rows"][0]["detail"]
+        assert doc["mismatches"] == []
 
 
 def test_runs_of_one_cell_must_agree(tmp_path, capsys, store, runs) -> None:

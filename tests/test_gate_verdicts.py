@@ -139,6 +139,42 @@ def test_failed_baseline_failing_again_is_not_a_regression_and_recovery_is_impro
     assert (rc, verdicts(doc)) == (0, {(runs[0].id, "status"): "improved"})
 
 
+def test_two_matrices_with_one_cell_id_are_each_gated_against_their_own_baseline(tmp_path, capsys, runs) -> None:
+    """Matrix A (CUDA graphs, the real runs) and matrix B (eager: the same runs 20 % slower) share the cell id.
+    A's result 5 % slower regresses against A's baseline; B's result as its baseline is unchanged. Paired
+    across matrices instead, B would read -20 % and A +19 %."""
+    a_matrix, b_matrix = runs[0].matrix, "h100-1gpu"
+    eager = [scaled(r, 0.80).model_copy(update={"matrix": b_matrix}) for r in runs]
+    write_baseline(runs, tmp_path / "baselines")
+    write_baseline(eager, tmp_path / "baselines")
+    write_results([scaled(r, 0.95) for r in runs], tmp_path / "runs" / "a")
+    write_results(eager, tmp_path / "runs" / "b")
+    args = (str(tmp_path / "runs"), "--baselines", str(tmp_path / "baselines"))
+    rc, doc = gate(tmp_path, capsys, *args)
+    assert rc == 1
+    got = {(r["matrix"], r["metric"]): (r["verdict"], r["estimate"]) for r in doc["rows"]}
+    assert got[(a_matrix, "throughput")][0] == "regressed"
+    assert got[(a_matrix, "throughput")][1] == pytest.approx(-0.05, abs=1e-6)
+    assert got[(b_matrix, "throughput")] == ("unchanged", pytest.approx(0.0, abs=1e-9))
+    assert {r["cell"] for r in doc["rows"]} == {runs[0].id}
+    # the tables name the matrix of each row when several are present
+    assert main(["gate", *args]) == 1
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["cell", "matrix", "metric"]
+    assert any(line.split()[1:4] == [a_matrix, "throughput", "REGRESSED"] for line in table)
+    assert any(line.split()[1:4] == [b_matrix, "throughput", "unchanged"] for line in table)
+    assert main(["gate", *args, "--format", "markdown"]) == 1
+    md = capsys.readouterr().out
+    assert f"| `{runs[0].id}` | `{a_matrix}` | throughput | 🔴 **REGRESSED**" in md
+    # one matrix: named above the table instead of a column
+    assert main(["gate", str(tmp_path / "runs" / "b"), "--baselines", str(tmp_path / "baselines")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"matrix: {b_matrix}" in out and out[out.index(f"matrix: {b_matrix}") + 1].split()[:2] == ["cell", "metric"]
+    # missing is per matrix: with only A run, B's baseline is out of scope, A's own is compared
+    rc, doc = gate(tmp_path, capsys, str(tmp_path / "runs" / "a"), "--baselines", str(tmp_path / "baselines"))
+    assert rc == 1 and {r["matrix"] for r in doc["rows"]} == {a_matrix}
+
+
 def test_new_and_missing(tmp_path, capsys, runs) -> None:
     other_id = runs[0].id.replace("rb16", "rb32")
     other = [r.model_copy(update={"id": other_id}) for r in runs]

@@ -11,8 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gate",
         help="compare results with their baselines; exit 0 no regression, 1 regression, 2 bad input",
         description="Compare each result cell with its stored baseline, one verdict per cell and metric: "
-        "improved / unchanged / regressed / new / missing / failed. Several result files of one cell id "
-        "are pooled (N runs x M steps).",
+        "improved / unchanged / regressed / new / missing / failed. Several result files of one matrix and "
+        "cell id are pooled (N runs x M steps); each cell is paired with the baseline of its own GPU generation, "
+        "matrix and cell id.",
     )
     gate.add_argument("results", nargs="+", metavar="RESULTS", help="result files or folders (searched recursively)")
     gate.add_argument("--baselines", default="baselines", type=Path, help="baseline store (default: %(default)s)")
@@ -28,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     baseline = subparsers.add_parser("baseline", help="manage the baseline store")
     sub = baseline.add_subparsers(dest="baseline_command", metavar="ACTION", parser_class=type(baseline))
-    promote = sub.add_parser("promote", help="add or replace baselines from results (runs of one id are pooled)")
+    promote = sub.add_parser(
+        "promote", help="add or replace baselines from results (runs of one matrix and cell id are pooled)"
+    )
     promote.add_argument("results", nargs="+", metavar="RESULT", help="result files or folders")
     promote.add_argument("--baselines", default="baselines", type=Path)
     promote.add_argument("--config", type=Path, help="thresholds TOML (for the minimum number of samples)")
@@ -68,6 +71,7 @@ def run_promote(args: argparse.Namespace) -> int:
     need = max(required_samples(config.for_cell(r.id).throughput) for _, r in results)
     for p in promote(results, args.baselines, allow_failed=args.allow_failed, min_samples=need):
         replaced = f"; replaced the baseline of {p.replaced}" if p.replaced else ""
+        replaced += f"; removed {p.moved_from} (older layout)" if p.moved_from else ""
         print(f"promoted {p.id} -> {p.path} ({p.runs} run(s), {p.measured_steps} measured steps, {p.status}{replaced})")
     return 0
 
@@ -86,6 +90,7 @@ def run_list(args: argparse.Namespace) -> int:
         rows.append(
             [
                 b.gpu,
+                b.matrix,
                 b.id,
                 b.results[0].profile,
                 len(b.results),
@@ -100,6 +105,7 @@ def run_list(args: argparse.Namespace) -> int:
         )
     headers = [
         "gpu",
+        "matrix",
         "cell",
         "profile",
         "runs",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -20,14 +20,14 @@ from suite.gate.config import (
     MemoryThresholds,
     ThroughputThresholds,
 )
-from suite.gate.store import Baseline, list_baselines, lookup
+from suite.gate.store import Baseline, Key, index_baselines, label
 from suite.results.schema import Result
 
 Verdict = Literal["improved", "unchanged", "regressed", "new", "missing", "failed"]
 VERDICTS: tuple[Verdict, ...] = ("regressed", "failed", "missing", "new", "improved", "unchanged")
-# `matrix` too: a cell id is built from the axes only, so two matrices with different [base] settings can
-# share one; their numbers are not comparable.
-MATCH_FIELDS = ("gpu", "n_gpus", "model", "profile", "matrix")
+# Not `matrix`: a result is paired only with the baseline of its own (generation, matrix, id), so the
+# matrix always agrees (cell ids come from the axes alone; matrices with other [base] settings share them).
+MATCH_FIELDS = ("gpu", "n_gpus", "model", "profile")
 VERSION_KEYS = ("verl", "vllm", "torch", "ray", "transformers", "megatron-core")
 
 
@@ -47,13 +47,14 @@ class Row:
     p_value: float | None = None
     n_baseline: int | None = None
     n_current: int | None = None
+    matrix: str = ""  # the matrix of the result (or of the baseline, when missing): a cell is (matrix, cell)
 
 
 @dataclass
 class Report:
     rows: list[Row] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)  # allowed with --allow-mismatch, shown as a label
-    versions: dict[str, list[str]] = field(default_factory=dict)  # "verl 0.9.0 -> 0.9.1" -> cell ids
+    versions: dict[str, list[str]] = field(default_factory=dict)  # "verl 0.9.0 -> 0.9.1" -> "matrix: id"s
     notes: list[str] = field(default_factory=list)
     config_source: str = ""
 
@@ -201,7 +202,7 @@ def _accuracy_rows(cur: Cell, base: Cell, a: AccuracyThresholds, level: float, n
     for name in sorted(set(cur.accuracy) | set(base.accuracy)):
         if name not in cur.accuracy or name not in base.accuracy:
             side = "result" if name not in cur.accuracy else "baseline"
-            notes.append(f"{cur.id}: accuracy {name!r} not in the {side}; not compared")
+            notes.append(f"{label(cur.first.matrix, cur.id)}: accuracy {name!r} not in the {side}; not compared")
             continue
         c, b = cur.accuracy[name], base.accuracy[name]
         verdict, p_less, p_greater, change, test = accuracy_outcome(c.correct, c.total, b.correct, b.total, a, level)
@@ -230,13 +231,13 @@ def _accuracy_rows(cur: Cell, base: Cell, a: AccuracyThresholds, level: float, n
 # --- the whole comparison ---------------------------------------------------------------------------------
 
 
-def _mismatches(label: str, runs: Sequence[Result], reference: Result) -> list[str]:
+def _mismatches(against: str, runs: Sequence[Result], reference: Result) -> list[str]:
     out = []
     for run in runs:
         for name in MATCH_FIELDS:
             mine, theirs = getattr(run, name), getattr(reference, name)
             if mine != theirs:
-                out.append(f"{run.id}: {name} {mine!r} in the result vs {theirs!r} in the {label}")
+                out.append(f"{label(run.matrix, run.id)}: {name} {mine!r} in the result vs {theirs!r} in the {against}")
     return sorted(set(out))
 
 
@@ -246,7 +247,7 @@ def _versions(cur: Cell, base: Cell, into: dict[str, list[str]]) -> None:
     pairs.append(("image", b.image_digest or b.image, c.image_digest or c.image))
     for key, old, new in pairs:
         if old != new:
-            into.setdefault(f"{key} {old or '?'} -> {new or '?'}", []).append(cur.id)
+            into.setdefault(f"{key} {old or '?'} -> {new or '?'}", []).append(label(cur.first.matrix, cur.id))
 
 
 def _status_rows(cur: Cell, base: Cell | None) -> list[Row]:
@@ -277,33 +278,48 @@ def compare(
     *,
     allow_mismatch: bool = False,
 ) -> Report:
+    """Each result cell (all runs of one (matrix, id), pooled) against the baseline of the same GPU
+    generation, matrix and id; a cell without one is `new`, whatever other matrices hold."""
     if not baselines_root.is_dir():
         # A typo in --baselines would otherwise turn every cell into `new` and pass the gate.
         raise InputError(f"baseline folder {baselines_root} does not exist (create it, or promote results into it)")
     report = Report(config_source=config.source)
-    groups: dict[str, list[Result]] = {}
+    groups: dict[tuple[str, str], list[Result]] = {}
     for _, result in results:
-        groups.setdefault(result.id, []).append(result)
+        groups.setdefault((result.matrix, result.id), []).append(result)
+    store = index_baselines(baselines_root, sorted({r.gpu for _, r in results}))
     errors: list[str] = []
     mismatches: list[str] = []
-    for cell_id in sorted(groups):
-        runs = groups[cell_id]
+    for matrix, cell_id in sorted(groups):
+        runs = groups[(matrix, cell_id)]
+        name = label(matrix, cell_id)
         mismatches += _mismatches("other runs of the cell", runs[1:], runs[0])
         cur = pool(runs)
-        found = lookup(baselines_root, runs[0].gpu, cell_id)
+        gpu = runs[0].gpu
+        found = store.get((gpu, matrix, cell_id))
+        rows: list[Row] = []
         if found is None:
-            report.rows += _status_rows(cur, None) or [
-                Row(cell_id, "all", "new", False, detail=f"no baseline under {baselines_root}/{runs[0].gpu}/")
+            others = sorted(m for g, m, i in store if (g, i) == (gpu, cell_id))
+            elsewhere = f"; matrix {', '.join(others)} has one, not compared" if others else ""
+            rows += _status_rows(cur, None) or [
+                Row(
+                    cell_id,
+                    "all",
+                    "new",
+                    False,
+                    detail=f"no baseline under {baselines_root}/{gpu}/ for matrix {matrix}{elsewhere}",
+                )
             ]
+            report.rows += [replace(r, matrix=matrix) for r in rows]
             continue
         path, baseline = found
         mismatches += _mismatches(f"baseline {path}", runs, baseline.results[0])
         base = baseline.cell()
         _versions(cur, base, report.versions)
-        report.rows += _status_rows(cur, base)
+        rows += _status_rows(cur, base)
         th = config.for_cell(cell_id)
         if cur.status == "oom" and base.status == "ok":
-            report.rows.append(
+            rows.append(
                 Row(
                     cell_id,
                     "memory",
@@ -315,16 +331,17 @@ def compare(
                     cur.reason or "",
                 )
             )
+        report.rows += [replace(r, matrix=matrix) for r in rows]
         if cur.status != "ok" or base.status != "ok":
             continue
         need = required_samples(th.throughput)
-        for label, cell, where in (
-            ("result", cur, ", ".join(sorted({str(p) for p, r in results if r.id == cell_id}))),
+        for side, cell, where in (
+            ("result", cur, ", ".join(sorted({str(p) for p, r in results if (r.matrix, r.id) == (matrix, cell_id)}))),
             ("baseline", base, str(path)),
         ):
             if len(cell.throughput) < need:
                 errors.append(
-                    f"{where}: {cell_id}: too few throughput samples in the {label}: {len(cell.throughput)} "
+                    f"{where}: {name}: too few throughput samples in the {side}: {len(cell.throughput)} "
                     f"measured step(s) (after {cell.first.warmup_steps} warm-up) "
                     f"over {len(cell.runs)} run(s); "
                     f"the test needs at least {need} (min_samples={th.throughput.min_samples}, "
@@ -332,35 +349,48 @@ def compare(
                 )
         if errors:
             continue
-        report.rows.append(_throughput_row(cur, base, th.throughput, config.gate))
+        rows = [_throughput_row(cur, base, th.throughput, config.gate)]
         mem = _memory_row(cur, base, th.memory)
         if mem is None:
-            report.notes.append(f"{cell_id}: no NVML peak memory on one side; memory not compared")
+            report.notes.append(f"{name}: no NVML peak memory on one side; memory not compared")
         else:
-            report.rows.append(mem)
-        report.rows += _accuracy_rows(cur, base, th.accuracy, config.gate.ci_level, report.notes)
+            rows.append(mem)
+        rows += _accuracy_rows(cur, base, th.accuracy, config.gate.ci_level, report.notes)
+        report.rows += [replace(r, matrix=matrix) for r in rows]
     if mismatches and not allow_mismatch:
         errors.append(
-            "results and baselines differ in GPU generation, GPU count, model, profile or matrix (pass "
+            "results and baselines differ in GPU generation, GPU count, model or profile (pass "
             "--allow-mismatch to compare anyway):\n    " + "\n    ".join(mismatches)
         )
     if errors:
         raise InputError("\n  ".join(["cannot gate:", *errors]))
     report.mismatches = mismatches
-    report.rows += _missing_rows(results, groups, baselines_root, config)
+    report.rows += _missing_rows(results, groups, store, config)
     return report
 
 
 def _missing_rows(
-    results: Sequence[tuple[Path, Result]], groups: dict[str, list[Result]], root: Path, config: GateConfig
+    results: Sequence[tuple[Path, Result]],
+    groups: dict[tuple[str, str], list[Result]],
+    store: dict[Key, tuple[Path, Baseline]],
+    config: GateConfig,
 ) -> list[Row]:
     # Only baselines of what was run (generation, matrix, profile) count as missing: a bench of one matrix
     # says nothing about the cells of another.
     scope = {(r.gpu, r.matrix, r.profile) for _, r in results}
     rows = []
-    for path, baseline in list_baselines(root, sorted({g for g, _, _ in scope})):
-        first: Baseline | Result = baseline.results[0]
-        if baseline.id in groups or (first.gpu, first.matrix, first.profile) not in scope:
+    for path, baseline in sorted(store.values(), key=lambda item: item[0]):
+        first = baseline.results[0]
+        if (baseline.matrix, baseline.id) in groups or (first.gpu, first.matrix, first.profile) not in scope:
             continue
-        rows.append(Row(baseline.id, "all", "missing", config.gate.missing_is_regression, detail=f"baseline {path}"))
+        rows.append(
+            Row(
+                baseline.id,
+                "all",
+                "missing",
+                config.gate.missing_is_regression,
+                detail=f"baseline {path}",
+                matrix=baseline.matrix,
+            )
+        )
     return rows

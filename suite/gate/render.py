@@ -15,15 +15,30 @@ ICONS = {"regressed": "🔴", "failed": "🔴", "missing": "⚪", "new": "🆕",
 
 def _order(rows: list[Row]) -> list[Row]:
     # Regressions first so the reason for a red job is at the top of the page.
-    return sorted(rows, key=lambda r: (not r.regression, r.cell))
+    return sorted(rows, key=lambda r: (not r.regression, r.cell, r.matrix))
 
 
-def _cells(row: Row, markdown: bool) -> list[str]:
+def _matrices(report: Report) -> list[str]:
+    return sorted({r.matrix for r in report.rows})
+
+
+def _headers(report: Report) -> list[str]:
+    # One matrix: named above the table. Several: a column, since one cell id can be in each.
+    return [*HEADERS[:1], "matrix", *HEADERS[1:]] if len(_matrices(report)) > 1 else HEADERS
+
+
+def _cells(row: Row, markdown: bool, with_matrix: bool) -> list[str]:
     verdict = row.verdict.upper() if row.regression else row.verdict
+    cell = f"`{row.cell}`" if markdown else row.cell
+    matrix = [f"`{row.matrix}`" if markdown else row.matrix] if with_matrix else []
     if markdown:
         verdict = f"{ICONS[row.verdict]} {'**' + verdict + '**' if row.regression else verdict}"
-        return [f"`{row.cell}`", row.metric, verdict, row.change, row.baseline, row.current, row.detail]
-    return [row.cell, row.metric, verdict, row.change, row.baseline, row.current, row.detail]
+    return [cell, *matrix, row.metric, verdict, row.change, row.baseline, row.current, row.detail]
+
+
+def _rows(report: Report, markdown: bool) -> list[list[str]]:
+    several = len(_matrices(report)) > 1
+    return [_cells(r, markdown, several) for r in _order(report.rows)]
 
 
 def _headline(report: Report) -> str:
@@ -40,7 +55,9 @@ def render_table(report: Report) -> str:
         lines += [f"  {m}" for m in report.mismatches]
     if report.versions:
         lines.append("versions changed: " + "; ".join(f"{k} ({len(v)} cells)" for k, v in report.versions.items()))
-    lines.append(tabulate([_cells(r, False) for r in _order(report.rows)], HEADERS, tablefmt="simple"))
+    if len(_matrices(report)) == 1:
+        lines.append(f"matrix: {_matrices(report)[0]}")
+    lines.append(tabulate(_rows(report, False), _headers(report), tablefmt="simple"))
     lines += [f"note: {n}" for n in report.notes]
     lines.append(f"gate: {_headline(report)} (thresholds: {report.config_source}; exit {report.exit_code})")
     return "\n".join(lines)
@@ -62,7 +79,9 @@ def render_markdown(report: Report) -> str:
         lines += ["| version change | cells |", "|---|---|"]
         lines += [f"| {k} | {len(v)} |" for k, v in report.versions.items()]
         lines.append("")
-    lines.append(tabulate([_cells(r, True) for r in _order(report.rows)], HEADERS, tablefmt="github"))
+    if len(_matrices(report)) == 1:
+        lines += [f"Matrix `{_matrices(report)[0]}`.", ""]
+    lines.append(tabulate(_rows(report, True), _headers(report), tablefmt="github"))
     if report.notes:
         lines += ["", *[f"- {n}" for n in report.notes]]
     lines += [

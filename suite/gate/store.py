@@ -1,5 +1,12 @@
-"""The baseline store: `baselines/<gen>/<full cell id>.json`, one file per cell, GPU generation and count
-(the full id already holds model, `<gen>x<count>`, backend and axes).
+"""The baseline store: `baselines/<gen>/<matrix>/<full cell id>.json`, one file per GPU generation, matrix
+and cell (the full id already holds model, `<gen>x<count>`, backend and axes; it comes from the matrix axes
+alone, so two matrices with different `[base]` settings share ids, and the matrix folder keeps them apart).
+
+A baseline's identity is (generation, matrix, id): the generation from the folder under the store root, the
+matrix and id from the file's content (its results' `matrix` and `id`). Every `*.json` under
+`baselines/<gen>/` is read, wherever it lies, so a file at the older layout `baselines/<gen>/<full id>.json`
+still counts; two files claiming one identity are bad input. `promote` writes the current layout (and
+removes a file of the same identity at another path, keeping its history).
 
 A baseline file is a wrapper, not a Result with extra keys, because one baseline may pool several runs of
 the cell (N runs x M steps is what gives the gate its power) and the Result schema forbids extra keys:
@@ -7,7 +14,7 @@ the cell (N runs x M steps is what gives the gate its power) and the Result sche
     {"format": 1, "id": ..., "gpu": ..., "promoted_at": ..., "results": [Result, ...],
      "history": [{"promoted_at", "replaced_at", "runs": [{"provenance", "summary"}]}, ...]}   # newest first
 
-A bare Result JSON committed at the same path is read as a baseline of one run with no history.
+A bare Result JSON committed in the store is read as a baseline of one run with no history.
 """
 
 from __future__ import annotations
@@ -74,6 +81,10 @@ class Baseline(_Model):
     results: list[Result] = Field(min_length=1)
     history: list[HistoryEntry] = Field(default_factory=list)
 
+    @property
+    def matrix(self) -> str:
+        return self.results[0].matrix
+
     def cell(self) -> Cell:
         return pool(self.results)
 
@@ -94,13 +105,29 @@ def summarize(result: Result) -> RunSummary:
     )
 
 
-def baseline_path(root: Path, gpu: str, cell_id: str) -> Path:
+Key = tuple[str, str, str]  # (GPU generation, matrix, full cell id): what names a baseline
+
+
+def label(matrix: str, cell_id: str) -> str:
+    """How messages name a cell: a cell id alone is ambiguous across matrices."""
+    return f"{matrix}: {cell_id}"
+
+
+def _check_part(value: str, what: str, folder: str) -> None:
+    if not value or "/" in value or "\\" in value or value in (".", "..") or value == EVIDENCE_DIR:
+        raise InputError(
+            f"{what} {value!r} cannot name a baseline {folder} (empty, '/', '.', '..' or {EVIDENCE_DIR!r})"
+        )
+
+
+def baseline_path(root: Path, gpu: str, matrix: str, cell_id: str) -> Path:
+    """Where `promote` writes the baseline of (gpu, matrix, cell_id): `<root>/<gpu>/<matrix>/<cell_id>.json`."""
     parts = cell_id.split("/")
     if not cell_id or cell_id.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise InputError(f"cell id {cell_id!r} cannot name a baseline file (empty, absolute or '..' part)")
-    if not gpu or "/" in gpu or gpu in (".", ".."):
-        raise InputError(f"GPU generation {gpu!r} cannot name a baseline folder")
-    return root / gpu / (cell_id + ".json")
+    _check_part(gpu, "GPU generation", "folder")
+    _check_part(matrix, "matrix", "folder")
+    return root / gpu / matrix / (cell_id + ".json")
 
 
 def read_baseline(path: Path) -> Baseline:
@@ -130,24 +157,53 @@ def read_baseline(path: Path) -> Baseline:
     ids = {r.id for r in results}
     if ids != {baseline.id}:
         raise InputError(f"results hold cell ids {sorted(ids)}, not only {baseline.id!r}", source=source, field="id")
+    matrices = {r.matrix for r in results}
+    if len(matrices) > 1:
+        raise InputError(f"results come from several matrices {sorted(matrices)}", source=source, field="results")
     return baseline
 
 
 def list_baselines(root: Path, gpus: Sequence[str] | None = None) -> list[tuple[Path, Baseline]]:
+    """Every baseline under `<root>/<gen>/` (all generations, or those given), in path order. Two files
+    claiming one (generation, matrix, id) are bad input naming both."""
+    return sorted(index_baselines(root, gpus).values(), key=lambda item: item[0])
+
+
+def index_baselines(root: Path, gpus: Sequence[str] | None = None) -> dict[Key, tuple[Path, Baseline]]:
+    """The store by identity: (folder generation, matrix, id) -> (path, baseline)."""
     if not root.is_dir():
         raise InputError(f"baseline folder {root} does not exist")
-    folders = [root / g for g in gpus] if gpus else sorted(
-        p for p in root.iterdir() if p.is_dir() and p.name != EVIDENCE_DIR)
-    found = []
+    for gpu in gpus or ():
+        _check_part(gpu, "GPU generation", "folder")
+    folders = (
+        [root / g for g in gpus] if gpus else sorted(p for p in root.iterdir() if p.is_dir() and p.name != EVIDENCE_DIR)
+    )
+    found: dict[Key, tuple[Path, Baseline]] = {}
+    claims: dict[Key, list[Path]] = {}
     for folder in folders:
-        if folder.is_dir():
-            found.extend((p, read_baseline(p)) for p in sorted(folder.rglob("*.json")))
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*.json")):
+            if not path.is_file() or in_evidence(path, root):
+                continue
+            baseline = read_baseline(path)
+            key = (folder.name, baseline.matrix, baseline.id)
+            claims.setdefault(key, []).append(path)
+            found.setdefault(key, (path, baseline))
+    twice = {k: v for k, v in claims.items() if len(v) > 1}
+    if twice:
+        raise InputError(
+            "\n  ".join(
+                ["several baseline files claim one (GPU generation, matrix, cell id); keep one:"]
+                + [f"{g}, {label(m, i)}: {', '.join(map(str, paths))}" for (g, m, i), paths in sorted(twice.items())]
+            )
+        )
     return found
 
 
-def lookup(root: Path, gpu: str, cell_id: str) -> tuple[Path, Baseline] | None:
-    path = baseline_path(root, gpu, cell_id)
-    return (path, read_baseline(path)) if path.is_file() else None
+def lookup(root: Path, gpu: str, matrix: str, cell_id: str) -> tuple[Path, Baseline] | None:
+    """The baseline of (gpu, matrix, cell_id), wherever under `<root>/<gpu>/` its file lies, or None."""
+    return index_baselines(root, [gpu]).get((gpu, matrix, cell_id))
 
 
 @dataclass(frozen=True)
@@ -158,6 +214,8 @@ class Promotion:
     measured_steps: int
     status: str
     replaced: str | None  # promoted_at of the baseline that was replaced, "unknown" when it had none
+    matrix: str = ""
+    moved_from: Path | None = None  # the replaced baseline's file when it lay elsewhere (older layout); removed
 
 
 def _now() -> str:
@@ -178,16 +236,21 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def plan_promotions(
     results: Sequence[tuple[Path, Result]], *, allow_failed: bool, min_samples: int
-) -> dict[str, list[tuple[Path, Result]]]:
-    """Group results by cell id and check each group can serve as a baseline; errors are collected."""
-    groups: dict[str, list[tuple[Path, Result]]] = {}
+) -> dict[tuple[str, str], list[tuple[Path, Result]]]:
+    """Group results by (matrix, cell id) and check each group can serve as a baseline; errors are collected."""
+    groups: dict[tuple[str, str], list[tuple[Path, Result]]] = {}
     for item in results:
-        groups.setdefault(item[1].id, []).append(item)
+        groups.setdefault((item[1].matrix, item[1].id), []).append(item)
     errors = []
-    for cell_id, items in groups.items():
-        keys = {(r.gpu, r.n_gpus, r.model, r.profile, r.matrix) for _, r in items}
+    for (matrix, cell_id), items in groups.items():
+        name = label(matrix, cell_id)
+        keys = {(r.gpu, r.n_gpus, r.model, r.profile) for _, r in items}
         if len(keys) > 1:
-            errors.append(f"{cell_id}: runs disagree on (gpu, n_gpus, model, profile, matrix): {sorted(keys)}")
+            errors.append(f"{name}: runs disagree on (gpu, n_gpus, model, profile): {sorted(keys)}")
+        try:
+            baseline_path(Path(), items[0][1].gpu, matrix, cell_id)
+        except InputError as exc:
+            errors.append(f"{name}: {exc}")
         failed = [(p, r) for p, r in items if r.status != "ok"]
         if failed and not allow_failed:
             errors.extend(
@@ -198,7 +261,7 @@ def plan_promotions(
         steps = sum(len(r.measured_steps()) for _, r in items if r.status == "ok")
         if not failed and steps < min_samples:
             errors.append(
-                f"{cell_id}: {steps} measured step(s) over {len(items)} run(s); the gate needs at least "
+                f"{name}: {steps} measured step(s) over {len(items)} run(s); the gate needs at least "
                 f"{min_samples} (run more steps or more runs)"
             )
     if errors:
@@ -214,17 +277,33 @@ def promote(
     min_samples: int,
     now: str | None = None,
 ) -> list[Promotion]:
-    """Add or replace the baselines of the given results (all runs of one id become one baseline)."""
+    """Add or replace the baselines of the given results: all runs of one (matrix, id) become one baseline
+    at `baseline_path`. A baseline of the same identity at another path (the older layout) is replaced too:
+    its history carries over and its file is removed."""
     groups = plan_promotions(results, allow_failed=allow_failed, min_samples=min_samples)
+    gpus = sorted({items[0][1].gpu for items in groups.values()})
+    existing = index_baselines(root, gpus) if root.is_dir() else {}
+    at = {path: key for key, (path, _) in existing.items()}
+    clashes = []
+    for matrix, cell_id in groups:
+        key = (groups[(matrix, cell_id)][0][1].gpu, matrix, cell_id)
+        other = at.get(baseline_path(root, *key))
+        if other is not None and other != key:
+            clashes.append(f"{baseline_path(root, *key)} holds the baseline of {other[0]}, {label(*other[1:])}")
+    if clashes:
+        raise InputError("\n  ".join(["cannot promote: the file to write holds another baseline:", *clashes]))
     stamp = now or _now()
     done = []
-    for cell_id, items in groups.items():
+    for (matrix, cell_id), items in groups.items():
         runs = [r for _, r in items]
-        path = baseline_path(root, runs[0].gpu, cell_id)
+        gpu = runs[0].gpu
+        path = baseline_path(root, gpu, matrix, cell_id)
         history: list[HistoryEntry] = []
         replaced = None
-        if path.is_file():
-            old = read_baseline(path)
+        old_path = None
+        found = existing.get((gpu, matrix, cell_id))
+        if found is not None:
+            old_path, old = found
             replaced = old.promoted_at or "unknown"
             entry = HistoryEntry(
                 promoted_at=old.promoted_at,
@@ -232,10 +311,14 @@ def promote(
                 runs=[HistoryRun(provenance=r.provenance, summary=summarize(r)) for r in old.results],
             )
             history = [entry, *old.history]
-        baseline = Baseline(id=cell_id, gpu=runs[0].gpu, promoted_at=stamp, results=runs, history=history)
+        baseline = Baseline(id=cell_id, gpu=gpu, promoted_at=stamp, results=runs, history=history)
         _write_atomic(path, baseline.to_json())
+        moved = None
+        if old_path is not None and old_path.resolve() != path.resolve():
+            old_path.unlink()
+            moved = old_path
         cell = pool(runs)
-        done.append(Promotion(cell_id, path, len(runs), len(cell.throughput), cell.status, replaced))
+        done.append(Promotion(cell_id, path, len(runs), len(cell.throughput), cell.status, replaced, matrix, moved))
     return done
 
 
