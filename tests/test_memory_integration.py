@@ -157,3 +157,30 @@ def test_calibration_file_is_complete_and_strict(tmp_path):
     with pytest.raises(InputError, match="missing table"):
         parse_calibration(data)
     assert cal.with_values("overhead", runtime_gib=3.0).overhead.runtime_gib == 3.0
+
+
+def test_validate_reads_a_store_of_two_matrices_and_an_older_layout_file(tmp_path, capsys):
+    """`memory validate baselines/` over baselines/<gen>/<matrix>/<full id>.json (two matrices sharing one cell
+    id) and a file at the older layout baselines/<gen>/<full id>.json: every run is read, labelled by matrix."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from gate_data import base_results, write_baseline
+
+    from suite.cli import main
+    from suite.gate.store import Baseline, promote
+
+    runs = base_results()[0]
+    store = tmp_path / "baselines"
+    promote([(tmp_path / "a.json", r) for r in runs], store, allow_failed=False, min_samples=5)
+    write_baseline([r.model_copy(update={"matrix": "h100-1gpu"}) for r in runs], store)
+    legacy = store / "h100" / (runs[0].id + ".json")
+    oom = [r.model_copy(update={"matrix": "h100-1gpu-oom"}) for r in runs]
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(Baseline(id=runs[0].id, gpu="h100", results=oom).to_json())
+    main(["memory", "validate", str(store), "--format", "json"])
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    got = sorted((r["cell"], Path(r["source"]).relative_to(store).as_posix()) for r in rows)
+    matrices = ("h100-1gpu", runs[0].matrix, "h100-1gpu-oom")
+    paths = (f"h100/h100-1gpu/{runs[0].id}.json", f"h100/{runs[0].matrix}/{runs[0].id}.json", f"h100/{runs[0].id}.json")
+    assert got == sorted((f"{m}: {runs[0].id}", p) for m, p in zip(matrices, paths, strict=True) for _ in runs)

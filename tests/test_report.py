@@ -286,3 +286,94 @@ def test_cli_gate_marks_a_slowed_cell_regressed_and_exits_1(tmp_path: Path):
         main(["report", str(write(tmp_path / "same", base)), "--baselines", str(store), "--gate", "--out", str(out)])
         == 0
     )
+
+
+# --- two matrices, one cell id ---------------------------------------------------------------------------
+
+
+def in_matrix(r: Result, name: str, factor: float = 1.0) -> Result:
+    return scaled(r, factor).model_copy(update={"matrix": name})
+
+
+def md_rows(text: str) -> list[list[str]]:
+    """The cells of every cell-table line (header included) of index.md."""
+    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| #")]
+
+
+def test_two_matrices_with_one_cell_id_are_two_labelled_rows(tmp_path: Path):
+    """Matrices with other [base] settings (eager vLLM vs CUDA graphs) share cell ids: two rows, each naming
+    its matrix, in the tables and the exports."""
+    base = make_result(lora_rank=8, steps=12)
+    graphs, eager = in_matrix(base, "h100-1gpu-graphs"), in_matrix(base, "h100-1gpu", 0.8)
+    rows = flatten_all([("a", graphs), ("b", eager)])
+    assert [(r.matrix, r.id) for r in rows] == [("h100-1gpu", base.id), ("h100-1gpu-graphs", base.id)]
+    assert rows[1].throughput == pytest.approx(rows[0].throughput / 0.8)
+    write_report(rows, tmp_path)
+    text = (tmp_path / "index.md").read_text()
+    table = md_rows(text)
+    assert table[0][:3] == ["#", "cell", "matrix"]
+    assert [r[:3] for r in table[1:]] == [
+        ["#1", graphs.id.split("/")[-1], "h100-1gpu"],
+        ["#2", "lora8-off_none-tp1-rb16", "h100-1gpu-graphs"],
+    ]
+    assert "(×1 fsdp, h100-1gpu-graphs)" in text  # the fastest cell names its matrix
+    recs = json.loads((tmp_path / "results.json").read_text())
+    assert sorted((r["matrix"], r["id"]) for r in recs) == [("h100-1gpu", base.id), ("h100-1gpu-graphs", base.id)]
+    csv_rows = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
+    assert sorted(r["matrix"] for r in csv_rows) == ["h100-1gpu", "h100-1gpu-graphs"]
+    html_text = "".join(parse((tmp_path / "index.html").read_text()).text)
+    assert "h100-1gpu-graphs" in html_text and "h100-1gpu" in html_text
+    # one matrix: no matrix column
+    write_report(flatten_all([("a", graphs)]), tmp_path / "one")
+    assert "matrix" not in md_rows((tmp_path / "one" / "index.md").read_text())[0]
+
+
+def test_cross_generation_keeps_matrices_of_one_generation_apart():
+    h100 = make_result(gpu="h100", steps=12)
+    h200 = make_result(gpu="h200", steps=12)
+    rows = flatten_all(
+        [
+            ("a", in_matrix(h100, "h100-graphs")),
+            ("b", in_matrix(h100, "h100-eager", 0.8)),
+            ("c", in_matrix(h200, "h200")),
+        ]
+    )
+    gens, cross = cross_generation(rows, "h100")
+    assert gens == ["h100", "h200"]
+    # one line per H100 matrix, each with the only H200 row; neither H100 row overwrites the other
+    assert [(c.by_gpu["h100"].matrix, c.by_gpu["h200"].matrix) for c in cross] == [
+        ("h100-eager", "h200"),
+        ("h100-graphs", "h200"),
+    ]
+    assert cross[0].ratio("h200") == pytest.approx(cross[1].ratio("h200") / 0.8)
+
+
+def test_cli_gate_pairs_each_matrix_with_its_own_baseline(tmp_path: Path):
+    base = make_result(lora_rank=8, steps=12)
+    graphs, eager = in_matrix(base, "h100-1gpu-graphs"), in_matrix(base, "h100-1gpu", 0.8)
+    store = tmp_path / "baselines"
+    promote([(tmp_path / "a.json", graphs), (tmp_path / "b.json", eager)], store, allow_failed=False, min_samples=5)
+    assert len(list(store.rglob("*.json"))) == 2
+    current = write(tmp_path / "current", [scaled(graphs, 0.85), eager])
+    out = tmp_path / "out"
+    assert main(["report", str(current), "--baselines", str(store), "--gate", "--out", str(out)]) == 1
+    table = md_rows((out / "index.md").read_text())
+    verdicts = {r[2]: r[-1] for r in table[1:]}
+    assert verdicts["h100-1gpu-graphs"].startswith("regressed: throughput -15.0 %")
+    assert verdicts["h100-1gpu"].startswith("unchanged: throughput +0.0 %")
+    recs = {r["matrix"]: r["verdict"] for r in json.loads((out / "results.json").read_text())}
+    assert recs == {"h100-1gpu-graphs": "regressed", "h100-1gpu": "unchanged"}
+
+
+def test_cli_refuses_a_store_where_two_files_claim_one_baseline(tmp_path: Path, capsys):
+    r = make_result(steps=12)
+    store = tmp_path / "baselines"
+    (done,) = promote([(tmp_path / "a.json", r)], store, allow_failed=False, min_samples=5)
+    legacy = store / "h100" / (r.id + ".json")  # the older layout, same content: pooled twice if read blindly
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(done.path.read_text())
+    assert main(["report", "--baselines", str(store), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "several baseline files claim one" in err and str(legacy) in err and str(done.path) in err
+    legacy.unlink()
+    assert main(["report", "--baselines", str(store), "--out", str(tmp_path / "out")]) == 0

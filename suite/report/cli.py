@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report",
         help="write index.md, index.html, results.json and results.csv from results (no GPU needed)",
         description="Comparison tables and plots per GPU generation and model. Without RESULTS the "
-        "baseline store is reported. Results sharing a cell id are runs of that cell and are pooled, as the "
+        "baseline store is reported. Results sharing a matrix and cell id are runs of that cell and are pooled, as the "
         "gate pools them. With --gate, each cell of RESULTS gets its verdict against --baselines and the "
         "exit code is the gate's (1 on a regression).",
     )
@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     if args.gate and not args.results:
         raise InputError("--gate needs RESULTS to compare with --baselines (the baselines match themselves)")
     sources = args.results or [args.baselines]
+    if not args.results and args.baselines.is_dir():
+        from suite.gate.store import index_baselines
+
+        index_baselines(args.baselines)  # the store as the gate reads it: two files of one baseline are refused
     results = load_results(sources)
     if not results:
         raise InputError(f"no results found in {', '.join(map(str, sources))}")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from suite.report.stats import MIN_N_MEDIAN_CI
-from suite.report.table import Best, CrossRow, Group, Row, axis_names, provenance_summary
+from suite.report.table import Best, CrossRow, Group, Row, axis_names, provenance_summary, several_matrices
 
 DASH = "—"
 
@@ -70,7 +70,9 @@ def cell_table(group: Group, *, gated: bool) -> Table:
     axes = axis_names(group.rows)
     show_pred = any(r.predicted_memory_gb is not None for r in group.rows)
     uniform = _uniform(group)
-    headers = ["#", "cell"] + ([] if uniform else ["GPUs", "backend"])
+    # one cell id can be in several matrices (other [base] settings): then each row names its matrix
+    matrices = several_matrices(group.rows)
+    headers = ["#", "cell"] + (["matrix"] if matrices else []) + ([] if uniform else ["GPUs", "backend"])
     headers += [AXIS_HEADERS.get(a, a) for a in axes]
     headers += [
         "status",
@@ -84,11 +86,11 @@ def cell_table(group: Group, *, gated: bool) -> Table:
     headers += ["predicted (GiB)"] if show_pred else []
     headers += ["GSM8K % [95% CI]"]
     headers += ["gate verdict"] if gated else []
-    numeric = [False, False] + ([] if uniform else [True, False]) + [False] * len(axes)
+    numeric = [False, False] + [False] * matrices + ([] if uniform else [True, False]) + [False] * len(axes)
     numeric += [False, True, False, True, True, True, True] + [True] * show_pred + [False] + [False] * gated
     rows = []
     for i, r in enumerate(group.rows, 1):
-        cells = [label(i), r.cell] + ([] if uniform else [str(r.n_gpus), r.backend])
+        cells = [label(i), r.cell] + ([r.matrix] if matrices else []) + ([] if uniform else [str(r.n_gpus), r.backend])
         cells += [str(r.axes[a]) if a in r.axes else DASH for a in axes]
         cells += [
             r.status,
@@ -125,6 +127,11 @@ def best_table(bests: Sequence[Best]) -> Table:
         "most accurate cell",
         "GSM8K %",
     ]
+    matrices = several_matrices(r for b in bests for r in (b.fastest, b.most_accurate) if r)
+
+    def name(r: Row) -> str:
+        return f"{r.cell} (×{r.n_gpus} {r.backend}" + (f", {r.matrix})" if matrices else ")")
+
     rows = []
     for b in bests:
         f, a = b.fastest, b.most_accurate
@@ -132,10 +139,10 @@ def best_table(bests: Sequence[Best]) -> Table:
             [
                 b.gpu,
                 b.model,
-                f"{f.cell} (×{f.n_gpus} {f.backend})" if f else DASH,
+                name(f) if f else DASH,
                 num(f.throughput) if f else DASH,
                 num(f.peak_memory_gb) if f else DASH,
-                f"{a.cell} (×{a.n_gpus} {a.backend})" if a else DASH,
+                name(a) if a else DASH,
                 accuracy(a) if a else DASH,
             ]
         )
@@ -143,10 +150,12 @@ def best_table(bests: Sequence[Best]) -> Table:
 
 
 def cross_table(gens: Sequence[str], rows: Sequence[CrossRow]) -> Table:
-    headers = ["model", "GPUs", "backend", "cell"] + [f"{g} tokens/s/GPU (ratio)" for g in gens]
+    matrices = len({m for c in rows for m in c.matrices}) > 1
+    headers = ["model", "GPUs", "backend", "cell"] + (["matrices"] if matrices else [])
+    headers += [f"{g} tokens/s/GPU (ratio)" for g in gens]
     out = []
     for c in rows:
-        cells = [c.model, str(c.n_gpus), c.backend, c.cell]
+        cells = [c.model, str(c.n_gpus), c.backend, c.cell] + ([", ".join(c.matrices)] if matrices else [])
         for g in gens:
             r = c.by_gpu.get(g)
             if r is None:
@@ -157,7 +166,7 @@ def cross_table(gens: Sequence[str], rows: Sequence[CrossRow]) -> Table:
                 ratio = c.ratio(g) if g != c.reference else None
                 cells.append(num(r.throughput) + (f" (×{ratio:.2f})" if ratio is not None else ""))
         out.append(cells)
-    return Table(headers, out, [False, True, False, False] + [True] * len(gens))
+    return Table(headers, out, [False, True, False, False] + [False] * matrices + [True] * len(gens))
 
 
 def provenance_table(rows: Sequence[Row]) -> Table:

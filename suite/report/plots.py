@@ -50,7 +50,7 @@ def throughput_vs_memory(rows: Sequence[Row], title: str) -> str | None:
         return None
     limit = next((r.gpu_memory_gb for _, r in indexed if r.gpu_memory_gb), None)
     front = pareto_front([r for _, r in pts])
-    front_ids = {r.id for r in front}
+    front_ids = {r.key for r in front}
     xmax = max([r.peak_memory_gb for _, r in pts] + ([limit] if limit else []) + [1.0])  # type: ignore[arg-type]
     ymax = max([r.throughput for _, r in pts] + [1.0])  # type: ignore[arg-type]
     xt, yt = covering_ticks(0.0, xmax), covering_ticks(0.0, ymax * 1.05)
@@ -70,8 +70,8 @@ def throughput_vs_memory(rows: Sequence[Row], title: str) -> str | None:
         steps.append((xs(front[-1].peak_memory_gb), ys(front[-1].throughput)))  # type: ignore[arg-type]
         c.line(steps, colour=FRONT, width=1.5)
     label_all = len(pts) <= MAX_POINT_LABELS
-    for i, r in sorted(pts, key=lambda t: t[1].id in front_ids):  # front drawn last, on top
-        on = r.id in front_ids
+    for i, r in sorted(pts, key=lambda t: t[1].key in front_ids):  # front drawn last, on top
+        on = r.key in front_ids
         x, y = xs(r.peak_memory_gb), ys(r.throughput)  # type: ignore[arg-type]
         tip = f"#{i} {r.id}: {r.throughput:.0f} tokens/s/GPU, {r.peak_memory_gb:.1f} GiB"
         c.marker(x, y, colour=FRONT if on else OTHER, r=5 if on else 4, tip=tip)

@@ -30,7 +30,7 @@ PHASE_LABELS = {
 
 @dataclass(frozen=True)
 class Row:
-    id: str  # full cell id, unique per GPU generation and count
+    id: str  # full cell id: from the axes, so matrices with other [base] settings share it; (matrix, id) is unique
     cell: str  # id without the model/hardware/backend prefix
     gpu: str
     n_gpus: int
@@ -72,6 +72,11 @@ class Row:
     @property
     def fits(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What names a row: (matrix, full cell id)."""
+        return (self.matrix, self.id)
 
 
 def cell_name(full_id: str) -> str:
@@ -134,7 +139,7 @@ def _provenance(r: Result) -> dict[str, str | None]:
 
 
 def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> Row:
-    """One row from all runs of one cell id, pooled as the gate pools them."""
+    """One row from all runs of one (matrix, cell id), pooled as the gate pools them."""
     cell = pool(runs)
     first = runs[0]
     tput = list(cell.throughput)
@@ -187,14 +192,20 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> Row:
 
 
 def sort_key(row: Row) -> tuple:
-    return (row.gpu, row.model, row.n_gpus, row.backend, row.cell, row.id)
+    return (row.gpu, row.model, row.n_gpus, row.backend, row.cell, row.matrix, row.id)
+
+
+def several_matrices(rows: Iterable[Row]) -> bool:
+    """Whether rows come from more than one matrix: then tables name each row's matrix."""
+    return len({r.matrix for r in rows}) > 1
 
 
 def flatten_all(results: Iterable[tuple[str, Result]]) -> list[Row]:
-    """Rows from (source, result) pairs; results sharing a cell id are runs of one cell."""
-    by_id: dict[str, list[tuple[str, Result]]] = {}
+    """Rows from (source, result) pairs; results sharing a matrix and cell id are runs of one cell (two
+    matrices with one cell id are two rows)."""
+    by_id: dict[tuple[str, str], list[tuple[str, Result]]] = {}
     for src, r in results:
-        by_id.setdefault(r.id, []).append((src, r))
+        by_id.setdefault((r.matrix, r.id), []).append((src, r))
     rows = []
     for runs in by_id.values():
         runs.sort(key=lambda t: (t[1].provenance.start_time or "", t[0]))
@@ -202,11 +213,11 @@ def flatten_all(results: Iterable[tuple[str, Result]]) -> list[Row]:
     return sorted(rows, key=sort_key)
 
 
-def with_verdicts(rows: Sequence[Row], verdicts: dict[str, tuple[str, str | None]]) -> list[Row]:
-    """Attach gate verdicts keyed by full cell id: (verdict, detail)."""
+def with_verdicts(rows: Sequence[Row], verdicts: dict[tuple[str, str], tuple[str, str | None]]) -> list[Row]:
+    """Attach gate verdicts keyed by (matrix, full cell id): (verdict, detail)."""
     out = []
     for r in rows:
-        v = verdicts.get(r.id)
+        v = verdicts.get(r.key)
         out.append(replace(r, verdict=v[0], verdict_detail=v[1]) if v else r)
     return out
 
@@ -285,6 +296,10 @@ class CrossRow:
     by_gpu: dict[str, Row]  # generation -> row
     reference: str
 
+    @property
+    def matrices(self) -> list[str]:
+        return sorted({r.matrix for r in self.by_gpu.values()})
+
     def ratio(self, gpu: str) -> float | None:
         ref, row = self.by_gpu.get(self.reference), self.by_gpu.get(gpu)
         if not ref or not row or not ref.throughput or row.throughput is None:
@@ -292,14 +307,33 @@ class CrossRow:
         return row.throughput / ref.throughput
 
 
+def _pairings(per_gen: dict[str, list[Row]]) -> list[dict[str, Row]]:
+    """One generation -> row mapping per line of the cross table. Matrices are usually per generation, so a
+    cell pairs across them by its axes; where a generation holds the cell in several matrices (other [base]
+    settings), each of those matrices gets its own line, with the other generations' row of the same
+    matrix, or their only row."""
+    if all(len(v) == 1 for v in per_gen.values()):
+        return [{g: v[0] for g, v in per_gen.items()}]
+    names = sorted({r.matrix for v in per_gen.values() if len(v) > 1 for r in v})
+    out = []
+    for name in names:
+        line = {}
+        for g, v in per_gen.items():
+            pick = [r for r in v if r.matrix == name] if len(v) > 1 else v
+            if pick:
+                line[g] = pick[0]
+        out.append(line)
+    return out
+
+
 def cross_generation(rows: Sequence[Row], reference: str = "h100") -> tuple[list[str], list[CrossRow]]:
     """Cells (same model, GPU count, backend and axes) present on several generations."""
-    by_key: dict[tuple[str, int, str, str], dict[str, Row]] = {}
-    for r in rows:
-        by_key.setdefault((r.model, r.n_gpus, r.backend, r.cell), {})[r.gpu] = r
-    multi = {k: v for k, v in sorted(by_key.items()) if len(v) > 1}
-    gens = sorted({g for v in multi.values() for g in v}, key=lambda g: (g != reference, g))
-    return gens, [CrossRow(m, n, b, c, v, reference) for (m, n, b, c), v in multi.items()]
+    by_key: dict[tuple[str, int, str, str], dict[str, list[Row]]] = {}
+    for r in sorted(rows, key=sort_key):
+        by_key.setdefault((r.model, r.n_gpus, r.backend, r.cell), {}).setdefault(r.gpu, []).append(r)
+    lines = [(k, line) for k, per_gen in sorted(by_key.items()) for line in _pairings(per_gen) if len(line) > 1]
+    gens = sorted({g for _, line in lines for g in line}, key=lambda g: (g != reference, g))
+    return gens, [CrossRow(m, n, b, c, line, reference) for (m, n, b, c), line in lines]
 
 
 def provenance_summary(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
