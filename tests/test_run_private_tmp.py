@@ -116,7 +116,8 @@ def test_packing_falls_back_to_one_cell_at_a_time_without_a_private_tmp(tmp_path
 # -- for real: mount namespaces on this machine ----------------------------------------------------------
 @needs_ns
 def test_inside_paths_under_tmp_are_the_host_files_and_new_top_level_files_stay_private(tmp_path):
-    assert str(tmp_path).startswith("/tmp/")  # pytest's tmp_path: the case that matters (results under /tmp)
+    if not str(tmp_path).startswith("/tmp/"):  # the case that matters: results under /tmp (pytest's default)
+        pytest.skip(f"pytest's tmp_path {tmp_path} is not under /tmp")
     (tmp_path / "in.txt").write_text("from the host")
     marker = f"gsr-test-marker-{uuid.uuid4().hex}"
     root = tmp_path / "root"
