@@ -1,0 +1,15 @@
+# Sourced by the session scripts on the GPU host: runs dir, plans, and one detached `grpo-suite run` per GPU block.
+#   source tools/gpu/lib.sh RUNS_DIR
+set -u
+runs=${1:-$HOME/runs}
+P=.gpu/plans
+suite() { python3 -m suite "$@"; }
+stamp() { echo "=== $(date -u +%H:%M:%S) $*"; }
+private_tmp_ok() { python3 -c 'from suite.run import private_tmp as p; raise SystemExit(p.probe()[0] is None)'; }
+one() {  # one GPUS PLAN OUT CELLS LOG [run options]: in the background, its output in $runs/LOG.log
+  local gpus=$1 plan=$2 out=$3 cells=$4 log=$5; shift 5
+  ( stamp "$cells on GPU $gpus"; suite run "$plan" --gpus "$gpus" --out "$out" --cells "$cells" --no-verl-check "$@"
+  ) > "$runs/$log.log" 2>&1 &
+}
+mkdir -p "$runs"
+stamp "private /tmp probe: $(python3 -c 'from suite.run import private_tmp as p; print(p.probe())')"
