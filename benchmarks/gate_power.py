@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from suite.gate.compare import throughput_outcome
 from suite.gate.config import GateConfig, load_config
-from suite.gate.store import read_baseline
+from suite.gate.store import label, read_baseline
 
 GOAL_SLOWDOWN, GOAL_POWER, GOAL_FALSE_ALARM = 3.0, 0.95, 0.01
 
@@ -44,6 +44,7 @@ class CellSamples:
     id: str
     source: str
     runs: tuple[tuple[float, ...], ...]  # measured throughput per run, tokens/s/GPU
+    seed_key: str = ""  # the bare cell id: random streams stay those of tables made before ids were labelled
 
 
 def load_cells(pattern: str) -> list[CellSamples]:
@@ -56,7 +57,8 @@ def load_cells(pattern: str) -> list[CellSamples]:
             if r.status == "ok" and r.measured_steps()
         )
         if runs:
-            cells.append(CellSamples(baseline.id, path, runs))
+            # a cell id alone is ambiguous across matrices
+            cells.append(CellSamples(label(baseline.matrix, baseline.id), path, runs, baseline.id))
     return cells
 
 
@@ -78,7 +80,7 @@ def rates(
 ) -> dict[float, float]:
     """Fraction of trials the gate says `regressed`, per slowdown (%)."""
     th = config.for_cell(cell.id).throughput
-    rng = np.random.default_rng([seed, zlib.crc32(cell.id.encode()), n, m])
+    rng = np.random.default_rng([seed, zlib.crc32((cell.seed_key or cell.id).encode()), n, m])
     out = {}
     for s in slowdowns:
         flagged = 0
