@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from suite.errors import InputError
 from suite.gate.cells import Cell, median, pool
-from suite.gate.load import looks_like_result, read_json, result_from_dict
+from suite.gate.load import RESULT_NAME, looks_like_result, read_json, result_from_dict
 from suite.results.schema import Provenance, Result
 
 BASELINE_FORMAT = 1
@@ -326,3 +326,19 @@ def describe_versions(provenance: Provenance, keys: Sequence[str] = ("verl", "vl
     out: dict[str, Any] = {k: provenance.versions.get(k) for k in keys}
     out["image"] = provenance.image_digest or provenance.image
     return out
+
+
+def read_results_file(path: Path, *, in_folder: bool) -> list[Result] | None:
+    """The results a file holds: a Result, a baseline's runs, or a `{"result": ...}` wrapper. Other JSON is
+    None when it was found in a folder (a plan, a report's results.json) and bad input when named."""
+    data = read_json(path)
+    source = str(path)
+    if looks_like_result(data):
+        return [result_from_dict(data, source)]
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        return read_baseline(path).results
+    if isinstance(data, dict) and isinstance(data.get("result"), dict):
+        return [result_from_dict(data["result"], source, prefix="result.")]
+    if in_folder and path.name != RESULT_NAME:
+        return None  # other JSON in a folder (a plan, results.json of a report) is not a result
+    raise InputError("neither a result (no 'schema'/'id') nor a baseline (no 'results' list)", source=source)

@@ -67,20 +67,11 @@ class Summary:
         return frac is not None and frac >= GOAL_FRACTION and self.missed_ooms == 0
 
 
-def _baseline_runs(path: Path) -> list[Result]:
-    from suite.gate.store import read_baseline
-
-    try:
-        return list(read_baseline(path).results)
-    except InputError:
-        return []
-
-
 def find_results(paths: Iterable[str | Path]) -> list[tuple[str, Result]]:
     """Results under the given files/directories, sorted by path: result JSON files and the runs of baseline
     files (a baseline store works as is); other JSON files and a store's evidence folder are skipped."""
-    from suite.gate.store import in_evidence
-    from suite.results.io import read_result, try_read_result
+    from suite.gate.store import in_evidence, read_results_file
+    from suite.results.io import read_result
 
     found: list[tuple[str, Result]] = []
     for p in map(Path, paths):
@@ -88,11 +79,10 @@ def find_results(paths: Iterable[str | Path]) -> list[tuple[str, Result]]:
             for f in sorted(p.rglob("*.json")):
                 if in_evidence(f, p):
                     continue
-                r = try_read_result(f)
-                if r is not None:
-                    found.append((str(f), r))
-                else:
-                    found.extend((str(f), run) for run in _baseline_runs(f))
+                try:
+                    found.extend((str(f), r) for r in read_results_file(f, in_folder=True) or ())
+                except InputError:
+                    continue  # unreadable files are skipped here, as before
         elif p.is_file():
             found.append((str(p), read_result(p)))
         else:

@@ -11,23 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from suite.errors import InputError
-from suite.gate.load import RESULT_NAME, looks_like_result, read_json, result_from_dict
-from suite.gate.store import in_evidence, read_baseline
+from suite.gate.store import in_evidence, read_results_file
 from suite.results.schema import Result
-
-
-def _read(path: Path, *, in_folder: bool) -> list[Result] | None:
-    data = read_json(path)
-    source = str(path)
-    if looks_like_result(data):
-        return [result_from_dict(data, source)]
-    if isinstance(data, dict) and isinstance(data.get("results"), list):
-        return read_baseline(path).results
-    if isinstance(data, dict) and isinstance(data.get("result"), dict):
-        return [result_from_dict(data["result"], source, prefix="result.")]
-    if in_folder and path.name != RESULT_NAME:
-        return None  # other JSON in a folder (a plan, results.json of a report) is not a result
-    raise InputError("neither a result (no 'schema'/'id') nor a baseline (no 'results' list)", source=source)
 
 
 def load_results(paths: Iterable[Path]) -> list[tuple[str, Result]]:
@@ -50,7 +35,7 @@ def load_results(paths: Iterable[Path]) -> list[tuple[str, Result]]:
             continue
         for f in files:
             try:
-                results = _read(f, in_folder=in_folder)
+                results = read_results_file(f, in_folder=in_folder)
             except InputError as exc:
                 errors.append(str(exc))
                 continue
