@@ -146,6 +146,31 @@ def test_bench_profile_is_fixed_length_eager_no_validation(tmp_path: Path) -> No
     assert d["trainer.val_before_train"] is False and d["trainer.test_freq"] == -1
     assert d["actor_rollout_ref.rollout.ignore_eos"] is True
     assert d["actor_rollout_ref.rollout.enforce_eager"] is True
+    assert "actor_rollout_ref.rollout.max_num_seqs" not in d  # eager vLLM captures no graphs: verl's default
+
+
+@pytest.mark.parametrize(
+    ("extra", "profile", "expected"),
+    [
+        # graphs in a bench cell: at most rollout_batch x n sequences in flight (16 x 4), never above verl's 256
+        ("rollout_batch = 16\nrollout_n = 4\nenforce_eager = false\n", "bench", 64),
+        ("rollout_batch = 128\nrollout_n = 8\nenforce_eager = false\n", "bench", 256),
+        ("rollout_batch = 16\nrollout_n = 4\nenforce_eager = false\nmax_num_seqs = 100\n", "bench", 100),
+        ("rollout_batch = 16\nrollout_n = 4\nenforce_eager = false\n", "train", None),  # validation batches
+        ("rollout_batch = 16\nrollout_n = 4\n", "bench", None),
+    ],
+)
+def test_bench_cells_with_graphs_cap_max_num_seqs(extra: str, profile: str, expected: int | None,
+                                                    tmp_path: Path) -> None:
+    (c,) = plan(head(gpus=1, model="synthetic:qwen2.5-0.5b") + "[base]\n" + extra, tmp_path, profile)
+    assert argv_dict(c.argv).get("actor_rollout_ref.rollout.max_num_seqs") == expected
+
+
+def test_profile_can_turn_the_cap_off(tmp_path: Path) -> None:
+    text = (head(gpus=1, model="synthetic:qwen2.5-0.5b") + "[base]\nenforce_eager = false\n"
+            "[profiles.bench]\nfit_max_num_seqs = false\n")
+    (c,) = plan(text, tmp_path, "bench")
+    assert "actor_rollout_ref.rollout.max_num_seqs" not in argv_dict(c.argv)
 
 
 def test_train_profile_validates_before_and_at_the_end(tmp_path: Path) -> None:

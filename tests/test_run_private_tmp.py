@@ -198,3 +198,25 @@ def test_without_it_the_same_two_cells_collide_as_on_the_h100_host(tmp_path):
     signs = ("not callable", "ConnectionRefusedError", "FileNotFoundError", "Address already in use")
     assert any(s in (r.reason or "") for r in got.values() for s in signs), [r.reason for r in got.values()]
     assert all(r.provenance.extra["private_tmp"] == "off" for r in got.values())
+
+
+def test_cell_environment_sets_vllm_defaults_the_caller_can_override(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRPO_SUITE_CACHE", str(tmp_path / "cache"))
+    env = cellenv.cell_environment({}, {}, cell_dir=tmp_path, metrics=tmp_path / "m.jsonl", gpus=[0], token="t")
+    # present in the driver's environment, so verl 0.9.1 does not put its WARN / cache-off defaults on top
+    assert env["VLLM_LOGGING_LEVEL"] == "INFO"
+    assert env["VLLM_DISABLE_COMPILE_CACHE"] == "0"
+    assert env["VLLM_CACHE_ROOT"] == str(tmp_path / "cache" / "vllm")
+    mine = {"VLLM_LOGGING_LEVEL": "WARN", "VLLM_DISABLE_COMPILE_CACHE": "1", "VLLM_CACHE_ROOT": "/v"}
+    env = cellenv.cell_environment(mine, {}, cell_dir=tmp_path, metrics=tmp_path / "m.jsonl", gpus=None, token="t")
+    assert {k: env[k] for k in mine} == mine
+
+
+def test_vllm_defaults_are_the_keys_verl_would_otherwise_set():
+    from verl.trainer.constants_ppo import PPO_RAY_RUNTIME_ENV
+
+    verl_env = PPO_RAY_RUNTIME_ENV["env_vars"]
+    d = cellenv.vllm_defaults()
+    assert verl_env["VLLM_LOGGING_LEVEL"] == "WARN" and verl_env["VLLM_DISABLE_COMPILE_CACHE"] == "1"
+    assert d["VLLM_LOGGING_LEVEL"] != verl_env["VLLM_LOGGING_LEVEL"]
+    assert d["VLLM_DISABLE_COMPILE_CACHE"] != verl_env["VLLM_DISABLE_COMPILE_CACHE"]

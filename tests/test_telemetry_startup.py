@@ -8,6 +8,9 @@ LOG = [
     "ray init kwargs: {'num_cpus': None, 'runtime_env': {'env_vars': {...}}}",
     "2026-11-28 10:00:01,000\tINFO worker.py:2038 -- Started a local Ray instance.",
     "(WorkerDict pid=4242) INFO 11-28 10:00:40 [default_loader.py:267] Loading weights took 0.41 seconds",
+    "(WorkerDict pid=4242) INFO 11-28 10:00:58 [monitor.py:34] torch.compile took 14.20 s in total",
+    "(WorkerDict pid=4242) INFO 11-28 10:01:05 [gpu_model_runner.py:4424] Graph capturing finished in 6 secs, "
+    "took 0.42 GiB",
     "(WorkerDict pid=4242) INFO 11-28 10:01:10 [core.py:210] init engine (profile, create kv cache, warmup model) "
     "took 21.77 seconds",
     "test_gen_batch meta info: {'eos_token_id': 151645, 'validate': True}",
@@ -15,9 +18,17 @@ LOG = [
 
 
 def test_milestones_in_order():
-    assert milestones_in(LOG) == ["imports_done", "ray_started", "vllm_weights_loaded", "vllm_engine_ready",
-                                  "validation_started"]
+    assert milestones_in(LOG) == ["imports_done", "ray_started", "vllm_weights_loaded", "vllm_compiled",
+                                  "vllm_graphs_captured", "vllm_engine_ready", "validation_started"]
     assert milestones_in(["nothing here"]) == []
+
+
+def test_newer_vllm_engine_line_and_older_compile_wording():
+    assert milestones_in(["INFO [core.py:250] init engine took 70.62 s (compilation: 42.18 s)"]) == [
+        "vllm_engine_ready"]
+    assert milestones_in(["INFO [backends.py:1] torch.compile takes 9.87 s in total"]) == ["vllm_compiled"]
+    # the lines must name the timing, not merely mention the words
+    assert milestones_in(["torch.compile is disabled", "init engine failed"]) == []
 
 
 def test_log_watcher_times_milestones_as_they_appear(tmp_path):
@@ -30,8 +41,8 @@ def test_log_watcher_times_milestones_as_they_appear(tmp_path):
         time.sleep(0.15)
         fh.write("\n".join(LOG[1:]) + "\n")
     seen = w.stop()
-    assert list(seen) == ["imports_done", "ray_started", "vllm_weights_loaded", "vllm_engine_ready",
-                          "validation_started"]
+    assert list(seen) == ["imports_done", "ray_started", "vllm_weights_loaded", "vllm_compiled",
+                          "vllm_graphs_captured", "vllm_engine_ready", "validation_started"]
     assert 0 <= seen["imports_done"] < seen["ray_started"]
     assert seen["ray_started"] == seen["validation_started"]  # seen in the same poll
 

@@ -167,6 +167,10 @@ class Profile(_Strict):
     ignore_eos: StrictBool = False
     enforce_eager: StrictBool = True
     torch_compile: StrictBool = False
+    # vLLM captures CUDA graphs for batch sizes up to 2 x max_num_seqs (at most 512); a cell never has more than
+    # rollout_batch x n sequences in flight, so capping max_num_seqs there (never above verl's 256) skips captures
+    # that a short run never uses. Only when [base] max_num_seqs is unset.
+    fit_max_num_seqs: StrictBool = False
 
     @field_validator("test_freq", "save_freq")
     @classmethod
@@ -181,7 +185,7 @@ class Profile(_Strict):
 
 
 DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
-    "bench": {"steps": 8, "warmup_steps": 2, "ignore_eos": True},
+    "bench": {"steps": 8, "warmup_steps": 2, "ignore_eos": True, "fit_max_num_seqs": True},
     "train": {"steps": 20, "warmup_steps": 0, "val_before_train": True, "test_freq": 20},
 }
 

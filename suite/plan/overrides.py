@@ -16,6 +16,7 @@ from suite.models.paths import model_path
 
 ENTRY = ["python3", "-m", "verl.trainer.main_ppo"]
 LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
+VERL_MAX_NUM_SEQS = 256  # verl 0.9.1's rollout.max_num_seqs (trainer/config/rollout/rollout.yaml)
 
 
 def resolve_model(model: str) -> str:
@@ -110,7 +111,8 @@ def cell_overrides(
     o[f"{rollout}.gpu_memory_utilization"] = b.gpu_memory_utilization
     o[f"{rollout}.log_prob_micro_batch_size_per_gpu"] = b.log_prob_micro_batch_size_per_gpu
     o[f"{rollout}.temperature"] = b.temperature
-    o[f"{rollout}.enforce_eager"] = profile.enforce_eager if b.enforce_eager is None else b.enforce_eager
+    eager = profile.enforce_eager if b.enforce_eager is None else b.enforce_eager
+    o[f"{rollout}.enforce_eager"] = eager
     o[f"{rollout}.ignore_eos"] = profile.ignore_eos
     if lora > 0 and b.layered_summon:
         o[f"{rollout}.layered_summon"] = True
@@ -122,6 +124,8 @@ def cell_overrides(
         o[f"{rollout}.max_model_len"] = b.max_model_len
     if b.max_num_seqs:
         o[f"{rollout}.max_num_seqs"] = b.max_num_seqs
+    elif profile.fit_max_num_seqs and not eager:  # eager vLLM captures nothing: leave verl's default
+        o[f"{rollout}.max_num_seqs"] = min(rb * b.rollout_n, VERL_MAX_NUM_SEQS)
     o[f"{rollout}.agent.num_workers"] = b.agent_num_workers
     o[f"{rollout}.val_kwargs.n"] = profile.val_n
     o[f"{rollout}.val_kwargs.temperature"] = profile.val_temperature

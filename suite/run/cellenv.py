@@ -54,6 +54,8 @@ def cell_environment(base: Mapping[str, str], cell_env: Mapping[str, str], *, ce
     env["PYTHONUNBUFFERED"] = "1"  # the log shows progress as it happens and ends with the real error
     # torch.compile's cache outside /tmp: shared by the cells of a run (and runs) even with a private /tmp
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "torchinductor"))
+    for k, v in vllm_defaults().items():
+        env.setdefault(k, v)
     if gpus is not None:
         # NVML and CUDA must count GPUs the same way, or the sampler would watch the wrong devices.
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
@@ -63,6 +65,20 @@ def cell_environment(base: Mapping[str, str], cell_env: Mapping[str, str], *, ce
         # <tmp>/ray/ray_current_cluster, nor shares session dirs. Ports are dynamic for a local ray.init().
         env["RAY_TMPDIR"] = str(ray_tmpdir(token))
     return env
+
+
+def vllm_defaults() -> dict[str, str]:
+    """vLLM settings a cell gets unless the caller's environment has its own. verl 0.9.1 sets these two for its
+    workers only when the launching shell has not (constants_ppo.get_ppo_ray_runtime_env):
+    - its WARN log level hides vLLM's own start-up timings (weights, torch.compile, graph capture, engine), which
+      the cell's start-up breakdown reads;
+    - it disables vLLM's compile cache against artifacts corrupted by concurrent writers, which torch >= 2.10
+      writes atomically. A shared cache lets a cell reuse what an earlier cell of the same shape compiled."""
+    return {
+        "VLLM_LOGGING_LEVEL": "INFO",
+        "VLLM_DISABLE_COMPILE_CACHE": "0",
+        "VLLM_CACHE_ROOT": str(cache_root() / "vllm"),
+    }
 
 
 def visible_gpu_indices(env: Mapping[str, str], gpus: Sequence[int] | None, device_count: int) -> list[int]:

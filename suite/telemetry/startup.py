@@ -17,13 +17,14 @@ MILESTONES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     for name, p in (
         ("imports_done", r"ray init kwargs"),  # verl main_ppo, right before ray.init()
         ("ray_started", r"Started a local Ray instance|Connected to Ray cluster|Connecting to existing Ray"),
-        # verl 0.9.1's v1 trainer logs these at INFO; verl starts vLLM with VLLM_LOGGING_LEVEL=WARN, so the
-        # three vllm_* lines below never show up in its logs (seen on H100, 2026-11-28) and these stand in.
+        # verl 0.9.1's v1 trainer logs these at INFO. The vllm_* lines need VLLM_LOGGING_LEVEL=INFO, which the
+        # host runtime sets (suite.run.cellenv.vllm_defaults); verl's own default WARN hides them.
         ("data_loaded", r"train and validate dataloader initialized"),
         ("actor_initialized", r"actor and ref model engine initialized"),
         ("vllm_weights_loaded", r"Loading weights took|Model loading took"),
+        ("vllm_compiled", r"torch\.compile takes? [\d.]+ s in total|torch\.compile took [\d.]+ s in total"),
         ("vllm_graphs_captured", r"Graph capturing finished"),
-        ("vllm_engine_ready", r"init engine \(profile, create kv cache, warmup model\) took"),
+        ("vllm_engine_ready", r"init engine (\(profile, create kv cache, warmup model\) )?took"),
         ("ready_to_fit", r"all initialize finished, ready to fit"),
         ("validation_started", r"test_gen_batch meta info"),
     )
