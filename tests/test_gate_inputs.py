@@ -121,6 +121,9 @@ def test_too_few_samples_says_how_many_are_needed(tmp_path, capsys, store, runs)
 def test_mismatch_refused_unless_allowed(tmp_path, capsys, runs, field, value) -> None:
     # A baseline whose content disagrees with the result of the same cell id.
     other = [r.model_copy(update={field: value}) for r in runs]
+    if field == "gpu":  # the generation is read from the hardware's name (gate.load.result_from_dict)
+        other = [r.model_copy(update={"provenance": r.provenance.model_copy(update={"gpu_name": "NVIDIA H200"})})
+                 for r in other]
     root = tmp_path / "baselines"
     path = root / "h100" / (runs[0].id + ".json")
     write_baseline(other, tmp_path / "tmpstore")

@@ -1,3 +1,4 @@
+import pytest
 import json
 
 from suite.results.build import CellInfo, Observation, build_result, outcome
@@ -34,6 +35,24 @@ def test_accuracy_before_and_after_training_with_exact_counts(tmp_path):
     assert r.accuracy["gsm8k"].source.endswith("2.jsonl")
 
 
+def test_run_cut_off_before_its_final_validation_has_only_the_accuracy_before(tmp_path):
+    metrics, val = write_run(tmp_path)
+    (val / "2.jsonl").unlink()  # the machine went away after step 2, before validating again
+    r = build_result(info(), Observation(metrics_path=metrics, validation_dir=val, status="interrupted",
+                                         reason="machine reclaimed"), Provenance())
+    assert r.accuracy == {}
+    assert r.accuracy_initial["gsm8k"].correct == 1 and r.accuracy_initial["gsm8k"].total == 4
+    assert r.accuracy_initial["gsm8k"].source.endswith("0.jsonl")
+
+
+def test_validation_only_run_reports_its_one_accuracy_as_the_result(tmp_path):
+    metrics, val = write_run(tmp_path)
+    metrics.write_text(json.dumps({"step": 0, "data": {"val-core/openai/gsm8k/acc/mean@1": 0.25}}) + "\n")
+    (val / "2.jsonl").unlink()
+    r = build_result(info(), Observation(metrics_path=metrics, validation_dir=val, exit_code=0), Provenance())
+    assert r.accuracy["gsm8k"].correct == 1 and r.accuracy_initial == {}
+
+
 def test_synthetic_weights_carry_no_accuracy(tmp_path):
     metrics, val = write_run(tmp_path)
     r = build_result(info("synthetic:qwen2.5-0.5b"),
@@ -62,3 +81,21 @@ def test_unknown_exit_code_is_inferred_from_the_log():
     status, reason = outcome(Observation(), ["Traceback (most recent call last):", '  File "x", line 1',
                                              "KeyError: 'actor'"])
     assert (status, reason) == ("crash", "KeyError: 'actor'")
+
+
+@pytest.mark.parametrize(
+    ("planned", "gpu_name", "gpu", "extra"),
+    [
+        ("h100", "NVIDIA H200", "h200", {"planned_gpu": "h100"}),  # an h100 matrix on a lent H200 host
+        ("h100", "NVIDIA H100 80GB HBM3", "h100", {}),
+        ("h20", "NVIDIA H20", "h20", {}),
+        ("h100", None, "h100", {}),  # no NVML: the plan's generation
+        ("h100", "Some Future GPU", "h100", {}),  # unknown device name: the plan's generation
+    ],
+)
+def test_result_generation_is_the_hardware_it_ran_on(planned, gpu_name, gpu, extra):
+    cell = CellInfo(id="c", matrix="m", profile="bench", gpu=planned, n_gpus=1, nnodes=1,
+                    model="synthetic:qwen2.5-0.5b", backend="fsdp", axes={}, warmup_steps=0)
+    r = build_result(cell, Observation(exit_code=0), Provenance(gpu_name=gpu_name))
+    assert r.gpu == gpu
+    assert {k: v for k, v in r.provenance.extra.items() if k == "planned_gpu"} == extra

@@ -58,6 +58,26 @@ def test_memory_validate_reads_baseline_files_and_skips_evidence(tmp_path):
 def test_the_committed_store_has_evidence_and_reads_cleanly(tmp_path):
     assert (ROOT / "baselines" / "evidence").is_dir()
     ids = {b.id for _, b in list_baselines(ROOT / "baselines")}
-    assert ids == {r[0].id for r in base_results()}
+    files = [p for p in (ROOT / "baselines").rglob("*.json") if "evidence" not in p.parts]
+    assert ids == {json.loads(p.read_text())["id"] for p in files}
+    assert {r[0].id for r in base_results()} <= ids  # the gate's test data is part of the store
+    gens = {p.relative_to(ROOT / "baselines").parts[0] for p in files}
+    assert {"h100", "h200"} <= gens  # each result filed under the generation it ran on
+    for _, b in list_baselines(ROOT / "baselines"):
+        assert all(r.gpu == b.gpu for r in b.results)
     shutil.copytree(ROOT / "baselines", tmp_path / "b")
     assert {r.id for _, r in load_results([tmp_path / "b"])} == ids
+
+
+def test_a_real_h200_run_of_an_h100_matrix_is_read_as_h200():
+    # Written on the lent 2x H200 host by `grpo-suite run` from an h100 plan (before the generation came from
+    # the hardware): the raw file says h100, its provenance says H200.
+    from suite.gate.load import result_from_dict
+
+    f = (ROOT / "baselines" / "evidence" / "2026-11-28-h200x2" / "host-b" / "h100" / "qwen2.5-1.5b" / "h100x1"
+         / "fsdp" / "lora8-off_none-tp1-rb16" / "result.json")
+    raw = json.loads(f.read_text())
+    assert raw["gpu"] == "h100" and raw["provenance"]["gpu_name"] == "NVIDIA H200"
+    r = result_from_dict(raw, str(f))
+    assert r.gpu == "h200" and r.provenance.extra["planned_gpu"] == "h100"
+    assert r.steps == result_from_dict(raw, str(f)).steps and len(r.steps) == 10  # nothing else changes

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from suite.errors import InputError
+from suite.results.build import measured_generation
 from suite.results.schema import SCHEMA_VERSION, Result
 
 RESULT_NAME = "result.json"
@@ -73,6 +74,11 @@ def result_from_dict(data: Any, source: str, prefix: str = "") -> Result:
     except ValidationError as exc:
         raise InputError(_describe(exc, prefix), source=source) from None
     _check_samples(result, source, prefix)
+    # Results written before the generation came from the hardware (suite.results.build.measured_generation)
+    # may name their matrix's generation; the gate, the store and the report must see where they ran.
+    gpu, provenance = measured_generation(result.gpu, result.provenance)
+    if gpu != result.gpu:
+        result = result.model_copy(update={"gpu": gpu, "provenance": provenance})
     return result
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from suite.gpus import generation_of
 from suite.results.schema import Accuracy, Provenance, Result, TorchMemory
 from suite.telemetry import classify, validation
 from suite.telemetry.metrics import MetricsLog, read_metrics
@@ -102,9 +103,24 @@ def accuracies(info: CellInfo, metrics: MetricsLog,
     if info.model.startswith("synthetic:"):
         return {}, {}, "accuracy omitted: synthetic (random) weights"
     key = _accuracy_key(metrics)
+    if last.step == 0 and any(st.step > 0 for st in metrics.steps):
+        # it trained but its end-of-run validation never came (cut off): step 0 is the accuracy before training
+        return {}, {key: last.accuracy()}, None
     after = {key: last.accuracy()}
     before = {key: first.accuracy()} if first is not None and first.step == 0 and last.step > 0 else {}
     return after, before, None
+
+
+def measured_generation(planned: str, provenance: Provenance) -> tuple[str, Provenance]:
+    """The generation a result belongs to is the hardware it ran on, not the one its matrix was planned for:
+    baselines are stored and compared per generation, and an H200 run filed under h100 would gate H100 runs
+    against H200 numbers (seen on 2026-11-28: an h100 matrix on a lent 2x H200 host). The plan's generation
+    stays in provenance.extra.planned_gpu."""
+    measured = generation_of(provenance.gpu_name) if provenance.gpu_name else None
+    if measured is None or measured == planned:
+        return planned, provenance
+    extra = {**provenance.extra, "planned_gpu": planned}
+    return measured, provenance.model_copy(update={"extra": extra})
 
 
 def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Result:
@@ -119,12 +135,13 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
     if metrics.bad_lines:
         provenance = provenance.model_copy(
             update={"extra": {**provenance.extra, "metrics_bad_lines": str(metrics.bad_lines)}})
+    gpu, provenance = measured_generation(info.gpu, provenance)
     mem = obs.memory
     return Result(
         id=info.id,
         matrix=info.matrix,
         profile=info.profile,
-        gpu=info.gpu,
+        gpu=gpu,
         n_gpus=info.n_gpus,
         nnodes=info.nnodes,
         model=info.model,
