@@ -1,5 +1,6 @@
-import pytest
 import json
+
+import pytest
 
 from suite.results.build import CellInfo, Observation, build_result, outcome
 from suite.results.schema import Provenance
