@@ -183,4 +183,4 @@ def test_validate_reads_a_store_of_two_matrices_and_an_older_layout_file(tmp_pat
     got = sorted((r["cell"], Path(r["source"]).relative_to(store).as_posix()) for r in rows)
     matrices = ("h100-1gpu", runs[0].matrix, "h100-1gpu-oom")
     paths = (f"h100/h100-1gpu/{runs[0].id}.json", f"h100/{runs[0].matrix}/{runs[0].id}.json", f"h100/{runs[0].id}.json")
-    assert got == sorted((f"{m}: {runs[0].id}", p) for m, p in zip(matrices, paths, strict=True) for _ in runs)
+    assert got == sorted((f"h100 {m}: {runs[0].id}", p) for m, p in zip(matrices, paths, strict=True) for _ in runs)

@@ -27,3 +27,22 @@ def test_unset_values_stay_unset_without_a_note():
     s = settings_from_argv(BASE, model="synthetic:qwen2.5-0.5b", gpu="h100", n_gpus=1)
     assert s.max_num_batched_tokens is None and s.max_model_len is None
     assert not any("not a number" in n for n in s.notes)
+
+
+@pytest.mark.parametrize("gpu", ["h100", "h200"])
+def test_cuda_graphs_add_their_calibrated_term_in_every_phase(gpu):
+    from suite.memory.calibration import default_calibration
+    from suite.memory.model import predict
+
+    def peaks(eager: bool) -> dict[str, float]:
+        s = settings_from_argv([*BASE, f"{AR}.enforce_eager={eager}"], model="synthetic:qwen2.5-0.5b", gpu=gpu,
+                               n_gpus=1)
+        assert s.enforce_eager is eager
+        return {p.name: p.total_gib for p in predict(s).phases}
+
+    graphs, eager = peaks(False), peaks(True)
+    term = default_calibration().overhead.cuda_graphs_gib
+    assert 0.5 < term < 1.5  # measured: 0.86 GiB on five H100/H200 cells (suite/memory/calibration.toml)
+    assert graphs.keys() == eager.keys()
+    for phase in graphs:
+        assert graphs[phase] - eager[phase] == pytest.approx(term, abs=0.02), phase

@@ -17,6 +17,7 @@ DEFAULT_PATH = Path(__file__).with_name("calibration.toml")
 @dataclass(frozen=True)
 class Overhead:
     runtime_gib: float
+    cuda_graphs_gib: float
     nccl_gib_multi_gpu: float
     vllm_asleep_gib: float
     fragmentation: float

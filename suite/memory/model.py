@@ -286,6 +286,8 @@ def phases(s: MemorySettings, c: Calibration) -> tuple[Phase, ...]:
     ms = model_states(s, c)
     vb = vllm_budget(s, c)
     overhead = c.overhead.runtime_gib * GIB + (c.overhead.nccl_gib_multi_gpu * GIB if s.n_gpus > 1 else 0.0)
+    if not s.enforce_eager:
+        overhead += c.overhead.cuda_graphs_gib * GIB
     asleep = c.overhead.vllm_asleep_gib * GIB if s.free_cache_engine else vb.pool
     dyn = ("activations", "logits", "unsharded_layers", "batch")
 

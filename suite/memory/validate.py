@@ -91,12 +91,12 @@ def find_results(paths: Iterable[str | Path]) -> list[tuple[str, Result]]:
 
 
 def _full_id(r: Result) -> str:
-    """`<matrix>: <id>`: a result's id is already the full cell id (model/hardware/backend/axes), and
-    matrices with different base settings share cell ids."""
+    """`<gen> <matrix>: <id>`: a result's id is already the full cell id (model/hardware/backend/axes), but
+    matrices with different base settings share cell ids, and one matrix may run on several generations."""
     if r.id.count("/") < 3:  # a bare axes id (hand-made results): spell out the rest
         model = r.model.split(":", 1)[-1].rstrip("/").split("/")[-1].lower()
-        return f"{r.matrix}: {model}/{r.gpu}x{r.n_gpus}/{r.backend}/{r.id}"
-    return f"{r.matrix}: {r.id}"
+        return f"{r.gpu} {r.matrix}: {model}/{r.gpu}x{r.n_gpus}/{r.backend}/{r.id}"
+    return f"{r.gpu} {r.matrix}: {r.id}"
 
 
 def validate_results(results: Iterable[tuple[str, Result]], calibration: Calibration | None = None) -> list[Row]:
