@@ -115,6 +115,10 @@ class Base(_Strict):
     max_model_len: PosInt | None = None
     max_num_seqs: PosInt | None = None
     enforce_eager: StrictBool | None = None  # None: the profile decides
+    # Training reward: verl's own scorer, or gsm8k-format (suite/data/rewards.py: verl's strict score plus
+    # format_score for a well-formed wrong answer). Accuracy is verl's strict scorer either way.
+    reward: Literal["verl", "gsm8k-format"] = "verl"
+    format_score: float = Field(default=0.1, ge=0, le=1)
     use_kl_loss: StrictBool = True
     kl_loss_coef: float = Field(default=0.001, ge=0)
     entropy_coeff: float = 0.0

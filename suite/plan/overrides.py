@@ -16,6 +16,7 @@ from suite.models.paths import model_path
 
 ENTRY = ["python3", "-m", "verl.trainer.main_ppo"]
 LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
+REWARD_MODULE = "pkg://suite.data.rewards"
 VERL_MAX_NUM_SEQS = 256  # verl 0.9.1's rollout.max_num_seqs (trainer/config/rollout/rollout.yaml)
 
 
@@ -131,6 +132,11 @@ def cell_overrides(
     o[f"{rollout}.val_kwargs.temperature"] = profile.val_temperature
     o[f"{rollout}.val_kwargs.do_sample"] = profile.val_do_sample
     o["reward.num_workers"] = b.reward_num_workers
+    if b.reward == "gsm8k-format":
+        # a module path, not a file path: the plan stays valid on another machine or in a container
+        o["reward.custom_reward_function.path"] = REWARD_MODULE
+        o["reward.custom_reward_function.name"] = "gsm8k_format"
+        o["+reward.custom_reward_function.reward_kwargs.format_score"] = b.format_score
 
     o["trainer.critic_warmup"] = 0
     o["trainer.logger"] = ["console", "file"]
