@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
                          field="--cells")
     if not args.dry_run and any(c.status != "invalid" for c in selected):
         prepare.ensure_inputs(matrix, selected, data_root=args.data_root)
+    if args.runtime == "host" and (note := prepare.generation_note(
+            [c.gpu for c in selected], prepare.host_device_name(gpu_ids))):
+        print(f"warning: {note}", file=sys.stderr)
 
     def _term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

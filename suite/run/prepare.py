@@ -76,6 +76,28 @@ def ensure_inputs(matrix: Any, cells: Sequence[Cell], *, data_root: str | None =
         ensure_dataset(dataset, root=data_root)
 
 
+def generation_note(planned: Sequence[str], device_name: str | None) -> str | None:
+    """A warning when the host's GPUs are not the generation the cells were planned for (pure): their
+    results are filed under the generation they ran on, and the memory plan was made for another card."""
+    from suite.gpus import generation_of
+
+    measured = generation_of(device_name) if device_name else None
+    others = sorted(set(planned) - {measured}) if measured else []
+    if not others:
+        return None
+    return (f"cells planned for {', '.join(others)} run on {device_name} ({measured}): results are filed under "
+            f"{measured}, and memory predictions were made for the planned card")
+
+
+def host_device_name(gpu_ids: Sequence[int] | None) -> str | None:
+    """NVML name of the first GPU the cells will use (None without NVML)."""
+    from suite.telemetry.nvml import gpu_info, nvml_session
+
+    with nvml_session() as nvml:
+        info = gpu_info(nvml, list(gpu_ids)[:1] if gpu_ids else None)
+    return info.name if info else None
+
+
 def host_gpu_ids() -> list[int] | None:
     """GPU indices this host offers: integers of CUDA_VISIBLE_DEVICES if set, else every NVML device.
     None when unknown (no NVML): cells then run one at a time without pinning."""
