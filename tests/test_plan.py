@@ -199,6 +199,31 @@ def test_megatron_keys(tmp_path: Path) -> None:
     assert d["actor_rollout_ref.actor.megatron.param_offload"] is True
     assert "actor_rollout_ref.model.lora_rank" not in d and "actor_rollout_ref.actor.strategy" not in d
     assert not any("grad_offload" in a or "fsdp_config" in a for a in c.argv)
+    assert not any("attention_backend" in a for a in c.argv)  # unset: verl's default stays
+
+
+def test_megatron_attention_backend_key(tmp_path: Path) -> None:
+    (c,) = plan(head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron") +
+                "[base]\ntp = 2\nmegatron_attention_backend = 'fused'\n", tmp_path)
+    d = argv_dict(c.argv)
+    assert d["actor_rollout_ref.actor.megatron.override_transformer_config.attention_backend"] == "fused"
+    # an FSDP matrix has no Megatron key even with the field set
+    (f,) = plan(head(gpus=2, model="synthetic:qwen2.5-1.5b") + "[base]\nmegatron_attention_backend = 'fused'\n",
+                tmp_path / "f")
+    assert not any("attention_backend" in a for a in f.argv)
+
+
+def test_megatron_twins_share_settings_with_their_fsdp_cells() -> None:
+    """h100-2gpu-megatron's cells are h100-2gpu's full-fine-tuning cells with the backend swapped."""
+    fsdp, meg = load_matrix(MATRICES / "h100-2gpu.toml"), load_matrix(MATRICES / "h100-2gpu-megatron.toml")
+    assert meg.matrix.backend == "megatron" and fsdp.matrix.backend == "fsdp"
+    for k in ("model", "gpus_per_node", "dataset"):
+        assert getattr(meg.matrix, k) == getattr(fsdp.matrix, k), k
+    for k in ("prompt_length", "response_length", "rollout_n", "gpu_memory_utilization", "lr", "ppo_mini_batch_size",
+              "ppo_micro_batch_size_per_gpu", "log_prob_micro_batch_size_per_gpu", "max_model_len",
+              "max_num_batched_tokens", "seed", "enforce_eager"):
+        assert getattr(meg.base, k) == getattr(fsdp.base, k), k
+    assert {cell_id(p) for p in expand(meg)} <= {cell_id(p) for p in expand(fsdp)}
 
 
 def test_raw_overrides_replace_generated_keys(tmp_path: Path) -> None:
@@ -245,8 +270,21 @@ CONSTRAINTS = [
      "ppo_micro_batch_size_per_gpu = 5\nlog_prob_micro_batch_size_per_gpu = 5\n", None, []),
     ("tp-vs-kv-heads", head(gpus=7, model="synthetic:qwen2.5-0.5b") + "[base]\ntp = 7\nrollout_batch = 7\n"
      "ppo_micro_batch_size_per_gpu = 5\nlog_prob_micro_batch_size_per_gpu = 5\n", "tp-vs-kv-heads", ["7", "2 KV heads"]),
+    # megatron-core 0.18 replicates query groups like vLLM: TP 4 over 2 KV heads is fine, TP 3 over 2 is not
     ("megatron-kv", head(gpus=4, model="synthetic:qwen2.5-1.5b", backend="megatron") + "[base]\ntp = 4\n",
-     "megatron-tp-divides-kv-heads", ["4", "2 KV heads"]),
+     None, []),
+    ("megatron-kv-3", head(gpus=6, model="synthetic:qwen2.5-1.5b", backend="megatron") + "[base]\ntp = 3\n"
+     "rollout_batch = 12\n", "tp-vs-kv-heads", ["3", "2 KV heads"]),
+    ("megatron-attention", head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron") +
+     "[base]\ntp = 2\nattn_implementation = 'sdpa'\n", "megatron-attention-needs-flash-attn",
+     ["flash (verl default)", "'sdpa'", "megatron_attention_backend = 'fused'"]),
+    ("megatron-attention-flash", head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron") +
+     "[base]\ntp = 2\nattn_implementation = 'sdpa'\nmegatron_attention_backend = 'flash'\n",
+     "megatron-attention-needs-flash-attn", ["flash needs flash-attn"]),
+    ("megatron-attention-fused", head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron") +
+     "[base]\ntp = 2\nattn_implementation = 'sdpa'\nmegatron_attention_backend = 'fused'\n", None, []),
+    ("megatron-attention-with-flash-attn", head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron") +
+     "[base]\ntp = 2\nattn_implementation = 'flash_attention_2'\n", None, []),
     ("megatron-kv-replicate", head(gpus=4, model="synthetic:qwen2.5-0.5b", backend="megatron") +
      "[base]\ntp = 2\nrollout_batch = 16\n[overrides]\n", None, []),
     ("megatron-tp-pp-dp", head(gpus=6, backend="megatron") + "[base]\ntp = 2\npp = 2\nrollout_batch = 12\n",

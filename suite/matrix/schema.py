@@ -107,6 +107,8 @@ class Base(_Strict):
     ulysses_sp: PosInt = 1
     pp: PosInt = 1  # Megatron pipeline parallel size
     attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] | None = None
+    # Megatron: override_transformer_config.attention_backend; None keeps verl's 'flash' (needs flash-attn)
+    megatron_attention_backend: Literal["flash", "fused", "unfused", "local", "auto"] | None = None
     use_remove_padding: StrictBool = True
     enable_gradient_checkpointing: StrictBool = True
     layered_summon: StrictBool = False

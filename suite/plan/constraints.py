@@ -52,7 +52,8 @@ def _rollout_tp(c: Ctx) -> str | None:
 
 def _heads(c: Ctx) -> str | None:
     """vLLM shards attention heads over TP: heads % tp == 0; KV heads are split when kv % tp == 0 or
-    replicated when tp % kv == 0 (vLLM's QKVParallelLinear). Megatron's actor TP must split both exactly."""
+    replicated when tp % kv == 0 (vLLM's QKVParallelLinear). megatron-core 0.18 (verl 0.9.1's pin) takes the same
+    rule for its query groups (TransformerConfig: a multiple or divisor of the TP size)."""
     a = c.arch
     if a is None:
         return None
@@ -61,8 +62,6 @@ def _heads(c: Ctx) -> str | None:
         return f"tp-divides-heads: tp {c.tp} does not divide {a.key}'s {h} attention heads"
     if kv % c.tp and c.tp % kv:
         return f"tp-vs-kv-heads: tp {c.tp} neither divides nor is a multiple of {a.key}'s {kv} KV heads"
-    if c.backend == "megatron" and kv % c.tp:
-        return f"megatron-tp-divides-kv-heads: Megatron TP {c.tp} does not divide {a.key}'s {kv} KV heads"
     sp = c.base.ulysses_sp
     if c.backend == "fsdp" and sp > 1 and (h % sp or (kv % sp and sp % kv)):
         return f"ulysses-divides-heads: ulysses_sp {sp} vs {a.key}'s {h} heads / {kv} KV heads"
@@ -136,6 +135,20 @@ def _lora(c: Ctx) -> str | None:
     return None
 
 
+def _megatron_attention(c: Ctx) -> str | None:
+    """verl 0.9.1 sets Megatron's attention backend to 'flash' (engine/megatron.yaml), which makes
+    TransformerEngine require the flash-attn package; a matrix that runs FSDP on sdpa says it has none."""
+    b = c.base
+    if c.backend != "megatron" or b.megatron_attention_backend not in (None, "flash"):
+        return None
+    if b.attn_implementation in ("sdpa", "eager"):
+        return (f"megatron-attention-needs-flash-attn: Megatron's attention backend "
+                f"{b.megatron_attention_backend or 'flash (verl default)'} needs flash-attn, and this matrix sets "
+                f"attn_implementation = {b.attn_implementation!r} (no flash-attn); set megatron_attention_backend "
+                "= 'fused' (cuDNN through TransformerEngine)")
+    return None
+
+
 def _offload(c: Ctx) -> str | None:
     comps = parse_offload(c.offload) or frozenset()
     if c.backend == "megatron" and comps & FSDP_ONLY:
@@ -171,6 +184,7 @@ RULES: tuple[Callable[[Ctx], str | None], ...] = (
     _parallel,
     _heads,
     _offload,
+    _megatron_attention,
     _lora,
     _batches,
     _lengths,

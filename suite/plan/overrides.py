@@ -98,6 +98,8 @@ def cell_overrides(
     if megatron:
         o[f"{actor}.megatron.tensor_model_parallel_size"] = tp
         o[f"{actor}.megatron.pipeline_model_parallel_size"] = b.pp
+        if b.megatron_attention_backend:  # the reference model follows the actor's (ref/megatron_ref.yaml)
+            o[f"{actor}.megatron.override_transformer_config.attention_backend"] = b.megatron_attention_backend
     else:
         o[f"{actor}.ulysses_sequence_parallel_size"] = b.ulysses_sp
         o[f"{actor}.fsdp_config.use_torch_compile"] = profile.torch_compile
