@@ -377,3 +377,30 @@ def test_cli_refuses_a_store_where_two_files_claim_one_baseline(tmp_path: Path, 
     assert "several baseline files claim one" in err and str(legacy) in err and str(done.path) in err
     legacy.unlink()
     assert main(["report", "--baselines", str(store), "--out", str(tmp_path / "out")]) == 0
+
+
+REAL = Path(__file__).resolve().parents[1] / "baselines"
+
+
+def test_startup_table_on_the_real_h200_baselines(tmp_path: Path):
+    # The H200 cells of 2026-11-28 logged every milestone (vLLM at INFO); their phases add up to the start-up.
+    rows = [r for r in flatten_all(load_results([REAL / "h200"])) if r.startup]
+    assert len(rows) == 3
+    for r in rows:
+        assert list(r.startup)[0] == "imports_done" and list(r.startup)[-1] == "first_step"
+        assert {"vllm_weights_loaded", "vllm_compiled", "vllm_graphs_captured"} <= set(r.startup)
+        assert sum(r.startup.values()) == pytest.approx(r.startup_s, abs=0.05)
+        assert 300 < r.startup_s < 420 and 80 < r.startup["vllm_weights_loaded"] < 110
+    write_report(flatten_all(load_results([REAL])), tmp_path / "rep")
+    text = (tmp_path / "rep" / "index.md").read_text()
+    assert text.count("Start-up, seconds") == 3  # one per group with milestones
+    assert text.count("vLLM start") >= 3
+    html_text = (tmp_path / "rep" / "index.html").read_text()
+    assert html_text.count('class="startup"') == 3
+
+
+def test_no_startup_table_without_milestones(tmp_path: Path):
+    results = matrix(gpus=("h100",))
+    assert all(not r.startup_breakdown_s for r in results)
+    write_report(flatten_all((f"r{i}", r) for i, r in enumerate(results)), tmp_path / "rep")
+    assert "Start-up, seconds" not in (tmp_path / "rep" / "index.md").read_text()

@@ -63,3 +63,25 @@ def test_log_watcher_on_the_real_lines(tmp_path):
     log.write_bytes(src.read_bytes())
     seen = LogWatcher(log, time.monotonic(), poll_s=0.02).start().stop()
     assert list(seen) == ["imports_done", "ray_started", "data_loaded", "actor_initialized", "ready_to_fit"]
+
+
+def test_phase_durations_between_seen_milestones():
+    from suite.telemetry.startup import phase_durations
+
+    b = {"imports_done": 27.0, "ray_started": 34.0, "data_loaded": 97.5, "vllm_weights_loaded": 226.0,
+         "ready_to_fit": 301.5, "first_step": 348.0}
+    d = phase_durations(b)
+    assert list(d) == ["imports_done", "ray_started", "data_loaded", "vllm_weights_loaded", "ready_to_fit",
+                       "first_step"]
+    assert d == {"imports_done": 27.0, "ray_started": 7.0, "data_loaded": 63.5, "vllm_weights_loaded": 128.5,
+                 "ready_to_fit": 75.5, "first_step": 46.5}
+    assert sum(d.values()) == b["first_step"]  # the phases add up to the whole start-up
+    assert phase_durations({}) == {}
+    # a milestone logged out of order (a later poll) never yields negative time
+    assert phase_durations({"imports_done": 10.0, "ray_started": 9.0})["ray_started"] == 0.0
+
+
+def test_every_milestone_has_a_phase_label():
+    from suite.telemetry.startup import MILESTONES, PHASE_LABELS
+
+    assert [n for n, _ in MILESTONES] + ["first_step"] == list(PHASE_LABELS)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from suite.report.stats import MIN_N_MEDIAN_CI
 from suite.report.table import Best, CrossRow, Group, Row, axis_names, provenance_summary, several_matrices
+from suite.telemetry.startup import PHASE_LABELS as STARTUP_LABELS
 
 DASH = "—"
 
@@ -167,6 +168,24 @@ def cross_table(gens: Sequence[str], rows: Sequence[CrossRow]) -> Table:
                 cells.append(num(r.throughput) + (f" (×{ratio:.2f})" if ratio is not None else ""))
         out.append(cells)
     return Table(headers, out, [False, True, False, False] + [False] * matrices + [True] * len(gens))
+
+
+def startup_table(group: Group) -> Table | None:
+    """Where each cell's start-up went (seconds), None when no row recorded milestones."""
+    rows = [(i, r) for i, r in enumerate(group.rows, 1) if r.startup]
+    if not rows:
+        return None
+    names = [n for n in STARTUP_LABELS if any(n in r.startup for _, r in rows)]
+    matrix = several_matrices(group.rows)
+    headers = ["#", "cell", *(["matrix"] if matrix else []), "to end of step 1 (s)", *(STARTUP_LABELS[n] for n in names)]
+    out = [[label(i), r.cell, *([r.matrix] if matrix else []), num(r.startup_s), *(num(r.startup.get(n)) for n in names)]
+           for i, r in rows]
+    return Table(headers, out, [False, False, *([False] if matrix else []), True, *(True for _ in names)])
+
+
+STARTUP_NOTE = ("Start-up, seconds: each column ends at a milestone of the cell's log (verl's, Ray's and vLLM's own "
+                "lines) and starts at the previous one seen; 'vLLM start' is vLLM's processes starting up to "
+                "its weights being loaded. Median over runs.")
 
 
 def provenance_table(rows: Sequence[Row]) -> Table:

@@ -6,6 +6,7 @@ import re
 
 from suite.report import plots
 from suite.report.columns import (
+    STARTUP_NOTE,
     Table,
     best_table,
     cell_table,
@@ -14,6 +15,7 @@ from suite.report.columns import (
     median_ci_note,
     notes,
     provenance_table,
+    startup_table,
 )
 from suite.report.escape import h
 from suite.report.model import Report
@@ -119,6 +121,8 @@ def group_section(g: Group, *, gated: bool, index: int) -> str:
         ),
     ]
     parts.append('<div class="figs">' + "".join(figs) + "</div>")
+    if (st := startup_table(g)) is not None:
+        parts.append(f"<p>{h(STARTUP_NOTE)}</p>" + table(st, cls="startup", status_col=None))
     parts.append(table(provenance_table(g.rows), cls="prov", status_col=None))
     return "\n".join(parts)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from suite.report.columns import (
+    STARTUP_NOTE,
     Table,
     best_table,
     cell_table,
@@ -13,6 +14,7 @@ from suite.report.columns import (
     median_ci_note,
     notes,
     provenance_table,
+    startup_table,
 )
 from suite.report.escape import md
 from suite.report.model import Report
@@ -50,6 +52,8 @@ def render(report: Report) -> str:
             failed = notes(g)
             if failed:
                 out += ["Cells that did not run cleanly:", ""] + [f"- {md(n)}" for n in failed] + [""]
+            if (st := startup_table(g)) is not None:
+                out += [md(STARTUP_NOTE), "", table(st), ""]
             out += [table(provenance_table(g.rows)), ""]
     out += [f"## Across GPU generations (ratio to {md(report.reference)})", ""]
     if report.cross_rows:

@@ -9,6 +9,8 @@ from suite.gate.cells import pool
 from suite.gpus import GPUS
 from suite.report.stats import median, median_interval, wilson_interval
 from suite.results.schema import Result
+from suite.telemetry.startup import PHASE_LABELS as STARTUP_LABELS
+from suite.telemetry.startup import phase_durations
 
 # Axis columns in this order first; any other axis follows alphabetically.
 KNOWN_AXES = ("lora_rank", "offload", "tp", "rollout_batch")
@@ -60,6 +62,8 @@ class Row:
     accuracy_total: int | None
     accuracy_initial: float | None
     phases: dict[str, float]  # mean seconds per measured step per PHASE_LABELS key
+    startup_s: float | None  # median over runs: process start to the end of step 1
+    startup: dict[str, float]  # median over runs of each start-up phase (telemetry.startup.phase_durations)
     per_step: list[list[tuple[int, float]]]  # per run: (step, throughput), warm-up included
     image_digest: str | None  # of the first run; run_provenance has every run's
     versions: dict[str, str]
@@ -98,6 +102,16 @@ def _phases(runs: Sequence[Result]) -> dict[str, float]:
         total = s.timing_s.get("step", s.time_per_step)
         sums["other"] += max(0.0, total - named)
     return {k: v / len(steps) for k, v in sums.items()}
+
+
+def _median_or_none(xs: Sequence[float]) -> float | None:
+    return median(xs) if xs else None
+
+
+def _startup(runs: Sequence[Result]) -> dict[str, float]:
+    per_run = [phase_durations(r.startup_breakdown_s) for r in runs if r.startup_breakdown_s]
+    names = [n for n in STARTUP_LABELS if any(n in d for d in per_run)]
+    return {n: median([d[n] for d in per_run if n in d]) for n in names}
 
 
 def _torch_peak(runs: Sequence[Result]) -> float | None:
@@ -181,6 +195,8 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> Row:
         accuracy_total=acc.total if acc else None,
         accuracy_initial=acc0[0] / acc0[1] if acc0 else None,
         phases=_phases(runs),
+        startup_s=_median_or_none([r.startup_s for r in runs if r.startup_s is not None]),
+        startup=_startup(runs),
         # verl's step 0 is the validation before training and carries no throughput worth plotting
         per_step=[[(s.step, s.throughput) for s in r.steps if s.step > 0] for r in runs],
         image_digest=prov.image_digest,

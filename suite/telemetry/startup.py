@@ -31,6 +31,35 @@ MILESTONES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 
+# What the time up to each milestone was spent on (since the previous milestone seen), for tables.
+PHASE_LABELS: dict[str, str] = {
+    "imports_done": "imports",
+    "ray_started": "Ray",
+    "data_loaded": "data",
+    "actor_initialized": "actor init",
+    "vllm_weights_loaded": "vLLM start",
+    "vllm_compiled": "compile",
+    "vllm_graphs_captured": "graphs",
+    "vllm_engine_ready": "engine",
+    "ready_to_fit": "to fit",
+    "validation_started": "pre-validation",
+    "first_step": "step 1",
+}
+
+
+def phase_durations(breakdown: dict[str, float]) -> dict[str, float]:
+    """Seconds before each milestone since the previous one seen (pure). A milestone that never showed up
+    folds its time into the next one seen; `first_step` (the end of step 1) closes the list."""
+    out: dict[str, float] = {}
+    prev = 0.0
+    for name in PHASE_LABELS:
+        if name in breakdown:
+            t = breakdown[name]
+            out[name] = round(max(0.0, t - prev), 2)
+            prev = max(prev, t)
+    return out
+
+
 def milestones_in(lines: list[str]) -> list[str]:
     """Names of the milestones these lines reach, in MILESTONES order (pure; for tests and ingest)."""
     return [name for name, pat in MILESTONES if any(pat.search(x) for x in lines)]
