@@ -387,7 +387,8 @@ def test_startup_table_on_the_real_h200_baselines(tmp_path: Path):
     rows = [r for r in flatten_all(load_results([REAL / "h200"])) if r.startup]
     assert len(rows) == 3
     for r in rows:
-        assert list(r.startup)[0] == "imports_done" and list(r.startup)[-1] == "first_step"
+        names = list(r.startup)
+        assert (names[0], names[-1]) == ("imports_done", "first_step")
         assert {"vllm_weights_loaded", "vllm_compiled", "vllm_graphs_captured"} <= set(r.startup)
         assert sum(r.startup.values()) == pytest.approx(r.startup_s, abs=0.05)
         assert 300 < r.startup_s < 420 and 80 < r.startup["vllm_weights_loaded"] < 110

@@ -26,14 +26,15 @@ done
 [ -z "$need" ] || python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp $plat -d "$DL" $need 2> >(quiet)
 # The TE torch binding exists only as an sdist; pip download would try to build its metadata (needs torch),
-# so fetch the file named by PyPI's JSON API. It is compiled on the host against the host's torch.
+# so fetch the file named by PyPI's simple JSON API (PEP 691). It is compiled on the host against the host's torch.
 SDIST=transformer_engine_torch-2.16.1.tar.gz
 [ -f "$DL/$SDIST" ] || python3 - "$DL/$SDIST" <<'EOF'
-import json, sys, urllib.request, hashlib
-info = json.load(urllib.request.urlopen("https://pypi.org/pypi/transformer-engine-torch/2.16.1/json"))
-f = next(u for u in info["urls"] if u["packagetype"] == "sdist")
+import json, os, sys, urllib.request, hashlib
+req = urllib.request.Request("https://pypi.org/simple/transformer-engine-torch/",
+                             headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+f = next(f for f in json.load(urllib.request.urlopen(req))["files"] if f["filename"] == os.path.basename(sys.argv[1]))
 data = urllib.request.urlopen(f["url"]).read()
-assert hashlib.sha256(data).hexdigest() == f["digests"]["sha256"], "sdist sha256 mismatch"
+assert hashlib.sha256(data).hexdigest() == f["hashes"]["sha256"], "sdist sha256 mismatch"
 open(sys.argv[1], "wb").write(data)
 EOF
 t1=$(date +%s)
