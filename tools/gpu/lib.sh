@@ -11,5 +11,13 @@ one() {  # one GPUS PLAN OUT CELLS LOG [run options]: in the background, its out
   ( stamp "$cells on GPU $gpus"; suite run "$plan" --gpus "$gpus" --out "$out" --cells "$cells" --no-verl-check "$@"
   ) > "$runs/$log.log" 2>&1 &
 }
+lane() {  # lane GPUS LOG (PLAN OUT CELL)...: cells one after another on the same GPUs, in the background
+  local gpus=$1 log=$2; shift 2
+  ( while [ $# -ge 3 ]; do
+      stamp "$3 on GPU $gpus"
+      suite run "$1" --gpus "$gpus" --out "$2" --cells "$3" --no-verl-check --timeout 1200
+      shift 3
+    done ) > "$runs/$log.log" 2>&1 &
+}
 mkdir -p "$runs"
 stamp "private /tmp probe: $(python3 -c 'from suite.run import private_tmp as p; print(p.probe())')"

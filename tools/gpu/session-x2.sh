@@ -4,14 +4,6 @@
 # slower cell of a round). Plans come from `bash tools/gpu/plans.sh` on the build machine (.gpu/plans/).
 #   setsid nohup bash tools/gpu/session-x2.sh RUNS_DIR > $HOME/session.log 2>&1 &
 source tools/gpu/lib.sh "${1:-$HOME/runs}"
-lane() {  # lane GPU LOG (PLAN OUT CELL)...: cells one after another on one GPU
-  local gpu=$1 log=$2; shift 2
-  ( while [ $# -ge 3 ]; do
-      stamp "$3 on GPU $gpu"
-      suite run "$1" --gpus "$gpu" --out "$2" --cells "$3" --no-verl-check --timeout 1200
-      shift 3
-    done ) > "$runs/$log.log" 2>&1 &
-}
 lane 0 lane-gpu0 \
   $P/graphs.json "$runs/h100-graphs" lora32-off_none-tp1-rb16 \
   $P/graphs.json "$runs/h100-graphs" lora8-off_param+optimizer-tp1-rb16 \

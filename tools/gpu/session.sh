@@ -6,14 +6,6 @@
 # collide otherwise; suite/run/private_tmp.py).
 #   setsid nohup bash tools/gpu/session.sh RUNS_DIR > $HOME/session.log 2>&1 &
 source tools/gpu/lib.sh "${1:-$HOME/runs}"
-lane() {  # lane GPUS LOG (PLAN OUT CELL)...: cells one after another on the same GPUs
-  local gpus=$1 log=$2; shift 2
-  ( while [ $# -ge 3 ]; do
-      stamp "$3 on GPU $gpus"
-      suite run "$1" --gpus "$gpus" --out "$2" --cells "$3" --no-verl-check --timeout 1200
-      shift 3
-    done ) > "$runs/$log.log" 2>&1 &
-}
 # rollout TP 1 then TP 2 on the same two GPUs (a fair pair), two 1-GPU bench cells, the train run
 lane 0,1 lane-tp $P/2gpu.json "$runs/h100" lora32-off_none-tp1-rb32 $P/2gpu.json "$runs/h100" lora32-off_none-tp2-rb32
 lane 2 lane-gpu2 $P/graphs.json "$runs/h100-graphs" "${C0:-lora32-off_none-tp1-rb32}" \
