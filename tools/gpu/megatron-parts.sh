@@ -8,7 +8,7 @@ t0=$(date +%s)
 M=.gpu/megatron DL=.gpu/megatron/dl STAGE=.gpu/megatron/stage
 grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
 mkdir -p "$DL" "$M/parts"
-quiet() { grep -v 'is ignored: it is neither' >&2 || true; }   # this machine's pip prints one per package
+quiet() { grep -v -e 'is ignored: it is neither' -e 'Running pip as the .root. user' >&2 || true; }  # this machine's pip noise
 
 # Exact pins, all installed --no-deps: their metadata conflicts with the verl site (bridge 0.5.1 wants
 # transformers<5.9, a NeMo stack, ...), and verl itself installs Megatron-Bridge deps-free.
@@ -23,6 +23,11 @@ for p in $PINS; do   # skip what is already downloaded (names in wheels use _ an
   n=$(echo "${p%%==*}" | tr 'A-Z-' 'a-z_'); v=${p##*==}
   ls "$DL" | tr 'A-Z' 'a-z' | grep -q "^${n}-${v}-" || need="$need $p"
 done
+# Build-only, for the host's `pip wheel --no-build-isolation` of the TE binding: the sdist's setup.py imports
+# wheel.bdist_wheel; setup puts these first only if the host lacks wheel or setuptools (not on PYTHONPATH at run time).
+BUILD_PINS="wheel==0.45.1 setuptools==80.9.0"
+for p in $BUILD_PINS; do ls "$DL/build" 2>/dev/null | grep -q "^${p%%==*}-${p##*==}-" || need_b=1; done
+[ -z "${need_b:-}" ] || python3 -m pip download -q --no-deps --only-binary=:all: -d "$DL/build" $BUILD_PINS 2> >(quiet)
 [ -z "$need" ] || python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp $plat -d "$DL" $need 2> >(quiet)
 # The TE torch binding exists only as an sdist; pip download would try to build its metadata (needs torch),
@@ -40,13 +45,18 @@ EOF
 t1=$(date +%s)
 
 rm -rf "$STAGE"; mkdir -p "$STAGE"
+# pip 23 checks Requires-Python (bridge: >=3.12) against the running 3.11, not --python-version: ignore it.
 python3 -m pip install -q --no-index --no-deps --no-compile --target "$STAGE/site" --python-version 3.12 \
-  --implementation cp $plat --only-binary=:all: "$DL"/*.whl 2> >(quiet)
+  --implementation cp $plat --only-binary=:all: --ignore-requires-python "$DL"/*.whl 2> >(quiet)
 # Never loaded by a torch run on x86-64 Linux: TE's JAX frontend, pulp's CBC solvers for other systems, tests.
+# Console scripts in bin/ point at this machine's python: keep only ninja's real binary.
 rm -rf "$STAGE"/site/transformer_engine/jax "$STAGE"/site/pulp/tests \
   "$STAGE"/site/pulp/solverdir/cbc/{win,osx,linux/i32,linux/arm64}
+find "$STAGE/site/bin" -type f ! -name ninja -delete
+python3 -m pip install -q --no-index --no-deps --no-compile --target "$STAGE/buildtools" "$DL"/build/*.whl 2> >(quiet)
+rm -rf "$STAGE/buildtools/bin"
 cp "$DL/$SDIST" "$STAGE/"
-printf '%s\n' $PINS "transformer-engine-torch==2.16.1 (sdist, built on the host)" > "$STAGE/pins.txt"
+printf '%s\n' $PINS "transformer-engine-torch==2.16.1 (sdist, built on the host)" "build only: $BUILD_PINS" > "$STAGE/pins.txt"
 # Sourced on the host by later jobs: the megatron site goes right after the verl site ($HOME/site), so the
 # verl site's copies (pydantic, omegaconf, ...) win, and ninja's binary is on PATH for torch's extension builder.
 cat > "$STAGE/env.sh" <<'EOF'
@@ -56,7 +66,7 @@ case $_p in
   *":$_v:"*) _p=${_p/":$_v:"/":$_v:$_m:"}; _p=${_p#:}; export PYTHONPATH=${_p%:} ;;
   *) export PYTHONPATH=$_m${PYTHONPATH:+:$PYTHONPATH} ;;
 esac
-export PATH=$_m/ninja/data/bin:$PATH
+export PATH=$_m/bin:$PATH
 unset _v _m _p
 EOF
 du -sh "$STAGE/site"
