@@ -106,7 +106,8 @@ class Result(_Model):
     id: str
     matrix: str
     profile: str
-    gpu: str = Field(description="GPU generation key, e.g. h100")
+    gpu: str = Field(description="GPU generation key of the hardware the cell ran on, e.g. h100 "
+                     "(the plan's generation, when it differs, is in provenance.extra.planned_gpu)")
     n_gpus: int = Field(ge=1, description="world size: nnodes x gpus_per_node")
     nnodes: int = Field(1, ge=1)
     model: str
