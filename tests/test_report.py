@@ -405,3 +405,43 @@ def test_no_startup_table_without_milestones(tmp_path: Path):
     assert all(not r.startup_breakdown_s for r in results)
     write_report(flatten_all((f"r{i}", r) for i, r in enumerate(results)), tmp_path / "rep")
     assert "Start-up, seconds" not in (tmp_path / "rep" / "index.md").read_text()
+
+
+# --- FSDP vs Megatron --------------------------------------------------------------------------------------
+
+
+def twins() -> list[Result]:
+    out = []
+    for backend, speed in (("fsdp", 1.0), ("megatron", 1.25)):
+        for tp in (1, 2):
+            r = make_result(model="qwen2.5-1.5b", n_gpus=2, backend=backend, lora_rank=0, tp=tp, rollout_batch=32)
+            out.append(scaled(r, speed).model_copy(update={"matrix": f"h100-2gpu{'-megatron' * (backend == 'megatron')}"}))
+    # an FSDP cell without a Megatron twin, and a Megatron cell on another GPU count: neither pairs
+    out.append(make_result(model="qwen2.5-1.5b", n_gpus=2, backend="fsdp", lora_rank=32, rollout_batch=32))
+    out.append(make_result(model="qwen2.5-1.5b", n_gpus=4, backend="megatron", lora_rank=0, tp=2, rollout_batch=32))
+    return out
+
+
+def test_backend_pairs_match_generation_model_gpus_and_axes():
+    from suite.report.backends import backend_pairs
+
+    rows = flatten_all((f"r{i}", r) for i, r in enumerate(twins()))
+    pairs = backend_pairs(rows)
+    assert [(p.cell, p.n_gpus) for p in pairs] == [("lora0-off_none-tp1-rb32", 2), ("lora0-off_none-tp2-rb32", 2)]
+    for p in pairs:
+        assert (p.fsdp.backend, p.megatron.backend) == ("fsdp", "megatron")
+        assert (p.fsdp.matrix, p.megatron.matrix) == ("h100-2gpu", "h100-2gpu-megatron")
+        assert p.ratio == pytest.approx(p.megatron.throughput / p.fsdp.throughput)
+        assert 1.15 < p.ratio < 1.35  # the twins were made 1.25x apart (each cell's own noise on top)
+
+
+def test_backend_section_in_both_formats(tmp_path: Path):
+    write_report(flatten_all((f"r{i}", r) for i, r in enumerate(twins())), tmp_path)
+    text = (tmp_path / "index.md").read_text()
+    section = text[text.index("## FSDP vs Megatron"):]
+    assert section.count("lora0-off_none-tp") == 2 and "×1." in section
+    html_text = (tmp_path / "index.html").read_text()
+    assert 'id="backends"' in html_text and html_text.count("lora0-off_none-tp1-rb32") >= 3
+    # a report without twins says so
+    write_report(flatten_all(load_results([REAL])), tmp_path / "real")
+    assert "No cell exists on both backends." in (tmp_path / "real" / "index.md").read_text()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from suite.report.backends import BackendPair
 from suite.report.stats import MIN_N_MEDIAN_CI
 from suite.report.table import Best, CrossRow, Group, Row, axis_names, provenance_summary, several_matrices
 from suite.telemetry.startup import PHASE_LABELS as STARTUP_LABELS
@@ -150,6 +151,18 @@ def best_table(bests: Sequence[Best]) -> Table:
     return Table(headers, rows, [False, False, False, True, True, False, False])
 
 
+def backend_table(pairs: Sequence[BackendPair]) -> Table:
+    headers = ["GPU", "model", "GPUs", "cell", "FSDP tokens/s/GPU", "Megatron tokens/s/GPU", "Megatron / FSDP",
+               "FSDP step (s)", "Megatron step (s)", "FSDP NVML peak", "Megatron NVML peak", "status (FSDP, Megatron)"]
+    out = []
+    for p in pairs:
+        f, m = p.fsdp, p.megatron
+        out.append([p.gpu, p.model, str(p.n_gpus), p.cell, num(f.throughput), num(m.throughput),
+                    f"×{p.ratio:.2f}" if p.ratio is not None else DASH, num(f.step_time), num(m.step_time),
+                    num(f.peak_memory_gb), num(m.peak_memory_gb), f"{f.status}, {m.status}"])
+    return Table(headers, out, [False, False, True, False, True, True, True, True, True, True, True, False])
+
+
 def cross_table(gens: Sequence[str], rows: Sequence[CrossRow]) -> Table:
     matrices = len({m for c in rows for m in c.matrices}) > 1
     headers = ["model", "GPUs", "backend", "cell"] + (["matrices"] if matrices else [])
@@ -182,6 +195,9 @@ def startup_table(group: Group) -> Table | None:
            for i, r in rows]
     return Table(headers, out, [False, False, *([False] if matrix else []), True, *(True for _ in names)])
 
+
+BACKEND_NOTE = ("Same GPU generation, model, GPU count and axes on both backends (Megatron TP = rollout TP); "
+                "median tokens/s/GPU, median step time, NVML peak in GiB.")
 
 STARTUP_NOTE = ("Start-up, seconds: each column ends at a milestone of the cell's log (verl's, Ray's and vLLM's own "
                 "lines) and starts at the previous one seen; 'vLLM start' is vLLM's processes starting up to "

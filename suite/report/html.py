@@ -6,8 +6,10 @@ import re
 
 from suite.report import plots
 from suite.report.columns import (
+    BACKEND_NOTE,
     STARTUP_NOTE,
     Table,
+    backend_table,
     best_table,
     cell_table,
     cross_table,
@@ -143,6 +145,11 @@ def render(report: Report) -> str:
         if report.cross_rows
         else "<p>No cell exists on more than one GPU generation.</p>"
     )
+    backends = (
+        f'<p class="note">{h(BACKEND_NOTE)}</p>' + table(backend_table(report.backend_pairs), status_col=None)
+        if report.backend_pairs
+        else "<p>No cell exists on both backends.</p>"
+    )
     warnings = "".join(f'<p class="note">{h(w)}</p>' for w in report.notes)
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -157,7 +164,7 @@ def render(report: Report) -> str:
 <p>{h(report.summary)}</p>
 <p class="note">{h(median_ci_note())}</p>
 {warnings}
-<nav><ul>{"".join(toc)}<li><a href="#cross">across generations</a></li></ul></nav>
+<nav><ul>{"".join(toc)}<li><a href="#cross">across generations</a></li><li><a href="#backends">FSDP vs Megatron</a></li></ul></nav>
 <h2 id="best">Best cells per GPU generation and model</h2>
 <p class="note">Fastest: highest median tokens/s/GPU among cells that ran without OOM or failure.
 Most accurate: highest GSM8K pass@1.</p>
@@ -167,6 +174,8 @@ Most accurate: highest GSM8K pass@1.</p>
 <p class="note">Same model, GPU count, backend and axes on several generations; ratio of median tokens/s/GPU
 to {h(report.reference)} (higher is faster).</p>
 {cross}
+<h2 id="backends">FSDP vs Megatron</h2>
+{backends}
 </body>
 </html>
 """

@@ -5,8 +5,10 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from suite.report.columns import (
+    BACKEND_NOTE,
     STARTUP_NOTE,
     Table,
+    backend_table,
     best_table,
     cell_table,
     cross_table,
@@ -66,4 +68,9 @@ def render(report: Report) -> str:
         ]
     else:
         out += ["No cell exists on more than one GPU generation.", ""]
+    out += ["## FSDP vs Megatron", ""]
+    if report.backend_pairs:
+        out += [md(BACKEND_NOTE), "", table(backend_table(report.backend_pairs)), ""]
+    else:
+        out += ["No cell exists on both backends.", ""]
     return "\n".join(out).rstrip() + "\n"

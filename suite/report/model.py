@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from suite.report.backends import BackendPair, backend_pairs
 from suite.report.table import Best, CrossRow, Group, Row, best_cells, cross_generation, group_rows
 
 
@@ -20,6 +21,7 @@ class Report:
     gated: bool
     summary: str
     notes: list[str]  # shown near the top, e.g. superseded results or gate problems
+    backend_pairs: list[BackendPair]
 
     def by_gpu(self) -> list[tuple[str, list[Group]]]:
         out: dict[str, list[Group]] = {}
@@ -42,4 +44,5 @@ def build(rows: Sequence[Row], *, reference: str = "h100", gated: bool = False, 
     if gated:
         verdicts = Counter(r.verdict or "no verdict" for r in ordered)
         summary += " Gate: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())) + "."
-    return Report(ordered, groups, best_cells(groups), gens, cross, reference, gated, summary, list(notes))
+    return Report(ordered, groups, best_cells(groups), gens, cross, reference, gated, summary, list(notes),
+                  backend_pairs(ordered))
