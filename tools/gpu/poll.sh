@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # On the GPU host: wait up to N seconds (or until the session prints "done"), then show where it stands.
 #   bash tools/gpu/poll.sh 500
+if [ ! -f "$HOME/session.log" ]; then
+  # A fresh machine: the one that ran the session went back (a gap > 30 s between calls). Waiting here would
+  # only burn budget (230 s did on 2026-11-28); say so at once.
+  echo "poll: no session on this machine ($HOME/session.log missing): the earlier host is gone; start again"
+  exit 3
+fi
 end=$(( $(date +%s) + ${1:-300} ))
 while [ "$(date +%s)" -lt "$end" ] && ! grep -q '=== .* done' "$HOME/session.log" 2>/dev/null; do sleep 10; done
 cat "$HOME/session.log"
