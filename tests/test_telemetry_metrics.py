@@ -150,3 +150,18 @@ def test_real_h100_warmup_is_excluded_from_statistics():
     measured = r.measured_steps()
     assert [s.step for s in measured] == [3, 4, 5, 6, 7]
     assert min(s.throughput for s in measured) > max(s.throughput for s in log.steps[:2])
+
+
+def test_real_smollm2_train_run_cut_off_after_step_8():
+    # tests/fixtures/h200-2026-11-28/README.md: validation before training (step 0), then 8 of 20 steps.
+    path = FIXTURES / "h200-2026-11-28" / "metrics-smollm2-train-cut-off.jsonl"
+    raw = raw_lines(path)
+    log = read_metrics(path)
+    assert [s.step for s in log.steps] == list(range(1, 9))
+    assert log.val_accuracy == {0: {"gsm8k": raw[0]["data"]["val-core/openai/gsm8k/acc/mean@1"]}}
+    assert log.val_accuracy[0]["gsm8k"] == 0.0
+    for s, r in zip(log.steps, raw[1:], strict=True):
+        assert s.throughput == r["data"]["perf/throughput"]
+        assert s.response_length_mean == r["data"]["response_length/mean"]
+        assert s.response_length_mean < 256  # a train run stops at EOS; bench runs are fixed at 256
+        assert r["data"]["critic/score/mean"] == 0.0  # no rollout earned a reward: GRPO had nothing to learn

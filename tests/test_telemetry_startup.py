@@ -85,3 +85,32 @@ def test_every_milestone_has_a_phase_label():
     from suite.telemetry.startup import MILESTONES, PHASE_LABELS
 
     assert [n for n, _ in MILESTONES] + ["first_step"] == list(PHASE_LABELS)
+
+
+H200 = Path(__file__).parent / "fixtures" / "h200-2026-11-28"
+
+
+def test_real_log_with_vllm_at_info_reaches_every_startup_milestone():
+    lines = (H200 / "log-startup-lora32-off_none-tp1-rb16.txt").read_text(encoding="utf-8").splitlines()
+    kwargs = next(x for x in lines if "ray init kwargs" in x)
+    # the shell had the suite's values, so verl 0.9.1 left out its own WARN / cache-off defaults
+    assert "'VLLM_LOGGING_LEVEL'" not in kwargs and "'VLLM_DISABLE_COMPILE_CACHE'" not in kwargs
+    assert milestones_in(lines) == ["imports_done", "ray_started", "data_loaded", "actor_initialized",
+                                    "vllm_weights_loaded", "vllm_compiled", "vllm_graphs_captured",
+                                    "vllm_engine_ready", "ready_to_fit"]
+
+
+def test_log_watcher_times_the_real_vllm_lines_in_order(tmp_path):
+    log = tmp_path / "log.txt"
+    lines = (H200 / "log-startup-lora32-off_none-tp1-rb16.txt").read_bytes().splitlines(keepends=True)
+    w = LogWatcher(log, time.monotonic(), poll_s=0.01).start()
+    with log.open("wb") as fh:
+        for raw in lines:
+            fh.write(raw)
+            fh.flush()
+            time.sleep(0.02)
+    seen = w.stop()
+    order = ["imports_done", "ray_started", "data_loaded", "actor_initialized", "vllm_weights_loaded",
+             "vllm_compiled", "vllm_graphs_captured", "vllm_engine_ready", "ready_to_fit"]
+    assert list(seen) == order
+    assert [seen[k] for k in order] == sorted(seen[k] for k in order)
