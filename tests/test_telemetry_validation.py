@@ -61,3 +61,34 @@ def test_flexible_answer_matches_verl():
     assert flexible_answer("nothing") is None
     assert flexible_answer("x" * 400 + " 5") == "5"
     assert flexible_answer("9 " + "x" * 400) is None  # only the last 300 characters count
+
+
+def test_compressed_dumps_are_read_like_plain_ones(tmp_path):
+    # evidence folders keep verl's dumps xz-compressed (baselines/evidence/...); a step appears once either way
+    import lzma
+
+    from suite.telemetry.validation import dump_files, first_and_last
+
+    rows = [{"input": "q", "output": "#### 1" if i < 3 else "no", "gts": "1", "score": float(i < 3)} for i in range(8)]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    with lzma.open(tmp_path / "0.jsonl.xz", "wt", encoding="utf-8") as fh:
+        fh.write(text)
+    (tmp_path / "12.jsonl").write_text(text.replace('"score": 0.0', '"score": 1.0'))
+    (tmp_path / "notes.jsonl").write_text("{}\n")
+    (tmp_path / "3.jsonl.gz").write_text("not read")
+    assert [p.name for p in dump_files(tmp_path)] == ["0.jsonl.xz", "12.jsonl"]
+    first, last = first_and_last(tmp_path)
+    assert (first.step, first.correct, first.total) == (0, 3, 8)
+    assert (last.step, last.correct, last.total) == (12, 8, 8)
+
+
+def test_the_real_compressed_smollm2_dump():
+    from pathlib import Path
+
+    from suite.telemetry.validation import first_and_last
+
+    d = (Path(__file__).resolve().parents[1] / "baselines" / "evidence" / "2026-11-28-h200x2" / "host-a" / "h100"
+         / "smollm2-135m-instruct" / "h100x1" / "fsdp" / "full-off_none-tp1-rb32" / "validation")
+    first, last = first_and_last(d)
+    assert first == last and (first.step, first.correct, first.total) == (0, 0, 256)
+    assert first.flexible_correct == 2

@@ -10,6 +10,7 @@ Flexible-match counts use verl's flexible extraction (last number in the last 30
 from __future__ import annotations
 
 import json
+import lzma
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,8 @@ def _is_correct(sample: dict) -> bool:
 def count_file(path: Path) -> Counts | None:
     correct = total = flexible = 0
     flexible_known = True
-    with path.open(encoding="utf-8", errors="replace") as fh:
+    opener = lzma.open if path.suffix == ".xz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
                 sample = json.loads(line)
@@ -74,15 +76,22 @@ def count_file(path: Path) -> Counts | None:
                 flexible_known = False
     if total == 0:
         return None
-    return Counts(step=int(path.stem), correct=correct, total=total,
+    return Counts(step=_step(path), correct=correct, total=total,
                   flexible_correct=flexible if flexible_known else None, path=str(path))
 
 
+def _step(path: Path) -> int:
+    return int(path.name.split(".", 1)[0])
+
+
 def dump_files(directory: str | Path) -> list[Path]:
+    """verl's `<step>.jsonl` dumps, and `<step>.jsonl.xz` as evidence folders keep them, in step order."""
     d = Path(directory)
     if not d.is_dir():
         return []
-    return sorted((p for p in d.glob("*.jsonl") if p.stem.isdigit()), key=lambda p: int(p.stem))
+    found = [p for p in d.iterdir() if p.is_file() and p.name.split(".", 1)[0].isdigit()
+             and p.name.split(".", 1)[1:] in (["jsonl"], ["jsonl.xz"])]
+    return sorted(found, key=_step)
 
 
 def first_and_last(directory: str | Path) -> tuple[Counts | None, Counts | None]:
