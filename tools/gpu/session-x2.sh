@@ -1,16 +1,11 @@
 #!/usr/bin/env bash
-# On a 2-GPU host (the only multi-GPU kind lent on 2026-11-28's third session), after `source tools/gpu/setup.sh`:
-# the issue-3 one-GPU evidence still missing, as two lanes of three cells, one lane per GPU (no waiting for the
-# slower cell of a round). Plans come from `bash tools/gpu/plans.sh` on the build machine (.gpu/plans/).
+# On a 2-GPU host, after `source tools/gpu/setup.sh`: the SmolLM2 train run on GPU 0 (~13 minutes) beside one-GPU
+# bench cells on GPU 1 (~8 minutes each). Plans come from `bash tools/gpu/plans.sh` on the build machine.
+# (2026-11-28's third session ran an earlier version of this lane layout: baselines/evidence/2026-11-28-h200x2/.)
 #   setsid nohup bash tools/gpu/session-x2.sh RUNS_DIR > $HOME/session.log 2>&1 &
 source tools/gpu/lib.sh "${1:-$HOME/runs}"
-lane 0 lane-gpu0 \
-  $P/graphs.json "$runs/h100-graphs" lora32-off_none-tp1-rb16 \
-  $P/graphs.json "$runs/h100-graphs" lora8-off_param+optimizer-tp1-rb16 \
-  $P/graphs.json "$runs/h100-graphs" lora32-off_none-tp1-rb32
-lane 1 lane-gpu1 \
-  $P/train.json "$runs/h100" "*" \
-  $P/bench-1.5b.json "$runs/h100" lora8-off_none-tp1-rb16 \
-  $P/bench-1.5b.json "$runs/h100" full-off_none-tp1-rb16
+lane 0 lane-train $P/train.json "$runs/h100" "*"
+lane 1 lane-gpu1 $P/graphs.json "$runs/h100-graphs" "${C0:-lora32-off_none-tp1-rb32}" \
+  $P/bench-1.5b.json "$runs/h100" "${C1:-full-off_none-tp1-rb16}"
 wait
 stamp "done"
