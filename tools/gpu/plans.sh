@@ -8,6 +8,7 @@ data=$H/.cache/grpo-suite/data/gsm8k-offline
 out=.gpu/plans
 mkdir -p "$out"
 plan() { python3 -m suite plan "suite/matrices/$1.toml" --profile "$2" --format json --out "$H/runs/$3" --data-root "$data" --no-verl-check > "$out/$4.json"; echo "$out/$4.json: $(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" "$out/$4.json") cells"; }
+plan h100-1gpu bench h100 bench
 plan h100-1gpu-graphs bench h100-graphs graphs
 plan h100-1gpu-1.5b bench h100 bench-1.5b
 plan h100-2gpu bench h100 2gpu

@@ -1,0 +1,57 @@
+"""The GPU-session scripts (tools/gpu): they run only on a lent machine, where a typo costs device time, so their
+syntax and every (plan, cell) they name are checked here against what `plans.sh` plans."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from suite.matrix import load_matrix
+from suite.plan.planner import plan_matrix
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU = ROOT / "tools" / "gpu"
+SCRIPTS = sorted(GPU.glob("*.sh"))
+SESSIONS = sorted(GPU.glob("session*.sh"))
+# `plan <matrix> <profile> <runs folder> <plan name>` lines of plans.sh
+PLAN_LINE = re.compile(r"^plan (\S+) (bench|train) (\S+) (\S+)$", re.M)
+# `$P/<plan>.json "$runs/<folder>" <cell>` (the cell possibly as "${Cn:-<default>}")
+CELL_REF = re.compile(r'\$P/([\w.-]+)\.json\s+"\$runs/([\w.-]+)"\s+"?(?:\$\{C\d:-)?([^"}\s]+)')
+
+
+def plans() -> dict[str, tuple[str, str, str]]:
+    text = (GPU / "plans.sh").read_text()
+    return {name: (matrix, profile, folder) for matrix, profile, folder, name in PLAN_LINE.findall(text)}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
+def test_scripts_parse(script: Path) -> None:
+    r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_plans_sh_plans_shipped_matrices() -> None:
+    p = plans()
+    assert {"graphs", "bench-1.5b", "2gpu", "oom", "train"} <= set(p)
+    for matrix, _profile, _folder in p.values():
+        assert (ROOT / "suite" / "matrices" / f"{matrix}.toml").is_file(), matrix
+
+
+@pytest.mark.parametrize("script", SESSIONS, ids=[p.name for p in SESSIONS])
+def test_every_cell_a_session_names_is_planned_and_ok(script: Path, tmp_path: Path) -> None:
+    refs = CELL_REF.findall(script.read_text())
+    assert refs, f"{script.name} names no cell"
+    p = plans()
+    for plan_name, folder, pattern in refs:
+        assert plan_name in p, f"{script.name}: no plan {plan_name!r} in plans.sh"
+        matrix, profile, planned_folder = p[plan_name]
+        assert folder == planned_folder, f"{script.name}: {plan_name} cells go to $runs/{planned_folder}"
+        cells = plan_matrix(load_matrix(ROOT / "suite" / "matrices" / f"{matrix}.toml"), profile, out_dir=tmp_path,
+                            validate_with_verl=False)
+        hits = [c for c in cells if fnmatch.fnmatchcase(c.id, pattern)]
+        assert hits, f"{script.name}: {pattern!r} matches no cell of {matrix} ({', '.join(c.id for c in cells)})"
+        assert all(c.status == "ok" for c in hits), [(c.id, c.reason) for c in hits]
