@@ -104,10 +104,6 @@ def _phases(runs: Sequence[Result]) -> dict[str, float]:
     return {k: v / len(steps) for k, v in sums.items()}
 
 
-def _median_or_none(xs: Sequence[float]) -> float | None:
-    return median(xs) if xs else None
-
-
 def _startup(runs: Sequence[Result]) -> dict[str, float]:
     per_run = [phase_durations(r.startup_breakdown_s) for r in runs if r.startup_breakdown_s]
     names = [n for n in STARTUP_LABELS if any(n in d for d in per_run)]
@@ -195,7 +191,7 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> Row:
         accuracy_total=acc.total if acc else None,
         accuracy_initial=acc0[0] / acc0[1] if acc0 else None,
         phases=_phases(runs),
-        startup_s=_median_or_none([r.startup_s for r in runs if r.startup_s is not None]),
+        startup_s=median(starts) if (starts := [r.startup_s for r in runs if r.startup_s is not None]) else None,
         startup=_startup(runs),
         # verl's step 0 is the validation before training and carries no throughput worth plotting
         per_step=[[(s.step, s.throughput) for s in r.steps if s.step > 0] for r in runs],

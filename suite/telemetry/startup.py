@@ -22,7 +22,7 @@ MILESTONES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("data_loaded", r"train and validate dataloader initialized"),
         ("actor_initialized", r"actor and ref model engine initialized"),
         ("vllm_weights_loaded", r"Loading weights took|Model loading took"),
-        ("vllm_compiled", r"torch\.compile takes? [\d.]+ s in total|torch\.compile took [\d.]+ s in total"),
+        ("vllm_compiled", r"torch\.compile (?:takes?|took) [\d.]+ s in total"),
         ("vllm_graphs_captured", r"Graph capturing finished"),
         ("vllm_engine_ready", r"init engine (\(profile, create kv cache, warmup model\) )?took"),
         ("ready_to_fit", r"all initialize finished, ready to fit"),

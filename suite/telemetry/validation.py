@@ -80,8 +80,14 @@ def count_file(path: Path) -> Counts | None:
                   flexible_correct=flexible if flexible_known else None, path=str(path))
 
 
+_DUMP_NAME = re.compile(r"^(\d+)\.jsonl(?:\.xz)?$")
+
+
 def _step(path: Path) -> int:
-    return int(path.name.split(".", 1)[0])
+    m = _DUMP_NAME.match(path.name)
+    if m is None:
+        raise ValueError(f"not a validation dump name: {path.name}")
+    return int(m[1])
 
 
 def dump_files(directory: str | Path) -> list[Path]:
@@ -89,9 +95,7 @@ def dump_files(directory: str | Path) -> list[Path]:
     d = Path(directory)
     if not d.is_dir():
         return []
-    found = [p for p in d.iterdir() if p.is_file() and p.name.split(".", 1)[0].isdigit()
-             and p.name.split(".", 1)[1:] in (["jsonl"], ["jsonl.xz"])]
-    return sorted(found, key=_step)
+    return sorted((p for p in d.iterdir() if p.is_file() and _DUMP_NAME.match(p.name)), key=_step)
 
 
 def first_and_last(directory: str | Path) -> tuple[Counts | None, Counts | None]:
