@@ -19,5 +19,8 @@ lane() {  # lane GPUS LOG (PLAN OUT CELL)...: cells one after another on the sam
       shift 3
     done ) > "$runs/$log.log" 2>&1 &
 }
+any_ok() {  # any_ok DIR: some result.json under DIR says ok
+  python3 -c 'import json,pathlib,sys; raise SystemExit(not any(json.loads(p.read_text()).get("status") == "ok" for p in pathlib.Path(sys.argv[1]).rglob("result.json")))' "$1" 2>/dev/null
+}
 mkdir -p "$runs"
 stamp "private /tmp probe: $(python3 -c 'from suite.run import private_tmp as p; print(p.probe())')"

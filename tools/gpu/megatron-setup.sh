@@ -85,7 +85,7 @@ EOF
     whl=$(ls "$MS"/wheel/transformer_engine_torch-*.whl)
     echo "megatron-setup: built $(basename "$whl") ($(du -h "$whl" | cut -f1)) in $(( $(ts) - t )) s"
     # ship it next time instead of rebuilding; a detached run's $OUT is gone: copy $MS/wheel/*.whl at a later poll
-    [ -z "${OUT:-}" ] || cp "$whl" "$OUT/"
+    [ -z "${OUT:-}" ] || cp "$whl" "$OUT/" 2>/dev/null || true
   fi
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$MS/site" "$whl"
 fi

@@ -14,5 +14,6 @@ plan h100-1gpu-1.5b bench h100 bench-1.5b
 plan h100-2gpu bench h100 2gpu
 plan h100-1gpu-oom bench h100-oom oom
 plan smollm2-train train h100 train
+plan h100-1gpu-megatron bench h100-megatron megatron-1gpu
 git rev-parse HEAD | tr -d '\n' > .gpu/commit; [ -z "$(git status --porcelain -uno)" ] || echo -n "-dirty" >> .gpu/commit
 echo "commit $(cat .gpu/commit)"

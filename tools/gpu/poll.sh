@@ -19,3 +19,8 @@ nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv,noheader
 # Bring back what exists after every poll: a lent machine that sits idle > 30 s between calls is gone,
 # and with it every result not yet copied out (this happened once; see tools/gpu/README.md).
 [ -n "${OUT:-}" ] && [ -d "$HOME/runs" ] && tar -C "$HOME" --exclude='*/ckpt' -cJf "$OUT/runs.tar.xz" runs session.log 2>/dev/null
+# A TE torch binding built here (tools/gpu/megatron-setup.sh) comes back too, in pieces under $OUT's 16 MiB a file:
+# `cat te-whl.part* > .gpu/megatron/<name>` on the build machine (the name is in te-whl.name).
+for w in "$HOME"/megatron-site/wheel/transformer_engine_torch-*.whl; do
+  [ -n "${OUT:-}" ] && [ -f "$w" ] && basename "$w" > "$OUT/te-whl.name" && split -b 15M -d "$w" "$OUT/te-whl.part"
+done; true
