@@ -13,9 +13,13 @@ quiet() { grep -v -e 'is ignored: it is neither' -e 'Running pip as the .root. u
 # Exact pins, all installed --no-deps: their metadata conflicts with the verl site (bridge 0.5.1 wants
 # transformers<5.9, a NeMo stack, ...), and verl itself installs Megatron-Bridge deps-free.
 # pulp: modelopt 0.44.0 requires pulp<4.0 (it only imports it), so 3.3.2, the newest 3.x, not 4.2.0.
+# TE 2.12.0: the newest TE whose core library runs on the hosts' CUDA 13.0 (cuBLAS 13.1.0.3). 2.13-2.16 call
+# cublasLtGroupedMatrixLayoutInit_internal, which that cuBLAS lacks (2.16.1's import failed on an H200 host,
+# 2026-11-28; checked here with nm against nvidia-cublas 13.1.0.3). Override with TE_VERSION=x.y.z.
+TE=${TE_VERSION:-2.12.0}
 PINS="megatron-core==0.18.0 megatron-bridge==0.5.1 nvidia-modelopt==0.44.0 pulp==3.3.2 einops==0.8.2
   onnx==1.23.2 onnxscript==0.7.2 onnx-ir==1.1.0 ml_dtypes==0.6.0 nvdlfw-inspect==0.2.2
-  transformer-engine==2.16.1 transformer-engine-cu13==2.16.1 ninja==1.13.0"
+  transformer-engine==$TE transformer-engine-cu13==$TE ninja==1.13.0"
 # pip 23 does not widen a manylinux_2_28 target to older tags (ninja is manylinux2014): list them all.
 plat="--platform manylinux2014_x86_64"; for n in $(seq 17 28); do plat="$plat --platform manylinux_2_${n}_x86_64"; done
 need=""
@@ -32,7 +36,7 @@ for p in $BUILD_PINS; do ls "$DL/build" 2>/dev/null | grep -q "^${p%%==*}-${p##*
   --implementation cp $plat -d "$DL" $need 2> >(quiet)
 # The TE torch binding exists only as an sdist; pip download would try to build its metadata (needs torch),
 # so fetch the file named by PyPI's simple JSON API (PEP 691). It is compiled on the host against the host's torch.
-SDIST=transformer_engine_torch-2.16.1.tar.gz
+SDIST=transformer_engine_torch-$TE.tar.gz
 [ -f "$DL/$SDIST" ] || python3 - "$DL/$SDIST" <<'EOF'
 import json, os, sys, urllib.request, hashlib
 req = urllib.request.Request("https://pypi.org/simple/transformer-engine-torch/",
@@ -45,6 +49,9 @@ EOF
 t1=$(date +%s)
 
 rm -rf "$STAGE"; mkdir -p "$STAGE"
+# one TE version in the site: wheels of other TE versions left in the download folder stay out
+stale=$(ls "$DL" | grep -E '^transformer_engine(_cu13)?-[0-9]' | grep -v -- "-$TE-" || true)
+[ -z "$stale" ] || { mkdir -p "$DL/other"; for f in $stale; do mv "$DL/$f" "$DL/other/"; done; }
 # pip 23 checks Requires-Python (bridge: >=3.12) against the running 3.11, not --python-version: ignore it.
 python3 -m pip install -q --no-index --no-deps --no-compile --target "$STAGE/site" --python-version 3.12 \
   --implementation cp $plat --only-binary=:all: --ignore-requires-python "$DL"/*.whl 2> >(quiet)
@@ -56,7 +63,7 @@ find "$STAGE/site/bin" -type f ! -name ninja -delete
 python3 -m pip install -q --no-index --no-deps --no-compile --target "$STAGE/buildtools" "$DL"/build/*.whl 2> >(quiet)
 rm -rf "$STAGE/buildtools/bin"
 cp "$DL/$SDIST" "$STAGE/"
-printf '%s\n' $PINS "transformer-engine-torch==2.16.1 (sdist, built on the host)" "build only: $BUILD_PINS" > "$STAGE/pins.txt"
+printf '%s\n' $PINS "transformer-engine-torch==$TE (sdist, built on the host)" "build only: $BUILD_PINS" > "$STAGE/pins.txt"
 # Sourced on the host by later jobs: the megatron site goes right after the verl site ($HOME/site), so the
 # verl site's copies (pydantic, omegaconf, ...) win, and ninja's binary is on PATH for torch's extension builder.
 cat > "$STAGE/env.sh" <<'EOF'

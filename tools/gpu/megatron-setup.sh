@@ -34,7 +34,9 @@ if [ ! -f "$MS/.unpacked" ]; then
 fi
 source "$MS/env.sh"   # megatron site after the verl site; ninja on PATH
 
-if ! ls "$MS"/site/transformer_engine_torch*.so >/dev/null 2>&1; then
+# the binding's .so sits in transformer_engine/wheel_lib/ (TE >= 2.x wheels) or at the top of the site
+te_so() { find "$MS/site" -maxdepth 3 -name 'transformer_engine_torch*.so' | grep -q .; }
+if ! te_so; then
   whl=$(ls "$HOME"/parts/transformer_engine_torch-*.whl 2>/dev/null | head -1)
   if [ -n "$whl" ]; then
     echo "megatron-setup: using the prebuilt $(basename "$whl"), no build"
@@ -87,12 +89,17 @@ EOF
     # ship it next time instead of rebuilding; a detached run's $OUT is gone: copy $MS/wheel/*.whl at a later poll
     [ -z "${OUT:-}" ] || cp "$whl" "$OUT/" 2>/dev/null || true
   fi
-  python3 -m pip install -q --no-index --no-deps --no-compile --target "$MS/site" "$whl"
+  # Unzipped, not `pip install --target`: pip skips a folder that already exists (transformer_engine/, from the TE
+  # wheel), which silently left the .so out on 2026-11-28; --upgrade would replace all of TE's folder instead.
+  python3 -m zipfile -e "$whl" "$MS/site"
+  te_so || { echo "megatron-setup: no transformer_engine_torch .so in $MS/site after unpacking $whl"; false; }
 fi
 
 if [ "${MEGATRON_SMOKE:-1}" != 0 ]; then
   python3 - <<'EOF'
 import time; t0 = time.time()
+# torch first, as in every verl worker: torch loads its pip CUDA libraries (cuBLAS, ...) that TE's core links to
+import torch; tt = time.time()
 import transformer_engine.pytorch; t1 = time.time()
 import megatron.core; t2 = time.time()
 from megatron.bridge import AutoBridge; t3 = time.time()
@@ -100,7 +107,7 @@ import verl.workers.engine as E; print(E.MegatronEngine); t4 = time.time()
 from importlib.metadata import version as v
 print("megatron-setup: smoke ok:", ", ".join(f"{p} {v(p)}" for p in ("transformer-engine", "transformer-engine-cu13",
       "transformer_engine_torch", "megatron-core", "megatron-bridge", "nvidia-modelopt")))
-print(f"megatron-setup: imports TE {t1-t0:.1f} s, mcore {t2-t1:.1f} s, bridge {t3-t2:.1f} s, verl engine {t4-t3:.1f} s")
+print(f"megatron-setup: imports torch {tt-t0:.1f} s, TE {t1-tt:.1f} s, mcore {t2-t1:.1f} s, bridge {t3-t2:.1f} s, verl engine {t4-t3:.1f} s")
 EOF
 fi
 set +e
