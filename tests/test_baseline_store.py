@@ -201,3 +201,46 @@ def test_a_baseline_of_several_matrices_is_refused(tmp_path, runs) -> None:
     path.write_text(mixed.to_json())
     with pytest.raises(InputError, match=r"results come from several matrices \['h100-1gpu-graphs', 'other'\]"):
         read_baseline(path)
+
+
+def test_one_cell_run_on_two_generations_is_two_baselines_two_gate_cells_two_rows(tmp_path, capsys, runs) -> None:
+    """A cell planned for the H100 that also ran on an H200 (a result is filed by the card it ran on): promote
+    makes one baseline per generation, the gate compares each run with its own generation's baseline, and the
+    report keeps two rows. None of them pools the two cards (the report once did: an H100 and an H200 run of
+    h100-1gpu-graphs full-off_none-tp1-rb16 became one "h100" row of 2 runs)."""
+    from suite.gate.compare import compare
+    from suite.gate.config import load_config
+    from suite.report.table import flatten_all
+
+    h200 = [
+        scaled(r, 1.3).model_copy(
+            update={"gpu": "h200", "provenance": r.provenance.model_copy(update={"gpu_name": "NVIDIA H200"})}
+        )
+        for r in runs
+    ]
+    folder = tmp_path / "r"
+    write_results([*runs, *h200], folder)
+    store = tmp_path / "b"
+    assert main(["baseline", "promote", str(folder), "--baselines", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(3 run(s)") == 2
+    assert set(index_baselines(store)) == {("h100", runs[0].matrix, runs[0].id), ("h200", runs[0].matrix, runs[0].id)}
+    b200 = read_baseline(store / "h200" / runs[0].matrix / (runs[0].id + ".json"))
+    assert {r.provenance.gpu_name for r in b200.results} == {"NVIDIA H200"}
+    assert statistics.median(s.throughput for r in b200.results for s in r.measured_steps()) > statistics.median(
+        s.throughput for r in read_baseline(store / "h100" / runs[0].matrix / (runs[0].id + ".json")).results
+        for s in r.measured_steps()
+    )
+
+    report = compare([(folder / f"{i}.json", r) for i, r in enumerate([*runs, *h200])], store, load_config(None))
+    tput = sorted((r.gpu, r.verdict) for r in report.rows if r.metric == "throughput")
+    assert tput == [("h100", "unchanged"), ("h200", "unchanged")] and report.exit_code == 0
+    # a 30 % slower H200 run is a regression against the H200 baseline even though it beats the H100's
+    slow = [scaled(r, 0.7) for r in h200]
+    report = compare([(folder / f"{i}.json", r) for i, r in enumerate([*runs, *slow])], store, load_config(None))
+    verdicts = {r.gpu: r.verdict for r in report.rows if r.metric == "throughput"}
+    assert verdicts == {"h100": "unchanged", "h200": "regressed"} and report.exit_code == 1
+
+    rows = flatten_all((str(i), r) for i, r in enumerate([*runs, *h200]))
+    assert sorted((r.gpu, r.n_runs) for r in rows) == [("h100", 3), ("h200", 3)]
+    assert len({r.key for r in rows}) == 2

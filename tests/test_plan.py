@@ -226,6 +226,58 @@ def test_megatron_twins_share_settings_with_their_fsdp_cells() -> None:
     assert {cell_id(p) for p in expand(meg)} <= {cell_id(p) for p in expand(fsdp)}
 
 
+def test_megatron_gradient_accumulation_fusion_is_off_unless_asked(tmp_path: Path) -> None:
+    key = "++actor_rollout_ref.actor.megatron.override_transformer_config.gradient_accumulation_fusion"
+    meg = head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron") + "[base]\ntp = 2\n"
+    (c,) = plan(meg, tmp_path)
+    assert argv_dict(c.argv)[key] is False
+    (on,) = plan(meg + "megatron_gradient_accumulation_fusion = true\n", tmp_path / "on")
+    assert argv_dict(on.argv)[key] is True
+    assert not any("ref.megatron.override_transformer_config" in a for a in on.argv)
+    (f,) = plan(head(gpus=2, model="synthetic:qwen2.5-1.5b") + "[base]\ntp = 2\n", tmp_path / "f")
+    assert not any("gradient_accumulation_fusion" in a for a in f.argv)
+
+
+EVIDENCE = MATRICES.parent.parent / "baselines" / "evidence" / "2026-11-28-h200x2-megatron"
+
+
+@pytest.mark.parametrize(("matrix", "folder", "cell"), [
+    ("h100-1gpu-megatron", "h100-megatron", "qwen2.5-0.5b/h100x1/megatron/full-off_none-tp1-rb16"),
+    ("h100-1gpu-graphs", "h100-graphs", "qwen2.5-0.5b/h100x1/fsdp/full-off_none-tp1-rb16"),
+])
+def test_planned_command_is_the_one_that_ran(matrix: str, folder: str, cell: str, monkeypatch, capsys) -> None:
+    """The plan reflects what the H200 runs of 2026-11-28 taught: planning the shipped matrix today, with the
+    host's paths, gives exactly the verl command that ran ok there (the Megatron one after its first try
+    crashed on gradient_accumulation_fusion and was rerun with the override the plan now emits)."""
+    ran = json.loads((EVIDENCE / folder / cell / "cell.json").read_text())
+    monkeypatch.setenv("HOME", "/root")
+    monkeypatch.setenv("GRPO_SUITE_CACHE", "/root/.cache/grpo-suite")
+    assert main(["plan", str(MATRICES / f"{matrix}.toml"), "--profile", "bench", "--format", "json",
+                 "--out", f"/root/runs/{folder}", "--data-root", "/root/.cache/grpo-suite/data/gsm8k-offline",
+                 "--no-verl-check"]) == 0
+    (planned,) = [c for c in json.loads(capsys.readouterr().out) if c["full_id"] == cell]
+    assert planned["full_id"] == cell and planned["status"] == "ok"
+    assert sorted(planned["argv"]) == sorted(ran["argv"])
+    crashed = EVIDENCE / "h100-megatron-crash" / cell / "result.json"
+    if crashed.exists():
+        first = json.loads(crashed.read_text())
+        assert first["status"] == "crash" and "gradient_accumulation_fusion" in first["reason"]
+        assert set(planned["argv"]) - set(first["provenance"]["argv"]) == {
+            "++actor_rollout_ref.actor.megatron.override_transformer_config.gradient_accumulation_fusion=False"}
+
+
+def test_megatron_1gpu_twins_share_settings_with_their_fsdp_cells() -> None:
+    fsdp, meg = load_matrix(MATRICES / "h100-1gpu-graphs.toml"), load_matrix(MATRICES / "h100-1gpu-megatron.toml")
+    assert (meg.matrix.backend, fsdp.matrix.backend) == ("megatron", "fsdp")
+    for k in ("model", "gpus_per_node", "dataset"):
+        assert getattr(meg.matrix, k) == getattr(fsdp.matrix, k), k
+    for k in ("prompt_length", "response_length", "rollout_n", "gpu_memory_utilization", "lr", "ppo_mini_batch_size",
+              "ppo_micro_batch_size_per_gpu", "log_prob_micro_batch_size_per_gpu", "max_model_len",
+              "max_num_batched_tokens", "seed", "enforce_eager"):
+        assert getattr(meg.base, k) == getattr(fsdp.base, k), k
+    assert {cell_id(p) for p in expand(meg)} <= {cell_id(p) for p in expand(fsdp)}
+
+
 def test_raw_overrides_replace_generated_keys(tmp_path: Path) -> None:
     (c,) = plan(head() + "[overrides]\n'actor_rollout_ref.rollout.n' = 8\n'+trainer.extra' = 'x y'\n"
                 "'++actor_rollout_ref.rollout.temperature' = 0.7\n", tmp_path)

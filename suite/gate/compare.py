@@ -47,7 +47,8 @@ class Row:
     p_value: float | None = None
     n_baseline: int | None = None
     n_current: int | None = None
-    matrix: str = ""  # the matrix of the result (or of the baseline, when missing): a cell is (matrix, cell)
+    matrix: str = ""  # the matrix of the result (or of the baseline, when missing)
+    gpu: str = ""  # the generation it ran on: a cell is (gpu, matrix, cell)
 
 
 @dataclass
@@ -278,24 +279,23 @@ def compare(
     *,
     allow_mismatch: bool = False,
 ) -> Report:
-    """Each result cell (all runs of one (matrix, id), pooled) against the baseline of the same GPU
+    """Each result cell (all runs of one (generation, matrix, id), pooled) against the baseline of the same GPU
     generation, matrix and id; a cell without one is `new`, whatever other matrices hold."""
     if not baselines_root.is_dir():
         # A typo in --baselines would otherwise turn every cell into `new` and pass the gate.
         raise InputError(f"baseline folder {baselines_root} does not exist (create it, or promote results into it)")
     report = Report(config_source=config.source)
-    groups: dict[tuple[str, str], list[Result]] = {}
+    groups: dict[tuple[str, str, str], list[Result]] = {}
     for _, result in results:
-        groups.setdefault((result.matrix, result.id), []).append(result)
+        groups.setdefault((result.gpu, result.matrix, result.id), []).append(result)
     store = index_baselines(baselines_root, sorted({r.gpu for _, r in results}))
     errors: list[str] = []
     mismatches: list[str] = []
-    for matrix, cell_id in sorted(groups):
-        runs = groups[(matrix, cell_id)]
+    for gpu, matrix, cell_id in sorted(groups):
+        runs = groups[(gpu, matrix, cell_id)]
         name = label(matrix, cell_id)
         mismatches += _mismatches("other runs of the cell", runs[1:], runs[0])
         cur = pool(runs)
-        gpu = runs[0].gpu
         found = store.get((gpu, matrix, cell_id))
         rows: list[Row] = []
         if found is None:
@@ -310,7 +310,7 @@ def compare(
                     detail=f"no baseline under {baselines_root}/{gpu}/ for matrix {matrix}{elsewhere}",
                 )
             ]
-            report.rows += [replace(r, matrix=matrix) for r in rows]
+            report.rows += [replace(r, matrix=matrix, gpu=gpu) for r in rows]
             continue
         path, baseline = found
         mismatches += _mismatches(f"baseline {path}", runs, baseline.results[0])
@@ -331,12 +331,12 @@ def compare(
                     cur.reason or "",
                 )
             )
-        report.rows += [replace(r, matrix=matrix) for r in rows]
+        report.rows += [replace(r, matrix=matrix, gpu=gpu) for r in rows]
         if cur.status != "ok" or base.status != "ok":
             continue
         need = required_samples(th.throughput)
         for side, cell, where in (
-            ("result", cur, ", ".join(sorted({str(p) for p, r in results if (r.matrix, r.id) == (matrix, cell_id)}))),
+            ("result", cur, ", ".join(sorted({str(p) for p, r in results if (r.gpu, r.matrix, r.id) == (gpu, matrix, cell_id)}))),
             ("baseline", base, str(path)),
         ):
             if len(cell.throughput) < need:
@@ -356,7 +356,7 @@ def compare(
         else:
             rows.append(mem)
         rows += _accuracy_rows(cur, base, th.accuracy, config.gate.ci_level, report.notes)
-        report.rows += [replace(r, matrix=matrix) for r in rows]
+        report.rows += [replace(r, matrix=matrix, gpu=gpu) for r in rows]
     if mismatches and not allow_mismatch:
         errors.append(
             "results and baselines differ in GPU generation, GPU count, model or profile (pass "
@@ -371,7 +371,7 @@ def compare(
 
 def _missing_rows(
     results: Sequence[tuple[Path, Result]],
-    groups: dict[tuple[str, str], list[Result]],
+    groups: dict[tuple[str, str, str], list[Result]],
     store: dict[Key, tuple[Path, Baseline]],
     config: GateConfig,
 ) -> list[Row]:
@@ -381,7 +381,7 @@ def _missing_rows(
     rows = []
     for path, baseline in sorted(store.values(), key=lambda item: item[0]):
         first = baseline.results[0]
-        if (baseline.matrix, baseline.id) in groups or (first.gpu, first.matrix, first.profile) not in scope:
+        if (first.gpu, baseline.matrix, baseline.id) in groups or (first.gpu, first.matrix, first.profile) not in scope:
             continue
         rows.append(
             Row(
@@ -391,6 +391,7 @@ def _missing_rows(
                 config.gate.missing_is_regression,
                 detail=f"baseline {path}",
                 matrix=baseline.matrix,
+                gpu=first.gpu,
             )
         )
     return rows

@@ -236,13 +236,15 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def plan_promotions(
     results: Sequence[tuple[Path, Result]], *, allow_failed: bool, min_samples: int
-) -> dict[tuple[str, str], list[tuple[Path, Result]]]:
-    """Group results by (matrix, cell id) and check each group can serve as a baseline; errors are collected."""
-    groups: dict[tuple[str, str], list[tuple[Path, Result]]] = {}
+) -> dict[tuple[str, str, str], list[tuple[Path, Result]]]:
+    """Group results by (GPU generation, matrix, cell id) and check each group can serve as a baseline; errors
+    are collected. The generation is the one a result ran on: runs of one planned cell on two generations are
+    two baselines, never one pool."""
+    groups: dict[tuple[str, str, str], list[tuple[Path, Result]]] = {}
     for item in results:
-        groups.setdefault((item[1].matrix, item[1].id), []).append(item)
+        groups.setdefault((item[1].gpu, item[1].matrix, item[1].id), []).append(item)
     errors = []
-    for (matrix, cell_id), items in groups.items():
+    for (_gpu, matrix, cell_id), items in groups.items():
         name = label(matrix, cell_id)
         keys = {(r.gpu, r.n_gpus, r.model, r.profile) for _, r in items}
         if len(keys) > 1:
@@ -285,8 +287,7 @@ def promote(
     existing = index_baselines(root, gpus) if root.is_dir() else {}
     at = {path: key for key, (path, _) in existing.items()}
     clashes = []
-    for matrix, cell_id in groups:
-        key = (groups[(matrix, cell_id)][0][1].gpu, matrix, cell_id)
+    for key in groups:
         other = at.get(baseline_path(root, *key))
         if other is not None and other != key:
             clashes.append(f"{baseline_path(root, *key)} holds the baseline of {other[0]}, {label(*other[1:])}")
@@ -294,9 +295,8 @@ def promote(
         raise InputError("\n  ".join(["cannot promote: the file to write holds another baseline:", *clashes]))
     stamp = now or _now()
     done = []
-    for (matrix, cell_id), items in groups.items():
+    for (gpu, matrix, cell_id), items in groups.items():
         runs = [r for _, r in items]
-        gpu = runs[0].gpu
         path = baseline_path(root, gpu, matrix, cell_id)
         history: list[HistoryEntry] = []
         replaced = None

@@ -109,6 +109,10 @@ class Base(_Strict):
     attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] | None = None
     # Megatron: override_transformer_config.attention_backend; None keeps verl's 'flash' (needs flash-attn)
     megatron_attention_backend: Literal["flash", "fused", "unfused", "local", "auto"] | None = None
+    # Megatron: override_transformer_config.gradient_accumulation_fusion. Megatron-Bridge turns it on, and then
+    # mcore needs apex's fused_weight_gradient_mlp_cuda: without apex the first Megatron cell crashed in
+    # ColumnParallelLinear (H200, 2026-11-28). Off unless the host has apex.
+    megatron_gradient_accumulation_fusion: StrictBool = False
     use_remove_padding: StrictBool = True
     enable_gradient_checkpointing: StrictBool = True
     layered_summon: StrictBool = False

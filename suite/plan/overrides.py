@@ -100,6 +100,10 @@ def cell_overrides(
         o[f"{actor}.megatron.pipeline_model_parallel_size"] = b.pp
         if b.megatron_attention_backend:  # the reference model follows the actor's (ref/megatron_ref.yaml)
             o[f"{actor}.megatron.override_transformer_config.attention_backend"] = b.megatron_attention_backend
+        # ++: the key is not in verl's override_transformer_config defaults (the ref only runs forward)
+        o[f"++{actor}.megatron.override_transformer_config.gradient_accumulation_fusion"] = (
+            b.megatron_gradient_accumulation_fusion
+        )
     else:
         o[f"{actor}.ulysses_sequence_parallel_size"] = b.ulysses_sp
         o[f"{actor}.fsdp_config.use_torch_compile"] = profile.torch_compile

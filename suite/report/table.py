@@ -32,7 +32,7 @@ PHASE_LABELS = {
 
 @dataclass(frozen=True)
 class Row:
-    id: str  # full cell id: from the axes, so matrices with other [base] settings share it; (matrix, id) is unique
+    id: str  # full cell id: from the axes, so matrices with other [base] settings share it; (gpu, matrix, id) is unique
     cell: str  # id without the model/hardware/backend prefix
     gpu: str
     n_gpus: int
@@ -78,9 +78,9 @@ class Row:
         return self.status == "ok"
 
     @property
-    def key(self) -> tuple[str, str]:
-        """What names a row: (matrix, full cell id)."""
-        return (self.matrix, self.id)
+    def key(self) -> tuple[str, str, str]:
+        """What names a row: (GPU generation it ran on, matrix, full cell id)."""
+        return (self.gpu, self.matrix, self.id)
 
 
 def cell_name(full_id: str) -> str:
@@ -213,11 +213,11 @@ def several_matrices(rows: Iterable[Row]) -> bool:
 
 
 def flatten_all(results: Iterable[tuple[str, Result]]) -> list[Row]:
-    """Rows from (source, result) pairs; results sharing a matrix and cell id are runs of one cell (two
-    matrices with one cell id are two rows)."""
-    by_id: dict[tuple[str, str], list[tuple[str, Result]]] = {}
+    """Rows from (source, result) pairs; results sharing a generation, matrix and cell id are runs of one cell
+    (two matrices with one cell id are two rows; so is one planned cell run on two generations)."""
+    by_id: dict[tuple[str, str, str], list[tuple[str, Result]]] = {}
     for src, r in results:
-        by_id.setdefault((r.matrix, r.id), []).append((src, r))
+        by_id.setdefault((r.gpu, r.matrix, r.id), []).append((src, r))
     rows = []
     for runs in by_id.values():
         runs.sort(key=lambda t: (t[1].provenance.start_time or "", t[0]))
@@ -225,8 +225,8 @@ def flatten_all(results: Iterable[tuple[str, Result]]) -> list[Row]:
     return sorted(rows, key=sort_key)
 
 
-def with_verdicts(rows: Sequence[Row], verdicts: dict[tuple[str, str], tuple[str, str | None]]) -> list[Row]:
-    """Attach gate verdicts keyed by (matrix, full cell id): (verdict, detail)."""
+def with_verdicts(rows: Sequence[Row], verdicts: dict[tuple[str, str, str], tuple[str, str | None]]) -> list[Row]:
+    """Attach gate verdicts keyed by (gpu, matrix, full cell id): (verdict, detail)."""
     out = []
     for r in rows:
         v = verdicts.get(r.key)

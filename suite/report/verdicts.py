@@ -11,7 +11,7 @@ from suite.results.schema import Result
 
 @dataclass(frozen=True)
 class GateOutcome:
-    verdicts: dict[tuple[str, str], tuple[str, str | None]]  # (matrix, full cell id) -> (worst verdict, detail)
+    verdicts: dict[tuple[str, str, str], tuple[str, str | None]]  # (gpu, matrix, full id) -> (worst verdict, detail)
     notes: list[str]  # missing cells, mismatches, version changes, gate notes
     exit_code: int
 
@@ -29,15 +29,15 @@ def gate(
 
     report = compare([(Path(s), r) for s, r in results], baselines, load_config(config), allow_mismatch=allow_mismatch)
     rank = {v: i for i, v in enumerate(VERDICTS)}  # the gate orders verdicts worst first
-    by_cell: dict[tuple[str, str], list] = {}
+    by_cell: dict[tuple[str, str, str], list] = {}
     for row in report.rows:
-        by_cell.setdefault((row.matrix, row.cell), []).append(row)
-    verdicts: dict[tuple[str, str], tuple[str, str | None]] = {}
+        by_cell.setdefault((row.gpu, row.matrix, row.cell), []).append(row)
+    verdicts: dict[tuple[str, str, str], tuple[str, str | None]] = {}
     notes: list[str] = []
     for cell, rows in sorted(by_cell.items()):
         worst = min(rows, key=lambda r: rank.get(r.verdict, len(rank))).verdict
         if worst == "missing":
-            notes.append(f"gate: {label(*cell)}: baseline without a result (missing)")
+            notes.append(f"gate: {cell[0]} {label(*cell[1:])}: baseline without a result (missing)")
         shown = [
             r
             for r in sorted(rows, key=lambda r: r.metric)
