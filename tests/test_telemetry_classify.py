@@ -130,3 +130,15 @@ def test_nested_ray_and_vllm_error_prefixes_are_removed():
     warn = "(vLLMHttpServer pid=1) WARNING 11-28 05:24:10 [vllm.py:1096] Enforce eager set"
     assert clean(warn).startswith("WARNING 11-28")
     assert last_error_line(["ValueError: real", warn]) == "ValueError: real"
+
+
+def test_real_megatron_crash_without_apex_is_a_crash_with_the_runtime_error():
+    # tests/fixtures/h200-2026-11-28-megatron: the tail of the first Megatron cell's log (no apex on the host,
+    # Megatron-Bridge's gradient_accumulation_fusion on); the suite's plans now turn the fusion off.
+    path = Path(__file__).parent / "fixtures" / "h200-2026-11-28-megatron" / "log-megatron-crash-tail.txt"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    f = classify(1, lines)
+    assert f is not None and f.status == "crash"
+    assert f.reason.startswith("RuntimeError: ColumnParallelLinear was called with gradient_accumulation_fusion")
+    assert f.reason.endswith("(exit code 1)")
+    assert find_oom(lines) is None

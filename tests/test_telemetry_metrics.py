@@ -165,3 +165,40 @@ def test_real_smollm2_train_run_cut_off_after_step_8():
         assert s.response_length_mean == r["data"]["response_length/mean"]
         assert s.response_length_mean < 256  # a train run stops at EOS; bench runs are fixed at 256
         assert r["data"]["critic/score/mean"] == 0.0  # no rollout earned a reward: GRPO had nothing to learn
+
+
+# The 2x H200 session of 2026-11-28 with the first Megatron cell: tests/fixtures/h200-2026-11-28-megatron/README.md.
+MEG = FIXTURES / "h200-2026-11-28-megatron"
+
+
+def test_real_smollm2_train_run_with_accuracy_before_and_after():
+    path = MEG / "metrics-smollm2-train-16-steps.jsonl"
+    raw = raw_lines(path)
+    log = read_metrics(path)
+    assert [s.step for s in log.steps] == list(range(1, 17)) and log.bad_lines == 0
+    acc = "val-core/openai/gsm8k/acc/mean@1"
+    assert log.val_accuracy == {0: {"gsm8k": raw[0]["data"][acc]}, 16: {"gsm8k": raw[-1]["data"][acc]}}
+    assert log.val_accuracy[0]["gsm8k"] == 0.0 and log.val_accuracy[16]["gsm8k"] == pytest.approx(1 / 256)
+    # the format-credit reward (suite/data/rewards.py) gives GRPO a signal: the mean training score rises from
+    # ~0 to ~0.035 (0.1 per well-formed answer) and the validation score from 0.008 to 0.084
+    scores = [r["data"]["critic/score/mean"] for r in raw[1:]]
+    assert scores[0] < 0.005 and scores[-1] > 0.03 and max(scores[-4:]) > 5 * max(scores[:4])
+    score = "val-aux/openai/gsm8k/score/mean@1"
+    assert raw[0]["data"][score] < 0.01 < 0.08 < raw[-1]["data"][score]
+    assert all(s.response_length_mean < 256 for s in log.steps)
+
+
+def test_real_megatron_cell_steps_and_phases():
+    path = MEG / "metrics-megatron-full-off_none-tp1-rb16.jsonl"
+    raw = raw_lines(path)
+    log = read_metrics(path)
+    assert [s.step for s in log.steps] == list(range(1, 11)) and log.val_accuracy == {}
+    for s, r in zip(log.steps, raw, strict=True):
+        assert s.throughput == r["data"]["perf/throughput"] == pytest.approx(s.total_num_tokens / s.time_per_step)
+        assert s.response_length_mean == 256.0 and set(s.timing_s) == PHASES
+    measured = log.steps[2:]
+    import statistics
+
+    assert statistics.median(s.throughput for s in measured) == pytest.approx(4139.2, abs=0.1)
+    # Megatron's actor update is ~4x faster than the FSDP twin's 5.2 s (packed sequences, fused attention)
+    assert statistics.median(s.timing_s["update_actor"] for s in measured) < 1.5

@@ -114,3 +114,17 @@ def test_log_watcher_times_the_real_vllm_lines_in_order(tmp_path):
              "vllm_compiled", "vllm_graphs_captured", "vllm_engine_ready", "ready_to_fit"]
     assert list(seen) == order
     assert [seen[k] for k in order] == sorted(seen[k] for k in order)
+
+
+MEG = Path(__file__).parent / "fixtures" / "h200-2026-11-28-megatron"
+
+
+def test_real_megatron_log_reaches_every_startup_milestone_and_shows_a_compile_cache_hit():
+    lines = (MEG / "log-startup-megatron-full-off_none-tp1-rb16.txt").read_text(encoding="utf-8").splitlines()
+    assert milestones_in(lines) == ["imports_done", "ray_started", "data_loaded", "actor_initialized",
+                                    "vllm_weights_loaded", "vllm_compiled", "vllm_graphs_captured",
+                                    "vllm_engine_ready", "ready_to_fit"]
+    # the second cell of this vLLM shape on the host loaded its compiled graphs from the suite's cache
+    assert any("Directly load the compiled graph(s)" in x for x in lines)
+    took = [x for x in lines if "torch.compile took" in x]
+    assert len(took) == 1 and "4.04 s" in took[0]
