@@ -240,6 +240,16 @@ def test_one_cell_run_on_two_generations_is_two_baselines_two_gate_cells_two_row
     report = compare([(folder / f"{i}.json", r) for i, r in enumerate([*runs, *slow])], store, load_config(None))
     verdicts = {r.gpu: r.verdict for r in report.rows if r.metric == "throughput"}
     assert verdicts == {"h100": "unchanged", "h200": "regressed"} and report.exit_code == 1
+    from suite.gate.render import render_json, render_markdown, render_table
+
+    table = render_table(report).splitlines()
+    header = next(line for line in table if line.startswith("cell"))
+    assert header.split()[:3] == ["cell", "gpu", "metric"]
+    assert any(" h200 " in line and "REGRESSED" in line for line in table)
+    import re
+
+    assert re.search(r"^\|\s*cell\s*\|\s*gpu\s*\|", render_markdown(report), re.M)
+    assert {r["gpu"] for r in json.loads(render_json(report))["rows"]} == {"h100", "h200"}
 
     rows = flatten_all((str(i), r) for i, r in enumerate([*runs, *h200]))
     assert sorted((r.gpu, r.n_runs) for r in rows) == [("h100", 3), ("h200", 3)]

@@ -15,30 +15,37 @@ ICONS = {"regressed": "🔴", "failed": "🔴", "missing": "⚪", "new": "🆕",
 
 def _order(rows: list[Row]) -> list[Row]:
     # Regressions first so the reason for a red job is at the top of the page.
-    return sorted(rows, key=lambda r: (not r.regression, r.cell, r.matrix))
+    return sorted(rows, key=lambda r: (not r.regression, r.cell, r.matrix, r.gpu))
 
 
 def _matrices(report: Report) -> list[str]:
     return sorted({r.matrix for r in report.rows})
 
 
+def _several_gpus(report: Report) -> bool:
+    # One planned cell can have run on two generations: then each row says which (a column, like matrix).
+    return len({r.gpu for r in report.rows}) > 1
+
+
 def _headers(report: Report) -> list[str]:
     # One matrix: named above the table. Several: a column, since one cell id can be in each.
-    return [*HEADERS[:1], "matrix", *HEADERS[1:]] if len(_matrices(report)) > 1 else HEADERS
+    extra = (["gpu"] if _several_gpus(report) else []) + (["matrix"] if len(_matrices(report)) > 1 else [])
+    return [*HEADERS[:1], *extra, *HEADERS[1:]]
 
 
-def _cells(row: Row, markdown: bool, with_matrix: bool) -> list[str]:
+def _cells(row: Row, markdown: bool, with_matrix: bool, with_gpu: bool = False) -> list[str]:
     verdict = row.verdict.upper() if row.regression else row.verdict
     cell = f"`{row.cell}`" if markdown else row.cell
+    gpu = [row.gpu] if with_gpu else []
     matrix = [f"`{row.matrix}`" if markdown else row.matrix] if with_matrix else []
     if markdown:
         verdict = f"{ICONS[row.verdict]} {'**' + verdict + '**' if row.regression else verdict}"
-    return [cell, *matrix, row.metric, verdict, row.change, row.baseline, row.current, row.detail]
+    return [cell, *gpu, *matrix, row.metric, verdict, row.change, row.baseline, row.current, row.detail]
 
 
 def _rows(report: Report, markdown: bool) -> list[list[str]]:
-    several = len(_matrices(report)) > 1
-    return [_cells(r, markdown, several) for r in _order(report.rows)]
+    several, gpus = len(_matrices(report)) > 1, _several_gpus(report)
+    return [_cells(r, markdown, several, gpus) for r in _order(report.rows)]
 
 
 def _headline(report: Report) -> str:
