@@ -10,11 +10,7 @@
 # change a detached run half-way through.
 {
 if [ "${1:-}" = --stash ]; then
-  mkdir -p "$HOME/parts"
-  for f in .gpu/megatron/parts/megatron.tar.xz.part* .gpu/megatron/transformer_engine_torch-*.whl; do
-    [ -f "$f" ] && cp "$f" "$HOME/parts/" && echo "stashed $(basename "$f")"
-  done
-  ls "$HOME/parts" | tr '\n' ' '; echo
+  bash tools/gpu/stash.sh  # it keeps the megatron parts and a carried TE wheel like every other part
   return 0 2>/dev/null || exit 0
 fi
 set -e
