@@ -24,7 +24,7 @@ def test_every_required_generation_has_sources() -> None:
     assert set(GENS) <= set(GPUS)
     for gen in GENS:
         s = load_settings(gen)
-        for p in (s.requirements_in, s.lockfile, s.source_lockfile, s.dockerfile):
+        for p in (s.requirements_in, *s.lockfiles, s.dockerfile):
             assert p.is_file(), p
 
 
@@ -57,13 +57,101 @@ def test_lockfiles_pin_every_package_with_hashes(gen: str) -> None:
     assert pins["vllm"] == "0.25.1"
     assert pins["torch"] == "2.11.0"
     assert pins["transformers"].startswith("5.") and tuple(map(int, pins["transformers"].split(".")[:2])) < (5, 11)
-    for name in ("ray", "peft", "megatron-core", "mbridge", "transformer-engine", "nvidia-ml-py", "pydantic"):
+    for name in ("ray", "peft", "megatron-core", "megatron-bridge", "nvidia-modelopt", "pulp",
+                 "transformer-engine", "nvidia-ml-py", "pydantic"):
         assert name in pins, name
     # The CUDA extensions built from source are in the second file only.
     src = lock.split_blocks(s.source_lockfile.read_text())[1]
     assert {b.name for b in src} == {lock.normalize(p) for p in s.lock["source_packages"]}
     main_names = {b.name for b in lock.split_blocks(s.lockfile.read_text())[1]}
     assert not main_names & {b.name for b in src}
+
+
+@pytest.mark.parametrize("gen", GENS)
+def test_megatron_stack_is_the_one_that_ran(gen: str) -> None:
+    """The set verl 0.9.1's Megatron engine ran with on a CUDA 13.0 host (tools/gpu/megatron.md)."""
+    pins = lock.pinned_versions(load_settings(gen))
+    # One Transformer Engine version across its parts, and only the CUDA 13 core: the CUDA 12 core's library
+    # would overwrite the CUDA 13 one (same path in transformer_engine/wheel_lib/).
+    te = {k: v for k, v in pins.items() if k.startswith("transformer-engine")}
+    assert set(te) == {"transformer-engine", "transformer-engine-cu13", "transformer-engine-torch"}
+    assert set(te.values()) == {"2.12.0"}  # 2.13+ need cuBLAS 13.2; the base image has 13.1
+    assert "mbridge" not in pins  # verl 0.9.1 builds models through Megatron-Bridge
+    assert pins["megatron-bridge"] == "0.5.1" and pins["megatron-core"] == "0.18.0"
+    assert pins["pulp"].split(".")[0] < "4"  # nvidia-modelopt requires pulp<4
+
+
+@pytest.mark.parametrize("gen", GENS)
+def test_no_deps_packages_are_only_in_their_own_part(gen: str) -> None:
+    s = load_settings(gen)
+    nodeps = lock.split_blocks(s.nodeps_lockfile.read_text())[1]
+    assert [f"{b.name}=={b.version}" for b in nodeps] == lock.no_deps_pins(s)
+    assert all("--hash=sha256:" in b.text for b in nodeps)
+    for other in (s.lockfile, s.source_lockfile):
+        assert not {b.name for b in nodeps} & {b.name for b in lock.split_blocks(other.read_text())[1]}
+    for name in s.lock["no_emit"]:
+        assert lock.normalize(name) not in lock.pinned_versions(s)
+
+
+def test_no_deps_pins_must_be_exact(tmp_path: Path) -> None:
+    s = load_settings("h100")
+    for bad in (["megatron-bridge"], ["megatron-bridge>=0.5"], ["megatron-bridge==0.5.1; python_version>'3'"]):
+        s2 = type(s)(**{**s.__dict__, "lock": {**s.lock, "no_deps_packages": bad}})
+        with pytest.raises(InputError, match="not an exact pin; allowed: name==version") as e:
+            lock.no_deps_pins(s2)
+        assert e.value.field == "lock.no_deps_packages"
+    s3 = type(s)(**{**s.__dict__, "lock": {**s.lock, "no_emit": "transformer-engine-cu12"}})
+    with pytest.raises(InputError, match="must be a list of strings") as e:
+        lock.uv_compile_command(s3, Path("o"), pyproject=Path("pyproject.toml"))
+    assert e.value.field == "lock.no_emit"
+
+
+def test_nodeps_compile_command_resolves_the_pins_alone() -> None:
+    s = load_settings("h100")
+    cmd = lock.nodeps_compile_command(s, Path("nd.in"), Path("nd.lock"))
+    assert cmd[:4] == ["uv", "pip", "compile", "nd.in"] and "--no-deps" in cmd and "--generate-hashes" in cmd
+    assert cmd[cmd.index("--exclude-newer") + 1] == s.lock["exclude_newer"]
+    assert cmd[cmd.index("--custom-compile-command") + 1] == "nox -s lock"
+    full = lock.uv_compile_command(s, Path("out.lock"), pyproject=Path("pyproject.toml"))
+    assert "--no-deps" not in full
+    assert [full[i + 1] for i, c in enumerate(full) if c == "--no-emit-package"] == ["transformer-engine-cu12"]
+
+
+FAKE_UV = r"""#!/usr/bin/env python3
+import sys
+args = sys.argv[1:]
+out = args[args.index("--output-file") + 1]
+if "--no-deps" in args:
+    names = [l.strip() for l in open(args[2]) if l.strip()]
+    body = "".join(f"{n} \\\n    --hash=sha256:{'cd' * 32}\n    # via -r {args[2]}\n" for n in names)
+else:
+    emitted = ["alpha==1.0", "flash-attn==2.8.3", "transformer-engine-cu12==2.12.0", "transformer-engine-torch==2.12.0"]
+    skip = {args[i + 1] for i, a in enumerate(args) if a == "--no-emit-package"}
+    body = "".join(f"{n} \\\n    --hash=sha256:{'ab' * 32}\n" for n in emitted if n.split("==")[0] not in skip)
+open(out, "w").write("# This file was autogenerated by uv via the following command:\n#    nox -s lock\n" + body)
+"""
+
+
+def test_lock_generation_writes_three_parts_with_a_fake_uv(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    root = repo / "containers"
+    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns("*.lock", "Dockerfile*"))
+    (root / "images.lock").write_text((ROOT / "images.lock").read_text())
+    uv = tmp_path / "uv"
+    uv.write_text(FAKE_UV)
+    uv.chmod(0o755)
+    main, src, nodeps = lock.lock_generation("h100", repo=repo, uv=str(uv), python="/nonexistent")
+    assert "alpha==1.0" in main.read_text() and "transformer-engine-cu12" not in main.read_text()
+    assert "flash-attn==2.8.3" in src.read_text()
+    text = nodeps.read_text()
+    assert "megatron-bridge==0.5.1 \\\n    --hash=sha256:" in text
+    assert "# via lock.no_deps_packages" in text and str(tmp_path) not in text  # no temp path leaks
+    assert "pip install --require-hashes --no-deps --only-binary=:all: -r requirements-nodeps.lock" in text
+    # A no-deps package that the full resolution already holds would be installed twice: refused.
+    (root / "h100" / "settings.toml").write_text((root / "h100" / "settings.toml").read_text()
+                                                 + '\n[lock]\nno_deps_packages = ["alpha==1.0"]\n')
+    with pytest.raises(InputError, match="alpha resolved with dependencies already"):
+        lock.lock_generation("h100", repo=repo, uv=str(uv), python="/nonexistent")
 
 
 def test_split_lock_keeps_blocks_whole() -> None:
@@ -171,6 +259,11 @@ def test_dockerfile_installs_the_hashed_lock_as_non_root(gen: str) -> None:
     assert "pip install --require-hashes --no-deps --only-binary=:all: -r /tmp/lock/requirements.lock" in text
     assert "--require-hashes --no-deps --no-build-isolation" in text
     assert f"COPY containers/{gen}/requirements.lock containers/{gen}/requirements-source.lock" in text
+    assert f"containers/{gen}/requirements-nodeps.lock /tmp/lock/" in text
+    # Deps-free packages go in after `pip check`, which would list the dependencies they never import.
+    nodeps = "pip install --require-hashes --no-deps --only-binary=:all: -r /tmp/lock/requirements-nodeps.lock"
+    assert text.index("pip check") < text.index(nodeps) < text.index("FROM ${BASE_IMAGE} AS runtime")
+    assert f"!containers/{gen}/requirements-nodeps.lock" in (s.dir / "Dockerfile.dockerignore").read_text()
     assert "USER 1001:1001" in text and "USER root" not in text
     cc = GPUS[gen].compute_capability
     assert f'TORCH_CUDA_ARCH_LIST="{cc}"' in text

@@ -22,7 +22,7 @@ from suite.containers.settings import IMAGES_LOCK, TEMPLATE, GenSettings, load_s
 
 IMAGE_REPO = "grpo-suite"
 # Packages named in the image's `versions` label (the full set is the lockfile, whose hash is labelled).
-LABEL_PACKAGES = ("torch", "vllm", "verl", "ray", "transformers", "peft", "megatron-core",
+LABEL_PACKAGES = ("torch", "vllm", "verl", "ray", "transformers", "peft", "megatron-core", "megatron-bridge",
                   "transformer-engine", "flash-attn", "flashinfer-python")
 _IGNORE = """\
 # BuildKit reads <Dockerfile>.dockerignore beside the Dockerfile: the context is the repository root,
@@ -33,6 +33,7 @@ _IGNORE = """\
 !suite/
 !containers/{gen}/requirements.lock
 !containers/{gen}/requirements-source.lock
+!containers/{gen}/requirements-nodeps.lock
 **/__pycache__
 """
 

@@ -35,8 +35,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
     repo = _repo()
     for gen in _gens(args.generation):
-        main, src = lock_generation(gen, repo=repo, uv=args.uv)
-        print(f"{gen}: {main.relative_to(repo)} + {src.name}")
+        main, src, nodeps = lock_generation(gen, repo=repo, uv=args.uv)
+        print(f"{gen}: {main.relative_to(repo)} + {src.name} + {nodeps.name}")
     render_all(repo / "containers")  # identities in the Dockerfiles follow the new lock hashes
     print("rendered containers/*/Dockerfile")
     return 0

@@ -3,8 +3,11 @@
 One `uv pip compile --generate-hashes` resolution per generation over `containers/<gen>/requirements.in`
 plus grpo-suite's own dependencies (pyproject.toml), for the image's Python and platform. The result is
 split in two files so the Dockerfile can install wheels first and then build the CUDA extensions whose
-setup.py imports torch (`source_packages`): `requirements.lock` and `requirements-source.lock`. Both keep
-`--hash` lines, so `pip install --require-hashes --no-deps` checks every artefact.
+setup.py imports torch (`source_packages`): `requirements.lock` and `requirements-source.lock`. A third,
+`requirements-nodeps.lock`, pins `no_deps_packages` resolved alone (`--no-deps`): packages whose declared
+dependencies cannot join the resolution (Megatron-Bridge), installed deps-free as verl does. `no_emit` names
+packages resolved but never written. Every part keeps `--hash` lines, so `pip install --require-hashes
+--no-deps` checks every artefact.
 """
 
 from __future__ import annotations
@@ -39,9 +42,42 @@ def uv_compile_command(settings: GenSettings, output: Path, *, pyproject: Path, 
            "--output-file", str(output)]
     if lock.get("exclude_newer"):
         cmd += ["--exclude-newer", str(lock["exclude_newer"])]
+    for name in _str_list(lock, "no_emit"):
+        cmd += ["--no-emit-package", name]
     if python:  # an interpreter to build sdist metadata with; uv would otherwise try to download one
         cmd += ["--python", python]
     return cmd
+
+
+def nodeps_compile_command(settings: GenSettings, requirements_in: Path, output: Path, *,
+                           uv: str = "uv") -> list[str]:
+    """The resolution of `no_deps_packages` alone: each pin with its hashes, none of its dependencies."""
+    lock = settings.lock
+    cmd = [uv, "pip", "compile", str(requirements_in), "--no-deps", "--generate-hashes", "--quiet",
+           "--python-version", str(lock.get("python_version", "3.12")),
+           "--python-platform", str(lock.get("python_platform", "x86_64-manylinux_2_28")),
+           "--custom-compile-command", LOCK_COMMAND, "--output-file", str(output)]
+    if lock.get("exclude_newer"):
+        cmd += ["--exclude-newer", str(lock["exclude_newer"])]
+    return cmd
+
+
+def no_deps_pins(settings: GenSettings) -> list[str]:
+    """`no_deps_packages`, checked: each must be an exact `name==version` pin (a range would make the lock
+    depend on the day it was made, and nothing else constrains these packages)."""
+    pins = _str_list(settings.lock, "no_deps_packages")
+    for pin in pins:
+        if not _REQ_LINE.fullmatch(pin):
+            raise InputError(f"{pin!r} is not an exact pin; allowed: name==version",
+                             source=str(settings.dir / "settings.toml"), field="lock.no_deps_packages")
+    return pins
+
+
+def _str_list(table: dict, key: str) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"must be a list of strings, got {value!r}", field=f"lock.{key}")
+    return list(value)
 
 
 @dataclass(frozen=True)
@@ -100,7 +136,8 @@ def find_python(version: str) -> str | None:
     return None
 
 
-def lock_generation(gen: str, *, repo: Path, uv: str = "uv", python: str | None = None) -> tuple[Path, Path]:
+def lock_generation(gen: str, *, repo: Path, uv: str = "uv",
+                    python: str | None = None) -> tuple[Path, Path, Path]:
     settings = load_settings(gen, repo / "containers")
     python = python or find_python(str(settings.lock.get("python_version", "3.12")))
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,9 +149,36 @@ def lock_generation(gen: str, *, repo: Path, uv: str = "uv", python: str | None 
         if proc.returncode != 0:
             raise InputError(f"uv pip compile failed for {gen}:\n{proc.stderr.strip()}")
         main, src = split_lock(out.read_text(), list(settings.lock.get("source_packages", [])))
+        nodeps = _lock_nodeps(settings, Path(tmp), repo=repo, uv=uv, main=main)
     settings.lockfile.write_text(main)
     settings.source_lockfile.write_text(src)
-    return settings.lockfile, settings.source_lockfile
+    settings.nodeps_lockfile.write_text(nodeps)
+    return settings.lockfile, settings.source_lockfile, settings.nodeps_lockfile
+
+
+def _lock_nodeps(settings: GenSettings, tmp: Path, *, repo: Path, uv: str, main: str) -> str:
+    pins = no_deps_pins(settings)
+    clash = {normalize(p.split("==")[0]) for p in pins} & {b.name for b in split_blocks(main)[1]}
+    if clash:
+        raise InputError(f"{', '.join(sorted(clash))} resolved with dependencies already; drop from "
+                         "no_deps_packages or from requirements.in", field="lock.no_deps_packages")
+    note = ("# Installed last, without the dependencies these packages declare (as verl installs them):\n"
+            "#   pip install --require-hashes --no-deps --only-binary=:all: -r requirements-nodeps.lock\n")
+    if not pins:
+        return f"# This file was autogenerated by {LOCK_COMMAND}: no no_deps_packages.\n{note}"
+    req = tmp / "nodeps.in"
+    req.write_text("\n".join(pins) + "\n")
+    out = tmp / "nodeps.lock"
+    proc = subprocess.run(nodeps_compile_command(settings, req, out, uv=uv), cwd=repo, capture_output=True,
+                          text=True, env=_uv_env())
+    if proc.returncode != 0:
+        raise InputError(f"uv pip compile --no-deps failed for {settings.gen}:\n{proc.stderr.strip()}")
+    header, blocks = split_blocks(out.read_text())
+    # The temporary input's path says nothing to a reader: name the setting instead.
+    body = "\n".join(b.text.replace(f"-r {req}", "lock.no_deps_packages").replace("-r nodeps.in",
+                                                                                 "lock.no_deps_packages")
+                     for b in blocks)
+    return header + "\n" + note + body + "\n"
 
 
 def _uv_env() -> dict[str, str]:
@@ -127,7 +191,7 @@ def _uv_env() -> dict[str, str]:
 def lock_sha256(settings: GenSettings) -> str:
     """Hash of everything pip installs from: both lock parts, in install order."""
     h = hashlib.sha256()
-    for path in (settings.lockfile, settings.source_lockfile):
+    for path in settings.lockfiles:
         try:
             h.update(path.read_bytes())
         except FileNotFoundError:
@@ -138,7 +202,7 @@ def lock_sha256(settings: GenSettings) -> str:
 def pinned_versions(settings: GenSettings) -> dict[str, str]:
     """name -> version for every package the image installs (both lock parts)."""
     out: dict[str, str] = {}
-    for path in (settings.lockfile, settings.source_lockfile):
+    for path in settings.lockfiles:
         if not path.is_file():
             raise InputError(f"lockfile missing; run `{LOCK_COMMAND}`", source=str(path))
         for block in split_blocks(path.read_text())[1]:
@@ -149,7 +213,7 @@ def pinned_versions(settings: GenSettings) -> dict[str, str]:
 def unhashed(settings: GenSettings) -> list[str]:
     """Requirements without a --hash line (pip --require-hashes would refuse the whole file)."""
     bad = []
-    for path in (settings.lockfile, settings.source_lockfile):
+    for path in settings.lockfiles:
         for block in split_blocks(path.read_text())[1]:
             if "--hash=sha256:" not in block.text:
                 bad.append(f"{path.name}: {block.name}")

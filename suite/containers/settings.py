@@ -15,6 +15,7 @@ SETTINGS_FILE = "settings.toml"
 REQUIREMENTS_IN = "requirements.in"
 LOCK_FILE = "requirements.lock"
 SOURCE_LOCK_FILE = "requirements-source.lock"
+NODEPS_LOCK_FILE = "requirements-nodeps.lock"
 DOCKERFILE = "Dockerfile"
 TEMPLATE = "Dockerfile.in"
 IMAGES_LOCK = "images.lock"
@@ -55,6 +56,15 @@ class GenSettings:
     @property
     def source_lockfile(self) -> Path:
         return self.dir / SOURCE_LOCK_FILE
+
+    @property
+    def nodeps_lockfile(self) -> Path:
+        return self.dir / NODEPS_LOCK_FILE
+
+    @property
+    def lockfiles(self) -> tuple[Path, Path, Path]:
+        """Every lock part, in the Dockerfile's install order."""
+        return self.lockfile, self.source_lockfile, self.nodeps_lockfile
 
     @property
     def requirements_in(self) -> Path:

@@ -14,7 +14,9 @@ from pathlib import Path
 from suite import __version__
 from suite.results.schema import Provenance
 
-PACKAGES = ("torch", "verl", "vllm", "ray", "transformers", "peft", "megatron-core", "nvidia-ml-py")
+# Megatron-Bridge and Transformer Engine are recorded where installed: which TE loads depends on the CUDA stack.
+PACKAGES = ("torch", "verl", "vllm", "ray", "transformers", "peft", "megatron-core", "megatron-bridge",
+            "transformer-engine", "flash-attn", "nvidia-ml-py")
 REDACTED = "<redacted>"
 # Matched per word of the name (split at anything not a letter or digit). "token" counts only as the last word:
 # HF_TOKEN and auth_token are secrets, max_num_batched_tokens and ppo_max_token_len_per_gpu are settings.
