@@ -71,6 +71,10 @@ for _gen, _matrix in GENERATIONS.items():
         """Plan the generation's matrix, validate every cell against verl, predict memory (no GPU)."""
         _suite(session, "plan", str(MATRICES / matrix), "--predict-memory")
 
+    def _doctor(session: nox.Session, matrix: str = _matrix) -> None:
+        """Check that this environment imports what the matrix's cells need (before any GPU time; exit 2 if not)."""
+        _suite(session, "doctor", str(MATRICES / matrix))
+
     # Results go to runs/<gen>/<profile>: the gate pools every result under the folder it is given.
     def _bench(session: nox.Session, matrix: str = _matrix, gen: str = _gen) -> None:
         """Run the matrix with the bench profile (GPU host; extra arguments after --)."""
@@ -85,6 +89,7 @@ for _gen, _matrix in GENERATIONS.items():
         _suite(session, "gate", f"runs/{gen}/bench", "--baselines", "baselines", "--format", "markdown")
 
     nox.session(python=False, name=f"plan-{_gen}")(_plan)
+    nox.session(python=False, name=f"doctor-{_gen}")(_doctor)
     nox.session(python=False, name=f"bench-{_gen}")(_bench)
     nox.session(python=False, name=f"train-{_gen}")(_train)
     nox.session(python=False, name=f"gate-{_gen}")(_gate)

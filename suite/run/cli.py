@@ -31,7 +31,54 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="record cells the memory planner predicts to OOM as skipped instead of running them")
     p.add_argument("--data-root", default=None, help="directory holding train.parquet/test.parquet")
     p.add_argument("--no-verl-check", action="store_true", help="skip composing each cell with verl's config")
+    p.add_argument("--no-preflight", action="store_true",
+                   help="skip importing what the cells need before the first cell (host runtime)")
     p.set_defaults(func=run)
+
+    d = sub.add_parser("doctor", help="check, before any GPU time, that this environment imports what a "
+                                      "matrix's cells need (backend, LoRA, remove-padding, apex); exit 2 if not")
+    d.add_argument("matrix", help="matrix TOML file, or a plan JSON (grpo-suite plan --format json)")
+    d.add_argument("--profile", default="bench", help="profile of the matrix: bench (default) or train")
+    d.add_argument("--cells", default=None, metavar="PATTERN", help="glob(s) over cell id or full id")
+    d.add_argument("--format", default="table", choices=("table", "json"), help="output format")
+    d.set_defaults(func=doctor)
+
+
+def _preflight(cells: list) -> list:
+    """Findings for the cells; an InputError (exit 2) listing every failed import with its fix."""
+    from suite.run import preflight
+
+    findings, python = preflight.check_cells(cells)
+    bad = preflight.errors(findings)
+    if bad:
+        raise InputError("this environment cannot import what the selected cells need (checked before any GPU "
+                         "time; --no-preflight skips the check):\n" + preflight.format_findings(bad, python=python),
+                         field="environment")
+    return findings
+
+
+def doctor(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from suite.errors import EXIT_OK, EXIT_USAGE
+    from suite.run import preflight, prepare
+    from suite.run.runner import select
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _, cells = prepare.plan(args.matrix, args.profile, Path(tmp), verl_check=False)
+    selected = select(cells, args.cells)
+    if not selected:
+        raise InputError(f"no cell matches {args.cells!r}; cells: {', '.join(c.id for c in cells)}",
+                         field="--cells")
+    findings, python = preflight.check_cells(selected)
+    if args.format == "json":
+        print(json.dumps({"python": python, "findings": [dataclasses.asdict(f) for f in findings]}, indent=2))
+    else:
+        print(preflight.format_findings(findings, python=python) or "no runnable cell selected")
+    return EXIT_USAGE if preflight.errors(findings) else EXIT_OK
 
 
 def _runtime_options(args: argparse.Namespace) -> dict[str, object]:
@@ -81,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     if not selected:
         raise InputError(f"no cell matches {args.cells!r}; cells: {', '.join(c.id for c in cells)}",
                          field="--cells")
+    if args.runtime == "host" and not args.dry_run and not args.no_preflight:
+        _preflight(selected)  # before models and data are built: those take minutes too
     if not args.dry_run and any(c.status != "invalid" for c in selected):
         prepare.ensure_inputs(matrix, selected, data_root=args.data_root)
     if args.runtime == "host" and (note := prepare.generation_note(

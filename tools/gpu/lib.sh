@@ -13,10 +13,11 @@ one() {  # one GPUS PLAN OUT CELLS LOG [run options]: in the background, its out
 }
 lane() {  # lane GPUS LOG (PLAN OUT CELL)...: cells one after another on the same GPUs, in the background
   local gpus=$1 log=$2; shift 2
-  ( while [ $# -ge 3 ]; do
+  # The first run's preflight (imports, ~20-30 s) stands for the lane: device minutes are scarce.
+  ( pre=""; while [ $# -ge 3 ]; do
       stamp "$3 on GPU $gpus"
-      suite run "$1" --gpus "$gpus" --out "$2" --cells "$3" --no-verl-check --timeout 1200
-      shift 3
+      suite run "$1" --gpus "$gpus" --out "$2" --cells "$3" --no-verl-check --timeout 1200 $pre
+      pre=--no-preflight; shift 3
     done ) > "$runs/$log.log" 2>&1 &
 }
 any_ok() {  # any_ok DIR: some result.json under DIR says ok

@@ -1,0 +1,227 @@
+"""Before any GPU time: can this environment import what the selected cells will import?
+
+Every lesson here cost a GPU session once: a Transformer Engine that cannot load on the host's cuBLAS, a
+Megatron-Bridge without nvidia-modelopt, apex missing under Megatron-Bridge's gradient_accumulation_fusion,
+flash-attn missing under FSDP's remove-padding path. `needs` derives the modules from the cells (pure),
+`probe` imports them in a child process with the cells' interpreter and environment, `diagnose` turns the
+two into findings with the fix (pure). `grpo-suite run` refuses to start (exit 2) on an error finding;
+`grpo-suite doctor` prints the whole table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from suite.plan.cell import Cell
+
+# Distribution names whose versions explain a failed import (the CUDA libraries TE links against).
+CONTEXT_PACKAGES = ("torch", "nvidia-cublas", "nvidia-cublas-cu13", "nvidia-cublas-cu12", "transformer-engine",
+                    "transformer-engine-cu13", "transformer-engine-cu12", "nvidia-cudnn-cu13", "nvidia-cudnn-cu12")
+PROBE_TIMEOUT_S = 600.0
+ENTRY_MODULE = "verl.trainer.main_ppo"
+
+
+@dataclass(frozen=True)
+class Need:
+    module: str  # what is imported
+    package: str  # what provides it (pip name)
+    why: str
+    cells: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one interpreter could import: module -> error (None when it imported), plus package versions."""
+
+    python: str
+    errors: dict[str, str | None]
+    versions: dict[str, str] = field(default_factory=dict)
+    failure: str | None = None  # the probe itself failed (no such interpreter, timeout)
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # error | ok
+    module: str
+    package: str
+    cells: tuple[str, ...]
+    detail: str  # version when ok, the import error otherwise
+    hint: str | None = None
+
+
+def overrides_of(argv: Sequence[str]) -> dict[str, str]:
+    """The `key=value` Hydra overrides of a verl command, with `+`/`++` prefixes dropped."""
+    out: dict[str, str] = {}
+    for arg in argv:
+        if "=" in arg and not arg.startswith("-"):
+            key, _, value = arg.partition("=")
+            out[key.lstrip("+")] = value
+    return out
+
+
+def _true(value: str | None) -> bool:
+    return str(value).strip().lower() == "true"
+
+
+def needs(cells: Sequence[Cell]) -> list[Need]:
+    """Modules the runnable cells will import, each with the cells that need it and why (pure)."""
+    acc: dict[tuple[str, str, str], list[str]] = {}
+
+    def add(module: str, package: str, why: str, cell: Cell) -> None:
+        acc.setdefault((module, package, why), []).append(cell.id)
+
+    for cell in cells:
+        if cell.status not in ("ok", "predicted-oom") or ENTRY_MODULE not in cell.argv:
+            continue  # not run, or not verl's trainer (an ingested or hand-written command)
+        o = overrides_of(cell.argv)
+        add("torch", "torch", "every cell", cell)
+        add("ray", "ray", "every cell (verl's trainer runs on Ray)", cell)
+        add("vllm", "vllm", "every cell (vLLM rollout)", cell)
+        add("verl.trainer.main_ppo", "verl", "every cell", cell)
+        if cell.backend == "fsdp":
+            if _true(o.get("actor_rollout_ref.model.use_remove_padding")):
+                add("flash_attn.bert_padding", "flash-attn",
+                    "FSDP cells with use_remove_padding=true (verl unpads with flash-attn)", cell)
+            if int(o.get("actor_rollout_ref.model.lora_rank", "0") or 0) > 0:
+                add("peft", "peft", "LoRA cells", cell)
+        elif cell.backend == "megatron":
+            why = "Megatron cells"
+            add("transformer_engine.pytorch", "transformer-engine[pytorch]", why, cell)
+            add("megatron.core", "megatron-core", why, cell)
+            add("megatron.bridge", "megatron-bridge", why + " (verl 0.9.1 builds models through AutoBridge)", cell)
+            add("modelopt", "nvidia-modelopt", why + " (Megatron-Bridge imports it)", cell)
+            key = "actor_rollout_ref.actor.megatron.override_transformer_config.gradient_accumulation_fusion"
+            # Megatron-Bridge turns the fusion on unless the plan turns it off; then ColumnParallelLinear needs apex.
+            if key not in o or _true(o[key]):
+                add("fused_weight_gradient_mlp_cuda", "apex",
+                    "Megatron cells with gradient_accumulation_fusion on", cell)
+    return [Need(m, p, w, tuple(c)) for (m, p, w), c in acc.items()]
+
+
+PROBE_SCRIPT = r"""
+import importlib, json, sys
+from importlib import metadata
+mods, pkgs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+errors, versions = {}, {}
+for m in mods:  # in order: torch first, as every verl process does
+    try:
+        importlib.import_module(m)
+        errors[m] = None
+    except BaseException as e:  # an extension's SystemExit or a missing symbol must not end the probe
+        text = (str(e).strip().splitlines() or [""])[-1]
+        errors[m] = f"{type(e).__name__}: {text}"[:500]
+for p in pkgs:
+    try:
+        versions[p] = metadata.version(p)
+    except Exception:
+        pass
+print("GRPO_SUITE_PROBE " + json.dumps({"errors": errors, "versions": versions}))
+"""
+
+
+def probe(modules: Sequence[str], *, python: str = "python3", env: Mapping[str, str] | None = None,
+          packages: Sequence[str] = (), timeout_s: float = PROBE_TIMEOUT_S) -> Probe:
+    """Import `modules` in a child `python` with `env` (a child: a failed CUDA extension must not poison this
+    process, and the cells' interpreter may not be this one)."""
+    env = dict(os.environ if env is None else env)
+    exe = shutil.which(python, path=env.get("PATH")) or python
+    pkgs = sorted({*CONTEXT_PACKAGES, *packages})
+    try:
+        proc = subprocess.run([exe, "-c", PROBE_SCRIPT, json.dumps(list(modules)), json.dumps(pkgs)],
+                              capture_output=True, text=True, env=env, timeout=timeout_s)
+    except FileNotFoundError:
+        return Probe(python, {}, failure=f"no interpreter {python!r} on PATH")
+    except subprocess.TimeoutExpired:
+        return Probe(python, {}, failure=f"imports took over {timeout_s:g} s")
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("GRPO_SUITE_PROBE "):
+            data = json.loads(line.split(" ", 1)[1])
+            return Probe(python, data["errors"], data["versions"])
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return Probe(python, {}, failure=f"probe exited {proc.returncode}: {tail}")
+
+
+def hint(need: Need, error: str, versions: Mapping[str, str]) -> str | None:
+    """The fix for a failed import, where one is known (pure)."""
+    cublas = next((versions[p] for p in ("nvidia-cublas", "nvidia-cublas-cu13", "nvidia-cublas-cu12")
+                   if p in versions), None)
+    te = versions.get("transformer-engine")
+    if need.module.startswith("transformer_engine") and "undefined symbol" in error and "cublas" in error.lower():
+        have = f"cuBLAS {cublas}" if cublas else "this cuBLAS"
+        return (f"Transformer Engine {te or '?'} calls a cuBLAS function that {have} lacks: TE 2.13+ need "
+                "cuBLAS 13.2+; on CUDA 13.0 / cuBLAS 13.1 install TE 2.12.0 (transformer-engine, "
+                "transformer-engine-cu13 and the torch binding built against this torch; docs/containers.md)")
+    if need.module.startswith("transformer_engine") and "libtransformer_engine" in error:
+        return ("the TE core library is missing or was overwritten: install exactly one of transformer-engine-cu12 "
+                "/ -cu13, matching torch's CUDA, with --no-deps")
+    if need.module.startswith("transformer_engine") and "transformer_engine_torch" in error:
+        return ("TE's torch binding (transformer_engine_torch) is not installed: it is an sdist, built against the "
+                "installed torch with `pip install --no-build-isolation --no-deps transformer-engine-torch==<TE>`")
+    if need.module == "modelopt":
+        return "pip install nvidia-modelopt 'pulp<4' (Megatron-Bridge imports modelopt, which imports pulp)"
+    if need.module == "megatron.bridge":
+        return "pip install --no-deps megatron-bridge (as verl installs it; its declared NeMo stack is not needed)"
+    if need.module == "fused_weight_gradient_mlp_cuda":
+        return ("set megatron_gradient_accumulation_fusion = false in the matrix's [base] (the default), or install "
+                "NVIDIA apex with its CUDA extensions (never the PyPI package named 'apex')")
+    if need.module == "flash_attn.bert_padding":
+        return ("set use_remove_padding = false in the matrix's [base] for these FSDP cells, or install flash-attn "
+                "built for this torch")
+    if "pulp" in error:
+        return "pip install 'pulp<4' (nvidia-modelopt imports it)"
+    return None
+
+
+def dist_name(package: str) -> str:
+    """`transformer-engine[pytorch]` -> `transformer-engine`."""
+    return package.split("[")[0].strip()
+
+
+def diagnose(wanted: Sequence[Need], result: Probe) -> list[Finding]:
+    """One finding per needed module: ok with its package version, or error with the import error and a fix."""
+    if result.failure:
+        return [Finding("error", n.module, n.package, n.cells, result.failure) for n in wanted]
+    out: list[Finding] = []
+    for n in wanted:
+        err = result.errors.get(n.module, "not probed")
+        if err is None:
+            out.append(Finding("ok", n.module, n.package, n.cells, result.versions.get(dist_name(n.package), "")))
+            continue
+        out.append(Finding("error", n.module, n.package, n.cells, err, hint(n, err, result.versions)))
+    return out
+
+
+def errors(findings: Sequence[Finding]) -> list[Finding]:
+    return [f for f in findings if f.level == "error"]
+
+
+def format_findings(findings: Sequence[Finding], *, python: str | None = None) -> str:
+    """A plain table: level, module (package), cells, detail, and the fix under a failed row."""
+    lines = [f"python: {python}"] if python else []
+    if findings:
+        lines.append(f"{'level':<7}  {'module':<31}  {'package':<28}  {'needed by':>9}  version or import error")
+    for f in findings:
+        cells = f"{len(f.cells)} cell{'s' if len(f.cells) != 1 else ''}" if f.cells else "-"
+        lines.append(f"{f.level:<7}  {f.module:<31}  {f.package:<28}  {cells:>9}  {f.detail}")
+        if f.hint:
+            lines.append(f"{'':<9}fix: {f.hint}")
+    return "\n".join(lines)
+
+
+def check_cells(cells: Sequence[Cell], *, env: Mapping[str, str] | None = None,
+                timeout_s: float = PROBE_TIMEOUT_S) -> tuple[list[Finding], str]:
+    """Probe with the cells' interpreter (argv[0]) and environment; (findings, interpreter)."""
+    wanted = needs(cells)
+    if not wanted:
+        return [], ""
+    runnable = [c for c in cells if c.status in ("ok", "predicted-oom")]
+    python = runnable[0].argv[0] if runnable and runnable[0].argv else "python3"
+    merged = {**(os.environ if env is None else env), **(runnable[0].env if runnable else {})}
+    result = probe([n.module for n in wanted], python=python, env=merged, timeout_s=timeout_s,
+                   packages=[dist_name(n.package) for n in wanted])
+    return diagnose(wanted, result), python

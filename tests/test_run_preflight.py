@@ -1,0 +1,199 @@
+"""Preflight: what the cells import, probed in a real child interpreter, diagnosed with the known fixes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from suite.cli import main
+from suite.matrix import load_matrix
+from suite.plan.planner import plan_matrix
+from suite.run import preflight as pf
+
+MATRICES = Path(__file__).resolve().parents[1] / "suite" / "matrices"
+FUSION = "actor_rollout_ref.actor.megatron.override_transformer_config.gradient_accumulation_fusion"
+
+
+def cells_of(name: str, tmp_path: Path) -> list:
+    return plan_matrix(load_matrix(MATRICES / f"{name}.toml"), "bench", out_dir=tmp_path, validate_with_verl=False)
+
+
+def by_module(needs: list[pf.Need]) -> dict[str, pf.Need]:
+    out = {n.module: n for n in needs}
+    assert len(out) == len(needs)  # one row per module: its cells are merged
+    return out
+
+
+def test_overrides_of_drops_plus_prefixes_and_flags() -> None:
+    argv = ["python3", "-m", "verl.trainer.main_ppo", "a.b=1", "+c=x=y", "++d.e=False", "--flag"]
+    assert pf.overrides_of(argv) == {"a.b": "1", "c": "x=y", "d.e": "False"}
+
+
+def test_megatron_cells_need_the_stack_that_ran_and_no_apex(tmp_path: Path) -> None:
+    cells = cells_of("h100-1gpu-megatron", tmp_path)
+    needs = by_module(pf.needs(cells))
+    assert set(needs) == {"torch", "ray", "vllm", "verl.trainer.main_ppo", "transformer_engine.pytorch",
+                          "megatron.core", "megatron.bridge", "modelopt"}
+    assert needs["megatron.bridge"].package == "megatron-bridge"
+    assert needs["modelopt"].package == "nvidia-modelopt"
+    assert set(needs["megatron.core"].cells) == {c.id for c in cells if c.status == "ok"}
+    # the plan turns gradient_accumulation_fusion off, so apex is not needed; flash-attn is FSDP's
+
+
+def test_fusion_on_or_left_to_the_bridge_needs_apex(tmp_path: Path) -> None:
+    cell = cells_of("h100-1gpu-megatron", tmp_path)[0]
+    on = dataclasses.replace(cell, argv=[a if FUSION not in a else f"++{FUSION}=True" for a in cell.argv])
+    unset = dataclasses.replace(cell, id="unset", argv=[a for a in cell.argv if FUSION not in a])
+    assert len(unset.argv) == len(cell.argv) - 1
+    needs = by_module(pf.needs([on, unset]))
+    assert needs["fused_weight_gradient_mlp_cuda"].package == "apex"
+    assert needs["fused_weight_gradient_mlp_cuda"].cells == (cell.id, "unset")
+
+
+def test_fsdp_seed_needs_flash_attn_and_peft(tmp_path: Path) -> None:
+    cells = cells_of("h100", tmp_path)
+    needs = by_module(pf.needs(cells))
+    assert "flash_attn.bert_padding" in needs  # remove-padding on
+    assert "peft" in needs
+    assert not any(m.startswith(("megatron", "transformer_engine")) for m in needs)
+    runnable = {c.id for c in cells if c.status in ("ok", "predicted-oom")}
+    assert set(needs["flash_attn.bert_padding"].cells) == runnable
+    assert set(needs["peft"].cells) == {c for c in runnable if not c.startswith("full")}
+
+
+def test_padded_fsdp_cells_need_no_flash_attn_and_full_ft_no_peft(tmp_path: Path) -> None:
+    cells = cells_of("h100-1gpu-graphs", tmp_path)
+    needs = by_module(pf.needs(cells))
+    assert "flash_attn.bert_padding" not in needs
+    assert set(needs["peft"].cells) == {c.id for c in cells if c.id.startswith("lora") and c.status == "ok"}
+    full = [c for c in cells if c.id.startswith("full")]
+    assert full and "peft" not in by_module(pf.needs(full))
+
+
+def test_unrun_and_foreign_cells_need_nothing(tmp_path: Path) -> None:
+    cell = cells_of("h100-1gpu-graphs", tmp_path)[0]
+    invalid = dataclasses.replace(cell, status="invalid", reason="x")
+    foreign = dataclasses.replace(cell, argv=[sys.executable, "train.py", "a=1"])
+    assert pf.needs([invalid, foreign]) == []
+    assert pf.check_cells([invalid, foreign]) == ([], "")
+
+
+# -- probe: a real child interpreter -----------------------------------------------------------------------
+
+CUBLAS_ERROR = ("OSError: /site/transformer_engine/libtransformer_engine.so: undefined symbol: "
+                "cublasLtGroupedMatrixLayoutInit_internal, version libcublasLt.so.13")
+
+
+@pytest.fixture
+def fake_site(tmp_path: Path) -> dict[str, str]:
+    site = tmp_path / "site"
+    (site / "te_like").mkdir(parents=True)
+    (site / "te_like" / "__init__.py").write_text("")
+    (site / "te_like" / "pytorch.py").write_text(f"raise OSError({CUBLAS_ERROR.split(': ', 1)[1]!r})\n")
+    (site / "exits.py").write_text("import sys\nsys.exit('no GPU here')\n")
+    (site / "fine.py").write_text("VALUE = 1\n")
+    (site / "slow.py").write_text("import time\ntime.sleep(30)\n")
+    return {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site)}
+
+
+def test_probe_reports_each_import_in_a_child(fake_site: dict[str, str]) -> None:
+    r = pf.probe(["fine", "te_like.pytorch", "exits", "no_such_module_xyz"], python=sys.executable, env=fake_site,
+                 packages=["pytest"])
+    assert r.failure is None
+    assert r.errors["fine"] is None
+    assert r.errors["te_like.pytorch"] == CUBLAS_ERROR  # type and message, as verl would have died with
+    assert r.errors["exits"] == "SystemExit: no GPU here"  # an extension's exit does not end the probe
+    assert r.errors["no_such_module_xyz"] == "ModuleNotFoundError: No module named 'no_such_module_xyz'"
+    import pytest as pt
+
+    assert r.versions["pytest"] == pt.__version__  # the child's metadata, asked for by name
+
+
+def test_probe_failures_are_findings_not_exceptions(fake_site: dict[str, str]) -> None:
+    r = pf.probe(["fine"], python="no-such-python-3.99", env=fake_site)
+    assert r.failure == "no interpreter 'no-such-python-3.99' on PATH"
+    r = pf.probe(["slow"], python=sys.executable, env=fake_site, timeout_s=1)
+    assert r.failure == "imports took over 1 s"
+    need = pf.Need("slow", "slow", "test", ("c1",))
+    assert pf.diagnose([need], r) == [pf.Finding("error", "slow", "slow", ("c1",), "imports took over 1 s")]
+
+
+# -- diagnose: the fixes learned on GPU hosts ---------------------------------------------------------------
+
+def finding(module: str, package: str, error: str, versions: dict[str, str] | None = None) -> pf.Finding:
+    need = pf.Need(module, package, "test", ("c1", "c2"))
+    [f] = pf.diagnose([need], pf.Probe("python3", {module: error}, versions or {}))
+    assert f.level == "error" and f.detail == error and f.cells == ("c1", "c2")
+    return f
+
+
+def test_te_on_an_older_cublas_names_both_versions_and_the_te_that_loads() -> None:
+    f = finding("transformer_engine.pytorch", "transformer-engine[pytorch]", CUBLAS_ERROR,
+                {"transformer-engine": "2.16.1", "nvidia-cublas": "13.1.0.3"})
+    assert "Transformer Engine 2.16.1" in f.hint and "cuBLAS 13.1.0.3" in f.hint and "TE 2.12.0" in f.hint
+
+
+def test_other_known_failures_get_their_fix() -> None:
+    assert "megatron_gradient_accumulation_fusion = false" in finding(
+        "fused_weight_gradient_mlp_cuda", "apex", "ModuleNotFoundError: No module named 'x'").hint
+    assert "never the PyPI package named 'apex'" in finding(
+        "fused_weight_gradient_mlp_cuda", "apex", "ModuleNotFoundError: x").hint
+    assert "'pulp<4'" in finding("modelopt", "nvidia-modelopt", "ModuleNotFoundError: No module named 'modelopt'").hint
+    assert "--no-deps megatron-bridge" in finding("megatron.bridge", "megatron-bridge", "ModuleNotFoundError: x").hint
+    assert "use_remove_padding = false" in finding("flash_attn.bert_padding", "flash-attn",
+                                                   "ImportError: flash_attn_2_cuda.so: undefined symbol: _ZN3c10").hint
+    assert "--no-build-isolation" in finding("transformer_engine.pytorch", "transformer-engine[pytorch]",
+                                             "ModuleNotFoundError: No module named 'transformer_engine_torch'").hint
+    assert "exactly one of transformer-engine-cu12" in finding(
+        "transformer_engine.pytorch", "transformer-engine[pytorch]",
+        "OSError: libtransformer_engine.so: cannot open shared object file").hint
+    assert finding("vllm", "vllm", "ModuleNotFoundError: No module named 'vllm'").hint is None
+
+
+def test_ok_findings_carry_the_package_version() -> None:
+    needs = [pf.Need("transformer_engine.pytorch", "transformer-engine[pytorch]", "w", ("c",)),
+             pf.Need("megatron.core", "megatron-core", "w", ("c",))]
+    probe = pf.Probe("python3", {"transformer_engine.pytorch": None, "megatron.core": None},
+                     {"transformer-engine": "2.12.0"})
+    found = pf.diagnose(needs, probe)
+    assert [(f.level, f.detail) for f in found] == [("ok", "2.12.0"), ("ok", "")]
+    assert pf.errors(found) == []
+    table = pf.format_findings(found, python="python3")
+    assert table.splitlines()[0] == "python: python3"
+    assert "version or import error" in table.splitlines()[1]
+    assert "transformer_engine.pytorch" in table and "1 cell " in table
+
+
+def test_format_puts_the_fix_under_its_row() -> None:
+    f = finding("modelopt", "nvidia-modelopt", "ModuleNotFoundError: No module named 'modelopt'")
+    lines = pf.format_findings([f]).splitlines()
+    assert lines[1].startswith("error") and "2 cells" in lines[1]
+    assert lines[2].strip().startswith("fix: pip install nvidia-modelopt")
+
+
+# -- CLI: this CPU machine has verl but no vLLM: a real refusal before any GPU time ---------------------
+
+def test_doctor_on_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", str(MATRICES / "h100-1gpu-graphs.toml"), "--cells", "full-*", "--format", "json"]) == 2
+    data = json.loads(capsys.readouterr().out)
+    found = {f["module"]: f for f in data["findings"]}
+    assert found["verl.trainer.main_ppo"]["level"] == "ok" and found["verl.trainer.main_ppo"]["detail"] == "0.9.1"
+    assert found["torch"]["level"] == "ok"
+    assert found["vllm"]["level"] == "error" and "No module named 'vllm'" in found["vllm"]["detail"]
+    assert "peft" not in found  # full fine-tuning cells only
+
+
+def test_run_refuses_before_building_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "runs"
+    code = main(["run", str(MATRICES / "h100-1gpu-megatron.toml"), "--out", str(out), "--no-verl-check",
+                 "--data-root", str(tmp_path / "no-data")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "environment: this environment cannot import what the selected cells need" in err
+    assert "--no-preflight skips" in err and "vllm" in err and "megatron.bridge" in err
+    assert "fix: pip install --no-deps megatron-bridge" in err
+    assert not list(out.rglob("result.json")) and not (tmp_path / "no-data").exists()
