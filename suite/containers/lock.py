@@ -37,13 +37,17 @@ def uv_compile_command(settings: GenSettings, output: Path, *, pyproject: Path, 
     cmd = [uv, "pip", "compile", str(settings.requirements_in), str(pyproject),
            "--generate-hashes", "--quiet",
            "--python-version", str(lock.get("python_version", "3.12")),
-           "--python-platform", str(lock.get("python_platform", "x86_64-manylinux_2_28")),
+           "--python-platform", str(lock.get("python_platform", "x86_64-manylinux_2_39")),
            "--custom-compile-command", LOCK_COMMAND,
            "--output-file", str(output)]
     if lock.get("exclude_newer"):
         cmd += ["--exclude-newer", str(lock["exclude_newer"])]
     for name in _str_list(lock, "no_emit"):
         cmd += ["--no-emit-package", name]
+    # Wheels only, as the Dockerfile's first step installs them; source_packages are the declared exceptions.
+    cmd += ["--only-binary", ":all:"]
+    for name in _str_list(lock, "source_packages"):
+        cmd += ["--no-binary", name]
     if python:  # an interpreter to build sdist metadata with; uv would otherwise try to download one
         cmd += ["--python", python]
     return cmd
@@ -54,8 +58,9 @@ def nodeps_compile_command(settings: GenSettings, requirements_in: Path, output:
     """The resolution of `no_deps_packages` alone: each pin with its hashes, none of its dependencies."""
     lock = settings.lock
     cmd = [uv, "pip", "compile", str(requirements_in), "--no-deps", "--generate-hashes", "--quiet",
+           "--only-binary", ":all:",
            "--python-version", str(lock.get("python_version", "3.12")),
-           "--python-platform", str(lock.get("python_platform", "x86_64-manylinux_2_28")),
+           "--python-platform", str(lock.get("python_platform", "x86_64-manylinux_2_39")),
            "--custom-compile-command", LOCK_COMMAND, "--output-file", str(output)]
     if lock.get("exclude_newer"):
         cmd += ["--exclude-newer", str(lock["exclude_newer"])]
@@ -120,7 +125,8 @@ def split_lock(text: str, source_packages: list[str]) -> tuple[str, str]:
                          "drop them from [lock] source_packages or add them to requirements.in")
     main = [b.text for b in blocks if b.name not in wanted]
     src = [b.text for b in blocks if b.name in wanted]
-    note = ("# Built from source after requirements.lock is installed (their setup.py imports torch):\n"
+    note = ("# No wheel for the target: built from source after requirements.lock is installed (the CUDA\n"
+            "# extensions' setup.py imports that torch):\n"
             "#   pip install --require-hashes --no-deps --no-build-isolation -r requirements-source.lock\n")
     return (header + "\n" + "\n".join(main) + "\n",
             header + "\n" + note + "\n".join(src) + "\n")
