@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suite.errors import InputError
+from suite.models import weights
 from suite.models.archs import ARCHS, Arch
 from suite.models.paths import cache_root, is_synthetic, model_path
+from suite.models.weights import DEFAULT_MAX_SHARD_BYTES
 
 MARKER = "grpo-suite-synthetic.json"
 
@@ -63,37 +65,57 @@ def _pick_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def build_synthetic(model: str, out_dir: str | Path | None = None, *, device: str = "auto", seed: int = 0) -> BuildReport:
+def _devices(dev: str) -> list[str]:
+    if dev == "cuda":
+        import torch
+
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cuda"]
+    return [dev]
+
+
+def build_synthetic(model: str, out_dir: str | Path | None = None, *, device: str = "auto", seed: int = 0,
+                    workers: int | None = None, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> BuildReport:
     """Write a Hugging Face checkpoint with the exact architecture of `model` and random bf16 weights.
 
-    Weights are created directly in bf16 on the target device (no fp32 detour) and written as sharded
-    safetensors; the directory appears atomically (built under a temporary name, then renamed)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    Weights are made directly in bf16 (no fp32 detour), shard by shard, on every visible GPU (or the CPU) by
+    parallel workers, without ever holding the whole model (suite/models/weights.py); the directory appears
+    atomically (built under a temporary name, then renamed)."""
+    return write_synthetic(synthetic_arch(model), Path(out_dir or model_path(model)), model=model, device=device,
+                           seed=seed, workers=workers, max_shard_bytes=max_shard_bytes)
 
-    arch = synthetic_arch(model)
-    out = Path(out_dir or model_path(model))
+
+def write_synthetic(arch: Arch, out: Path, *, model: str, device: str = "auto", seed: int = 0,
+                    workers: int | None = None, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> BuildReport:
+    import torch
+    from transformers import AutoConfig, GenerationConfig
+
     dev = _pick_device(device)
+    devices = _devices(dev)
     t0 = time.perf_counter()
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     config = AutoConfig.for_model(**arch.hf_config())
-    torch.manual_seed(seed)
-    with torch.device(dev):
-        net = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    net.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=[151645, 151643], pad_token_id=151643
-    )
-    net.save_pretrained(tmp, max_shard_size="5GB", safe_serialization=True)
-    n_params = sum(p.numel() for p in net.parameters())
-    del net
+    config.dtype = torch.bfloat16
+    config.save_pretrained(tmp)
+    GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=[151645, 151643],
+                     pad_token_id=151643).save_pretrained(tmp)
+    specs = weights.tensor_specs(config)
+    try:
+        files = weights.write_shards(specs, tmp, seed=seed, std=float(config.initializer_range), devices=devices,
+                                     workers=workers, max_shard_bytes=max_shard_bytes)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # tens of GB for a 32B model: never leave them behind
+        raise
+    n_params = sum(s.numel for s in specs)
     for f in ensure_tokenizer().iterdir():
         if f.is_file():
             shutil.copy2(f, tmp / f.name)
     seconds = time.perf_counter() - t0
-    report = BuildReport(str(out), arch.key, n_params, round(seconds, 2), dev)
-    (tmp / MARKER).write_text(json.dumps({"model": model, "seed": seed, **report.__dict__}, indent=2))
+    report = BuildReport(str(out), arch.key, n_params, round(seconds, 2), ",".join(devices))
+    (tmp / MARKER).write_text(json.dumps({"model": model, "seed": seed, "files": len(files),
+                                          "workers": workers or weights.default_workers(devices),
+                                          **report.__dict__}, indent=2))
     if out.exists():
         shutil.rmtree(out)
     tmp.replace(out)

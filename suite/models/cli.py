@@ -15,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", help="output directory (default: the cache path plan/run use)")
     b.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--workers", type=int, default=None,
+                   help="shards generated and written at once (default: 2 per GPU, 2 on CPU)")
     b.set_defaults(func=_build)
 
     t = msub.add_parser("tokenizer", help="build the offline Qwen2.5 tokenizer into the cache")
@@ -37,7 +39,11 @@ def _print(report) -> int:
 def _build(args: argparse.Namespace) -> int:
     from suite.models.build import build_synthetic
 
-    return _print(build_synthetic(args.model, args.out, device=args.device, seed=args.seed))
+    if args.workers is not None and args.workers < 1:
+        from suite.errors import InputError
+
+        raise InputError(f"bad value {args.workers}; allowed: an integer >= 1", field="--workers")
+    return _print(build_synthetic(args.model, args.out, device=args.device, seed=args.seed, workers=args.workers))
 
 
 def _tokenizer(args: argparse.Namespace) -> int:
