@@ -55,3 +55,21 @@ def test_every_cell_a_session_names_is_planned_and_ok(script: Path, tmp_path: Pa
         hits = [c for c in cells if fnmatch.fnmatchcase(c.id, pattern)]
         assert hits, f"{script.name}: {pattern!r} matches no cell of {matrix} ({', '.join(c.id for c in cells)})"
         assert all(c.status == "ok" for c in hits), [(c.id, c.reason) for c in hits]
+
+
+def test_host_megatron_pins_equal_the_image_locks() -> None:
+    """The host procedure (tools/gpu/megatron-parts.sh) and the images install the same Megatron stack: the
+    one that ran. A bump in one place only would benchmark two different stacks under one name."""
+    from suite.containers.lock import normalize, pinned_versions
+    from suite.containers.settings import generations, load_settings
+
+    text = (ROOT / "tools" / "gpu" / "megatron-parts.sh").read_text()
+    te = re.search(r"TE=\$\{TE_VERSION:-([0-9.]+)\}", text)
+    assert te, "megatron-parts.sh no longer sets TE"
+    host = {normalize(n): v for n, v in re.findall(r"([A-Za-z0-9_.-]+)==([0-9][0-9A-Za-z.]*)", text)}
+    host.update({k: te.group(1) for k in ("transformer-engine", "transformer-engine-cu13", "transformer-engine-torch")})
+    shared = ("megatron-core", "megatron-bridge", "nvidia-modelopt", "pulp", "transformer-engine",
+              "transformer-engine-cu13", "transformer-engine-torch", "onnx", "onnxscript", "nvdlfw-inspect")
+    for gen in generations():
+        pins = pinned_versions(load_settings(gen))
+        assert {p: pins[p] for p in shared} == {p: host[p] for p in shared}, gen
