@@ -12,6 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from suite.errors import InputError
 from suite.models import weights
@@ -134,11 +135,26 @@ def import_gguf(gguf_file: str | Path, out_dir: str | Path) -> BuildReport:
     out = Path(out_dir)
     tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
     net = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.bfloat16)
+    _special_tokens_from_config(tok, net.config)
     out.mkdir(parents=True, exist_ok=True)
     net.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     n_params = sum(p.numel() for p in net.parameters())
     return BuildReport(str(out), net.config.model_type, n_params, round(time.perf_counter() - t0, 2), "cpu")
+
+
+def _special_tokens_from_config(tok: Any, config: Any) -> None:
+    """transformers 5.10's GGUF tokenizer conversion writes eos_token = bos_token (SmolLM2-135M-Instruct came
+    out with eos `<|im_start|>`, and verl then pads with it); the model config, read from the same GGUF
+    metadata, has the right ids (eos 2 = `<|im_end|>`): the tokenizer takes its special tokens from there."""
+    for attr in ("bos_token", "eos_token", "pad_token", "unk_token"):
+        idx = getattr(config, f"{attr}_id", None)
+        if isinstance(idx, list):
+            idx = idx[0] if idx else None
+        if isinstance(idx, int) and 0 <= idx < len(tok):
+            setattr(tok, attr, tok.convert_ids_to_tokens(idx))
+            if hasattr(tok, f"{attr}_id"):
+                setattr(tok, f"{attr}_id", idx)
 
 
 def ensure_model(model: str) -> str:
