@@ -197,3 +197,41 @@ def test_run_refuses_before_building_anything(tmp_path: Path, capsys: pytest.Cap
     assert "--no-preflight skips" in err and "vllm" in err and "megatron.bridge" in err
     assert "fix: pip install --no-deps megatron-bridge" in err
     assert not list(out.rglob("result.json")) and not (tmp_path / "no-data").exists()
+
+
+# -- GPUs: warnings only (the runner records cells that do not fit as skipped) ------------------------------
+
+def gpu(name: str = "NVIDIA H100 80GB HBM3", count: int = 1):
+    from suite.telemetry.nvml import GpuInfo
+
+    return GpuInfo(name=name, count=count, driver="580.159.04", cuda="13.0", total_gib=[79.2] * count)
+
+
+def test_gpu_findings_name_the_host_and_what_will_not_fit(tmp_path: Path) -> None:
+    one = cells_of("h100-1gpu-graphs", tmp_path)
+    two = cells_of("h100-2gpu", tmp_path)
+    found = pf.gpu_findings(one + two, gpu(count=1), visible=None)
+    assert found[0].level == "ok" and found[0].detail == "1x NVIDIA H100 80GB HBM3, driver 580.159.04, CUDA 13.0"
+    [big] = [f for f in found if f.level == "warning"]
+    assert set(big.cells) == {c.id for c in two if c.status == "ok"}
+    assert big.detail == "need up to 2 GPUs per node, 1 visible" and "recorded `skipped`" in big.hint
+    assert pf.errors(found) == []
+    # --gpus / CUDA_VISIBLE_DEVICES narrow what is visible
+    assert any("1 visible" in f.detail for f in pf.gpu_findings(two, gpu(count=8), visible=1))
+    assert [f.level for f in pf.gpu_findings(two, gpu(count=8), visible=None)] == ["ok"]
+
+
+def test_gpu_findings_warn_about_another_generation(tmp_path: Path) -> None:
+    cells = cells_of("h100-1gpu-graphs", tmp_path)
+    found = pf.gpu_findings(cells, gpu("NVIDIA H200", 2), visible=None)
+    [other] = [f for f in found if f.level == "warning"]
+    assert other.detail == "planned for h100, this host is h200"
+    assert "filed under h200" in other.hint
+
+
+def test_gpu_findings_without_nvml_or_cells(tmp_path: Path) -> None:
+    cells = cells_of("h100-1gpu-graphs", tmp_path)
+    [f] = pf.gpu_findings(cells, None, visible=None)
+    assert f.level == "warning" and "no NVML" in f.detail
+    invalid = [dataclasses.replace(c, status="invalid") for c in cells]
+    assert pf.gpu_findings(invalid, gpu(), visible=None) == []

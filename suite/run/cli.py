@@ -57,6 +57,13 @@ def _preflight(cells: list) -> list:
     return findings
 
 
+def _gpu_info(gpu_ids: list[int] | None) -> object | None:
+    from suite.telemetry.nvml import gpu_info, nvml_session
+
+    with nvml_session() as nvml:
+        return gpu_info(nvml, gpu_ids)
+
+
 def doctor(args: argparse.Namespace) -> int:
     import dataclasses
     import json
@@ -74,6 +81,8 @@ def doctor(args: argparse.Namespace) -> int:
         raise InputError(f"no cell matches {args.cells!r}; cells: {', '.join(c.id for c in cells)}",
                          field="--cells")
     findings, python = preflight.check_cells(selected)
+    gpu_ids = prepare.host_gpu_ids()
+    findings += preflight.gpu_findings(selected, _gpu_info(gpu_ids), len(gpu_ids) if gpu_ids else None)
     if args.format == "json":
         print(json.dumps({"python": python, "findings": [dataclasses.asdict(f) for f in findings]}, indent=2))
     else:

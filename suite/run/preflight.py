@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from suite.plan.cell import Cell
 
@@ -46,7 +47,7 @@ class Probe:
 
 @dataclass(frozen=True)
 class Finding:
-    level: str  # error | ok
+    level: str  # error | warning | ok
     module: str
     package: str
     cells: tuple[str, ...]
@@ -193,6 +194,35 @@ def diagnose(wanted: Sequence[Need], result: Probe) -> list[Finding]:
             out.append(Finding("ok", n.module, n.package, n.cells, result.versions.get(dist_name(n.package), "")))
             continue
         out.append(Finding("error", n.module, n.package, n.cells, err, hint(n, err, result.versions)))
+    return out
+
+
+def gpu_findings(cells: Sequence[Cell], info: Any | None, visible: int | None) -> list[Finding]:
+    """What the host's GPUs mean for the cells (pure; `info` is telemetry.nvml.GpuInfo, `visible` the GPUs
+    the run may use). Warnings only: a cell that needs more GPUs than the host offers is recorded `skipped`
+    by the runner, and one planned for another generation runs and is filed under the one it ran on."""
+    from suite.gpus import generation_of
+
+    runnable = [c for c in cells if c.status in ("ok", "predicted-oom")]
+    if not runnable:
+        return []
+    if info is None:
+        return [Finding("warning", "gpus", "NVML", (), "no NVML here: GPU count and generation not checked")]
+    count = visible if visible is not None else info.count
+    out = [Finding("ok", "gpus", "NVML", tuple(c.id for c in runnable),
+                   f"{count}x {info.name}, driver {info.driver}, CUDA {info.cuda}")]
+    too_big = tuple(c.id for c in runnable if c.gpus_per_node > count)
+    if too_big:
+        need = max(c.gpus_per_node for c in runnable)
+        out.append(Finding("warning", "gpus", "NVML", too_big, f"need up to {need} GPUs per node, {count} visible",
+                           "these cells will be recorded `skipped`; select the others with --cells, or use a "
+                           "larger host"))
+    ran_on = generation_of(info.name) if info.name else None
+    other = tuple(c.id for c in runnable if ran_on and c.gpu != ran_on)
+    if other:
+        planned = ", ".join(sorted({c.gpu for c in runnable if c.gpu != ran_on}))
+        out.append(Finding("warning", "gpus", "NVML", other, f"planned for {planned}, this host is {ran_on}",
+                           f"results are filed under {ran_on}; memory predictions were made for {planned}"))
     return out
 
 
