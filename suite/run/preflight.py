@@ -88,7 +88,7 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
             if _true(o.get("actor_rollout_ref.model.use_remove_padding")):
                 add("flash_attn.bert_padding", "flash-attn",
                     "FSDP cells with use_remove_padding=true (verl unpads with flash-attn)", cell)
-            if int(o.get("actor_rollout_ref.model.lora_rank", "0") or 0) > 0:
+            if o.get("actor_rollout_ref.model.lora_rank", "0").strip() not in ("0", "", "null", "None"):
                 add("peft", "peft", "LoRA cells", cell)
         elif cell.backend == "megatron":
             why = "Megatron cells"
