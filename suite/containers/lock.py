@@ -31,22 +31,28 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _target_args(settings: GenSettings, output: Path) -> list[str]:
+    """What every resolution of a generation shares: hashes, the image's Python and platform, the frozen
+    instant, and the command named in the file's header."""
+    lock = settings.lock
+    args = ["--generate-hashes", "--quiet",
+            "--python-version", str(lock.get("python_version", "3.12")),
+            "--python-platform", str(lock.get("python_platform", "x86_64-manylinux_2_39")),
+            "--custom-compile-command", LOCK_COMMAND,
+            "--output-file", str(output)]
+    if lock.get("exclude_newer"):
+        args += ["--exclude-newer", str(lock["exclude_newer"])]
+    return args
+
+
 def uv_compile_command(settings: GenSettings, output: Path, *, pyproject: Path, uv: str = "uv",
                        python: str | None = None) -> list[str]:
-    lock = settings.lock
-    cmd = [uv, "pip", "compile", str(settings.requirements_in), str(pyproject),
-           "--generate-hashes", "--quiet",
-           "--python-version", str(lock.get("python_version", "3.12")),
-           "--python-platform", str(lock.get("python_platform", "x86_64-manylinux_2_39")),
-           "--custom-compile-command", LOCK_COMMAND,
-           "--output-file", str(output)]
-    if lock.get("exclude_newer"):
-        cmd += ["--exclude-newer", str(lock["exclude_newer"])]
-    for name in _str_list(lock, "no_emit"):
+    cmd = [uv, "pip", "compile", str(settings.requirements_in), str(pyproject), *_target_args(settings, output)]
+    for name in _str_list(settings.lock, "no_emit"):
         cmd += ["--no-emit-package", name]
     # Wheels only, as the Dockerfile's first step installs them; source_packages are the declared exceptions.
     cmd += ["--only-binary", ":all:"]
-    for name in _str_list(lock, "source_packages"):
+    for name in _str_list(settings.lock, "source_packages"):
         cmd += ["--no-binary", name]
     if python:  # an interpreter to build sdist metadata with; uv would otherwise try to download one
         cmd += ["--python", python]
@@ -56,15 +62,8 @@ def uv_compile_command(settings: GenSettings, output: Path, *, pyproject: Path, 
 def nodeps_compile_command(settings: GenSettings, requirements_in: Path, output: Path, *,
                            uv: str = "uv") -> list[str]:
     """The resolution of `no_deps_packages` alone: each pin with its hashes, none of its dependencies."""
-    lock = settings.lock
-    cmd = [uv, "pip", "compile", str(requirements_in), "--no-deps", "--generate-hashes", "--quiet",
-           "--only-binary", ":all:",
-           "--python-version", str(lock.get("python_version", "3.12")),
-           "--python-platform", str(lock.get("python_platform", "x86_64-manylinux_2_39")),
-           "--custom-compile-command", LOCK_COMMAND, "--output-file", str(output)]
-    if lock.get("exclude_newer"):
-        cmd += ["--exclude-newer", str(lock["exclude_newer"])]
-    return cmd
+    return [uv, "pip", "compile", str(requirements_in), "--no-deps", "--only-binary", ":all:",
+            *_target_args(settings, output)]
 
 
 def no_deps_pins(settings: GenSettings) -> list[str]:
