@@ -57,6 +57,17 @@ def _preflight(cells: list) -> list:
     return findings
 
 
+def _selected(cells: list, pattern: str | None) -> list:
+    """The cells `--cells` picks; none is an input error that lists the cells there are."""
+    from suite.run.runner import select
+
+    selected = select(cells, pattern)
+    if not selected:
+        raise InputError(f"no cell matches {pattern!r}; cells: {', '.join(c.id for c in cells)}",
+                         field="--cells")
+    return selected
+
+
 def _gpu_info(gpu_ids: list[int] | None) -> object | None:
     from suite.telemetry.nvml import gpu_info, nvml_session
 
@@ -72,14 +83,10 @@ def doctor(args: argparse.Namespace) -> int:
 
     from suite.errors import EXIT_OK, EXIT_USAGE
     from suite.run import preflight, prepare
-    from suite.run.runner import select
 
     with tempfile.TemporaryDirectory() as tmp:
         _, cells = prepare.plan(args.matrix, args.profile, Path(tmp), verl_check=False)
-    selected = select(cells, args.cells)
-    if not selected:
-        raise InputError(f"no cell matches {args.cells!r}; cells: {', '.join(c.id for c in cells)}",
-                         field="--cells")
+    selected = _selected(cells, args.cells)
     findings, python = preflight.check_cells(selected)
     gpu_ids = prepare.host_gpu_ids()
     findings += preflight.gpu_findings(selected, _gpu_info(gpu_ids), len(gpu_ids) if gpu_ids else None)
@@ -115,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from suite.errors import EXIT_OK, EXIT_REGRESSION
     from suite.run import prepare
     from suite.run.progress import Progress
-    from suite.run.runner import RunOptions, run_cells, select
+    from suite.run.runner import RunOptions, run_cells
     from suite.run.runtime import make_runtime
     from suite.run.slots import parse_gpu_ids, parse_parallel
     from suite.run.summary import table
@@ -133,10 +140,7 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(cells=args.cells, resume=args.resume, fail_fast=args.fail_fast,
                          timeout_s=args.timeout, parallel=parallel, gpu_ids=gpu_ids,
                          skip_predicted_oom=args.skip_predicted_oom, dry_run=args.dry_run)
-    selected = select(cells, args.cells)
-    if not selected:
-        raise InputError(f"no cell matches {args.cells!r}; cells: {', '.join(c.id for c in cells)}",
-                         field="--cells")
+    selected = _selected(cells, args.cells)
     if args.runtime == "host" and not args.dry_run and not args.no_preflight:
         _preflight(selected)  # before models and data are built: those take minutes too
     if not args.dry_run and any(c.status != "invalid" for c in selected):

@@ -25,6 +25,8 @@ CONTEXT_PACKAGES = ("torch", "nvidia-cublas", "nvidia-cublas-cu13", "nvidia-cubl
                     "transformer-engine-cu13", "transformer-engine-cu12", "nvidia-cudnn-cu13", "nvidia-cudnn-cu12")
 PROBE_TIMEOUT_S = 600.0
 ENTRY_MODULE = "verl.trainer.main_ppo"
+# Plan statuses the runner starts (predicted-oom too, unless --skip-predicted-oom): what a preflight covers.
+RUNNABLE = ("ok", "predicted-oom")
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
         acc.setdefault((module, package, why), []).append(cell.id)
 
     for cell in cells:
-        if cell.status not in ("ok", "predicted-oom") or ENTRY_MODULE not in cell.argv:
+        if cell.status not in RUNNABLE or ENTRY_MODULE not in cell.argv:
             continue  # not run, or not verl's trainer (an ingested or hand-written command)
         o = overrides_of(cell.argv)
         add("torch", "torch", "every cell", cell)
@@ -203,7 +205,7 @@ def gpu_findings(cells: Sequence[Cell], info: Any | None, visible: int | None) -
     by the runner, and one planned for another generation runs and is filed under the one it ran on."""
     from suite.gpus import generation_of
 
-    runnable = [c for c in cells if c.status in ("ok", "predicted-oom")]
+    runnable = [c for c in cells if c.status in RUNNABLE]
     if not runnable:
         return []
     if info is None:
@@ -249,7 +251,7 @@ def check_cells(cells: Sequence[Cell], *, env: Mapping[str, str] | None = None,
     wanted = needs(cells)
     if not wanted:
         return [], ""
-    runnable = [c for c in cells if c.status in ("ok", "predicted-oom")]
+    runnable = [c for c in cells if c.status in RUNNABLE]
     python = runnable[0].argv[0] if runnable and runnable[0].argv else "python3"
     merged = {**(os.environ if env is None else env), **(runnable[0].env if runnable else {})}
     result = probe([n.module for n in wanted], python=python, env=merged, timeout_s=timeout_s,
