@@ -51,6 +51,10 @@ class MatrixSection(_Strict):
     backend: Literal["fsdp", "megatron"]
     dataset: Literal["gsm8k", "gsm8k-offline"] = "gsm8k"
     description: str = ""
+    # Host RAM per node, GiB (what `free -g` calls total); None: the generation's default (suite/gpus.py).
+    host_memory_gb: float | None = Field(default=None, gt=0)
+    # The cell every other cell is read against (plan, report, gate show x ratios to it); None: no reference.
+    reference: str | None = None
 
     @field_validator("gpu")
     @classmethod

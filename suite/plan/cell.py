@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-CellStatus = Literal["ok", "invalid", "predicted-oom"]
+CellStatus = Literal["ok", "invalid", "predicted-oom", "predicted-host-oom"]
+# Plan statuses that say "predicted not to fit" (GPU or host memory): run anyway unless --skip-predicted-oom.
+PREDICTED_OOM: tuple[str, ...] = ("predicted-oom", "predicted-host-oom")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,13 @@ class Cell:
     # Filled by the memory planner (`plan --predict-memory`): GiB per GPU and the per-component breakdown.
     predicted_memory_gb: float | None = None
     memory_breakdown: dict[str, float] | None = None
+    # Host RAM of the whole cell (all its processes, on the busiest node), GiB, and its breakdown.
+    predicted_host_memory_gb: float | None = None
+    host_memory_breakdown: dict[str, float] | None = None
+    # Host RAM per node the cell is planned against: `[matrix] host_memory_gb`, else the generation's default.
+    host_memory_gb: float | None = None
+    # The matrix's reference cell id (`[matrix] reference`), that every cell's numbers are read against.
+    reference: str | None = None
 
     @property
     def n_gpus(self) -> int:

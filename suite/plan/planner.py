@@ -26,6 +26,9 @@ def plan_matrix(
     prof = matrix.profile(profile)
     out = Path(out_dir).expanduser().resolve()
     mx = matrix.matrix
+    from suite.gpus import GPUS
+
+    host_gb = mx.host_memory_gb if mx.host_memory_gb is not None else GPUS[mx.gpu].host_memory_gib
     cells: list[Cell] = []
     for point in expand(matrix):
         cid = cell_id(point)
@@ -42,6 +45,8 @@ def plan_matrix(
             status="ok",
             reason=None,
             argv=[],
+            host_memory_gb=host_gb,
+            reference=mx.reference,
         )
         cell_dir = out / stub.full_id
         overrides = cell_overrides(

@@ -38,13 +38,16 @@ class CellInfo:
     nnodes: int = 1
     warmup_steps: int = 0
     predicted_memory_gb: float | None = None
+    predicted_host_memory_gb: float | None = None
+    reference: str | None = None
 
     @classmethod
     def from_cell(cls, cell: Cell) -> CellInfo:
         return cls(id=cell.full_id, matrix=cell.matrix, profile=cell.profile, gpu=cell.gpu,
                    n_gpus=cell.n_gpus, model=cell.model, backend=cell.backend, axes=dict(cell.axes),
                    nnodes=cell.nnodes, warmup_steps=cell.warmup_steps,
-                   predicted_memory_gb=cell.predicted_memory_gb)
+                   predicted_memory_gb=cell.predicted_memory_gb,
+                   predicted_host_memory_gb=cell.predicted_host_memory_gb, reference=cell.reference)
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,8 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
         accuracy=after,
         accuracy_initial=before,
         predicted_memory_gb=info.predicted_memory_gb,
+        predicted_host_memory_gb=info.predicted_host_memory_gb,
+        reference=info.reference,
         exit_code=obs.exit_code,
         wall_s=round(obs.wall_s, 3) if obs.wall_s is not None else None,
         startup_s=round(obs.startup_s, 3) if obs.startup_s is not None else None,

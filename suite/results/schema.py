@@ -130,6 +130,19 @@ class Result(_Model):
         default_factory=dict, description="validation before training"
     )
     predicted_memory_gb: float | None = None
+    host_peak_memory_gb: float | None = Field(
+        default=None, description="max over the run of the cell's process tree resident memory (RSS, psutil), GiB"
+    )
+    host_system_peak_memory_gb: float | None = Field(
+        default=None, description="max over the run of the host's used memory (total - available), GiB"
+    )
+    host_memory_total_gb: float | None = Field(default=None, description="the host's total memory, GiB")
+    predicted_host_memory_gb: float | None = Field(
+        default=None, description="the memory planner's host peak for this cell, GiB"
+    )
+    reference: str | None = Field(
+        default=None, description="id of the matrix's reference cell (`[matrix] reference`), if it names one"
+    )
     exit_code: int | None = Field(
         default=None, description="verl process exit code; negative: killed by signal"
     )

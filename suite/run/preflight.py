@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from suite.plan.cell import Cell
+from suite.plan.cell import PREDICTED_OOM, Cell
 
 # Distribution names whose versions explain a failed import (the CUDA libraries TE links against).
 CONTEXT_PACKAGES = ("torch", "nvidia-cublas", "nvidia-cublas-cu13", "nvidia-cublas-cu12", "transformer-engine",
@@ -26,7 +26,7 @@ CONTEXT_PACKAGES = ("torch", "nvidia-cublas", "nvidia-cublas-cu13", "nvidia-cubl
 PROBE_TIMEOUT_S = 600.0
 ENTRY_MODULE = "verl.trainer.main_ppo"
 # Plan statuses the runner starts (predicted-oom too, unless --skip-predicted-oom): what a preflight covers.
-RUNNABLE = ("ok", "predicted-oom")
+RUNNABLE = ("ok", *PREDICTED_OOM)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from suite.plan.cell import Cell
+from suite.plan.cell import PREDICTED_OOM, Cell
 from suite.results import provenance as prov
 from suite.results.build import CellInfo, Observation, build_result
 from suite.results.io import try_read_result, write_result
@@ -139,7 +139,7 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: R
             if progress:
                 progress.finished(cell.full_id, earlier.status, reused=True)
             continue
-        if cell.status == "invalid" or (cell.status == "predicted-oom" and options.skip_predicted_oom):
+        if cell.status == "invalid" or (cell.status in PREDICTED_OOM and options.skip_predicted_oom):
             if not options.dry_run:
                 unrun = unrun_status(cell)
                 assert unrun is not None  # this branch only sees invalid and predicted-oom cells
@@ -147,7 +147,7 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: R
                 if progress:
                     progress.finished(cell.full_id, outcome.result.status)
             continue
-        if cell.status == "predicted-oom":
+        if cell.status in PREDICTED_OOM:
             # A prediction is not a measurement: run it (the result may well be `oom`).
             outcome.cell = dataclasses.replace(cell, status="ok")
         todo.append(outcome)
