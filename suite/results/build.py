@@ -1,4 +1,4 @@
-"""Telemetry of one verl run (metrics file, log, validation dumps, NVML samples) -> a `Result`.
+"""Telemetry of one verl run (metrics file, log, validation dumps, NVML and host-memory samples) -> a `Result`.
 
 Used by `run` (after each cell) and by `ingest` (a run made outside the suite), so both give the same
 numbers for the same files.
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from suite.gpus import generation_of
 from suite.results.schema import Accuracy, Provenance, Result, TorchMemory
 from suite.telemetry import classify, validation
+from suite.telemetry.hostmem import HostMemorySamples
 from suite.telemetry.metrics import MetricsLog, read_metrics
 from suite.telemetry.nvml import MemorySamples
 
@@ -62,6 +63,7 @@ class Observation:
     status: str | None = None
     reason: str | None = None
     memory: MemorySamples | None = None
+    host_memory: HostMemorySamples | None = None
     wall_s: float | None = None
     startup_s: float | None = None
     startup_breakdown: Mapping[str, float] | None = None
@@ -126,6 +128,10 @@ def measured_generation(planned: str, provenance: Provenance) -> tuple[str, Prov
     return measured, provenance.model_copy(update={"extra": extra})
 
 
+def _gb(v: float | None) -> float | None:
+    return round(v, 2) if v is not None else None
+
+
 def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Result:
     metrics = read_metrics(obs.metrics_path) if obs.metrics_path else MetricsLog()
     log_lines = classify.read_log_lines(obs.log_path) if obs.log_path else []
@@ -140,6 +146,7 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
             update={"extra": {**provenance.extra, "metrics_bad_lines": str(metrics.bad_lines)}})
     gpu, provenance = measured_generation(info.gpu, provenance)
     mem = obs.memory
+    host = obs.host_memory
     return Result(
         id=info.id,
         matrix=info.matrix,
@@ -161,6 +168,9 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
         accuracy=after,
         accuracy_initial=before,
         predicted_memory_gb=info.predicted_memory_gb,
+        host_peak_memory_gb=_gb(host.peak_tree_gib) if host else None,
+        host_system_peak_memory_gb=_gb(host.peak_system_gib) if host else None,
+        host_memory_total_gb=_gb(host.total_gib) if host else None,
         predicted_host_memory_gb=info.predicted_host_memory_gb,
         reference=info.reference,
         exit_code=obs.exit_code,

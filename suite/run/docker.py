@@ -425,6 +425,8 @@ class DockerRuntime:
         env = {**cell.env, **({"GRPO_SUITE_IMAGE": image} if image else {}),
                **({"GRPO_SUITE_IMAGE_DIGEST": digest} if digest else {})}
         provenance = prov.collect(argv=cell.argv, env=env, runtime=self.name, model_source=cell.model)
+        # No samplers on this side: the in-container runner (incell -> host runtime) samples NVML and host memory
+        # next to verl; a result made here (none came back) leaves those fields None.
         return build_result(CellInfo.from_cell(cell), Observation(status=status, reason=reason), provenance)
 
     def _record(self, cell: Cell, cell_dir: Path, status: str, reason: str | None, *,

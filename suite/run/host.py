@@ -2,11 +2,13 @@
 
 Per cell: wait for its GPUs to be free (NVML), start the command in its own session with the cell's env
 (GPU pinning, own Ray temp dir, file-logger path), log everything to `<cell dir>/log.txt`, sample NVML,
-follow the metrics file, stop the whole tree on exit / timeout / interrupt, and write `result.json`.
+sample the host's memory beside it (the verl child's process tree and the whole host), follow the metrics file,
+stop the whole tree on exit / timeout / interrupt, and write `result.json`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -26,6 +28,7 @@ from suite.run import cellenv, private_tmp
 from suite.run.process import ProcessTree, new_token
 from suite.run.runtime import CELL_FILE, LOG_FILE, RESULT_FILE, StepCallback, unrun_status
 from suite.telemetry import nvml as nv
+from suite.telemetry.hostmem import HostMemorySampler
 from suite.telemetry.startup import LogWatcher
 from suite.telemetry.watch import MetricsWatcher
 
@@ -33,7 +36,8 @@ OPTIONS = {
     "grace_s": 10.0,  # SIGINT -> SIGTERM -> SIGKILL spacing when stopping a cell
     "gpu_free_gib": 1.0,  # a GPU with more NVML `used` than this, or any compute process, is busy
     "gpu_wait_s": 120.0,  # how long to wait for busy GPUs before recording the cell as skipped
-    "nvml_hz": nv.DEFAULT_HZ,  # 0: no sampler (to measure its overhead: the same cell with and without)
+    # NVML and host-memory sampling rate; 0: no samplers (to measure their overhead: the same cell with and without)
+    "nvml_hz": nv.DEFAULT_HZ,
     "isolate_ray": True,
     # auto: a private /tmp per cell where the host allows a mount namespace (see suite/run/private_tmp.py);
     # on: required (refused before any cell runs if the host cannot); off: share the host's /tmp
@@ -198,6 +202,8 @@ class HostRuntime:
             t0 = time.monotonic()
             tree.start()
             sampler.start()
+            # rooted at the verl child (under a private /tmp, unshare and sh exec into it: the same pid)
+            host_sampler = HostMemorySampler(tree.pid if self.nvml_hz > 0 else None, self.nvml_hz or 1.0).start()
             watcher.start()
             milestones = LogWatcher(cell_dir / LOG_FILE, t0).start()
             try:
@@ -218,6 +224,7 @@ class HostRuntime:
                 end = time.time()
                 watcher.stop()
                 samples = sampler.stop()
+                host_samples = host_sampler.stop()
                 breakdown = milestones.stop()
                 rc = tree.proc.returncode if tree.proc else None
                 log.write(f"\n[grpo-suite] exit code {rc}; wall {wall:.1f} s; processes recorded: "
@@ -230,6 +237,15 @@ class HostRuntime:
             extra["nvml_sampler_cpu_s"] = f"{samples.cpu_s:.4f}"
         elif self.nvml_hz == 0:
             extra["nvml_sampler"] = "off"
+        if host_samples is not None:
+            extra["host_memory_sampler_cpu_s"] = f"{host_samples.cpu_s:.4f}"
+            if env.get("RAY_ADDRESS"):
+                # verl joined an existing cluster (ray job, slurm): its Ray workers are the raylet's children,
+                # not ours, so the tree would be the driver alone and read as a small cell. The system peak
+                # stays: it is this node's (the driver's), which on one node holds the workers too.
+                host_samples = dataclasses.replace(host_samples, peak_tree_gib=None)
+                extra["host_memory"] = "system peak of the driver's node only; no tree peak: Ray workers of the " \
+                                       "existing cluster (RAY_ADDRESS) are outside the cell's process tree"
         # Seen by polling (0.5 s): a line written just before exit is only seen after it, hence the cap.
         startup = min(watcher.first_step_time - t0, wall) if watcher.first_step_time is not None else None
         if startup is not None:
@@ -238,8 +254,8 @@ class HostRuntime:
             # first step although verl wrote it before; no start-up milestone comes after the first step.
             breakdown = {k: min(v, breakdown["first_step"]) for k, v in breakdown.items()}
         obs = Observation(metrics_path=metrics, log_path=cell_dir / LOG_FILE, validation_dir=validation,
-                          exit_code=rc, status=status, reason=reason, memory=samples, wall_s=wall,
-                          startup_s=startup, startup_breakdown=breakdown)
+                          exit_code=rc, status=status, reason=reason, memory=samples, host_memory=host_samples,
+                          wall_s=wall, startup_s=startup, startup_breakdown=breakdown)
         provenance = self._provenance(cell, env, start=tree.start_time, end=end, gpu=gpu, extra=extra)
         result = build_result(CellInfo.from_cell(cell), obs, provenance)
         write_result(cell_dir / RESULT_FILE, result)

@@ -197,6 +197,8 @@ def record_local(cell: Cell, cell_dir: Path, status: str, reason: str | None, *,
                  exit_code: int | None = None, extra: Mapping[str, str] | None = None,
                  write: bool = True) -> Result:
     """A result built on the client when the cell's own result never arrived (or the cell never ran)."""
+    # The client runs no sampler (verl is on the cluster): NVML and host-memory fields stay None here; the
+    # in-job runner (host runtime) fills them when its own result arrives.
     obs = Observation(metrics_path=metrics if metrics and metrics.exists() else None,
                       log_path=log if log and log.exists() else None,
                       exit_code=exit_code, status=status or None, reason=reason)

@@ -1,0 +1,171 @@
+"""Host memory beside NVML: the peak resident memory of a cell's process tree and of the whole host.
+
+Why: with LoRA served as an adapter verl 0.9.1 puts vLLM to sleep at level 1, so the base weights move to host
+memory; offloaded params and optimizer states live there too, and Ray's memory monitor kills workers at 95 % of
+host memory. A cell can therefore fail for host RAM while its GPUs look fine: count host memory like GPU memory.
+
+Two numbers per sample (psutil):
+- tree: RSS summed over the root process and all its descendants. Shared pages (CUDA libraries, Ray's
+  object store, /dev/shm) count once per process mapping them, so this can exceed what the tree really holds;
+  it is the number Linux itself reports per process, and cheap (PSS would need /proc/<pid>/smaps per read).
+- system: total - available (`psutil.virtual_memory`), what the OOM killer and Ray's monitor look at; it
+  includes other tenants of the host and the page cache that cannot be dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from suite.telemetry.nvml import DEFAULT_HZ, GIB
+
+# Listing a tree means reading /proc/<pid>/stat of EVERY process on the host (psutil's ppid map): ~20 us each,
+# so on a GPU host with a thousand processes a listing at 20 Hz would cost ~40 % of a core. The members' RSS is
+# read at the full rate; the member list is refreshed this often (Ray/vLLM workers live for the whole run).
+DEFAULT_LIST_S = 1.0
+
+
+@dataclass(frozen=True)
+class HostMemorySamples:
+    peak_tree_gib: float | None  # max RSS sum over the tree; None: the tree does not hold the run (see host.py)
+    peak_system_gib: float  # max of total - available
+    total_gib: float
+    samples: int
+    duration_s: float
+    errors: int = 0  # reads that failed for a reason other than a process having ended
+    cpu_s: float = 0.0  # CPU time of the sampler thread: its cost to the host
+
+    @property
+    def rate_hz(self) -> float | None:
+        return self.samples / self.duration_s if self.duration_s > 0 and self.samples else None
+
+
+def tree_rss(members: list[psutil.Process]) -> tuple[int, list[psutil.Process], int]:
+    """(RSS bytes summed over the members still alive, those members, errors). A member that ended between
+    the listing and the read is dropped silently: processes come and go all the time in a Ray cluster."""
+    total, alive, errors = 0, [], 0
+    for p in members:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:  # ZombieProcess too: an ended process holds no memory
+            continue
+        except psutil.Error:  # AccessDenied: a descendant that changed user; it may still be running
+            errors += 1
+        alive.append(p)
+    return total, alive, errors
+
+
+class HostMemorySampler:
+    """Background thread sampling the host's used memory and the RSS of `pid`'s process tree at `hz`,
+    keeping the peaks. Same lifecycle as `nvml.MemorySampler`: start / stop (idempotent, one final sample)
+    or a context manager. Disabled (stop returns None) when `pid` is None or that process is already gone."""
+
+    def __init__(self, pid: int | None, hz: float = DEFAULT_HZ, *, list_s: float = DEFAULT_LIST_S) -> None:
+        self.pid = pid
+        self._interval = 1.0 / hz
+        self._list_s = list_s
+        self._root: psutil.Process | None = None
+        self._members: list[psutil.Process] = []
+        self._listed_at = -float("inf")
+        self._peak_tree = 0
+        self._peak_system = 0
+        self._total = 0
+        self._samples = 0
+        self._errors = 0
+        self._lock = threading.Lock()  # the final sample (caller's thread) must not race a late loop round
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+        self._cpu_s = 0.0
+        self.result: HostMemorySamples | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.pid is not None
+
+    def start(self) -> HostMemorySampler:
+        if self.pid is None:
+            return self
+        try:
+            # psutil.Process keeps the create time: a pid reused after the root ended never matches
+            self._root = psutil.Process(self.pid)
+            if self._root.status() == psutil.STATUS_ZOMBIE:
+                raise psutil.ZombieProcess(self.pid)
+            self._total = psutil.virtual_memory().total
+            self._members = [self._root]
+        except psutil.Error:
+            self.pid, self._root = None, None  # nothing to measure: record nothing rather than a host-only peak
+            return self
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._loop, name="hostmem-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def _list(self) -> None:
+        assert self._root is not None
+        try:
+            children = self._root.children(recursive=True)
+        except psutil.Error:  # the root ended: its descendants still read (until they end) from the last list
+            return
+        known = {p.pid for p in self._members}
+        # the known objects stay (their create time guards against reused pids); the new ones join
+        self._members += [c for c in children if c.pid not in known]
+
+    def sample_once(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._listed_at >= self._list_s:
+                self._list()
+                self._listed_at = now
+            rss, self._members, errors = tree_rss(self._members)
+            self._errors += errors
+            self._peak_tree = max(self._peak_tree, rss)
+            try:
+                vm = psutil.virtual_memory()
+                self._peak_system = max(self._peak_system, vm.total - vm.available)
+            except (psutil.Error, OSError):
+                self._errors += 1
+            self._samples += 1
+
+    def _loop(self) -> None:
+        cpu0 = time.thread_time()
+        try:
+            self._run()
+        finally:
+            self._cpu_s = time.thread_time() - cpu0
+
+    def _run(self) -> None:
+        next_t = time.perf_counter()
+        while not self._stop.is_set():
+            self.sample_once()
+            next_t += self._interval
+            delay = next_t - time.perf_counter()
+            if delay < 0:  # fell behind (suspended machine, slow /proc): do not burst to catch up
+                next_t = time.perf_counter()
+                delay = 0
+            self._stop.wait(delay)
+
+    def stop(self) -> HostMemorySamples | None:
+        """The samples (None when disabled). Idempotent: later calls return the same."""
+        if self._thread is None:
+            return None
+        if self._stop.is_set():
+            return self.result
+        self._stop.set()
+        self._thread.join(timeout=5)
+        t1 = time.perf_counter()
+        self.sample_once()  # the final state counts too (a peak right at the end)
+        self.result = HostMemorySamples(
+            peak_tree_gib=round(self._peak_tree / GIB, 3), peak_system_gib=round(self._peak_system / GIB, 3),
+            total_gib=round(self._total / GIB, 3), samples=self._samples, duration_s=t1 - self._t0,
+            errors=self._errors, cpu_s=self._cpu_s)
+        return self.result
+
+    def __enter__(self) -> HostMemorySampler:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,263 @@
+"""The host-memory sampler against real processes: a child and a grandchild that touch known amounts of memory,
+processes that end while being read, and the host runtime writing the numbers into result.json."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import psutil
+import pytest
+from fakes.cells import FAKE_VERL, fake_cell
+
+from suite.plan.cell import Cell
+from suite.results.build import CellInfo, Observation, build_result
+from suite.results.io import parse_result, read_result
+from suite.results.provenance import collect
+from suite.run.host import HostRuntime
+from suite.telemetry.hostmem import HostMemorySampler, HostMemorySamples, tree_rss
+from suite.telemetry.nvml import GIB
+
+MB = 1 << 20
+CHILD_MB, GRANDCHILD_MB = 150, 250
+# Python's own resident size per interpreter, plus allocator rounding: the slack above what was touched
+INTERPRETER_MB = 60
+
+# `python -c HOLDER MB READY [HOLDER MB READY]`: start the grandchild (when asked), fill MB with non-zero bytes
+# (every page written, so resident), write its pid to READY, sleep until killed.
+HOLDER = textwrap.dedent("""
+    import os, subprocess, sys, time
+    mb, ready = int(sys.argv[1]), sys.argv[2]
+    if len(sys.argv) > 3:
+        subprocess.Popen([sys.executable, "-c", *sys.argv[3:]])
+    buf = bytearray(b"\\x01") * (mb << 20)
+    with open(ready + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(ready + ".tmp", ready)
+    time.sleep(120)
+""")
+
+
+def _wait_for(paths: list[Path], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not all(p.exists() for p in paths):
+        assert time.monotonic() < deadline, f"not ready: {[str(p) for p in paths if not p.exists()]}"
+        time.sleep(0.02)
+
+
+def _end(proc: subprocess.Popen[bytes], ready: Sequence[Path] = ()) -> None:
+    """End the child and the descendants we started, by pid: those still below it, and the holders named by
+    their ready files (a grandchild outlives a root killed by a test), checked by command line against reuse."""
+    try:
+        kids = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        kids = []
+    for f in ready:
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            p = psutil.Process(int(f.read_text()))
+            if str(f) in p.cmdline():
+                kids.append(p)
+    for p in kids:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    proc.kill()
+    proc.wait(timeout=10)
+    psutil.wait_procs(kids, timeout=10)
+
+
+@pytest.fixture
+def holders(tmp_path: Path):
+    """A child holding CHILD_MB whose child holds GRANDCHILD_MB; yields (child, [ready files])."""
+    ready = [tmp_path / "child.ready", tmp_path / "grandchild.ready"]
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(CHILD_MB), str(ready[0]),
+                             HOLDER, str(GRANDCHILD_MB), str(ready[1])])
+    try:
+        yield proc, ready
+    finally:
+        _end(proc, ready)
+
+
+def test_tree_peak_counts_child_and_grandchild(holders) -> None:
+    proc, ready = holders
+    # started before the grandchild exists: the member list must pick it up while sampling
+    with HostMemorySampler(proc.pid, hz=50, list_s=0.05) as sampler:
+        _wait_for(ready)
+        time.sleep(0.3)
+    s = sampler.result
+    assert s is not None and s.samples >= 5 and s.errors == 0
+    touched = (CHILD_MB + GRANDCHILD_MB) * MB / GIB
+    assert touched - 0.02 <= s.peak_tree_gib <= touched + 3 * INTERPRETER_MB * MB / GIB
+    # the whole host's use contains the tree (its private pages at least)
+    assert s.peak_system_gib >= 0.9 * s.peak_tree_gib
+    assert s.peak_system_gib <= s.total_gib
+    assert s.total_gib == round(psutil.virtual_memory().total / GIB, 3)
+    assert s.rate_hz is not None and s.rate_hz >= 10
+    assert s.cpu_s >= 0
+
+
+def test_an_unrelated_process_is_not_counted(holders) -> None:
+    _, ready = holders
+    _wait_for(ready)
+    # rooted at an idle sibling: the holders' memory is the host's, not this tree's
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with HostMemorySampler(idle.pid, hz=50) as sampler:
+            time.sleep(0.2)
+    finally:
+        idle.kill()
+        idle.wait()
+    assert sampler.result is not None
+    assert sampler.result.peak_tree_gib < INTERPRETER_MB * MB / GIB
+    assert sampler.result.peak_system_gib >= (CHILD_MB + GRANDCHILD_MB) * MB / GIB * 0.9
+
+
+def test_stop_is_idempotent_and_takes_a_final_sample(holders) -> None:
+    proc, ready = holders
+    _wait_for(ready)
+    sampler = HostMemorySampler(proc.pid, hz=1).start()  # one round at start, the final one at stop
+    first = sampler.stop()
+    assert first is not None and first.samples >= 2
+    assert sampler.stop() is first and sampler.result is first
+
+
+def test_processes_ending_while_sampled_do_not_break_it(tmp_path: Path) -> None:
+    # A child that keeps starting short-lived grandchildren: members vanish between listing and reading.
+    churn = "import subprocess, sys\nfor _ in range(40): subprocess.run([sys.executable, '-c', 'pass'])\n"
+    proc = subprocess.Popen([sys.executable, "-c", churn])
+    try:
+        with HostMemorySampler(proc.pid, hz=200, list_s=0) as sampler:
+            proc.wait(timeout=60)  # the root itself ends while sampled too
+            time.sleep(0.1)
+    finally:
+        _end(proc)
+    s = sampler.result
+    assert s is not None and s.samples >= 20 and s.errors == 0
+    assert 0 < s.peak_tree_gib < 1
+
+
+def test_tree_rss_drops_ended_members() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    member = psutil.Process(gone.pid)
+    gone.wait()  # reaped: the pid names no process any more
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # ended, not reaped yet
+    zmember = psutil.Process(zombie.pid)
+    me = psutil.Process(os.getpid())
+    try:
+        _wait_zombie(zmember)
+        rss, alive, errors = tree_rss([member, zmember, me])
+    finally:
+        zombie.wait()
+    assert member not in alive and me in alive and errors == 0
+    assert rss >= me.memory_info().rss * 0.5
+
+
+def _wait_zombie(p: psutil.Process, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while p.status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_disabled_without_a_pid_or_with_a_gone_process() -> None:
+    s = HostMemorySampler(None).start()
+    assert not s.enabled and s.stop() is None
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    s = HostMemorySampler(gone.pid).start()
+    assert not s.enabled and s.stop() is None and s.stop() is None
+
+
+def test_result_fields_rounded_and_absent_by_default() -> None:
+    info = CellInfo(id="m/h100x1/fsdp/c", matrix="m", profile="bench", gpu="h100", n_gpus=1, model="m",
+                    backend="fsdp")
+    prov = collect(argv=["x"], env={}, runtime="host")
+    host = HostMemorySamples(peak_tree_gib=12.3456, peak_system_gib=40.004, total_gib=125.7391, samples=3,
+                             duration_s=1.0)
+    r = build_result(info, Observation(status="ok", host_memory=host), prov)
+    assert (r.host_peak_memory_gb, r.host_system_peak_memory_gb, r.host_memory_total_gb) == (12.35, 40.0, 125.74)
+    r = build_result(info, Observation(status="ok"), prov)
+    assert r.host_peak_memory_gb is None and r.host_system_peak_memory_gb is None and r.host_memory_total_gb is None
+
+
+def test_old_result_files_without_host_fields_stay_valid() -> None:
+    # a result written before the host fields existed (committed GPU evidence)
+    old = sorted((Path(__file__).parents[1] / "baselines" / "evidence").rglob("result.json"))
+    assert old, "no committed result files to read"
+    text = old[0].read_text()
+    assert "host_peak_memory_gb" not in text
+    r = read_result(old[0])
+    assert r.host_peak_memory_gb is None and r.host_system_peak_memory_gb is None and r.host_memory_total_gb is None
+    # and one made now, with the three keys removed, reads back the same
+    info = CellInfo(id="m/h100x1/fsdp/c", matrix="m", profile="bench", gpu="h100", n_gpus=1, model="m",
+                    backend="fsdp")
+    data = json.loads(build_result(info, Observation(status="ok"), collect(argv=["x"], env={}, runtime="host"))
+                      .to_json())
+    for k in ("host_peak_memory_gb", "host_system_peak_memory_gb", "host_memory_total_gb"):
+        data.pop(k)
+    assert parse_result(json.dumps(data)).host_memory_total_gb is None
+
+
+# -- the host runtime --------------------------------------------------------------------------------------------
+
+ALLOC_MB = 200
+
+
+def _allocating_cell(tmp_path: Path, cell_id: str, args: list[str]) -> Cell:
+    """The fake verl, run in a process that first touches ALLOC_MB (as verl's driver holds host memory)."""
+    cell = fake_cell(cell_id, args, out_dir=tmp_path)
+    code = (f"import runpy, sys\nheld = bytearray(b'\\x01') * ({ALLOC_MB} << 20)\n"
+            f"sys.argv = sys.argv[1:]\nrunpy.run_path({FAKE_VERL!r}, run_name='__main__')\n")
+    argv = [sys.executable, "-c", code, FAKE_VERL, *cell.argv[2:]]
+    return Cell(**{**cell.__dict__, "argv": argv})
+
+
+def _run(rt: HostRuntime, tmp_path: Path, cell: Cell):
+    d = tmp_path / cell.full_id
+    r = rt.run_cell(cell, d)
+    data = json.loads((d / "result.json").read_text())
+    return r, data
+
+
+def test_host_runtime_writes_host_memory_into_the_result(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cell = _allocating_cell(tmp_path, "hm", ["--steps", "3", "--step-s", "0.2"])
+    r, data = _run(HostRuntime(grace_s=1.0, poll_s=0.05), tmp_path, cell)
+    assert r.status == "ok", r.reason
+    assert data["host_peak_memory_gb"] > 0
+    assert data["host_peak_memory_gb"] >= round(ALLOC_MB * MB / GIB, 2) - 0.02
+    assert data["host_system_peak_memory_gb"] >= 0.9 * data["host_peak_memory_gb"]
+    assert data["host_memory_total_gb"] == round(psutil.virtual_memory().total / GIB, 2)
+    assert float(data["provenance"]["extra"]["host_memory_sampler_cpu_s"]) >= 0
+
+
+def test_host_runtime_sampler_off_and_existing_cluster(tmp_path: Path, monkeypatch) -> None:
+    cell = _allocating_cell(tmp_path, "off", ["--steps", "2", "--step-s", "0.1"])
+    r, data = _run(HostRuntime(grace_s=1.0, poll_s=0.05, nvml_hz="0"), tmp_path, cell)
+    assert r.status == "ok" and data["host_peak_memory_gb"] is None and data["host_memory_total_gb"] is None
+    # joined to a Ray cluster: its workers are not the cell's descendants, so no tree peak is claimed
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    cell = _allocating_cell(tmp_path, "ray", ["--steps", "2", "--step-s", "0.1"])
+    r, data = _run(HostRuntime(grace_s=1.0, poll_s=0.05), tmp_path, cell)
+    assert r.status == "ok" and data["host_peak_memory_gb"] is None
+    assert data["host_system_peak_memory_gb"] > 0 and data["host_memory_total_gb"] > 0
+    assert "RAY_ADDRESS" in data["provenance"]["extra"]["host_memory"]
+
+
+def test_sigterm_to_the_root_mid_sampling(holders) -> None:
+    proc, ready = holders
+    _wait_for(ready)
+    with HostMemorySampler(proc.pid, hz=100, list_s=0) as sampler:
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)  # the root goes; the grandchild keeps reading until it is ended
+        proc.wait(timeout=10)
+        time.sleep(0.1)
+    assert sampler.result is not None and sampler.result.errors == 0
+    assert sampler.result.peak_tree_gib >= (CHILD_MB + GRANDCHILD_MB) * MB / GIB - 0.02
