@@ -20,6 +20,7 @@ from suite.gate.config import (
     MemoryThresholds,
     ThroughputThresholds,
 )
+from suite.gate.reference import CellRatios, cell_ratios, find_reference, reference_id
 from suite.gate.store import Baseline, Key, index_baselines, label
 from suite.results.schema import Result
 
@@ -49,6 +50,12 @@ class Row:
     n_current: int | None = None
     matrix: str = ""  # the matrix of the result (or of the baseline, when missing)
     gpu: str = ""  # the generation it ran on: a cell is (gpu, matrix, cell)
+    # The cell's current numbers over its matrix's reference cell (same generation, GPU count, model, backend
+    # and matrix); shown beside the verdict, never part of it. Same on every row of a cell.
+    reference: str = ""  # full id of the reference cell; "" when there is none to divide by
+    reference_source: str = ""  # "current": the reference ran in this gate's results; "baseline": its stored one
+    throughput_vs_reference: float | None = None
+    peak_memory_vs_reference: float | None = None
 
 
 @dataclass
@@ -58,6 +65,7 @@ class Report:
     versions: dict[str, list[str]] = field(default_factory=dict)  # "verl 0.9.0 -> 0.9.1" -> "matrix: id"s
     notes: list[str] = field(default_factory=list)
     config_source: str = ""
+    reference_notes: list[str] = field(default_factory=list)  # per group: which reference, from where
 
     @property
     def regressions(self) -> list[Row]:
@@ -365,8 +373,57 @@ def compare(
     if errors:
         raise InputError("\n  ".join(["cannot gate:", *errors]))
     report.mismatches = mismatches
+    report.rows, report.reference_notes = _with_reference(report.rows, groups, store, baselines_root)
     report.rows += _missing_rows(results, groups, store, config)
     return report
+
+
+def _with_reference(
+    rows: list[Row],
+    groups: dict[tuple[str, str, str], list[Result]],
+    store: dict[Key, tuple[Path, Baseline]],
+    root: Path,
+) -> tuple[list[Row], list[str]]:
+    """Rows with their cell's ratios to the reference cell, and one note per reference saying where its
+    numbers came from (this run, or its baseline when the reference was not run)."""
+    ratios: dict[tuple[str, str, str], CellRatios] = {}
+    notes: dict[tuple[str, str, str], str] = {}
+    for key in sorted(groups):
+        runs = groups[key]
+        first = runs[0]
+        if not first.reference:
+            continue
+        ref_key = (first.gpu, first.matrix, reference_id(first.id, first.reference))
+        ref = find_reference(runs, groups, store)
+        where = f"reference cell {ref_key[2]} (matrix {first.matrix}, {first.gpu})"
+        if ref is None:
+            notes[ref_key] = f"{where} is neither in these results nor under {root}/{first.gpu}/: no ratios"
+            continue
+        if ref.status != "ok" or ref.throughput is None:
+            side = "in these results" if ref.source == "current" else f"in its baseline {ref.where}"
+            notes[ref_key] = f"{where} has status {ref.status} {side}: no ratios"
+            continue
+        ratios[key] = cell_ratios(runs, ref)
+        notes[ref_key] = (
+            f"vs ref: ratio to the {where} in these results"
+            if ref.source == "current"
+            else f"vs ref (ref baseline): the {where} is not in these results; ratio to its stored baseline {ref.where}"
+        )
+    out = []
+    for r in rows:
+        c = ratios.get((r.gpu, r.matrix, r.cell))
+        out.append(
+            replace(
+                r,
+                reference=c.reference.id,
+                reference_source=c.reference.source,
+                throughput_vs_reference=c.throughput,
+                peak_memory_vs_reference=c.peak_memory,
+            )
+            if c
+            else r
+        )
+    return out, [notes[k] for k in sorted(notes)]
 
 
 def _missing_rows(

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from tabulate import tabulate
 
 from suite.gate.compare import Report, Row
+from suite.gate.reference import ratio_text
 
 HEADERS = ["cell", "metric", "verdict", "change", "baseline", "current", "detail"]
 ICONS = {"regressed": "🔴", "failed": "🔴", "missing": "⚪", "new": "🆕", "improved": "🟢", "unchanged": "✅"}
@@ -27,25 +28,65 @@ def _several_gpus(report: Report) -> bool:
     return len({r.gpu for r in report.rows}) > 1
 
 
+def _reference_sources(report: Report) -> set[str]:
+    return {r.reference_source for r in report.rows if r.reference}
+
+
+def _ref_header(report: Report) -> list[str]:
+    # No reference anywhere: no column. One source for every ratio: the header says which.
+    sources = _reference_sources(report)
+    if not sources:
+        return []
+    return ["vs ref (ref baseline)" if sources == {"baseline"} else "vs ref"]
+
+
 def _headers(report: Report) -> list[str]:
     # One matrix: named above the table. Several: a column, since one cell id can be in each.
     extra = (["gpu"] if _several_gpus(report) else []) + (["matrix"] if len(_matrices(report)) > 1 else [])
-    return [*HEADERS[:1], *extra, *HEADERS[1:]]
+    return [*HEADERS[:1], *extra, *HEADERS[1:-1], *_ref_header(report), HEADERS[-1]]
 
 
-def _cells(row: Row, markdown: bool, with_matrix: bool, with_gpu: bool = False) -> list[str]:
+def vs_reference(row: Row, *, tag_baseline: bool) -> str:
+    """The ratio a row shows: its metric's (throughput or memory); on a cell's only row (new, or status
+    improved to ok, where no throughput row follows) both; nothing on failed, missing or accuracy rows."""
+    if not row.reference:
+        return ""
+    tput, mem = ratio_text(row.throughput_vs_reference), ratio_text(row.peak_memory_vs_reference)
+    if row.metric == "throughput":
+        text = tput or ""
+    elif row.metric == "memory":
+        text = mem or ""
+    elif row.metric in ("all", "status") and row.verdict in ("new", "improved"):
+        text = ", ".join(f"{name} {v}" for name, v in (("tokens/s", tput), ("peak", mem)) if v)
+    else:
+        return ""
+    if not text:
+        return ""
+    if row.cell == row.reference:
+        text = "x1.00 (ref)" if row.metric in ("throughput", "memory") else "ref"
+    return text + (" (ref baseline)" if tag_baseline and row.reference_source == "baseline" else "")
+
+
+def _cells(
+    row: Row, markdown: bool, with_matrix: bool, with_gpu: bool = False, ref: tuple[bool, bool] = (False, False)
+) -> list[str]:
     verdict = row.verdict.upper() if row.regression else row.verdict
     cell = f"`{row.cell}`" if markdown else row.cell
     gpu = [row.gpu] if with_gpu else []
     matrix = [f"`{row.matrix}`" if markdown else row.matrix] if with_matrix else []
     if markdown:
         verdict = f"{ICONS[row.verdict]} {'**' + verdict + '**' if row.regression else verdict}"
-    return [cell, *gpu, *matrix, row.metric, verdict, row.change, row.baseline, row.current, row.detail]
+    show_ref, tag_baseline = ref
+    vs = [vs_reference(row, tag_baseline=tag_baseline)] if show_ref else []
+    return [cell, *gpu, *matrix, row.metric, verdict, row.change, row.baseline, row.current, *vs, row.detail]
 
 
 def _rows(report: Report, markdown: bool) -> list[list[str]]:
     several, gpus = len(_matrices(report)) > 1, _several_gpus(report)
-    return [_cells(r, markdown, several, gpus) for r in _order(report.rows)]
+    sources = _reference_sources(report)
+    # mixed sources: the header cannot say which, so each ratio from a stored baseline says so itself
+    ref = (bool(sources), len(sources) > 1)
+    return [_cells(r, markdown, several, gpus, ref) for r in _order(report.rows)]
 
 
 def _headline(report: Report) -> str:
@@ -65,6 +106,7 @@ def render_table(report: Report) -> str:
     if len(_matrices(report)) == 1:
         lines.append(f"matrix: {_matrices(report)[0]}")
     lines.append(tabulate(_rows(report, False), _headers(report), tablefmt="simple"))
+    lines += [f"note: {n}" for n in report.reference_notes]
     lines += [f"note: {n}" for n in report.notes]
     lines.append(f"gate: {_headline(report)} (thresholds: {report.config_source}; exit {report.exit_code})")
     return "\n".join(lines)
@@ -89,8 +131,8 @@ def render_markdown(report: Report) -> str:
     if len(_matrices(report)) == 1:
         lines += [f"Matrix `{_matrices(report)[0]}`.", ""]
     lines.append(tabulate(_rows(report, True), _headers(report), tablefmt="github"))
-    if report.notes:
-        lines += ["", *[f"- {n}" for n in report.notes]]
+    if report.reference_notes or report.notes:
+        lines += ["", *[f"- {n}" for n in [*report.reference_notes, *report.notes]]]
     lines += [
         "",
         f"<sub>throughput: median tokens/s/GPU after warm-up, change with bootstrap 95 % interval, one-sided "
@@ -108,6 +150,7 @@ def render_json(report: Report) -> str:
         "mismatches": report.mismatches,
         "versions": report.versions,
         "notes": report.notes,
+        "reference_notes": report.reference_notes,
         "config": report.config_source,
         "rows": [asdict(r) for r in _order(report.rows)],
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from suite.gate.reference import ratio_text
 from suite.report.backends import BackendPair
 from suite.report.stats import MIN_N_MEDIAN_CI
 from suite.report.table import Best, CrossRow, Group, Row, axis_names, provenance_summary, several_matrices
@@ -76,20 +77,19 @@ def cell_table(group: Group, *, gated: bool) -> Table:
     matrices = several_matrices(group.rows)
     headers = ["#", "cell"] + (["matrix"] if matrices else []) + ([] if uniform else ["GPUs", "backend"])
     headers += [AXIS_HEADERS.get(a, a) for a in axes]
-    headers += [
-        "status",
-        "measured steps",
-        "tokens/s/GPU median [95% CI]",
-        "step time (s)",
-        "response length (tokens)",
-        "NVML peak (GiB)",
-        "torch peak (GiB)",
-    ]
+    # only when some row's reference is in the report: a column of dashes would say nothing
+    show_ref = any(r.reference_id for r in group.rows)
+    headers += ["status", "measured steps", "tokens/s/GPU median [95% CI]"]
+    headers += ["tokens/s/GPU vs ref"] if show_ref else []
+    headers += ["step time (s)", "response length (tokens)", "NVML peak (GiB)"]
+    headers += ["NVML peak vs ref"] if show_ref else []
+    headers += ["torch peak (GiB)"]
     headers += ["predicted (GiB)"] if show_pred else []
     headers += ["GSM8K % [95% CI]"]
     headers += ["gate verdict"] if gated else []
     numeric = [False, False] + [False] * matrices + ([] if uniform else [True, False]) + [False] * len(axes)
-    numeric += [False, True, False, True, True, True, True] + [True] * show_pred + [False] + [False] * gated
+    numeric += [False, True, False] + [True] * show_ref + [True, True, True] + [True] * show_ref + [True]
+    numeric += [True] * show_pred + [False] + [False] * gated
     rows = []
     for i, r in enumerate(group.rows, 1):
         cells = [label(i), r.cell] + ([r.matrix] if matrices else []) + ([] if uniform else [str(r.n_gpus), r.backend])
@@ -98,16 +98,26 @@ def cell_table(group: Group, *, gated: bool) -> Table:
             r.status,
             str(r.n_steps) + (f" ({r.n_runs} runs)" if r.n_runs > 1 else ""),
             interval(r.throughput, r.throughput_lo, r.throughput_hi, r.n_steps),
-            num(r.step_time),
-            num(r.response_length),
-            num(r.peak_memory_gb),
-            num(r.torch_peak_gb),
         ]
+        cells += [vs_ref(r, r.throughput_vs_reference)] if show_ref else []
+        cells += [num(r.step_time), num(r.response_length), num(r.peak_memory_gb)]
+        cells += [vs_ref(r, r.peak_memory_vs_reference)] if show_ref else []
+        cells += [num(r.torch_peak_gb)]
         cells += [num(r.predicted_memory_gb)] if show_pred else []
         cells += [accuracy(r)]
         cells += [verdict(r)] if gated else []
         rows.append(cells)
     return Table(headers, rows, numeric)
+
+
+def vs_ref(row: Row, value: float | None) -> str:
+    """A ratio to the row's reference cell: `x1.42`; the reference itself `x1.00 (ref)` (`ref` when it has
+    no number, e.g. it did not run ok)."""
+    if row.reference_id is None:
+        return DASH
+    if row.is_reference:
+        return "x1.00 (ref)" if value is not None else "ref"
+    return ratio_text(value) or DASH
 
 
 def notes(group: Group) -> list[str]:
@@ -119,36 +129,60 @@ def notes(group: Group) -> list[str]:
     return out
 
 
+def reference_notes(group: Group) -> list[str]:
+    """Why some rows of a table have no ratio although their matrix names a reference cell."""
+    out = []
+    missing = sorted({(r.matrix, r.n_gpus, r.backend, r.reference_cell) for r in group.rows
+                      if r.reference_cell and r.reference_id is None})
+    for matrix, n, backend, ref in missing:
+        out.append(f"matrix {matrix} ({n} GPU{'s' if n != 1 else ''}, {backend}) names the reference cell {ref}, "
+                   "which is not among these results: no ratios")
+    for i, r in enumerate(group.rows, 1):
+        if r.is_reference and not r.fits:
+            out.append(f"{label(i)} {r.cell} is the reference cell of matrix {r.matrix} and has status {r.status}: "
+                       "no ratios")
+    return out
+
+
+def _memory(measured: float | None, predicted: float | None) -> str:
+    # predicted beside measured, so the memory model's error on the cells that matter is visible at a glance
+    return num(measured) + (f" (pred {num(predicted)})" if predicted is not None else "")
+
+
 def best_table(bests: Sequence[Best]) -> Table:
-    headers = [
-        "GPU",
-        "model",
-        "fastest cell that fits",
-        "tokens/s/GPU",
-        "NVML peak (GiB)",
-        "most accurate cell",
-        "GSM8K %",
-    ]
-    matrices = several_matrices(r for b in bests for r in (b.fastest, b.most_accurate) if r)
-
-    def name(r: Row) -> str:
-        return f"{r.cell} (×{r.n_gpus} {r.backend}" + (f", {r.matrix})" if matrices else ")")
-
+    matrices = len({b.matrix for b in bests}) > 1
+    # reference and host columns only where some line has something to put in them
+    refs = any(b.reference for b in bests)
+    shown = [r for b in bests for r in (b.fastest, b.reference) if r]
+    host = any(r.host_peak_memory_gb is not None or r.predicted_host_memory_gb is not None for r in shown)
+    headers = ["GPU", "model", "GPUs", "backend"] + ["matrix"] * matrices
+    numeric = [False, False, True, False] + [False] * matrices
+    if refs:
+        headers += ["reference cell", "ref tokens/s/GPU", "ref NVML peak (GiB)"] + ["ref host peak (GiB)"] * host
+        numeric += [False, True, True] + [True] * host
+    headers += ["fastest cell that fits", "tokens/s/GPU"] + ["vs ref"] * refs + ["NVML peak (GiB)"]
+    headers += ["host peak (GiB)"] * host + ["most accurate cell", "GSM8K %"]
+    numeric += [False, True] + [True] * refs + [True] + [True] * host + [False, False]
     rows = []
     for b in bests:
-        f, a = b.fastest, b.most_accurate
-        rows.append(
-            [
-                b.gpu,
-                b.model,
-                name(f) if f else DASH,
-                num(f.throughput) if f else DASH,
-                num(f.peak_memory_gb) if f else DASH,
-                name(a) if a else DASH,
-                accuracy(a) if a else DASH,
+        f, a, ref = b.fastest, b.most_accurate, b.reference
+        cells = [b.gpu, b.model, str(b.n_gpus), b.backend] + [b.matrix] * matrices
+        if refs:
+            cells += [
+                ref.cell if ref else DASH,
+                (num(ref.throughput) if ref.fits else ref.status) if ref else DASH,
+                _memory(ref.peak_memory_gb, ref.predicted_memory_gb) if ref else DASH,
             ]
-        )
-    return Table(headers, rows, [False, False, False, True, True, False, False])
+            cells += [_memory(ref.host_peak_memory_gb, ref.predicted_host_memory_gb) if ref else DASH] * host
+        cells += [f.cell if f else DASH, num(f.throughput) if f else DASH]
+        if refs:
+            same = f is not None and ref is not None and f.id == ref.id
+            cells += ["x1.00 (ref)" if same and b.speedup is not None else ratio_text(b.speedup) or DASH]
+        cells += [_memory(f.peak_memory_gb, f.predicted_memory_gb) if f else DASH]
+        cells += [_memory(f.host_peak_memory_gb, f.predicted_host_memory_gb) if f else DASH] * host
+        cells += [a.cell if a else DASH, accuracy(a) if a else DASH]
+        rows.append(cells)
+    return Table(headers, rows, numeric)
 
 
 def backend_table(pairs: Sequence[BackendPair]) -> Table:
@@ -210,6 +244,16 @@ def provenance_table(rows: Sequence[Row]) -> Table:
     for name, values in summary.items():
         out.append([name, "; ".join(f"{v} ({n} run{'s' if n != 1 else ''})" for v, n in values.items())])
     return Table(["provenance", "value (runs)"], out, [False, False])
+
+
+BEST_NOTE = ("One line per GPU generation, GPU count, model, backend and matrix (cells are ranked only against "
+             "cells they may be compared with). Fastest: highest median tokens/s/GPU among cells that ran without "
+             "OOM or failure. Most accurate: highest GSM8K pass@1.")
+
+REFERENCE_NOTE = ("vs ref: ratio to the matrix's reference cell ([matrix] reference) of the same generation, GPU "
+                  "count, model, backend and matrix, both cells ok; in the best cells, how much faster the fastest "
+                  "cell is than the reference. Memory as measured, with the planner's prediction (pred) where "
+                  "there is one; host peak: the cell's process tree RSS.")
 
 
 def median_ci_note() -> str:

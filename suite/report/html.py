@@ -7,6 +7,8 @@ import re
 from suite.report import plots
 from suite.report.columns import (
     BACKEND_NOTE,
+    BEST_NOTE,
+    REFERENCE_NOTE,
     STARTUP_NOTE,
     Table,
     backend_table,
@@ -17,6 +19,7 @@ from suite.report.columns import (
     median_ci_note,
     notes,
     provenance_table,
+    reference_notes,
     startup_table,
 )
 from suite.report.escape import h
@@ -93,6 +96,8 @@ def group_section(g: Group, *, gated: bool, index: int) -> str:
         f'<h3 id="{h(anchor(title))}-{index}">{h(title)}</h3>',
         table(cell_table(g, gated=gated), cls="cells", verdict_col="gate verdict"),
     ]
+    if refs := reference_notes(g):
+        parts.append('<ul class="ref">' + "".join(f"<li>{h(n)}</li>" for n in refs) + "</ul>")
     failed = notes(g)
     if failed:
         parts.append(
@@ -165,9 +170,9 @@ def render(report: Report) -> str:
 <p class="note">{h(median_ci_note())}</p>
 {warnings}
 <nav><ul>{"".join(toc)}<li><a href="#cross">across generations</a></li><li><a href="#backends">FSDP vs Megatron</a></li></ul></nav>
-<h2 id="best">Best cells per GPU generation and model</h2>
-<p class="note">Fastest: highest median tokens/s/GPU among cells that ran without OOM or failure.
-Most accurate: highest GSM8K pass@1.</p>
+<h2 id="best">Best cells</h2>
+<p class="note">{h(BEST_NOTE)}</p>
+{f'<p class="note">{h(REFERENCE_NOTE)}</p>' if report.has_reference else ""}
 {table(best_table(report.bests), status_col=None)}
 {"".join(sections)}
 <h2 id="cross">Across GPU generations (ratio to {h(report.reference)})</h2>

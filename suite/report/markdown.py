@@ -6,6 +6,8 @@ from tabulate import tabulate
 
 from suite.report.columns import (
     BACKEND_NOTE,
+    BEST_NOTE,
+    REFERENCE_NOTE,
     STARTUP_NOTE,
     Table,
     backend_table,
@@ -16,6 +18,7 @@ from suite.report.columns import (
     median_ci_note,
     notes,
     provenance_table,
+    reference_notes,
     startup_table,
 )
 from suite.report.escape import md
@@ -38,19 +41,15 @@ def render(report: Report) -> str:
     out += [md(report.summary), "", median_ci_note(), ""]
     for w in report.notes:
         out += [f"> {md(w)}", ""]
-    out += [
-        "## Best cells per GPU generation and model",
-        "",
-        "Fastest: highest median tokens/s/GPU among cells that ran without OOM or failure. "
-        "Most accurate: highest GSM8K pass@1.",
-        "",
-        table(best_table(report.bests)),
-        "",
-    ]
+    out += ["## Best cells", "", md(BEST_NOTE), ""]
+    out += [md(REFERENCE_NOTE), ""] if report.has_reference else []
+    out += [table(best_table(report.bests)), ""]
     for gpu, groups in report.by_gpu():
         out += [f"## {md(gpu)}", ""]
         for g in groups:
             out += [f"### {md(group_title(g))}", "", table(cell_table(g, gated=report.gated)), ""]
+            if refs := reference_notes(g):
+                out += [f"- {md(n)}" for n in refs] + [""]
             failed = notes(g)
             if failed:
                 out += ["Cells that did not run cleanly:", ""] + [f"- {md(n)}" for n in failed] + [""]

@@ -7,7 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from suite.report.backends import BackendPair, backend_pairs
-from suite.report.table import Best, CrossRow, Group, Row, best_cells, cross_generation, group_rows
+from suite.report.table import (
+    Best,
+    CrossRow,
+    Group,
+    Row,
+    best_cells,
+    cross_generation,
+    group_rows,
+    with_reference,
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,11 @@ class Report:
     notes: list[str]  # shown near the top, e.g. superseded results or gate problems
     backend_pairs: list[BackendPair]
 
+    @property
+    def has_reference(self) -> bool:
+        """Whether any row is read against a reference cell held by the report."""
+        return any(r.reference_id for r in self.rows)
+
     def by_gpu(self) -> list[tuple[str, list[Group]]]:
         out: dict[str, list[Group]] = {}
         for g in self.groups:
@@ -31,7 +45,7 @@ class Report:
 
 
 def build(rows: Sequence[Row], *, reference: str = "h100", gated: bool = False, notes: Sequence[str] = ()) -> Report:
-    groups = group_rows(rows)
+    groups = group_rows(with_reference(rows))
     ordered = [r for g in groups for r in g.rows]
     gens, cross = cross_generation(ordered, reference)
     statuses = Counter(r.status for r in ordered)

@@ -32,6 +32,9 @@ def make_result(
     seed: int = 0,
     accuracy: tuple[int, int] | None = (600, 1319),
     cell_id: str | None = None,
+    reference: str | None = None,
+    host_peak_gb: float | None = None,
+    predicted_host_gb: float | None = None,
 ) -> Result:
     rng = random.Random(f"{model}/{gpu}/{n_gpus}/{backend}/{lora_rank}/{offload}/{tp}/{rollout_batch}/{seed}")
     cell = cell_id or f"lora{lora_rank}-off_{offload}-tp{tp}-rb{rollout_batch}"
@@ -90,6 +93,9 @@ def make_result(
         accuracy=acc,
         accuracy_initial=acc0,
         predicted_memory_gb=round(mem * 1.05, 1),
+        host_peak_memory_gb=host_peak_gb,
+        predicted_host_memory_gb=predicted_host_gb,
+        reference=reference,
         provenance=Provenance(
             gpu_name=name,
             gpu_count=n_gpus,
@@ -108,6 +114,7 @@ def matrix(
     offloads: tuple[str, ...] = ("none", "po"),
     batches: tuple[int, ...] = (16, 64),
     steps: int = 10,
+    reference: str | None = None,
 ) -> list[Result]:
     out = []
     for gpu in gpus:
@@ -128,6 +135,7 @@ def matrix(
                                 reason="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.1 GiB"
                                 if oom
                                 else None,
+                                reference=reference,
                             )
                         )
     return out

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 from suite.gate.cells import pool
+from suite.gate.reference import ratio, reference_id
 from suite.gpus import GPUS
 from suite.report.stats import median, median_interval, wilson_interval
 from suite.results.schema import Result
@@ -71,6 +72,14 @@ class Row:
     run_provenance: list[dict[str, str | None]]  # per run: PROVENANCE_FIELDS -> value
     verdict: str | None = None
     verdict_detail: str | None = None
+    host_peak_memory_gb: float | None = None  # the cell's process tree RSS, worst run, GiB
+    predicted_host_memory_gb: float | None = None
+    reference_cell: str | None = None  # short id the matrix names as its reference (`[matrix] reference`)
+    # Set by `with_reference` from the other rows: the reference's full id when the report holds it (same
+    # generation, GPU count, model, backend and matrix), and this row's ratios to it (both rows ok).
+    reference_id: str | None = None
+    throughput_vs_reference: float | None = None
+    peak_memory_vs_reference: float | None = None
     sources: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -81,6 +90,15 @@ class Row:
     def key(self) -> tuple[str, str, str]:
         """What names a row: (GPU generation it ran on, matrix, full cell id)."""
         return (self.gpu, self.matrix, self.id)
+
+    @property
+    def group(self) -> tuple[str, int, str, str, str]:
+        """The rows that may be divided by one another: (generation, GPU count, model, backend, matrix)."""
+        return (self.gpu, self.n_gpus, self.model, self.backend, self.matrix)
+
+    @property
+    def is_reference(self) -> bool:
+        return self.reference_id is not None and self.reference_id == self.id
 
 
 def cell_name(full_id: str) -> str:
@@ -160,6 +178,8 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> Row:
     gen = GPUS.get(first.gpu)
     prov = first.provenance
     predicted = [r.predicted_memory_gb for r in runs if r.predicted_memory_gb is not None]
+    host = [r.host_peak_memory_gb for r in runs if r.host_peak_memory_gb is not None]
+    host_predicted = [r.predicted_host_memory_gb for r in runs if r.predicted_host_memory_gb is not None]
     return Row(
         id=first.id,
         cell=cell_name(first.id),
@@ -199,6 +219,9 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> Row:
         versions=dict(prov.versions),
         gpu_name=prov.gpu_name,
         run_provenance=[_provenance(r) for r in runs],
+        host_peak_memory_gb=max(host) if host else None,
+        predicted_host_memory_gb=max(host_predicted) if host_predicted else None,
+        reference_cell=next((r.reference for r in runs if r.reference), None),
         sources=tuple(sources),
     )
 
@@ -223,6 +246,29 @@ def flatten_all(results: Iterable[tuple[str, Result]]) -> list[Row]:
         runs.sort(key=lambda t: (t[1].provenance.start_time or "", t[0]))
         rows.append(flatten([r for _, r in runs], [s for s, _ in runs]))
     return sorted(rows, key=sort_key)
+
+
+def with_reference(rows: Sequence[Row]) -> list[Row]:
+    """Each row with its reference's full id, when the rows hold that reference in the row's own group
+    (never across generations, GPU counts, models, backends or matrices), and its throughput and NVML peak
+    over the reference's. A ratio needs both cells ok: a failed cell's numbers are not what it costs."""
+    by_key = {r.key: r for r in rows}
+    out = []
+    for r in rows:
+        ref = by_key.get((r.gpu, r.matrix, reference_id(r.id, r.reference_cell))) if r.reference_cell else None
+        if ref is None or ref.group != r.group:
+            out.append(replace(r, reference_id=None, throughput_vs_reference=None, peak_memory_vs_reference=None))
+            continue
+        both = r.fits and ref.fits
+        out.append(
+            replace(
+                r,
+                reference_id=ref.id,
+                throughput_vs_reference=ratio(r.throughput, ref.throughput) if both else None,
+                peak_memory_vs_reference=ratio(r.peak_memory_gb, ref.peak_memory_gb) if both else None,
+            )
+        )
+    return out
 
 
 def with_verdicts(rows: Sequence[Row], verdicts: dict[tuple[str, str, str], tuple[str, str | None]]) -> list[Row]:
@@ -261,21 +307,44 @@ def group_rows(rows: Sequence[Row]) -> list[Group]:
 
 @dataclass(frozen=True)
 class Best:
+    """One line of the best-cells table: the cells of one generation, GPU count, model, backend and matrix,
+    the only set whose cells may be ranked against each other and against their reference."""
+
     gpu: str
     model: str
     fastest: Row | None  # highest median throughput among cells that ran (status ok)
     most_accurate: Row | None
+    n_gpus: int = 1
+    backend: str = ""
+    matrix: str = ""
+    reference: Row | None = None  # the matrix's reference cell, when the report holds it
+
+    @property
+    def speedup(self) -> float | None:
+        """The fastest cell's throughput over the reference's (x1.00 when the reference is the fastest)."""
+        if self.fastest is None or self.reference is None or not self.reference.fits:
+            return None
+        return ratio(self.fastest.throughput, self.reference.throughput)
 
 
 def best_cells(groups: Sequence[Group]) -> list[Best]:
-    out = []
+    rows: dict[tuple[str, int, str, str, str], list[Row]] = {}
     for g in groups:
-        fit = [r for r in g.rows if r.fits and r.throughput is not None]
-        acc = [r for r in g.rows if r.fits and r.accuracy is not None]
+        for r in g.rows:
+            rows.setdefault(r.group, []).append(r)
+    out = []
+    def order(key: tuple[str, int, str, str, str]) -> tuple:
+        gpu, n_gpus, model, backend, matrix = key
+        return (gpu, model, n_gpus, backend, matrix)  # the tables' order
+
+    for (gpu, n_gpus, model, backend, matrix), rs in sorted(rows.items(), key=lambda kv: order(kv[0])):
+        fit = [r for r in rs if r.fits and r.throughput is not None]
+        acc = [r for r in rs if r.fits and r.accuracy is not None]
         # ties broken by id so the choice is stable
         fastest = max(fit, key=lambda r: (r.throughput, _neg(r.id)), default=None)
         most_acc = max(acc, key=lambda r: (r.accuracy, r.accuracy_total or 0, _neg(r.id)), default=None)
-        out.append(Best(g.gpu, g.model, fastest, most_acc))
+        ref = next((r for r in rs if r.is_reference), None)
+        out.append(Best(gpu, model, fastest, most_acc, n_gpus, backend, matrix, ref))
     return out
 
 

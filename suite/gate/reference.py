@@ -1,0 +1,101 @@
+"""The reference cell (`[matrix] reference`): the cell every other cell of its matrix is read against.
+
+Ratios are display only: they never change a verdict or an exit code. A cell and its reference must share
+GPU generation, GPU count, model, backend and matrix; nothing else is ever divided (the project's rule:
+no comparison across generations or GPU counts). Shared by the gate and the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from suite.gate.cells import Cell, median, pool
+from suite.gate.store import Baseline, Key
+from suite.results.schema import Result
+
+Source = Literal["current", "baseline"]
+
+
+def reference_id(cell_id: str, reference: str) -> str:
+    """The full id of a cell's reference: the cell's id with its short (axes) part replaced.
+
+    Full ids are `model/<gen>x<n>/<backend>/<short id>`; the first three parts are kept, as
+    `suite.report.table.cell_name` drops exactly those."""
+    parts = cell_id.split("/")
+    keep = parts[:3] if len(parts) >= 4 else parts[:-1]
+    return "/".join([*keep, reference])
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    if value is None or reference is None or reference <= 0:
+        return None
+    return value / reference
+
+
+def ratio_text(x: float | None) -> str | None:
+    """`x1.42`, as the plan prints ratios to the reference (`suite.plan.render.ratio`)."""
+    return None if x is None else f"x{x:.2f}"
+
+
+def same_group(a: Result, b: Result) -> bool:
+    """Whether two results may be divided: same generation, GPU count, model, backend and matrix."""
+    return (a.gpu, a.n_gpus, a.model, a.backend, a.matrix) == (b.gpu, b.n_gpus, b.model, b.backend, b.matrix)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a cell's numbers are divided by, and where those numbers came from."""
+
+    id: str  # full id of the reference cell
+    source: Source  # "current": among the gated results; "baseline": its stored baseline
+    status: str
+    throughput: float | None  # median tokens/s/GPU over measured steps (None unless status ok)
+    peak_memory_gb: float | None  # NVML, worst GPU (None unless status ok)
+    where: str = ""  # the baseline file, when source is "baseline"
+
+
+@dataclass(frozen=True)
+class CellRatios:
+    reference: Reference
+    throughput: float | None  # current median / reference median
+    peak_memory: float | None  # current NVML peak / reference NVML peak
+
+
+def _values(cell: Cell) -> tuple[float | None, float | None]:
+    # A failed run's throughput and peak (an OOM dies at the limit) are not what the cell costs.
+    if cell.status != "ok":
+        return None, None
+    return median(cell.throughput), cell.peak_memory_worst_gb
+
+
+def find_reference(
+    runs: Sequence[Result],
+    current: Mapping[Key, Sequence[Result]],
+    store: Mapping[Key, tuple[Path, Baseline]],
+) -> Reference | None:
+    """The reference of the cell whose runs are `runs`: among `current` (the same run's results) when there,
+    else its stored baseline; None when the matrix names none or neither holds it."""
+    first = runs[0]
+    if not first.reference:
+        return None
+    ref_id = reference_id(first.id, first.reference)
+    key = (first.gpu, first.matrix, ref_id)
+    if key in current and same_group(first, current[key][0]):
+        cell = pool(current[key])
+        tput, peak = _values(cell)
+        return Reference(ref_id, "current", cell.status, tput, peak)
+    if key in store:
+        path, baseline = store[key]
+        if same_group(first, baseline.results[0]):
+            cell = baseline.cell()
+            tput, peak = _values(cell)
+            return Reference(ref_id, "baseline", cell.status, tput, peak, str(path))
+    return None
+
+
+def cell_ratios(runs: Sequence[Result], ref: Reference) -> CellRatios:
+    tput, peak = _values(pool(runs))
+    return CellRatios(ref, ratio(tput, ref.throughput), ratio(peak, ref.peak_memory_gb))
