@@ -34,7 +34,7 @@ def test_shipped_matrix_loads(path: Path) -> None:
     assert m.source == str(path)
     assert m.matrix.name
     values = m.axis_values()
-    assert list(values) == list(AXES)
+    assert list(values) == [*AXES, *m.axes.extra()]  # the four named axes first, extra axes after
     assert all(len(v) >= 1 for v in values.values())
     assert m.profile("bench").steps > 0
 
@@ -105,7 +105,7 @@ MALFORMED = [
     ("unknown-matrix-key", HEAD + "gpus = 4\n", "matrix.gpus", ["unknown key 'gpus'", "gpus_per_node"]),
     ("unknown-base-key", HEAD + "[base]\nresponse_len = 4\n", "base.response_len", ["response_length"]),
     ("unknown-profile-key", HEAD + "[profiles.bench]\nstep = 4\n", "profiles.bench.step", ["steps"]),
-    ("unknown-axis", HEAD + "[axes]\npp = [1, 2]\n", "axes.pp", ["unknown axis 'pp'", "lora_rank, offload, tp"]),
+    ("unknown-axis", HEAD + "[axes]\nppx = [1, 2]\n", "axes.ppx", ["unknown axis 'ppx'", "lora_rank, offload, tp"]),
     ("wrong-type-axis", HEAD + "[axes]\ntp = ['2']\n", "axes.tp[0]", ["'2'", "integer"]),
     ("wrong-type-scalar", HEAD.replace("gpus_per_node = 2", 'gpus_per_node = "2"'), "matrix.gpus_per_node", ["'2'"]),
     ("wrong-type-axis-not-list", HEAD + "[axes]\ntp = 2\n", "axes.tp", ["2", "list"]),
@@ -131,7 +131,7 @@ MALFORMED = [
     ("duplicate-axis-value", HEAD + "[axes]\ntp = [1, 1]\n", "axes", ["repeats", "tp"]),
     ("missing-matrix", "[axes]\ntp = [1]\n", "matrix", ["required table [matrix]"]),
     ("missing-key", HEAD.replace('name = "t"\n', ""), "matrix.name", ["required key"]),
-    ("exclude-unknown-axis", HEAD + "[[exclude]]\npp = 1\n", None, ["exclude[0]", "unknown axis 'pp'"]),
+    ("exclude-unknown-axis", HEAD + "[[exclude]]\nppx = 1\n", None, ["exclude[0]", "unknown axis 'ppx'"]),
     ("exclude-value-off-axis", HEAD + "[axes]\ntp = [1, 2]\n[[exclude]]\ntp = 4\n", None,
      ["exclude[0].tp", "4", "[1, 2]"]),
     ("exclude-empty", HEAD + "[[exclude]]\n", None, ["exclude[0] is empty"]),

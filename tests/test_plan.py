@@ -109,7 +109,18 @@ def test_cell_command_points_into_its_dir(tmp_path: Path) -> None:
     assert d["trainer.validation_data_dir"] == str(cell_dir / "validation")
     assert d["trainer.default_local_dir"] == str(cell_dir / "ckpt")
     assert d["trainer.logger"] == ["console", "file"]
-    assert d["data.train_files"] == "/data/g/train.parquet" and d["data.val_files"] == "/data/g/test.parquet"
+    # bench: the cell reads subsets of the dataset that the run cuts into its directory (suite/data/subset.py)
+    assert d["data.train_files"] == str(cell_dir / "inputs/train.parquet")
+    assert d["data.val_files"] == str(cell_dir / "inputs/val.parquet")
+    assert c.inputs == {
+        str(cell_dir / "inputs/train.parquet"): {"source": "/data/g/train.parquet", "rows": (8 + 2 + 1) * 16},
+        str(cell_dir / "inputs/val.parquet"): {"source": "/data/g/test.parquet", "rows": 16},
+    }
+    (t,) = plan(head(gpus=1, model="synthetic:qwen2.5-0.5b") + "[base]\nlora_rank = 8\nrollout_batch = 16\n",
+                tmp_path, data_root="/data/g", profile="train")
+    dt = argv_dict(t.argv)  # accuracy runs read the whole files
+    assert dt["data.train_files"] == "/data/g/train.parquet" and dt["data.val_files"] == "/data/g/test.parquet"
+    assert t.inputs == {}
     assert d["actor_rollout_ref.model.path"].endswith("/models/qwen2.5-0.5b")
     expected = {
         "algorithm.adv_estimator": "grpo",
@@ -259,12 +270,17 @@ def test_planned_command_is_the_one_that_ran(matrix: str, folder: str, cell: str
                  "--no-verl-check"]) == 0
     (planned,) = [c for c in json.loads(capsys.readouterr().out) if c["full_id"] == cell]
     assert planned["full_id"] == cell and planned["status"] == "ok"
-    assert sorted(planned["argv"]) == sorted(ran["argv"])
+    # Since then a bench cell reads subsets of the same files (cut into its directory before it starts).
+    sources = {dest: spec["source"] for dest, spec in planned["inputs"].items()}
+    argv = [a.split("=", 1)[0] + "=" + sources[a.split("=", 1)[1]] if a.split("=", 1)[-1] in sources else a
+            for a in planned["argv"]]
+    assert len(sources) == 2 and argv != planned["argv"]
+    assert sorted(argv) == sorted(ran["argv"])
     crashed = EVIDENCE / "h100-megatron-crash" / cell / "result.json"
     if crashed.exists():
         first = json.loads(crashed.read_text())
         assert first["status"] == "crash" and "gradient_accumulation_fusion" in first["reason"]
-        assert set(planned["argv"]) - set(first["provenance"]["argv"]) == {
+        assert set(argv) - set(first["provenance"]["argv"]) == {
             "++actor_rollout_ref.actor.megatron.override_transformer_config.gradient_accumulation_fusion=False"}
 
 

@@ -87,6 +87,8 @@ def _input_error(exc: ValidationError, data: dict[str, Any], source: str) -> Inp
     # Union members add their type names to loc (e.g. 'int', 'constrained-str'); keep the data path.
     loc = tuple(p for p in loc if not (isinstance(p, str) and (p in _TYPE_TAGS or p.startswith("function-"))))
     field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+    # A validator that knows the exact field (e.g. an extra axis) says so on its exception.
+    field = getattr((err.get("ctx") or {}).get("error"), "field", None) or field
     if err["type"] == "extra_forbidden":
         if loc and loc[0] == "axes":
             from suite.matrix.schema import AXES

@@ -13,20 +13,32 @@ from pydantic import (
     PrivateAttr,
     StrictBool,
     StrictInt,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
+from suite.matrix.ids import check_codes
 from suite.matrix.offload import COMPONENTS, DOCUMENTED, canonical, parse_offload
 
 PosInt = Annotated[StrictInt, Field(gt=0)]
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
 AXES = ("lora_rank", "offload", "tp", "rollout_batch")
+# A raw verl key as an axis name: dotted Hydra path, optionally with Hydra's +/++ prefix.
+RAW_KEY = re.compile(r"\+{0,2}[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 BACKENDS = ("fsdp", "megatron")
 DATASETS = ("gsm8k", "gsm8k-offline")
 # Hydra override values a TOML value can turn into (tables are flattened into dotted keys).
 Scalar = StrictBool | StrictInt | float | str
 OverrideValue = Scalar | list[Scalar] | None
+
+
+class AxisError(ValueError):
+    """A bad extra axis: carries the axis so the loader's error names `axes.<name>`."""
+
+    def __init__(self, axis: str, message: str) -> None:
+        self.field = f"axes.{axis}"
+        super().__init__(message)
 
 
 class _Strict(BaseModel):
@@ -66,8 +78,14 @@ class MatrixSection(_Strict):
         return v
 
 
-class Axes(_Strict):
-    """The swept axes; an omitted axis takes its single value from [base]."""
+class Axes(BaseModel):
+    """The swept axes; an omitted axis takes its single value from [base].
+
+    Beside the four named axes, any readable name of [base] (`gpu_memory_utilization = [0.3, 0.5]`) and any
+    quoted raw verl key (`"actor_rollout_ref.rollout.max_num_seqs" = [64, 256]`) may be swept; those are
+    checked after [base] is known (`Matrix._check_extra_axes`)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     lora_rank: list[NonNegInt] | None = Field(default=None, min_length=1)
     offload: list[str] | None = Field(default=None, min_length=1)
@@ -81,11 +99,14 @@ class Axes(_Strict):
 
     @model_validator(mode="after")
     def _no_duplicates(self) -> Axes:
-        for name in AXES:
-            vals = getattr(self, name)
-            if vals is not None and len(set(vals)) != len(vals):
+        for name, vals in [*((a, getattr(self, a)) for a in AXES), *self.extra().items()]:
+            if vals is not None and len({repr(x) for x in vals}) != len(vals):
                 raise ValueError(f"axis {name!r} repeats a value: {vals}")
         return self
+
+    def extra(self) -> dict[str, list[Any]]:
+        """The axes beyond the four named ones, in file order."""
+        return dict(self.__pydantic_extra__ or {})
 
 
 class Base(_Strict):
@@ -185,6 +206,10 @@ class Profile(_Strict):
     # rollout_batch x n sequences in flight, so capping max_num_seqs there (never above verl's 256) skips captures
     # that a short run never uses. Only when [base] max_num_seqs is unset.
     fit_max_num_seqs: StrictBool = False
+    # Read only the rows the run consumes (steps x rollout batch + one spare batch) from a copy of the train
+    # file in the cell's directory; the validation file too when the profile never validates. verl's dataset
+    # load and filtering then costs seconds instead of a minute at start-up. Never on for accuracy runs.
+    subset_data: StrictBool = False
 
     @field_validator("test_freq", "save_freq")
     @classmethod
@@ -194,12 +219,16 @@ class Profile(_Strict):
         return v
 
     @property
+    def validates(self) -> bool:
+        return self.val_before_train or self.test_freq > 0
+
+    @property
     def total_steps(self) -> int:
         return self.warmup_steps + self.steps
 
 
 DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
-    "bench": {"steps": 8, "warmup_steps": 2, "ignore_eos": True, "fit_max_num_seqs": True},
+    "bench": {"steps": 8, "warmup_steps": 2, "ignore_eos": True, "fit_max_num_seqs": True, "subset_data": True},
     "train": {"steps": 20, "warmup_steps": 0, "val_before_train": True, "test_freq": 20},
 }
 
@@ -220,14 +249,41 @@ class Matrix(_Strict):
         return self._source
 
     @model_validator(mode="after")
+    def _check_extra_axes(self) -> Matrix:
+        for name, vals in self.axes.extra().items():
+            if not isinstance(vals, list) or not vals:
+                raise AxisError(name, f"axis {name!r}: give a non-empty list of values, got {vals!r}")
+            if name in Base.model_fields:
+                # Each value must be one that [base] itself would accept for the name.
+                for x in vals:
+                    try:
+                        Base.model_validate({name: x})
+                    except ValidationError as exc:
+                        msg = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+                        raise AxisError(name, f"axis {name!r}: bad value {x!r}: {msg}") from None
+            elif not RAW_KEY.fullmatch(name):
+                raise AxisError(
+                    name,
+                    f"unknown axis {name!r}; allowed: {', '.join(AXES)}, any [base] name "
+                    f"({', '.join(n for n in Base.model_fields if n not in AXES)}) "
+                    "or a quoted raw verl key such as \"actor_rollout_ref.rollout.max_num_seqs\""
+                )
+            else:
+                for x in vals:
+                    if not isinstance(x, bool | int | float | str):
+                        raise AxisError(name, f"axis {name!r}: values must be scalars, got {x!r}")
+        check_codes(list(self.axes.extra()))
+        return self
+
+    @model_validator(mode="after")
     def _check_excludes(self) -> Matrix:
         values = self.axis_values()
         for i, ex in enumerate(self.exclude):
             if not ex:
                 raise ValueError(f"exclude[{i}] is empty (it would drop every cell)")
             for k, v in ex.items():
-                if k not in AXES:
-                    raise ValueError(f"exclude[{i}]: unknown axis {k!r}; allowed: {', '.join(AXES)}")
+                if k not in values:
+                    raise ValueError(f"exclude[{i}]: unknown axis {k!r}; allowed: {', '.join(values)}")
                 vs = v if isinstance(v, list) else [v]
                 for x in vs:
                     if k == "offload" and isinstance(x, str):
@@ -239,12 +295,25 @@ class Matrix(_Strict):
         return self
 
     def axis_values(self) -> dict[str, list[Any]]:
-        """Every axis with its values, omitted ones fixed by [base]."""
+        """Every axis with its values: the four named ones first (omitted ones fixed by [base]), then the
+        extra axes in file order."""
         out: dict[str, list[Any]] = {}
         for name in AXES:
             vals = getattr(self.axes, name)
             out[name] = list(vals) if vals is not None else [getattr(self.base, name)]
+        for name, vals in self.axes.extra().items():
+            out[name] = list(vals)
         return out
+
+    def base_for(self, point: dict[str, Any]) -> Base:
+        """[base] with the point's readable axis values in place (raw verl keys stay out: they are overrides)."""
+        update = {k: v for k, v in point.items() if k in Base.model_fields and k not in AXES}
+        return self.base.model_copy(update=update) if update else self.base
+
+    @staticmethod
+    def raw_axes(point: dict[str, Any]) -> dict[str, Any]:
+        """The point's raw verl keys (axes that are not [base] names)."""
+        return {k: v for k, v in point.items() if k not in Base.model_fields}
 
     def profile(self, name: str) -> Profile:
         """A profile from the file, over the suite's defaults for `bench` and `train`."""

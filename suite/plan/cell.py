@@ -22,7 +22,7 @@ class Cell:
     model: str  # HF id, local path or synthetic:<arch>
     backend: str  # fsdp | megatron
     profile: str  # bench | train
-    axes: dict[str, int | str]
+    axes: dict[str, bool | int | float | str]  # the four named axes, then any extra axes of the matrix
     status: CellStatus
     reason: str | None
     argv: list[str]  # full command, e.g. ["python3", "-m", "verl.trainer.main_ppo", "k=v", ...]
@@ -39,6 +39,9 @@ class Cell:
     host_memory_gb: float | None = None
     # The matrix's reference cell id (`[matrix] reference`), that every cell's numbers are read against.
     reference: str | None = None
+    # Files the run makes before the cell starts: destination path -> {"source": parquet, "rows": N}
+    # (suite/data/subset.py: a bench cell reads only the prompts its steps consume).
+    inputs: dict[str, dict[str, str | int]] = field(default_factory=dict)
 
     @property
     def n_gpus(self) -> int:

@@ -198,7 +198,7 @@ def check_cell(m: Matrix, point: dict) -> str | None:
         world=mx.nnodes * mx.gpus_per_node,
         gpus_per_node=mx.gpus_per_node,
         backend=mx.backend,
-        base=m.base,
+        base=m.base_for(point),
         arch=arch_for_model(mx.model),
         lora=point["lora_rank"],
         offload=point["offload"],

@@ -5,14 +5,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from suite.matrix.schema import AXES, Matrix
-
-
-def cell_id(point: dict[str, Any]) -> str:
-    """Readable and stable: the same axes give the same id, e.g. `lora32-off_param+optimizer-tp4-rb180`."""
-    lora = point["lora_rank"]
-    head = "full" if lora == 0 else f"lora{lora}"
-    return f"{head}-off_{point['offload']}-tp{point['tp']}-rb{point['rollout_batch']}"
+from suite.matrix.ids import cell_id
+from suite.matrix.offload import canonical
+from suite.matrix.schema import Matrix
 
 
 def _excluded(point: dict[str, Any], excludes: list[dict[str, Any]]) -> bool:
@@ -28,11 +23,17 @@ def expand(m: Matrix) -> list[dict[str, Any]]:
         }
         for ex in m.exclude
     ]
-    points = [dict(zip(AXES, combo, strict=True)) for combo in itertools.product(*(values[a] for a in AXES))]
+    names = list(values)
+    points = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(values[a] for a in names))]
     return [p for p in points if not _excluded(p, excludes)]
 
 
-def canon(v: Any) -> Any:
-    from suite.matrix.offload import canonical
+def point_id(m: Matrix, point: dict[str, Any]) -> str:
+    return cell_id(point, list(m.axes.extra()))
 
+
+def canon(v: Any) -> Any:
     return canonical(v) if isinstance(v, str) else v
+
+
+__all__ = ["cell_id", "expand", "point_id"]

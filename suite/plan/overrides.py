@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.data.paths import dataset_files
+from suite.data.subset import Subset, train_rows
 from suite.matrix.offload import backend_overrides
 from suite.matrix.schema import Matrix, Profile
 from suite.models.paths import model_path
@@ -37,9 +38,12 @@ def cell_overrides(
     data_root: str | None = None,
 ) -> dict[str, Any]:
     """All overrides of one cell, in a readable order; `[overrides]` of the file win over generated keys."""
-    b, mx = m.base, m.matrix
+    b, mx = m.base_for(point), m.matrix
     lora, offload, tp, rb = point["lora_rank"], point["offload"], point["tp"], point["rollout_batch"]
+    inputs = cell_inputs(m, point, profile, cell_dir=cell_dir, data_root=data_root)
     train_files, val_files = dataset_files(mx.dataset, data_root)
+    train_files = next((d for d in inputs if d.endswith(TRAIN_SUBSET)), train_files)
+    val_files = next((d for d in inputs if d.endswith(VAL_SUBSET)), val_files)
     megatron = mx.backend == "megatron"
     actor, ref, rollout, model = (
         "actor_rollout_ref.actor",
@@ -161,13 +165,33 @@ def cell_overrides(
     o["+ray_kwargs.ray_init.include_dashboard"] = False
     o[f"+ray_kwargs.ray_init.runtime_env.env_vars.{LOGGER_ENV}"] = str(cell_dir / "metrics.jsonl")
 
-    for k, v in m.overrides.items():
+    # Raw overrides replace generated keys; a raw-key axis value replaces both (it is what the cell sweeps).
+    for k, v in [*m.overrides.items(), *m.raw_axes(point).items()]:
         # A raw override replaces a generated one of the same key (with or without Hydra's +/++ prefix).
         bare = k.lstrip("+~")
         for existing in [e for e in o if e.lstrip("+~") == bare]:
             del o[existing]
         o[k] = v
     return o
+
+
+TRAIN_SUBSET, VAL_SUBSET = "inputs/train.parquet", "inputs/val.parquet"
+VAL_SUBSET_ROWS = 16  # verl builds a validation dataloader even when it never validates: keep it tiny
+
+
+def cell_inputs(
+    m: Matrix, point: dict[str, Any], profile: Profile, *, cell_dir: Path, data_root: str | None = None
+) -> dict[str, Subset]:
+    """The files a cell's run cuts from the dataset before it starts (none unless the profile subsets)."""
+    if not profile.subset_data:
+        return {}
+    train, val = dataset_files(m.matrix.dataset, data_root)
+    out: dict[str, Subset] = {
+        str(cell_dir / TRAIN_SUBSET): {"source": train, "rows": train_rows(profile.total_steps, point["rollout_batch"])}
+    }
+    if not profile.validates:
+        out[str(cell_dir / VAL_SUBSET)] = {"source": val, "rows": VAL_SUBSET_ROWS}
+    return out
 
 
 def cell_env(cell_dir: Path) -> dict[str, str]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from suite.errors import InputError
 from suite.matrix.schema import Matrix
 from suite.plan.cell import Cell
 from suite.plan.constraints import check_cell
-from suite.plan.expand import cell_id, expand
-from suite.plan.overrides import cell_env, cell_overrides, to_argv
+from suite.plan.expand import expand, point_id
+from suite.plan.overrides import cell_env, cell_inputs, cell_overrides, to_argv
 
 
 def plan_matrix(
@@ -30,8 +31,10 @@ def plan_matrix(
 
     host_gb = mx.host_memory_gb if mx.host_memory_gb is not None else GPUS[mx.gpu].host_memory_gib
     cells: list[Cell] = []
-    for point in expand(matrix):
-        cid = cell_id(point)
+    points = expand(matrix)
+    ids = [point_id(matrix, p) for p in points]
+    _check_ids(matrix, ids)
+    for point, cid in zip(points, ids, strict=True):
         stub = Cell(
             id=cid,
             matrix=mx.name,
@@ -65,6 +68,7 @@ def plan_matrix(
                 reason=reason,
                 argv=to_argv(overrides),
                 env=cell_env(cell_dir),
+                inputs=dict(cell_inputs(matrix, point, prof, cell_dir=cell_dir, data_root=data_root)),
                 warmup_steps=prof.warmup_steps,
                 total_steps=prof.total_steps,
             )
@@ -82,6 +86,22 @@ def plan_matrix(
             checked.append(c)
         cells = checked
     return cells
+
+
+def _check_ids(matrix: Matrix, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for cid in ids:
+        if cid in seen:
+            raise InputError(f"two cells would share the id {cid!r}: axis values that differ only in characters "
+                             "an id cannot hold (kept: letters, digits, '.', '+', '_')", source=matrix.source,
+                             field="axes")
+        seen.add(cid)
+    ref = matrix.matrix.reference
+    if ref is not None and ref not in seen:
+        near = [c for c in ids if c.split("-")[0] == ref.split("-")[0]][:6] or ids[:6]
+        raise InputError(f"reference {ref!r} is not a cell of this matrix (after [[exclude]]); cells include: "
+                         f"{', '.join(near)}{' ...' if len(ids) > len(near) else ''}", source=matrix.source,
+                         field="matrix.reference")
 
 
 _VALIDATOR = None

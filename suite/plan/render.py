@@ -4,36 +4,54 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from suite.matrix.ids import axis_code
 from suite.plan.cell import Cell
+
+# Column heads of the four named axes (extra axes use their id code, e.g. gmu, mnbt, eager).
+HEADS = {"lora_rank": "lora", "offload": "offload", "tp": "tp", "rollout_batch": "rb"}
+
+
+def ratio(value: float | None, reference: float | None) -> str | None:
+    """`x1.42`: a number read against the reference cell's."""
+    if value is None or not reference:
+        return None
+    return f"x{value / reference:.2f}"
 
 
 def table(cells: Sequence[Cell]) -> str:
     from tabulate import tabulate
 
-    rows = [
-        [
-            c.id,
-            c.axes.get("lora_rank"),
-            c.axes.get("offload"),
-            c.axes.get("tp"),
-            c.axes.get("rollout_batch"),
-            c.status,
-            _clip(c.reason or "", 90),
-        ]
-        for c in cells
-    ]
-    ok = sum(c.status == "ok" for c in cells)
-    head = ["id", "lora", "offload", "tp", "rb", "status", "reason"]
+    first = cells[0] if cells else None
+    axes = list(first.axes) if first else list(HEADS)
+    head = ["id", *(HEADS.get(a) or axis_code(a) or a.rsplit(".", 1)[-1] for a in axes)]
+    rows: list[list[object]] = [[c.id, *(c.axes.get(a) for a in axes)] for c in cells]
+    ref = next((c for c in cells if first and c.id == first.reference), None)
+    if ref is not None:
+        for row, c in zip(rows, cells, strict=True):
+            row[0] = f"{c.id} (ref)" if c is ref else c.id
     if any(c.predicted_memory_gb is not None for c in cells):
         from suite.gpus import GPUS
 
         limit = GPUS[cells[0].gpu].memory_gib if cells[0].gpu in GPUS else None
-        head.insert(5, f"pred GiB/{limit:.0f}" if limit else "pred GiB")
+        head.append(f"pred GiB/{limit:.0f}" if limit else "pred GiB")
         for row, c in zip(rows, cells, strict=True):
-            row.insert(5, None if c.predicted_memory_gb is None else round(c.predicted_memory_gb, 1))
-    first = cells[0] if cells else None
+            row.append(None if c.predicted_memory_gb is None else round(c.predicted_memory_gb, 1))
+        if ref is not None:
+            head.append("vs ref")
+            for row, c in zip(rows, cells, strict=True):
+                row.append(ratio(c.predicted_memory_gb, ref.predicted_memory_gb))
+    if any(c.predicted_host_memory_gb is not None for c in cells):
+        host = cells[0].host_memory_gb
+        head.append(f"host GiB/{host:.0f}" if host else "host GiB")
+        for row, c in zip(rows, cells, strict=True):
+            row.append(None if c.predicted_host_memory_gb is None else round(c.predicted_host_memory_gb, 1))
+    head += ["status", "reason"]
+    for row, c in zip(rows, cells, strict=True):
+        row += [c.status, _clip(c.reason or "", 90)]
+    ok = sum(c.status == "ok" for c in cells)
     title = (
         f"{first.matrix}: {first.model} on {first.n_gpus}x {first.gpu}, {first.backend}, profile {first.profile}"
+        + (f", reference {first.reference}" if first.reference else "")
         if first
         else "no cells"
     )

@@ -35,7 +35,7 @@ class CellInfo:
     n_gpus: int
     model: str
     backend: str
-    axes: Mapping[str, int | str] = field(default_factory=dict)
+    axes: Mapping[str, bool | int | float | str] = field(default_factory=dict)
     nnodes: int = 1
     warmup_steps: int = 0
     predicted_memory_gb: float | None = None

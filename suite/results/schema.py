@@ -112,7 +112,7 @@ class Result(_Model):
     nnodes: int = Field(1, ge=1)
     model: str
     backend: str
-    axes: dict[str, int | str]
+    axes: dict[str, bool | int | float | str] = Field(description="axis values: lora_rank, offload, tp, rollout_batch, then the matrix's extra axes (readable names or raw verl keys)")
     status: Status
     reason: str | None = None
     steps: list[Step] = Field(default_factory=list)

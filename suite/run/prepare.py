@@ -56,10 +56,17 @@ def ensure_models(models: Sequence[str]) -> None:
 
 
 def ensure_inputs(matrix: Any, cells: Sequence[Cell], *, data_root: str | None = None) -> None:
-    """Build the cells' models (synthetic:<arch>) and the matrix's dataset when missing; once per run."""
+    """Build the cells' models (synthetic:<arch>) and the matrix's dataset when missing, then the cells' own
+    input files (the bench profile's dataset subsets); once per run."""
     ensure_models([c.model for c in cells if c.status != "invalid"])
-    if matrix is None:
-        return
+    if matrix is not None:
+        ensure_dataset_files(matrix, data_root)
+    from suite.data.subset import write_subsets
+
+    write_subsets(c.inputs for c in cells if c.status != "invalid")  # type: ignore[misc]
+
+
+def ensure_dataset_files(matrix: Any, data_root: str | None) -> None:
     mx = matrix.matrix
     dataset = getattr(mx, "dataset", None)
     if dataset:
