@@ -7,7 +7,7 @@ H=/root  # the lent hosts run as root
 data=$H/.cache/grpo-suite/data/gsm8k-offline
 out=.gpu/plans
 mkdir -p "$out"
-plan() { python3 -m suite plan "suite/matrices/$1.toml" --profile "$2" --format json --out "$H/runs/$3" --data-root "$data" --no-verl-check > "$out/$4.json"; echo "$out/$4.json: $(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" "$out/$4.json") cells"; }
+plan() { python3 -m suite plan "suite/matrices/$1.toml" --profile "$2" --format json --out "$H/runs/$3" --data-root "$data" --no-verl-check --predict-memory > "$out/$4.json"; echo "$out/$4.json: $(python3 -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" "$out/$4.json") cells"; }
 plan h100-1gpu bench h100 bench
 plan h100-1gpu-graphs bench h100-graphs graphs
 plan h100-1gpu-1.5b bench h100 bench-1.5b
@@ -15,5 +15,6 @@ plan h100-2gpu bench h100 2gpu
 plan h100-1gpu-oom bench h100-oom oom
 plan smollm2-train train h100 train
 plan h100-1gpu-megatron bench h100-megatron megatron-1gpu
+for m in h100-1gpu-7b h100-1gpu-14b h200-1gpu-7b h200-1gpu-14b; do plan $m bench $m ${m#*-1gpu-}-${m%%-*}; done
 git rev-parse HEAD | tr -d '\n' > .gpu/commit; [ -z "$(git status --porcelain -uno)" ] || echo -n "-dirty" >> .gpu/commit
 echo "commit $(cat .gpu/commit)"

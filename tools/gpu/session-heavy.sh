@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One GPU, heavy model at the seed's shape: the reference cell (the 32B LoRA recipe per GPU), then the
+# candidates, one after another on GPU 0 (solo: never packed, so each cell's numbers are its own).
+#   GPU_MODELS=synthetic:qwen2.5-7b bash tools/gpu/launch.sh "tools/gpu/session-heavy.sh" with HEAVY_PLAN,
+#   HEAVY_CELLS ("ref cand..."), HEAVY_TIMEOUTS ("s s...") in the environment
+source tools/gpu/lib.sh "${1:-$HOME/runs}"
+stamp "host: $(nproc) cores; $(free -g | awk '/^Mem/ {print $2 " GiB RAM, " $7 " GiB available"}'); disk: $(df -h "$HOME" | awk 'NR==2 {print $2 " total, " $4 " free"}')"
+plan=$P/${HEAVY_PLAN:-7b-h200}.json
+name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["matrix"])' "$plan")
+read -r -a cells <<< "${HEAVY_CELLS:?cells to run}"
+read -r -a limits <<< "${HEAVY_TIMEOUTS:-900}"
+end=$(( $(date +%s) + ${HEAVY_BUDGET_S:-1500} ))  # what the host is held for: no cell may outlast it
+(
+  for i in "${!cells[@]}"; do
+    t=${limits[$i]:-${limits[-1]}}; left=$(( end - $(date +%s) ))
+    [ "$left" -lt "$t" ] && t=$left
+    [ "$t" -lt 300 ] && { stamp "${cells[$i]} not started: $t s left"; continue; }
+    stamp "${cells[$i]} on GPU 0 (timeout $t s)"
+    suite run "$plan" --gpus 0 --out "$runs/$name" --cells "${cells[$i]}" --no-verl-check --no-preflight --timeout "$t"
+    free -g | awk '/^Mem/ {print "host RAM after: " $3 " GiB used"}'
+  done
+) > "$runs/lane0.log" 2>&1
+stamp "done"
