@@ -89,6 +89,20 @@ def test_every_shipped_matrix_cell_gets_a_prediction(path):
         assert (c.status == "predicted-oom") == (c.predicted_memory_gb is not None and not predict_cell(c).fits)
 
 
+@pytest.mark.parametrize("path", MATRICES, ids=lambda p: p.stem)
+def test_every_shipped_matrix_cell_gets_a_host_prediction(path):
+    from suite.memory.cli import predicted_cells
+    from suite.memory.predict import predict_cell_host
+
+    for c in predicted_cells(str(path), "bench"):
+        assert c.predicted_host_memory_gb and c.host_memory_breakdown and c.host_memory_gb, c.id
+        host = predict_cell_host(c)
+        assert c.predicted_host_memory_gb == round(host.peak_gib, 2)
+        # host OOM is only ever the status of a valid cell whose GPUs fit
+        if c.status != "invalid":
+            assert (c.status == "predicted-host-oom") == (predict_cell(c).fits and not host.fits(c.host_memory_gb))
+
+
 def test_seed_cell_of_the_shipped_h100_matrix():
     from suite.memory.cli import predicted_cells
 

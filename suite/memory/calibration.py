@@ -73,6 +73,30 @@ class Vllm:
 
 
 @dataclass(frozen=True)
+class Host:
+    """Host RAM per node (suite/memory/host.py): the kill threshold, pinned-allocation rules, the startup load
+    and the resident memory of each kind of process."""
+
+    memory_usage_threshold: float
+    pinned_power_of_two: bool
+    pinned_min_block_mib: float
+    vllm_vocab_padding: int
+    megatron_vocab_padding: int
+    checkpoint_bytes: int
+    checkpoint_mmap_fraction: float
+    driver_gib: float
+    ray_system_gib: float
+    task_runner_gib: float
+    trainer_worker_gib: float
+    vllm_server_gib: float
+    vllm_engine_core_gib: float
+    vllm_worker_gib: float
+    agent_worker_gib: float
+    reward_worker_gib: float
+    dataloader_worker_gib: float
+
+
+@dataclass(frozen=True)
 class Calibration:
     overhead: Overhead
     dtypes: Dtypes
@@ -80,6 +104,7 @@ class Calibration:
     logits: Logits
     fsdp: Fsdp
     vllm: Vllm
+    host: Host
     source: str = "<calibration>"
 
     def with_values(self, section: str, **values: Any) -> Calibration:
@@ -94,7 +119,23 @@ _SECTIONS: dict[str, type] = {
     "logits": Logits,
     "fsdp": Fsdp,
     "vllm": Vllm,
+    "host": Host,
 }
+
+# TOML types accepted per annotated field type: an integer literal is a fine float, a bool is not a number.
+_TYPES: dict[str, tuple[type, ...]] = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,)}
+
+
+def _check_types(cls: type, table: dict[str, Any], *, source: str, section: str) -> None:
+    for f in fields(cls):
+        want = _TYPES.get(str(f.type))
+        v = table[f.name]
+        if want is None:
+            continue
+        if (isinstance(v, bool) and bool not in want) or not isinstance(v, want):
+            raise InputError(
+                f"expected {f.type}, got {type(v).__name__} {v!r}", source=source, field=f"[{section}].{f.name}"
+            )
 
 
 def parse_calibration(data: dict[str, Any], *, source: str = "<calibration>") -> Calibration:
@@ -110,6 +151,7 @@ def parse_calibration(data: dict[str, Any], *, source: str = "<calibration>") ->
         if set(table) != want:
             missing, extra = sorted(want - set(table)), sorted(set(table) - want)
             raise InputError(f"missing keys {missing}, unknown keys {extra}", source=source, field=f"[{name}]")
+        _check_types(cls, table, source=source, section=name)
         built[name] = cls(**table)
     return Calibration(**built, source=source)
 

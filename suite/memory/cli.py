@@ -1,5 +1,5 @@
-"""`grpo-suite memory predict MATRIX...` (predicted peak per cell, per phase) and
-`grpo-suite memory validate RESULTS...` (predicted vs measured NVML peaks)."""
+"""`grpo-suite memory predict MATRIX...` (predicted peak per cell, per phase, and host RAM per node) and
+`grpo-suite memory validate RESULTS...` (predicted vs measured NVML peaks and host peaks)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,19 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("memory", help="predict per-GPU peak memory of cells; validate against measured peaks")
+    p = sub.add_parser("memory", help="predict per-GPU and host peak memory of cells; validate against measured peaks")
     msub = p.add_subparsers(dest="memory_command", metavar="SUBCOMMAND")
 
-    pr = msub.add_parser("predict", help="predicted peak memory per cell of matrices, with the per-phase totals")
+    pr = msub.add_parser(
+        "predict", help="predicted peak memory per cell of matrices, with the per-phase totals and host RAM per node"
+    )
     pr.add_argument("matrix", nargs="+", help="matrix TOML files (e.g. suite/matrices/*.toml)")
     pr.add_argument("--profile", default="bench", help="profile of the matrix (default: bench)")
     pr.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     pr.add_argument("--calibration", default=None, help="calibration TOML (default: suite/memory/calibration.toml)")
     pr.set_defaults(func=run_predict)
 
-    va = msub.add_parser("validate", help="predicted vs measured peak (worst GPU) for stored results")
+    va = msub.add_parser("validate", help="predicted vs measured peak (worst GPU, host) for stored results")
     va.add_argument("results", nargs="+", help="result JSON files or directories (e.g. baselines/h100)")
     va.add_argument("--tolerance", type=float, default=10.0, help="error band in percent (default: 10)")
     va.add_argument("--format", choices=("markdown", "json"), default="markdown")
@@ -51,7 +53,7 @@ def predicted_cells(matrix_path: str, profile: str, calibration=None) -> list:
 def run_predict(args: argparse.Namespace) -> int:
     import json
 
-    from suite.memory.predict import predict_cell
+    from suite.memory.predict import cell_host_gib, predict_cell, predict_cell_host
 
     cal = _calibration(args.calibration)
     blocks: list[str] = []
@@ -61,9 +63,9 @@ def run_predict(args: argparse.Namespace) -> int:
         rows = []
         for c in cells:
             try:
-                pred = predict_cell(c, cal)
+                pred, host = predict_cell(c, cal), predict_cell_host(c, cal)
             except Exception:  # unknown architecture: annotate_cells left it unpredicted
-                pred = None
+                pred, host = None, None
             as_json.append(
                 {
                     "matrix": c.matrix,
@@ -76,6 +78,13 @@ def run_predict(args: argparse.Namespace) -> int:
                     "capacity_gib": pred.capacity_gib if pred else None,
                     "phases": pred.phase_totals() if pred else None,
                     "breakdown": c.memory_breakdown,
+                    "predicted_host_memory_gb": c.predicted_host_memory_gb,
+                    "host_memory_gb": c.host_memory_gb,
+                    "host_phase": host.phase if host else None,
+                    "host_fits": host.fits(cell_host_gib(c)) if host else None,
+                    "host_phases": host.phase_totals() if host else None,
+                    "host_breakdown": c.host_memory_breakdown,
+                    "host_processes": host.processes if host else None,
                 }
             )
             totals = pred.phase_totals() if pred else {}
@@ -86,6 +95,7 @@ def run_predict(args: argparse.Namespace) -> int:
                     c.predicted_memory_gb,
                     pred.phase if pred else "-",
                     *(totals.get(k, "-") for k in PHASE_COLUMNS),
+                    c.predicted_host_memory_gb if c.predicted_host_memory_gb is not None else "-",
                     _clip(c.reason or "", 100),
                 ]
             )
@@ -109,15 +119,21 @@ def _render(cells: list, rows: list[list], fmt: str) -> str:
     from suite.gpus import get_gpu
 
     cap = get_gpu(first.gpu).memory_gib
+    from suite.memory.predict import cell_host_gib
+
     fit = sum(c.status == "ok" for c in cells)
     oom = sum(c.status == "predicted-oom" for c in cells)
+    host_oom = sum(c.status == "predicted-host-oom" for c in cells)
+    nodes = f"{first.nnodes} nodes x {first.gpus_per_node}" if first.nnodes > 1 else f"{first.n_gpus}x"
     title = (
-        f"{first.matrix}: {first.model} on {first.n_gpus}x {first.gpu} ({cap:.1f} GiB each), {first.backend}, "
-        f"profile {first.profile}"
+        f"{first.matrix}: {first.model} on {nodes} {first.gpu} ({cap:.1f} GiB each, host {cell_host_gib(first):g} "
+        f"GiB per node), {first.backend}, profile {first.profile}"
     )
-    head = ["cell", "status", "peak GiB", "peak phase", "rollout", "sync", "old logp", "ref logp", "update", "reason"]
+    head = ["cell", "status", "peak GiB", "peak phase", "rollout", "sync", "old logp", "ref logp", "update"]
+    head += ["host GiB", "reason"]
     table = tabulate(rows, headers=head, tablefmt="github" if fmt == "markdown" else "simple")
-    return f"{title}\n\n{table}\n\n{fit} predicted to fit, {oom} predicted OOM, {len(cells)} cells"
+    counts = f"{fit} predicted to fit, {oom} predicted OOM, {host_oom} predicted host OOM, {len(cells)} cells"
+    return f"{title}\n\n{table}\n\n{counts}"
 
 
 def _clip(s: str, n: int) -> str:
@@ -139,8 +155,13 @@ def run_validate(args: argparse.Namespace) -> int:
     summary = summarize(rows, args.tolerance / 100)
     if args.format == "json":
         out = {
-            "rows": [asdict(r) | {"error": r.error} for r in rows],
-            "summary": asdict(summary) | {"fraction_within": summary.fraction_within, "goal_met": summary.goal_met},
+            "rows": [asdict(r) | {"error": r.error, "host_error": r.host_error} for r in rows],
+            "summary": asdict(summary)
+            | {
+                "fraction_within": summary.fraction_within,
+                "goal_met": summary.goal_met,
+                "host_fraction_within": summary.host_fraction_within,
+            },
         }
         if args.fit:
             out["suggested_runtime_gib"] = suggest_runtime_gib(summary, cal)

@@ -59,6 +59,16 @@ class MemorySettings:
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
     max_model_len: int | None = None
+    # Host memory (suite/memory/host.py): what decides the host RAM of one node.
+    gpus_per_node: int | None = None  # None: all n_gpus on one node
+    fsdp_strategy: str = "fsdp"  # actor.strategy: fsdp (FSDP1 flat params) | fsdp2 (per-parameter DTensors)
+    lora_merge: bool = False  # model.lora.merge: vLLM gets merged weights, not an adapter (sleep level 2)
+    ref_model_dtype: str | None = None  # FSDP reference weights (ref.fsdp_config.model_dtype); None: bf16
+    load_format: str = "dummy"  # rollout.load_format: "dummy" makes the first LoRA sync send the base weights
+    layered_summon: bool = False
+    agent_num_workers: int = 8  # rollout.agent.num_workers (Ray actors)
+    reward_num_workers: int = 8  # reward.num_workers (Ray actors)
+    dataloader_num_workers: int = 8  # data.dataloader_num_workers (processes forked from the TaskRunner)
     notes: tuple[str, ...] = field(default=(), compare=False)  # assumptions made while reading the command
 
     @property
@@ -68,6 +78,15 @@ class MemorySettings:
     @property
     def seq_length(self) -> int:
         return self.prompt_length + self.response_length
+
+    @property
+    def node_gpus(self) -> int:
+        """GPUs of one node (the busiest: every node holds the same number)."""
+        return max(1, min(self.n_gpus, self.gpus_per_node or self.n_gpus))
+
+    @property
+    def nnodes(self) -> int:
+        return max(1, -(-self.n_gpus // self.node_gpus))
 
 
 # --- Hydra override values -------------------------------------------------------------------------------
@@ -133,9 +152,16 @@ def _int_or_none(o: dict[str, Any], key: str, notes: list[str]) -> int | None:
 
 
 def settings_from_overrides(
-    overrides: dict[str, Any], *, model: str, gpu: str, n_gpus: int, backend: str | None = None
+    overrides: dict[str, Any],
+    *,
+    model: str,
+    gpu: str,
+    n_gpus: int,
+    backend: str | None = None,
+    gpus_per_node: int | None = None,
 ) -> MemorySettings:
-    """Settings of a verl 0.9.1 command given as {hydra key: value}; absent keys take verl's defaults."""
+    """Settings of a verl 0.9.1 command given as {hydra key: value}; absent keys take verl's defaults.
+    `gpus_per_node` (the cell's or result's layout) wins over the command's `trainer.n_gpus_per_node`."""
     arch = arch_for_model(model)
     if arch is None:
         raise InputError(f"no known architecture for model {model!r}: memory cannot be predicted", field="model")
@@ -161,6 +187,7 @@ def settings_from_overrides(
 
     recompute = _get(o, f"{eng}.override_transformer_config.recompute_granularity")
     model_dtype = _get(o, f"{eng}.model_dtype")
+    ref_dtype = None if megatron else _get(o, f"{ref_eng}.model_dtype")
 
     return MemorySettings(
         arch=arch,
@@ -205,19 +232,44 @@ def settings_from_overrides(
         max_num_batched_tokens=_int_or_none(o, f"{AR}.rollout.max_num_batched_tokens", notes),
         max_num_seqs=_int_or_none(o, f"{AR}.rollout.max_num_seqs", notes),
         max_model_len=_int_or_none(o, f"{AR}.rollout.max_model_len", notes),
+        gpus_per_node=gpus_per_node or _int_or_none(o, "trainer.n_gpus_per_node", notes),
+        fsdp_strategy=str(_get(o, f"{AR}.actor.strategy", default="fsdp")),
+        lora_merge=bool(_get(o, f"{AR}.model.lora.merge", default=False)),
+        ref_model_dtype=None if ref_dtype is None else str(ref_dtype),
+        load_format=str(_get(o, f"{AR}.rollout.load_format", default="dummy")),
+        layered_summon=bool(_get(o, f"{AR}.rollout.layered_summon", default=False)),
+        agent_num_workers=int(_get(o, f"{AR}.rollout.agent.num_workers", default=8)),
+        # verl 0.9.1 reward_loop.py: a set reward_model.num_workers (the older key) replaces reward.num_workers
+        reward_num_workers=int(_get(o, "reward_model.num_workers", "reward.num_workers", default=8)),
+        dataloader_num_workers=int(_get(o, "data.dataloader_num_workers", default=8)),
         notes=tuple(notes),
     )
 
 
 def settings_from_argv(
-    argv: list[str], *, model: str, gpu: str, n_gpus: int, backend: str | None = None
+    argv: list[str],
+    *,
+    model: str,
+    gpu: str,
+    n_gpus: int,
+    backend: str | None = None,
+    gpus_per_node: int | None = None,
 ) -> MemorySettings:
-    return settings_from_overrides(overrides_from_argv(argv), model=model, gpu=gpu, n_gpus=n_gpus, backend=backend)
+    return settings_from_overrides(
+        overrides_from_argv(argv), model=model, gpu=gpu, n_gpus=n_gpus, backend=backend, gpus_per_node=gpus_per_node
+    )
 
 
 def settings_from_cell(cell: Any) -> MemorySettings:
-    """A planned `suite.plan.cell.Cell` (duck-typed: model, gpu, n_gpus, backend, argv)."""
-    return settings_from_argv(list(cell.argv), model=cell.model, gpu=cell.gpu, n_gpus=cell.n_gpus, backend=cell.backend)
+    """A planned `suite.plan.cell.Cell` (duck-typed: model, gpu, n_gpus, gpus_per_node, backend, argv)."""
+    return settings_from_argv(
+        list(cell.argv),
+        model=cell.model,
+        gpu=cell.gpu,
+        n_gpus=cell.n_gpus,
+        backend=cell.backend,
+        gpus_per_node=getattr(cell, "gpus_per_node", None),
+    )
 
 
 def settings_from_result(result: Any) -> MemorySettings:
@@ -226,7 +278,15 @@ def settings_from_result(result: Any) -> MemorySettings:
     o = overrides_from_argv(argv)
     if not argv:
         o.update(axes_overrides(dict(result.axes), result.backend))
-    return settings_from_overrides(o, model=result.model, gpu=result.gpu, n_gpus=result.n_gpus, backend=result.backend)
+    nnodes = max(1, int(getattr(result, "nnodes", 1) or 1))
+    return settings_from_overrides(
+        o,
+        model=result.model,
+        gpu=result.gpu,
+        n_gpus=result.n_gpus,
+        backend=result.backend,
+        gpus_per_node=max(1, result.n_gpus // nnodes),
+    )
 
 
 def axes_overrides(axes: dict[str, Any], backend: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Predicted vs measured peak memory over stored results (NVML peak of the worst GPU), as rows, a summary
 against the issue-10 goal (within +-10 % on >= 90 % of measured cells, no predicted-fit cell that OOMed) and
-a Markdown table."""
+a Markdown table. Host RAM alongside: the predicted peak per node against `host_peak_memory_gb` (peak RSS of
+the cell's process tree) where a result has it; it is reported, not part of the goal (uncalibrated so far)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from suite.errors import InputError
 from suite.memory.calibration import Calibration, default_calibration
+from suite.memory.host import predict_host
 from suite.memory.model import predict
 from suite.memory.settings import settings_from_result
 from suite.results.schema import Result
@@ -29,13 +31,23 @@ class Row:
     phase: str | None
     predicted_fits: bool | None
     note: str = ""
+    host_measured_gib: float | None = None  # Result.host_peak_memory_gb; None: not measured
+    host_predicted_gib: float | None = None  # per node
+    host_phase: str | None = None
 
     @property
     def error(self) -> float | None:
         """(predicted - measured) / measured; None without both numbers."""
-        if self.measured_gib is None or self.predicted_gib is None or self.measured_gib <= 0:
-            return None
-        return (self.predicted_gib - self.measured_gib) / self.measured_gib
+        return _error(self.predicted_gib, self.measured_gib)
+
+    @property
+    def host_error(self) -> float | None:
+        return _error(self.host_predicted_gib, self.host_measured_gib)
+
+    @property
+    def host_measured(self) -> bool:
+        """A clean host measurement: the run finished (a killed run stops below its peak) with a host peak."""
+        return self.status == "ok" and self.host_error is not None
 
     @property
     def measured(self) -> bool:
@@ -47,6 +59,12 @@ class Row:
         return self.status == "oom" and bool(self.predicted_fits)
 
 
+def _error(predicted: float | None, measured: float | None) -> float | None:
+    if measured is None or predicted is None or measured <= 0:
+        return None
+    return (predicted - measured) / measured
+
+
 @dataclass(frozen=True)
 class Summary:
     measured: int
@@ -56,10 +74,19 @@ class Summary:
     tolerance: float
     median_error: float | None
     median_residual_gib: float | None  # measured - predicted, GiB (what a constant offset would absorb)
+    host_measured: int = 0
+    host_within: int = 0
+    host_not_measured: int = 0  # results without host_peak_memory_gb
+    host_median_error: float | None = None
+    host_median_residual_gib: float | None = None
 
     @property
     def fraction_within(self) -> float | None:
         return self.within / self.measured if self.measured else None
+
+    @property
+    def host_fraction_within(self) -> float | None:
+        return self.host_within / self.host_measured if self.host_measured else None
 
     @property
     def goal_met(self) -> bool:
@@ -104,15 +131,23 @@ def validate_results(results: Iterable[tuple[str, Result]], calibration: Calibra
     rows: list[Row] = []
     for source, r in results:
         measured = r.peak_memory_worst_gb
+        host_measured = r.host_peak_memory_gb
         try:
-            pred = predict(settings_from_result(r), cal)
+            settings = settings_from_result(r)
+            pred, host = predict(settings, cal), predict_host(settings, cal)
         except InputError as exc:
-            rows.append(Row(_full_id(r), source, r.status, measured, None, None, None, note=str(exc)))
+            rows.append(
+                Row(_full_id(r), source, r.status, measured, None, None, None, note=str(exc),
+                    host_measured_gib=host_measured)
+            )  # fmt: skip
             continue
         note = "; ".join(pred.notes)
         if not r.provenance.argv:
             note = "; ".join(x for x in ("no command recorded: axes over verl defaults", note) if x)
-        rows.append(Row(_full_id(r), source, r.status, measured, pred.peak_gib, pred.phase, pred.fits, note))
+        rows.append(
+            Row(_full_id(r), source, r.status, measured, pred.peak_gib, pred.phase, pred.fits, note,
+                host_measured_gib=host_measured, host_predicted_gib=host.peak_gib, host_phase=host.phase)
+        )  # fmt: skip
     return rows
 
 
@@ -120,6 +155,13 @@ def summarize(rows: list[Row], tolerance: float = GOAL_TOLERANCE) -> Summary:
     scored = [r for r in rows if r.measured]
     errors = [r.error for r in scored if r.error is not None]
     residuals = [r.measured_gib - r.predicted_gib for r in scored if r.measured_gib is not None and r.predicted_gib]
+    host = [r for r in rows if r.host_measured]
+    host_errors = [r.host_error for r in host if r.host_error is not None]
+    host_residuals = [
+        r.host_measured_gib - r.host_predicted_gib
+        for r in host
+        if r.host_measured_gib is not None and r.host_predicted_gib is not None
+    ]
     return Summary(
         measured=len(scored),
         within=sum(abs(e) <= tolerance + 1e-12 for e in errors),
@@ -128,6 +170,11 @@ def summarize(rows: list[Row], tolerance: float = GOAL_TOLERANCE) -> Summary:
         tolerance=tolerance,
         median_error=statistics.median(errors) if errors else None,
         median_residual_gib=statistics.median(residuals) if residuals else None,
+        host_measured=len(host),
+        host_within=sum(abs(e) <= tolerance + 1e-12 for e in host_errors),
+        host_not_measured=sum(r.host_measured_gib is None for r in rows),
+        host_median_error=statistics.median(host_errors) if host_errors else None,
+        host_median_residual_gib=statistics.median(host_residuals) if host_residuals else None,
     )
 
 
@@ -135,15 +182,22 @@ def _num(v: float | None, fmt: str = "{:.1f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def _pct(e: float | None) -> str:
+    return "-" if e is None else f"{e * 100:+.1f} %"
+
+
 def markdown(rows: list[Row], summary: Summary) -> str:
     head = "| cell | status | measured GiB | predicted GiB | error | predicted phase | predicted fit |"
-    lines = [head, "|---|---|---:|---:|---:|---|---|"]
+    head += " host measured GiB | host predicted GiB | host error |"
+    lines = [head, "|---|---|---:|---:|---:|---|---|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r.cell):
-        err = "-" if r.error is None else f"{r.error * 100:+.1f} %"
+        err = _pct(r.error)
         if r.missed_oom:
             err += " **(OOM missed)**"
         fit = "-" if r.predicted_fits is None else ("yes" if r.predicted_fits else "no")
         cells = [r.cell, r.status, _num(r.measured_gib), _num(r.predicted_gib), err, r.phase or "-", fit]
+        host_measured = "not measured" if r.host_measured_gib is None else _num(r.host_measured_gib)
+        cells += [host_measured, _num(r.host_predicted_gib), _pct(r.host_error)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     frac = summary.fraction_within
     lines.append("")
@@ -154,6 +208,14 @@ def markdown(rows: list[Row], summary: Summary) -> str:
         + f"; median error {_num(summary.median_error and summary.median_error * 100, '{:+.1f}')} %"
         + f"; goal (±{GOAL_TOLERANCE * 100:.0f} % on ≥ {GOAL_FRACTION * 100:.0f} %, no missed OOM): "
         + ("met" if summary.goal_met else "not met")
+    )
+    hfrac = summary.host_fraction_within
+    lines.append(
+        f"host: {summary.host_within} of {summary.host_measured} measured cells within ±{summary.tolerance * 100:.0f} %"
+        + (f" ({hfrac * 100:.0f} %)" if hfrac is not None else "")
+        + f"; median error {_num(summary.host_median_error and summary.host_median_error * 100, '{:+.1f}')} %"
+        + f"; {summary.host_not_measured} results not measured (no host_peak_memory_gb)"
+        + "; not part of the goal until the host constants are calibrated"
     )
     return "\n".join(lines)
 
