@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from suite.matrix.ids import axis_code
+from suite.matrix.ids import BOOL_WORDS, axis_code, setting_name
 from suite.plan.cell import Cell
 
 # Column heads of the four named axes (extra axes use their id code, e.g. gmu, mnbt, eager).
@@ -23,7 +23,7 @@ def table(cells: Sequence[Cell]) -> str:
 
     first = cells[0] if cells else None
     axes = list(first.axes) if first else list(HEADS)
-    head = ["id", *(HEADS.get(a) or axis_code(a) or a.rsplit(".", 1)[-1] for a in axes)]
+    head = ["id", *(_head(a) for a in axes)]
     rows: list[list[object]] = [[c.id, *(c.axes.get(a) for a in axes)] for c in cells]
     ref = next((c for c in cells if first and c.id == first.reference), None)
     if ref is not None:
@@ -56,6 +56,13 @@ def table(cells: Sequence[Cell]) -> str:
         else "no cells"
     )
     return f"{title}\n{tabulate(rows, headers=head)}\n{ok} ok / {len(cells)} cells"
+
+
+def _head(axis: str) -> str:
+    name = setting_name(axis)
+    if axis in HEADS:
+        return HEADS[axis]
+    return BOOL_WORDS[name][0] if name in BOOL_WORDS else (axis_code(axis) or name)
 
 
 def _clip(s: str, n: int) -> str:
