@@ -23,9 +23,20 @@ PLAN_LINE = re.compile(r"^plan (\S+) (bench|train) (\S+) (\S+)$", re.M)
 CELL_REF = re.compile(r'\$P/([\w.-]+)\.json\s+"\$runs/([\w.-]+)"\s+"?(?:\$\{C\d:-)?([^"}\s]+)')
 
 
+# session-heavy.sh: `$P/${HEAVY_PLAN:-<plan>}.json` and `${HEAVY_CELLS:-<cell> <cell>...}`
+HEAVY_PLAN = re.compile(r"\$\{HEAVY_PLAN:-([\w.-]+)\}")
+HEAVY_CELLS = re.compile(r"\$\{HEAVY_CELLS:-([^}]+)\}")
+# plans.sh's loop over the heavy matrices: `plan $m bench $m ${m#*-1gpu-}-${m%%-*}` -> plan 7b-h200 etc.
+HEAVY_LOOP = re.compile(r"^for m in ([\w .-]+); do plan \$m (bench|train) \$m", re.M)
+
+
 def plans() -> dict[str, tuple[str, str, str]]:
     text = (GPU / "plans.sh").read_text()
-    return {name: (matrix, profile, folder) for matrix, profile, folder, name in PLAN_LINE.findall(text)}
+    out = {name: (matrix, profile, folder) for matrix, profile, folder, name in PLAN_LINE.findall(text)}
+    for names, profile in HEAVY_LOOP.findall(text):
+        for m in names.split():
+            out[f"{m.split('-1gpu-', 1)[1]}-{m.split('-', 1)[0]}"] = (m, profile, m)
+    return out
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
@@ -43,7 +54,11 @@ def test_plans_sh_plans_shipped_matrices() -> None:
 
 @pytest.mark.parametrize("script", SESSIONS, ids=[p.name for p in SESSIONS])
 def test_every_cell_a_session_names_is_planned_and_ok(script: Path, tmp_path: Path) -> None:
-    refs = CELL_REF.findall(script.read_text())
+    text = script.read_text()
+    refs = CELL_REF.findall(text)
+    if (plan := HEAVY_PLAN.search(text)) and (cells := HEAVY_CELLS.search(text)):
+        folder = plans()[plan.group(1)][2]
+        refs += [(plan.group(1), folder, cell) for cell in cells.group(1).split()]
     assert refs, f"{script.name} names no cell"
     p = plans()
     for plan_name, folder, pattern in refs:
