@@ -96,15 +96,24 @@ def cell_id(point: dict[str, Any], extra_axes: list[str] | tuple[str, ...] = ())
     return "-".join(parts)
 
 
+class CodeClash(ValueError):
+    """Two axes would write the same id code; `axis` is the later one in [axes]."""
+
+    def __init__(self, axis: str, message: str) -> None:
+        self.axis = axis
+        super().__init__(message)
+
+
 def check_codes(extra_axes: list[str]) -> None:
-    """Two extra axes whose parts could read the same would make ids ambiguous: refuse them up front."""
+    """Two extra axes whose parts could read the same would make ids ambiguous: refuse them up front. That
+    includes two axes naming one setting (`max_num_seqs` and `"actor_rollout_ref.rollout.max_num_seqs"`)."""
     seen: dict[str, str] = {}
     for a in extra_axes:
         name = setting_name(a)
         keys = BOOL_WORDS.get(name) or (axis_code(a),)
         for k in keys:
-            if k in seen and seen[k] != name:
-                raise ValueError(
-                    f"axes {seen[k]!r} and {a!r} would both write {k!r} into cell ids; sweep one of them"
+            if k in seen and seen[k] != a:
+                raise CodeClash(
+                    a, f"axes {seen[k]!r} and {a!r} would both write {k!r} into cell ids; sweep one of them"
                 )
-            seen[k] = name
+            seen[k] = a

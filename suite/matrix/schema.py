@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from suite.matrix.ids import check_codes
+from suite.matrix.ids import CodeClash, check_codes
 from suite.matrix.offload import COMPONENTS, DOCUMENTED, canonical, parse_offload
 
 PosInt = Annotated[StrictInt, Field(gt=0)]
@@ -100,7 +100,8 @@ class Axes(BaseModel):
     @model_validator(mode="after")
     def _no_duplicates(self) -> Axes:
         for name, vals in [*((a, getattr(self, a)) for a in AXES), *self.extra().items()]:
-            if vals is not None and len({repr(x) for x in vals}) != len(vals):
+            # a non-list extra axis is refused by Matrix._check_extra_axes, naming it
+            if isinstance(vals, list) and len({repr(x) for x in vals}) != len(vals):
                 raise ValueError(f"axis {name!r} repeats a value: {vals}")
         return self
 
@@ -272,7 +273,10 @@ class Matrix(_Strict):
                 for x in vals:
                     if not isinstance(x, bool | int | float | str):
                         raise AxisError(name, f"axis {name!r}: values must be scalars, got {x!r}")
-        check_codes(list(self.axes.extra()))
+        try:
+            check_codes(list(self.axes.extra()))
+        except CodeClash as exc:
+            raise AxisError(exc.axis, str(exc)) from None
         return self
 
     @model_validator(mode="after")
