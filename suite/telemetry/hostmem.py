@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import psutil
 
 from suite.telemetry.nvml import DEFAULT_HZ, GIB
+from suite.telemetry.sampler import PeriodicSampler
 
 # Listing a tree means reading /proc/<pid>/stat of EVERY process on the host (psutil's ppid map): ~20 us each,
 # so on a GPU host with a thousand processes a listing at 20 Hz would cost ~40 % of a core. The members' RSS is
@@ -58,14 +59,16 @@ def tree_rss(members: list[psutil.Process]) -> tuple[int, list[psutil.Process], 
     return total, alive, errors
 
 
-class HostMemorySampler:
+class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
     """Background thread sampling the host's used memory and the RSS of `pid`'s process tree at `hz`,
     keeping the peaks. Same lifecycle as `nvml.MemorySampler`: start / stop (idempotent, one final sample)
     or a context manager. Disabled (stop returns None) when `pid` is None or that process is already gone."""
 
+    thread_name = "hostmem-sampler"
+
     def __init__(self, pid: int | None, hz: float = DEFAULT_HZ, *, list_s: float = DEFAULT_LIST_S) -> None:
+        super().__init__(hz)
         self.pid = pid
-        self._interval = 1.0 / hz
         self._list_s = list_s
         self._root: psutil.Process | None = None
         self._members: list[psutil.Process] = []
@@ -76,19 +79,14 @@ class HostMemorySampler:
         self._samples = 0
         self._errors = 0
         self._lock = threading.Lock()  # the final sample (caller's thread) must not race a late loop round
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._t0 = 0.0
-        self._cpu_s = 0.0
-        self.result: HostMemorySamples | None = None
 
     @property
     def enabled(self) -> bool:
         return self.pid is not None
 
-    def start(self) -> HostMemorySampler:
+    def _begin(self) -> bool:
         if self.pid is None:
-            return self
+            return False
         try:
             # psutil.Process keeps the create time: a pid reused after the root ended never matches
             self._root = psutil.Process(self.pid)
@@ -98,11 +96,8 @@ class HostMemorySampler:
             self._members = [self._root]
         except psutil.Error:
             self.pid, self._root = None, None  # nothing to measure: record nothing rather than a host-only peak
-            return self
-        self._t0 = time.perf_counter()
-        self._thread = threading.Thread(target=self._loop, name="hostmem-sampler", daemon=True)
-        self._thread.start()
-        return self
+            return False
+        return True
 
     def _list(self) -> None:
         assert self._root is not None
@@ -130,42 +125,8 @@ class HostMemorySampler:
                 self._errors += 1
             self._samples += 1
 
-    def _loop(self) -> None:
-        cpu0 = time.thread_time()
-        try:
-            self._run()
-        finally:
-            self._cpu_s = time.thread_time() - cpu0
-
-    def _run(self) -> None:
-        next_t = time.perf_counter()
-        while not self._stop.is_set():
-            self.sample_once()
-            next_t += self._interval
-            delay = next_t - time.perf_counter()
-            if delay < 0:  # fell behind (suspended machine, slow /proc): do not burst to catch up
-                next_t = time.perf_counter()
-                delay = 0
-            self._stop.wait(delay)
-
-    def stop(self) -> HostMemorySamples | None:
-        """The samples (None when disabled). Idempotent: later calls return the same."""
-        if self._thread is None:
-            return None
-        if self._stop.is_set():
-            return self.result
-        self._stop.set()
-        self._thread.join(timeout=5)
-        t1 = time.perf_counter()
-        self.sample_once()  # the final state counts too (a peak right at the end)
-        self.result = HostMemorySamples(
+    def _summary(self, duration_s: float) -> HostMemorySamples:
+        return HostMemorySamples(
             peak_tree_gib=round(self._peak_tree / GIB, 3), peak_system_gib=round(self._peak_system / GIB, 3),
-            total_gib=round(self._total / GIB, 3), samples=self._samples, duration_s=t1 - self._t0,
+            total_gib=round(self._total / GIB, 3), samples=self._samples, duration_s=duration_s,
             errors=self._errors, cpu_s=self._cpu_s)
-        return self.result
-
-    def __enter__(self) -> HostMemorySampler:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -8,11 +8,12 @@ containers without the driver): callers then record no NVML numbers rather than 
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from suite.telemetry.sampler import PeriodicSampler
 
 GIB = float(1 << 30)
 DEFAULT_HZ = 20.0
@@ -141,43 +142,36 @@ class MemorySamples:
         return self.samples / self.duration_s if self.duration_s > 0 and self.samples else None
 
 
-class MemorySampler:
+class MemorySampler(PeriodicSampler[MemorySamples]):
     """Background thread reading NVML `used` of each GPU at `hz` and keeping the max per GPU.
 
     A thread (not a process): one NVML read is a few tens of microseconds, so 20 Hz on 8 GPUs costs well
     under 1 % of one core, and the GIL is released inside the NVML call."""
 
+    thread_name = "nvml-sampler"
+
     def __init__(self, nvml: Any | None, indices: Sequence[int], hz: float = DEFAULT_HZ) -> None:
+        super().__init__(hz)
         self._nvml = nvml
         self.indices = list(indices)
-        self._interval = 1.0 / hz
         self._peak = [0.0] * len(self.indices)
         self._samples = 0
         self._errors = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._t0 = 0.0
-        self._t1 = 0.0
         self._handles: list[Any] = []
-        self.result: MemorySamples | None = None
-        self._cpu_s = 0.0
 
     @property
     def enabled(self) -> bool:
         return self._nvml is not None and bool(self.indices)
 
-    def start(self) -> MemorySampler:
+    def _begin(self) -> bool:
         if not self.enabled:
-            return self
+            return False
         try:
             self._handles = [self._nvml.nvmlDeviceGetHandleByIndex(i) for i in self.indices]
         except Exception:
             self._nvml = None  # bad index or NVML gone: record nothing rather than wrong numbers
-            return self
-        self._t0 = time.perf_counter()
-        self._thread = threading.Thread(target=self._loop, name="nvml-sampler", daemon=True)
-        self._thread.start()
-        return self
+            return False
+        return True
 
     def sample_once(self) -> None:
         for k, h in enumerate(self._handles):
@@ -190,41 +184,6 @@ class MemorySampler:
                 self._peak[k] = used
         self._samples += 1
 
-    def _loop(self) -> None:
-        cpu0 = time.thread_time()
-        try:
-            self._run()
-        finally:
-            self._cpu_s = time.thread_time() - cpu0
-
-    def _run(self) -> None:
-        next_t = time.perf_counter()
-        while not self._stop.is_set():
-            self.sample_once()
-            next_t += self._interval
-            delay = next_t - time.perf_counter()
-            if delay < 0:  # fell behind (suspended machine): do not burst to catch up
-                next_t = time.perf_counter()
-                delay = 0
-            self._stop.wait(delay)
-
-    def stop(self) -> MemorySamples | None:
-        """The samples (None when nothing was sampled). Idempotent: later calls return the same."""
-        if self._thread is None:
-            return None
-        if self._stop.is_set():
-            return self.result
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._t1 = time.perf_counter()
-        self.sample_once()  # the final state counts too (a peak right at the end)
-        self.result = MemorySamples(indices=self.indices, peak_gib=[round(p, 3) for p in self._peak],
-                                    samples=self._samples, duration_s=self._t1 - self._t0, errors=self._errors,
-                                    cpu_s=self._cpu_s)
-        return self.result
-
-    def __enter__(self) -> MemorySampler:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _summary(self, duration_s: float) -> MemorySamples:
+        return MemorySamples(indices=self.indices, peak_gib=[round(p, 3) for p in self._peak],
+                             samples=self._samples, duration_s=duration_s, errors=self._errors, cpu_s=self._cpu_s)
