@@ -77,8 +77,17 @@ def test_startup_milestones_survive_trimming() -> None:
     lines = log_lines(REF)
     seen = startup.milestones_in(lines)
     recorded = read_result(REF / "result.json").startup_breakdown_s
-    expected = {"imports_done", "ray_started", "data_loaded", "actor_initialized", "vllm_weights_loaded",
-                "vllm_compiled", "vllm_graphs_captured", "vllm_engine_ready", "ready_to_fit"}
+    expected = {
+        "imports_done",
+        "ray_started",
+        "data_loaded",
+        "actor_initialized",
+        "vllm_weights_loaded",
+        "vllm_compiled",
+        "vllm_graphs_captured",
+        "vllm_engine_ready",
+        "ready_to_fit",
+    }
     assert expected <= set(seen) and expected <= set(recorded)
     # the bench subset: verl saw 270 train rows, (1 warm-up + 4 steps + 1 spare) x 45 prompts
     assert any("dataset len: 270" in line for line in lines)
@@ -99,8 +108,13 @@ def test_planner_predictions_committed_before_the_run_still_hold() -> None:
     the errors the README states: GPU -3.6 %, host -4.9 % (tree RSS) / +0.9 % (system used)."""
     r = read_result(REF / "result.json")
     s = settings_from_result(r)
-    gpu = predict_cell(type("C", (), {"argv": r.provenance.argv, "model": r.model, "gpu": r.gpu,
-                                      "n_gpus": r.n_gpus, "backend": r.backend})())
+    gpu = predict_cell(
+        type(
+            "C",
+            (),
+            {"argv": r.provenance.argv, "model": r.model, "gpu": r.gpu, "n_gpus": r.n_gpus, "backend": r.backend},
+        )()
+    )
     host = predict_host(s, default_calibration())
     assert gpu.peak_gib == pytest.approx(r.predicted_memory_gb, abs=0.01)
     assert host.peak_gib == pytest.approx(r.predicted_host_memory_gb, abs=0.01)

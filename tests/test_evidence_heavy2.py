@@ -94,8 +94,9 @@ def test_startup_without_offload_and_the_interrupted_candidate() -> None:
 
 
 def test_readme_tables_are_generated_from_the_files() -> None:
-    out = subprocess.run([sys.executable, str(FIRST / "table.py")], cwd=EVIDENCE, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(FIRST / "table.py")], cwd=EVIDENCE, capture_output=True, text=True, check=True
+    ).stdout
     readme = (EVIDENCE / "README.md").read_text()
     for line in out.strip().splitlines():
         assert line in readme, line
