@@ -63,7 +63,7 @@ def test_each_cell_result_matches_its_files(cell):
     assert log[-1].startswith("[tools/evidence.py trim] removed")
     assert not any("engine is not available" in x or "\x1b[" in x for x in log[:-1])
     if cell.alive:
-        assert r.status == "interrupted" and r.reason.startswith("cut off: the lent machine was reclaimed")
+        assert r.status == "interrupted" and r.reason.startswith("cut off: the host was stopped while the cell ran")
         assert f"last step {metrics.last_step} of 10" in r.reason if metrics.steps else "no step" in r.reason
     else:
         assert r.status == "crash" and r.reason.startswith("verl weight-transfer socket collision")

@@ -1,12 +1,13 @@
-"""Evidence of a GPU session whose cells did not finish: files kept as they came back, logs trimmed, a result
+"""Evidence of a GPU run whose cells did not finish: files kept as they came back, logs trimmed, a result
 per cell made by the suite's own `ingest`, and the README tables generated from those files (never typed).
 
-    python3 tools/evidence.py make SNAPSHOT OUT_DIR     # SNAPSHOT: the unpacked session archive (runs/, session.log)
+    python3 tools/evidence.py make SNAPSHOT OUT_DIR     # SNAPSHOT: the run's unpacked archive (runs/, session.log)
     python3 tools/evidence.py trim LOG > TRIMMED        # the trimming `make` applies to each log.txt
     python3 tools/evidence.py tables OUT_DIR [--readme] # print the tables (or rewrite the README's generated block)
 
-Made for `baselines/evidence/2026-11-28-h100x4-packed/` (the session of `tools/gpu/session.sh` at suite commit
-bd8afd7 on 4x H100, reclaimed mid-run); the cells and launch stamps of that session are listed in CELLS.
+Made for `baselines/evidence/2026-11-28-h100x4-packed/` (the run of `tools/gpu/session.sh` at suite commit
+bd8afd7 on 4x H100, cut off mid-run when the host was stopped); the cells and launch stamps of that run are listed
+in CELLS.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ SNAPSHOT_AT = "about 05:31 UTC"
 @dataclass(frozen=True)
 class EvidenceCell:
     path: str  # under SNAPSHOT/runs and OUT_DIR
-    launched_by: str  # session file whose `=== HH:MM:SS <stamp>` line started the `suite run` of this cell
+    launched_by: str  # file of session/ whose `=== HH:MM:SS <stamp>` line started the `suite run` of this cell
     stamp: str
-    alive: bool  # still running when the machine went away (-> interrupted); else the log tells
+    alive: bool  # still running when the host was stopped (-> interrupted); else the log tells
 
 
 CELLS = (
@@ -103,8 +104,8 @@ def _ingest(cell_dir: Path, log: Path, cell: EvidenceCell, out: Path) -> None:
         log_ = read_metrics(metrics)
         last = f"last step {log_.last_step} of {spec['total_steps']}" if log_.steps else "no step logged yet"
         args += ["--status", "interrupted", "--reason",
-                 f"cut off: the lent machine was reclaimed (lease ended) while the cell ran; its files are a "
-                 f"snapshot taken at {SNAPSHOT_AT} ({last})"]
+                 f"cut off: the host was stopped while the cell ran; its files are a snapshot taken at "
+                 f"{SNAPSHOT_AT} ({last})"]
     subprocess.run(args, check=True, cwd=REPO)
 
 
