@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# On the GPU host, in the call that carries the last part: stash it, snapshot the suite (later calls re-sync
-# the working tree; the detached session must not import half-synced files), set up, start the session.
+# On the GPU host, in the command whose transfer carries the last part: stash it, snapshot the suite (later
+# commands re-sync the working tree; the detached run must not import half-synced files), set up, start the run.
 #   bash tools/gpu/launch.sh [SESSION_SCRIPT]
 set -e
 bash tools/gpu/stash.sh

@@ -13,7 +13,7 @@ one() {  # one GPUS PLAN OUT CELLS LOG [run options]: in the background, its out
 }
 lane() {  # lane GPUS LOG (PLAN OUT CELL)...: cells one after another on the same GPUs, in the background
   local gpus=$1 log=$2; shift 2
-  # The first run's preflight (imports, ~20-30 s) stands for the lane: device minutes are scarce.
+  # The first run's preflight (imports, ~20-30 s) stands for the lane: the host's minutes are few.
   ( pre=""; while [ $# -ge 3 ]; do
       stamp "$3 on GPU $gpus"
       suite run "$1" --gpus "$gpus" --out "$2" --cells "$3" --no-verl-check --timeout 1200 $pre

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # On the GPU host: the Megatron stack (tools/gpu/megatron.md) into $HOME/megatron-site, the TE torch binding built
 # there once, the site put on PYTHONPATH right after the verl site, then an import smoke test.
-#   bash tools/gpu/megatron-setup.sh --stash     each call that carries a megatron part (or the prebuilt TE wheel)
+#   bash tools/gpu/megatron-setup.sh --stash     each command whose transfer carries a megatron part (or the TE wheel)
 #   source tools/gpu/megatron-setup.sh           after the verl site is installed (tools/gpu/setup.sh), all parts stashed
 #   setsid nohup bash tools/gpu/megatron-setup.sh > $HOME/megatron-setup.log 2>&1 &    same, detached (the build
-#                                                may outlast one 10-minute call; poll the log)
+#                                                may outlast one 10-minute command; poll the log)
 # MEGATRON_SMOKE=0 skips the smoke test (a later job that only needs the environment).
-# The body is one { } block: bash parses it whole before running, so a later call's working-tree sync cannot
+# The body is one { } block: bash parses it whole before running, so a later command's working-tree sync cannot
 # change a detached run half-way through.
 {
 if [ "${1:-}" = --stash ]; then
@@ -37,7 +37,7 @@ if ! te_so; then
   if [ -n "$whl" ]; then
     echo "megatron-setup: using the prebuilt $(basename "$whl"), no build"
   else
-    # Prerequisites of the build, all reported at once: a missing one costs a whole session otherwise.
+    # Prerequisites of the build, all reported at once: a missing one costs a whole run otherwise.
     miss=""
     command -v g++ >/dev/null || miss="$miss; g++ (C++17 compiler)"
     pyinc=$(python3 -c 'import sysconfig;print(sysconfig.get_paths()["include"])')

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# On the build machine, before a GPU session: plan the session's matrices here (saves ~1 minute of device time
+# On the build machine, before a GPU run: plan the run's matrices here (saves ~1 minute of host time
 # importing verl three times) with the GPU host's paths baked in, into .gpu/plans/, plus the commit they came from.
 #   bash tools/gpu/plans.sh
 set -euo pipefail
-H=/root  # the lent hosts run as root
+H=/root  # the GPU hosts run as root
 data=$H/.cache/grpo-suite/data/gsm8k-offline
 out=.gpu/plans
 mkdir -p "$out"

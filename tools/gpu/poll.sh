@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# On the GPU host: wait up to N seconds (or until the session prints "done"), then show where it stands.
+# On the GPU host: wait up to N seconds (or until the run prints "done"), then show where it stands.
 #   bash tools/gpu/poll.sh 500
 if [ ! -f "$HOME/session.log" ]; then
-  # A fresh machine: the one that ran the session went back (a gap > 30 s between calls). Waiting here would
-  # only burn budget (230 s did on 2026-11-28); say so at once.
-  echo "poll: no session on this machine ($HOME/session.log missing): the earlier host is gone; start again"
+  # A fresh host: the one that ran the cells was stopped (a gap > 30 s between commands). Waiting here would
+  # only use up the host's time (230 s did on 2026-11-28); say so at once.
+  echo "poll: no run on this host ($HOME/session.log missing): the earlier host is gone; start again"
   exit 3
 fi
 end=$(( $(date +%s) + ${1:-300} ))
@@ -16,7 +16,7 @@ find "$HOME/runs" -name result.json | while read -r r; do
 done
 for f in "$HOME"/runs/h100*/*/*/*/*/metrics.jsonl; do [ -f "$f" ] && echo "$(wc -l < "$f") lines $f"; done 2>/dev/null
 nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv,noheader
-# Bring back what exists after every poll: a lent machine that sits idle > 30 s between calls is gone,
+# Bring back what exists after every poll: a host that gets no command for > 30 s is stopped,
 # and with it every result not yet copied out (this happened once; see tools/gpu/README.md).
 [ -n "${OUT:-}" ] && [ -d "$HOME/runs" ] && tar -C "$HOME" --exclude='*/ckpt' -cJf "$OUT/runs.tar.xz" runs session.log 2>/dev/null
 # A TE torch binding built here (tools/gpu/megatron-setup.sh) comes back too, in pieces under $OUT's 16 MiB a file:

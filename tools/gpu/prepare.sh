@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# On the build machine (internet, no GPU): everything a lent GPU host without internet needs, as parts of
-# at most ~55 MiB so each rides one device call (64 MiB per call). See tools/gpu/README.md.
+# On the build machine (internet, no GPU): everything a GPU host without internet needs, as parts of
+# at most ~55 MiB so each fits one transfer (64 MiB per transfer). See tools/gpu/README.md.
 #   bash tools/gpu/prepare.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -7,7 +7,7 @@ source tools/gpu/lib.sh "${1:-$HOME/runs}"
 stamp "host: $(nproc) cores; $(free -g | awk '/^Mem/ {print $2 " GiB RAM, " $7 " GiB available"}'); disk: $(df -h "$HOME" | awk 'NR==2 {print $2 " total, " $4 " free"}')"
 plan=$P/${HEAVY_PLAN:-7b-h200}.json
 name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["matrix"])' "$plan")
-# default: the 2026-12-03 session (7B reference, then the first candidate and the eager twin of the reference)
+# default: the 2026-12-03 run (7B reference, then the first candidate and the eager twin of the reference)
 read -r -a cells <<< "${HEAVY_CELLS:-lora32-off_param+optimizer-tp1-rb45-gmu0.3-mnbt1536-graphs-mb15-gc lora32-off_none-tp1-rb45-gmu0.3-mnbt8192-graphs-mb25-gc lora32-off_param+optimizer-tp1-rb45-gmu0.3-mnbt1536-eager-mb15-gc}"
 read -r -a limits <<< "${HEAVY_TIMEOUTS:-900}"
 end=$(( $(date +%s) + ${HEAVY_BUDGET_S:-1500} ))  # what the host is held for: no cell may outlast it

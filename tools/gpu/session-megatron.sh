@@ -7,7 +7,7 @@
 #   setsid nohup bash tools/gpu/session-megatron.sh RUNS_DIR > $HOME/session.log 2>&1 &
 source tools/gpu/lib.sh "${1:-$HOME/runs}"
 ngpu=$(nvidia-smi -L | wc -l)
-# OUT unset: a detached build outlives the launching call's $OUT (poll.sh brings the wheel back)
+# OUT unset: a detached build outlives the launching command's $OUT (poll.sh brings the wheel back)
 ( stamp "megatron setup"; env -u OUT bash tools/gpu/megatron-setup.sh; echo "megatron-setup: exit $?" ) > "$runs/megatron-setup.log" 2>&1 &
 mpid=$!
 [ "$ngpu" -lt 2 ] || lane 1 lane-train $P/train.json "$runs/h100" "*"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On a 4-GPU host, for what is left of a device budget (about 10 minutes): plans made on the build machine
+# On a 4-GPU host, for the last ~10 minutes of the host's time: plans made on the build machine
 # (`.gpu/plans/*.json`, planned with --out /root/runs/<folder>), one cell per GPU, each its own `grpo-suite run`.
 #   setsid nohup bash tools/gpu/session-short.sh RUNS_DIR > $HOME/session.log 2>&1 &
 source tools/gpu/lib.sh "${1:-$HOME/runs}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On a 2-GPU host, after `source tools/gpu/setup.sh`: the SmolLM2 train run on GPU 0 (~13 minutes) beside one-GPU
 # bench cells on GPU 1 (~8 minutes each). Plans come from `bash tools/gpu/plans.sh` on the build machine.
-# (2026-11-28's third session ran an earlier version of this lane layout: baselines/evidence/2026-11-28-h200x2/.)
+# (the third GPU run of 2026-11-28 ran an earlier version of this lane layout: baselines/evidence/2026-11-28-h200x2/.)
 #   setsid nohup bash tools/gpu/session-x2.sh RUNS_DIR > $HOME/session.log 2>&1 &
 source tools/gpu/lib.sh "${1:-$HOME/runs}"
 lane 0 lane-train $P/train.json "$runs/h100" "*"

@@ -12,7 +12,7 @@ if [ -d .whl ] && [ ! -d /tmp/extra-site ]; then
 fi
 export PYTHONPATH=$PWD:/tmp/extra-site:$PYTHONPATH
 t0=$(date +%s.%N)
-# GPU_MODELS: the synthetic checkpoints a session needs (a 7B one is 15 GiB of the host's disk)
+# GPU_MODELS: the synthetic checkpoints a run needs (a 7B one is 15 GiB of the host's disk)
 for m in ${GPU_MODELS:-synthetic:qwen2.5-0.5b synthetic:qwen2.5-1.5b}; do
   d=$GRPO_SUITE_CACHE/models/${m#synthetic:}
   [ -f "$d/grpo-suite-synthetic.json" ] || python3 -m suite model build "$m" --device cuda | tr -d '\n'; echo
