@@ -1,5 +1,5 @@
-"""The GPU-session scripts (tools/gpu): they run only on a lent machine, where a typo costs device time, so their
-syntax and every (plan, cell) they name are checked here against what `plans.sh` plans."""
+"""The GPU run scripts (tools/gpu): they run only on a GPU host held for a limited time, where a typo costs that
+time, so their syntax and every (plan, cell) they name are checked here against what `plans.sh` plans."""
 
 from __future__ import annotations
 

@@ -38,9 +38,9 @@ def test_accuracy_before_and_after_training_with_exact_counts(tmp_path):
 
 def test_run_cut_off_before_its_final_validation_has_only_the_accuracy_before(tmp_path):
     metrics, val = write_run(tmp_path)
-    (val / "2.jsonl").unlink()  # the machine went away after step 2, before validating again
+    (val / "2.jsonl").unlink()  # the host went away after step 2, before validating again
     r = build_result(info(), Observation(metrics_path=metrics, validation_dir=val, status="interrupted",
-                                         reason="machine reclaimed"), Provenance())
+                                         reason="host stopped"), Provenance())
     assert r.accuracy == {}
     assert r.accuracy_initial["gsm8k"].correct == 1 and r.accuracy_initial["gsm8k"].total == 4
     assert r.accuracy_initial["gsm8k"].source.endswith("0.jsonl")
@@ -87,7 +87,7 @@ def test_unknown_exit_code_is_inferred_from_the_log():
 @pytest.mark.parametrize(
     ("planned", "gpu_name", "gpu", "extra"),
     [
-        ("h100", "NVIDIA H200", "h200", {"planned_gpu": "h100"}),  # an h100 matrix on a lent H200 host
+        ("h100", "NVIDIA H200", "h200", {"planned_gpu": "h100"}),  # an h100 matrix on an H200 host
         ("h100", "NVIDIA H100 80GB HBM3", "h100", {}),
         ("h20", "NVIDIA H20", "h20", {}),
         ("h100", None, "h100", {}),  # no NVML: the plan's generation

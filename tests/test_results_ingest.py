@@ -65,9 +65,9 @@ def test_results_validate(tmp_path, capsys):
     assert main(["results", "validate", str(out)]) == 2
 
 
-# Real files of the packed 4x H100 session of 2026-11-28 (tests/fixtures/h100-2026-11-28/README.md).
+# Real files of the packed 4x H100 run of 2026-11-28 (tests/fixtures/h100-2026-11-28/README.md).
 H100 = Path(__file__).parent / "fixtures" / "h100-2026-11-28"
-CUT_OFF = "cut off: the lent machine was reclaimed while the cell ran (last step 7 of 10)"
+CUT_OFF = "cut off: the host was stopped while the cell ran (last step 7 of 10)"
 
 
 def ingest_json(capsys, *args):

@@ -1,4 +1,4 @@
-"""`baselines/evidence/` (raw GPU session files) sits beside the baseline store and is never read as part of it:
+"""`baselines/evidence/` (raw files of GPU runs) sits beside the baseline store and is never read as part of it:
 not by `baseline list`/the gate, the report, or `memory validate` over the store."""
 
 import json
@@ -70,7 +70,7 @@ def test_the_committed_store_has_evidence_and_reads_cleanly(tmp_path):
 
 
 def test_a_real_h200_run_of_an_h100_matrix_is_read_as_h200():
-    # Written on the lent 2x H200 host by `grpo-suite run` from an h100 plan (before the generation came from
+    # Written on a 2x H200 host (2026-11-28) by `grpo-suite run` from an h100 plan (before the generation came from
     # the hardware): the raw file says h100, its provenance says H200.
     from suite.gate.load import result_from_dict
 
