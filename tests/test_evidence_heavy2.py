@@ -1,4 +1,4 @@
-"""The second heavy session (Qwen2.5-7B at the seed's shape, 1x H200, 2026-12-03): two candidates against the
+"""The second heavy run (Qwen2.5-7B at the seed's shape, 1x H200, 2026-12-03): two candidates against the
 recipe cell of the first, read back from the committed files (parser fixtures), and the README's claims (the
 x1.08 best-vs-reference ratio, the planner's errors) recomputed from them."""
 

@@ -89,7 +89,7 @@ def test_read_log_tail_of_large_file(tmp_path):
     assert read_log_lines(tmp_path / "missing") == []
 
 
-# Real logs of a packed 4x H100 session (2026-11-28): see tests/fixtures/h100-2026-11-28/README.md.
+# Real logs of a packed 4x H100 run (2026-11-28): see tests/fixtures/h100-2026-11-28/README.md.
 REAL = Path(__file__).parent / "fixtures" / "h100-2026-11-28"
 CRASH_LOG = REAL / "log-crash-rebuild_ipc.txt"
 COLLISION = ("verl weight-transfer socket collision: another verl job on this host used "

@@ -97,7 +97,7 @@ def test_real_verl_metrics_fixtures_parse(path):
     assert log.bad_lines <= 1  # at most a partial last line of a killed run
 
 
-# Two real LoRA cells of the packed 4x H100 session of 2026-11-28 (cut off at 7 and 5 of 10 steps):
+# Two real LoRA cells of the packed 4x H100 run of 2026-11-28 (cut off at 7 and 5 of 10 steps):
 # tests/fixtures/h100-2026-11-28/README.md. Values are checked against the raw JSON, not typed in.
 H100 = FIXTURES / "h100-2026-11-28"
 PHASES = {"gen", "old_log_prob", "ref", "adv", "update_actor", "update_weights", "step"}
@@ -167,7 +167,7 @@ def test_real_smollm2_train_run_cut_off_after_step_8():
         assert r["data"]["critic/score/mean"] == 0.0  # no rollout earned a reward: GRPO had nothing to learn
 
 
-# The 2x H200 session of 2026-11-28 with the first Megatron cell: tests/fixtures/h200-2026-11-28-megatron/README.md.
+# The 2x H200 run of 2026-11-28 with the first Megatron cell: tests/fixtures/h200-2026-11-28-megatron/README.md.
 MEG = FIXTURES / "h200-2026-11-28-megatron"
 
 
