@@ -65,11 +65,16 @@ def format_images_lock(images: dict[str, str]) -> str:
 @dataclass(frozen=True)
 class BaseRef:
     tag: str
-    digest: str | None  # None: pending
+    digest: str | None  # None: pending; "local:sha256:..." for a base made on the build machine
+    # A base made here (localbase.py): FROM names its tag, since a `docker import`ed image has no registry
+    # digest to name; the build command checks that the tag is the image id in `digest` before building.
+    local: bool = False
 
     @property
     def reference(self) -> str:
         """What FROM names: `tag@digest` when pinned (the tag stays for readers, the digest decides)."""
+        if self.local:
+            return self.tag
         return f"{self.tag}@{self.digest}" if self.digest else self.tag
 
     @property

@@ -141,12 +141,25 @@ def find_python(version: str) -> str | None:
     return None
 
 
-def lock_generation(gen: str, *, repo: Path, uv: str = "uv",
-                    python: str | None = None) -> tuple[Path, Path, Path]:
+def previous_resolution(settings: GenSettings) -> str:
+    """The committed lock parts of a generation as one uv output file (wheel and source parts; the deps-free
+    part is resolved on its own), or "" when none is committed yet."""
+    parts = [p.read_text() for p in (settings.lockfile, settings.source_lockfile) if p.is_file()]
+    return "\n".join(parts)
+
+
+def lock_generation(gen: str, *, repo: Path, uv: str = "uv", python: str | None = None,
+                    upgrade: bool = False) -> tuple[Path, Path, Path]:
+    """Resolve one generation and write its three lock parts. uv prefers the versions already in its output
+    file, so the committed resolution is given to it as that file: a relock after a requirement change moves
+    only what the change needs (a package added, one dropped) instead of every package with a newer release
+    before `exclude_newer`. `upgrade` starts from nothing instead."""
     settings = load_settings(gen, repo / "containers")
     python = python or find_python(str(settings.lock.get("python_version", "3.12")))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "full.lock"
+        if not upgrade:
+            out.write_text(previous_resolution(settings))
         cmd = uv_compile_command(settings, out, pyproject=Path("pyproject.toml"), uv=uv, python=python)
         # Relative paths keep the lockfile comments ("via -r containers/...") free of this machine's paths.
         cmd = [c if not c.startswith(str(repo) + "/") else str(Path(c).relative_to(repo)) for c in cmd]

@@ -20,6 +20,7 @@ DOCKERFILE = "Dockerfile"
 TEMPLATE = "Dockerfile.in"
 IMAGES_LOCK = "images.lock"
 
+TABLES = ("gpu", "lock", "build", "env", "run", "local_base")
 _REQUIRED_BUILD = ("base_image", "torch_cuda_arch_list", "flash_attn_cuda_archs", "nvte_cuda_archs")
 
 
@@ -48,6 +49,8 @@ class GenSettings:
     build: dict[str, Any]
     env: dict[str, str]
     run: dict[str, Any] = field(default_factory=dict)
+    # `[local_base]`: how `image build --base local` makes a base on the build machine (localbase.py).
+    local_base: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lockfile(self) -> Path:
@@ -102,9 +105,9 @@ def load_settings(gen: str, root: Path | None = None) -> GenSettings:
         raise InputError(f"no container settings for generation {gen!r} ({path} missing); "
                          f"known: {', '.join(generations(root)) or 'none'}", field="generation")
     data = merge(_read_toml(root / DEFAULTS_FILE), _read_toml(path))
-    unknown = sorted(set(data) - {"gpu", "lock", "build", "env", "run"})
+    unknown = sorted(set(data) - set(TABLES))
     if unknown:
-        raise InputError(f"unknown table(s) {', '.join(unknown)}; allowed: gpu, lock, build, env, run",
+        raise InputError(f"unknown table(s) {', '.join(unknown)}; allowed: {', '.join(TABLES)}",
                          source=str(path))
     build = data.get("build", {})
     missing = [k for k in _REQUIRED_BUILD if not build.get(k)]
@@ -112,4 +115,4 @@ def load_settings(gen: str, root: Path | None = None) -> GenSettings:
         raise InputError(f"missing build key(s) {', '.join(missing)}", source=str(path), field="build")
     env = {str(k): str(v) for k, v in data.get("env", {}).items()}
     return GenSettings(gen=gen, dir=root / gen, gpu=data.get("gpu", {}), lock=data.get("lock", {}),
-                       build=build, env=env, run=data.get("run", {}))
+                       build=build, env=env, run=data.get("run", {}), local_base=data.get("local_base", {}))
