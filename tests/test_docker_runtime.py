@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes.cells import with_argv
 
 from suite.errors import InputError
 from suite.plan.cell import Cell
+from suite.run import cellenv
 from suite.run import docker as dk
 from suite.run.runtime import make_runtime
 
@@ -33,10 +35,11 @@ def make_cell(tmp: Path, **kw) -> Cell:
             f'trainer.validation_data_dir="{out}/validation"', "trainer.nnodes=1", "trainer.n_gpus_per_node=2",
             f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={out}/metrics.jsonl"]
     base = dict(id="c1", matrix="m", gpu="h100", gpus_per_node=2, nnodes=1, model="synthetic:qwen2.5-0.5b",
-                backend="fsdp", profile="bench", axes={"tp": 1}, status="ok", reason=None, argv=argv,
+                backend="fsdp", profile="bench", axes={"tp": 1}, status="ok", reason=None, command=[],
                 env={"VERL_FILE_LOGGER_PATH": f"{out}/metrics.jsonl"}, warmup_steps=0, total_steps=2)
+    argv = kw.pop("argv", argv)
     base.update(kw)
-    return Cell(**base)
+    return with_argv(Cell(**base), argv)
 
 
 # -- pure pieces -----------------------------------------------------------------------------------------
@@ -96,7 +99,7 @@ def test_mount_paths_docker_cannot_carry_are_refused(tmp_path: Path) -> None:
 
 def test_argv_paths_and_inputs(tmp_path: Path) -> None:
     cell = make_cell(tmp_path)
-    paths = dk.argv_paths(cell.argv)
+    paths = [str(p) for p in cell.paths.reads]
     assert f"{tmp_path}/data/train.parquet" in paths
     assert f"{tmp_path}/models/qwen" in paths
     inputs = dk.host_inputs(paths)
@@ -106,7 +109,7 @@ def test_argv_paths_and_inputs(tmp_path: Path) -> None:
 
 def test_forwarded_names_and_host_user() -> None:
     env = {"HF_TOKEN": "s3cr3t", "NCCL_IB_HCA": "mlx5", "HOME": "/root", "VLLM_LOGGING_LEVEL": "DEBUG"}
-    assert dk.forwarded_names(env, dk.DEFAULT_FORWARD) == ["HF_TOKEN", "NCCL_IB_HCA", "VLLM_LOGGING_LEVEL"]
+    assert list(cellenv.forwarded_env(env)) == ["HF_TOKEN", "NCCL_IB_HCA", "VLLM_LOGGING_LEVEL"]
     assert dk.host_user(getuid=lambda: 1234, getgid=lambda: 55) == "1234:55"
     assert dk.host_user(getuid=lambda: 0, getgid=lambda: 0) == dk.IMAGE_UID
 

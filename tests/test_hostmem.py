@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from fakes.cells import FAKE_VERL, fake_cell
+from fakes.cells import FAKE_VERL, fake_cell, with_argv
 
 from suite.plan.cell import Cell
 from suite.results.build import CellInfo, Observation, build_result
@@ -216,7 +216,7 @@ def _allocating_cell(tmp_path: Path, cell_id: str, args: list[str]) -> Cell:
     code = (f"import runpy, sys\nheld = bytearray(b'\\x01') * ({ALLOC_MB} << 20)\n"
             f"sys.argv = sys.argv[1:]\nrunpy.run_path({FAKE_VERL!r}, run_name='__main__')\n")
     argv = [sys.executable, "-c", code, FAKE_VERL, *cell.argv[2:]]
-    return Cell(**{**cell.__dict__, "argv": argv})
+    return with_argv(cell, argv)
 
 
 def _run(rt: HostRuntime, tmp_path: Path, cell: Cell):

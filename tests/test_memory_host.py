@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fakes.cells import with_argv
 
 from suite.errors import InputError
 from suite.memory.calibration import DEFAULT_PATH, default_calibration, parse_calibration
@@ -272,8 +273,8 @@ def test_settings_read_the_host_inputs():
 def _cell(argv: list[str], **kw) -> Cell:
     base = dict(id="x", matrix="m", gpu="h100", gpus_per_node=1, nnodes=1, model="synthetic:qwen2.5-7b",
                 backend="fsdp", profile="bench", axes={}, status="ok", reason=None,
-                argv=["python3", "-m", "verl.trainer.main_ppo", *argv])  # fmt: skip
-    return Cell(**{**base, **kw})
+                command=[])  # fmt: skip
+    return with_argv(Cell(**{**base, **kw}), ["python3", "-m", "verl.trainer.main_ppo", *argv])
 
 
 # the 7B recipe cell: fits one H100 (h100-1gpu-7b.toml's reference, 67.5 GiB predicted)

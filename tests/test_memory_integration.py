@@ -8,13 +8,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fakes.cells import with_argv
 
 from suite.errors import InputError
 from suite.memory.calibration import DEFAULT_PATH, default_calibration, load_calibration, parse_calibration
 from suite.memory.predict import annotate_cells, predict_cell, predict_settings
-from suite.memory.settings import overrides_from_argv, parse_value, settings_from_argv
+from suite.memory.settings import overrides_from_argv, settings_from_argv
 from suite.memory.validate import markdown, summarize, validate_results
 from suite.plan.cell import Cell
+from suite.plan.hydra import parse_value
 from suite.results.schema import Provenance, Result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,8 +60,8 @@ def test_predict_settings_accepts_a_plain_dict():
 def _cell(argv: list[str], status: str = "ok", **kw) -> Cell:
     base = dict(id="x", matrix="m", gpu="h100", gpus_per_node=4, nnodes=1, model="Qwen/Qwen2.5-32B-Instruct",
                 backend="fsdp", profile="bench", axes={}, status=status, reason=None,
-                argv=["python3", "-m", "verl.trainer.main_ppo", *argv])  # fmt: skip
-    return Cell(**{**base, **kw})
+                command=[])  # fmt: skip
+    return with_argv(Cell(**{**base, **kw}), ["python3", "-m", "verl.trainer.main_ppo", *argv])
 
 
 def test_annotate_cells_marks_predicted_oom_with_a_reason():

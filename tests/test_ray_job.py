@@ -13,12 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes.cells import with_argv
 from fakes_dist.cells import dist_cell
 from fakes_dist.cluster import LocalRayCluster
 
 from suite.errors import InputError
 from suite.results.schema import Result
 from suite.run import ray_job as rj
+from suite.run.options import parse_options
+from suite.run.runtime import topology_problem
 
 ray = pytest.importorskip("ray")
 CLIENT = str(Path(__file__).parent / "fakes_dist" / "run_client.py")
@@ -44,21 +47,21 @@ def test_bundle_survives_chunking_interleaving_and_rejects_corruption() -> None:
 def test_relocation_and_topology(tmp_path: Path) -> None:
     cell = dist_cell("c", tmp_path)
     local = tmp_path / cell.full_id
-    moved = rj.relocate(cell, local, "/cluster/job1")
+    moved = cell.relocated(local, "/cluster/job1")
     assert moved.env["VERL_FILE_LOGGER_PATH"] == "/cluster/job1/metrics.jsonl"
     assert "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH=/cluster/job1/metrics.jsonl" in moved.argv
     assert not any(str(local) in a for a in moved.argv)
-    assert rj.topology_problem(cell) is None
+    assert topology_problem(cell) is None
     bad = dist_cell("c", tmp_path, topology=(1, 1))
-    assert "trainer.nnodes=1" in rj.topology_problem(bad) and "matrix says 2" in rj.topology_problem(bad)
-    missing = bad.__class__(**{**bad.__dict__, "argv": [a for a in bad.argv if "nnodes" not in a]})
-    assert "does not set trainer.nnodes" in rj.topology_problem(missing)
+    assert "trainer.nnodes=1" in topology_problem(bad) and "matrix says 2" in topology_problem(bad)
+    missing = with_argv(bad, [a for a in bad.argv if "nnodes" not in a])
+    assert "does not set trainer.nnodes" in topology_problem(missing)
 
 
 def test_job_spec_env_forwarding_and_redaction(tmp_path: Path) -> None:
     cell = dist_cell("c", tmp_path)
     environ = {"NCCL_IB_HCA": "mlx5_0,mlx5_1", "HF_TOKEN": SECRET, "HOME": "/root", "MY_VAR": "1"}
-    opts = rj.coerce_options(rj.OPTIONS, {"address": "http://h:8265", "forward_env": "MY_*",
+    opts = parse_options(rj.RayOptions, {"address": "http://h:8265", "forward_env": "MY_*",
                                           "stop_wait_s": "45"}, "ray")
     spec, rcell = rj.build_spec(cell, tmp_path / cell.full_id, working_dir="/w", environ=environ, opts=opts,
                                 timeout_s=100)
@@ -88,7 +91,7 @@ def test_options_are_checked() -> None:
                           cwd=Path(__file__).parents[1])
     assert "no Ray cluster given" in proc.stderr
     rt = rj.RayJobRuntime(address="http://h:8265", dry_run="true", image=None)
-    assert rt.opts["dry_run"] is True
+    assert rt.options.dry_run is True
 
 
 def test_dry_run_prints_the_job_without_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str],

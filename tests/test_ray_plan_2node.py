@@ -13,7 +13,8 @@ from suite.plan import load_matrix, plan_matrix
 from suite.plan.constraints import check_cell
 from suite.run import ray_job as rj
 from suite.run import slurm as sl
-from suite.run.cellenv import override_value
+from suite.run.options import parse_options
+from suite.run.runtime import topology_problem
 
 MATRIX = Path(__file__).resolve().parents[1] / "suite" / "matrices" / "h100-2node-72b.toml"
 
@@ -29,11 +30,11 @@ def test_two_node_matrix_plans_and_validates_with_verl(cells) -> None:
     ok = [c for c in cells if c.status == "ok"]
     assert ok == cells, [(c.id, c.reason) for c in cells if c.status != "ok"]
     for c in ok:
-        assert override_value(c.argv, "trainer.nnodes") == "2"
-        assert override_value(c.argv, "trainer.n_gpus_per_node") == "8"
+        assert c.setting("trainer.nnodes") == 2
+        assert c.setting("trainer.n_gpus_per_node") == 8
         assert c.nnodes == 2 and c.gpus_per_node == 8 and c.n_gpus == 16
         assert c.full_id.startswith("qwen2.5-72b-instruct/h100x16/fsdp/lora")
-        assert rj.topology_problem(c) is None
+        assert topology_problem(c) is None
 
 
 def test_world_size_is_nodes_times_gpus_in_the_batch_rules() -> None:
@@ -55,7 +56,7 @@ def test_planned_two_node_cell_renders_for_slurm_and_ray(cells, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     cell = cells[0]
     cell_dir = Path(cell.env["VERL_FILE_LOGGER_PATH"]).parent  # where the planner pointed the cell
-    script = sl.render_script(cell, cell_dir, sl.coerce_options(sl.OPTIONS, {"partition": "gpu"}, "slurm"), 7200)
+    script = sl.render_script(cell, cell_dir, parse_options(sl.SlurmOptions, {"partition": "gpu"}, "slurm"), 7200)
     assert "#SBATCH --nodes=2" in script and "#SBATCH --gpus-per-node=8" in script
     assert "wait-nodes --nodes 2" in script and "--num-gpus=8" in script
     (tmp_path / "job.sbatch").write_text(script)

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes.cells import with_argv
 
 from suite.cli import main
 from suite.matrix import load_matrix
+from suite.plan.hydra import split_argv
 from suite.plan.planner import plan_matrix
 from suite.run import preflight as pf
 
@@ -30,7 +32,7 @@ def by_module(needs: list[pf.Need]) -> dict[str, pf.Need]:
 
 def test_overrides_of_drops_plus_prefixes_and_flags() -> None:
     argv = ["python3", "-m", "verl.trainer.main_ppo", "a.b=1", "+c=x=y", "++d.e=False", "--flag"]
-    assert pf.overrides_of(argv) == {"a.b": "1", "c": "x=y", "d.e": "False"}
+    assert {o.key: o.value for o in split_argv(argv)[1]} == {"a.b": 1, "c": "x=y", "d.e": False}
 
 
 def test_megatron_cells_need_the_stack_that_ran_and_no_apex(tmp_path: Path) -> None:
@@ -46,8 +48,8 @@ def test_megatron_cells_need_the_stack_that_ran_and_no_apex(tmp_path: Path) -> N
 
 def test_fusion_on_or_left_to_the_bridge_needs_apex(tmp_path: Path) -> None:
     cell = cells_of("h100-1gpu-megatron", tmp_path)[0]
-    on = dataclasses.replace(cell, argv=[a if FUSION not in a else f"++{FUSION}=True" for a in cell.argv])
-    unset = dataclasses.replace(cell, id="unset", argv=[a for a in cell.argv if FUSION not in a])
+    on = with_argv(cell, [a if FUSION not in a else f"++{FUSION}=True" for a in cell.argv])
+    unset = with_argv(dataclasses.replace(cell, id="unset"), [a for a in cell.argv if FUSION not in a])
     assert len(unset.argv) == len(cell.argv) - 1
     needs = by_module(pf.needs([on, unset]))
     assert needs["fused_weight_gradient_mlp_cuda"].package == "apex"
@@ -77,7 +79,7 @@ def test_padded_fsdp_cells_need_no_flash_attn_and_full_ft_no_peft(tmp_path: Path
 def test_unrun_and_foreign_cells_need_nothing(tmp_path: Path) -> None:
     cell = cells_of("h100-1gpu-graphs", tmp_path)[0]
     invalid = dataclasses.replace(cell, status="invalid", reason="x")
-    foreign = dataclasses.replace(cell, argv=[sys.executable, "train.py", "a=1"])
+    foreign = with_argv(cell, [sys.executable, "train.py", "a=1"])
     assert pf.needs([invalid, foreign]) == []
     assert pf.check_cells([invalid, foreign]) == ([], "")
 

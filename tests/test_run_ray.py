@@ -6,7 +6,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from fakes.cells import fake_cell
+from fakes.cells import fake_cell, with_argv
 
 from suite.run.host import HostRuntime
 
@@ -25,7 +25,7 @@ def gone(pid: int) -> bool:
 def test_real_ray_instance_is_stopped_completely(tmp_path):
     pidfile = tmp_path / "ray_pids.json"
     cell = fake_cell("ray", out_dir=tmp_path)
-    cell = type(cell)(**{**cell.__dict__, "argv": [sys.executable, RAY_CELL, str(pidfile)]})
+    cell = with_argv(cell, [sys.executable, RAY_CELL, str(pidfile)])
     rt = HostRuntime(grace_s=6.0)
     r = rt.run_cell(cell, tmp_path / cell.full_id, timeout_s=120, on_step=lambda step: rt.interrupt())
     assert r.status == "interrupted", (tmp_path / cell.full_id / "log.txt").read_text()[-2000:]

@@ -20,6 +20,7 @@ from fakes_dist.slurm_cluster import LocalSlurm, free_port, unavailable
 from suite.errors import InputError
 from suite.results.schema import Result
 from suite.run import slurm as sl
+from suite.run.options import parse_options
 
 CLIENT = str(Path(__file__).parent / "fakes_dist" / "run_client.py")
 SUITE_ROOT = str(Path(__file__).resolve().parents[1])
@@ -27,7 +28,7 @@ SECRET = "hf_do-not-leak-3c9a"
 
 
 def _opts(**kw: object) -> dict:
-    return sl.coerce_options(sl.OPTIONS, kw, "slurm")
+    return parse_options(sl.SlurmOptions, kw, "slurm")
 
 
 # -- the script ------------------------------------------------------------------------------------------

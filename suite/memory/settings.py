@@ -1,19 +1,23 @@
 """What the memory model needs to know about one cell, as a plain frozen dataclass.
 
 The single source of truth is the verl command itself: `settings_from_overrides` reads verl 0.9.1's Hydra keys
-(the same keys `suite/plan/overrides.py` writes and a result's `provenance.argv` records), falling back to
-verl's own defaults for keys a command leaves out. So a prediction for a planned cell, a raw `[overrides]`
-entry of a matrix and a measured result all go through one path."""
+(the same keys `suite/plan/overrides.py` writes: a planned cell's typed overrides, or a result's recorded
+`provenance.argv`), falling back to verl's own defaults for keys a command leaves out. So a prediction for a
+planned cell, a raw `[overrides]` entry of a matrix and a measured result all go through one path."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from suite.errors import InputError
 from suite.gpus import get_gpu
+from suite.matrix.offload import backend_overrides
 from suite.models.archs import Arch, arch_for_model
+from suite.plan.hydra import split_argv
+
+if TYPE_CHECKING:
+    from suite.plan.cell import Cell
 
 AR = "actor_rollout_ref"
 
@@ -89,43 +93,12 @@ class MemorySettings:
         return max(1, -(-self.n_gpus // self.node_gpus))
 
 
-# --- Hydra override values -------------------------------------------------------------------------------
-
-_INT = re.compile(r"^[-+]?[0-9][0-9_]*$")
-_FLOAT = re.compile(r"^[-+]?([0-9][0-9_]*)?\.?[0-9_]*(e[-+]?[0-9]+)?$", re.IGNORECASE)
-
-
-def parse_value(text: str) -> Any:
-    """A Hydra override value as Python (the inverse of suite/plan/overrides.py format_value)."""
-    s = text.strip()
-    if len(s) >= 2 and s[0] == s[-1] and s[0] in "\"'":
-        return s[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    low = s.lower()
-    if low == "true":
-        return True
-    if low == "false":
-        return False
-    if low in ("null", "none", "~"):
-        return None
-    if _INT.match(s):
-        return int(s.replace("_", ""))
-    if _FLOAT.match(s) and any(c.isdigit() for c in s):
-        return float(s.replace("_", ""))
-    if s.startswith("[") and s.endswith("]"):
-        inner = s[1:-1].strip()
-        return [parse_value(x) for x in inner.split(",")] if inner else []
-    return s
+# --- a recorded command --------------------------------------------------------------------------------------
 
 
 def overrides_from_argv(argv: list[str]) -> dict[str, Any]:
-    """`key=value` items of a verl command -> {key: value}; Hydra's `+`/`++`/`~` prefixes are dropped."""
-    out: dict[str, Any] = {}
-    for item in argv:
-        if "=" not in item or item.startswith("-"):
-            continue
-        key, _, value = item.partition("=")
-        out[key.lstrip("+~")] = parse_value(value)
-    return out
+    """`key=value` items of a recorded verl command (a result's provenance) -> {key: value}, prefixes dropped."""
+    return {o.key: o.value for o in split_argv(argv)[1]}
 
 
 # --- overrides -> settings --------------------------------------------------------------------------------
@@ -260,15 +233,15 @@ def settings_from_argv(
     )
 
 
-def settings_from_cell(cell: Any) -> MemorySettings:
-    """A planned `suite.plan.cell.Cell` (duck-typed: model, gpu, n_gpus, gpus_per_node, backend, argv)."""
-    return settings_from_argv(
-        list(cell.argv),
+def settings_from_cell(cell: Cell) -> MemorySettings:
+    """A planned cell, from its typed overrides (no command line is read back)."""
+    return settings_from_overrides(
+        {o.key: o.value for o in cell.overrides},
         model=cell.model,
         gpu=cell.gpu,
         n_gpus=cell.n_gpus,
         backend=cell.backend,
-        gpus_per_node=getattr(cell, "gpus_per_node", None),
+        gpus_per_node=cell.gpus_per_node,
     )
 
 
@@ -291,8 +264,6 @@ def settings_from_result(result: Any) -> MemorySettings:
 
 def axes_overrides(axes: dict[str, Any], backend: str) -> dict[str, Any]:
     """verl keys of the four matrix axes (for results that carry no command)."""
-    from suite.matrix.offload import backend_overrides
-
     o: dict[str, Any] = {}
     if "lora_rank" in axes:
         o[f"{AR}.model.lora.rank" if backend == "megatron" else f"{AR}.model.lora_rank"] = int(axes["lora_rank"])

@@ -1,15 +1,35 @@
 """A planned cell: one point of a matrix, turned into the exact verl command that runs it.
 
-This is the contract between plan and run (and the JSON of `grpo-suite plan --format json`)."""
+This is the contract between plan and run (and the JSON of `grpo-suite plan --format json`). The command is held
+as data: the program (`command`) and its Hydra overrides (`overrides`, typed values with their prefix kind).
+`argv` is derived from them here and nowhere else, and the files a run writes or reads (`paths`) are read from
+the same data, so no stage parses a command line back."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Literal
+
+from suite.plan.hydra import Override, OverrideValue
 
 CellStatus = Literal["ok", "invalid", "predicted-oom", "predicted-host-oom"]
 # Plan statuses that say "predicted not to fit" (GPU or host memory): run anyway unless --skip-predicted-oom.
 PREDICTED_OOM: tuple[str, ...] = ("predicted-oom", "predicted-host-oom")
+
+LOGGER_ENV = "VERL_FILE_LOGGER_PATH"  # where verl's file logger writes metrics.jsonl
+# verl hands `ray_kwargs.ray_init.runtime_env` to ray.init(): how the logger path reaches verl's workers.
+LOGGER_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{LOGGER_ENV}"
+VALIDATION_KEY = "trainer.validation_data_dir"
+
+
+@dataclass(frozen=True)
+class CellPaths:
+    """Where a cell's run writes and what it reads, as its command says."""
+
+    metrics: Path | None  # verl's file logger; None: the runtime's default, `<cell dir>/metrics.jsonl`
+    validation_dir: Path | None  # verl's validation dumps; None: verl dumps none
+    reads: tuple[Path, ...]  # absolute paths the command names (data files, model): container runtimes mount them
 
 
 @dataclass(frozen=True)
@@ -25,7 +45,8 @@ class Cell:
     axes: dict[str, bool | int | float | str]  # the four named axes, then any extra axes of the matrix
     status: CellStatus
     reason: str | None
-    argv: list[str]  # full command, e.g. ["python3", "-m", "verl.trainer.main_ppo", "k=v", ...]
+    command: list[str]  # the program and its own arguments, e.g. ["python3", "-m", "verl.trainer.main_ppo"]
+    overrides: tuple[Override, ...] = ()  # Hydra overrides after the command, in order
     env: dict[str, str] = field(default_factory=dict)
     warmup_steps: int = 0
     total_steps: int = 0
@@ -53,8 +74,72 @@ class Cell:
         model = self.model.split(":", 1)[-1].rstrip("/").split("/")[-1].lower()
         return f"{model}/{self.gpu}x{self.n_gpus}/{self.backend}/{self.id}"
 
+    @property
+    def override_args(self) -> list[str]:
+        """The overrides as Hydra reads them (`key=value`, prefix kept)."""
+        return [o.text for o in self.overrides]
+
+    @property
+    def argv(self) -> list[str]:
+        """The full command line, e.g. ["python3", "-m", "verl.trainer.main_ppo", "k=v", ...]."""
+        return [*self.command, *self.override_args]
+
+    def setting(self, key: str) -> OverrideValue:
+        """The value the command gives a verl key (prefix ignored; the last one wins, as in Hydra), or None."""
+        found = [o.value for o in self.overrides if o.key == key]
+        return found[-1] if found else None
+
+    def has_setting(self, key: str) -> bool:
+        return any(o.key == key for o in self.overrides)
+
+    @property
+    def paths(self) -> CellPaths:
+        metrics = self.env.get(LOGGER_ENV) or self.setting(LOGGER_KEY)
+        validation = self.setting(VALIDATION_KEY)
+        return CellPaths(
+            metrics=Path(str(metrics)) if metrics else None,
+            validation_dir=Path(validation) if isinstance(validation, str) and validation else None,
+            reads=tuple(dict.fromkeys(Path(p) for p in _absolute(self))),
+        )
+
+    def relocated(self, src: Path, dst: str) -> Cell:
+        """The same cell with every path under its directory `src` (values of overrides and env) under `dst`."""
+        base = str(src).rstrip("/")
+        if not base:
+            return self
+
+        def move(v: OverrideValue) -> OverrideValue:
+            if isinstance(v, list):
+                return [move(x) for x in v]  # type: ignore[misc]
+            if isinstance(v, str) and (v == base or v.startswith(base + "/")):
+                return dst + v[len(base) :]
+            return v
+
+        return replace(
+            self,
+            overrides=tuple(replace(o, value=move(o.value)) for o in self.overrides),
+            env={k: str(move(v)) for k, v in self.env.items()},
+        )
+
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["overrides"] = [o.to_dict() for o in self.overrides]
+        # Derived, for readers of plan / cell JSON; dropped again on read (suite/run/cellio.py).
         d["n_gpus"] = self.n_gpus
         d["full_id"] = self.full_id
+        d["argv"] = self.argv
+        p = self.paths
+        d["paths"] = {
+            "metrics": str(p.metrics) if p.metrics else None,
+            "validation_dir": str(p.validation_dir) if p.validation_dir else None,
+            "reads": [str(x) for x in p.reads],
+        }
         return d
+
+
+def _absolute(cell: Cell) -> list[str]:
+    """Absolute paths among the command's own arguments and the overrides' string values."""
+    values: list[object] = [*cell.command[1:]]
+    for o in cell.overrides:
+        values.extend(o.value if isinstance(o.value, list) else [o.value])
+    return [v for v in values if isinstance(v, str) and v.startswith("/")]

@@ -5,7 +5,6 @@ each cell's overrides with Hydra before it is called ok, so a key verl dropped s
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,10 @@ from suite.data.subset import Subset, train_rows
 from suite.matrix.offload import backend_overrides
 from suite.matrix.schema import Matrix, Profile
 from suite.models.paths import model_path
+from suite.plan.cell import LOGGER_ENV, LOGGER_KEY, VALIDATION_KEY
+from suite.plan.hydra import Override, format_value, split_key
 
 ENTRY = ["python3", "-m", "verl.trainer.main_ppo"]
-LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
 REWARD_MODULE = "pkg://suite.data.rewards"
 VERL_MAX_NUM_SEQS = 256  # verl 0.9.1's rollout.max_num_seqs (trainer/config/rollout/rollout.yaml)
 
@@ -161,9 +161,9 @@ def cell_overrides(
     o["trainer.val_before_train"] = profile.val_before_train
     o["trainer.resume_mode"] = "disable"  # a rerun into the same cell dir must not resume a checkpoint
     o["trainer.default_local_dir"] = str(cell_dir / "ckpt")
-    o["trainer.validation_data_dir"] = str(cell_dir / "validation")
+    o[VALIDATION_KEY] = str(cell_dir / "validation")
     o["+ray_kwargs.ray_init.include_dashboard"] = False
-    o[f"+ray_kwargs.ray_init.runtime_env.env_vars.{LOGGER_ENV}"] = str(cell_dir / "metrics.jsonl")
+    o[f"+{LOGGER_KEY}"] = str(cell_dir / "metrics.jsonl")
 
     # Raw overrides replace generated keys; a raw-key axis value replaces both (it is what the cell sweeps).
     for k, v in [*m.overrides.items(), *m.raw_axes(point).items()]:
@@ -198,32 +198,13 @@ def cell_env(cell_dir: Path) -> dict[str, str]:
     return {LOGGER_ENV: str(cell_dir / "metrics.jsonl")}
 
 
-_SAFE = re.compile(r"^[A-Za-z_/~.][A-Za-z0-9_./:@\-]*$")
-NOT_STRING = re.compile(r"^(?i:true|false|null|none|[-+]?(inf|nan)|[-+]?[0-9][0-9_]*(\.[0-9_]*)?(e[-+]?[0-9]+)?)$")
+def as_overrides(o: dict[str, Any]) -> tuple[Override, ...]:
+    """{"+a.b": v} (the key as Hydra spells it) -> typed overrides, in order."""
+    out = []
+    for k, v in o.items():
+        prefix, key = split_key(k)
+        out.append(Override(key, v, prefix))
+    return tuple(out)
 
 
-def format_value(v: Any) -> str:
-    """A Python value as Hydra's override grammar reads it back (strings quoted when they would not be)."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "True" if v else "False"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, list | tuple):
-        # Strings in lists are always quoted: trainer.logger=["console","file"] as verl's docs write it.
-        return "[" + ",".join(_quote(x) if isinstance(x, str) else format_value(x) for x in v) + "]"
-    s = str(v)
-    if _SAFE.match(s) and not NOT_STRING.match(s) and not s.startswith("~"):
-        return s
-    return _quote(s)
-
-
-def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def to_argv(overrides: dict[str, Any]) -> list[str]:
-    return [*ENTRY, *(f"{k}={format_value(v)}" for k, v in overrides.items())]
+__all__ = ["ENTRY", "as_overrides", "cell_env", "cell_inputs", "cell_overrides", "format_value", "resolve_model"]

@@ -10,7 +10,7 @@ from suite.matrix.schema import Matrix
 from suite.plan.cell import Cell
 from suite.plan.constraints import check_cell
 from suite.plan.expand import expand, point_id
-from suite.plan.overrides import cell_env, cell_inputs, cell_overrides, to_argv
+from suite.plan.overrides import ENTRY, as_overrides, cell_env, cell_inputs, cell_overrides
 
 
 def plan_matrix(
@@ -47,7 +47,7 @@ def plan_matrix(
             axes=point,
             status="ok",
             reason=None,
-            argv=[],
+            command=list(ENTRY),
             host_memory_gb=host_gb,
             reference=mx.reference,
         )
@@ -66,7 +66,7 @@ def plan_matrix(
                 stub,
                 status="invalid" if reason else "ok",
                 reason=reason,
-                argv=to_argv(overrides),
+                overrides=as_overrides(overrides),
                 env=cell_env(cell_dir),
                 inputs=dict(cell_inputs(matrix, point, prof, cell_dir=cell_dir, data_root=data_root)),
                 warmup_steps=prof.warmup_steps,
@@ -80,7 +80,7 @@ def plan_matrix(
         checked: list[Cell] = []
         for c in cells:
             if c.status == "ok":
-                err = v.check(c.argv[3:])
+                err = v.check(c.override_args)
                 if err:
                     c = replace(c, status="invalid", reason=f"verl-config: {err}")
             checked.append(c)

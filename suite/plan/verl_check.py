@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from suite.plan.overrides import NOT_STRING
+from suite.plan.hydra import NOT_STRING
 
 CONFIG_NAME = "ppo_trainer"  # main_ppo: @hydra.main(config_path="config", config_name="ppo_trainer")
 _A = "actor_rollout_ref."

@@ -1,42 +1,35 @@
-"""The environment and file locations of one cell run (pure functions over the cell's argv/env)."""
+"""The environment and file locations of one cell run (pure functions over the cell and the caller's env)."""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from suite.models.paths import cache_root
-from suite.run.runtime import METRICS_FILE
+from suite.plan.cell import LOGGER_ENV, Cell
+from suite.run.files import METRICS_FILE
 
-LOGGER_ENV = "VERL_FILE_LOGGER_PATH"
-VALIDATION_KEY = "trainer.validation_data_dir"
-
-
-def override_value(argv: Sequence[str], key: str) -> str | None:
-    """Last value of a Hydra override `key=v` / `+key=v` / `++key=v` in argv (the last one wins in Hydra)."""
-    value = None
-    for a in argv:
-        k, sep, v = a.lstrip("+").partition("=")
-        if sep and k == key:
-            value = v
-    # the planner quotes values Hydra would otherwise parse (e.g. paths containing '+')
-    if value is not None and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        value = value[1:-1]
-    return value
+# Forwarded from the caller's environment by name to a cell that runs elsewhere (a container, a Ray job): fabric
+# settings must match the hosts' network, tokens are needed by verl's workers and hub downloads (which see only
+# what they are given), and VLLM_* / TORCH_NCCL_* / the offline switches tune the run the user asked for.
+FORWARD_ENV = ("NCCL_*", "GLOO_*", "UCX_*", "TP_SOCKET_IFNAME", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT",
+               "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_MODE", "VLLM_*",
+               "TORCH_NCCL_*")
 
 
-def metrics_path(argv: Sequence[str], env: Mapping[str, str], cell_dir: Path) -> Path:
+def forwarded_env(environ: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str, str]:
+    """The variables of `environ` that FORWARD_ENV (plus `extra` names / globs) forwards, sorted by name."""
+    pats = [p.strip() for p in (*FORWARD_ENV, *extra) if p.strip()]
+    return {k: v for k, v in sorted(environ.items()) if any(fnmatch.fnmatchcase(k, p) for p in pats)}
+
+
+def metrics_path(cell: Cell, cell_dir: Path) -> Path:
     """Where verl's file logger writes: the cell's own setting, else `<cell dir>/metrics.jsonl`."""
-    p = env.get(LOGGER_ENV) or override_value(argv, f"ray_kwargs.ray_init.runtime_env.env_vars.{LOGGER_ENV}")
-    return Path(p) if p else cell_dir / METRICS_FILE
-
-
-def validation_dir(argv: Sequence[str]) -> Path | None:
-    v = override_value(argv, VALIDATION_KEY)
-    return Path(v) if v and v.lower() not in ("null", "none", "") else None
+    return cell.paths.metrics or cell_dir / METRICS_FILE
 
 
 def ray_tmpdir(token: str) -> Path:

@@ -1,4 +1,7 @@
-"""Cell <-> JSON, as `Cell.to_dict()` writes it (derived keys `n_gpus` / `full_id` are dropped on read)."""
+"""Cell <-> JSON, as `Cell.to_dict()` writes it: the one reader and the one writer of `cell.json` and plan JSON.
+
+Derived keys (`n_gpus`, `full_id`, `argv`, `paths`) are dropped on read. A cell written before cells carried their
+overrides as data (only `argv`) is read through the recorded-command reader, `suite.plan.hydra.split_argv`."""
 
 from __future__ import annotations
 
@@ -9,22 +12,59 @@ from typing import Any
 
 from suite.errors import InputError
 from suite.plan.cell import Cell
+from suite.plan.hydra import PREFIXES, Override, split_argv
+from suite.results.io import write_text_atomic
+from suite.run.files import CELL_FILE
 
-_DERIVED = ("n_gpus", "full_id")
+_DERIVED = ("n_gpus", "full_id", "argv", "paths")
+_FIELDS = {f.name for f in dataclasses.fields(Cell)}
+_REQUIRED = {
+    f.name
+    for f in dataclasses.fields(Cell)
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+}
+
+
+def _override(x: Any, source: str) -> Override:
+    if not isinstance(x, dict) or set(x) - {"key", "value", "prefix"} or "key" not in x:
+        raise InputError(f"bad override {x!r}; expected {{key, value, prefix}}", source=source, field="overrides")
+    prefix = x.get("prefix", "")
+    if prefix not in PREFIXES:
+        raise InputError(f"bad prefix {prefix!r}; allowed: {', '.join(map(repr, PREFIXES))}", source=source,
+                         field="overrides")
+    return Override(str(x["key"]), x.get("value"), prefix)
 
 
 def cell_from_dict(data: dict, *, source: str = "cell") -> Cell:
-    fields = {f.name for f in dataclasses.fields(Cell)}
-    required = {f.name for f in dataclasses.fields(Cell)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-    missing = sorted(required - set(data))
+    data = dict(data)
+    if "command" not in data and isinstance(data.get("argv"), list):
+        # Written before cells carried their overrides as data: the command line is all there is.
+        data["command"], data["overrides"] = split_argv([str(a) for a in data["argv"]])
+        argv = None
+    else:
+        argv = data.get("argv")
+    missing = sorted(_REQUIRED - set(data))
     if missing:
         raise InputError(f"missing field(s) {', '.join(missing)}", source=source)
-    unknown = sorted(set(data) - fields - set(_DERIVED))
+    unknown = sorted(set(data) - _FIELDS - set(_DERIVED))
     if unknown:
-        raise InputError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}",
-                         source=source)
-    return Cell(**{k: v for k, v in data.items() if k in fields})
+        raise InputError(
+            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_FIELDS))}", source=source
+        )
+    fields = {k: v for k, v in data.items() if k in _FIELDS}
+    fields["overrides"] = tuple(
+        o if isinstance(o, Override) else _override(o, source) for o in fields.get("overrides", ())
+    )
+    cell = Cell(**fields)
+    if argv is not None and argv != cell.argv:
+        # argv is derived: an edit there would silently not run. Say where the command lives instead.
+        raise InputError(
+            "argv differs from command + overrides (argv is derived from them): edit overrides, or drop them "
+            "and command to run the argv as written",
+            source=source,
+            field="argv",
+        )
+    return cell
 
 
 def read_json(path: str | Path) -> Any:
@@ -47,4 +87,9 @@ def load_cell(path: str | Path) -> Cell:
 
 
 def dump_cell(cell: Cell) -> str:
-    return json.dumps(cell.to_dict(), indent=2, sort_keys=True)
+    return json.dumps(cell.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def write_cell(directory: Path, cell: Cell) -> Path:
+    """`<directory>/cell.json`, atomically: what the in-cell runner (container, job) reads."""
+    return write_text_atomic(Path(directory) / CELL_FILE, dump_cell(cell))

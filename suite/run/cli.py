@@ -1,10 +1,19 @@
-"""`grpo-suite run`: plan a matrix and run its cells with a runtime, writing one result per cell."""
+"""`grpo-suite run`: plan a matrix and run its cells with a runtime, writing one result per cell.
+
+The suite's own modules are imported inside the commands: `grpo-suite --help` and every other subcommand
+register these parsers, and must not load the planner, telemetry and runtimes to do so."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import signal
+import sys
+import tempfile
+from pathlib import Path
 
-from suite.errors import InputError
+from suite.errors import EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,12 +85,6 @@ def _gpu_info(gpu_ids: list[int] | None) -> object | None:
 
 
 def doctor(args: argparse.Namespace) -> int:
-    import dataclasses
-    import json
-    import tempfile
-    from pathlib import Path
-
-    from suite.errors import EXIT_OK, EXIT_USAGE
     from suite.run import preflight, prepare
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,12 +117,6 @@ def _runtime_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-    import signal
-    import sys
-    from pathlib import Path
-
-    from suite.errors import EXIT_OK, EXIT_REGRESSION
     from suite.run import prepare
     from suite.run.progress import Progress
     from suite.run.runner import RunOptions, run_cells
@@ -135,17 +132,17 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out).expanduser().resolve()
     matrix, cells = prepare.plan(args.matrix, args.profile, out_dir, data_root=args.data_root,
                                  verl_check=not args.no_verl_check)
-    if gpu_ids is None and args.runtime in ("host", "docker"):
+    if gpu_ids is None and runtime.pins_gpus:
         gpu_ids = prepare.host_gpu_ids()
     options = RunOptions(cells=args.cells, resume=args.resume, fail_fast=args.fail_fast,
                          timeout_s=args.timeout, parallel=parallel, gpu_ids=gpu_ids,
                          skip_predicted_oom=args.skip_predicted_oom, dry_run=args.dry_run)
     selected = _selected(cells, args.cells)
-    if args.runtime == "host" and not args.dry_run and not args.no_preflight:
+    if runtime.local and not args.dry_run and not args.no_preflight:
         _preflight(selected)  # before models and data are built: those take minutes too
     if not args.dry_run and any(c.status != "invalid" for c in selected):
         prepare.ensure_inputs(matrix, selected, data_root=args.data_root)
-    if args.runtime == "host" and (note := prepare.generation_note(
+    if runtime.local and (note := prepare.generation_note(
             [c.gpu for c in selected], prepare.host_device_name(gpu_ids))):
         print(f"warning: {note}", file=sys.stderr)
 
@@ -157,10 +154,10 @@ def run(args: argparse.Namespace) -> int:
     # stop the cells and record them.
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     slots = prepare.max_slots(selected, gpu_ids, parallel)
-    if slots > 1 and not getattr(runtime, "concurrent_safe", True):
+    if slots > 1 and not runtime.concurrent_safe:
         # verl's weight-transfer sockets of two cells on one host collide (suite/run/private_tmp.py)
         print(f"warning: --parallel {args.parallel} needs a private /tmp per cell, and this host cannot give one "
-              f"({runtime.private_tmp_note}); running one cell at a time. --runtime-option private_tmp=off "
+              f"({runtime.concurrency_note}); running one cell at a time. --runtime-option private_tmp=off "
               "packs cells anyway.", file=sys.stderr)
         options = dataclasses.replace(options, parallel=1)
         slots = 1

@@ -1,12 +1,12 @@
 """`--runtime docker`: each cell runs inside its GPU generation's pinned image.
 
-Host side (`DockerRuntime.run_cell`): write `<cell dir>/cell.json`, `docker run` the image with the in-cell
-entry point (`python -m suite.run.incell --cell <cell dir>/cell.json --out <cell dir>`), and read back the
+Host side (`DockerRuntime`, on the shared lifecycle of suite/run/runtime.py): `docker run` the image with the
+in-cell entry point (`python -m suite.run.incell --cell <cell dir>/cell.json --out <cell dir>`), and read back the
 `result.json` it writes into the mounted cell directory. Telemetry and result building happen inside, in the
 host runtime, exactly as for `--runtime host`.
 
-Every host path the cell names is mounted at the SAME path inside the container: the cell's argv already
-holds absolute paths (metrics file, validation dumps, data files, model directory) and stays valid unchanged.
+Every host path the cell names is mounted at the SAME path inside the container: the cell's command already
+holds absolute paths (`Cell.paths`: metrics file, validation dumps, data files, model directory) and stays valid.
 The cell directory (and the metrics / validation locations) are writable; inputs are read-only.
 
 Security: `--user <host uid>:<gid>` (never root: a root caller runs as the image's unprivileged user),
@@ -17,48 +17,49 @@ copies the value from its own environment), so no value ever appears on a comman
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from suite.containers.build import image_tag
+from suite.containers.settings import load_settings
 from suite.errors import InputError
+from suite.models.paths import cache_root
 from suite.plan.cell import Cell
-from suite.run.runtime import CELL_FILE, LOG_FILE, RESULT_FILE, StepCallback, unrun_status
+from suite.results.io import try_read_result
+from suite.results.schema import Result
+from suite.run import cellenv
+from suite.run.files import CELL_FILE, RESULT_FILE
+from suite.run.options import RuntimeOptions, split_list
+from suite.run.runtime import Job, NoResult, NotRun, Runtime, State, StepCallback, Stopped
+from suite.telemetry.watch import MetricsWatcher
 
 CONTAINER_LOG = "container.log"
 INCELL = ("python", "-m", "suite.run.incell")
 IMAGE_UID = "1001:1001"  # the image's unprivileged user (containers/Dockerfile.in)
 
-# Forwarded by name when set on the host: fabric settings must match the host's network, tokens are needed by
-# verl's workers and hub downloads, VLLM_*/TORCH_* tune the run the user asked for.
-DEFAULT_FORWARD = ("NCCL_*", "GLOO_*", "UCX_*", "TP_SOCKET_IFNAME", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
-                   "HF_ENDPOINT", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "WANDB_API_KEY", "WANDB_BASE_URL",
-                   "WANDB_MODE", "VLLM_*", "TORCH_NCCL_*")
 
-OPTIONS: dict[str, Any] = {
-    "image": "",  # image reference; default: the identity tag this checkout builds for the cell's generation
-    "dry_run": False,
-    "allow_unpinned": False,  # accept a default image whose base digest is still pending
-    "docker": "docker",  # client executable (podman works where its CLI is docker-compatible)
-    "shm_size": "",  # only used with an ipc mode other than host; default: the generation's setting
-    "ipc": "host",
-    "network": "",  # e.g. host for multi-NIC NCCL setups; default: docker's bridge
-    "forward_env": "",  # extra names / globs to pass by name, comma separated (added to DEFAULT_FORWARD)
-    "mounts": "",  # extra host paths, comma separated, mounted at the same path; suffix :rw for writable
-    "stop_grace_s": 30.0,  # SIGINT -> docker stop spacing: lets the cell record its partial result
-    "timeout_margin_s": 300.0,  # host-side backstop beyond the in-cell timeout (image start, teardown)
-    "poll_s": 0.5,
-}
+@dataclass(frozen=True)
+class DockerOptions(RuntimeOptions):
+    image: str = ""  # image reference; default: the identity tag this checkout builds for the cell's generation
+    allow_unpinned: bool = False  # accept a default image whose base digest is still pending
+    docker: str = "docker"  # client executable (podman works where its CLI is docker-compatible)
+    shm_size: str = ""  # only used with an ipc mode other than host; default: the generation's setting
+    ipc: str = "host"
+    network: str = ""  # e.g. host for multi-NIC NCCL setups; default: docker's bridge
+    forward_env: str = ""  # extra names / globs to pass by name, comma separated (added to cellenv.FORWARD_ENV)
+    mounts: str = ""  # extra host paths, comma separated, mounted at the same path; suffix :rw for writable
+    stop_grace_s: float = 30.0  # SIGINT -> docker stop spacing: lets the cell record its partial result
+    timeout_margin_s: float = 300.0  # host-side backstop beyond the in-cell timeout (image start, teardown)
+    poll_s: float = 0.5
 
 
 # -- engine detection -----------------------------------------------------------------------------------
@@ -94,19 +95,6 @@ class Mount:
 
     def arg(self) -> str:
         return f"type=bind,source={self.path},target={self.path}" + ("" if self.writable else ",readonly")
-
-
-_PATHLIKE = re.compile(r"""(?:^|[\[,'"\s])(/[^,'"\]\s]+)""")
-
-
-def argv_paths(argv: Sequence[str]) -> list[str]:
-    """Absolute paths in Hydra overrides (`k=/p`, `k=['/a','/b']`) and bare arguments of the command."""
-    out: list[str] = []
-    for a in argv[1:]:
-        _, sep, value = a.partition("=")
-        for m in _PATHLIKE.finditer(value if sep else a):
-            out.append(m.group(1))
-    return out
 
 
 def host_inputs(paths: Iterable[str], *, exists: Callable[[str], bool] = os.path.exists,
@@ -157,11 +145,6 @@ def gpus_arg(gpus: Sequence[int] | None) -> str:
     if not gpus:
         raise InputError("empty GPU list", field="--gpus")
     return '"device=' + ",".join(str(g) for g in gpus) + '"'
-
-
-def forwarded_names(environ: Mapping[str, str], patterns: Iterable[str]) -> list[str]:
-    pats = [p.strip() for p in patterns if p.strip()]
-    return sorted(k for k in environ if any(fnmatch.fnmatchcase(k, p) for p in pats))
 
 
 def container_name(cell: Cell, token: str) -> str:
@@ -236,61 +219,51 @@ def image_id(image: str, *, docker: str = "docker",
 
 
 # -- the runtime ------------------------------------------------------------------------------------------
-class DockerRuntime:
+@dataclass(kw_only=True)
+class DockerJob(Job):
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes]
+    watcher: MetricsWatcher
+
+
+class DockerRuntime(Runtime[DockerJob]):
     name = "docker"
+    options_type = DockerOptions
+    pins_gpus = True
+    max_nodes = 1
+    stale = (CONTAINER_LOG,)
+    options: DockerOptions
 
     def __init__(self, **options: Any) -> None:
-        from suite.run.ray_job import coerce_options
+        super().__init__(**options)
+        self.extra_mounts = [_parse_mount(s) for s in split_list(self.options.mounts)]
 
-        o = coerce_options(OPTIONS, options, self.name)
-        self.image: str = o["image"]
-        self.dry_run: bool = o["dry_run"]
-        self.allow_unpinned: bool = o["allow_unpinned"]
-        self.docker: str = o["docker"]
-        self.shm_size: str = o["shm_size"]
-        self.ipc: str = o["ipc"]
-        self.network: str = o["network"]
-        self.forward = [*DEFAULT_FORWARD, *(p for p in str(o["forward_env"]).split(",") if p.strip())]
-        self.extra_mounts = [_parse_mount(s) for s in str(o["mounts"]).split(",") if s.strip()]
-        self.stop_grace_s: float = o["stop_grace_s"]
-        self.timeout_margin_s: float = o["timeout_margin_s"]
-        self.poll_s: float = o["poll_s"]
-        self._proc: subprocess.Popen | None = None
-        self._name: str | None = None
-        self._interrupted = False
+    @property
+    def deadline_margin_s(self) -> float:
+        return self.options.timeout_margin_s
 
     # -- what to run ------------------------------------------------------------------------------------
     def image_for(self, cell: Cell) -> str:
-        if self.image:
-            return self.image
-        from suite.containers.build import image_tag
-
-        return image_tag(cell.gpu, allow_unpinned=self.allow_unpinned or self.dry_run)
+        if self.options.image:
+            return self.options.image
+        return image_tag(cell.gpu, allow_unpinned=self.options.allow_unpinned or self.options.dry_run)
 
     def _settings_shm(self, gen: str) -> str:
-        if self.shm_size:
-            return self.shm_size
+        if self.options.shm_size:
+            return self.options.shm_size
         try:
-            from suite.containers.settings import load_settings
-
             return str(load_settings(gen).run.get("shm_size", "32g"))
         except InputError:
             return "32g"
 
     def mounts_for(self, cell: Cell, cell_dir: Path) -> list[Mount]:
-        from suite.models.paths import cache_root
-        from suite.run import cellenv
-
-        mounts = [Mount(str(cell_dir), True)]
-        metrics = cellenv.metrics_path(cell.argv, cell.env, cell_dir)
-        mounts.append(Mount(str(metrics.parent), True))
-        validation = cellenv.validation_dir(cell.argv)
-        if validation is not None:
-            # The planner quotes values holding Hydra-special characters ('+'): "'/a/b'" names /a/b.
-            validation = Path(str(validation).strip("'\""))
-            mounts.append(Mount(str(validation.parent if not validation.exists() else validation), True))
-        for d in host_inputs(argv_paths(cell.argv)):
-            mounts.append(Mount(d, False))
+        paths = cell.paths
+        mounts = [Mount(str(cell_dir), True), Mount(str(cellenv.metrics_path(cell, cell_dir).parent), True)]
+        if paths.validation_dir is not None:
+            v = paths.validation_dir
+            mounts.append(Mount(str(v if v.exists() else v.parent), True))
+        mounts += [Mount(d, False) for d in host_inputs(map(str, paths.reads))]
         cache = cache_root()
         if cache.is_dir():
             mounts.append(Mount(str(cache), False))
@@ -301,8 +274,6 @@ class DockerRuntime:
         return merge_mounts(mounts)
 
     def env_for(self, image: str, digest: str | None) -> dict[str, str]:
-        from suite.models.paths import cache_root
-
         env = {"GRPO_SUITE_IMAGE": image, "GRPO_SUITE_CACHE": str(cache_root()), "HF_HOME": str(hf_home())}
         if digest:
             env["GRPO_SUITE_IMAGE_DIGEST"] = digest  # the engine's id beats the baked identity string
@@ -311,132 +282,64 @@ class DockerRuntime:
     def command(self, cell: Cell, cell_dir: Path, *, gpus: Sequence[int] | None, timeout_s: float | None,
                 digest: str | None = None, name: str | None = None,
                 environ: Mapping[str, str] | None = None) -> list[str]:
+        o = self.options
         image = self.image_for(cell)
-        environ = os.environ if environ is None else environ
+        names = cellenv.forwarded_env(os.environ if environ is None else environ, split_list(o.forward_env))
         return docker_command(
-            cell, image=image, cell_dir=cell_dir, gpus=gpus, user=host_user(),
-            mounts=self.mounts_for(cell, cell_dir), env_names=forwarded_names(environ, self.forward),
-            env_values=self.env_for(image, digest), name=name, timeout_s=timeout_s, ipc=self.ipc,
-            shm_size=self._settings_shm(cell.gpu), network=self.network, docker=self.docker)
+            cell, image=image, cell_dir=cell_dir, gpus=gpus, user=host_user(), mounts=self.mounts_for(cell, cell_dir),
+            env_names=list(names), env_values=self.env_for(image, digest), name=name, timeout_s=timeout_s,
+            ipc=o.ipc, shm_size=self._settings_shm(cell.gpu), network=o.network, docker=o.docker)  # fmt: skip
 
-    # -- the contract -----------------------------------------------------------------------------------
-    def interrupt(self) -> None:
-        self._interrupted = True
-        self._stop_container()
+    # -- the five steps -----------------------------------------------------------------------------------
+    def describe(self, cell: Cell, cell_dir: Path, *, timeout_s: float | None, gpus: list[int] | None) -> str:
+        return format_command(self.command(cell, cell_dir, gpus=gpus, timeout_s=timeout_s))
 
-    def run_cell(self, cell: Cell, cell_dir: Path, *, timeout_s: float | None = None,
-                 gpus: list[int] | None = None, on_step: StepCallback | None = None) -> Any:
-        cell_dir = Path(cell_dir).absolute()
-        if unrun := unrun_status(cell):
-            return self._record(cell, cell_dir, *unrun)
-        if cell.nnodes > 1:
-            return self._record(cell, cell_dir, "invalid", "the docker runtime runs one node; use --runtime "
-                                "ray or slurm for multi-node cells")
-        if self.dry_run:
-            cmd = self.command(cell, cell_dir, gpus=gpus, timeout_s=timeout_s)
-            print(format_command(cmd), flush=True)
-            return self._result(cell, "skipped", "dry run", image=cmd[cmd.index(INCELL[0]) - 1])
-        if self._interrupted:
-            raise KeyboardInterrupt
+    def submit(
+        self, cell: Cell, cell_dir: Path, *, timeout_s: float | None, gpus: list[int] | None, on_step: StepCallback
+    ) -> DockerJob:
         image = self.image_for(cell)
-        digest = image_id(image, docker=self.docker)
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (RESULT_FILE, LOG_FILE, CONTAINER_LOG):
-            (cell_dir / stale).unlink(missing_ok=True)
+        digest = image_id(image, docker=self.options.docker)
+        env = {**cell.env, "GRPO_SUITE_IMAGE": image, **({"GRPO_SUITE_IMAGE_DIGEST": digest} if digest else {})}
         if digest is None:
-            return self._record(cell, cell_dir, "crash", f"image {image} is not available to the Docker "
-                                f"engine; build it with `nox -s build-{cell.gpu}` (python -m suite.containers "
-                                f"build {cell.gpu}) or pass --image", image=image)
-        from suite.results.io import write_text_atomic
-
-        write_text_atomic(cell_dir / CELL_FILE, json.dumps(cell.to_dict(), indent=2, sort_keys=True) + "\n")
+            raise NotRun("crash", f"image {image} is not available to the Docker engine; build it with "
+                         f"`nox -s build-{cell.gpu}` (python -m suite.containers build {cell.gpu}) or pass --image",
+                         env=env)  # fmt: skip
         if host_user() == IMAGE_UID:
             cell_dir.chmod(0o777)  # root caller: the container's unprivileged user must write here
-        self._name = container_name(cell, uuid.uuid4().hex[:8])
-        cmd = self.command(cell, cell_dir, gpus=gpus, timeout_s=timeout_s, digest=digest, name=self._name)
-        return self._execute(cell, cell_dir, cmd, image, digest, timeout_s, on_step)
+        name = container_name(cell, uuid.uuid4().hex[:8])
+        cmd = self.command(cell, cell_dir, gpus=gpus, timeout_s=timeout_s, digest=digest, name=name)
+        log = open(cell_dir / CONTAINER_LOG, "wb")  # noqa: SIM115 -- closed by fetch, when the container is gone
+        log.write(f"$ {format_command(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        watcher = MetricsWatcher(cellenv.metrics_path(cell, cell_dir), on_step).start()
+        return DockerJob(cell=cell, cell_dir=cell_dir, env=env, name=name, proc=proc, log=log, watcher=watcher)
 
-    def _execute(self, cell: Cell, cell_dir: Path, cmd: list[str], image: str, digest: str,
-                 timeout_s: float | None, on_step: StepCallback | None) -> Any:
-        from suite.results.io import try_read_result
-        from suite.run import cellenv
-        from suite.telemetry.watch import MetricsWatcher
+    def status(self, job: DockerJob) -> State:
+        return State.RUNNING if job.proc.poll() is None else State.DONE
 
-        watcher = MetricsWatcher(cellenv.metrics_path(cell.argv, cell.env, cell_dir), on_step).start() \
-            if on_step else None
-        deadline = time.monotonic() + timeout_s + self.timeout_margin_s if timeout_s else None
-        status_override: tuple[str, str] | None = None
-        with open(cell_dir / CONTAINER_LOG, "wb") as log:
-            log.write(f"$ {format_command(cmd)}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            try:
-                while self._proc.poll() is None:
-                    if deadline is not None and time.monotonic() > deadline:
-                        status_override = ("timeout", f"container still running {self.timeout_margin_s:g} s "
-                                           "after the cell's timeout; stopped by the host")
-                        self._stop_container()
-                        break
-                    time.sleep(self.poll_s)
-                rc = self._proc.wait()
-            except KeyboardInterrupt:
-                self._stop_container()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._proc.wait(timeout=self.stop_grace_s + 30)
-                self._collect(cell, cell_dir, image, digest, "interrupted", "interrupted by the user")
-                raise
-            finally:
-                if watcher is not None:
-                    watcher.stop()
-        result = try_read_result(cell_dir / RESULT_FILE)
-        if result is not None and status_override is None:
-            return result
-        if status_override is not None:
-            return self._collect(cell, cell_dir, image, digest, *status_override)
-        return self._collect(cell, cell_dir, image, digest, "crash", _no_result_reason(rc, cell_dir))
-
-    def _collect(self, cell: Cell, cell_dir: Path, image: str, digest: str | None, status: str,
-                 reason: str) -> Any:
-        """The container's own result when it wrote one (an interrupted cell records itself), else ours."""
-        from suite.results.io import try_read_result
-
-        result = try_read_result(cell_dir / RESULT_FILE)
-        if result is not None and (result.status == status or status == "interrupted"):
-            return result
-        return self._record(cell, cell_dir, status, reason, image=image, digest=digest)
-
-    def _stop_container(self) -> None:
+    def stop(self, job: DockerJob) -> str | None:
         """SIGINT first (the in-cell entry point turns it into an orderly interrupt that writes the
         partial result), then `docker stop` (SIGTERM, SIGKILL after the grace)."""
-        if not self._name or self._proc is None or self._proc.poll() is not None:
-            return
-        subprocess.run([self.docker, "kill", "--signal", "INT", self._name], capture_output=True, timeout=30)
+        o = self.options
+        if job.proc.poll() is None:
+            subprocess.run([o.docker, "kill", "--signal", "INT", job.name], capture_output=True, timeout=30)
+            try:
+                job.proc.wait(timeout=o.stop_grace_s)
+            except subprocess.TimeoutExpired:
+                subprocess.run([o.docker, "stop", "--time", "10", job.name], capture_output=True, timeout=60)
+        return "container stopped by the host"
+
+    def fetch(self, job: DockerJob, stopped: Stopped | None) -> Result | NoResult:
         try:
-            self._proc.wait(timeout=self.stop_grace_s)
+            rc = job.proc.wait(timeout=None if stopped is None else self.options.stop_grace_s + 30)
         except subprocess.TimeoutExpired:
-            subprocess.run([self.docker, "stop", "--time", "10", self._name], capture_output=True,
-                           timeout=60)
-
-    def _result(self, cell: Cell, status: str, reason: str | None, *, image: str | None = None,
-                digest: str | None = None) -> Any:
-        from suite.results import provenance as prov
-        from suite.results.build import CellInfo, Observation, build_result
-
-        env = {**cell.env, **({"GRPO_SUITE_IMAGE": image} if image else {}),
-               **({"GRPO_SUITE_IMAGE_DIGEST": digest} if digest else {})}
-        provenance = prov.collect(argv=cell.argv, env=env, runtime=self.name, model_source=cell.model)
-        # No samplers on this side: the in-container runner (incell -> host runtime) samples NVML and host memory
-        # next to verl; a result made here (none came back) leaves those fields None.
-        return build_result(CellInfo.from_cell(cell), Observation(status=status, reason=reason), provenance)
-
-    def _record(self, cell: Cell, cell_dir: Path, status: str, reason: str | None, *,
-                image: str | None = None, digest: str | None = None) -> Any:
-        from suite.results.io import write_result
-
-        result = self._result(cell, status, reason, image=image, digest=digest)
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        write_result(cell_dir / RESULT_FILE, result)
-        return result
+            rc = None
+        finally:
+            job.watcher.stop()
+            job.log.close()
+        result = try_read_result(job.cell_dir / RESULT_FILE)
+        return result if result is not None else NoResult(_no_result_reason(rc, job.cell_dir), "crash", rc)
 
 
 def hf_home() -> Path:
@@ -450,7 +353,7 @@ def _parse_mount(spec: str) -> Mount:
     return Mount(os.path.normpath(path), mode == "rw")
 
 
-def _no_result_reason(rc: int, cell_dir: Path) -> str:
+def _no_result_reason(rc: int | None, cell_dir: Path) -> str:
     """Why no result.json came back. 125/126/127 are docker's own failures (engine, command, not found)."""
     tail = ""
     with contextlib.suppress(OSError):

@@ -57,18 +57,8 @@ class Finding:
     hint: str | None = None
 
 
-def overrides_of(argv: Sequence[str]) -> dict[str, str]:
-    """The `key=value` Hydra overrides of a verl command, with `+`/`++` prefixes dropped."""
-    out: dict[str, str] = {}
-    for arg in argv:
-        if "=" in arg and not arg.startswith("-"):
-            key, _, value = arg.partition("=")
-            out[key.lstrip("+")] = value
-    return out
-
-
-def _true(value: str | None) -> bool:
-    return str(value).strip().lower() == "true"
+def _true(value: object) -> bool:
+    return value is True or str(value).strip().lower() == "true"
 
 
 def needs(cells: Sequence[Cell]) -> list[Need]:
@@ -79,18 +69,17 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
         acc.setdefault((module, package, why), []).append(cell.id)
 
     for cell in cells:
-        if cell.status not in RUNNABLE or ENTRY_MODULE not in cell.argv:
+        if cell.status not in RUNNABLE or ENTRY_MODULE not in cell.command:
             continue  # not run, or not verl's trainer (an ingested or hand-written command)
-        o = overrides_of(cell.argv)
         add("torch", "torch", "every cell", cell)
         add("ray", "ray", "every cell (verl's trainer runs on Ray)", cell)
         add("vllm", "vllm", "every cell (vLLM rollout)", cell)
         add("verl.trainer.main_ppo", "verl", "every cell", cell)
         if cell.backend == "fsdp":
-            if _true(o.get("actor_rollout_ref.model.use_remove_padding")):
+            if _true(cell.setting("actor_rollout_ref.model.use_remove_padding")):
                 add("flash_attn.bert_padding", "flash-attn",
                     "FSDP cells with use_remove_padding=true (verl unpads with flash-attn)", cell)
-            if o.get("actor_rollout_ref.model.lora_rank", "0").strip() not in ("0", "", "null", "None"):
+            if cell.setting("actor_rollout_ref.model.lora_rank") not in (None, 0, "", "0"):
                 add("peft", "peft", "LoRA cells", cell)
         elif cell.backend == "megatron":
             why = "Megatron cells"
@@ -100,7 +89,7 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
             add("modelopt", "nvidia-modelopt", why + " (Megatron-Bridge imports it)", cell)
             key = "actor_rollout_ref.actor.megatron.override_transformer_config.gradient_accumulation_fusion"
             # Megatron-Bridge turns the fusion on unless the plan turns it off; then ColumnParallelLinear needs apex.
-            if key not in o or _true(o[key]):
+            if not cell.has_setting(key) or _true(cell.setting(key)):
                 add("fused_weight_gradient_mlp_cuda", "apex",
                     "Megatron cells with gradient_accumulation_fusion on", cell)
     return [Need(m, p, w, tuple(c)) for (m, p, w), c in acc.items()]
@@ -252,7 +241,7 @@ def check_cells(cells: Sequence[Cell], *, env: Mapping[str, str] | None = None,
     if not wanted:
         return [], ""
     runnable = [c for c in cells if c.status in RUNNABLE]
-    python = runnable[0].argv[0] if runnable and runnable[0].argv else "python3"
+    python = runnable[0].command[0] if runnable and runnable[0].command else "python3"
     merged = {**(os.environ if env is None else env), **(runnable[0].env if runnable else {})}
     result = probe([n.module for n in wanted], python=python, env=merged, timeout_s=timeout_s,
                    packages=[dist_name(n.package) for n in wanted])

@@ -1,13 +1,13 @@
 """`--runtime ray`: each cell is a Ray Job on an existing cluster (Ray Jobs SDK, `ray job submit` semantics).
 
-Client side (`RayJobRuntime.run_cell`):
-  * the cell is relocated to a per-job directory on the cluster (`remote_dir/<submission id>`): every
-    occurrence of the local cell dir in its argv / env is rewritten, so verl's file logger and validation
-    dumps land there; `trainer.nnodes` / `trainer.n_gpus_per_node` must equal the matrix's values;
+Client side (`RayJobRuntime`, on the shared lifecycle of suite/run/runtime.py):
+  * the cell is relocated to a per-job directory on the cluster (`remote_dir/<submission id>`): every path
+    under the local cell dir in its overrides / env is moved there (`Cell.relocated`), so verl's file logger
+    and validation dumps land there; `trainer.nnodes` / `trainer.n_gpus_per_node` must equal the matrix's values;
   * the job's runtime env carries a snapshot of the client's `suite` package and `cell.json`
     (`working_dir`), and the environment (`env_vars`): the cell's env (file-logger path), variables
-    forwarded from the client by name (NCCL_*, HF_TOKEN, ... — secrets included: workers only see what
-    the runtime env gives them), and the stop grace (`RAY_JOB_STOP_WAIT_TIME_S`);
+    forwarded from the client by name (`cellenv.FORWARD_ENV`, the same list docker forwards — secrets included:
+    workers only see what the runtime env gives them), and the stop grace (`RAY_JOB_STOP_WAIT_TIME_S`);
   * the job's logs are streamed into `<cell dir>/log.txt` (`tail_job_logs`); step markers drive `on_step`;
   * timeout (counted from RUNNING), `interrupt()` and Ctrl-C call `stop_job`; the job ends STOPPED;
   * the result comes back THROUGH THE JOB'S LOGS: the in-job side prints `result.json` and `metrics.jsonl`
@@ -29,9 +29,9 @@ table, readable by whoever can reach the dashboard.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import contextlib
-import fnmatch
 import gzip
 import hashlib
 import json
@@ -47,18 +47,21 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import suite
 from suite.errors import InputError
 from suite.plan.cell import Cell
 from suite.results import provenance as prov
-from suite.results.build import CellInfo, Observation, build_result
 from suite.results.io import write_result, write_text_atomic
 from suite.results.schema import Result
 from suite.run import cellenv
-from suite.run.runtime import CELL_FILE, LOG_FILE, METRICS_FILE, RESULT_FILE, StepCallback, unrun_status
+from suite.run.cellio import load_cell, write_cell
+from suite.run.files import CELL_FILE, LOG_FILE, METRICS_FILE, RESULT_FILE
+from suite.run.options import RuntimeOptions, split_list
+from suite.run.runtime import Job, NoResult, Runtime, State, StepCallback, Stopped
 
 MARK = "@@grpo-suite:"
 STEP_RE = re.compile(r"^@@grpo-suite:step (\d+)\s*$")
@@ -66,83 +69,18 @@ BUNDLE_RE = re.compile(r"^@@grpo-suite:bundle (\d+)/(\d+) ([0-9a-f]{64}) ([A-Za-
 BUNDLE_CHUNK = 8000  # characters of base64 per log line: well under any log pipeline's line limit
 BUNDLE_MAX_METRICS = 16 * 2**20  # metrics.jsonl larger than this stays on the cluster (the result has the steps)
 
-# Forwarded from the client's environment by default: NCCL/Gloo network settings must match the cluster's
-# fabric, and hub/tracker tokens are needed by verl's workers, which only see the runtime env.
-DEFAULT_FORWARD = ("NCCL_*", "GLOO_*", "TP_SOCKET_IFNAME", "UCX_*", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
-                   "HF_ENDPOINT", "WANDB_API_KEY", "WANDB_BASE_URL")
 
-OPTIONS: dict[str, Any] = {
-    "address": None,  # Ray dashboard address, e.g. http://head:8265 (default: $RAY_ADDRESS)
-    "dry_run": False,
-    "python": "python3",  # interpreter on the cluster
-    "remote_dir": "/tmp/grpo-suite-ray",  # per-job cell dirs on the node running the entrypoint
-    "forward_env": "",  # extra names / globs to forward, comma separated (added to DEFAULT_FORWARD)
-    "stop_wait_s": 60.0,  # SIGTERM -> SIGKILL wait on the cluster: lets the cell record its partial result
-    "pending_timeout_s": 1800.0,  # give up on a job that never starts (runtime env setup, no resources)
-    "remote_margin_s": 300.0,  # in-job timeout = timeout + this: a backstop if the client goes away
-    "poll_s": 1.0,
-    "entrypoint_num_cpus": None,  # resources reserved for the entrypoint (default: none, runs on the head)
-}
-
-
-# -- small pure helpers (also used by the Slurm runtime) -------------------------------------------------
-def coerce_options(defaults: Mapping[str, Any], options: Mapping[str, Any], runtime: str) -> dict[str, Any]:
-    """Merge keyword options over defaults. `--runtime-option KEY=VALUE` hands strings: convert them to the
-    default's type. None means "not given" (the run CLI passes address=None to every runtime)."""
-    given = {k: v for k, v in options.items() if v is not None}
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise InputError(f"option(s) {', '.join(unknown)} not supported by the {runtime} runtime; "
-                         f"allowed: {', '.join(defaults)}", field=f"--runtime {runtime}")
-    out = dict(defaults)
-    for k, v in given.items():
-        d = defaults[k]
-        try:
-            if isinstance(d, bool):
-                v = v if isinstance(v, bool) else _parse_bool(str(v))
-            elif isinstance(d, float):
-                v = float(v)
-            elif isinstance(d, int):
-                v = int(v)
-        except ValueError:
-            raise InputError(f"bad value {v!r} for option {k!r}; expected {type(d).__name__}",
-                             field=f"--runtime {runtime}") from None
-        out[k] = v
-    return out
-
-
-def _parse_bool(s: str) -> bool:
-    low = s.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(s)
-
-
-def forwarded_env(environ: Mapping[str, str], patterns: Iterable[str]) -> dict[str, str]:
-    pats = [p.strip() for p in patterns if p.strip()]
-    return {k: v for k, v in sorted(environ.items()) if any(fnmatch.fnmatchcase(k, p) for p in pats)}
-
-
-def relocate(cell: Cell, src: Path, dst: str) -> Cell:
-    """The same cell with every mention of its local directory pointing at `dst` on the cluster."""
-    s = str(src)
-    sub = (lambda v: v.replace(s, dst)) if s not in ("", "/") else (lambda v: v)
-    return replace(cell, argv=[sub(a) for a in cell.argv], env={k: sub(v) for k, v in cell.env.items()})
-
-
-def topology_problem(cell: Cell) -> str | None:
-    """verl must be told the matrix's node layout: a raw override that changes it would make results lie
-    about their world size."""
-    want = {"trainer.nnodes": cell.nnodes, "trainer.n_gpus_per_node": cell.gpus_per_node}
-    for key, value in want.items():
-        got = cellenv.override_value(cell.argv, key)
-        if got is None:
-            return f"topology: the cell's command does not set {key} (matrix: {value})"
-        if got.strip("'\"") != str(value):
-            return f"topology: {key}={got} in the cell's command, but the matrix says {value}"
-    return None
+@dataclass(frozen=True)
+class RayOptions(RuntimeOptions):
+    address: str | None = None  # Ray dashboard address, e.g. http://head:8265 (default: $RAY_ADDRESS)
+    python: str = "python3"  # interpreter on the cluster
+    remote_dir: str = "/tmp/grpo-suite-ray"  # per-job cell dirs on the node running the entrypoint
+    forward_env: str = ""  # extra names / globs to forward, comma separated (added to cellenv.FORWARD_ENV)
+    stop_wait_s: float = 60.0  # SIGTERM -> SIGKILL wait on the cluster: lets the cell record its partial result
+    pending_timeout_s: float = 1800.0  # give up on a job that never starts (runtime env setup, no resources)
+    remote_margin_s: float = 300.0  # in-job timeout = timeout + this: a backstop if the client goes away
+    poll_s: float = 1.0
+    entrypoint_num_cpus: float | None = None  # resources reserved for the entrypoint (default: none, on the head)
 
 
 def submission_id(cell: Cell) -> str:
@@ -192,23 +130,6 @@ def strip_bundle(text: str) -> str:
     return "".join(x for x in text.splitlines(keepends=True) if not x.startswith(f"{MARK}bundle "))
 
 
-def record_local(cell: Cell, cell_dir: Path, status: str, reason: str | None, *, runtime: str,
-                 env: Mapping[str, str], log: Path | None = None, metrics: Path | None = None,
-                 exit_code: int | None = None, extra: Mapping[str, str] | None = None,
-                 write: bool = True) -> Result:
-    """A result built on the client when the cell's own result never arrived (or the cell never ran)."""
-    # The client runs no sampler (verl is on the cluster): NVML and host-memory fields stay None here; the
-    # in-job runner (host runtime) fills them when its own result arrives.
-    obs = Observation(metrics_path=metrics if metrics and metrics.exists() else None,
-                      log_path=log if log and log.exists() else None,
-                      exit_code=exit_code, status=status or None, reason=reason)
-    provenance = prov.collect(argv=cell.argv, env=env, runtime=runtime, model_source=cell.model, extra=extra)
-    result = build_result(CellInfo.from_cell(cell), obs, provenance)
-    if write:
-        write_result(cell_dir / RESULT_FILE, result)
-    return result
-
-
 def secret_values(env: Mapping[str, str]) -> list[str]:
     return sorted({v for k, v in env.items() if prov.is_secret(k) and len(v) >= 4}, key=len, reverse=True)
 
@@ -219,15 +140,14 @@ def _hide(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
-def scrub(result: Result, extra: Mapping[str, str], secrets: Sequence[str] = ()) -> Result:
+def scrub(result: Result, secrets: Sequence[str] = ()) -> Result:
     """Secrets never land in results. Redacting by name is not enough inside a Ray job: Ray hands the
     driver `RAY_JOB_CONFIG_JSON_ENV_VAR`, the whole runtime env as JSON, secret values included, under a
     harmless name. So the values themselves are hidden wherever they appear, then the names redacted."""
     p = result.provenance
     env = {k: _hide(v, secrets) for k, v in p.env.items()}
     argv = [_hide(a, secrets) for a in p.argv]
-    p = p.model_copy(update={"env": prov.redact_env(env), "argv": prov.redact_argv(argv),
-                             "extra": {**p.extra, **{k: prov.redact_value(v) for k, v in extra.items()}}})
+    p = p.model_copy(update={"env": prov.redact_env(env), "argv": prov.redact_argv(argv)})
     return result.model_copy(update={"provenance": p})
 
 
@@ -267,23 +187,22 @@ def entrypoint(python: str, remote_dir: str, timeout_s: float | None) -> str:
     return "exec " + shlex.join(argv)
 
 
-def build_spec(cell: Cell, cell_dir: Path, *, working_dir: str, environ: Mapping[str, str],
-               opts: Mapping[str, Any], timeout_s: float | None) -> tuple[JobSpec, Cell]:
+def build_spec(cell: Cell, cell_dir: Path, *, working_dir: str, environ: Mapping[str, str], opts: RayOptions,
+               timeout_s: float | None) -> tuple[JobSpec, Cell]:
     sid = submission_id(cell)
-    remote = f"{str(opts['remote_dir']).rstrip('/')}/{sid}"
-    rcell = relocate(cell, cell_dir, remote)
-    patterns = [*DEFAULT_FORWARD, *str(opts["forward_env"] or "").split(",")]
-    fwd = forwarded_env(environ, patterns)
-    env = job_env(rcell.env, fwd, stop_wait_s=float(opts["stop_wait_s"]))
-    remote_timeout = None if timeout_s is None else timeout_s + float(opts["remote_margin_s"])
+    remote = f"{opts.remote_dir.rstrip('/')}/{sid}"
+    rcell = cell.relocated(cell_dir, remote)
+    fwd = cellenv.forwarded_env(environ, split_list(opts.forward_env))
+    env = job_env(rcell.env, fwd, stop_wait_s=opts.stop_wait_s)
+    remote_timeout = None if timeout_s is None else timeout_s + opts.remote_margin_s
     spec = JobSpec(
         submission_id=sid,
-        entrypoint=entrypoint(str(opts["python"]), remote, remote_timeout),
+        entrypoint=entrypoint(opts.python, remote, remote_timeout),
         # Uploaded bytes only: `__pycache__` of the client's Python would be useless there.
         runtime_env={"working_dir": working_dir, "env_vars": env, "excludes": ["__pycache__", "*.pyc"]},
         metadata={"grpo_suite_cell": cell.full_id, "grpo_suite_matrix": cell.matrix},
         remote_dir=remote,
-        entrypoint_num_cpus=opts.get("entrypoint_num_cpus"),
+        entrypoint_num_cpus=opts.entrypoint_num_cpus,
         secrets=sorted(k for k in env if prov.is_secret(k)),
     )
     return spec, rcell
@@ -291,10 +210,7 @@ def build_spec(cell: Cell, cell_dir: Path, *, working_dir: str, environ: Mapping
 
 def stage_working_dir(rcell: Cell, dest: Path) -> Path:
     """`cell.json` plus a snapshot of this `suite` package: the cluster runs the client's code."""
-    import suite
-
-    dest.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(dest / CELL_FILE, json.dumps(rcell.to_dict(), indent=2, sort_keys=True) + "\n")
+    write_cell(dest, rcell)
     shutil.copytree(Path(suite.__file__).parent, dest / "suite",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
     return dest
@@ -311,8 +227,6 @@ class _LogTail(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        import asyncio
-
         async def follow() -> None:
             async for chunk in self.client.tail_job_logs(self.sid):
                 self.chunks.put(chunk)
@@ -323,27 +237,40 @@ class _LogTail(threading.Thread):
             self.error = exc
 
 
-class RayJobRuntime:
+@dataclass(kw_only=True)
+class RayJob(Job):
+    spec: JobSpec
+    tail: _LogTail
+    log: IO[str]
+    on_step: StepCallback
+    pending: str = ""  # the start of a line the stream has not finished
+    reported: set[int] = field(default_factory=set)
+    job_status: Any = None  # ray.job_submission.JobStatus, as last seen
+
+
+class RayJobRuntime(Runtime[RayJob]):
     name = "ray"
+    options_type = RayOptions
+    checks_topology = True
+    options: RayOptions
 
     def __init__(self, **options: Any) -> None:
-        self.opts = coerce_options(OPTIONS, options, self.name)
-        self.address = self.opts["address"] or os.environ.get("RAY_ADDRESS")
-        if not self.address and not self.opts["dry_run"]:
+        super().__init__(**options)
+        self.address = self.options.address or os.environ.get("RAY_ADDRESS")
+        if not self.address and not self.options.dry_run:
             raise InputError("no Ray cluster given; pass --address http://HEAD:8265 (the dashboard, which serves "
                              "the Jobs API) or set RAY_ADDRESS", field="--address")
-        self.poll_s = float(self.opts["poll_s"])
         self._client: Any = None
         self._lock = threading.Lock()
-        self._cancel = threading.Event()
 
-    def interrupt(self) -> None:
-        """Stop every job in flight (recorded `interrupted`) and submit no more."""
-        self._cancel.set()
+    @property
+    def pending_limit_s(self) -> float | None:
+        return self.options.pending_timeout_s
 
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
+                # Ray's SDK takes seconds to import: only a run that submits pays for it.
                 from ray.job_submission import JobSubmissionClient
 
                 try:
@@ -353,182 +280,103 @@ class RayJobRuntime:
                                      field="--address") from None
             return self._client
 
-    def run_cell(self, cell: Cell, cell_dir: Path, *, timeout_s: float | None = None,
-                 gpus: list[int] | None = None, on_step: StepCallback | None = None) -> Result:
-        # `gpus` is ignored: on a cluster, Ray places verl's workers on the GPUs it manages.
-        cell_dir = Path(cell_dir).absolute()
-        if unrun := unrun_status(cell):
-            cell_dir.mkdir(parents=True, exist_ok=True)
-            return record_local(cell, cell_dir, *unrun, runtime=self.name, env=cell.env,
-                                write=not self.opts["dry_run"])
-        problem = topology_problem(cell)
-        if problem:
-            cell_dir.mkdir(parents=True, exist_ok=True)
-            return record_local(cell, cell_dir, "invalid", problem, runtime=self.name, env=cell.env,
-                                write=not self.opts["dry_run"])
+    # -- the five steps (`gpus` is ignored: Ray places verl's workers on the GPUs it manages) -------------------
+    def describe(self, cell: Cell, cell_dir: Path, *, timeout_s: float | None, gpus: list[int] | None) -> str:
+        spec, _ = build_spec(cell, cell_dir, working_dir="<staged>", environ=os.environ, opts=self.options,
+                             timeout_s=timeout_s)
+        return (f"# ray job for {cell.full_id} at {self.address or '$RAY_ADDRESS'}\n"
+                + json.dumps(spec.redacted(), indent=2, sort_keys=True))  # fmt: skip
+
+    def submit(
+        self, cell: Cell, cell_dir: Path, *, timeout_s: float | None, gpus: list[int] | None, on_step: StepCallback
+    ) -> RayJob:
+        client = self.client()
         with tempfile.TemporaryDirectory(prefix="grpo-suite-ray-") as tmp:
             spec, rcell = build_spec(cell, cell_dir, working_dir=str(Path(tmp) / "job"), environ=os.environ,
-                                     opts=self.opts, timeout_s=timeout_s)
-            if self.opts["dry_run"]:
-                print(f"# ray job for {cell.full_id} at {self.address or '$RAY_ADDRESS'}")
-                print(json.dumps(spec.redacted(), indent=2, sort_keys=True))
-                return record_local(cell, cell_dir, "skipped", "dry run", runtime=self.name, env=cell.env,
-                                    write=False)
-            if self._cancel.is_set():
-                raise KeyboardInterrupt
+                                     opts=self.options, timeout_s=timeout_s)
             stage_working_dir(rcell, Path(spec.runtime_env["working_dir"]))
-            client = self.client()
-            cell_dir.mkdir(parents=True, exist_ok=True)
-            for name in (RESULT_FILE, LOG_FILE):
-                (cell_dir / name).unlink(missing_ok=True)
-            try:
+            try:  # uploads the staged directory before it returns
                 client.submit_job(entrypoint=spec.entrypoint, runtime_env=spec.runtime_env,
                                   submission_id=spec.submission_id, metadata=spec.metadata,
                                   entrypoint_num_cpus=spec.entrypoint_num_cpus)
             except Exception as exc:
                 raise InputError(f"Ray refused the job for {cell.full_id}: {exc}", field="--address") from None
-        return self._follow(cell, cell_dir, spec, timeout_s, on_step)
-
-    # -- following one job ---------------------------------------------------------------------------
-    def _follow(self, cell: Cell, cell_dir: Path, spec: JobSpec, timeout_s: float | None,
-                on_step: StepCallback | None) -> Result:
-        from ray.job_submission import JobStatus
-
-        client, sid = self.client(), spec.submission_id
-        tail = _LogTail(client, sid)
+        tail = _LogTail(client, spec.submission_id)
         tail.start()
-        outcome: str | None = None  # set when WE ended the job: timeout | interrupted
-        reason: str | None = None
-        interrupt: KeyboardInterrupt | None = None
-        last_step: list[int] = []
-        started = time.monotonic()
-        running_since: float | None = None
-        status = JobStatus.PENDING
-        with open(cell_dir / LOG_FILE, "w", encoding="utf-8") as log:
-            pending = ""
+        extra = {"ray_job": spec.submission_id, "ray_address": str(self.address), "remote_dir": spec.remote_dir}
+        log = open(cell_dir / LOG_FILE, "w", encoding="utf-8")  # noqa: SIM115 -- closed by fetch
+        return RayJob(cell=cell, cell_dir=cell_dir, env=dict(cell.env), extra=extra, spec=spec, tail=tail, log=log,
+                      on_step=on_step)  # fmt: skip
 
-            def drain() -> None:
-                nonlocal pending
-                while True:
-                    try:
-                        chunk = tail.chunks.get_nowait()
-                    except queue.Empty:
-                        return
-                    pending += chunk
-                    *lines, pending = pending.split("\n")
-                    for line in lines:
-                        m = STEP_RE.match(line)
-                        if m:
-                            last_step.append(int(m[1]))
-                            if on_step:
-                                on_step(int(m[1]))
-                        if not line.startswith(f"{MARK}bundle "):
-                            log.write(line + "\n")
-                    log.flush()
-
+    def _drain(self, job: RayJob) -> None:
+        """The log lines streamed so far: into log.txt (bundle lines left out), step markers to on_step."""
+        while True:
             try:
-                while True:
-                    drain()
-                    status = client.get_job_status(sid)
-                    if status.is_terminal():
-                        break
-                    now = time.monotonic()
-                    if status == JobStatus.RUNNING and running_since is None:
-                        running_since = now
-                    if running_since is None and now - started > float(self.opts["pending_timeout_s"]):
-                        outcome, reason = "timeout", f"Ray job {sid} still PENDING after " \
-                                                     f"{self.opts['pending_timeout_s']:g} s; stopped"
-                        break
-                    if timeout_s is not None and running_since is not None and now - running_since > timeout_s:
-                        outcome = "timeout"
-                        reason = f"timed out after {timeout_s:g} s (Ray job {sid} stopped)"
-                        break
-                    if self._cancel.is_set():
-                        outcome, reason = "interrupted", f"interrupted (Ray job {sid} stopped)"
-                        break
-                    time.sleep(self.poll_s)
-            except KeyboardInterrupt as exc:
-                outcome, reason, interrupt = "interrupted", f"interrupted by SIGINT (Ray job {sid} stopped)", exc
-            if outcome is not None:
-                status = self._stop(client, sid)
-            tail.join(timeout=2)  # the websocket closes when the job ends; take what it still carries
-            drain()
-        return self._collect(cell, cell_dir, spec, status, outcome, reason, interrupt,
-                             on_step=on_step, reported=set(last_step))
+                job.pending += job.tail.chunks.get_nowait()
+            except queue.Empty:
+                break
+        *lines, job.pending = job.pending.split("\n")
+        for line in lines:
+            if m := STEP_RE.match(line):
+                job.reported.add(int(m[1]))
+                job.on_step(int(m[1]))
+            if not line.startswith(f"{MARK}bundle "):
+                job.log.write(line + "\n")
+        job.log.flush()
 
-    def _stop(self, client: Any, sid: str) -> Any:
+    def status(self, job: RayJob) -> State:
+        self._drain(job)
+        job.job_status = self.client().get_job_status(job.spec.submission_id)
+        if job.job_status.is_terminal():
+            return State.DONE
+        return State.RUNNING if str(job.job_status.value) == "RUNNING" else State.PENDING
+
+    def stop(self, job: RayJob) -> str | None:
         """stop_job, then wait for the job to end (its cell records a partial result meanwhile). A second
         Ctrl-C stops the waiting, not the job stop already requested."""
-        from ray.job_submission import JobStatus
-
+        client, sid = self.client(), job.spec.submission_id
         with contextlib.suppress(Exception):
             client.stop_job(sid)
-        deadline = time.monotonic() + float(self.opts["stop_wait_s"]) + 30
-        status = JobStatus.RUNNING
-        try:
+        deadline = time.monotonic() + self.options.stop_wait_s + 30
+        with contextlib.suppress(KeyboardInterrupt):
             while time.monotonic() < deadline:
-                status = client.get_job_status(sid)
-                if status.is_terminal():
+                job.job_status = client.get_job_status(sid)
+                if job.job_status.is_terminal():
                     break
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-        return status
+        return f"Ray job {sid} stopped"
 
-    def _collect(self, cell: Cell, cell_dir: Path, spec: JobSpec, status: Any, outcome: str | None,
-                 reason: str | None, interrupt: KeyboardInterrupt | None, *,
-                 on_step: StepCallback | None = None, reported: set[int] | None = None) -> Result:
-        client, sid = self.client(), spec.submission_id
+    def fetch(self, job: RayJob, stopped: Stopped | None) -> Result | NoResult:
+        client, sid = self.client(), job.spec.submission_id
+        job.tail.join(timeout=2)  # the websocket closes when the job ends; take what it still carries
+        self._drain(job)
+        job.log.close()
         try:
             full = client.get_job_logs(sid)
         except Exception:
             full = None
         if full is not None:
-            write_text_atomic(cell_dir / LOG_FILE, strip_bundle(full))
-            if on_step is not None:  # steps the stream had not delivered when the job ended
-                for line in full.splitlines():
-                    m = STEP_RE.match(line)
-                    if m and int(m[1]) not in (reported or set()):
-                        on_step(int(m[1]))
+            write_text_atomic(job.cell_dir / LOG_FILE, strip_bundle(full))
+            for line in full.splitlines():  # steps the stream had not delivered when the job ended
+                if (m := STEP_RE.match(line)) and int(m[1]) not in job.reported:
+                    job.on_step(int(m[1]))
+        job_status = str(getattr(job.job_status, "value", job.job_status))
+        job.extra["ray_job_status"] = job_status
         bundle = decode_bundle(full.splitlines()) if full else None
-        extra = {"ray_job": sid, "ray_address": str(self.address), "remote_dir": spec.remote_dir,
-                 "ray_job_status": str(getattr(status, "value", status))}
-        metrics_local = cellenv.metrics_path(cell.argv, cell.env, cell_dir)
-        result: Result | None = None
+        if bundle and METRICS_FILE in bundle:
+            write_text_atomic(cellenv.metrics_path(job.cell, job.cell_dir), bundle[METRICS_FILE])
         if bundle and RESULT_FILE in bundle:
-            try:
+            with contextlib.suppress(ValueError):
                 result = Result.model_validate_json(bundle[RESULT_FILE])
-            except ValueError:
-                result = None
-            if METRICS_FILE in bundle:
-                write_text_atomic(metrics_local, bundle[METRICS_FILE])
-        if result is not None:
-            result = scrub(result, extra, secret_values(spec.runtime_env.get("env_vars", {})))
-            if outcome is not None:
-                last = max((st.step for st in result.steps), default=None)
-                result = result.model_copy(update={"status": outcome, "reason": f"{reason}; last step: {last}"})
-            write_result(cell_dir / RESULT_FILE, result)
-        else:
-            job_status = str(getattr(status, "value", status))
-            if outcome is None:
-                try:
-                    message = client.get_job_info(sid).message
-                except Exception:
-                    message = None
-                if job_status == "SUCCEEDED":
-                    outcome, reason = "crash", f"Ray job {sid} succeeded but sent no result"
-                else:
-                    outcome = None  # classify the log (OOM lines, tracebacks) like any other failed run
-                    reason = f"Ray job {sid} {job_status}: {message or 'no result'}"
-            result = record_local(cell, cell_dir, outcome or "", reason, runtime=self.name, env=cell.env,
-                                  log=cell_dir / LOG_FILE, metrics=metrics_local,
-                                  exit_code=1 if outcome is None else None, extra=extra)
-            if outcome is None and result.status == "ok":
-                result = result.model_copy(update={"status": "crash", "reason": reason})
-                write_result(cell_dir / RESULT_FILE, result)
-        if interrupt is not None:
-            raise interrupt
-        return result
+                return scrub(result, secret_values(job.spec.runtime_env.get("env_vars", {})))
+        if job_status == "SUCCEEDED":
+            return NoResult(f"Ray job {sid} succeeded but sent no result", "crash")
+        try:
+            message = client.get_job_info(sid).message
+        except Exception:
+            message = None
+        # no status: the log is classified (OOM lines, tracebacks) like any other failed run
+        return NoResult(f"Ray job {sid} {job_status}: {message or 'no result'}", exit_code=1)
 
 
 # -- job side --------------------------------------------------------------------------------------------
@@ -575,8 +423,7 @@ def job_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None)
     args = parser.parse_args(argv)
 
-    from suite.run.cellio import load_cell
-    from suite.run.host import HostRuntime
+    from suite.run.host import HostRuntime  # the job side only: the client never loads the samplers
 
     lock = threading.Lock()
 
@@ -607,13 +454,12 @@ def job_main(argv: Sequence[str] | None = None) -> int:
     files: dict[str, str] = {}
     if (out / RESULT_FILE).exists():
         try:
-            clean = scrub(Result.model_validate_json((out / RESULT_FILE).read_text()), {},
-                          secret_values(os.environ))
+            clean = scrub(Result.model_validate_json((out / RESULT_FILE).read_text()), secret_values(os.environ))
             write_result(out / RESULT_FILE, clean)  # the copy left on the cluster is clean too
         except ValueError:
             pass
         files[RESULT_FILE] = (out / RESULT_FILE).read_text()
-    metrics = cellenv.metrics_path(cell.argv, cell.env, out)
+    metrics = cellenv.metrics_path(cell, out)
     if metrics.exists() and metrics.stat().st_size <= BUNDLE_MAX_METRICS:
         files[METRICS_FILE] = metrics.read_text(errors="replace")
     for line in encode_bundle(files):

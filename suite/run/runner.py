@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from suite.plan.cell import PREDICTED_OOM, Cell
-from suite.results import provenance as prov
-from suite.results.build import CellInfo, Observation, build_result
 from suite.results.io import try_read_result, write_result
 from suite.results.schema import FINAL_STATUSES, Result
 from suite.run import slots as slotting
+from suite.run.files import RESULT_FILE
 from suite.run.progress import Progress
-from suite.run.runtime import RESULT_FILE, Runtime, unrun_status
+from suite.run.runtime import Runtime, unrun_status
 
 
 @dataclass(frozen=True)
@@ -94,15 +93,6 @@ def final_result(directory: Path) -> Result | None:
     return r if r is not None and r.status in FINAL_STATUSES else None
 
 
-def record_unrun(cell: Cell, directory: Path, status: str, reason: str | None, runtime: str) -> Result:
-    """A result for a cell that is not run (invalid, or skipped as predicted OOM)."""
-    provenance = prov.collect(argv=cell.argv, env=cell.env, runtime=runtime, model_source=cell.model,
-                              start_time=prov.now_iso())
-    result = build_result(CellInfo.from_cell(cell), Observation(status=status, reason=reason), provenance)
-    write_result(directory / RESULT_FILE, result)
-    return result
-
-
 def _stamp(result: Result, directory: Path, slots: int, gpus: list[int] | None) -> Result:
     """Record the packing in provenance when the runtime could not know it (it runs one cell)."""
     p = result.provenance
@@ -119,16 +109,11 @@ def _stamp(result: Result, directory: Path, slots: int, gpus: list[int] | None) 
     return result
 
 
-def _crash_result(cell: Cell, directory: Path, exc: BaseException, runtime: str) -> Result:
-    return record_unrun(cell, directory, "crash", f"runtime error: {type(exc).__name__}: {exc}", runtime)
-
-
 def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: RunOptions,
               progress: Progress | None = None) -> RunSummary:
     out_dir = Path(out_dir)
     summary = RunSummary(out_dir=out_dir)
     todo: deque[CellOutcome] = deque()
-    runtime_name = getattr(runtime, "name", "?")
 
     for cell in select(cells, options.cells):
         directory = cell_dir(out_dir, cell)
@@ -143,7 +128,7 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: R
             if not options.dry_run:
                 unrun = unrun_status(cell)
                 assert unrun is not None  # this branch only sees invalid and predicted-oom cells
-                outcome.result = record_unrun(cell, directory, *unrun, runtime_name)
+                outcome.result = runtime.record(cell, directory, *unrun)
                 if progress:
                     progress.finished(cell.full_id, outcome.result.status)
             continue
@@ -178,7 +163,7 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: R
                 o.result = try_read_result(o.cell_dir / RESULT_FILE)
                 summary.interrupted = True
             except Exception as exc:  # a runtime bug must not lose the other cells
-                o.result = _crash_result(o.cell, o.cell_dir, exc, runtime_name)
+                o.result = runtime.record(o.cell, o.cell_dir, "crash", f"runtime error: {type(exc).__name__}: {exc}")
             if gpus is not None:
                 free.extend(gpus)
             if progress and o.result is not None:
@@ -206,10 +191,9 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: R
                         if slots == 0:
                             todo.popleft()
                             o.attempted = True
-                            o.result = record_unrun(o.cell, o.cell_dir, "skipped",
-                                                    f"needs {need} GPUs per node, this host offers "
-                                                    f"{len(gpu_ids)} ({','.join(map(str, gpu_ids))})",
-                                                    runtime_name)
+                            o.result = runtime.record(o.cell, o.cell_dir, "skipped",
+                                                      f"needs {need} GPUs per node, this host offers "
+                                                      f"{len(gpu_ids)} ({','.join(map(str, gpu_ids))})")
                             if progress:
                                 progress.finished(o.cell.full_id, "skipped")
                             continue
@@ -222,18 +206,14 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: R
                     todo.popleft()
                     launch(pool, o, gpus, slots if limit > 1 else 1)
                 if summary.stopped_early and running:
-                    interrupt = getattr(runtime, "interrupt", None)
-                    if interrupt:
-                        interrupt()
+                    runtime.interrupt()
                 if not running:
                     break
                 done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
                 collect(done)
         except KeyboardInterrupt:
             summary.interrupted = True
-            interrupt = getattr(runtime, "interrupt", None)
-            if interrupt:
-                interrupt()
+            runtime.interrupt()
             while running:  # each cell records itself as interrupted and stops its processes
                 try:
                     done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)

@@ -22,56 +22,55 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shlex
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from suite.errors import InputError
 from suite.plan.cell import Cell
 from suite.results import provenance as prov
-from suite.results.io import write_result, write_text_atomic
+from suite.results.io import try_read_result, write_text_atomic
 from suite.results.schema import Result
 from suite.run import cellenv
-from suite.run.ray_job import coerce_options, record_local, topology_problem
-from suite.run.runtime import CELL_FILE, LOG_FILE, RESULT_FILE, StepCallback, unrun_status
+from suite.run.files import LOG_FILE, RESULT_FILE
+from suite.run.options import RuntimeOptions, split_list
+from suite.run.runtime import Job, NoResult, Runtime, State, StepCallback, Stopped
+from suite.telemetry.watch import MetricsWatcher
 
 TEMPLATE = Path(__file__).with_name("templates") / "ray_on_slurm.sbatch"
 SCRIPT_FILE = "job.sbatch"
-CONTAINERS = ("pyxis", "apptainer")
 
-OPTIONS: dict[str, Any] = {
-    "dry_run": False,
-    "partition": "",
-    "account": "",
-    "qos": "",
-    "job_name": "grpo-suite",
-    "time_margin_s": 900.0,  # Slurm --time = cell timeout + this (Ray start-up, container start, teardown)
-    "time": "",  # explicit --time (HH:MM:SS or D-HH:MM:SS); default: from the timeout, else the partition's
-    "cpus_per_node": 0,  # --cpus-per-task (one task per node); 0: Slurm's default
-    "mem": "",  # --mem per node, e.g. 200G
-    "exclusive": True,
-    "gres": True,  # request the cell's GPUs (--gpus-per-node); off only for CPU test clusters
-    "sbatch_args": "",  # more #SBATCH options, shell-quoted, e.g. "--constraint=h100 --reservation=bench"
-    "image": "",  # container image (the generation's pinned image); empty: the nodes' own environment
-    "container": "pyxis",  # pyxis (srun --container-image) or apptainer (apptainer exec --nv)
+
+@dataclass(frozen=True)
+class SlurmOptions(RuntimeOptions):
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+    job_name: str = "grpo-suite"
+    time_margin_s: float = 900.0  # Slurm --time = cell timeout + this (Ray start-up, container start, teardown)
+    time: str = ""  # explicit --time (HH:MM:SS or D-HH:MM:SS); default: from the timeout, else the partition's
+    cpus_per_node: int = 0  # --cpus-per-task (one task per node); 0: Slurm's default
+    mem: str = ""  # --mem per node, e.g. 200G
+    exclusive: bool = True
+    gres: bool = True  # request the cell's GPUs (--gpus-per-node); off only for CPU test clusters
+    sbatch_args: str = ""  # more #SBATCH options, shell-quoted, e.g. "--constraint=h100 --reservation=bench"
+    image: str = ""  # container image (the generation's pinned image); empty: the nodes' own environment
+    container: Literal["pyxis", "apptainer"] = "pyxis"  # srun --container-image, or apptainer exec --nv
     # Extra mounts, comma separated SRC[:DST] (model, data); the cell dir and the suite are always mounted.
-    "container_mounts": "",
-    "python": "python3",
-    "suite_root": "",  # directory holding the `suite` package on the nodes (default: this client's)
-    "ray_port": 6379,
-    "ray_start_args": "",  # extra `ray start` arguments for every node
-    "ray_wait_s": 300.0,  # how long the nodes may take to join the Ray cluster
-    "cancel_grace_s": 60.0,  # after SIGINT, how long the runner gets to record its result before scancel
-    "poll_s": 5.0,
-}
+    container_mounts: str = ""
+    python: str = "python3"
+    suite_root: str = ""  # directory holding the `suite` package on the nodes (default: this client's)
+    ray_port: int = 6379
+    ray_start_args: str = ""  # extra `ray start` arguments for every node
+    ray_wait_s: float = 300.0  # how long the nodes may take to join the Ray cluster
+    cancel_grace_s: float = 60.0  # after SIGINT, how long the runner gets to record its result before scancel
+    poll_s: float = 5.0
 
 
 # -- the script ------------------------------------------------------------------------------------------
@@ -82,54 +81,43 @@ def slurm_time(seconds: float) -> str:
     return f"{days}-{h:02d}:{m:02d}:00" if days else f"{h:02d}:{m:02d}:00"
 
 
-def _mounts(opts: dict[str, Any], cell_dir: Path, suite_root: str) -> list[str]:
-    mounts = [str(cell_dir), suite_root]
-    mounts += [m.strip() for m in str(opts["container_mounts"]).split(",") if m.strip()]
-    return list(dict.fromkeys(mounts))
-
-
-def container_parts(opts: dict[str, Any], cell_dir: Path, suite_root: str) -> tuple[list[str], list[str]]:
+def container_parts(opts: SlurmOptions, cell_dir: Path, suite_root: str) -> tuple[list[str], list[str]]:
     """(srun options, command prefix) that put each step inside the image."""
-    image = str(opts["image"] or "")
-    if not image:
+    if not opts.image:
         return [], []
-    kind = str(opts["container"])
-    mounts = _mounts(opts, cell_dir, suite_root)
-    if kind == "pyxis":
-        return [f"--container-image={image}", f"--container-mounts={','.join(mounts)}",
-                "--container-workdir=/tmp", "--no-container-mount-home"], []
-    if kind == "apptainer":
-        binds = [x for m in mounts for x in ("--bind", m)]
-        return [], ["apptainer", "exec", "--nv", *binds, image]
-    raise InputError(f"unknown container runtime {kind!r}; allowed: {', '.join(CONTAINERS)}",
-                     field="--runtime-option container")
+    mounts = list(dict.fromkeys([str(cell_dir), suite_root, *split_list(opts.container_mounts)]))
+    if opts.container == "pyxis":
+        return [f"--container-image={opts.image}", f"--container-mounts={','.join(mounts)}",
+                "--container-workdir=/tmp", "--no-container-mount-home"], []  # fmt: skip
+    binds = [x for m in mounts for x in ("--bind", m)]
+    return [], ["apptainer", "exec", "--nv", *binds, opts.image]
 
 
-def sbatch_directives(cell: Cell, cell_dir: Path, opts: dict[str, Any], timeout_s: float | None) -> list[str]:
-    d = [f"--job-name={opts['job_name']}:{cell.id}"[:120], f"--nodes={cell.nnodes}", "--ntasks-per-node=1",
-         f"--output={cell_dir}/slurm-%j.out", "--open-mode=append"]
-    if opts["gres"]:
+def sbatch_directives(cell: Cell, cell_dir: Path, opts: SlurmOptions, timeout_s: float | None) -> list[str]:
+    d = [f"--job-name={opts.job_name}:{cell.id}"[:120], f"--nodes={cell.nnodes}", "--ntasks-per-node=1",
+         f"--output={cell_dir}/slurm-%j.out", "--open-mode=append"]  # fmt: skip
+    if opts.gres:
         d.append(f"--gpus-per-node={cell.gpus_per_node}")
-    if int(opts["cpus_per_node"]):
-        d.append(f"--cpus-per-task={int(opts['cpus_per_node'])}")
-    if opts["mem"]:
-        d.append(f"--mem={opts['mem']}")
-    if opts["exclusive"]:
+    if opts.cpus_per_node:
+        d.append(f"--cpus-per-task={opts.cpus_per_node}")
+    if opts.mem:
+        d.append(f"--mem={opts.mem}")
+    if opts.exclusive:
         d.append("--exclusive")
-    for key in ("partition", "account", "qos"):
-        if opts[key]:
-            d.append(f"--{key}={opts[key]}")
-    if opts["time"]:
-        d.append(f"--time={opts['time']}")
+    for key, value in (("partition", opts.partition), ("account", opts.account), ("qos", opts.qos)):
+        if value:
+            d.append(f"--{key}={value}")
+    if opts.time:
+        d.append(f"--time={opts.time}")
     elif timeout_s is not None:
-        d.append(f"--time={slurm_time(timeout_s + float(opts['time_margin_s']))}")
-    d += shlex.split(str(opts["sbatch_args"] or ""))
+        d.append(f"--time={slurm_time(timeout_s + opts.time_margin_s)}")
+    d += shlex.split(opts.sbatch_args)
     return [f"#SBATCH {x}" for x in d]
 
 
-def render_script(cell: Cell, cell_dir: Path, opts: dict[str, Any], timeout_s: float | None,
+def render_script(cell: Cell, cell_dir: Path, opts: SlurmOptions, timeout_s: float | None,
                   template: str | None = None) -> str:
-    suite_root = str(opts["suite_root"] or Path(__file__).resolve().parents[2])
+    suite_root = opts.suite_root or str(Path(__file__).resolve().parents[2])
     srun_c, run_c = container_parts(opts, cell_dir, suite_root)
     # Secret-named variables stay out of the file; sbatch hands them to the job from the client's env.
     exports = [f"export {k}={shlex.quote(v)}" for k, v in sorted(cell.env.items()) if not prov.is_secret(k)]
@@ -140,14 +128,14 @@ def render_script(cell: Cell, cell_dir: Path, opts: dict[str, Any], timeout_s: f
         "CELL_DIR": shlex.quote(str(cell_dir)),
         "SUITE_ROOT": shlex.quote(suite_root),
         "EXPORTS": "\n".join(exports),
-        "RAY_PORT": str(int(opts["ray_port"])),
+        "RAY_PORT": str(opts.ray_port),
         "SRUN_CONTAINER": shlex.join(srun_c),
         "RUN_CONTAINER": shlex.join(run_c),
-        "GPUS_PER_NODE": str(cell.gpus_per_node if opts["gres"] else 0),
-        "RAY_START_ARGS": str(opts["ray_start_args"] or ""),
+        "GPUS_PER_NODE": str(cell.gpus_per_node if opts.gres else 0),
+        "RAY_START_ARGS": opts.ray_start_args,
         "NNODES": str(cell.nnodes),
-        "RAY_WAIT_S": f"{float(opts['ray_wait_s']):g}",
-        "PYTHON": shlex.quote(str(opts["python"])),
+        "RAY_WAIT_S": f"{opts.ray_wait_s:g}",
+        "PYTHON": shlex.quote(opts.python),
         "INCELL_ARGS": shlex.join(incell),
     }
     text = template if template is not None else TEMPLATE.read_text()
@@ -223,50 +211,37 @@ SLURM_STATUS = {"TIMEOUT": "timeout", "DEADLINE": "timeout", "OUT_OF_MEMORY": "o
                 "PREEMPTED": "interrupted"}
 
 
-class SlurmRuntime:
+@dataclass(kw_only=True)
+class SlurmJob(Job):
+    job: str  # the Slurm job id
+    watcher: MetricsWatcher  # started once the job runs: the metrics file lives on the shared filesystem
+    state: JobState = JobState("PENDING")
+    watching: bool = False
+
+
+class SlurmRuntime(Runtime[SlurmJob]):
     name = "slurm"
+    options_type = SlurmOptions
+    checks_topology = True
+    options: SlurmOptions
 
-    def __init__(self, **options: Any) -> None:
-        self.opts = coerce_options(OPTIONS, options, self.name)
-        if self.opts["container"] not in CONTAINERS:
-            raise InputError(f"unknown container runtime {self.opts['container']!r}; allowed: "
-                             f"{', '.join(CONTAINERS)}", field="--runtime-option container")
-        self._cancel = threading.Event()
+    @property
+    def deadline_margin_s(self) -> float:
+        # The runner enforces the timeout itself (a clean `timeout` result); this backstop covers Ray start-up
+        # that hangs or a runner that cannot stop.
+        return self.options.time_margin_s
 
-    def interrupt(self) -> None:
-        self._cancel.set()
+    # -- the five steps (`gpus` is ignored: Slurm allocates the nodes and their GPUs) ---------------------------
+    def describe(self, cell: Cell, cell_dir: Path, *, timeout_s: float | None, gpus: list[int] | None) -> str:
+        return f"# sbatch script for {cell.full_id}\n" + render_script(cell, cell_dir, self.options, timeout_s)
 
-    def run_cell(self, cell: Cell, cell_dir: Path, *, timeout_s: float | None = None,
-                 gpus: list[int] | None = None, on_step: StepCallback | None = None) -> Result:
-        # `gpus` is ignored: Slurm allocates the nodes and their GPUs.
-        cell_dir = Path(cell_dir).absolute()
-        dry = bool(self.opts["dry_run"])
-        if unrun := unrun_status(cell):
-            cell_dir.mkdir(parents=True, exist_ok=True)
-            return record_local(cell, cell_dir, *unrun, runtime=self.name, env=cell.env, write=not dry)
-        problem = topology_problem(cell)
-        if problem:
-            cell_dir.mkdir(parents=True, exist_ok=True)
-            return record_local(cell, cell_dir, "invalid", problem, runtime=self.name, env=cell.env,
-                                write=not dry)
-        script = render_script(cell, cell_dir, self.opts, timeout_s)
-        if dry:
-            print(f"# sbatch script for {cell.full_id}")
-            print(script)
-            return record_local(cell, cell_dir, "skipped", "dry run", runtime=self.name, env=cell.env,
-                                write=False)
-        if self._cancel.is_set():
-            raise KeyboardInterrupt
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        metrics = cellenv.metrics_path(cell.argv, cell.env, cell_dir)
-        for stale in (cell_dir / RESULT_FILE, cell_dir / LOG_FILE, metrics):
-            stale.unlink(missing_ok=True)
-        write_text_atomic(cell_dir / CELL_FILE, json.dumps(cell.to_dict(), indent=2, sort_keys=True) + "\n")
-        path = write_text_atomic(cell_dir / SCRIPT_FILE, script)
-        env = {**os.environ, **cell.env}
+    def submit(
+        self, cell: Cell, cell_dir: Path, *, timeout_s: float | None, gpus: list[int] | None, on_step: StepCallback
+    ) -> SlurmJob:
+        path = write_text_atomic(cell_dir / SCRIPT_FILE, render_script(cell, cell_dir, self.options, timeout_s))
         try:
             sub = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True,
-                                 env=env, timeout=120)
+                                 env={**os.environ, **cell.env}, timeout=120)  # fmt: skip
         except FileNotFoundError:
             raise InputError("sbatch not found: run on a Slurm login node (or use --dry-run to see the script)",
                              field="--runtime slurm") from None
@@ -274,96 +249,64 @@ class SlurmRuntime:
             raise InputError(f"sbatch refused the job for {cell.full_id}: {sub.stderr.strip() or sub.stdout}",
                              field="--runtime slurm")
         job = parse_sbatch(sub.stdout)
-        return self._follow(cell, cell_dir, job, metrics, timeout_s, on_step)
+        watcher = MetricsWatcher(cellenv.metrics_path(cell, cell_dir), on_step)
+        return SlurmJob(cell=cell, cell_dir=cell_dir, env=dict(cell.env), extra={"slurm_job": job}, job=job,
+                        watcher=watcher)  # fmt: skip
 
-    def _signal_then_cancel(self, job: str) -> JobState:
+    def status(self, job: SlurmJob) -> State:
+        job.state = job_state(job.job)
+        if job.state.done:
+            return State.DONE
+        if job.state.state != "RUNNING":
+            return State.PENDING
+        if not job.watching:
+            job.watcher.start()
+            job.watching = True
+        return State.RUNNING
+
+    def stop(self, job: SlurmJob) -> str | None:
         """SIGINT to the steps (the runner records its partial result), scancel if the job outlives the grace."""
-        _run(["scancel", "--signal=INT", job])
-        deadline = time.monotonic() + float(self.opts["cancel_grace_s"])
-        st = job_state(job)
+        o = self.options
+        _run(["scancel", "--signal=INT", job.job])
+        deadline = time.monotonic() + o.cancel_grace_s
+        st = job_state(job.job)
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: cancel at once
             while not st.done and time.monotonic() < deadline:
-                time.sleep(min(1.0, float(self.opts["poll_s"])))
-                st = job_state(job)
+                time.sleep(min(1.0, o.poll_s))
+                st = job_state(job.job)
         if not st.done:
-            _run(["scancel", job])
+            _run(["scancel", job.job])
             end = time.monotonic() + 60
             while not st.done and time.monotonic() < end:
                 time.sleep(1)
-                st = job_state(job)
-        return st
+                st = job_state(job.job)
+        job.state = st
+        return f"Slurm job {job.job} cancelled"
 
-    def _follow(self, cell: Cell, cell_dir: Path, job: str, metrics: Path, timeout_s: float | None,
-                on_step: StepCallback | None) -> Result:
-        from suite.telemetry.watch import MetricsWatcher
-
-        watcher = MetricsWatcher(metrics, on_step)
-        outcome: str | None = None
-        reason: str | None = None
-        interrupt: KeyboardInterrupt | None = None
-        running_since: float | None = None
-        # The runner enforces `timeout_s` itself (a clean `timeout` result); this backstop covers Ray start-up
-        # that hangs or a runner that cannot stop.
-        backstop = None if timeout_s is None else timeout_s + float(self.opts["time_margin_s"])
-        try:
-            while True:
-                st = job_state(job)
-                if st.done:
-                    break
-                if st.state == "RUNNING" and running_since is None:
-                    running_since = time.monotonic()
-                    watcher.start()
-                if backstop is not None and running_since is not None \
-                        and time.monotonic() - running_since > backstop:
-                    outcome, reason = "timeout", f"timed out after {timeout_s:g} s (Slurm job {job} cancelled)"
-                    st = self._signal_then_cancel(job)
-                    break
-                if self._cancel.is_set():
-                    outcome, reason = "interrupted", f"interrupted (Slurm job {job} cancelled)"
-                    st = self._signal_then_cancel(job)
-                    break
-                time.sleep(float(self.opts["poll_s"]))
-        except KeyboardInterrupt as exc:
-            outcome, reason, interrupt = "interrupted", f"interrupted by SIGINT (Slurm job {job} cancelled)", exc
-            st = self._signal_then_cancel(job)
-        finally:
-            if running_since is not None:
-                watcher.stop()
-        extra = {"slurm_job": job, "slurm_state": st.state}
-        result = self._read_result(cell_dir)
+    def fetch(self, job: SlurmJob, stopped: Stopped | None) -> Result | NoResult:
+        if job.watching:
+            job.watcher.stop()
+        job.extra["slurm_state"] = job.state.state
+        result = _read_result(job.cell_dir)
         if result is not None:
-            result = result.model_copy(update={"provenance": result.provenance.model_copy(
-                update={"extra": {**result.provenance.extra, **extra}})})
-            if outcome is not None:
-                last = max((s.step for s in result.steps), default=None)
-                result = result.model_copy(update={"status": outcome, "reason": f"{reason}; last step: {last}"})
-            write_result(cell_dir / RESULT_FILE, result)
-        else:
-            status = outcome or SLURM_STATUS.get(st.state)
-            why = reason or f"Slurm job {job} ended {st.state} (exit code {st.exit_code}) without a result; " \
-                            f"see {cell_dir}/slurm-{job}.out"
-            log = cell_dir / LOG_FILE
-            result = record_local(cell, cell_dir, status or "", why, runtime=self.name, env=cell.env,
-                                  log=log if log.exists() else cell_dir / f"slurm-{job}.out", metrics=metrics,
-                                  exit_code=None if status else (st.exit_code or 1), extra=extra)
-            if result.status == "ok":
-                result = result.model_copy(update={"status": "crash", "reason": why})
-                write_result(cell_dir / RESULT_FILE, result)
-        if interrupt is not None:
-            raise interrupt
-        return result
+            return result
+        st, log = job.state, job.cell_dir / LOG_FILE
+        return NoResult(
+            f"Slurm job {job.job} ended {st.state} (exit code {st.exit_code}) without a result; see "
+            f"{job.cell_dir}/slurm-{job.job}.out",
+            SLURM_STATUS.get(st.state),
+            st.exit_code or 1,
+            log if log.exists() else job.cell_dir / f"slurm-{job.job}.out",
+        )
 
-    @staticmethod
-    def _read_result(cell_dir: Path) -> Result | None:
-        p = cell_dir / RESULT_FILE
-        for _ in range(10):  # NFS attribute caches can lag the job's end by a few seconds
-            if p.exists():
-                try:
-                    return Result.model_validate_json(p.read_text())
-                except ValueError:
-                    return None
-            time.sleep(0.5)
-        return None
+
+def _read_result(cell_dir: Path) -> Result | None:
+    p = cell_dir / RESULT_FILE
+    for _ in range(10):  # NFS attribute caches can lag the job's end by a few seconds
+        if p.exists():
+            return try_read_result(p)
+        time.sleep(0.5)
+    return None
 
 
 # -- job side: wait for the nodes ------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
-from suite.plan.cell import Cell
+from suite.plan.cell import LOGGER_KEY, VALIDATION_KEY, Cell
+from suite.plan.hydra import Override
 
 FAKE_VERL_DIST = str(Path(__file__).with_name("fake_verl_dist.py"))
 
@@ -15,10 +17,10 @@ def dist_cell(cell_id: str, out_dir: Path, args: list[str] | None = None, *, nno
     """`topology` overrides what the command tells verl (to test a command that disagrees with the matrix)."""
     stub = Cell(id=cell_id, matrix="dist", gpu="h100", gpus_per_node=gpus_per_node, nnodes=nnodes,
                 model="fake/tiny", backend="fsdp", profile="bench", axes={"name": cell_id}, status="ok",
-                reason=None, argv=[], env={}, warmup_steps=1, total_steps=3)
+                reason=None, command=[sys.executable, FAKE_VERL_DIST, *(args or [])], env={}, warmup_steps=1,
+                total_steps=3)
     d = Path(out_dir) / stub.full_id
     n, g = topology or (nnodes, gpus_per_node)
-    argv = [sys.executable, FAKE_VERL_DIST, *(args or []), f"trainer.nnodes={n}", f"trainer.n_gpus_per_node={g}",
-            f"trainer.validation_data_dir={d / 'validation'}",
-            f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={d / 'metrics.jsonl'}"]
-    return Cell(**{**stub.__dict__, "argv": argv, "env": {"VERL_FILE_LOGGER_PATH": str(d / "metrics.jsonl")}})
+    overrides = (Override("trainer.nnodes", n), Override("trainer.n_gpus_per_node", g),
+                 Override(VALIDATION_KEY, str(d / "validation")), Override(LOGGER_KEY, str(d / "metrics.jsonl"), "+"))
+    return dataclasses.replace(stub, overrides=overrides, env={"VERL_FILE_LOGGER_PATH": str(d / "metrics.jsonl")})
