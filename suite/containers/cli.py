@@ -129,8 +129,12 @@ def _build_staged(args: argparse.Namespace, settings: GenSettings, *, repo: Path
         wanted = list(localbase.skip_source_builds(settings)) if args.base == "local" else []
     skipped = source_skips(settings, wanted)
     base_seconds = 0.0
+    cas = tuple(Path(c) for c in args.ca_certificates or ())
+    if cas and args.base != "local":
+        raise InputError("only a local base can be given extra CA certificates (--base local)",
+                         field="--ca-certificates")
     if args.base == "local":
-        recipe = localbase.recipe_for(settings)
+        recipe = localbase.recipe_for(settings, ca_certificates=cas)
         if args.dry_run:
             have = localbase.image_id(recipe.tag, docker=args.docker) if shutil.which(args.docker) else None
             if have is None:
@@ -140,7 +144,8 @@ def _build_staged(args: argparse.Namespace, settings: GenSettings, *, repo: Path
                            local=True)
         else:
             made = localbase.make_local_base(settings, docker=args.docker, workdir=workdir,
-                                             rebuild=args.rebuild_base, log=lambda m: print(m, flush=True))
+                                             rebuild=args.rebuild_base, ca_certificates=cas,
+                                             log=lambda m: print(m, flush=True))
             base_seconds = made.seconds
             base = BaseRef(made.tag, made.digest, local=True)
     else:
@@ -228,6 +233,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from-commit", action="store_true",
                    help="stage the context from HEAD (git archive), not the working tree: the image is "
                         "exactly the commit its revision label names")
+    p.add_argument("--ca-certificates", metavar="PEM", action="append", default=None,
+                   help="with --base local: a CA certificate the build machine's network needs (a TLS proxy "
+                        "in front of PyPI), trusted in the base and labelled; repeatable")
     p.add_argument("--rebuild-base", action="store_true", help="make the local base again even if it exists")
     p.add_argument("--record", metavar="JSON", default=None,
                    help="after a staged build, write its times, image size and layers (docker history) here")

@@ -58,6 +58,8 @@ class BaseRecipe:
     keyring: str  # a keyring file on the build machine, when there is no keyring_url
     python_version: str  # [lock] python_version: the base's python3 must be this one
     min_glibc: str  # from [lock] python_platform (x86_64-manylinux_2_39 -> 2.39)
+    # SHA-256 of the build machine's extra CA certificates (--ca-certificates), trusted in the base.
+    extra_ca_sha256: tuple[str, ...] = ()
 
     @property
     def sha256(self) -> str:
@@ -96,8 +98,8 @@ def _glibc_of(platform_tag: str) -> str:
     return f"{m.group(1)}.{m.group(2)}" if m else ""
 
 
-def recipe_for(settings: GenSettings) -> BaseRecipe:
-    """The `[local_base]` table of a generation, checked."""
+def recipe_for(settings: GenSettings, *, ca_certificates: tuple[Path, ...] = ()) -> BaseRecipe:
+    """The `[local_base]` table of a generation, checked, with the extra CA certificates to trust."""
     table = settings.local_base
     source = str(settings.dir / "settings.toml")
     missing = [k for k in _REQUIRED if not table.get(k)]
@@ -119,7 +121,18 @@ def recipe_for(settings: GenSettings) -> BaseRecipe:
         keyring_member=str(table.get("keyring_member", "")), keyring=keyring,
         python_version=str(settings.lock.get("python_version", "3.12")),
         min_glibc=_glibc_of(str(settings.lock.get("python_platform", ""))),
+        extra_ca_sha256=tuple(_ca_sha256(p) for p in ca_certificates),
     )
+
+
+def _ca_sha256(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", field="--ca-certificates") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise InputError(f"{path} holds no PEM certificate", field="--ca-certificates")
+    return hashlib.sha256(data).hexdigest()
 
 
 def skip_source_builds(settings: GenSettings) -> tuple[str, ...]:
@@ -152,8 +165,14 @@ def import_command(recipe: BaseRecipe, *, docker: str = "docker", packages_sha25
         f'LABEL org.opencontainers.image.title="{BASE_REPO}" '
         f'dev.grpo-suite.base.distribution="{recipe.distribution}" '
         f'dev.grpo-suite.base.recipe-sha256="{recipe.sha256}" '
-        f'dev.grpo-suite.base.packages-sha256="{packages_sha256}"',
+        f'dev.grpo-suite.base.packages-sha256="{packages_sha256}" '
+        f'dev.grpo-suite.base.extra-ca-sha256="{" ".join(recipe.extra_ca_sha256)}"',
     ]
+    if recipe.extra_ca_sha256:
+        # pip (its vendored requests) and Python's ssl read certifi's bundle unless told otherwise: point them at
+        # the system store, which now holds the extra CAs.
+        bundle = "/etc/ssl/certs/ca-certificates.crt"
+        changes.append(f"ENV PIP_CERT={bundle} REQUESTS_CA_BUNDLE={bundle} SSL_CERT_FILE={bundle}")
     cmd = [docker, "import"]
     for change in changes:
         cmd += ["--change", change]
@@ -232,9 +251,11 @@ def _chroot(rootfs: Path, *args: str) -> str:
 
 
 def make_local_base(settings: GenSettings, *, docker: str = "docker", workdir: Path,
-                    rebuild: bool = False, log: Log = print) -> LocalBase:
-    """The local base of `settings`: the existing image of this recipe, or a new one."""
-    recipe = recipe_for(settings)
+                    rebuild: bool = False, ca_certificates: tuple[Path, ...] = (), log: Log = print) -> LocalBase:
+    """The local base of `settings`: the existing image of this recipe, or a new one. `ca_certificates`: CAs
+    the build machine's network needs (a TLS-intercepting proxy in front of PyPI), trusted in the base and so
+    in every image built on it (its labels give their SHA-256)."""
+    recipe = recipe_for(settings, ca_certificates=ca_certificates)
     existing = image_id(recipe.tag, docker=docker)
     if existing and not rebuild:
         log(f"base: reusing {recipe.tag} ({existing})")
@@ -267,6 +288,12 @@ def make_local_base(settings: GenSettings, *, docker: str = "docker", workdir: P
         _chroot(rootfs, "apt-get", "update", "-qq")
         _chroot(rootfs, "apt-get", "dist-upgrade", "-y", "-qq", "--no-install-recommends")
         _chroot(rootfs, "apt-get", "clean")
+        if ca_certificates:
+            for i, cert in enumerate(ca_certificates):
+                target = rootfs / "usr/local/share/ca-certificates" / f"grpo-suite-extra-{i}.crt"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cert, target)
+            _chroot(rootfs, "update-ca-certificates")
         resolv.unlink()
         for lists in (rootfs / "var/lib/apt/lists").glob("*"):
             if lists.is_file():
