@@ -76,9 +76,13 @@ def test_promote_refuses_too_few_steps(tmp_path, capsys, runs) -> None:
 
 def test_promote_refuses_disagreeing_runs(tmp_path, capsys, runs) -> None:
     folder = tmp_path / "r"
-    write_results([runs[0], runs[1].model_copy(update={"n_gpus": 2})], folder)
+    write_results([runs[0], runs[1].model_copy(update={"profile": "train"})], folder)
     assert main(["baseline", "promote", str(folder), "--baselines", str(tmp_path / "b")]) == 2
     assert "runs disagree on (gpu, n_gpus, model, profile)" in capsys.readouterr().err
+    # n_gpus 2 under an id that says h100x1 contradicts the id: refused by the reader before any grouping
+    write_results([runs[0], runs[1].model_copy(update={"n_gpus": 2})], tmp_path / "r2")
+    assert main(["baseline", "promote", str(tmp_path / "r2"), "--baselines", str(tmp_path / "b")]) == 2
+    assert f"n_gpus 2 vs id {runs[1].id!r}" in capsys.readouterr().err
 
 
 def test_two_matrices_with_one_cell_id_are_promoted_side_by_side(tmp_path, capsys, runs) -> None:
@@ -111,27 +115,25 @@ def test_two_matrices_with_one_cell_id_are_promoted_side_by_side(tmp_path, capsy
     assert "h100-1gpu " in listing and f"{runs[0].matrix} " in listing
 
 
-def test_legacy_path_is_read_gated_and_moved_by_promote(tmp_path, capsys, runs) -> None:
-    """A baseline at the older layout `<gen>/<full id>.json` is identified by its content; promoting the
-    same (gen, matrix, id) writes the current layout, keeps the history and removes the old file."""
+def test_promote_refuses_a_baseline_lying_off_its_path(tmp_path, capsys, runs) -> None:
+    """A baseline file is read wherever it lies under `<gen>/` (its content names it), but promote writes only at
+    `<gen>/<matrix>/<full id>.json`: a file of the same cell elsewhere (the layout before matrix folders, never
+    released) is named, not moved, and nothing is written."""
     store = tmp_path / "baselines"
-    legacy = store / "h100" / (runs[0].id + ".json")
-    legacy.parent.mkdir(parents=True)
-    legacy.write_text(
-        Baseline(id=runs[0].id, gpu="h100", promoted_at="2026-11-28T00:00:00+00:00", results=runs).to_json()
-    )
-    assert lookup(store, "h100", runs[0].matrix, runs[0].id)[0] == legacy  # type: ignore[index]
+    off = store / "h100" / (runs[0].id + ".json")
+    off.parent.mkdir(parents=True)
+    off.write_text(Baseline(id=runs[0].id, gpu="h100", promoted_at="2026-11-28T00:00:00+00:00", results=runs).to_json())
+    assert lookup(store, "h100", runs[0].matrix, runs[0].id)[0] == off  # type: ignore[index]
     res = tmp_path / "runs"
     write_results([scaled(r, 0.90) for r in runs], res)
     assert main(["gate", str(res), "--baselines", str(store), "--format", "json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     row = next(r for r in doc["rows"] if r["metric"] == "throughput")
     assert (row["verdict"], row["matrix"]) == ("regressed", runs[0].matrix)
-    assert main(["baseline", "promote", str(res), "--baselines", str(store)]) == 0
-    assert f"removed {legacy} (older layout)" in capsys.readouterr().out
-    new = baseline_path(store, "h100", runs[0].matrix, runs[0].id)
-    assert not legacy.exists() and new.is_file()
-    assert read_baseline(new).history[0].promoted_at == "2026-11-28T00:00:00+00:00"
+    assert main(["baseline", "promote", str(res), "--baselines", str(store)]) == 2
+    target = baseline_path(store, "h100", runs[0].matrix, runs[0].id)
+    assert f"lies at {off}, not at {target}; move it there" in capsys.readouterr().err
+    assert off.is_file() and not target.exists()
 
 
 def test_two_files_claiming_one_baseline_are_bad_input(tmp_path, capsys, runs) -> None:

@@ -121,7 +121,7 @@ def test_too_few_samples_says_how_many_are_needed(tmp_path, capsys, store, runs)
 def test_mismatch_refused_unless_allowed(tmp_path, capsys, runs, field, value) -> None:
     # A baseline whose content disagrees with the result of the same cell id.
     other = [r.model_copy(update={field: value}) for r in runs]
-    if field == "gpu":  # the generation is read from the hardware's name (gate.load.result_from_dict)
+    if field == "gpu":  # the generation is the hardware's: gpu and gpu_name must agree
         other = [r.model_copy(update={"provenance": r.provenance.model_copy(update={"gpu_name": "NVIDIA H200"})})
                  for r in other]
     root = tmp_path / "baselines"
@@ -133,6 +133,10 @@ def test_mismatch_refused_unless_allowed(tmp_path, capsys, runs, field, value) -
     res = tmp_path / "runs"
     write_results(runs, res)
     err = gate_err(capsys, str(res), "--baselines", str(root))
+    if field == "n_gpus":
+        # the id says h100x1: a baseline claiming 2 GPUs contradicts itself, and the reader refuses it (issue 19)
+        assert f"{path}: fields contradict each other: results[0].n_gpus 2 vs id {runs[0].id!r}" in err
+        return
     assert f"{field} {getattr(runs[0], field)!r} in the result vs {value!r} in the baseline {path}" in err
     assert "--allow-mismatch" in err
     rc = main(["gate", str(res), "--baselines", str(root), "--allow-mismatch", "--format", "markdown"])

@@ -30,6 +30,14 @@ class Cell:
     response_length: tuple[float, ...]
     peak_memory_worst_gb: float | None  # worst GPU of the worst run
     accuracy: dict[str, PooledAccuracy] = field(default_factory=dict)
+    # per measured step, prompt + response tokens over all GPUs (perf/total_num_tokens); None where verl
+    # logged none. With time_per_step it gives the window throughput (`window_throughput`).
+    tokens: tuple[float | None, ...] = ()
+    n_gpus: int = 1
+
+    @property
+    def window(self) -> float | None:
+        return window_of(self.tokens, self.time_per_step, self.n_gpus)
 
     @property
     def first(self) -> Result:
@@ -64,7 +72,26 @@ def pool(runs: Sequence[Result]) -> Cell:
         response_length=tuple(s.response_length_mean for s in steps),
         peak_memory_worst_gb=max(peaks) if peaks else None,
         accuracy=_pool_accuracy(ok_runs),
+        tokens=tuple(s.total_num_tokens for s in steps),
+        n_gpus=runs[0].n_gpus,
     )
+
+
+def window_of(tokens: Sequence[float | None], seconds: Sequence[float], n_gpus: int) -> float | None:
+    """Tokens over the whole measured window / (its seconds x GPUs), tokens/s/GPU: what the runs delivered.
+
+    Each step counts in proportion to its length, where the median of per-step throughput counts every step
+    once whatever it lasted; None when a step has no token count (verl logs perf/total_num_tokens every step)."""
+    if not tokens or any(t is None for t in tokens):
+        return None
+    total = sum(seconds)
+    return sum(t for t in tokens if t is not None) / (total * n_gpus) if total > 0 else None
+
+
+def window_throughput(runs: Sequence[Result]) -> float | None:
+    """The window throughput of the measured steps of `runs` (ok runs only)."""
+    steps = [s for r in runs if r.status == "ok" for s in r.measured_steps()]
+    return window_of([s.total_num_tokens for s in steps], [s.time_per_step for s in steps], runs[0].n_gpus)
 
 
 def median(values: Sequence[float]) -> float | None:

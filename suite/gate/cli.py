@@ -1,4 +1,4 @@
-"""`grpo-suite gate` and `grpo-suite baseline promote|list`."""
+"""`grpo-suite gate` and `grpo-suite baseline promote|list|calibrate|history`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gate",
         help="compare results with their baselines; exit 0 no regression, 1 regression, 2 bad input",
         description="Compare each result cell with its stored baseline, one verdict per cell and metric: "
-        "improved / unchanged / regressed / new / missing / failed. Several result files of one matrix and "
-        "cell id are pooled (N runs x M steps); each cell is paired with the baseline of its own GPU generation, "
-        "matrix and cell id.",
+        "improved / unchanged / suspicious / regressed / new / missing / failed. Several result files of one "
+        "matrix and cell id are pooled (N runs x M steps); each cell is paired with the baseline of its own GPU "
+        "generation, matrix and cell id.",
     )
     gate.add_argument("results", nargs="+", metavar="RESULTS", help="result files or folders (searched recursively)")
     gate.add_argument("--baselines", default="baselines", type=Path, help="baseline store (default: %(default)s)")
@@ -24,6 +24,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--allow-mismatch",
         action="store_true",
         help="compare even when GPU generation, GPU count, model or profile differ (the report says so)",
+    )
+    gate.add_argument(
+        "--require-baseline",
+        action="store_true",
+        help="a cell without a baseline fails (exit 1) instead of passing as new; a --baselines folder holding "
+        "no baseline at all is an input error (exit 2)",
+    )
+    gate.add_argument(
+        "--record",
+        action="store_true",
+        help="append each compared cell's runs and verdicts to its baseline file (the series that "
+        "`baseline history` prints and the consecutive rule counts)",
     )
     gate.set_defaults(func=run_gate)
 
@@ -41,17 +53,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--baselines", default="baselines", type=Path)
     listing.add_argument("--gpu", action="append", help="only this GPU generation (repeatable)")
     listing.set_defaults(func=run_list)
+    cal = sub.add_parser(
+        "calibrate", help="derive each cell's throughput and memory tolerance from its baseline's own runs"
+    )
+    cal.add_argument("cells", nargs="*", metavar="CELL", help="full cell ids or fnmatch patterns (default: all)")
+    cal.add_argument("--baselines", default="baselines", type=Path)
+    cal.add_argument("--gpu", action="append", help="only this GPU generation (repeatable)")
+    cal.add_argument("--config", type=Path, help="thresholds TOML ([calibration] factor, min_runs, floors)")
+    cal.set_defaults(func=run_calibrate)
+    hist = sub.add_parser("history", help="print a cell's series: promotions and recorded gated runs")
+    hist.add_argument("cell", metavar="CELL", help="full cell id or fnmatch pattern")
+    hist.add_argument("--baselines", default="baselines", type=Path)
+    hist.add_argument("--gpu", action="append", help="only this GPU generation (repeatable)")
+    hist.add_argument("--matrix", help="only this matrix")
+    hist.add_argument("--format", choices=("table", "json"), default="table")
+    hist.set_defaults(func=run_history)
+
+
+def _results(paths: list[str]) -> list:
+    from suite.errors import InputError
+    from suite.results.collect import load_results
+
+    results = load_results(paths)
+    if not results:
+        raise InputError(f"no result files found in {', '.join(map(str, paths))} (expected *.json results)")
+    return results
 
 
 def run_gate(args: argparse.Namespace) -> int:
     from suite.gate.compare import compare
     from suite.gate.config import load_config
-    from suite.gate.load import load_results
+    from suite.gate.record import record_report
     from suite.gate.render import RENDERERS
 
     config = load_config(args.config)
-    results = load_results(args.results)
-    report = compare(results, args.baselines, config, allow_mismatch=args.allow_mismatch)
+    results = _results(args.results)
+    report = compare(
+        results,
+        args.baselines,
+        config,
+        allow_mismatch=args.allow_mismatch,
+        require_baseline=args.require_baseline,
+    )
+    if args.record:
+        report.notes += record_report(report, results, args.baselines)
     text = RENDERERS[args.format](report)
     print(text)
     if args.output:
@@ -63,15 +108,14 @@ def run_gate(args: argparse.Namespace) -> int:
 def run_promote(args: argparse.Namespace) -> int:
     from suite.gate.compare import required_samples
     from suite.gate.config import load_config
-    from suite.gate.load import load_results
     from suite.gate.store import promote
 
     config = load_config(args.config)
-    results = load_results(args.results)
+    results = _results(args.results)
     need = max(required_samples(config.for_cell(r.id).throughput) for _, r in results)
     for p in promote(results, args.baselines, allow_failed=args.allow_failed, min_samples=need):
         replaced = f"; replaced the baseline of {p.replaced}" if p.replaced else ""
-        replaced += f"; removed {p.moved_from} (older layout)" if p.moved_from else ""
+        replaced += "; its calibration is dropped (run baseline calibrate again)" if p.calibration_dropped else ""
         print(f"promoted {p.id} -> {p.path} ({p.runs} run(s), {p.measured_steps} measured steps, {p.status}{replaced})")
     return 0
 
@@ -79,14 +123,15 @@ def run_promote(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from suite.gate.cells import median
+    from suite.gate.cells import median, pool
     from suite.gate.store import describe_versions, list_baselines
 
     rows = []
     for _path, b in list_baselines(args.baselines, args.gpu):
-        cell = b.cell()
+        cell = pool(b.results)
         tput = median(cell.throughput)
         v = describe_versions(b.results[0].provenance)
+        cal = b.calibration
         rows.append(
             [
                 b.gpu,
@@ -101,6 +146,8 @@ def run_list(args: argparse.Namespace) -> int:
                 " ".join(f"{k} {v[k]}" for k in ("verl", "vllm", "torch") if v[k]) or "-",
                 b.promoted_at or "-",
                 len(b.history),
+                len(b.gated),
+                f"±{cal.throughput_tolerance:.1%} ({cal.runs} runs)" if cal else "-",
             ]
         )
     headers = [
@@ -116,6 +163,67 @@ def run_list(args: argparse.Namespace) -> int:
         "versions",
         "promoted",
         "history",
+        "gated",
+        "calibrated",
     ]
     print(tabulate(rows, headers, tablefmt="simple") if rows else f"no baselines in {args.baselines}")
+    return 0
+
+
+def _matches(cell_id: str, patterns: list[str]) -> bool:
+    import fnmatch
+
+    return not patterns or any(cell_id == p or fnmatch.fnmatchcase(cell_id, p) for p in patterns)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from suite.errors import InputError
+    from suite.gate.calibrate import calibrate
+    from suite.gate.config import load_config
+    from suite.gate.store import label, list_baselines, now_iso
+    from suite.results.baseline import write_baseline
+
+    settings = load_config(args.config).calibration
+    chosen = [(p, b) for p, b in list_baselines(args.baselines, args.gpu) if _matches(b.id, args.cells)]
+    if not chosen:
+        raise InputError(f"no baseline in {args.baselines} matches {args.cells or 'any cell'}")
+    stamp = now_iso()
+    done = 0
+    for path, b in chosen:
+        out = calibrate(b, settings, stamp)
+        name = f"{b.gpu}, {label(b.matrix, b.id)}"
+        if out.calibration is None:
+            print(f"not calibrated {name}: {out.reason}")
+            continue
+        write_baseline(path, b.model_copy(update={"calibration": out.calibration}))
+        done += 1
+        print(f"calibrated {name}: {out.reason} -> {path}")
+    print(f"{done} of {len(chosen)} baseline(s) calibrated (factor {settings.factor:g}, min {settings.min_runs} runs)")
+    return 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from suite.errors import InputError
+    from suite.gate.history import series
+    from suite.gate.render import render_history
+    from suite.gate.store import list_baselines
+
+    chosen = [
+        (p, b)
+        for p, b in list_baselines(args.baselines, args.gpu)
+        if _matches(b.id, [args.cell]) and (args.matrix is None or b.matrix == args.matrix)
+    ]
+    if not chosen:
+        raise InputError(f"no baseline in {args.baselines} for cell {args.cell!r}", field="CELL")
+    if args.format == "json":
+        doc = [
+            {"gpu": b.gpu, "matrix": b.matrix, "cell": b.id, "file": str(p), "series": [asdict(x) for x in series(b)]}
+            for p, b in chosen
+        ]
+        print(json.dumps(doc, indent=2))
+        return 0
+    print("\n\n".join(render_history(p, b, series(b)) for p, b in chosen))
     return 0

@@ -1,4 +1,9 @@
-"""Verdicts: each result cell against its baseline, per metric. Plain data in, plain rows out."""
+"""Verdicts: each result cell against its baseline, per metric. Plain data in, plain rows out.
+
+Per cell: status, throughput, memory and accuracy against the baseline (tolerances from the baseline's
+calibration where it has one, from the thresholds file otherwise), the correctness sentinel (rollout-vs-actor
+mismatch, `suite.gate.sentinel`), and the consecutive rule over the recorded series (`suite.gate.history`):
+a throughput, memory or accuracy violation is `suspicious` until it is the Nth in a row."""
 
 from __future__ import annotations
 
@@ -15,17 +20,22 @@ from suite.gate import stats
 from suite.gate.cells import Cell, median, pool
 from suite.gate.config import (
     AccuracyThresholds,
+    CellThresholds,
     GateConfig,
     GateSettings,
     MemoryThresholds,
     ThroughputThresholds,
 )
+from suite.gate.history import decide, prior_streak, waits
 from suite.gate.reference import CellRatios, cell_ratios, find_reference, reference_id
-from suite.gate.store import Baseline, Key, index_baselines, label
+from suite.gate.sentinel import adapter_note, sentinel_outcome
+from suite.gate.store import Key, index_baselines, label
+from suite.results.baseline import Baseline
 from suite.results.schema import Result
+from suite.results.sentinels import PROBS_DIFF_MEAN as MISMATCH_KEY
 
-Verdict = Literal["improved", "unchanged", "regressed", "new", "missing", "failed"]
-VERDICTS: tuple[Verdict, ...] = ("regressed", "failed", "missing", "new", "improved", "unchanged")
+Verdict = Literal["improved", "unchanged", "suspicious", "regressed", "new", "missing", "failed"]
+VERDICTS: tuple[Verdict, ...] = ("regressed", "failed", "suspicious", "missing", "new", "improved", "unchanged")
 # Not `matrix`: a result is paired only with the baseline of its own (generation, matrix, id), so the
 # matrix always agrees (cell ids come from the axes alone; matrices with other [base] settings share them).
 MATCH_FIELDS = ("gpu", "n_gpus", "model", "profile")
@@ -56,6 +66,11 @@ class Row:
     reference_source: str = ""  # "current": the reference ran in this gate's results; "baseline": its stored one
     throughput_vs_reference: float | None = None
     peak_memory_vs_reference: float | None = None
+    # The tolerance the verdict used (throughput: fraction; memory: GiB) and where it came from:
+    # "calibration (N runs)" from the baseline's own runs, or "thresholds" (the TOML).
+    tolerance: float | None = None
+    tolerance_source: str = ""
+    streak: int | None = None  # violations in a row of this metric, this run included (consecutive rule)
 
 
 @dataclass
@@ -66,6 +81,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     config_source: str = ""
     reference_notes: list[str] = field(default_factory=list)  # per group: which reference, from where
+    sentinel_notes: list[str] = field(default_factory=list)  # per LoRA cell: what says the adapter reached vLLM
 
     @property
     def regressions(self) -> list[Row]:
@@ -94,6 +110,13 @@ def required_samples(t: ThroughputThresholds) -> int:
     return max(t.min_samples, stats.min_rank_test_samples(t.alpha))
 
 
+Window = tuple[Sequence[float], Sequence[float]]  # per measured step: (tokens, seconds)
+
+
+def _has_window(w: Window | None) -> bool:
+    return w is not None and len(w[0]) > 0 and all(t is not None for t in w[0])
+
+
 def throughput_outcome(
     current: Sequence[float],
     baseline: Sequence[float],
@@ -102,25 +125,48 @@ def throughput_outcome(
     *,
     seed: int,
     always_interval: bool = True,
+    current_window: Window | None = None,
+    baseline_window: Window | None = None,
+    min_effect: float | None = None,
 ) -> ThroughputOutcome:
-    """Regressed when the rank test says slower at `alpha` AND the effect rule passes `min_effect`;
-    improved symmetrically; unchanged otherwise. Shared with benchmarks/gate_power.py."""
+    """Regressed when the rank test on per-step tokens/s says slower at `alpha` AND the effect rule passes the
+    minimum effect (`min_effect` when given, a calibrated tolerance; `t.min_effect` otherwise); improved
+    symmetrically; unchanged otherwise. The change is that of the window throughput (`t.measure = "window"`,
+    when both windows are given and every step has a token count) or of the median per-step throughput.
+    Shared with benchmarks/gate_power.py."""
+    effect = t.min_effect if min_effect is None else min_effect
     p_less = stats.mann_whitney_p(current, baseline, "less")
     p_greater = stats.mann_whitney_p(current, baseline, "greater")
     significant = p_less < t.alpha or p_greater < t.alpha
+    window = t.measure == "window" and _has_window(current_window) and _has_window(baseline_window)
     change = None
     if always_interval or (significant and t.effect_rule == "interval"):
-        change = stats.median_change(current, baseline, resamples=g.bootstrap_resamples, level=g.ci_level, seed=seed)
+        if window:
+            assert current_window is not None and baseline_window is not None
+            change = stats.window_change(
+                current_window, baseline_window, resamples=g.bootstrap_resamples, level=g.ci_level, seed=seed
+            )
+        else:
+            change = stats.median_change(
+                current, baseline, resamples=g.bootstrap_resamples, level=g.ci_level, seed=seed
+            )
     if significant and change is None:
-        est = float(np.median(current) / np.median(baseline) - 1.0)
+        if window:
+            assert current_window is not None and baseline_window is not None
+            est = float(
+                (sum(current_window[0]) / sum(current_window[1])) / (sum(baseline_window[0]) / sum(baseline_window[1]))
+                - 1.0
+            )
+        else:
+            est = float(np.median(current) / np.median(baseline) - 1.0)
         change = stats.Change(est, est, est)
     verdict: Verdict = "unchanged"
     if change is not None:
         drop = change.low if t.effect_rule == "interval" else change.estimate
         gain = change.high if t.effect_rule == "interval" else change.estimate
-        if p_less < t.alpha and drop <= -t.min_effect:
+        if p_less < t.alpha and drop <= -effect:
             verdict = "regressed"
-        elif p_greater < t.alpha and gain >= t.min_effect:
+        elif p_greater < t.alpha and gain >= effect:
             verdict = "improved"
     return ThroughputOutcome(verdict, p_less, p_greater, change)
 
@@ -129,24 +175,61 @@ def _pct(change: stats.Change) -> str:
     return f"{change.estimate * 100:+.1f} % [{change.low * 100:+.1f}, {change.high * 100:+.1f}]"
 
 
-def _throughput_row(cur: Cell, base: Cell, t: ThroughputThresholds, g: GateSettings) -> Row:
+@dataclass(frozen=True)
+class Tolerances:
+    """What the throughput and memory verdicts of one cell compare against, and where it came from."""
+
+    throughput: float  # minimum effect, fraction
+    memory: MemoryThresholds
+    source: str  # "thresholds" | "calibration (N runs)"
+    memory_gib: float | None = None  # calibrated memory tolerance; None: from `memory` (rel/abs)
+
+
+def tolerances(baseline: Baseline, th: CellThresholds) -> Tolerances:
+    cal = baseline.calibration
+    if cal is None:
+        return Tolerances(th.throughput.min_effect, th.memory, "thresholds")
+    return Tolerances(cal.throughput_tolerance, th.memory, f"calibration ({cal.runs} runs)", cal.memory_tolerance_gib)
+
+
+def _window(cell: Cell) -> Window:
+    return (
+        ([t for t in cell.tokens if t is not None], cell.time_per_step)
+        if all(t is not None for t in cell.tokens)
+        else ((), ())
+    )
+
+
+def _throughput_row(cur: Cell, base: Cell, t: ThroughputThresholds, g: GateSettings, tol: Tolerances) -> Row:
     seed = g.seed + zlib.crc32(cur.id.encode())
-    out = throughput_outcome(cur.throughput, base.throughput, t, g, seed=seed)
+    out = throughput_outcome(
+        cur.throughput,
+        base.throughput,
+        t,
+        g,
+        seed=seed,
+        current_window=_window(cur),
+        baseline_window=_window(base),
+        min_effect=tol.throughput,
+    )
     assert out.change is not None
     p = out.p_less if out.verdict != "improved" else out.p_greater
+    window = t.measure == "window" and cur.window is not None and base.window is not None
     context = (
         f"p={p:.2g}, n={len(cur.throughput)} vs {len(base.throughput)}; "
         f"step {median(base.time_per_step):.2f} -> {median(cur.time_per_step):.2f} s; "
-        f"response {median(base.response_length):.0f} -> {median(cur.response_length):.0f} tok"
+        f"response {median(base.response_length):.0f} -> {median(cur.response_length):.0f} tok; "
+        f"{'window' if window else 'median step'} throughput; min effect {tol.throughput:.1%} ({tol.source})"
     )
+    base_v, cur_v = (base.window, cur.window) if window else (median(base.throughput), median(cur.throughput))
     return Row(
         cell=cur.id,
         metric="throughput",
         verdict=out.verdict,
         regression=out.verdict == "regressed",
         change=_pct(out.change),
-        baseline=f"{median(base.throughput):.1f}",
-        current=f"{median(cur.throughput):.1f}",
+        baseline=f"{base_v:.1f}",
+        current=f"{cur_v:.1f}",
         detail=context,
         estimate=out.change.estimate,
         low=out.change.low,
@@ -154,14 +237,18 @@ def _throughput_row(cur: Cell, base: Cell, t: ThroughputThresholds, g: GateSetti
         p_value=p,
         n_baseline=len(base.throughput),
         n_current=len(cur.throughput),
+        tolerance=tol.throughput,
+        tolerance_source=tol.source,
     )
 
 
 # --- memory and accuracy ----------------------------------------------------------------------------------
 
 
-def memory_verdict(current_gb: float, baseline_gb: float, m: MemoryThresholds) -> tuple[Verdict, float]:
-    tolerance = max(m.rel_tolerance * baseline_gb, m.abs_tolerance_gib)
+def memory_verdict(
+    current_gb: float, baseline_gb: float, m: MemoryThresholds, calibrated_gib: float | None = None
+) -> tuple[Verdict, float]:
+    tolerance = max(m.rel_tolerance * baseline_gb, m.abs_tolerance_gib) if calibrated_gib is None else calibrated_gib
     if current_gb > baseline_gb + tolerance:
         return "regressed", tolerance
     if current_gb < baseline_gb - tolerance:
@@ -169,11 +256,12 @@ def memory_verdict(current_gb: float, baseline_gb: float, m: MemoryThresholds) -
     return "unchanged", tolerance
 
 
-def _memory_row(cur: Cell, base: Cell, m: MemoryThresholds) -> Row | None:
+def _memory_row(cur: Cell, base: Cell, tolerances: Tolerances) -> Row | None:
     if cur.peak_memory_worst_gb is None or base.peak_memory_worst_gb is None:
         return None
     c, b = cur.peak_memory_worst_gb, base.peak_memory_worst_gb
-    verdict, tol = memory_verdict(c, b, m)
+    verdict, tol = memory_verdict(c, b, tolerances.memory, tolerances.memory_gib)
+    source = tolerances.source if tolerances.memory_gib is not None else "thresholds"
     return Row(
         cell=cur.id,
         metric="memory",
@@ -182,8 +270,10 @@ def _memory_row(cur: Cell, base: Cell, m: MemoryThresholds) -> Row | None:
         change=f"{c - b:+.2f} GiB ({(c / b - 1) * 100 if b else 0.0:+.1f} %)",
         baseline=f"{b:.2f} GiB",
         current=f"{c:.2f} GiB",
-        detail=f"NVML peak, worst GPU; tolerance ±{tol:.2f} GiB",
+        detail=f"NVML peak, worst GPU; tolerance ±{tol:.2f} GiB ({source})",
         estimate=c - b,
+        tolerance=tol,
+        tolerance_source=source,
     )
 
 
@@ -280,15 +370,71 @@ def _status_rows(cur: Cell, base: Cell | None) -> list[Row]:
     return [Row(cur.id, "status", "improved", False, f"{base.status} -> ok", base.status, "ok", base.reason or "")]
 
 
+def _sentinel_row(cur_runs: Sequence[Result], base_runs: Sequence[Result] | None, th: CellThresholds) -> Row | None:
+    out = sentinel_outcome(cur_runs, base_runs, th.sentinel)
+    if out is None:
+        return None
+    base = f"{out.baseline_median:.3g}" if out.baseline_median is not None else "-"
+    ratio = f"x{out.current_median / out.baseline_median:.2f}" if out.baseline_median else ""
+    detail = "; ".join(out.problems) or (
+        f"rollout vs actor |p| diff, median of {out.steps} steps; worst step {out.worst.step}: "
+        f"{out.worst.probs_diff_mean:.3g} (limit {th.sentinel.max_probs_diff_mean:g})"
+    )
+    return Row(
+        cell=cur_runs[0].id,
+        metric="sentinel:logprob",
+        verdict="failed" if out.failed else "unchanged",
+        regression=out.failed,
+        change=ratio,
+        baseline=base,
+        current=f"{out.current_median:.3g}",
+        detail=detail,
+        estimate=out.current_median,
+        n_current=out.steps,
+    )
+
+
+def _with_streaks(rows: list[Row], baseline: Baseline, consecutive: int) -> list[Row]:
+    """Violations of throughput, memory and accuracy rows become `suspicious` until they are the Nth in a row
+    against the current baseline (the recorded series); other rows are left as they are."""
+    out = []
+    for row in rows:
+        if row.verdict != "regressed" or not waits(row.metric) or row.change == "ok -> oom":
+            out.append(row)
+            continue
+        d = decide(prior_streak(baseline, row.metric), consecutive)
+        out.append(
+            replace(
+                row,
+                verdict="regressed" if d.regression else "suspicious",
+                regression=d.regression,
+                streak=d.streak,
+                detail=f"{row.detail}; {d.detail}",
+            )
+        )
+    return out
+
+
+def _new_rows(cur: Cell, cell_id: str, detail: str, require: bool) -> list[Row]:
+    rows = _status_rows(cur, None) or [Row(cell_id, "all", "new", False, detail=detail)]
+    if not require:
+        return rows
+    return [
+        replace(r, regression=True, detail=f"{r.detail}; --require-baseline: a cell needs a baseline") for r in rows
+    ]
+
+
 def compare(
     results: Sequence[tuple[Path, Result]],
     baselines_root: Path,
     config: GateConfig,
     *,
     allow_mismatch: bool = False,
+    require_baseline: bool = False,
 ) -> Report:
     """Each result cell (all runs of one (generation, matrix, id), pooled) against the baseline of the same GPU
-    generation, matrix and id; a cell without one is `new`, whatever other matrices hold."""
+    generation, matrix and id; a cell without one is `new`, whatever other matrices hold (and fails with
+    `require_baseline`)."""
     if not baselines_root.is_dir():
         # A typo in --baselines would otherwise turn every cell into `new` and pass the gate.
         raise InputError(f"baseline folder {baselines_root} does not exist (create it, or promote results into it)")
@@ -297,35 +443,37 @@ def compare(
     for _, result in results:
         groups.setdefault((result.gpu, result.matrix, result.id), []).append(result)
     store = index_baselines(baselines_root, sorted({r.gpu for _, r in results}))
+    if require_baseline and not index_baselines(baselines_root):
+        raise InputError(
+            f"baseline folder {baselines_root} holds no baseline at all (--require-baseline): is it the store? "
+            "(expected <gen>/<matrix>/<cell id>.json files)"
+        )
     errors: list[str] = []
     mismatches: list[str] = []
+    checked: list[Row] = []  # sentinels that passed
     for gpu, matrix, cell_id in sorted(groups):
         runs = groups[(gpu, matrix, cell_id)]
         name = label(matrix, cell_id)
         mismatches += _mismatches("other runs of the cell", runs[1:], runs[0])
         cur = pool(runs)
         found = store.get((gpu, matrix, cell_id))
-        rows: list[Row] = []
+        th = config.for_cell(cell_id)
+        if note := adapter_note(runs):
+            report.sentinel_notes.append(f"{name}: {note}")
         if found is None:
             others = sorted(m for g, m, i in store if (g, i) == (gpu, cell_id))
             elsewhere = f"; matrix {', '.join(others)} has one, not compared" if others else ""
-            rows += _status_rows(cur, None) or [
-                Row(
-                    cell_id,
-                    "all",
-                    "new",
-                    False,
-                    detail=f"no baseline under {baselines_root}/{gpu}/ for matrix {matrix}{elsewhere}",
-                )
-            ]
+            detail = f"no baseline under {baselines_root}/{gpu}/ for matrix {matrix}{elsewhere}"
+            rows = _new_rows(cur, cell_id, detail, require_baseline)
+            if (sentinel := _sentinel_row(runs, None, th)) is not None and sentinel.regression:
+                rows.append(sentinel)  # a broken rollout fails even without a baseline to compare with
             report.rows += [replace(r, matrix=matrix, gpu=gpu) for r in rows]
             continue
         path, baseline = found
         mismatches += _mismatches(f"baseline {path}", runs, baseline.results[0])
-        base = baseline.cell()
+        base = pool(baseline.results)
         _versions(cur, base, report.versions)
-        rows += _status_rows(cur, base)
-        th = config.for_cell(cell_id)
+        rows = _status_rows(cur, base)
         if cur.status == "oom" and base.status == "ok":
             rows.append(
                 Row(
@@ -339,12 +487,23 @@ def compare(
                     cur.reason or "",
                 )
             )
+        sentinel = _sentinel_row(runs, baseline.results, th)
+        if sentinel is None:
+            report.notes.append(f"{name}: no rollout/actor mismatch recorded (verl's {MISMATCH_KEY}); not checked")
+        elif sentinel.regression:
+            rows.append(sentinel)  # only a failure is a row: a passing sentinel is one line in the notes
+        else:
+            checked.append(replace(sentinel, matrix=matrix, gpu=gpu))
         report.rows += [replace(r, matrix=matrix, gpu=gpu) for r in rows]
         if cur.status != "ok" or base.status != "ok":
             continue
         need = required_samples(th.throughput)
         for side, cell, where in (
-            ("result", cur, ", ".join(sorted({str(p) for p, r in results if (r.gpu, r.matrix, r.id) == (gpu, matrix, cell_id)}))),
+            (
+                "result",
+                cur,
+                ", ".join(sorted({str(p) for p, r in results if (r.gpu, r.matrix, r.id) == (gpu, matrix, cell_id)})),
+            ),
             ("baseline", base, str(path)),
         ):
             if len(cell.throughput) < need:
@@ -357,13 +516,15 @@ def compare(
                 )
         if errors:
             continue
-        rows = [_throughput_row(cur, base, th.throughput, config.gate)]
-        mem = _memory_row(cur, base, th.memory)
+        tol = tolerances(baseline, th)
+        rows = [_throughput_row(cur, base, th.throughput, config.gate, tol)]
+        mem = _memory_row(cur, base, tol)
         if mem is None:
             report.notes.append(f"{name}: no NVML peak memory on one side; memory not compared")
         else:
             rows.append(mem)
         rows += _accuracy_rows(cur, base, th.accuracy, config.gate.ci_level, report.notes)
+        rows = _with_streaks(rows, baseline, config.gate.consecutive)
         report.rows += [replace(r, matrix=matrix, gpu=gpu) for r in rows]
     if mismatches and not allow_mismatch:
         errors.append(
@@ -373,6 +534,13 @@ def compare(
     if errors:
         raise InputError("\n  ".join(["cannot gate:", *errors]))
     report.mismatches = mismatches
+    if checked:
+        worst = max(checked, key=lambda r: r.estimate or 0.0)
+        report.sentinel_notes.insert(
+            0,
+            f"sentinel:logprob: {len(checked)} cell(s) within limits against their baselines (largest median "
+            f"rollout/actor |p| diff {worst.current}, {label(worst.matrix, worst.cell)})",
+        )
     report.rows, report.reference_notes = _with_reference(report.rows, groups, store, baselines_root)
     report.rows += _missing_rows(results, groups, store, config)
     return report

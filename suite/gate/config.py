@@ -13,7 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from suite.errors import InputError
 
 EffectRule = Literal["interval", "estimate"]
+Measure = Literal["window", "step"]
 DEFAULT_FILE = "thresholds.toml"
+TABLES = ("gate", "throughput", "memory", "accuracy", "sentinel", "calibration", "override")
+PER_CELL = ("throughput", "memory", "accuracy", "sentinel")
 
 
 class _Section(BaseModel):
@@ -25,6 +28,7 @@ class GateSettings(_Section):
     bootstrap_resamples: int = Field(2000, ge=100)
     ci_level: float = Field(0.95, gt=0.5, lt=1.0)
     seed: int = 0
+    consecutive: int = Field(2, ge=1)
 
 
 class ThroughputThresholds(_Section):
@@ -32,6 +36,7 @@ class ThroughputThresholds(_Section):
     min_effect: float = Field(ge=0.0, lt=1.0)
     effect_rule: EffectRule
     min_samples: int = Field(ge=2)
+    measure: Measure = "window"
 
 
 class MemoryThresholds(_Section):
@@ -46,10 +51,25 @@ class AccuracyThresholds(_Section):
     fisher_below: float = Field(ge=0.0)
 
 
+class SentinelThresholds(_Section):
+    max_probs_diff_mean: float = Field(gt=0.0)
+    min_pearson: float = Field(ge=-1.0, le=1.0)
+    max_growth: float = Field(gt=1.0)
+    growth_floor: float = Field(ge=0.0)
+
+
+class CalibrationSettings(_Section):
+    factor: float = Field(gt=0.0)
+    min_runs: int = Field(ge=2)
+    throughput_floor: float = Field(ge=0.0, lt=1.0)
+    memory_floor_gib: float = Field(ge=0.0)
+
+
 class CellThresholds(_Section):
     throughput: ThroughputThresholds
     memory: MemoryThresholds
     accuracy: AccuracyThresholds
+    sentinel: SentinelThresholds
 
 
 class Override(_Section):
@@ -57,6 +77,7 @@ class Override(_Section):
     throughput: dict[str, Any] = Field(default_factory=dict)
     memory: dict[str, Any] = Field(default_factory=dict)
     accuracy: dict[str, Any] = Field(default_factory=dict)
+    sentinel: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("cells", mode="before")
     @classmethod
@@ -69,13 +90,13 @@ class GateConfig(_Section):
     throughput: ThroughputThresholds
     memory: MemoryThresholds
     accuracy: AccuracyThresholds
+    sentinel: SentinelThresholds
+    calibration: CalibrationSettings
     override: list[Override] = Field(default_factory=list)
     source: str = DEFAULT_FILE
 
     def for_cell(self, cell_id: str) -> CellThresholds:
-        merged: dict[str, dict[str, Any]] = {
-            name: getattr(self, name).model_dump() for name in ("throughput", "memory", "accuracy")
-        }
+        merged: dict[str, dict[str, Any]] = {name: getattr(self, name).model_dump() for name in PER_CELL}
         for ov in self.override:
             if any(fnmatch.fnmatchcase(cell_id, pat) for pat in ov.cells):
                 for name in merged:
@@ -135,12 +156,9 @@ def load_config(path: str | Path | None = None) -> GateConfig:
         except OSError as exc:
             raise InputError(f"cannot read config: {exc.strerror}", source=str(path)) from None
         user = _read_toml(text, str(path))
-        unknown = set(user) - {"gate", "throughput", "memory", "accuracy", "override"}
+        unknown = set(user) - set(TABLES)
         if unknown:
-            raise InputError(
-                f"unknown table(s) {sorted(unknown)}; allowed: gate, throughput, memory, accuracy, override",
-                source=str(path),
-            )
+            raise InputError(f"unknown table(s) {sorted(unknown)}; allowed: {', '.join(TABLES)}", source=str(path))
         data = _merge(data, user)
     try:
         config = GateConfig.model_validate({**data, "source": source})
@@ -149,9 +167,7 @@ def load_config(path: str | Path | None = None) -> GateConfig:
     # Validate every override now so that a typo fails before any comparison is printed.
     for i, ov in enumerate(config.override):
         try:
-            CellThresholds.model_validate(
-                {n: {**getattr(config, n).model_dump(), **getattr(ov, n)} for n in ("throughput", "memory", "accuracy")}
-            )
+            CellThresholds.model_validate({n: {**getattr(config, n).model_dump(), **getattr(ov, n)} for n in PER_CELL})
         except ValidationError as exc:
             raise InputError(_describe(exc, f"override[{i}] (cells {ov.cells})"), source=file) from None
     return config

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 from suite.gate.cells import Cell, median, pool
-from suite.gate.store import Baseline, Key
+from suite.gate.store import Key
+from suite.results.baseline import Baseline
 from suite.results.schema import Result
 
 Source = Literal["current", "baseline"]
@@ -90,7 +91,7 @@ def find_reference(
     if key in store:
         path, baseline = store[key]
         if same_group(first, baseline.results[0]):
-            cell = baseline.cell()
+            cell = pool(baseline.results)
             tput, peak = _values(cell)
             return Reference(ref_id, "baseline", cell.status, tput, peak, str(path))
     return None

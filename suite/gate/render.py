@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 from tabulate import tabulate
 
 from suite.gate.compare import Report, Row
+from suite.gate.history import Point
 from suite.gate.reference import ratio_text
+from suite.results.baseline import Baseline
 
 HEADERS = ["cell", "metric", "verdict", "change", "baseline", "current", "detail"]
-ICONS = {"regressed": "🔴", "failed": "🔴", "missing": "⚪", "new": "🆕", "improved": "🟢", "unchanged": "✅"}
+ICONS = {
+    "regressed": "🔴",
+    "failed": "🔴",
+    "suspicious": "🟡",
+    "missing": "⚪",
+    "new": "🆕",
+    "improved": "🟢",
+    "unchanged": "✅",
+}
 
 
 def _order(rows: list[Row]) -> list[Row]:
@@ -107,6 +118,7 @@ def render_table(report: Report) -> str:
         lines.append(f"matrix: {_matrices(report)[0]}")
     lines.append(tabulate(_rows(report, False), _headers(report), tablefmt="simple"))
     lines += [f"note: {n}" for n in report.reference_notes]
+    lines += [f"note: {n}" for n in report.sentinel_notes]
     lines += [f"note: {n}" for n in report.notes]
     lines.append(f"gate: {_headline(report)} (thresholds: {report.config_source}; exit {report.exit_code})")
     return "\n".join(lines)
@@ -131,12 +143,14 @@ def render_markdown(report: Report) -> str:
     if len(_matrices(report)) == 1:
         lines += [f"Matrix `{_matrices(report)[0]}`.", ""]
     lines.append(tabulate(_rows(report, True), _headers(report), tablefmt="github"))
-    if report.reference_notes or report.notes:
-        lines += ["", *[f"- {n}" for n in [*report.reference_notes, *report.notes]]]
+    notes = [*report.reference_notes, *report.sentinel_notes, *report.notes]
+    if notes:
+        lines += ["", *[f"- {n}" for n in notes]]
     lines += [
         "",
         f"<sub>throughput: median tokens/s/GPU after warm-up, change with bootstrap 95 % interval, one-sided "
-        f"Mann-Whitney U; memory: NVML peak of the worst GPU; accuracy: pass@1. Thresholds: "
+        f"Mann-Whitney U; memory: NVML peak of the worst GPU; accuracy: pass@1; sentinel:logprob: verl's "
+        f"rollout vs actor probability difference. Thresholds: "
         f"`{report.config_source}`. Exit code {report.exit_code}.</sub>",
     ]
     return "\n".join(lines) + "\n"
@@ -151,10 +165,43 @@ def render_json(report: Report) -> str:
         "versions": report.versions,
         "notes": report.notes,
         "reference_notes": report.reference_notes,
+        "sentinel_notes": report.sentinel_notes,
         "config": report.config_source,
         "rows": [asdict(r) for r in _order(report.rows)],
     }
     return json.dumps(doc, indent=2)
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return format(v, fmt) if v is not None else "-"
+
+
+def render_history(path: Path, baseline: Baseline, points: list[Point]) -> str:
+    """`baseline history`: one table per baseline file, oldest first."""
+    head = f"{baseline.gpu}, matrix {baseline.matrix}: {baseline.id} ({path})"
+    rows = [
+        [
+            p.at,
+            p.kind + (" (current)" if p.current else ""),
+            p.runs,
+            p.steps,
+            _num(p.throughput, ".1f"),
+            _num(p.peak_memory_gb, ".2f"),
+            _num(p.probs_diff_mean, ".3g"),
+            ", ".join(f"{m} {v}" for m, v in sorted(p.verdicts.items()) if v != "unchanged")
+            or ("-" if p.verdicts else ""),
+        ]
+        for p in points
+    ]
+    headers = ["when", "kind", "runs", "steps", "tok/s/GPU (window)", "peak GiB", "probs diff", "verdicts"]
+    cal = baseline.calibration
+    foot = (
+        f"calibrated {cal.calibrated_at} from {cal.runs} runs: throughput ±{cal.throughput_tolerance:.2%}, "
+        f"memory ±{cal.memory_tolerance_gib:.2f} GiB"
+        if cal
+        else "not calibrated (thresholds file tolerances)"
+    )
+    return "\n".join([head, tabulate(rows, headers, tablefmt="simple"), foot])
 
 
 RENDERERS = {"table": render_table, "markdown": render_markdown, "json": render_json}

@@ -64,6 +64,31 @@ def median_change(
     return Change(float(np.median(cur) / np.median(base) - 1.0), float(low), float(high))
 
 
+def window_change(
+    current: tuple[Sequence[float], Sequence[float]],
+    baseline: tuple[Sequence[float], Sequence[float]],
+    *,
+    resamples: int,
+    level: float,
+    seed: int,
+) -> Change:
+    """Change of the window throughput, sum(tokens) / sum(seconds), current / baseline - 1, with a percentile
+    bootstrap interval: steps are resampled as (tokens, seconds) pairs, each side on its own. (GPU counts
+    cancel: both sides of a comparison have the same.)"""
+    rng = np.random.default_rng(seed)
+
+    def ratios(side: tuple[Sequence[float], Sequence[float]]) -> tuple[float, np.ndarray]:
+        tokens, seconds = np.asarray(side[0], dtype=float), np.asarray(side[1], dtype=float)
+        idx = rng.integers(0, tokens.size, size=(resamples, tokens.size))
+        return float(tokens.sum() / seconds.sum()), tokens[idx].sum(axis=1) / seconds[idx].sum(axis=1)
+
+    cur, cur_boot = ratios(current)
+    base, base_boot = ratios(baseline)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(cur_boot / base_boot - 1.0, [tail, 1.0 - tail])
+    return Change(cur / base - 1.0, float(low), float(high))
+
+
 def two_proportion_p(correct: int, total: int, base_correct: int, base_total: int, alternative: Alternative) -> float:
     """One-sided pooled two-proportion z test that the current rate is `alternative` than the baseline's."""
     pooled = (correct + base_correct) / (total + base_total)

@@ -1,17 +1,13 @@
-"""Read results for the report: Result JSON files, baseline files of the gate's store
-(`{"format": 1, "results": [Result, ...], "history": [...]}`), or a wrapper with one `"result"`.
-
-Validation and error messages are the gate's (`suite.gate.load`), so both stages accept and refuse the
-same files.
-"""
+"""Read results for the report: Result JSON files, baseline files of the gate's store, or a wrapper with one
+`"result"`, through the one result reader (`suite.results.collect`), so the report, the gate, run and memory
+accept and refuse the same files. A store's evidence folder (raw session files) is left out."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
 
-from suite.errors import InputError
-from suite.gate.store import in_evidence, read_results_file
+from suite.results.collect import load_results as collect
 from suite.results.schema import Result
 
 
@@ -21,25 +17,4 @@ def load_results(paths: Iterable[Path]) -> list[tuple[str, Result]]:
     Several results with one cell id are runs of that cell; the report pools them as the gate does.
     All bad files are reported together.
     """
-    found: list[tuple[str, Result]] = []
-    errors: list[str] = []
-    for root in paths:
-        if root.is_dir():
-            # a store's evidence folder holds raw session files, not results to report
-            files = sorted(p for p in root.rglob("*.json") if p.is_file() and not in_evidence(p, root))
-            in_folder = True
-        elif root.is_file():
-            files, in_folder = [root], False
-        else:
-            errors.append(f"{root}: no such file or folder")
-            continue
-        for f in files:
-            try:
-                results = read_results_file(f, in_folder=in_folder)
-            except InputError as exc:
-                errors.append(str(exc))
-                continue
-            found += [(str(f), r) for r in results or ()]
-    if errors:
-        raise InputError("\n  ".join(["bad result input:", *errors]))
-    return found
+    return [(str(p), r) for p, r in collect(paths, baselines=True, skip_evidence=True)]

@@ -44,11 +44,21 @@ class CellInfo:
 
     @classmethod
     def from_cell(cls, cell: Cell) -> CellInfo:
-        return cls(id=cell.full_id, matrix=cell.matrix, profile=cell.profile, gpu=cell.gpu,
-                   n_gpus=cell.n_gpus, model=cell.model, backend=cell.backend, axes=dict(cell.axes),
-                   nnodes=cell.nnodes, warmup_steps=cell.warmup_steps,
-                   predicted_memory_gb=cell.predicted_memory_gb,
-                   predicted_host_memory_gb=cell.predicted_host_memory_gb, reference=cell.reference)
+        return cls(
+            id=cell.full_id,
+            matrix=cell.matrix,
+            profile=cell.profile,
+            gpu=cell.gpu,
+            n_gpus=cell.n_gpus,
+            model=cell.model,
+            backend=cell.backend,
+            axes=dict(cell.axes),
+            nnodes=cell.nnodes,
+            warmup_steps=cell.warmup_steps,
+            predicted_memory_gb=cell.predicted_memory_gb,
+            predicted_host_memory_gb=cell.predicted_host_memory_gb,
+            reference=cell.reference,
+        )
 
 
 @dataclass(frozen=True)
@@ -93,12 +103,14 @@ def outcome(obs: Observation, log_lines: list[str]) -> tuple[str, str | None]:
 def torch_memory(metrics: MetricsLog) -> TorchMemory:
     alloc = [v for s in metrics.steps if (v := s.torch_max_memory_allocated_gb) is not None]
     resv = [v for s in metrics.steps if (v := s.torch_max_memory_reserved_gb) is not None]
-    return TorchMemory(max_memory_allocated_gb=max(alloc) if alloc else None,
-                       max_memory_reserved_gb=max(resv) if resv else None)
+    return TorchMemory(
+        max_memory_allocated_gb=max(alloc) if alloc else None, max_memory_reserved_gb=max(resv) if resv else None
+    )
 
 
-def accuracies(info: CellInfo, metrics: MetricsLog,
-               validation_dir: Path | None) -> tuple[dict[str, Accuracy], dict[str, Accuracy], str | None]:
+def accuracies(
+    info: CellInfo, metrics: MetricsLog, validation_dir: Path | None
+) -> tuple[dict[str, Accuracy], dict[str, Accuracy], str | None]:
     """(after training, before training, note). Synthetic (random) weights carry no accuracy."""
     if validation_dir is None:
         return {}, {}, None
@@ -143,7 +155,8 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
         provenance = provenance.model_copy(update={"extra": {**provenance.extra, "accuracy": note}})
     if metrics.bad_lines:
         provenance = provenance.model_copy(
-            update={"extra": {**provenance.extra, "metrics_bad_lines": str(metrics.bad_lines)}})
+            update={"extra": {**provenance.extra, "metrics_bad_lines": str(metrics.bad_lines)}}
+        )
     gpu, provenance = measured_generation(info.gpu, provenance)
     mem = obs.memory
     host = obs.host_memory

@@ -9,9 +9,12 @@ STATUSES = ("ok", "oom", "crash", "timeout", "interrupted")  # what a run that w
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ingest", help="turn an existing verl run (file-logger JSONL) into a result JSON")
-    p.add_argument("--metrics", default=None,
-                   help="verl file-logger output (VERL_FILE_LOGGER_PATH); omit only for a run that never wrote "
-                        "one (then --log is required)")
+    p.add_argument(
+        "--metrics",
+        default=None,
+        help="verl file-logger output (VERL_FILE_LOGGER_PATH); omit only for a run that never wrote "
+        "one (then --log is required)",
+    )
     p.add_argument("--log", default=None, help="the run's console log: failure class and reason")
     p.add_argument("--validation-dir", default=None, help="trainer.validation_data_dir: exact accuracy counts")
     p.add_argument("--id", required=True, help="cell id, e.g. qwen2.5-0.5b/h100x1/fsdp/lora8-off_none-tp1-rb16")
@@ -23,11 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="unknown", help="HF id, path or synthetic:<arch>")
     p.add_argument("--backend", default="fsdp", help="fsdp or megatron (default fsdp)")
     p.add_argument("--warmup", type=int, default=0, help="warm-up steps excluded from statistics (default 0)")
-    p.add_argument("--exit-code", type=int, default=None,
-                   help="the run's exit code; without it the status is inferred from --log")
-    p.add_argument("--status", default=None, choices=STATUSES,
-                   help="the run's status when neither its exit code nor its log can tell it, e.g. interrupted "
-                        "for a run cut off by its machine going away (needs --reason)")
+    p.add_argument(
+        "--exit-code", type=int, default=None, help="the run's exit code; without it the status is inferred from --log"
+    )
+    p.add_argument(
+        "--status",
+        default=None,
+        choices=STATUSES,
+        help="the run's status when neither its exit code nor its log can tell it, e.g. interrupted "
+        "for a run cut off by its machine going away (needs --reason)",
+    )
     p.add_argument("--reason", default=None, help="why, with --status (recorded as the result's reason)")
     p.add_argument("--argv", default=None, help="the run's command line (recorded in provenance)")
     p.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
@@ -55,8 +63,9 @@ def ingest(args: argparse.Namespace) -> int:
     if metrics is not None and not metrics.is_file():
         raise InputError("file not found", source=str(metrics), field="--metrics")
     if args.reason is not None and args.status is None:
-        raise InputError("--reason needs --status (otherwise the reason comes from --exit-code / --log)",
-                         field="--reason")
+        raise InputError(
+            "--reason needs --status (otherwise the reason comes from --exit-code / --log)", field="--reason"
+        )
     if args.status not in (None, "ok") and not args.reason:
         raise InputError(f"--status {args.status} needs --reason: say why", field="--status")
     if args.status is not None and args.exit_code is not None:
@@ -67,22 +76,42 @@ def ingest(args: argparse.Namespace) -> int:
         raise InputError("directory not found", source=args.validation_dir, field="--validation-dir")
     if args.n_gpus < 1:
         raise InputError(f"bad value {args.n_gpus}; allowed: >= 1", field="--n-gpus")
-    info = CellInfo(id=args.id, matrix=args.matrix, profile=args.profile, gpu=args.gpu, n_gpus=args.n_gpus,
-                    nnodes=args.nnodes, model=args.model, backend=args.backend, warmup_steps=args.warmup)
-    obs = Observation(metrics_path=metrics, log_path=Path(args.log) if args.log else None,
-                      validation_dir=Path(args.validation_dir) if args.validation_dir else None,
-                      exit_code=args.exit_code, status=args.status, reason=args.reason)
+    info = CellInfo(
+        id=args.id,
+        matrix=args.matrix,
+        profile=args.profile,
+        gpu=args.gpu,
+        n_gpus=args.n_gpus,
+        nnodes=args.nnodes,
+        model=args.model,
+        backend=args.backend,
+        warmup_steps=args.warmup,
+    )
+    obs = Observation(
+        metrics_path=metrics,
+        log_path=Path(args.log) if args.log else None,
+        validation_dir=Path(args.validation_dir) if args.validation_dir else None,
+        exit_code=args.exit_code,
+        status=args.status,
+        reason=args.reason,
+    )
     # The run's own environment is unknown: record none rather than the ingesting shell's.
-    provenance = prov.collect(argv=shlex.split(args.argv) if args.argv else [], env={}, runtime="ingest",
-                              model_source=args.model, start_time=None)
+    provenance = prov.collect(
+        argv=shlex.split(args.argv) if args.argv else [],
+        env={},
+        runtime="ingest",
+        model_source=args.model,
+        start_time=None,
+    )
     extra = {"ingested_at": prov.now_iso(), "metrics": str(metrics.resolve()) if metrics else "none"}
     # The run's host is unknown too (the ingesting machine's name would be wrong); git_commit is the suite
     # that made this result (ingested it).
     provenance = provenance.model_copy(update={"versions": {}, "host": None, "extra": extra})
     result = build_result(info, obs, provenance)
     if not result.steps and result.status == "ok":
-        raise InputError("no training step with perf/throughput and perf/time_per_step",
-                         source=str(metrics), field="--metrics")
+        raise InputError(
+            "no training step with perf/throughput and perf/time_per_step", source=str(metrics), field="--metrics"
+        )
     if args.out:
         write_result(args.out, result)
     else:

@@ -15,14 +15,27 @@ from suite import __version__
 from suite.results.schema import Provenance
 
 # Megatron-Bridge and Transformer Engine are recorded where installed: which TE loads depends on the CUDA stack.
-PACKAGES = ("torch", "verl", "vllm", "ray", "transformers", "peft", "megatron-core", "megatron-bridge",
-            "transformer-engine", "flash-attn", "nvidia-ml-py")
+PACKAGES = (
+    "torch",
+    "verl",
+    "vllm",
+    "ray",
+    "transformers",
+    "peft",
+    "megatron-core",
+    "megatron-bridge",
+    "transformer-engine",
+    "flash-attn",
+    "nvidia-ml-py",
+)
 REDACTED = "<redacted>"
 # Matched per word of the name (split at anything not a letter or digit). "token" counts only as the last word:
 # HF_TOKEN and auth_token are secrets, max_num_batched_tokens and ppo_max_token_len_per_gpu are settings.
-_SECRET_WORDS = re.compile(r"\w*(secrets?|passwords?|passwd|passphrase|credentials?|apikey)|private|"
-                           r"auth|authn|authz|authorization|authentication|\w+auth|cookies?|signature",
-                           re.IGNORECASE)
+_SECRET_WORDS = re.compile(
+    r"\w*(secrets?|passwords?|passwd|passphrase|credentials?|apikey)|private|"
+    r"auth|authn|authz|authorization|authentication|\w+auth|cookies?|signature",
+    re.IGNORECASE,
+)
 _SECRET_LAST = re.compile(r"\w*token|key", re.IGNORECASE)
 _URL_CREDENTIALS = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
 SEED_KEYS = ("data.seed", "actor_rollout_ref.rollout.seed", "seed")
@@ -101,21 +114,33 @@ def git_commit(root: Path | None = None) -> str | None:
     if not (root / ".git").exists():
         return None
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-uno"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "-uno"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("-dirty" if dirty else "") if head else None
 
 
-def collect(*, argv: Sequence[str], env: Mapping[str, str], runtime: str | None,
-            gpu_name: str | None = None, gpu_count: int | None = None, driver: str | None = None,
-            cuda: str | None = None, cuda_visible_devices: str | None = None,
-            parallel_slots: int | None = None, model_source: str | None = None,
-            start_time: str | None = None, end_time: str | None = None,
-            extra: Mapping[str, str] | None = None) -> Provenance:
+def collect(
+    *,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    runtime: str | None,
+    gpu_name: str | None = None,
+    gpu_count: int | None = None,
+    driver: str | None = None,
+    cuda: str | None = None,
+    cuda_visible_devices: str | None = None,
+    parallel_slots: int | None = None,
+    model_source: str | None = None,
+    start_time: str | None = None,
+    end_time: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> Provenance:
     return Provenance(
         gpu_name=gpu_name,
         gpu_count=gpu_count,

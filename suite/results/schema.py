@@ -30,9 +30,7 @@ class Step(_Model):
     """One verl training step, from its file logger (`{"step": N, "data": {...}}`)."""
 
     step: int = Field(ge=0)
-    throughput: float = Field(
-        description="perf/throughput: prompt+response tokens / (step time x GPUs), tokens/s/GPU"
-    )
+    throughput: float = Field(description="perf/throughput: prompt+response tokens / (step time x GPUs), tokens/s/GPU")
     time_per_step: float = Field(description="perf/time_per_step, seconds")
     response_length_mean: float = Field(description="response_length/mean, tokens")
     total_num_tokens: float | None = Field(default=None, description="perf/total_num_tokens")
@@ -42,9 +40,7 @@ class Step(_Model):
     torch_max_memory_allocated_gb: float | None = None
     torch_max_memory_reserved_gb: float | None = None
     mfu: float | None = Field(default=None, description="perf/mfu/actor when verl reports it")
-    extra: dict[str, float] = Field(
-        default_factory=dict, description="other numeric verl metrics kept verbatim"
-    )
+    extra: dict[str, float] = Field(default_factory=dict, description="other numeric verl metrics kept verbatim")
 
     @field_validator("throughput", "time_per_step", "response_length_mean")
     @classmethod
@@ -59,12 +55,8 @@ class Accuracy(_Model):
 
     correct: int = Field(ge=0)
     total: int = Field(ge=1)
-    flexible_correct: int | None = Field(
-        default=None, ge=0, description="flexible-match correct count, when cheap"
-    )
-    source: str | None = Field(
-        default=None, description="where the counts came from (validation dump path, metric)"
-    )
+    flexible_correct: int | None = Field(default=None, ge=0, description="flexible-match correct count, when cheap")
+    source: str | None = Field(default=None, description="where the counts came from (validation dump path, metric)")
 
     @property
     def rate(self) -> float:
@@ -81,9 +73,7 @@ class Provenance(_Model):
     gpu_count: int | None = None
     driver: str | None = None
     cuda: str | None = None
-    versions: dict[str, str] = Field(
-        default_factory=dict, description="torch, verl, vllm, ray, transformers, ..."
-    )
+    versions: dict[str, str] = Field(default_factory=dict, description="torch, verl, vllm, ray, transformers, ...")
     image: str | None = Field(default=None, description="container image reference")
     image_digest: str | None = None
     suite_version: str | None = None
@@ -106,29 +96,27 @@ class Result(_Model):
     id: str
     matrix: str
     profile: str
-    gpu: str = Field(description="GPU generation key of the hardware the cell ran on, e.g. h100 "
-                     "(the plan's generation, when it differs, is in provenance.extra.planned_gpu)")
+    gpu: str = Field(
+        description="GPU generation key of the hardware the cell ran on, e.g. h100 "
+        "(the plan's generation, when it differs, is in provenance.extra.planned_gpu)"
+    )
     n_gpus: int = Field(ge=1, description="world size: nnodes x gpus_per_node")
     nnodes: int = Field(1, ge=1)
     model: str
     backend: str
-    axes: dict[str, bool | int | float | str] = Field(description="axis values: lora_rank, offload, tp, rollout_batch, then the matrix's extra axes (readable names or raw verl keys)")
+    axes: dict[str, bool | int | float | str] = Field(
+        description="axis values: lora_rank, offload, tp, rollout_batch, then the matrix's extra axes (readable names or raw verl keys)"
+    )
     status: Status
     reason: str | None = None
     steps: list[Step] = Field(default_factory=list)
     warmup_steps: int = Field(0, ge=0)
-    peak_memory_gb: list[float] = Field(
-        default_factory=list, description="NVML used, max over the run, per GPU (GiB)"
-    )
+    peak_memory_gb: list[float] = Field(default_factory=list, description="NVML used, max over the run, per GPU (GiB)")
     nvml_sample_hz: float | None = Field(default=None, description="achieved NVML sampling rate, Hz")
     nvml_samples: int | None = Field(default=None, description="NVML sampling rounds (each reads every GPU)")
     torch_memory: TorchMemory = Field(default_factory=TorchMemory)
-    accuracy: dict[str, Accuracy] = Field(
-        default_factory=dict, description="after training, e.g. {'gsm8k': ...}"
-    )
-    accuracy_initial: dict[str, Accuracy] = Field(
-        default_factory=dict, description="validation before training"
-    )
+    accuracy: dict[str, Accuracy] = Field(default_factory=dict, description="after training, e.g. {'gsm8k': ...}")
+    accuracy_initial: dict[str, Accuracy] = Field(default_factory=dict, description="validation before training")
     predicted_memory_gb: float | None = None
     host_peak_memory_gb: float | None = Field(
         default=None, description="max over the run of the cell's process tree resident memory (RSS, psutil), GiB"
@@ -143,13 +131,9 @@ class Result(_Model):
     reference: str | None = Field(
         default=None, description="id of the matrix's reference cell (`[matrix] reference`), if it names one"
     )
-    exit_code: int | None = Field(
-        default=None, description="verl process exit code; negative: killed by signal"
-    )
+    exit_code: int | None = Field(default=None, description="verl process exit code; negative: killed by signal")
     wall_s: float | None = Field(default=None, description="process start to process end, seconds")
-    startup_s: float | None = Field(
-        default=None, description="process start to the first step's metrics line"
-    )
+    startup_s: float | None = Field(default=None, description="process start to the first step's metrics line")
     startup_breakdown_s: dict[str, float] = Field(
         default_factory=dict,
         description="seconds from process start to each start-up milestone seen in the log "
