@@ -22,7 +22,9 @@ AXES = list(product((8, 16, 32, 64, 128), ("none", "po"), (1, 2, 4, 8, 16)))  # 
 
 
 def write_results(folder: Path, n: int) -> int:
-    from suite.report.synthetic import make_result
+    # the synthetic results are test data (tests/synthetic_results.py), not part of the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from synthetic_results import make_result
 
     count = 0
     for gpu, model in product(GPUS, MODELS):

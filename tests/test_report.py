@@ -21,7 +21,7 @@ from suite.report.build import write_report
 from suite.report.escape import md
 from suite.report.load import load_results
 from suite.report.stats import median_interval, wilson_interval
-from suite.report.synthetic import make_result, matrix
+from synthetic_results import make_result, matrix
 from suite.report.table import cross_generation, flatten, flatten_all, group_rows, pareto_front
 from suite.results.schema import Result
 

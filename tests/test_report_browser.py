@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from suite.report.build import write_report
-from suite.report.synthetic import make_result, matrix
+from synthetic_results import make_result, matrix
 from suite.report.table import flatten_all
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

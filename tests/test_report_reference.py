@@ -12,7 +12,7 @@ import pytest
 
 from suite.report.build import write_report
 from suite.report.model import build
-from suite.report.synthetic import make_result, matrix
+from synthetic_results import make_result, matrix
 from suite.report.table import Row, flatten_all, with_reference
 from suite.results.schema import Result
 
