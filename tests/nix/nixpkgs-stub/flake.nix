@@ -18,10 +18,17 @@
             args = [ "-c" "echo stub > $out" ];
           };
           pythonPackageNames = [
-            "pydantic" "tabulate" "rich" "scipy" "numpy" "nvidia-ml-py" "jsonschema" "matplotlib"
-            "pyarrow" "pandas" "pytest" "nox"
+            "pydantic" "tabulate" "rich" "scipy" "numpy" "nvidia-ml-py" "jsonschema" "pyarrow" "psutil"
+            "tiktoken" "pytest" "nox"
           ];
-          pythonPackages = genAttrs pythonPackageNames (n: stub "python3.12-${n}");
+          # The builders a flake uses for a package nixpkgs lacks: each checks that its argument is an attribute
+          # set with the names real nixpkgs requires, and stands for a derivation.
+          pythonPackages = genAttrs pythonPackageNames (n: stub "python3.12-${n}") // {
+            buildPythonPackage = { pname, version, src, ... }@args:
+              builtins.seq (builtins.deepSeq (map (p: p.drvPath) (args.propagatedBuildInputs or [ ])) src.drvPath)
+                (stub "python3.12-${pname}-${version}");
+            fetchPypi = { pname, version, hash, ... }: stub "${pname}-${version}-src";
+          };
           python312 = stub "python3-3.12" // {
             # Real nixpkgs calls `f` with the package set; so does this, so unknown names fail.
             withPackages = f: builtins.seq (builtins.deepSeq (map (p: p.drvPath) (f pythonPackages)) null)
