@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from suite.matrix import settings as verl_keys
 from suite.matrix.ids import CodeClash, check_codes
 from suite.matrix.offload import COMPONENTS, DOCUMENTED, canonical, parse_offload
 
@@ -33,12 +34,40 @@ Scalar = StrictBool | StrictInt | float | str
 OverrideValue = Scalar | list[Scalar] | None
 
 
-class AxisError(ValueError):
-    """A bad extra axis: carries the axis so the loader's error names `axes.<name>`."""
+class FieldError(ValueError):
+    """A bad value the loader's error names by its field (`axes.<name>`, `overrides.<key>`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class AxisError(FieldError):
+    """A bad extra axis."""
 
     def __init__(self, axis: str, message: str) -> None:
-        self.field = f"axes.{axis}"
-        super().__init__(message)
+        super().__init__(f"axes.{axis}", message)
+
+
+# pydantic error types -> the kind of value a field takes, for the message
+_KINDS = {"bool_type": "true or false", "bool_parsing": "true or false", "int_type": "an integer",
+          "int_from_float": "an integer", "int_parsing": "an integer", "float_type": "a number",
+          "float_parsing": "a number", "string_type": "a string"}  # fmt: skip
+
+
+def base_value(name: str, value: Any, axis: str) -> Any:
+    """`value` as the [base] field `name` holds it (an int for a float field becomes a float: `gmu1.0`, not
+    `gmu1`); an AxisError naming `axes.<axis>` and the allowed kind when the field does not take it."""
+    try:
+        return getattr(Base.model_validate({name: value}), name)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        kind = _KINDS.get(err["type"])
+        if err["type"] == "literal_error":
+            kind = msg.removeprefix("Input should be ")
+        allowed = f"; allowed: {kind}" + (f" ({name})" if name != axis else "") if kind else ""
+        raise AxisError(axis, f"axis {axis!r}: bad value {value!r}: {msg}{allowed}") from None
 
 
 class _Strict(BaseModel):
@@ -255,13 +284,7 @@ class Matrix(_Strict):
             if not isinstance(vals, list) or not vals:
                 raise AxisError(name, f"axis {name!r}: give a non-empty list of values, got {vals!r}")
             if name in Base.model_fields:
-                # Each value must be one that [base] itself would accept for the name.
-                for x in vals:
-                    try:
-                        Base.model_validate({name: x})
-                    except ValidationError as exc:
-                        msg = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
-                        raise AxisError(name, f"axis {name!r}: bad value {x!r}: {msg}") from None
+                pass  # each value must be one that [base] itself would accept for the name: axis_values checks
             elif not RAW_KEY.fullmatch(name):
                 raise AxisError(
                     name,
@@ -277,6 +300,26 @@ class Matrix(_Strict):
             check_codes(list(self.axes.extra()))
         except CodeClash as exc:
             raise AxisError(exc.axis, str(exc)) from None
+        for name, vals in self.axis_values().items():  # typed as their setting: [1] and [1.0] are one value
+            if len({repr(x) for x in vals}) != len(vals):
+                raise AxisError(name, f"axis {name!r} repeats a value: {vals}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_override_conflicts(self) -> Matrix:
+        """A raw [overrides] key that sets what a readable name of this file sets would silently win over it."""
+        backend = self.matrix.backend
+        given = [(f"base.{n}", n) for n in sorted(self.base.model_fields_set)]
+        given += [(f"axes.{n}", n) for n in AXES if getattr(self.axes, n) is not None]
+        given += [(f"axes.{n}", n) for n in self.axes.extra() if n in Base.model_fields]
+        for key in self.overrides:
+            for where, name in given:
+                if verl_keys.bare(key) in verl_keys.keys_of(name, backend):
+                    raise FieldError(
+                        f"overrides.{key}",
+                        f"[overrides] {key!r} sets the verl setting that {where} already sets; give it in one "
+                        f"place ({where} is the readable one)",
+                    )
         return self
 
     @model_validator(mode="after")
@@ -306,7 +349,24 @@ class Matrix(_Strict):
             vals = getattr(self.axes, name)
             out[name] = list(vals) if vals is not None else [getattr(self.base, name)]
         for name, vals in self.axes.extra().items():
-            out[name] = list(vals)
+            setting = self.setting_of(name)
+            out[name] = [base_value(setting, x, name) for x in vals] if setting else list(vals)
+        return out
+
+    def setting_of(self, axis: str) -> str | None:
+        """The [base] name an extra axis sets: its own name, or the readable name of a raw verl key."""
+        if axis in Base.model_fields:
+            return axis
+        return verl_keys.readable_name(axis, self.matrix.backend)
+
+    def readable_point(self, point: dict[str, Any]) -> dict[str, Any]:
+        """The point with each raw-key axis that is a readable setting also under that name, so the plan-time
+        rules, the generated keys and the subsets see it as the setting it is."""
+        out = dict(point)
+        for axis, value in point.items():
+            setting = self.setting_of(axis)
+            if setting and setting != axis:
+                out[setting] = value
         return out
 
     def base_for(self, point: dict[str, Any]) -> Base:

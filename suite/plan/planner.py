@@ -52,15 +52,17 @@ def plan_matrix(
             reference=mx.reference,
         )
         cell_dir = out / stub.full_id
+        # A raw-key axis that is a readable setting (`"...rollout.gpu_memory_utilization"`) counts as that setting.
+        readable = matrix.readable_point(point)
         overrides = cell_overrides(
             matrix,
-            point,
+            readable,
             prof,
             cell_dir=cell_dir,
             experiment=stub.full_id.replace("/", "__"),
             data_root=data_root,
         )
-        reason = check_cell(matrix, point)
+        reason = check_cell(matrix, readable)
         cells.append(
             replace(
                 stub,
@@ -68,7 +70,7 @@ def plan_matrix(
                 reason=reason,
                 overrides=as_overrides(overrides),
                 env=cell_env(cell_dir),
-                inputs=dict(cell_inputs(matrix, point, prof, cell_dir=cell_dir, data_root=data_root)),
+                inputs=dict(cell_inputs(matrix, readable, prof, cell_dir=cell_dir, data_root=data_root)),
                 warmup_steps=prof.warmup_steps,
                 total_steps=prof.total_steps,
             )
