@@ -21,6 +21,8 @@ LOGGER_ENV = "VERL_FILE_LOGGER_PATH"  # where verl's file logger writes metrics.
 # verl hands `ray_kwargs.ray_init.runtime_env` to ray.init(): how the logger path reaches verl's workers.
 LOGGER_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{LOGGER_ENV}"
 VALIDATION_KEY = "trainer.validation_data_dir"
+CHECKPOINT_KEY = "trainer.default_local_dir"
+_WRITES = (LOGGER_KEY, VALIDATION_KEY, CHECKPOINT_KEY)  # overrides naming what a run writes, not what it reads
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class CellPaths:
 
     metrics: Path | None  # verl's file logger; None: the runtime's default, `<cell dir>/metrics.jsonl`
     validation_dir: Path | None  # verl's validation dumps; None: verl dumps none
-    reads: tuple[Path, ...]  # absolute paths the command names (data files, model): container runtimes mount them
+    reads: tuple[Path, ...]  # other absolute paths the command names (data, model): container runtimes mount them
 
 
 @dataclass(frozen=True)
@@ -138,8 +140,9 @@ class Cell:
 
 
 def _absolute(cell: Cell) -> list[str]:
-    """Absolute paths among the command's own arguments and the overrides' string values."""
+    """Absolute paths among the command's own arguments and the overrides' string values, outputs left out."""
     values: list[object] = [*cell.command[1:]]
     for o in cell.overrides:
-        values.extend(o.value if isinstance(o.value, list) else [o.value])
+        if o.key not in _WRITES:
+            values.extend(o.value if isinstance(o.value, list) else [o.value])
     return [v for v in values if isinstance(v, str) and v.startswith("/")]

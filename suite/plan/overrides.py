@@ -13,7 +13,7 @@ from suite.data.subset import Subset, train_rows
 from suite.matrix.offload import backend_overrides
 from suite.matrix.schema import Matrix, Profile
 from suite.models.paths import model_path
-from suite.plan.cell import LOGGER_ENV, LOGGER_KEY, VALIDATION_KEY
+from suite.plan.cell import CHECKPOINT_KEY, LOGGER_ENV, LOGGER_KEY, VALIDATION_KEY
 from suite.plan.hydra import Override, format_value, split_key
 
 ENTRY = ["python3", "-m", "verl.trainer.main_ppo"]
@@ -160,7 +160,7 @@ def cell_overrides(
     o["trainer.test_freq"] = profile.test_freq
     o["trainer.val_before_train"] = profile.val_before_train
     o["trainer.resume_mode"] = "disable"  # a rerun into the same cell dir must not resume a checkpoint
-    o["trainer.default_local_dir"] = str(cell_dir / "ckpt")
+    o[CHECKPOINT_KEY] = str(cell_dir / "ckpt")
     o[VALIDATION_KEY] = str(cell_dir / "validation")
     o["+ray_kwargs.ray_init.include_dashboard"] = False
     o[f"+{LOGGER_KEY}"] = str(cell_dir / "metrics.jsonl")
