@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from suite.errors import InputError
-from suite.matrix.schema import Matrix
+from suite.matrix.schema import AXES, Matrix, Profile
 
 
 def load_matrix(path: str | Path) -> Matrix:
@@ -60,8 +60,6 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         if part not in fields:
             # dict[str, Profile]: the key is a profile name; step into the value type.
             if model is Matrix and loc[0] == "profiles":
-                from suite.matrix.schema import Profile
-
                 model = Profile
                 continue
             return None
@@ -91,8 +89,6 @@ def _input_error(exc: ValidationError, data: dict[str, Any], source: str) -> Inp
     field = getattr((err.get("ctx") or {}).get("error"), "field", None) or field
     if err["type"] == "extra_forbidden":
         if loc and loc[0] == "axes":
-            from suite.matrix.schema import AXES
-
             msg = f"unknown axis {loc[-1]!r}; allowed: {', '.join(AXES)}"
         else:
             msg = _unknown(str(loc[-1]), _model_at(loc))

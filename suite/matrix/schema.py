@@ -18,7 +18,9 @@ from pydantic import (
     model_validator,
 )
 
-from suite.matrix import settings as verl_keys
+from suite.errors import InputError
+from suite.gpus import GPUS
+from suite.matrix import verl_keys
 from suite.matrix.ids import CodeClash, check_codes
 from suite.matrix.offload import COMPONENTS, DOCUMENTED, canonical, parse_offload
 
@@ -100,8 +102,6 @@ class MatrixSection(_Strict):
     @field_validator("gpu")
     @classmethod
     def _known_gpu(cls, v: str) -> str:
-        from suite.gpus import GPUS
-
         if v not in GPUS:
             raise ValueError(f"unknown GPU generation {v!r}; allowed: {', '.join(sorted(GPUS))}")
         return v
@@ -386,7 +386,5 @@ class Matrix(_Strict):
             return Profile(**{**DEFAULT_PROFILES.get(name, {}), **given})
         if name in DEFAULT_PROFILES:
             return Profile(**DEFAULT_PROFILES[name])
-        from suite.errors import InputError
-
         allowed = sorted(set(self.profiles) | set(DEFAULT_PROFILES))
         raise InputError(f"unknown profile {name!r}; allowed: {', '.join(allowed)}", source=self.source)

@@ -1,8 +1,15 @@
-"""`grpo-suite plan`: print the cells of a matrix (table or JSON)."""
+"""`grpo-suite plan`: print the cells of a matrix (table or JSON).
+
+The planner is imported inside `run`: every `grpo-suite` command registers this parser, and must not load the
+matrix schema and the planner to do so."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+
+from suite.errors import EXIT_OK, EXIT_USAGE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,10 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    import sys
-
-    from suite.errors import EXIT_OK, EXIT_USAGE
     from suite.matrix import load_matrix
     from suite.plan.planner import plan_matrix
     from suite.plan.render import table
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         m, args.profile, out_dir=args.out, data_root=args.data_root, validate_with_verl=not args.no_verl_check
     )
     if args.predict_memory:
-        from suite.memory.predict import annotate_cells
+        from suite.memory.predict import annotate_cells  # only with --predict-memory
 
         cells = annotate_cells(cells)
     if args.format == "json":

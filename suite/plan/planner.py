@@ -6,11 +6,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from suite.errors import InputError
+from suite.gpus import GPUS
 from suite.matrix.schema import Matrix
 from suite.plan.cell import Cell
 from suite.plan.constraints import check_cell
 from suite.plan.expand import expand, point_id
 from suite.plan.overrides import ENTRY, as_overrides, cell_env, cell_inputs, cell_overrides
+from suite.plan.verl_check import VerlValidator
 
 
 def plan_matrix(
@@ -20,15 +22,13 @@ def plan_matrix(
     out_dir: Path | str,
     data_root: str | None = None,
     validate_with_verl: bool = True,
-    validator: object | None = None,
+    validator: VerlValidator | None = None,
 ) -> list[Cell]:
     """Every cell of the matrix, in expansion order. Each cell's files go to `out_dir / cell.full_id`
     (metrics.jsonl, validation/, ckpt/); its argv and env already point there."""
     prof = matrix.profile(profile)
     out = Path(out_dir).expanduser().resolve()
     mx = matrix.matrix
-    from suite.gpus import GPUS
-
     host_gb = mx.host_memory_gb if mx.host_memory_gb is not None else GPUS[mx.gpu].host_memory_gib
     cells: list[Cell] = []
     points = expand(matrix)
@@ -76,9 +76,7 @@ def plan_matrix(
             )
         )
     if validate_with_verl:
-        from suite.plan.verl_check import VerlValidator
-
-        v = validator if isinstance(validator, VerlValidator) else _shared_validator()
+        v = validator or _shared_validator()
         checked: list[Cell] = []
         for c in cells:
             if c.status == "ok":
@@ -106,15 +104,13 @@ def _check_ids(matrix: Matrix, ids: list[str]) -> None:
                          field="matrix.reference")
 
 
-_VALIDATOR = None
+_VALIDATOR: VerlValidator | None = None
 
 
-def _shared_validator():
+def _shared_validator() -> VerlValidator:
     """One validator per process: its caches make later plans of similar matrices cheap."""
     global _VALIDATOR
     if _VALIDATOR is None:
-        from suite.plan.verl_check import VerlValidator
-
         _VALIDATOR = VerlValidator()
     return _VALIDATOR
 

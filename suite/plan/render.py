@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tabulate import tabulate
+
+from suite.gpus import GPUS
 from suite.matrix.ids import BOOL_WORDS, axis_code, setting_name
 from suite.plan.cell import Cell
 
@@ -19,8 +22,6 @@ def ratio(value: float | None, reference: float | None) -> str | None:
 
 
 def table(cells: Sequence[Cell]) -> str:
-    from tabulate import tabulate
-
     first = cells[0] if cells else None
     axes = list(first.axes) if first else list(HEADS)
     head = ["id", *(_head(a) for a in axes)]
@@ -30,8 +31,6 @@ def table(cells: Sequence[Cell]) -> str:
         for row, c in zip(rows, cells, strict=True):
             row[0] = f"{c.id} (ref)" if c is ref else c.id
     if any(c.predicted_memory_gb is not None for c in cells):
-        from suite.gpus import GPUS
-
         limit = GPUS[cells[0].gpu].memory_gib if cells[0].gpu in GPUS else None
         head.append(f"pred GiB/{limit:.0f}" if limit else "pred GiB")
         for row, c in zip(rows, cells, strict=True):

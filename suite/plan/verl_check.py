@@ -7,7 +7,10 @@ Speed: a full Hydra compose costs ~1 s. Cells of one matrix share their key set,
 config-group choice (e.g. `model_engine=megatron`), applies the overrides once per key-set "shape" through
 Hydra's own override code (which is where unknown or removed keys fail), and then reuses that config,
 overwriting only values, for every cell of the same shape. The value checks are cached on the overrides
-they can depend on."""
+they can depend on.
+
+verl, Hydra and OmegaConf are imported inside the functions that use them: they take seconds to load, and a plan
+with `--no-verl-check` (or a host without verl) never needs them."""
 
 from __future__ import annotations
 

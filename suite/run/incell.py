@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 
 from suite.errors import EXIT_USAGE, InputError
+from suite.run.cellio import load_cell
+from suite.run.host import HostRuntime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,10 +34,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime-name", default=None,
                         help="runtime recorded in provenance (docker / ray / slurm); default host")
     args = parser.parse_args(argv)
-
-    from suite.run.cellio import load_cell
-    from suite.run.host import HostRuntime
-
     try:
         cell = load_cell(args.cell)
         gpus = [int(x) for x in args.gpus.split(",") if x.strip()] if args.gpus else None

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from suite.gpus import generation_of
 from suite.plan.cell import PREDICTED_OOM, Cell
 
 # Distribution names whose versions explain a failed import (the CUDA libraries TE links against).
@@ -192,8 +193,6 @@ def gpu_findings(cells: Sequence[Cell], info: Any | None, visible: int | None) -
     """What the host's GPUs mean for the cells (pure; `info` is telemetry.nvml.GpuInfo, `visible` the GPUs
     the run may use). Warnings only: a cell that needs more GPUs than the host offers is recorded `skipped`
     by the runner, and one planned for another generation runs and is filed under the one it ran on."""
-    from suite.gpus import generation_of
-
     runnable = [c for c in cells if c.status in RUNNABLE]
     if not runnable:
         return []

@@ -7,15 +7,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from suite.data.paths import dataset_files
+from suite.data.subset import write_subsets
 from suite.errors import InputError
+from suite.gpus import generation_of
+from suite.matrix import load_matrix
+from suite.memory.predict import annotate_cells
 from suite.plan.cell import Cell
+from suite.plan.planner import plan_matrix
 from suite.run import slots as slotting
+from suite.run.cellio import cell_from_dict, read_json
+from suite.telemetry.nvml import device_count, gpu_info, nvml_session
 
 
 def load_plan(path: str | Path) -> list[Cell]:
     """Cells from a plan JSON (`grpo-suite plan --format json`): a reviewed plan runs exactly as printed."""
-    from suite.run.cellio import cell_from_dict, read_json
-
     p = Path(path)
     data = read_json(p)
     if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
@@ -29,9 +35,6 @@ def plan(matrix_path: str, profile: str, out_dir: Path, *, data_root: str | None
     the paths they were planned with (their argv names them), so `--out` must match the plan's."""
     if str(matrix_path).endswith(".json"):
         return None, load_plan(matrix_path)
-    from suite.matrix import load_matrix
-    from suite.plan.planner import plan_matrix
-
     matrix = load_matrix(matrix_path)
     cells = plan_matrix(matrix, profile, out_dir=out_dir, data_root=data_root, validate_with_verl=verl_check)
     return matrix, predict_memory(cells)
@@ -40,14 +43,12 @@ def plan(matrix_path: str, profile: str, out_dir: Path, *, data_root: str | None
 def predict_memory(cells: list[Cell]) -> list[Cell]:
     """Every result carries the planner's prediction beside the measurement; cells predicted not to fit
     become `predicted-oom` (run anyway unless --skip-predicted-oom: a prediction is not a measurement)."""
-    from suite.memory.predict import annotate_cells
-
     return annotate_cells(cells)
 
 
 def ensure_models(models: Sequence[str]) -> None:
     for model in dict.fromkeys(models):
-        try:
+        try:  # optional in a build without the model builder: the error says which model could not be made
             from suite.models.build import ensure_model
         except ImportError as exc:
             raise InputError(f"cannot prepare model {model!r}: suite.models.build is not available ({exc})",
@@ -61,8 +62,6 @@ def ensure_inputs(matrix: Any, cells: Sequence[Cell], *, data_root: str | None =
     ensure_models([c.model for c in cells if c.status != "invalid"])
     if matrix is not None:
         ensure_dataset_files(matrix, data_root)
-    from suite.data.subset import write_subsets
-
     write_subsets(c.inputs for c in cells if c.status != "invalid")  # type: ignore[misc]
 
 
@@ -70,12 +69,10 @@ def ensure_dataset_files(matrix: Any, data_root: str | None) -> None:
     mx = matrix.matrix
     dataset = getattr(mx, "dataset", None)
     if dataset:
-        from suite.data.paths import dataset_files
-
         train, test = dataset_files(dataset, data_root)
         if Path(train).exists() and Path(test).exists():
             return
-        try:
+        try:  # optional like the model builder above
             from suite.data.build import ensure_dataset
         except ImportError as exc:
             raise InputError(f"dataset {dataset!r} missing ({train}) and suite.data.build is not available "
@@ -86,8 +83,6 @@ def ensure_dataset_files(matrix: Any, data_root: str | None) -> None:
 def generation_note(planned: Sequence[str], device_name: str | None) -> str | None:
     """A warning when the host's GPUs are not the generation the cells were planned for (pure): their
     results are filed under the generation they ran on, and the memory plan was made for another card."""
-    from suite.gpus import generation_of
-
     measured = generation_of(device_name) if device_name else None
     others = sorted(set(planned) - {measured}) if measured else []
     if not others:
@@ -98,8 +93,6 @@ def generation_note(planned: Sequence[str], device_name: str | None) -> str | No
 
 def host_device_name(gpu_ids: Sequence[int] | None) -> str | None:
     """NVML name of the first GPU the cells will use (None without NVML)."""
-    from suite.telemetry.nvml import gpu_info, nvml_session
-
     with nvml_session() as nvml:
         info = gpu_info(nvml, list(gpu_ids)[:1] if gpu_ids else None)
     return info.name if info else None
@@ -108,8 +101,6 @@ def host_device_name(gpu_ids: Sequence[int] | None) -> str | None:
 def host_gpu_ids() -> list[int] | None:
     """GPU indices this host offers: integers of CUDA_VISIBLE_DEVICES if set, else every NVML device.
     None when unknown (no NVML): cells then run one at a time without pinning."""
-    from suite.telemetry.nvml import device_count, nvml_session
-
     with nvml_session() as nvml:
         if nvml is None:
             return None

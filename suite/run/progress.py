@@ -75,7 +75,7 @@ class Progress:
 
     # -- display -------------------------------------------------------------------------------------
     def _render(self) -> Any:
-        from rich.table import Table
+        from rich.table import Table  # rich only for the live display on a terminal (it costs start-up time)
 
         eta = self.eta_s()
         title = (f"cells {self.done}/{self.total} done, {self.total - self.done} left, {self.failed} failed"

@@ -312,7 +312,7 @@ def _read_result(cell_dir: Path) -> Result | None:
 # -- job side: wait for the nodes ------------------------------------------------------------------------
 def wait_nodes(nodes: int, timeout_s: float, address: str | None = None) -> int:
     """Connect to the job's Ray cluster (retrying while the head starts) until `nodes` nodes are alive."""
-    import ray
+    import ray  # on the job's head node only: the client that renders and submits the script never needs Ray
 
     deadline = time.monotonic() + timeout_s
     alive = 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
+from tabulate import tabulate
+
 from suite.run.runner import CellOutcome
 
 
@@ -44,6 +46,4 @@ HEADERS = ["cell", "status", "steps", "tok/s/GPU", "s/step", "resp len", "NVML p
 
 
 def table(outcomes: Sequence[CellOutcome]) -> str:
-    from tabulate import tabulate
-
     return tabulate(rows(outcomes), headers=HEADERS, tablefmt="github", disable_numparse=True)

@@ -2,7 +2,7 @@
 
 Two uses: a raw verl key given as an axis is read as the readable setting it is (its values typed, the plan-time
 rules applied to them), and a raw `[overrides]` key that sets what a readable name in the file already sets is an
-input error instead of a silent winner. `tests/test_matrix_settings.py` checks this table against the keys the
+input error instead of a silent winner. `tests/test_matrix_verl_keys.py` checks this table against the keys the
 planner writes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Readable names and the verl keys they set (suite/matrix/settings.py): a raw [overrides] key that sets what a
+"""Readable names and the verl keys they set (suite/matrix/verl_keys.py): a raw [overrides] key that sets what a
 readable name of the file sets is an input error naming both; a readable axis value is typed as its [base] field;
 a raw-key axis that is a readable setting is planned and checked as that setting."""
 
@@ -12,7 +12,7 @@ import pytest
 from suite.cli import main
 from suite.errors import InputError
 from suite.matrix import parse_matrix
-from suite.matrix import settings as verl_keys
+from suite.matrix import verl_keys
 from suite.matrix.schema import Matrix
 from suite.plan.planner import plan_matrix
 
