@@ -30,13 +30,35 @@ def make_cell(tmp: Path, **kw) -> Cell:
     (data / "train.parquet").write_text("x")
     model = tmp / "models" / "qwen"
     model.mkdir(parents=True, exist_ok=True)
-    argv = ["python3", "-m", "verl.trainer.main_ppo", f"data.train_files={data}/train.parquet",
-            f"data.val_files=['{data}/train.parquet']", f"actor_rollout_ref.model.path={model}",
-            f'trainer.validation_data_dir="{out}/validation"', "trainer.nnodes=1", "trainer.n_gpus_per_node=2",
-            f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={out}/metrics.jsonl"]
-    base = dict(id="c1", matrix="m", gpu="h100", gpus_per_node=2, nnodes=1, model="synthetic:qwen2.5-0.5b",
-                backend="fsdp", profile="bench", axes={"tp": 1}, status="ok", reason=None, command=[],
-                env={"VERL_FILE_LOGGER_PATH": f"{out}/metrics.jsonl"}, warmup_steps=0, total_steps=2)
+    argv = [
+        "python3",
+        "-m",
+        "verl.trainer.main_ppo",
+        f"data.train_files={data}/train.parquet",
+        f"data.val_files=['{data}/train.parquet']",
+        f"actor_rollout_ref.model.path={model}",
+        f'trainer.validation_data_dir="{out}/validation"',
+        "trainer.nnodes=1",
+        "trainer.n_gpus_per_node=2",
+        f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={out}/metrics.jsonl",
+    ]
+    base = dict(
+        id="c1",
+        matrix="m",
+        gpu="h100",
+        gpus_per_node=2,
+        nnodes=1,
+        model="synthetic:qwen2.5-0.5b",
+        backend="fsdp",
+        profile="bench",
+        axes={"tp": 1},
+        status="ok",
+        reason=None,
+        command=[],
+        env={"VERL_FILE_LOGGER_PATH": f"{out}/metrics.jsonl"},
+        warmup_steps=0,
+        total_steps=2,
+    )
     argv = kw.pop("argv", argv)
     base.update(kw)
     return with_argv(Cell(**base), argv)
@@ -44,22 +66,69 @@ def make_cell(tmp: Path, **kw) -> Cell:
 
 # -- pure pieces -----------------------------------------------------------------------------------------
 
+
 def test_docker_command_is_complete_and_exact(tmp_path: Path) -> None:
     cell = make_cell(tmp_path)
     d = tmp_path / "out" / "c1"
-    cmd = dk.docker_command(cell, image="grpo-suite:h100-x", cell_dir=d, gpus=[0, 1], user="1000:1000",
-                            mounts=[dk.Mount("/data", False)], env_names=["HF_TOKEN", "NCCL_DEBUG"],
-                            env_values={"GRPO_SUITE_IMAGE": "grpo-suite:h100-x"}, name="n1", timeout_s=600)
+    cmd = dk.docker_command(
+        cell,
+        image="grpo-suite:h100-x",
+        cell_dir=d,
+        gpus=[0, 1],
+        user="1000:1000",
+        mounts=[dk.Mount("/data", False)],
+        env_names=["HF_TOKEN", "NCCL_DEBUG"],
+        env_values={"GRPO_SUITE_IMAGE": "grpo-suite:h100-x"},
+        name="n1",
+        timeout_s=600,
+    )
     assert cmd == [
-        "docker", "run", "--rm", "--init", "--pull", "never", "--name", "n1",
-        "--label", f"dev.grpo-suite.cell={cell.full_id}",
-        "--gpus", '"device=0,1"', "--ipc=host", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864",
-        "--user", "1000:1000", "--security-opt", "no-new-privileges",
-        "--mount", "type=bind,source=/data,target=/data,readonly",
-        "--mount", f"type=bind,source={d},target={d}",
-        "--env", "GRPO_SUITE_IMAGE=grpo-suite:h100-x", "--env", "HF_TOKEN", "--env", "NCCL_DEBUG",
-        "--workdir", str(d), "grpo-suite:h100-x", "python", "-m", "suite.run.incell",
-        "--cell", f"{d}/cell.json", "--out", str(d), "--runtime-name", "docker", "--timeout", "600"]
+        "docker",
+        "run",
+        "--rm",
+        "--init",
+        "--pull",
+        "never",
+        "--name",
+        "n1",
+        "--label",
+        f"dev.grpo-suite.cell={cell.full_id}",
+        "--gpus",
+        '"device=0,1"',
+        "--ipc=host",
+        "--ulimit",
+        "memlock=-1",
+        "--ulimit",
+        "stack=67108864",
+        "--user",
+        "1000:1000",
+        "--security-opt",
+        "no-new-privileges",
+        "--mount",
+        "type=bind,source=/data,target=/data,readonly",
+        "--mount",
+        f"type=bind,source={d},target={d}",
+        "--env",
+        "GRPO_SUITE_IMAGE=grpo-suite:h100-x",
+        "--env",
+        "HF_TOKEN",
+        "--env",
+        "NCCL_DEBUG",
+        "--workdir",
+        str(d),
+        "grpo-suite:h100-x",
+        "python",
+        "-m",
+        "suite.run.incell",
+        "--cell",
+        f"{d}/cell.json",
+        "--out",
+        str(d),
+        "--runtime-name",
+        "docker",
+        "--timeout",
+        "600",
+    ]
     assert "--privileged" not in cmd
     # What --dry-run prints is a shell line that gives docker the same argv back.
     assert shlex.split(dk.format_command(cmd)) == cmd
@@ -70,8 +139,7 @@ def test_shm_size_only_without_host_ipc(tmp_path: Path) -> None:
     cell = make_cell(tmp_path)
     host = dk.docker_command(cell, image="i", cell_dir=tmp_path, gpus=None, user="1:1", shm_size="64g")
     assert "--ipc=host" in host and "--shm-size" not in host and host[host.index("--gpus") + 1] == "all"
-    priv = dk.docker_command(cell, image="i", cell_dir=tmp_path, gpus=[3], user="1:1", ipc="private",
-                             shm_size="64g")
+    priv = dk.docker_command(cell, image="i", cell_dir=tmp_path, gpus=[3], user="1:1", ipc="private", shm_size="64g")
     assert priv[priv.index("--shm-size") + 1] == "64g" and '"device=3"' in priv
 
 
@@ -83,8 +151,17 @@ def test_gpus_arg() -> None:
 
 
 def test_merge_mounts_dedupes_and_keeps_access() -> None:
-    ms = dk.merge_mounts([dk.Mount("/a", False), dk.Mount("/a/b", False), dk.Mount("/a/b/c", True),
-                          dk.Mount("/w", True), dk.Mount("/w/x", False), dk.Mount("/a", True), dk.Mount("/ab", False)])
+    ms = dk.merge_mounts(
+        [
+            dk.Mount("/a", False),
+            dk.Mount("/a/b", False),
+            dk.Mount("/a/b/c", True),
+            dk.Mount("/w", True),
+            dk.Mount("/w/x", False),
+            dk.Mount("/a", True),
+            dk.Mount("/ab", False),
+        ]
+    )
     assert ms == [dk.Mount("/a", True), dk.Mount("/ab", False), dk.Mount("/w", True)]
     ms = dk.merge_mounts([dk.Mount("/r", False), dk.Mount("/r/out", True)])
     assert ms == [dk.Mount("/r", False), dk.Mount("/r/out", True)]  # a writable child stays
@@ -121,8 +198,7 @@ def test_runtime_command_mounts_inputs_and_never_shows_secrets(tmp_path: Path, m
     cell = make_cell(tmp_path)
     rt = make_runtime("docker", image="img:1", forward_env="MY_*", mounts=f"{tmp_path}/extra:rw")
     environ = {"HF_TOKEN": "s3cr3t-value", "MY_FLAG": "1", "PATH": "/bin"}
-    cmd = rt.command(cell, tmp_path / "out" / "c1", gpus=[0, 1], timeout_s=None, digest=DIGEST,
-                     environ=environ)
+    cmd = rt.command(cell, tmp_path / "out" / "c1", gpus=[0, 1], timeout_s=None, digest=DIGEST, environ=environ)
     line = dk.format_command(cmd)
     assert "s3cr3t-value" not in line
     assert "--env HF_TOKEN " in line and "--env MY_FLAG " in line
@@ -240,8 +316,7 @@ def test_run_cell_collects_the_containers_result(tmp_path: Path, fake_docker: Pa
     assert "ran suite.run.incell" in (d / "container.log").read_text()
 
 
-def test_run_cell_without_result_is_a_crash_with_the_reason(tmp_path: Path, fake_docker: Path,
-                                                            monkeypatch) -> None:
+def test_run_cell_without_result_is_a_crash_with_the_reason(tmp_path: Path, fake_docker: Path, monkeypatch) -> None:
     monkeypatch.setenv("FAKE_MODE", "noresult")
     rt = make_runtime("docker", image="img:1", docker=str(fake_docker), poll_s=0.05)
     d = tmp_path / "out" / "c1"
@@ -260,6 +335,7 @@ def test_missing_image_says_how_to_build_it(tmp_path: Path, fake_docker: Path) -
 
 
 # -- a real engine, where one runs (never on CI's build machine) ---------------------------------------
+
 
 @pytest.mark.skipif(not dk.docker_available(), reason="no Docker engine reachable (docker info failed)")
 def test_real_engine_runs_the_incell_entry_point(tmp_path: Path) -> None:

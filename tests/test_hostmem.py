@@ -77,8 +77,9 @@ def _end(proc: subprocess.Popen[bytes], ready: Sequence[Path] = ()) -> None:
 def holders(tmp_path: Path):
     """A child holding CHILD_MB whose child holds GRANDCHILD_MB; yields (child, [ready files])."""
     ready = [tmp_path / "child.ready", tmp_path / "grandchild.ready"]
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(CHILD_MB), str(ready[0]),
-                             HOLDER, str(GRANDCHILD_MB), str(ready[1])])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(CHILD_MB), str(ready[0]), HOLDER, str(GRANDCHILD_MB), str(ready[1])]
+    )
     try:
         yield proc, ready
     finally:
@@ -176,11 +177,11 @@ def test_disabled_without_a_pid_or_with_a_gone_process() -> None:
 
 
 def test_result_fields_rounded_and_absent_by_default() -> None:
-    info = CellInfo(id="m/h100x1/fsdp/c", matrix="m", profile="bench", gpu="h100", n_gpus=1, model="m",
-                    backend="fsdp")
+    info = CellInfo(id="m/h100x1/fsdp/c", matrix="m", profile="bench", gpu="h100", n_gpus=1, model="m", backend="fsdp")
     prov = collect(argv=["x"], env={}, runtime="host")
-    host = HostMemorySamples(peak_tree_gib=12.3456, peak_system_gib=40.004, total_gib=125.7391, samples=3,
-                             duration_s=1.0)
+    host = HostMemorySamples(
+        peak_tree_gib=12.3456, peak_system_gib=40.004, total_gib=125.7391, samples=3, duration_s=1.0
+    )
     r = build_result(info, Observation(status="ok", host_memory=host), prov)
     assert (r.host_peak_memory_gb, r.host_system_peak_memory_gb, r.host_memory_total_gb) == (12.35, 40.0, 125.74)
     r = build_result(info, Observation(status="ok"), prov)
@@ -196,10 +197,10 @@ def test_old_result_files_without_host_fields_stay_valid() -> None:
     r = read_result(old[0])
     assert r.host_peak_memory_gb is None and r.host_system_peak_memory_gb is None and r.host_memory_total_gb is None
     # and one made now, with the three keys removed, reads back the same
-    info = CellInfo(id="m/h100x1/fsdp/c", matrix="m", profile="bench", gpu="h100", n_gpus=1, model="m",
-                    backend="fsdp")
-    data = json.loads(build_result(info, Observation(status="ok"), collect(argv=["x"], env={}, runtime="host"))
-                      .to_json())
+    info = CellInfo(id="m/h100x1/fsdp/c", matrix="m", profile="bench", gpu="h100", n_gpus=1, model="m", backend="fsdp")
+    data = json.loads(
+        build_result(info, Observation(status="ok"), collect(argv=["x"], env={}, runtime="host")).to_json()
+    )
     for k in ("host_peak_memory_gb", "host_system_peak_memory_gb", "host_memory_total_gb"):
         data.pop(k)
     assert parse_result(json.dumps(data)).host_memory_total_gb is None
@@ -213,8 +214,10 @@ ALLOC_MB = 200
 def _allocating_cell(tmp_path: Path, cell_id: str, args: list[str]) -> Cell:
     """The fake verl, run in a process that first touches ALLOC_MB (as verl's driver holds host memory)."""
     cell = fake_cell(cell_id, args, out_dir=tmp_path)
-    code = (f"import runpy, sys\nheld = bytearray(b'\\x01') * ({ALLOC_MB} << 20)\n"
-            f"sys.argv = sys.argv[1:]\nrunpy.run_path({FAKE_VERL!r}, run_name='__main__')\n")
+    code = (
+        f"import runpy, sys\nheld = bytearray(b'\\x01') * ({ALLOC_MB} << 20)\n"
+        f"sys.argv = sys.argv[1:]\nrunpy.run_path({FAKE_VERL!r}, run_name='__main__')\n"
+    )
     argv = [sys.executable, "-c", code, FAKE_VERL, *cell.argv[2:]]
     return with_argv(cell, argv)
 

@@ -61,10 +61,10 @@ def test_relocation_and_topology(tmp_path: Path) -> None:
 def test_job_spec_env_forwarding_and_redaction(tmp_path: Path) -> None:
     cell = dist_cell("c", tmp_path)
     environ = {"NCCL_IB_HCA": "mlx5_0,mlx5_1", "HF_TOKEN": SECRET, "HOME": "/root", "MY_VAR": "1"}
-    opts = parse_options(rj.RayOptions, {"address": "http://h:8265", "forward_env": "MY_*",
-                                          "stop_wait_s": "45"}, "ray")
-    spec, rcell = rj.build_spec(cell, tmp_path / cell.full_id, working_dir="/w", environ=environ, opts=opts,
-                                timeout_s=100)
+    opts = parse_options(rj.RayOptions, {"address": "http://h:8265", "forward_env": "MY_*", "stop_wait_s": "45"}, "ray")
+    spec, rcell = rj.build_spec(
+        cell, tmp_path / cell.full_id, working_dir="/w", environ=environ, opts=opts, timeout_s=100
+    )
     env = spec.runtime_env["env_vars"]
     assert env["NCCL_IB_HCA"] == "mlx5_0,mlx5_1" and env["HF_TOKEN"] == SECRET and env["MY_VAR"] == "1"
     assert "HOME" not in env
@@ -87,15 +87,17 @@ def test_options_are_checked() -> None:
         rj.RayJobRuntime(address="http://h:8265", poll_s="fast")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     code = "from suite.run.ray_job import RayJobRuntime; RayJobRuntime(address=None)"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          cwd=Path(__file__).parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=Path(__file__).parents[1]
+    )
     assert "no Ray cluster given" in proc.stderr
     rt = rj.RayJobRuntime(address="http://h:8265", dry_run="true", image=None)
     assert rt.options.dry_run is True
 
 
-def test_dry_run_prints_the_job_without_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dry_run_prints_the_job_without_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_TOKEN", SECRET)
     cell = dist_cell("c", tmp_path)
     # An address nothing listens on: a dry run must not contact the cluster.
@@ -124,8 +126,11 @@ def ray_cluster():
 def _job(cluster: LocalRayCluster, cell_id: str):
     from ray.job_submission import JobSubmissionClient
 
-    jobs = [j for j in JobSubmissionClient(cluster.address).list_jobs()
-            if (j.metadata or {}).get("grpo_suite_cell", "").endswith(f"/{cell_id}")]
+    jobs = [
+        j
+        for j in JobSubmissionClient(cluster.address).list_jobs()
+        if (j.metadata or {}).get("grpo_suite_cell", "").endswith(f"/{cell_id}")
+    ]
     assert len(jobs) == 1, jobs
     return jobs[0]
 
@@ -140,16 +145,16 @@ def _no_job_processes(cluster: LocalRayCluster, sid: str, within_s: float = 30) 
 
 
 @pytest.mark.slow
-def test_cell_runs_as_ray_job_and_result_comes_back_intact(ray_cluster: LocalRayCluster, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cell_runs_as_ray_job_and_result_comes_back_intact(
+    ray_cluster: LocalRayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_TOKEN", SECRET)
     monkeypatch.setenv("NCCL_SOCKET_IFNAME", "lo")
     env_dump = tmp_path / "driver-env.json"
     cell = dist_cell("ok", tmp_path, ["--ray", "--steps", "3", "--record-env", str(env_dump)])
     cell_dir = tmp_path / cell.full_id
     steps: list[int] = []
-    result = rj.RayJobRuntime(address=ray_cluster.address, poll_s=0.5).run_cell(cell, cell_dir,
-                                                                                on_step=steps.append)
+    result = rj.RayJobRuntime(address=ray_cluster.address, poll_s=0.5).run_cell(cell, cell_dir, on_step=steps.append)
     log = (cell_dir / "log.txt").read_text()
     assert result.status == "ok", (result.reason, log[-3000:])
     assert [s.step for s in result.steps] == [1, 2, 3] and steps == [1, 2, 3]
@@ -199,10 +204,24 @@ def test_ctrl_c_in_the_client_stops_the_remote_job(ray_cluster: LocalRayCluster,
     cell_dir = tmp_path / cell.full_id
     cell_json = tmp_path / "cell.json"
     cell_json.write_text(json.dumps(cell.to_dict()))
-    proc = subprocess.Popen([sys.executable, CLIENT, "ray", str(cell_json), str(cell_dir),
-                             "--option", f"address={ray_cluster.address}", "--option", "poll_s=0.5",
-                             "--option", "stop_wait_s=20"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            CLIENT,
+            "ray",
+            str(cell_json),
+            str(cell_dir),
+            "--option",
+            f"address={ray_cluster.address}",
+            "--option",
+            "poll_s=0.5",
+            "--option",
+            "stop_wait_s=20",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         seen = []

@@ -47,13 +47,13 @@ def test_world_size_is_nodes_times_gpus_in_the_batch_rules() -> None:
     reason = check_cell(m, point)
     assert reason is not None and reason.startswith("mini-vs-micro-batch") and "DP 8" in reason
     axes = Axes(lora_rank=[32], offload=["param+optimizer"], tp=[4], rollout_batch=[32, 128])
-    planned = plan_matrix(m.model_copy(update={"axes": axes}), "bench", out_dir="/tmp/unused",
-                          validate_with_verl=False)
+    planned = plan_matrix(m.model_copy(update={"axes": axes}), "bench", out_dir="/tmp/unused", validate_with_verl=False)
     assert [(c.axes["rollout_batch"], c.status) for c in planned] == [(32, "invalid"), (128, "ok")]
 
 
-def test_planned_two_node_cell_renders_for_slurm_and_ray(cells, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_planned_two_node_cell_renders_for_slurm_and_ray(
+    cells, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cell = cells[0]
     cell_dir = Path(cell.env["VERL_FILE_LOGGER_PATH"]).parent  # where the planner pointed the cell
     script = sl.render_script(cell, cell_dir, parse_options(sl.SlurmOptions, {"partition": "gpu"}, "slurm"), 7200)

@@ -66,8 +66,14 @@ class FakeRuntime(Runtime[FakeJob]):
     def fetch(self, job: FakeJob, stopped: Stopped | None) -> Result | NoResult:
         if not self.options.result:
             return NoResult("the fake sent nothing", exit_code=0)
-        return self.record(job.cell, job.cell_dir, "ok", None, write=False,
-                           observation={"metrics_path": job.cell_dir / "metrics.jsonl"})  # fmt: skip
+        return self.record(
+            job.cell,
+            job.cell_dir,
+            "ok",
+            None,
+            write=False,
+            observation={"metrics_path": job.cell_dir / "metrics.jsonl"},
+        )
 
 
 # -- the lifecycle ----------------------------------------------------------------------------------------
@@ -174,7 +180,10 @@ def test_unrun_and_refused_cells_are_recorded_without_a_job(tmp_path: Path) -> N
     assert Cluster().run_cell(two, tmp_path / two.full_id).status == "ok"
     lying = dist_cell("lying", tmp_path, topology=(1, 1))
     r = Cluster().run_cell(lying, tmp_path / lying.full_id)
-    assert (r.status, r.reason) == ("invalid", "topology: trainer.nnodes=1 in the cell's command, but the matrix says 2")
+    assert (r.status, r.reason) == (
+        "invalid",
+        "topology: trainer.nnodes=1 in the cell's command, but the matrix says 2",
+    )
 
 
 def test_a_cell_that_cannot_start_is_recorded_with_its_reason(tmp_path: Path) -> None:

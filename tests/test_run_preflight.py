@@ -38,8 +38,16 @@ def test_overrides_of_drops_plus_prefixes_and_flags() -> None:
 def test_megatron_cells_need_the_stack_that_ran_and_no_apex(tmp_path: Path) -> None:
     cells = cells_of("h100-1gpu-megatron", tmp_path)
     needs = by_module(pf.needs(cells))
-    assert set(needs) == {"torch", "ray", "vllm", "verl.trainer.main_ppo", "transformer_engine.pytorch",
-                          "megatron.core", "megatron.bridge", "modelopt"}
+    assert set(needs) == {
+        "torch",
+        "ray",
+        "vllm",
+        "verl.trainer.main_ppo",
+        "transformer_engine.pytorch",
+        "megatron.core",
+        "megatron.bridge",
+        "modelopt",
+    }
     assert needs["megatron.bridge"].package == "megatron-bridge"
     assert needs["modelopt"].package == "nvidia-modelopt"
     assert set(needs["megatron.core"].cells) == {c.id for c in cells if c.status == "ok"}
@@ -86,8 +94,10 @@ def test_unrun_and_foreign_cells_need_nothing(tmp_path: Path) -> None:
 
 # -- probe: a real child interpreter -----------------------------------------------------------------------
 
-CUBLAS_ERROR = ("OSError: /site/transformer_engine/libtransformer_engine.so: undefined symbol: "
-                "cublasLtGroupedMatrixLayoutInit_internal, version libcublasLt.so.13")
+CUBLAS_ERROR = (
+    "OSError: /site/transformer_engine/libtransformer_engine.so: undefined symbol: "
+    "cublasLtGroupedMatrixLayoutInit_internal, version libcublasLt.so.13"
+)
 
 
 @pytest.fixture
@@ -103,8 +113,12 @@ def fake_site(tmp_path: Path) -> dict[str, str]:
 
 
 def test_probe_reports_each_import_in_a_child(fake_site: dict[str, str]) -> None:
-    r = pf.probe(["fine", "te_like.pytorch", "exits", "no_such_module_xyz"], python=sys.executable, env=fake_site,
-                 packages=["pytest"])
+    r = pf.probe(
+        ["fine", "te_like.pytorch", "exits", "no_such_module_xyz"],
+        python=sys.executable,
+        env=fake_site,
+        packages=["pytest"],
+    )
     assert r.failure is None
     assert r.errors["fine"] is None
     assert r.errors["te_like.pytorch"] == CUBLAS_ERROR  # type and message, as verl would have died with
@@ -126,6 +140,7 @@ def test_probe_failures_are_findings_not_exceptions(fake_site: dict[str, str]) -
 
 # -- diagnose: the fixes learned on GPU hosts ---------------------------------------------------------------
 
+
 def finding(module: str, package: str, error: str, versions: dict[str, str] | None = None) -> pf.Finding:
     need = pf.Need(module, package, "test", ("c1", "c2"))
     [f] = pf.diagnose([need], pf.Probe("python3", {module: error}, versions or {}))
@@ -134,33 +149,59 @@ def finding(module: str, package: str, error: str, versions: dict[str, str] | No
 
 
 def test_te_on_an_older_cublas_names_both_versions_and_the_te_that_loads() -> None:
-    f = finding("transformer_engine.pytorch", "transformer-engine[pytorch]", CUBLAS_ERROR,
-                {"transformer-engine": "2.16.1", "nvidia-cublas": "13.1.0.3"})
+    f = finding(
+        "transformer_engine.pytorch",
+        "transformer-engine[pytorch]",
+        CUBLAS_ERROR,
+        {"transformer-engine": "2.16.1", "nvidia-cublas": "13.1.0.3"},
+    )
     assert "Transformer Engine 2.16.1" in f.hint and "cuBLAS 13.1.0.3" in f.hint and "TE 2.12.0" in f.hint
 
 
 def test_other_known_failures_get_their_fix() -> None:
-    assert "megatron_gradient_accumulation_fusion = false" in finding(
-        "fused_weight_gradient_mlp_cuda", "apex", "ModuleNotFoundError: No module named 'x'").hint
-    assert "never the PyPI package named 'apex'" in finding(
-        "fused_weight_gradient_mlp_cuda", "apex", "ModuleNotFoundError: x").hint
+    assert (
+        "megatron_gradient_accumulation_fusion = false"
+        in finding("fused_weight_gradient_mlp_cuda", "apex", "ModuleNotFoundError: No module named 'x'").hint
+    )
+    assert (
+        "never the PyPI package named 'apex'"
+        in finding("fused_weight_gradient_mlp_cuda", "apex", "ModuleNotFoundError: x").hint
+    )
     assert "'pulp<4'" in finding("modelopt", "nvidia-modelopt", "ModuleNotFoundError: No module named 'modelopt'").hint
     assert "--no-deps megatron-bridge" in finding("megatron.bridge", "megatron-bridge", "ModuleNotFoundError: x").hint
-    assert "use_remove_padding = false" in finding("flash_attn.bert_padding", "flash-attn",
-                                                   "ImportError: flash_attn_2_cuda.so: undefined symbol: _ZN3c10").hint
-    assert "--no-build-isolation" in finding("transformer_engine.pytorch", "transformer-engine[pytorch]",
-                                             "ModuleNotFoundError: No module named 'transformer_engine_torch'").hint
-    assert "exactly one of transformer-engine-cu12" in finding(
-        "transformer_engine.pytorch", "transformer-engine[pytorch]",
-        "OSError: libtransformer_engine.so: cannot open shared object file").hint
+    assert (
+        "use_remove_padding = false"
+        in finding(
+            "flash_attn.bert_padding", "flash-attn", "ImportError: flash_attn_2_cuda.so: undefined symbol: _ZN3c10"
+        ).hint
+    )
+    assert (
+        "--no-build-isolation"
+        in finding(
+            "transformer_engine.pytorch",
+            "transformer-engine[pytorch]",
+            "ModuleNotFoundError: No module named 'transformer_engine_torch'",
+        ).hint
+    )
+    assert (
+        "exactly one of transformer-engine-cu12"
+        in finding(
+            "transformer_engine.pytorch",
+            "transformer-engine[pytorch]",
+            "OSError: libtransformer_engine.so: cannot open shared object file",
+        ).hint
+    )
     assert finding("vllm", "vllm", "ModuleNotFoundError: No module named 'vllm'").hint is None
 
 
 def test_ok_findings_carry_the_package_version() -> None:
-    needs = [pf.Need("transformer_engine.pytorch", "transformer-engine[pytorch]", "w", ("c",)),
-             pf.Need("megatron.core", "megatron-core", "w", ("c",))]
-    probe = pf.Probe("python3", {"transformer_engine.pytorch": None, "megatron.core": None},
-                     {"transformer-engine": "2.12.0"})
+    needs = [
+        pf.Need("transformer_engine.pytorch", "transformer-engine[pytorch]", "w", ("c",)),
+        pf.Need("megatron.core", "megatron-core", "w", ("c",)),
+    ]
+    probe = pf.Probe(
+        "python3", {"transformer_engine.pytorch": None, "megatron.core": None}, {"transformer-engine": "2.12.0"}
+    )
     found = pf.diagnose(needs, probe)
     assert [(f.level, f.detail) for f in found] == [("ok", "2.12.0"), ("ok", "")]
     assert pf.errors(found) == []
@@ -179,6 +220,7 @@ def test_format_puts_the_fix_under_its_row() -> None:
 
 # -- CLI: this CPU machine has verl but no vLLM: a real refusal before any GPU time ---------------------
 
+
 def test_doctor_on_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", str(MATRICES / "h100-1gpu-graphs.toml"), "--cells", "full-*", "--format", "json"]) == 2
     data = json.loads(capsys.readouterr().out)
@@ -191,8 +233,17 @@ def test_doctor_on_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_run_refuses_before_building_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "runs"
-    code = main(["run", str(MATRICES / "h100-1gpu-megatron.toml"), "--out", str(out), "--no-verl-check",
-                 "--data-root", str(tmp_path / "no-data")])
+    code = main(
+        [
+            "run",
+            str(MATRICES / "h100-1gpu-megatron.toml"),
+            "--out",
+            str(out),
+            "--no-verl-check",
+            "--data-root",
+            str(tmp_path / "no-data"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "environment: this environment cannot import what the selected cells need" in err
@@ -202,6 +253,7 @@ def test_run_refuses_before_building_anything(tmp_path: Path, capsys: pytest.Cap
 
 
 # -- GPUs: warnings only (the runner records cells that do not fit as skipped) ------------------------------
+
 
 def gpu(name: str = "NVIDIA H100 80GB HBM3", count: int = 1):
     from suite.telemetry.nvml import GpuInfo

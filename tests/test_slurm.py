@@ -36,14 +36,31 @@ def test_script_directives_syntax_and_no_secrets(tmp_path: Path) -> None:
     cell = dist_cell("c", tmp_path, nnodes=2, gpus_per_node=8)
     cell = cell.__class__(**{**cell.__dict__, "env": {**cell.env, "HF_TOKEN": SECRET}})
     cell_dir = tmp_path / cell.full_id
-    text = sl.render_script(cell, cell_dir, _opts(partition="gpu", account="bench", mem="200G",
-                                                  sbatch_args="--constraint=h100 --reservation=r1"), 3600)
+    text = sl.render_script(
+        cell,
+        cell_dir,
+        _opts(partition="gpu", account="bench", mem="200G", sbatch_args="--constraint=h100 --reservation=r1"),
+        3600,
+    )
     lines = text.splitlines()
     sbatch = [x for x in lines if x.startswith("#SBATCH ")]
-    assert sbatch[:5] == ["#SBATCH --job-name=grpo-suite:c", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1",
-                          f"#SBATCH --output={cell_dir}/slurm-%j.out", "#SBATCH --open-mode=append"]
-    for want in ("--gpus-per-node=8", "--mem=200G", "--exclusive", "--partition=gpu", "--account=bench",
-                 "--time=01:15:00", "--constraint=h100", "--reservation=r1"):
+    assert sbatch[:5] == [
+        "#SBATCH --job-name=grpo-suite:c",
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=1",
+        f"#SBATCH --output={cell_dir}/slurm-%j.out",
+        "#SBATCH --open-mode=append",
+    ]
+    for want in (
+        "--gpus-per-node=8",
+        "--mem=200G",
+        "--exclusive",
+        "--partition=gpu",
+        "--account=bench",
+        "--time=01:15:00",
+        "--constraint=h100",
+        "--reservation=r1",
+    ):
         assert f"#SBATCH {want}" in sbatch
     assert f"export VERL_FILE_LOGGER_PATH={cell_dir}/metrics.jsonl" in lines
     assert SECRET not in text and "HF_TOKEN" not in text
@@ -57,8 +74,10 @@ def test_container_variants(tmp_path: Path) -> None:
     cell = dist_cell("c", tmp_path)
     cell_dir = tmp_path / cell.full_id
     pyxis = sl.render_script(cell, cell_dir, _opts(image="nvcr.io/x/verl:0.9.1", container_mounts="/data"), None)
-    assert (f"SRUN_C=(--container-image=nvcr.io/x/verl:0.9.1 --container-mounts={cell_dir},"
-            f"{SUITE_ROOT},/data --container-workdir=/tmp --no-container-mount-home)") in pyxis
+    assert (
+        f"SRUN_C=(--container-image=nvcr.io/x/verl:0.9.1 --container-mounts={cell_dir},"
+        f"{SUITE_ROOT},/data --container-workdir=/tmp --no-container-mount-home)"
+    ) in pyxis
     assert "RUN_C=()" in pyxis and "#SBATCH --time" not in pyxis  # no timeout: the partition limit
     app = sl.render_script(cell, cell_dir, _opts(image="/img/verl.sif", container="apptainer"), None)
     assert f"RUN_C=(apptainer exec --nv --bind {cell_dir} --bind {SUITE_ROOT} /img/verl.sif)" in app
@@ -120,21 +139,30 @@ exec "$@"
 def test_two_node_script_runs_with_shims(tmp_path: Path, container: str) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in (("srun", SRUN_SHIM), ("apptainer", APPTAINER_SHIM),
-                       ("scontrol", '#!/bin/bash\n[ "$1 $2" = "show hostnames" ] && printf "nodea\\nnodeb\\n"\n')):
+    for name, body in (
+        ("srun", SRUN_SHIM),
+        ("apptainer", APPTAINER_SHIM),
+        ("scontrol", '#!/bin/bash\n[ "$1 $2" = "show hostnames" ] && printf "nodea\\nnodeb\\n"\n'),
+    ):
         (bin_dir / name).write_text(body)
         (bin_dir / name).chmod(0o755)
     cell = dist_cell("two", tmp_path / "out", ["--steps", "3", "--step-s", "0.05"], nnodes=2, gpus_per_node=8)
     cell_dir = tmp_path / "out" / cell.full_id
     cell_dir.mkdir(parents=True)
     (cell_dir / "cell.json").write_text(json.dumps(cell.to_dict()))
-    opts = _opts(python=sys.executable, ray_port=6400, **({"image": "/img/v.sif", "container": container}
-                                                          if container else {}))
+    opts = _opts(
+        python=sys.executable, ray_port=6400, **({"image": "/img/v.sif", "container": container} if container else {})
+    )
     script = tmp_path / "job.sbatch"
     script.write_text(sl.render_script(cell, cell_dir, opts, 120))
     log = tmp_path / "calls.log"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SHIM_LOG": str(log),
-           "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "node[a-b]"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SHIM_LOG": str(log),
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NODELIST": "node[a-b]",
+    }
     proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     calls = [x.split(" :: ", 1) for x in log.read_text().splitlines() if not x.startswith("apptainer")]
@@ -143,15 +171,28 @@ def test_two_node_script_runs_with_shims(tmp_path: Path, container: str) -> None
     assert calls[0] == ["nodea", "hostname --ip-address"]
     heads = [c for c in calls if "ray start --head" in c[1]]
     workers = [c for c in calls if "ray start --address" in c[1]]
-    assert heads == [["nodea", f"{pre}ray start --head --node-ip-address={ip} --port=6400 --num-gpus=8 "
-                      "--temp-dir=/tmp/ray-gs-4242 --include-dashboard=false --disable-usage-stats --block"]]
-    assert workers == [["nodeb", f"{pre}ray start --address={ip}:6400 --num-gpus=8 --temp-dir=/tmp/ray-gs-4242 "
-                        "--disable-usage-stats --block"]]
+    assert heads == [
+        [
+            "nodea",
+            f"{pre}ray start --head --node-ip-address={ip} --port=6400 --num-gpus=8 "
+            "--temp-dir=/tmp/ray-gs-4242 --include-dashboard=false --disable-usage-stats --block",
+        ]
+    ]
+    assert workers == [
+        [
+            "nodeb",
+            f"{pre}ray start --address={ip}:6400 --num-gpus=8 --temp-dir=/tmp/ray-gs-4242 "
+            "--disable-usage-stats --block",
+        ]
+    ]
     fg = [c for c in calls if "ray start" not in c[1]]  # the `ray start` steps run in the background
     assert len(fg) == 3
     assert fg[-2] == ["nodea", f"{pre}{sys.executable} -m suite.run.slurm wait-nodes --nodes 2 --timeout 300"]
-    assert fg[-1] == ["nodea", f"{pre}{sys.executable} -m suite.run.incell --cell {cell_dir}/cell.json "
-                         f"--out {cell_dir} --runtime-name slurm --timeout 120"]
+    assert fg[-1] == [
+        "nodea",
+        f"{pre}{sys.executable} -m suite.run.incell --cell {cell_dir}/cell.json "
+        f"--out {cell_dir} --runtime-name slurm --timeout 120",
+    ]
     assert f"Ray head at {ip}:6400" in proc.stdout
     result = Result.model_validate_json((cell_dir / "result.json").read_text())
     assert result.status == "ok" and [s.step for s in result.steps] == [1, 2, 3]
@@ -177,9 +218,15 @@ def slurm():
 
 def _runtime_opts() -> dict[str, object]:
     # CPU machine: no GPUs to request, one node shared by the test jobs, private Ray ports.
-    return {"gres": False, "exclusive": False, "poll_s": 1, "cancel_grace_s": 30, "python": sys.executable,
-            "ray_port": free_port(), "ray_start_args": f"--dashboard-agent-listen-port={free_port()} "
-                                                       f"--ray-client-server-port={free_port()}"}
+    return {
+        "gres": False,
+        "exclusive": False,
+        "poll_s": 1,
+        "cancel_grace_s": 30,
+        "python": sys.executable,
+        "ray_port": free_port(),
+        "ray_start_args": f"--dashboard-agent-listen-port={free_port()} --ray-client-server-port={free_port()}",
+    }
 
 
 def _leftovers(marker: str) -> list[str]:
@@ -188,8 +235,9 @@ def _leftovers(marker: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_real_slurm_job_runs_ray_and_returns_the_result(slurm: LocalSlurm, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_slurm_job_runs_ray_and_returns_the_result(
+    slurm: LocalSlurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
     monkeypatch.setenv("HF_TOKEN", SECRET)
     env_dump = tmp_path / "env.json"
@@ -211,8 +259,9 @@ def test_real_slurm_job_runs_ray_and_returns_the_result(slurm: LocalSlurm, tmp_p
 
 
 @pytest.mark.slow
-def test_real_slurm_timeout_is_recorded_with_partial_steps(slurm: LocalSlurm, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_slurm_timeout_is_recorded_with_partial_steps(
+    slurm: LocalSlurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
     cell = dist_cell("slow", tmp_path / "out", ["--ray", "--steps", "2", "--step-s", "0.1", "--hang"], nnodes=1)
     cell_dir = tmp_path / "out" / cell.full_id
@@ -223,16 +272,19 @@ def test_real_slurm_timeout_is_recorded_with_partial_steps(slurm: LocalSlurm, tm
 
 
 @pytest.mark.slow
-def test_real_slurm_ctrl_c_cancels_the_job(slurm: LocalSlurm, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_slurm_ctrl_c_cancels_the_job(slurm: LocalSlurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
     cell = dist_cell("cancel", tmp_path / "out", ["--ray", "--steps", "1", "--step-s", "0.1", "--hang"], nnodes=1)
     cell_dir = tmp_path / "out" / cell.full_id
     cell_json = tmp_path / "cell.json"
     cell_json.write_text(json.dumps(cell.to_dict()))
     opts = [x for k, v in _runtime_opts().items() for x in ("--option", f"{k}={v}")]
-    proc = subprocess.Popen([sys.executable, CLIENT, "slurm", str(cell_json), str(cell_dir), *opts],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, CLIENT, "slurm", str(cell_json), str(cell_dir), *opts],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         seen = []
         assert proc.stdout is not None

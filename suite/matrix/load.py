@@ -97,14 +97,8 @@ def _input_error(exc: ValidationError, data: dict[str, Any], source: str) -> Inp
     msg = msg.removeprefix("Value error, ")
     if err["type"] == "missing":
         model = _model_at(loc)
-        ann = (
-            model.model_fields[str(loc[-1])].annotation
-            if model and str(loc[-1]) in model.model_fields
-            else None
-        )
-        what = (
-            f"table [{field}]" if isinstance(ann, type) and issubclass(ann, BaseModel) else f"key {field!r}"
-        )
+        ann = model.model_fields[str(loc[-1])].annotation if model and str(loc[-1]) in model.model_fields else None
+        what = f"table [{field}]" if isinstance(ann, type) and issubclass(ann, BaseModel) else f"key {field!r}"
         return InputError(f"required {what} is missing", source=source, field=field)
     bad = err.get("input")
     if err["type"] == "too_short":

@@ -52,9 +52,16 @@ class AxisError(FieldError):
 
 
 # pydantic error types -> the kind of value a field takes, for the message
-_KINDS = {"bool_type": "true or false", "bool_parsing": "true or false", "int_type": "an integer",
-          "int_from_float": "an integer", "int_parsing": "an integer", "float_type": "a number",
-          "float_parsing": "a number", "string_type": "a string"}  # fmt: skip
+_KINDS = {
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+}
 
 
 def base_value(name: str, value: Any, axis: str) -> Any:
@@ -204,8 +211,7 @@ class Base(_Strict):
         if isinstance(v, str) and re.fullmatch(r"rollout_batch(/[1-9][0-9]*)?", v):
             return v
         raise ValueError(
-            f"bad value {v!r}; allowed: a positive int, 'rollout_batch' or "
-            "'rollout_batch/K' (K updates per step)"
+            f"bad value {v!r}; allowed: a positive int, 'rollout_batch' or 'rollout_batch/K' (K updates per step)"
         )
 
     def mini_batch(self, rollout_batch: int) -> int:
@@ -290,7 +296,7 @@ class Matrix(_Strict):
                     name,
                     f"unknown axis {name!r}; allowed: {', '.join(AXES)}, any [base] name "
                     f"({', '.join(n for n in Base.model_fields if n not in AXES)}) "
-                    "or a quoted raw verl key such as \"actor_rollout_ref.rollout.max_num_seqs\""
+                    'or a quoted raw verl key such as "actor_rollout_ref.rollout.max_num_seqs"',
                 )
             else:
                 for x in vals:
@@ -336,9 +342,7 @@ class Matrix(_Strict):
                     if k == "offload" and isinstance(x, str):
                         x = _check_offload(x)
                     if x not in values[k]:
-                        raise ValueError(
-                            f"exclude[{i}].{k}: value {x!r} is not on the axis; allowed: {values[k]}"
-                        )
+                        raise ValueError(f"exclude[{i}].{k}: value {x!r} is not on the axis; allowed: {values[k]}")
         return self
 
     def axis_values(self) -> dict[str, list[Any]]:

@@ -21,8 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs", help="directory the cells' files go to (default: ./runs)")
     p.add_argument("--data-root", default=None, help="directory holding train.parquet/test.parquet")
     p.add_argument("--no-verl-check", action="store_true", help="skip composing each cell with verl's config")
-    p.add_argument("--predict-memory", action="store_true",
-                   help="predict each cell's peak GPU memory; cells that cannot fit become predicted-oom")
+    p.add_argument(
+        "--predict-memory",
+        action="store_true",
+        help="predict each cell's peak GPU memory; cells that cannot fit become predicted-oom",
+    )
     p.set_defaults(func=run)
 
 

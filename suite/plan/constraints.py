@@ -45,8 +45,10 @@ def _rollout_tp(c: Ctx) -> str | None:
     # A vLLM TP group lives inside one node (its all-reduce is NVLink/PCIe, not the network), and groups
     # must tile each node exactly.
     if c.gpus_per_node % c.tp:
-        return (f"tp-within-node: rollout tp {c.tp} does not divide gpus_per_node {c.gpus_per_node} "
-                f"(a vLLM tensor-parallel group must fit inside one node)")
+        return (
+            f"tp-within-node: rollout tp {c.tp} does not divide gpus_per_node {c.gpus_per_node} "
+            f"(a vLLM tensor-parallel group must fit inside one node)"
+        )
     return None
 
 
@@ -142,10 +144,12 @@ def _megatron_attention(c: Ctx) -> str | None:
     if c.backend != "megatron" or b.megatron_attention_backend not in (None, "flash"):
         return None
     if b.attn_implementation in ("sdpa", "eager"):
-        return (f"megatron-attention-needs-flash-attn: Megatron's attention backend "
-                f"{b.megatron_attention_backend or 'flash (verl default)'} needs flash-attn, and this matrix sets "
-                f"attn_implementation = {b.attn_implementation!r} (no flash-attn); set megatron_attention_backend "
-                "= 'fused' (cuDNN through TransformerEngine)")
+        return (
+            f"megatron-attention-needs-flash-attn: Megatron's attention backend "
+            f"{b.megatron_attention_backend or 'flash (verl default)'} needs flash-attn, and this matrix sets "
+            f"attn_implementation = {b.attn_implementation!r} (no flash-attn); set megatron_attention_backend "
+            "= 'fused' (cuDNN through TransformerEngine)"
+        )
     return None
 
 

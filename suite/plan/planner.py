@@ -92,16 +92,22 @@ def _check_ids(matrix: Matrix, ids: list[str]) -> None:
     seen: set[str] = set()
     for cid in ids:
         if cid in seen:
-            raise InputError(f"two cells would share the id {cid!r}: axis values that differ only in characters "
-                             "an id cannot hold (kept: letters, digits, '.', '+', '_')", source=matrix.source,
-                             field="axes")
+            raise InputError(
+                f"two cells would share the id {cid!r}: axis values that differ only in characters "
+                "an id cannot hold (kept: letters, digits, '.', '+', '_')",
+                source=matrix.source,
+                field="axes",
+            )
         seen.add(cid)
     ref = matrix.matrix.reference
     if ref is not None and ref not in seen:
         near = [c for c in ids if c.split("-")[0] == ref.split("-")[0]][:6] or ids[:6]
-        raise InputError(f"reference {ref!r} is not a cell of this matrix (after [[exclude]]); cells include: "
-                         f"{', '.join(near)}{' ...' if len(ids) > len(near) else ''}", source=matrix.source,
-                         field="matrix.reference")
+        raise InputError(
+            f"reference {ref!r} is not a cell of this matrix (after [[exclude]]); cells include: "
+            f"{', '.join(near)}{' ...' if len(ids) > len(near) else ''}",
+            source=matrix.source,
+            field="matrix.reference",
+        )
 
 
 _VALIDATOR: VerlValidator | None = None

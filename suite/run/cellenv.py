@@ -16,9 +16,22 @@ from suite.run.files import METRICS_FILE
 # Forwarded from the caller's environment by name to a cell that runs elsewhere (a container, a Ray job): fabric
 # settings must match the hosts' network, tokens are needed by verl's workers and hub downloads (which see only
 # what they are given), and VLLM_* / TORCH_NCCL_* / the offline switches tune the run the user asked for.
-FORWARD_ENV = ("NCCL_*", "GLOO_*", "UCX_*", "TP_SOCKET_IFNAME", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT",
-               "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_MODE", "VLLM_*",
-               "TORCH_NCCL_*")
+FORWARD_ENV = (
+    "NCCL_*",
+    "GLOO_*",
+    "UCX_*",
+    "TP_SOCKET_IFNAME",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "WANDB_API_KEY",
+    "WANDB_BASE_URL",
+    "WANDB_MODE",
+    "VLLM_*",
+    "TORCH_NCCL_*",
+)
 
 
 def forwarded_env(environ: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str, str]:
@@ -39,9 +52,16 @@ def ray_tmpdir(token: str) -> Path:
     return base / f"gsr-{hashlib.sha1(token.encode()).hexdigest()[:10]}"
 
 
-def cell_environment(base: Mapping[str, str], cell_env: Mapping[str, str], *, cell_dir: Path,
-                     metrics: Path, gpus: Sequence[int] | None, token: str,
-                     isolate_ray: bool = True) -> dict[str, str]:
+def cell_environment(
+    base: Mapping[str, str],
+    cell_env: Mapping[str, str],
+    *,
+    cell_dir: Path,
+    metrics: Path,
+    gpus: Sequence[int] | None,
+    token: str,
+    isolate_ray: bool = True,
+) -> dict[str, str]:
     env = {**base, **cell_env}
     env.setdefault(LOGGER_ENV, str(metrics))
     env["PYTHONUNBUFFERED"] = "1"  # the log shows progress as it happens and ends with the real error

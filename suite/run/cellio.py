@@ -30,8 +30,9 @@ def _override(x: Any, source: str) -> Override:
         raise InputError(f"bad override {x!r}; expected {{key, value, prefix}}", source=source, field="overrides")
     prefix = x.get("prefix", "")
     if prefix not in PREFIXES:
-        raise InputError(f"bad prefix {prefix!r}; allowed: {', '.join(map(repr, PREFIXES))}", source=source,
-                         field="overrides")
+        raise InputError(
+            f"bad prefix {prefix!r}; allowed: {', '.join(map(repr, PREFIXES))}", source=source, field="overrides"
+        )
     return Override(str(x["key"]), x.get("value"), prefix)
 
 
@@ -48,9 +49,7 @@ def cell_from_dict(data: dict, *, source: str = "cell") -> Cell:
         raise InputError(f"missing field(s) {', '.join(missing)}", source=source)
     unknown = sorted(set(data) - _FIELDS - set(_DERIVED))
     if unknown:
-        raise InputError(
-            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_FIELDS))}", source=source
-        )
+        raise InputError(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_FIELDS))}", source=source)
     fields = {k: v for k, v in data.items() if k in _FIELDS}
     fields["overrides"] = tuple(
         o if isinstance(o, Override) else _override(o, source) for o in fields.get("overrides", ())

@@ -21,31 +21,57 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("matrix", help="matrix TOML file, or a plan JSON (grpo-suite plan --format json)")
     p.add_argument("--profile", default="bench", help="profile of the matrix: bench (default) or train")
     p.add_argument("--runtime", default="host", help="host (default), docker, ray or slurm")
-    p.add_argument("--cells", default=None, metavar="PATTERN",
-                   help="glob(s) over cell id or full id, comma-separated (e.g. 'lora8-*')")
+    p.add_argument(
+        "--cells",
+        default=None,
+        metavar="PATTERN",
+        help="glob(s) over cell id or full id, comma-separated (e.g. 'lora8-*')",
+    )
     p.add_argument("--out", default="runs", help="results directory (default: ./runs); one folder per cell")
     p.add_argument("--resume", action="store_true", help="run only cells without a final result")
     p.add_argument("--fail-fast", action="store_true", help="stop the matrix at the first failed cell")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="per-cell timeout, seconds")
-    p.add_argument("--parallel", default="1", metavar="auto|N",
-                   help="cells at once on disjoint GPUs (default 1; auto: floor(GPUs / GPUs per cell))")
-    p.add_argument("--gpus", default=None, metavar="LIST",
-                   help="GPU indices the run may use, e.g. 0,1,2,3 (default: every GPU NVML sees)")
+    p.add_argument(
+        "--parallel",
+        default="1",
+        metavar="auto|N",
+        help="cells at once on disjoint GPUs (default 1; auto: floor(GPUs / GPUs per cell))",
+    )
+    p.add_argument(
+        "--gpus",
+        default=None,
+        metavar="LIST",
+        help="GPU indices the run may use, e.g. 0,1,2,3 (default: every GPU NVML sees)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print each cell's command; run nothing")
     p.add_argument("--address", default=None, help="Ray cluster address (ray runtime)")
     p.add_argument("--image", default=None, help="container image reference (docker / slurm runtimes)")
-    p.add_argument("--runtime-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra keyword option for the runtime (repeatable)")
-    p.add_argument("--skip-predicted-oom", action="store_true",
-                   help="record cells the memory planner predicts to OOM as skipped instead of running them")
+    p.add_argument(
+        "--runtime-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra keyword option for the runtime (repeatable)",
+    )
+    p.add_argument(
+        "--skip-predicted-oom",
+        action="store_true",
+        help="record cells the memory planner predicts to OOM as skipped instead of running them",
+    )
     p.add_argument("--data-root", default=None, help="directory holding train.parquet/test.parquet")
     p.add_argument("--no-verl-check", action="store_true", help="skip composing each cell with verl's config")
-    p.add_argument("--no-preflight", action="store_true",
-                   help="skip importing what the cells need before the first cell (host runtime)")
+    p.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="skip importing what the cells need before the first cell (host runtime)",
+    )
     p.set_defaults(func=run)
 
-    d = sub.add_parser("doctor", help="check, before any GPU time, that this environment imports what a "
-                                      "matrix's cells need (backend, LoRA, remove-padding, apex); exit 2 if not")
+    d = sub.add_parser(
+        "doctor",
+        help="check, before any GPU time, that this environment imports what a "
+        "matrix's cells need (backend, LoRA, remove-padding, apex); exit 2 if not",
+    )
     d.add_argument("matrix", help="matrix TOML file, or a plan JSON (grpo-suite plan --format json)")
     d.add_argument("--profile", default="bench", help="profile of the matrix: bench (default) or train")
     d.add_argument("--cells", default=None, metavar="PATTERN", help="glob(s) over cell id or full id")
@@ -60,9 +86,11 @@ def _preflight(cells: list) -> list:
     findings, python = preflight.check_cells(cells)
     bad = preflight.errors(findings)
     if bad:
-        raise InputError("this environment cannot import what the selected cells need (checked before any GPU "
-                         "time; --no-preflight skips the check):\n" + preflight.format_findings(bad, python=python),
-                         field="environment")
+        raise InputError(
+            "this environment cannot import what the selected cells need (checked before any GPU "
+            "time; --no-preflight skips the check):\n" + preflight.format_findings(bad, python=python),
+            field="environment",
+        )
     return findings
 
 
@@ -72,8 +100,7 @@ def _selected(cells: list, pattern: str | None) -> list:
 
     selected = select(cells, pattern)
     if not selected:
-        raise InputError(f"no cell matches {pattern!r}; cells: {', '.join(c.id for c in cells)}",
-                         field="--cells")
+        raise InputError(f"no cell matches {pattern!r}; cells: {', '.join(c.id for c in cells)}", field="--cells")
     return selected
 
 
@@ -130,24 +157,34 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"bad value {args.timeout}; allowed: seconds > 0", field="--timeout")
     runtime = make_runtime(args.runtime, **_runtime_options(args))
     out_dir = Path(args.out).expanduser().resolve()
-    matrix, cells = prepare.plan(args.matrix, args.profile, out_dir, data_root=args.data_root,
-                                 verl_check=not args.no_verl_check)
+    matrix, cells = prepare.plan(
+        args.matrix, args.profile, out_dir, data_root=args.data_root, verl_check=not args.no_verl_check
+    )
     if gpu_ids is None and runtime.pins_gpus:
         gpu_ids = prepare.host_gpu_ids()
-    options = RunOptions(cells=args.cells, resume=args.resume, fail_fast=args.fail_fast,
-                         timeout_s=args.timeout, parallel=parallel, gpu_ids=gpu_ids,
-                         skip_predicted_oom=args.skip_predicted_oom, dry_run=args.dry_run)
+    options = RunOptions(
+        cells=args.cells,
+        resume=args.resume,
+        fail_fast=args.fail_fast,
+        timeout_s=args.timeout,
+        parallel=parallel,
+        gpu_ids=gpu_ids,
+        skip_predicted_oom=args.skip_predicted_oom,
+        dry_run=args.dry_run,
+    )
     selected = _selected(cells, args.cells)
     if runtime.local and not args.dry_run and not args.no_preflight:
         _preflight(selected)  # before models and data are built: those take minutes too
     if not args.dry_run and any(c.status != "invalid" for c in selected):
         prepare.ensure_inputs(matrix, selected, data_root=args.data_root)
-    if runtime.local and (note := prepare.generation_note(
-            [c.gpu for c in selected], prepare.host_device_name(gpu_ids))):
+    if runtime.local and (
+        note := prepare.generation_note([c.gpu for c in selected], prepare.host_device_name(gpu_ids))
+    ):
         print(f"warning: {note}", file=sys.stderr)
 
     def _term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
+
     previous = signal.signal(signal.SIGTERM, _term)
     # A shell without job control starts background commands (`grpo-suite run ... &`, nohup scripts, CI
     # steps) with SIGINT ignored, and Python then never raises KeyboardInterrupt: `kill -INT` must still
@@ -156,9 +193,12 @@ def run(args: argparse.Namespace) -> int:
     slots = prepare.max_slots(selected, gpu_ids, parallel)
     if slots > 1 and not runtime.concurrent_safe:
         # verl's weight-transfer sockets of two cells on one host collide (suite/run/private_tmp.py)
-        print(f"warning: --parallel {args.parallel} needs a private /tmp per cell, and this host cannot give one "
-              f"({runtime.concurrency_note}); running one cell at a time. --runtime-option private_tmp=off "
-              "packs cells anyway.", file=sys.stderr)
+        print(
+            f"warning: --parallel {args.parallel} needs a private /tmp per cell, and this host cannot give one "
+            f"({runtime.concurrency_note}); running one cell at a time. --runtime-option private_tmp=off "
+            "packs cells anyway.",
+            file=sys.stderr,
+        )
         options = dataclasses.replace(options, parallel=1)
         slots = 1
     try:
@@ -170,10 +210,11 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return EXIT_OK
     print(table(summary.outcomes))
-    print(f"\nresults: {out_dir} ({sum(o.result is not None for o in summary.outcomes)} result files; "
-          f"{len(summary.failed)} failed, {len(summary.not_run)} not run)")
+    print(
+        f"\nresults: {out_dir} ({sum(o.result is not None for o in summary.outcomes)} result files; "
+        f"{len(summary.failed)} failed, {len(summary.not_run)} not run)"
+    )
     if summary.interrupted:
-        print("interrupted: cells in flight were stopped and recorded; run again with --resume",
-              file=sys.stderr)
+        print("interrupted: cells in flight were stopped and recorded; run again with --resume", file=sys.stderr)
         return 130
     return EXIT_REGRESSION if summary.failed else EXIT_OK

@@ -63,15 +63,20 @@ class DockerOptions(RuntimeOptions):
 
 
 # -- engine detection -----------------------------------------------------------------------------------
-def docker_available(docker: str = "docker", *, timeout_s: float = 10.0,
-                     runner: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> bool:
+def docker_available(
+    docker: str = "docker",
+    *,
+    timeout_s: float = 10.0,
+    runner: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+) -> bool:
     """True when a Docker engine answers (`docker info`), not merely when the client is installed: the run
     CLI defaults to `--runtime docker` only then."""
     if shutil.which(docker) is None:
         return False
     try:
-        proc = runner([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
-                      timeout=timeout_s)
+        proc = runner(
+            [docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=timeout_s
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.returncode == 0 and bool(proc.stdout.strip())
@@ -97,8 +102,12 @@ class Mount:
         return f"type=bind,source={self.path},target={self.path}" + ("" if self.writable else ",readonly")
 
 
-def host_inputs(paths: Iterable[str], *, exists: Callable[[str], bool] = os.path.exists,
-                is_dir: Callable[[str], bool] = os.path.isdir) -> list[str]:
+def host_inputs(
+    paths: Iterable[str],
+    *,
+    exists: Callable[[str], bool] = os.path.exists,
+    is_dir: Callable[[str], bool] = os.path.isdir,
+) -> list[str]:
     """The host directories to mount for the paths a cell reads: a directory itself, a file's parent.
     Paths that do not exist on the host are left out (they are outputs, or the run fails visibly)."""
     out = []
@@ -134,8 +143,10 @@ def check_mount_path(path: str) -> None:
         raise InputError(f"mount path {path!r} is not absolute", field="--runtime docker")
     if "," in path or '"' in path or "\n" in path:
         # --mount is a CSV field list: such a path would be split or misquoted.
-        raise InputError(f"mount path {path!r} contains ',', '\"' or a newline, which docker --mount "
-                         "cannot carry; move it", field="--runtime docker")
+        raise InputError(
+            f"mount path {path!r} contains ',', '\"' or a newline, which docker --mount cannot carry; move it",
+            field="--runtime docker",
+        )
 
 
 def gpus_arg(gpus: Sequence[int] | None) -> str:
@@ -152,11 +163,23 @@ def container_name(cell: Cell, token: str) -> str:
     return f"grpo-suite-{slug}-{token}"
 
 
-def docker_command(cell: Cell, *, image: str, cell_dir: Path, gpus: Sequence[int] | None,
-                   user: str, mounts: Sequence[Mount] = (), env_names: Sequence[str] = (),
-                   env_values: Mapping[str, str] | None = None, name: str | None = None,
-                   timeout_s: float | None = None, ipc: str = "host", shm_size: str = "32g",
-                   network: str = "", docker: str = "docker") -> list[str]:
+def docker_command(
+    cell: Cell,
+    *,
+    image: str,
+    cell_dir: Path,
+    gpus: Sequence[int] | None,
+    user: str,
+    mounts: Sequence[Mount] = (),
+    env_names: Sequence[str] = (),
+    env_values: Mapping[str, str] | None = None,
+    name: str | None = None,
+    timeout_s: float | None = None,
+    ipc: str = "host",
+    shm_size: str = "32g",
+    network: str = "",
+    docker: str = "docker",
+) -> list[str]:
     """The exact `docker run` for one cell. `env_values` must hold no secrets (they are printed by
     --dry-run and visible in `ps`): secrets go in `env_names`, passed by name only."""
     cell_dir = Path(cell_dir)
@@ -181,8 +204,7 @@ def docker_command(cell: Cell, *, image: str, cell_dir: Path, gpus: Sequence[int
     for k in sorted(set(env_names) - set(env_values or {})):
         cmd += ["--env", k]
     cmd += ["--workdir", str(cell_dir)]
-    cmd += [image, *INCELL, "--cell", str(cell_dir / CELL_FILE), "--out", str(cell_dir),
-            "--runtime-name", "docker"]
+    cmd += [image, *INCELL, "--cell", str(cell_dir / CELL_FILE), "--out", str(cell_dir), "--runtime-name", "docker"]
     if timeout_s is not None:
         cmd += ["--timeout", f"{timeout_s:g}"]
     return cmd
@@ -199,13 +221,18 @@ def host_user(*, getuid: Callable[[], int] = os.getuid, getgid: Callable[[], int
     return IMAGE_UID if uid == 0 else f"{uid}:{gid}"
 
 
-def image_id(image: str, *, docker: str = "docker",
-             runner: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> str | None:
+def image_id(
+    image: str, *, docker: str = "docker", runner: Callable[..., subprocess.CompletedProcess] = subprocess.run
+) -> str | None:
     """Registry digest (`repo@sha256:...`) when the image came from a registry, else its local id
     (`sha256:...`); None when the engine does not have it."""
     try:
-        proc = runner([docker, "image", "inspect", "--format", "{{json .RepoDigests}} {{.Id}}", image],
-                      capture_output=True, text=True, timeout=30)
+        proc = runner(
+            [docker, "image", "inspect", "--format", "{{json .RepoDigests}} {{.Id}}", image],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode != 0:
@@ -279,16 +306,36 @@ class DockerRuntime(Runtime[DockerJob]):
             env["GRPO_SUITE_IMAGE_DIGEST"] = digest  # the engine's id beats the baked identity string
         return env
 
-    def command(self, cell: Cell, cell_dir: Path, *, gpus: Sequence[int] | None, timeout_s: float | None,
-                digest: str | None = None, name: str | None = None,
-                environ: Mapping[str, str] | None = None) -> list[str]:
+    def command(
+        self,
+        cell: Cell,
+        cell_dir: Path,
+        *,
+        gpus: Sequence[int] | None,
+        timeout_s: float | None,
+        digest: str | None = None,
+        name: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> list[str]:
         o = self.options
         image = self.image_for(cell)
         names = cellenv.forwarded_env(os.environ if environ is None else environ, split_list(o.forward_env))
         return docker_command(
-            cell, image=image, cell_dir=cell_dir, gpus=gpus, user=host_user(), mounts=self.mounts_for(cell, cell_dir),
-            env_names=list(names), env_values=self.env_for(image, digest), name=name, timeout_s=timeout_s,
-            ipc=o.ipc, shm_size=self._settings_shm(cell.gpu), network=o.network, docker=o.docker)  # fmt: skip
+            cell,
+            image=image,
+            cell_dir=cell_dir,
+            gpus=gpus,
+            user=host_user(),
+            mounts=self.mounts_for(cell, cell_dir),
+            env_names=list(names),
+            env_values=self.env_for(image, digest),
+            name=name,
+            timeout_s=timeout_s,
+            ipc=o.ipc,
+            shm_size=self._settings_shm(cell.gpu),
+            network=o.network,
+            docker=o.docker,
+        )
 
     # -- the five steps -----------------------------------------------------------------------------------
     def describe(self, cell: Cell, cell_dir: Path, *, timeout_s: float | None, gpus: list[int] | None) -> str:
@@ -301,9 +348,12 @@ class DockerRuntime(Runtime[DockerJob]):
         digest = image_id(image, docker=self.options.docker)
         env = {**cell.env, "GRPO_SUITE_IMAGE": image, **({"GRPO_SUITE_IMAGE_DIGEST": digest} if digest else {})}
         if digest is None:
-            raise NotRun("crash", f"image {image} is not available to the Docker engine; build it with "
-                         f"`nox -s build-{cell.gpu}` (python -m suite.containers build {cell.gpu}) or pass --image",
-                         env=env)  # fmt: skip
+            raise NotRun(
+                "crash",
+                f"image {image} is not available to the Docker engine; build it with "
+                f"`nox -s build-{cell.gpu}` (python -m suite.containers build {cell.gpu}) or pass --image",
+                env=env,
+            )
         if host_user() == IMAGE_UID:
             cell_dir.chmod(0o777)  # root caller: the container's unprivileged user must write here
         name = container_name(cell, uuid.uuid4().hex[:8])
@@ -359,6 +409,9 @@ def _no_result_reason(rc: int | None, cell_dir: Path) -> str:
     with contextlib.suppress(OSError):
         lines = (cell_dir / CONTAINER_LOG).read_text(errors="replace").strip().splitlines()
         tail = lines[-1][:300] if len(lines) > 1 else ""
-    what = {125: "docker could not start the container", 126: "the in-cell command could not be run",
-            127: "the in-cell command was not found in the image"}.get(rc, "the container wrote no result")
+    what = {
+        125: "docker could not start the container",
+        126: "the in-cell command could not be run",
+        127: "the in-cell command was not found in the image",
+    }.get(rc, "the container wrote no result")
     return f"{what} (exit {rc})" + (f": {tail}" if tail else "")

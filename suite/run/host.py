@@ -190,9 +190,23 @@ class HostRuntime(Runtime[HostJob]):
         host_sampler = HostMemorySampler(tree.pid if o.nvml_hz > 0 else None, hz).start()
         watcher.start()
         milestones = LogWatcher(cell_dir / LOG_FILE, t0).start()
-        return HostJob(cell=cell, cell_dir=cell_dir, env=env, metrics=metrics, nvml=nvml, gpu=gpu, log=log,
-                       tree=tree, sampler=sampler, host_sampler=host_sampler, watcher=watcher,
-                       milestones=milestones, t0=t0, ray_tmp=ray_tmp, tmp_root=tmp_root)  # fmt: skip
+        return HostJob(
+            cell=cell,
+            cell_dir=cell_dir,
+            env=env,
+            metrics=metrics,
+            nvml=nvml,
+            gpu=gpu,
+            log=log,
+            tree=tree,
+            sampler=sampler,
+            host_sampler=host_sampler,
+            watcher=watcher,
+            milestones=milestones,
+            t0=t0,
+            ray_tmp=ray_tmp,
+            tmp_root=tmp_root,
+        )
 
     def status(self, job: HostJob) -> State:
         return State.RUNNING if job.tree.poll() is None else State.DONE
@@ -222,8 +236,10 @@ class HostRuntime(Runtime[HostJob]):
         samples, host_samples = job.sampler.stop(), job.host_sampler.stop()
         breakdown = job.milestones.stop()
         rc = tree.proc.returncode if tree.proc else None
-        job.log.write(f"\n[grpo-suite] exit code {rc}; wall {wall:.1f} s; processes recorded: "
-                      f"{len(tree.recorded_pids)}; stopped by pid: {pids or 'none'}\n".encode())  # fmt: skip
+        job.log.write(
+            f"\n[grpo-suite] exit code {rc}; wall {wall:.1f} s; processes recorded: "
+            f"{len(tree.recorded_pids)}; stopped by pid: {pids or 'none'}\n".encode()
+        )
         job.log.flush()
         extra = {"stopped_pids": ",".join(map(str, pids))} if pids else {}
         if job.ray_tmp:
@@ -265,9 +281,16 @@ class HostRuntime(Runtime[HostJob]):
             startup_s=startup,
             startup_breakdown=breakdown,
         )
-        provenance = prov.collect(argv=job.cell.argv, env=job.env, runtime=self.recorded_name,
-                                  model_source=job.cell.model, start_time=_iso(tree.start_time), end_time=_iso(end),
-                                  extra=extra, **_gpu_fields(job.gpu, job.env))  # fmt: skip
+        provenance = prov.collect(
+            argv=job.cell.argv,
+            env=job.env,
+            runtime=self.recorded_name,
+            model_source=job.cell.model,
+            start_time=_iso(tree.start_time),
+            end_time=_iso(end),
+            extra=extra,
+            **_gpu_fields(job.gpu, job.env),
+        )
         result = build_result(CellInfo.from_cell(job.cell), obs, provenance)
         if result.status == "ok" and not o.keep_ray_tmp:
             if job.ray_tmp:

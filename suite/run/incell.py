@@ -31,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="cell directory: result.json, log.txt, metrics.jsonl")
     parser.add_argument("--timeout", type=float, default=None, help="seconds before the cell is stopped")
     parser.add_argument("--gpus", default=None, help="GPU indices to pin, e.g. 0,1 (default: all visible)")
-    parser.add_argument("--runtime-name", default=None,
-                        help="runtime recorded in provenance (docker / ray / slurm); default host")
+    parser.add_argument(
+        "--runtime-name", default=None, help="runtime recorded in provenance (docker / ray / slurm); default host"
+    )
     args = parser.parse_args(argv)
     try:
         cell = load_cell(args.cell)

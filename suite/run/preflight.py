@@ -22,8 +22,17 @@ from suite.gpus import generation_of
 from suite.plan.cell import PREDICTED_OOM, Cell
 
 # Distribution names whose versions explain a failed import (the CUDA libraries TE links against).
-CONTEXT_PACKAGES = ("torch", "nvidia-cublas", "nvidia-cublas-cu13", "nvidia-cublas-cu12", "transformer-engine",
-                    "transformer-engine-cu13", "transformer-engine-cu12", "nvidia-cudnn-cu13", "nvidia-cudnn-cu12")
+CONTEXT_PACKAGES = (
+    "torch",
+    "nvidia-cublas",
+    "nvidia-cublas-cu13",
+    "nvidia-cublas-cu12",
+    "transformer-engine",
+    "transformer-engine-cu13",
+    "transformer-engine-cu12",
+    "nvidia-cudnn-cu13",
+    "nvidia-cudnn-cu12",
+)
 PROBE_TIMEOUT_S = 600.0
 ENTRY_MODULE = "verl.trainer.main_ppo"
 # Plan statuses the runner starts (predicted-oom too, unless --skip-predicted-oom): what a preflight covers.
@@ -78,8 +87,12 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
         add("verl.trainer.main_ppo", "verl", "every cell", cell)
         if cell.backend == "fsdp":
             if _true(cell.setting("actor_rollout_ref.model.use_remove_padding")):
-                add("flash_attn.bert_padding", "flash-attn",
-                    "FSDP cells with use_remove_padding=true (verl unpads with flash-attn)", cell)
+                add(
+                    "flash_attn.bert_padding",
+                    "flash-attn",
+                    "FSDP cells with use_remove_padding=true (verl unpads with flash-attn)",
+                    cell,
+                )
             if cell.setting("actor_rollout_ref.model.lora_rank") not in (None, 0, "", "0"):
                 add("peft", "peft", "LoRA cells", cell)
         elif cell.backend == "megatron":
@@ -91,8 +104,12 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
             key = "actor_rollout_ref.actor.megatron.override_transformer_config.gradient_accumulation_fusion"
             # Megatron-Bridge turns the fusion on unless the plan turns it off; then ColumnParallelLinear needs apex.
             if not cell.has_setting(key) or _true(cell.setting(key)):
-                add("fused_weight_gradient_mlp_cuda", "apex",
-                    "Megatron cells with gradient_accumulation_fusion on", cell)
+                add(
+                    "fused_weight_gradient_mlp_cuda",
+                    "apex",
+                    "Megatron cells with gradient_accumulation_fusion on",
+                    cell,
+                )
     return [Need(m, p, w, tuple(c)) for (m, p, w), c in acc.items()]
 
 
@@ -117,16 +134,27 @@ print("GRPO_SUITE_PROBE " + json.dumps({"errors": errors, "versions": versions})
 """
 
 
-def probe(modules: Sequence[str], *, python: str = "python3", env: Mapping[str, str] | None = None,
-          packages: Sequence[str] = (), timeout_s: float = PROBE_TIMEOUT_S) -> Probe:
+def probe(
+    modules: Sequence[str],
+    *,
+    python: str = "python3",
+    env: Mapping[str, str] | None = None,
+    packages: Sequence[str] = (),
+    timeout_s: float = PROBE_TIMEOUT_S,
+) -> Probe:
     """Import `modules` in a child `python` with `env` (a child: a failed CUDA extension must not poison this
     process, and the cells' interpreter may not be this one)."""
     env = dict(os.environ if env is None else env)
     exe = shutil.which(python, path=env.get("PATH")) or python
     pkgs = sorted({*CONTEXT_PACKAGES, *packages})
     try:
-        proc = subprocess.run([exe, "-c", PROBE_SCRIPT, json.dumps(list(modules)), json.dumps(pkgs)],
-                              capture_output=True, text=True, env=env, timeout=timeout_s)
+        proc = subprocess.run(
+            [exe, "-c", PROBE_SCRIPT, json.dumps(list(modules)), json.dumps(pkgs)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout_s,
+        )
     except FileNotFoundError:
         return Probe(python, {}, failure=f"no interpreter {python!r} on PATH")
     except subprocess.TimeoutExpired:
@@ -141,30 +169,41 @@ def probe(modules: Sequence[str], *, python: str = "python3", env: Mapping[str, 
 
 def hint(need: Need, error: str, versions: Mapping[str, str]) -> str | None:
     """The fix for a failed import, where one is known (pure)."""
-    cublas = next((versions[p] for p in ("nvidia-cublas", "nvidia-cublas-cu13", "nvidia-cublas-cu12")
-                   if p in versions), None)
+    cublas = next(
+        (versions[p] for p in ("nvidia-cublas", "nvidia-cublas-cu13", "nvidia-cublas-cu12") if p in versions), None
+    )
     te = versions.get("transformer-engine")
     if need.module.startswith("transformer_engine") and "undefined symbol" in error and "cublas" in error.lower():
         have = f"cuBLAS {cublas}" if cublas else "this cuBLAS"
-        return (f"Transformer Engine {te or '?'} calls a cuBLAS function that {have} lacks: TE 2.13+ need "
-                "cuBLAS 13.2+; on CUDA 13.0 / cuBLAS 13.1 install TE 2.12.0 (transformer-engine, "
-                "transformer-engine-cu13 and the torch binding built against this torch; docs/containers.md)")
+        return (
+            f"Transformer Engine {te or '?'} calls a cuBLAS function that {have} lacks: TE 2.13+ need "
+            "cuBLAS 13.2+; on CUDA 13.0 / cuBLAS 13.1 install TE 2.12.0 (transformer-engine, "
+            "transformer-engine-cu13 and the torch binding built against this torch; docs/containers.md)"
+        )
     if need.module.startswith("transformer_engine") and "libtransformer_engine" in error:
-        return ("the TE core library is missing or was overwritten: install exactly one of transformer-engine-cu12 "
-                "/ -cu13, matching torch's CUDA, with --no-deps")
+        return (
+            "the TE core library is missing or was overwritten: install exactly one of transformer-engine-cu12 "
+            "/ -cu13, matching torch's CUDA, with --no-deps"
+        )
     if need.module.startswith("transformer_engine") and "transformer_engine_torch" in error:
-        return ("TE's torch binding (transformer_engine_torch) is not installed: it is an sdist, built against the "
-                "installed torch with `pip install --no-build-isolation --no-deps transformer-engine-torch==<TE>`")
+        return (
+            "TE's torch binding (transformer_engine_torch) is not installed: it is an sdist, built against the "
+            "installed torch with `pip install --no-build-isolation --no-deps transformer-engine-torch==<TE>`"
+        )
     if need.module == "modelopt":
         return "pip install nvidia-modelopt 'pulp<4' (Megatron-Bridge imports modelopt, which imports pulp)"
     if need.module == "megatron.bridge":
         return "pip install --no-deps megatron-bridge (as verl installs it; its declared NeMo stack is not needed)"
     if need.module == "fused_weight_gradient_mlp_cuda":
-        return ("set megatron_gradient_accumulation_fusion = false in the matrix's [base] (the default), or install "
-                "NVIDIA apex with its CUDA extensions (never the PyPI package named 'apex')")
+        return (
+            "set megatron_gradient_accumulation_fusion = false in the matrix's [base] (the default), or install "
+            "NVIDIA apex with its CUDA extensions (never the PyPI package named 'apex')"
+        )
     if need.module == "flash_attn.bert_padding":
-        return ("set use_remove_padding = false in the matrix's [base] for these FSDP cells, or install flash-attn "
-                "built for this torch")
+        return (
+            "set use_remove_padding = false in the matrix's [base] for these FSDP cells, or install flash-attn "
+            "built for this torch"
+        )
     if "pulp" in error:
         return "pip install 'pulp<4' (nvidia-modelopt imports it)"
     return None
@@ -199,20 +238,42 @@ def gpu_findings(cells: Sequence[Cell], info: Any | None, visible: int | None) -
     if info is None:
         return [Finding("warning", "gpus", "NVML", (), "no NVML here: GPU count and generation not checked")]
     count = visible if visible is not None else info.count
-    out = [Finding("ok", "gpus", "NVML", tuple(c.id for c in runnable),
-                   f"{count}x {info.name}, driver {info.driver}, CUDA {info.cuda}")]
+    out = [
+        Finding(
+            "ok",
+            "gpus",
+            "NVML",
+            tuple(c.id for c in runnable),
+            f"{count}x {info.name}, driver {info.driver}, CUDA {info.cuda}",
+        )
+    ]
     too_big = tuple(c.id for c in runnable if c.gpus_per_node > count)
     if too_big:
         need = max(c.gpus_per_node for c in runnable)
-        out.append(Finding("warning", "gpus", "NVML", too_big, f"need up to {need} GPUs per node, {count} visible",
-                           "these cells will be recorded `skipped`; select the others with --cells, or use a "
-                           "larger host"))
+        out.append(
+            Finding(
+                "warning",
+                "gpus",
+                "NVML",
+                too_big,
+                f"need up to {need} GPUs per node, {count} visible",
+                "these cells will be recorded `skipped`; select the others with --cells, or use a larger host",
+            )
+        )
     ran_on = generation_of(info.name) if info.name else None
     other = tuple(c.id for c in runnable if ran_on and c.gpu != ran_on)
     if other:
         planned = ", ".join(sorted({c.gpu for c in runnable if c.gpu != ran_on}))
-        out.append(Finding("warning", "gpus", "NVML", other, f"planned for {planned}, this host is {ran_on}",
-                           f"results are filed under {ran_on}; memory predictions were made for {planned}"))
+        out.append(
+            Finding(
+                "warning",
+                "gpus",
+                "NVML",
+                other,
+                f"planned for {planned}, this host is {ran_on}",
+                f"results are filed under {ran_on}; memory predictions were made for {planned}",
+            )
+        )
     return out
 
 
@@ -233,8 +294,9 @@ def format_findings(findings: Sequence[Finding], *, python: str | None = None) -
     return "\n".join(lines)
 
 
-def check_cells(cells: Sequence[Cell], *, env: Mapping[str, str] | None = None,
-                timeout_s: float = PROBE_TIMEOUT_S) -> tuple[list[Finding], str]:
+def check_cells(
+    cells: Sequence[Cell], *, env: Mapping[str, str] | None = None, timeout_s: float = PROBE_TIMEOUT_S
+) -> tuple[list[Finding], str]:
     """Probe with the cells' interpreter (argv[0]) and environment; (findings, interpreter)."""
     wanted = needs(cells)
     if not wanted:
@@ -242,6 +304,11 @@ def check_cells(cells: Sequence[Cell], *, env: Mapping[str, str] | None = None,
     runnable = [c for c in cells if c.status in RUNNABLE]
     python = runnable[0].command[0] if runnable and runnable[0].command else "python3"
     merged = {**(os.environ if env is None else env), **(runnable[0].env if runnable else {})}
-    result = probe([n.module for n in wanted], python=python, env=merged, timeout_s=timeout_s,
-                   packages=[dist_name(n.package) for n in wanted])
+    result = probe(
+        [n.module for n in wanted],
+        python=python,
+        env=merged,
+        timeout_s=timeout_s,
+        packages=[dist_name(n.package) for n in wanted],
+    )
     return diagnose(wanted, result), python

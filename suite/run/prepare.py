@@ -29,8 +29,9 @@ def load_plan(path: str | Path) -> list[Cell]:
     return [cell_from_dict(x, source=f"{p}[{i}]") for i, x in enumerate(data)]
 
 
-def plan(matrix_path: str, profile: str, out_dir: Path, *, data_root: str | None = None,
-         verl_check: bool = True) -> tuple[Any, list[Cell]]:
+def plan(
+    matrix_path: str, profile: str, out_dir: Path, *, data_root: str | None = None, verl_check: bool = True
+) -> tuple[Any, list[Cell]]:
     """(matrix, cells) from a matrix TOML, or (None, cells) from a plan JSON. A plan JSON's cells keep
     the paths they were planned with (their argv names them), so `--out` must match the plan's."""
     if str(matrix_path).endswith(".json"):
@@ -51,8 +52,9 @@ def ensure_models(models: Sequence[str]) -> None:
         try:  # optional in a build without the model builder: the error says which model could not be made
             from suite.models.build import ensure_model
         except ImportError as exc:
-            raise InputError(f"cannot prepare model {model!r}: suite.models.build is not available ({exc})",
-                             field="matrix.model") from None
+            raise InputError(
+                f"cannot prepare model {model!r}: suite.models.build is not available ({exc})", field="matrix.model"
+            ) from None
         ensure_model(model)
 
 
@@ -75,8 +77,11 @@ def ensure_dataset_files(matrix: Any, data_root: str | None) -> None:
         try:  # optional like the model builder above
             from suite.data.build import ensure_dataset
         except ImportError as exc:
-            raise InputError(f"dataset {dataset!r} missing ({train}) and suite.data.build is not available "
-                             f"to make it ({exc}); pass --data-root", field="matrix.dataset") from None
+            raise InputError(
+                f"dataset {dataset!r} missing ({train}) and suite.data.build is not available "
+                f"to make it ({exc}); pass --data-root",
+                field="matrix.dataset",
+            ) from None
         ensure_dataset(dataset, root=data_root)
 
 
@@ -87,8 +92,10 @@ def generation_note(planned: Sequence[str], device_name: str | None) -> str | No
     others = sorted(set(planned) - {measured}) if measured else []
     if not others:
         return None
-    return (f"cells planned for {', '.join(others)} run on {device_name} ({measured}): results are filed under "
-            f"{measured}, and memory predictions were made for the planned card")
+    return (
+        f"cells planned for {', '.join(others)} run on {device_name} ({measured}): results are filed under "
+        f"{measured}, and memory predictions were made for the planned card"
+    )
 
 
 def host_device_name(gpu_ids: Sequence[int] | None) -> str | None:

@@ -67,12 +67,16 @@ def probe() -> tuple[bool | None, str]:
     if shutil.which("unshare") is None:
         return None, "`unshare` (util-linux) not found"
     why = ""
-    for userns in ((False, True) if os.geteuid() == 0 else (True,)):
+    for userns in (False, True) if os.geteuid() == 0 else (True,):
         with tempfile.TemporaryDirectory(prefix="gsr-probe-") as d:
             root = Path(d) / "root"
             try:
-                p = subprocess.run(wrap(["sh", "-c", "test -d /tmp && touch /tmp/.gsr-probe"], root, userns),
-                                   capture_output=True, text=True, timeout=30)
+                p = subprocess.run(
+                    wrap(["sh", "-c", "test -d /tmp && touch /tmp/.gsr-probe"], root, userns),
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 why = str(exc)
                 continue

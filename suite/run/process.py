@@ -54,8 +54,15 @@ def processes_with_token(token: str) -> list[psutil.Process]:
 
 
 class ProcessTree:
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], log: IO[bytes], *,
-                 cwd: str | Path | None = None, track_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log: IO[bytes],
+        *,
+        cwd: str | Path | None = None,
+        track_s: float = 0.2,
+    ) -> None:
         self.token = env.get(TOKEN_ENV) or new_token()
         self._env = {**env, TOKEN_ENV: self.token}
         self._argv = list(argv)
@@ -75,8 +82,15 @@ class ProcessTree:
 
     def start(self) -> ProcessTree:
         self.start_time = time.time()
-        self.proc = subprocess.Popen(self._argv, env=self._env, cwd=self._cwd, stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self._argv,
+            env=self._env,
+            cwd=self._cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self._remember([self.proc.pid])
         self._tracker = threading.Thread(target=self._track, name=f"track-{self.proc.pid}", daemon=True)
         self._tracker.start()

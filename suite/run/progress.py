@@ -21,8 +21,7 @@ class _Running:
 
 
 class Progress:
-    def __init__(self, total: int, slots: int, *, stream: IO[str] | None = None,
-                 live: bool | None = None) -> None:
+    def __init__(self, total: int, slots: int, *, stream: IO[str] | None = None, live: bool | None = None) -> None:
         self.total = total
         self.slots = max(1, slots)
         self.stream = stream or sys.stderr
@@ -78,9 +77,10 @@ class Progress:
         from rich.table import Table  # rich only for the live display on a terminal (it costs start-up time)
 
         eta = self.eta_s()
-        title = (f"cells {self.done}/{self.total} done, {self.total - self.done} left, {self.failed} failed"
-                 f" | elapsed {time.monotonic() - self._t0:.0f} s"
-                 + (f" | ETA {eta:.0f} s" if eta is not None else ""))
+        title = (
+            f"cells {self.done}/{self.total} done, {self.total - self.done} left, {self.failed} failed"
+            f" | elapsed {time.monotonic() - self._t0:.0f} s" + (f" | ETA {eta:.0f} s" if eta is not None else "")
+        )
         table = Table(title=title, title_justify="left", expand=False)
         for col in ("running cell", "GPUs", "step", "elapsed"):
             table.add_column(col)
@@ -100,8 +100,9 @@ class Progress:
             from rich.console import Console
             from rich.live import Live
 
-            self._live = Live(self._render(), console=Console(file=self.stream), refresh_per_second=2,
-                              get_renderable=self._render)
+            self._live = Live(
+                self._render(), console=Console(file=self.stream), refresh_per_second=2, get_renderable=self._render
+            )
             self._live.__enter__()
         return self
 

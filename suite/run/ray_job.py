@@ -93,7 +93,7 @@ def encode_bundle(files: Mapping[str, str]) -> list[str]:
     raw = gzip.compress(json.dumps(dict(files), sort_keys=True).encode(), mtime=0)
     b64 = base64.b64encode(raw).decode()
     digest = hashlib.sha256(raw).hexdigest()
-    chunks = [b64[i:i + BUNDLE_CHUNK] for i in range(0, len(b64), BUNDLE_CHUNK)] or [""]
+    chunks = [b64[i : i + BUNDLE_CHUNK] for i in range(0, len(b64), BUNDLE_CHUNK)] or [""]
     return [f"{MARK}bundle {i + 1}/{len(chunks)} {digest} {c}" for i, c in enumerate(chunks)]
 
 
@@ -165,8 +165,13 @@ class JobSpec:
     def redacted(self) -> dict[str, Any]:
         env = self.runtime_env.get("env_vars", {})
         shown = {**self.runtime_env, "env_vars": prov.redact_env(env)}
-        return {"submission_id": self.submission_id, "entrypoint": self.entrypoint, "runtime_env": shown,
-                "metadata": self.metadata, "entrypoint_num_cpus": self.entrypoint_num_cpus}
+        return {
+            "submission_id": self.submission_id,
+            "entrypoint": self.entrypoint,
+            "runtime_env": shown,
+            "metadata": self.metadata,
+            "entrypoint_num_cpus": self.entrypoint_num_cpus,
+        }
 
 
 def job_env(cell_env: Mapping[str, str], forwarded: Mapping[str, str], *, stop_wait_s: float) -> dict[str, str]:
@@ -187,8 +192,15 @@ def entrypoint(python: str, remote_dir: str, timeout_s: float | None) -> str:
     return "exec " + shlex.join(argv)
 
 
-def build_spec(cell: Cell, cell_dir: Path, *, working_dir: str, environ: Mapping[str, str], opts: RayOptions,
-               timeout_s: float | None) -> tuple[JobSpec, Cell]:
+def build_spec(
+    cell: Cell,
+    cell_dir: Path,
+    *,
+    working_dir: str,
+    environ: Mapping[str, str],
+    opts: RayOptions,
+    timeout_s: float | None,
+) -> tuple[JobSpec, Cell]:
     sid = submission_id(cell)
     remote = f"{opts.remote_dir.rstrip('/')}/{sid}"
     rcell = cell.relocated(cell_dir, remote)
@@ -211,8 +223,12 @@ def build_spec(cell: Cell, cell_dir: Path, *, working_dir: str, environ: Mapping
 def stage_working_dir(rcell: Cell, dest: Path) -> Path:
     """`cell.json` plus a snapshot of this `suite` package: the cluster runs the client's code."""
     write_cell(dest, rcell)
-    shutil.copytree(Path(suite.__file__).parent, dest / "suite",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
+    shutil.copytree(
+        Path(suite.__file__).parent,
+        dest / "suite",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        dirs_exist_ok=True,
+    )
     return dest
 
 
@@ -258,8 +274,11 @@ class RayJobRuntime(Runtime[RayJob]):
         super().__init__(**options)
         self.address = self.options.address or os.environ.get("RAY_ADDRESS")
         if not self.address and not self.options.dry_run:
-            raise InputError("no Ray cluster given; pass --address http://HEAD:8265 (the dashboard, which serves "
-                             "the Jobs API) or set RAY_ADDRESS", field="--address")
+            raise InputError(
+                "no Ray cluster given; pass --address http://HEAD:8265 (the dashboard, which serves "
+                "the Jobs API) or set RAY_ADDRESS",
+                field="--address",
+            )
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -276,37 +295,58 @@ class RayJobRuntime(Runtime[RayJob]):
                 try:
                     self._client = JobSubmissionClient(self.address)
                 except Exception as exc:
-                    raise InputError(f"cannot reach the Ray Jobs API at {self.address!r}: {exc}",
-                                     field="--address") from None
+                    raise InputError(
+                        f"cannot reach the Ray Jobs API at {self.address!r}: {exc}", field="--address"
+                    ) from None
             return self._client
 
     # -- the five steps (`gpus` is ignored: Ray places verl's workers on the GPUs it manages) -------------------
     def describe(self, cell: Cell, cell_dir: Path, *, timeout_s: float | None, gpus: list[int] | None) -> str:
-        spec, _ = build_spec(cell, cell_dir, working_dir="<staged>", environ=os.environ, opts=self.options,
-                             timeout_s=timeout_s)
-        return (f"# ray job for {cell.full_id} at {self.address or '$RAY_ADDRESS'}\n"
-                + json.dumps(spec.redacted(), indent=2, sort_keys=True))  # fmt: skip
+        spec, _ = build_spec(
+            cell, cell_dir, working_dir="<staged>", environ=os.environ, opts=self.options, timeout_s=timeout_s
+        )
+        return f"# ray job for {cell.full_id} at {self.address or '$RAY_ADDRESS'}\n" + json.dumps(
+            spec.redacted(), indent=2, sort_keys=True
+        )
 
     def submit(
         self, cell: Cell, cell_dir: Path, *, timeout_s: float | None, gpus: list[int] | None, on_step: StepCallback
     ) -> RayJob:
         client = self.client()
         with tempfile.TemporaryDirectory(prefix="grpo-suite-ray-") as tmp:
-            spec, rcell = build_spec(cell, cell_dir, working_dir=str(Path(tmp) / "job"), environ=os.environ,
-                                     opts=self.options, timeout_s=timeout_s)
+            spec, rcell = build_spec(
+                cell,
+                cell_dir,
+                working_dir=str(Path(tmp) / "job"),
+                environ=os.environ,
+                opts=self.options,
+                timeout_s=timeout_s,
+            )
             stage_working_dir(rcell, Path(spec.runtime_env["working_dir"]))
             try:  # uploads the staged directory before it returns
-                client.submit_job(entrypoint=spec.entrypoint, runtime_env=spec.runtime_env,
-                                  submission_id=spec.submission_id, metadata=spec.metadata,
-                                  entrypoint_num_cpus=spec.entrypoint_num_cpus)
+                client.submit_job(
+                    entrypoint=spec.entrypoint,
+                    runtime_env=spec.runtime_env,
+                    submission_id=spec.submission_id,
+                    metadata=spec.metadata,
+                    entrypoint_num_cpus=spec.entrypoint_num_cpus,
+                )
             except Exception as exc:
                 raise InputError(f"Ray refused the job for {cell.full_id}: {exc}", field="--address") from None
         tail = _LogTail(client, spec.submission_id)
         tail.start()
         extra = {"ray_job": spec.submission_id, "ray_address": str(self.address), "remote_dir": spec.remote_dir}
         log = open(cell_dir / LOG_FILE, "w", encoding="utf-8")  # noqa: SIM115 -- closed by fetch
-        return RayJob(cell=cell, cell_dir=cell_dir, env=dict(cell.env), extra=extra, spec=spec, tail=tail, log=log,
-                      on_step=on_step)  # fmt: skip
+        return RayJob(
+            cell=cell,
+            cell_dir=cell_dir,
+            env=dict(cell.env),
+            extra=extra,
+            spec=spec,
+            tail=tail,
+            log=log,
+            on_step=on_step,
+        )
 
     def _drain(self, job: RayJob) -> None:
         """The log lines streamed so far: into log.txt (bundle lines left out), step markers to on_step."""
@@ -416,8 +456,9 @@ class _Echo(threading.Thread):
 
 
 def job_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m suite.run.ray_job",
-                                     description="Run one cell inside a Ray job and print its result bundle.")
+    parser = argparse.ArgumentParser(
+        prog="python -m suite.run.ray_job", description="Run one cell inside a Ray job and print its result bundle."
+    )
     parser.add_argument("--cell", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--timeout", type=float, default=None)

@@ -109,8 +109,9 @@ def _stamp(result: Result, directory: Path, slots: int, gpus: list[int] | None) 
     return result
 
 
-def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: RunOptions,
-              progress: Progress | None = None) -> RunSummary:
+def run_cells(
+    cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: RunOptions, progress: Progress | None = None
+) -> RunSummary:
     out_dir = Path(out_dir)
     summary = RunSummary(out_dir=out_dir)
     todo: deque[CellOutcome] = deque()
@@ -138,8 +139,11 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: R
         todo.append(outcome)
 
     gpu_ids = options.gpu_ids
-    limit = 1 if gpu_ids is None else max(
-        (slotting.slot_count(len(gpu_ids), o.cell.gpus_per_node, options.parallel) for o in todo), default=1)
+    limit = (
+        1
+        if gpu_ids is None
+        else max((slotting.slot_count(len(gpu_ids), o.cell.gpus_per_node, options.parallel) for o in todo), default=1)
+    )
     limit = max(1, limit)
     free = list(gpu_ids or [])
     running: dict[Future[Result], tuple[CellOutcome, list[int] | None, int]] = {}
@@ -150,8 +154,7 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: R
             progress.started(cid, gpus, o.cell.total_steps)
         on_step = (lambda s, cid=cid: progress.step(cid, s)) if progress else None
         o.attempted = True
-        fut = pool.submit(runtime.run_cell, o.cell, o.cell_dir, timeout_s=options.timeout_s, gpus=gpus,
-                          on_step=on_step)
+        fut = pool.submit(runtime.run_cell, o.cell, o.cell_dir, timeout_s=options.timeout_s, gpus=gpus, on_step=on_step)
         running[fut] = (o, gpus, slots)
 
     def collect(done: set[Future[Result]]) -> None:
@@ -191,9 +194,13 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: R
                         if slots == 0:
                             todo.popleft()
                             o.attempted = True
-                            o.result = runtime.record(o.cell, o.cell_dir, "skipped",
-                                                      f"needs {need} GPUs per node, this host offers "
-                                                      f"{len(gpu_ids)} ({','.join(map(str, gpu_ids))})")
+                            o.result = runtime.record(
+                                o.cell,
+                                o.cell_dir,
+                                "skipped",
+                                f"needs {need} GPUs per node, this host offers "
+                                f"{len(gpu_ids)} ({','.join(map(str, gpu_ids))})",
+                            )
                             if progress:
                                 progress.finished(o.cell.full_id, "skipped")
                             continue

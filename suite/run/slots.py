@@ -19,8 +19,7 @@ def parse_parallel(value: str | int | None) -> int | None:
     try:
         n = int(value)
     except (TypeError, ValueError):
-        raise InputError(f"bad value {value!r}; allowed: auto or an integer >= 1",
-                         field="--parallel") from None
+        raise InputError(f"bad value {value!r}; allowed: auto or an integer >= 1", field="--parallel") from None
     if n < 1:
         raise InputError(f"bad value {n}; allowed: auto or an integer >= 1", field="--parallel")
     return n
@@ -30,8 +29,9 @@ def parse_gpu_ids(value: str) -> list[int]:
     try:
         ids = [int(x) for x in value.split(",") if x.strip()]
     except ValueError:
-        raise InputError(f"bad value {value!r}; allowed: comma-separated GPU indices, e.g. 0,1,2,3",
-                         field="--gpus") from None
+        raise InputError(
+            f"bad value {value!r}; allowed: comma-separated GPU indices, e.g. 0,1,2,3", field="--gpus"
+        ) from None
     if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
         raise InputError(f"bad value {value!r}; allowed: distinct non-negative GPU indices", field="--gpus")
     return ids
@@ -54,7 +54,7 @@ def take_gpus(free: Sequence[int], all_gpus: Sequence[int], need: int) -> list[i
         return None
     free_set = set(free)
     order = list(all_gpus)
-    blocks = [order[i:i + need] for i in range(0, len(order) - need + 1)]
+    blocks = [order[i : i + need] for i in range(0, len(order) - need + 1)]
     aligned = [b for i, b in enumerate(blocks) if i % need == 0]
     for candidates in (aligned, blocks):
         for block in candidates:

@@ -87,15 +87,24 @@ def container_parts(opts: SlurmOptions, cell_dir: Path, suite_root: str) -> tupl
         return [], []
     mounts = list(dict.fromkeys([str(cell_dir), suite_root, *split_list(opts.container_mounts)]))
     if opts.container == "pyxis":
-        return [f"--container-image={opts.image}", f"--container-mounts={','.join(mounts)}",
-                "--container-workdir=/tmp", "--no-container-mount-home"], []  # fmt: skip
+        return [
+            f"--container-image={opts.image}",
+            f"--container-mounts={','.join(mounts)}",
+            "--container-workdir=/tmp",
+            "--no-container-mount-home",
+        ], []
     binds = [x for m in mounts for x in ("--bind", m)]
     return [], ["apptainer", "exec", "--nv", *binds, opts.image]
 
 
 def sbatch_directives(cell: Cell, cell_dir: Path, opts: SlurmOptions, timeout_s: float | None) -> list[str]:
-    d = [f"--job-name={opts.job_name}:{cell.id}"[:120], f"--nodes={cell.nnodes}", "--ntasks-per-node=1",
-         f"--output={cell_dir}/slurm-%j.out", "--open-mode=append"]  # fmt: skip
+    d = [
+        f"--job-name={opts.job_name}:{cell.id}"[:120],
+        f"--nodes={cell.nnodes}",
+        "--ntasks-per-node=1",
+        f"--output={cell_dir}/slurm-%j.out",
+        "--open-mode=append",
+    ]
     if opts.gres:
         d.append(f"--gpus-per-node={cell.gpus_per_node}")
     if opts.cpus_per_node:
@@ -115,8 +124,9 @@ def sbatch_directives(cell: Cell, cell_dir: Path, opts: SlurmOptions, timeout_s:
     return [f"#SBATCH {x}" for x in d]
 
 
-def render_script(cell: Cell, cell_dir: Path, opts: SlurmOptions, timeout_s: float | None,
-                  template: str | None = None) -> str:
+def render_script(
+    cell: Cell, cell_dir: Path, opts: SlurmOptions, timeout_s: float | None, template: str | None = None
+) -> str:
     suite_root = opts.suite_root or str(Path(__file__).resolve().parents[2])
     srun_c, run_c = container_parts(opts, cell_dir, suite_root)
     # Secret-named variables stay out of the file; sbatch hands them to the job from the client's env.
@@ -156,8 +166,18 @@ class JobState:
 
     @property
     def done(self) -> bool:
-        return self.state not in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
-                                  "RESIZING", "SIGNALING", "STAGE_OUT", "")
+        return self.state not in (
+            "PENDING",
+            "CONFIGURING",
+            "RUNNING",
+            "COMPLETING",
+            "SUSPENDED",
+            "REQUEUED",
+            "RESIZING",
+            "SIGNALING",
+            "STAGE_OUT",
+            "",
+        )
 
 
 def parse_sbatch(out: str) -> str:
@@ -174,8 +194,9 @@ def parse_sacct(out: str) -> JobState | None:
         state, _, code = line.partition("|")
         if state:
             rc, _, sig = code.partition(":")
-            return JobState(state.split()[0].rstrip("+"), int(rc) if rc.isdigit() else None,
-                            int(sig) if sig.isdigit() else None)
+            return JobState(
+                state.split()[0].rstrip("+"), int(rc) if rc.isdigit() else None, int(sig) if sig.isdigit() else None
+            )
     return None
 
 
@@ -207,8 +228,13 @@ def job_state(job: str) -> JobState:
 
 
 # Slurm end states -> result status when the runner wrote no result (it was killed with the job).
-SLURM_STATUS = {"TIMEOUT": "timeout", "DEADLINE": "timeout", "OUT_OF_MEMORY": "oom", "CANCELLED": "interrupted",
-                "PREEMPTED": "interrupted"}
+SLURM_STATUS = {
+    "TIMEOUT": "timeout",
+    "DEADLINE": "timeout",
+    "OUT_OF_MEMORY": "oom",
+    "CANCELLED": "interrupted",
+    "PREEMPTED": "interrupted",
+}
 
 
 @dataclass(kw_only=True)
@@ -240,18 +266,28 @@ class SlurmRuntime(Runtime[SlurmJob]):
     ) -> SlurmJob:
         path = write_text_atomic(cell_dir / SCRIPT_FILE, render_script(cell, cell_dir, self.options, timeout_s))
         try:
-            sub = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True,
-                                 env={**os.environ, **cell.env}, timeout=120)  # fmt: skip
+            sub = subprocess.run(
+                ["sbatch", "--parsable", str(path)],
+                capture_output=True,
+                text=True,
+                env={**os.environ, **cell.env},
+                timeout=120,
+            )
         except FileNotFoundError:
-            raise InputError("sbatch not found: run on a Slurm login node (or use --dry-run to see the script)",
-                             field="--runtime slurm") from None
+            raise InputError(
+                "sbatch not found: run on a Slurm login node (or use --dry-run to see the script)",
+                field="--runtime slurm",
+            ) from None
         if sub.returncode != 0:
-            raise InputError(f"sbatch refused the job for {cell.full_id}: {sub.stderr.strip() or sub.stdout}",
-                             field="--runtime slurm")
+            raise InputError(
+                f"sbatch refused the job for {cell.full_id}: {sub.stderr.strip() or sub.stdout}",
+                field="--runtime slurm",
+            )
         job = parse_sbatch(sub.stdout)
         watcher = MetricsWatcher(cellenv.metrics_path(cell, cell_dir), on_step)
-        return SlurmJob(cell=cell, cell_dir=cell_dir, env=dict(cell.env), extra={"slurm_job": job}, job=job,
-                        watcher=watcher)  # fmt: skip
+        return SlurmJob(
+            cell=cell, cell_dir=cell_dir, env=dict(cell.env), extra={"slurm_job": job}, job=job, watcher=watcher
+        )
 
     def status(self, job: SlurmJob) -> State:
         job.state = job_state(job.job)
@@ -319,8 +355,7 @@ def wait_nodes(nodes: int, timeout_s: float, address: str | None = None) -> int:
     while time.monotonic() < deadline:
         try:
             if not ray.is_initialized():
-                ray.init(address=address or os.environ.get("RAY_ADDRESS"), logging_level="ERROR",
-                         log_to_driver=False)
+                ray.init(address=address or os.environ.get("RAY_ADDRESS"), logging_level="ERROR", log_to_driver=False)
             alive = sum(1 for n in ray.nodes() if n.get("Alive"))
             if alive >= nodes:
                 print(f"[grpo-suite] Ray cluster ready: {alive} node(s)", flush=True)

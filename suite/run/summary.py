@@ -30,15 +30,19 @@ def rows(outcomes: Sequence[CellOutcome]) -> list[list[object]]:
         rlen = statistics.fmean(s.response_length_mean for s in measured) if measured else None
         peak = r.peak_memory_worst_gb
         status = r.status + (" (earlier)" if o.reused else "")
-        out.append([
-            r.id, status, len(measured),
-            f"{tput:.0f}" if tput is not None else "",
-            f"{tps:.2f}" if tps is not None else "",
-            f"{rlen:.0f}" if rlen is not None else "",
-            f"{peak:.1f}" if peak is not None else "",
-            f"{r.wall_s:.0f}" if r.wall_s is not None else "",
-            _clip(r.reason, 70),
-        ])
+        out.append(
+            [
+                r.id,
+                status,
+                len(measured),
+                f"{tput:.0f}" if tput is not None else "",
+                f"{tps:.2f}" if tps is not None else "",
+                f"{rlen:.0f}" if rlen is not None else "",
+                f"{peak:.1f}" if peak is not None else "",
+                f"{r.wall_s:.0f}" if r.wall_s is not None else "",
+                _clip(r.reason, 70),
+            ]
+        )
     return out
 
 
