@@ -394,7 +394,7 @@ def _sentinel_row(cur_runs: Sequence[Result], base_runs: Sequence[Result] | None
     )
 
 
-def _with_streaks(rows: list[Row], baseline: Baseline, consecutive: int) -> list[Row]:
+def _with_streaks(rows: list[Row], baseline: Baseline, runs: Sequence[Result], consecutive: int) -> list[Row]:
     """Violations of throughput, memory and accuracy rows become `suspicious` until they are the Nth in a row
     against the current baseline (the recorded series); other rows are left as they are."""
     out = []
@@ -402,7 +402,7 @@ def _with_streaks(rows: list[Row], baseline: Baseline, consecutive: int) -> list
         if row.verdict != "regressed" or not waits(row.metric) or row.change == "ok -> oom":
             out.append(row)
             continue
-        d = decide(prior_streak(baseline, row.metric), consecutive)
+        d = decide(prior_streak(baseline, row.metric, runs), consecutive)
         out.append(
             replace(
                 row,
@@ -524,7 +524,7 @@ def compare(
         else:
             rows.append(mem)
         rows += _accuracy_rows(cur, base, th.accuracy, config.gate.ci_level, report.notes)
-        rows = _with_streaks(rows, baseline, config.gate.consecutive)
+        rows = _with_streaks(rows, baseline, runs, config.gate.consecutive)
         report.rows += [replace(r, matrix=matrix, gpu=gpu) for r in rows]
     if mismatches and not allow_mismatch:
         errors.append(

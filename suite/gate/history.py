@@ -30,15 +30,17 @@ def waits(metric: str) -> bool:
     return metric.startswith(STREAK_METRICS)
 
 
-def against_current(baseline: Baseline) -> list[GatedEntry]:
-    """Recorded runs compared with the baseline as it is now (not with one it replaced), oldest first."""
-    return [e for e in baseline.gated if e.against == baseline.promoted_at]
+def against_current(baseline: Baseline, runs: Sequence[Result] = ()) -> list[GatedEntry]:
+    """Recorded runs compared with the baseline as it is now (not with one it replaced), oldest first; an entry
+    of the very `runs` being gated is left out (gating a recorded folder again must not count it twice)."""
+    mine = [r.provenance for r in runs]
+    return [e for e in baseline.gated if e.against == baseline.promoted_at and [r.provenance for r in e.runs] != mine]
 
 
-def prior_streak(baseline: Baseline, metric: str) -> int | None:
+def prior_streak(baseline: Baseline, metric: str, runs: Sequence[Result] = ()) -> int | None:
     """How many of the latest recorded runs against the current baseline broke `metric` in a row; None when
     no run was recorded against it (then the gate cannot tell a one-off from a lasting change)."""
-    entries = against_current(baseline)
+    entries = against_current(baseline, runs)
     if not entries:
         return None
     n = 0
@@ -147,4 +149,11 @@ def series(baseline: Baseline) -> list[Point]:
         _point(e.gated_at, "gated", e.runs, against=e.against, verdicts=e.verdicts, violations=tuple(e.violations))
         for e in baseline.gated
     ]
-    return sorted(points, key=lambda p: (p.at, p.kind != "promoted"))
+    # Ties (a promotion in the same second as a recorded run) keep the order things happened in: runs gated
+    # against a replaced baseline came before the promotion that replaced it, runs against the current one after.
+    def rank(p: Point) -> int:
+        if p.kind == "promoted":
+            return 2 if p.current else 0
+        return 3 if p.against == baseline.promoted_at else 1
+
+    return sorted(points, key=lambda p: (p.at, rank(p)))

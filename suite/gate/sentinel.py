@@ -66,5 +66,5 @@ def adapter_note(runs: Sequence[Result]) -> str | None:
     if not is_lora(runs[0]):
         return None
     kinds = [adapter_evidence(r) for r in runs]
-    best = max(kinds, key=lambda e: ("not-recorded", "unmeasurable", "consistent").index(e.kind))
+    best = max(kinds, key=lambda e: ("not-recorded", "unmeasurable", "consistent", "logged").index(e.kind))
     return f"LoRA adapter reaching vLLM: {best.text}"

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from suite.report import export, html, markdown
+from suite.report.history import HistorySeries
 from suite.report.model import Report, build
 from suite.report.table import Row
 
@@ -23,9 +24,15 @@ def render_all(report: Report) -> dict[str, str]:
 
 
 def write_report(
-    rows: Sequence[Row], out: Path, *, reference: str = "h100", gated: bool = False, notes: Sequence[str] = ()
+    rows: Sequence[Row],
+    out: Path,
+    *,
+    reference: str = "h100",
+    gated: bool = False,
+    notes: Sequence[str] = (),
+    histories: Sequence[HistorySeries] = (),
 ) -> dict[str, Path]:
-    report = build(rows, reference=reference, gated=gated, notes=notes)
+    report = build(rows, reference=reference, gated=gated, notes=notes, histories=histories)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, text in render_all(report).items():

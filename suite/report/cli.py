@@ -66,7 +66,15 @@ def run(args: argparse.Namespace) -> int:
         outcome = gate(results, args.baselines, config=args.gate_config, allow_mismatch=args.allow_mismatch)
         rows = with_verdicts(rows, outcome.verdicts)
         notes, code = outcome.notes, outcome.exit_code
-    written = write_report(rows, args.out, reference=args.reference_gpu, gated=args.gate, notes=notes)
+    from suite.report.history import collect
+
+    # the store's series (promotions, recorded gate runs) of the cells shown, when the store is read anyway:
+    # reported itself, or gated against
+    reads_store = (args.gate or not args.results) and args.baselines.is_dir()
+    histories = collect(args.baselines, {r.key for r in rows}) if reads_store else []
+    written = write_report(
+        rows, args.out, reference=args.reference_gpu, gated=args.gate, notes=notes, histories=histories
+    )
     for path in written.values():
         print(path)
     if code:

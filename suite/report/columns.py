@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from suite.gate.history import Point
 from suite.gate.reference import ratio_text
 from suite.report.backends import BackendPair
 from suite.report.stats import MIN_N_MEDIAN_CI
@@ -132,15 +133,23 @@ def notes(group: Group) -> list[str]:
 def reference_notes(group: Group) -> list[str]:
     """Why some rows of a table have no ratio although their matrix names a reference cell."""
     out = []
-    missing = sorted({(r.matrix, r.n_gpus, r.backend, r.reference_cell) for r in group.rows
-                      if r.reference_cell and r.reference_id is None})
+    missing = sorted(
+        {
+            (r.matrix, r.n_gpus, r.backend, r.reference_cell)
+            for r in group.rows
+            if r.reference_cell and r.reference_id is None
+        }
+    )
     for matrix, n, backend, ref in missing:
-        out.append(f"matrix {matrix} ({n} GPU{'s' if n != 1 else ''}, {backend}) names the reference cell {ref}, "
-                   "which is not among these results: no ratios")
+        out.append(
+            f"matrix {matrix} ({n} GPU{'s' if n != 1 else ''}, {backend}) names the reference cell {ref}, "
+            "which is not among these results: no ratios"
+        )
     for i, r in enumerate(group.rows, 1):
         if r.is_reference and not r.fits:
-            out.append(f"{label(i)} {r.cell} is the reference cell of matrix {r.matrix} and has status {r.status}: "
-                       "no ratios")
+            out.append(
+                f"{label(i)} {r.cell} is the reference cell of matrix {r.matrix} and has status {r.status}: no ratios"
+            )
     return out
 
 
@@ -186,14 +195,39 @@ def best_table(bests: Sequence[Best]) -> Table:
 
 
 def backend_table(pairs: Sequence[BackendPair]) -> Table:
-    headers = ["GPU", "model", "GPUs", "cell", "FSDP tokens/s/GPU", "Megatron tokens/s/GPU", "Megatron / FSDP",
-               "FSDP step (s)", "Megatron step (s)", "FSDP NVML peak", "Megatron NVML peak", "status (FSDP, Megatron)"]
+    headers = [
+        "GPU",
+        "model",
+        "GPUs",
+        "cell",
+        "FSDP tokens/s/GPU",
+        "Megatron tokens/s/GPU",
+        "Megatron / FSDP",
+        "FSDP step (s)",
+        "Megatron step (s)",
+        "FSDP NVML peak",
+        "Megatron NVML peak",
+        "status (FSDP, Megatron)",
+    ]
     out = []
     for p in pairs:
         f, m = p.fsdp, p.megatron
-        out.append([p.gpu, p.model, str(p.n_gpus), p.cell, num(f.throughput), num(m.throughput),
-                    f"×{p.ratio:.2f}" if p.ratio is not None else DASH, num(f.step_time), num(m.step_time),
-                    num(f.peak_memory_gb), num(m.peak_memory_gb), f"{f.status}, {m.status}"])
+        out.append(
+            [
+                p.gpu,
+                p.model,
+                str(p.n_gpus),
+                p.cell,
+                num(f.throughput),
+                num(m.throughput),
+                f"×{p.ratio:.2f}" if p.ratio is not None else DASH,
+                num(f.step_time),
+                num(m.step_time),
+                num(f.peak_memory_gb),
+                num(m.peak_memory_gb),
+                f"{f.status}, {m.status}",
+            ]
+        )
     return Table(headers, out, [False, False, True, False, True, True, True, True, True, True, True, False])
 
 
@@ -224,18 +258,30 @@ def startup_table(group: Group) -> Table | None:
         return None
     names = [n for n in STARTUP_LABELS if any(n in r.startup for _, r in rows)]
     matrix = several_matrices(group.rows)
-    headers = ["#", "cell", *(["matrix"] if matrix else []), "to end of step 1 (s)", *(STARTUP_LABELS[n] for n in names)]
-    out = [[label(i), r.cell, *([r.matrix] if matrix else []), num(r.startup_s), *(num(r.startup.get(n)) for n in names)]
-           for i, r in rows]
+    headers = [
+        "#",
+        "cell",
+        *(["matrix"] if matrix else []),
+        "to end of step 1 (s)",
+        *(STARTUP_LABELS[n] for n in names),
+    ]
+    out = [
+        [label(i), r.cell, *([r.matrix] if matrix else []), num(r.startup_s), *(num(r.startup.get(n)) for n in names)]
+        for i, r in rows
+    ]
     return Table(headers, out, [False, False, *([False] if matrix else []), True, *(True for _ in names)])
 
 
-BACKEND_NOTE = ("Same GPU generation, model, GPU count and axes on both backends (Megatron TP = rollout TP); "
-                "median tokens/s/GPU, median step time, NVML peak in GiB.")
+BACKEND_NOTE = (
+    "Same GPU generation, model, GPU count and axes on both backends (Megatron TP = rollout TP); "
+    "median tokens/s/GPU, median step time, NVML peak in GiB."
+)
 
-STARTUP_NOTE = ("Start-up, seconds: each column ends at a milestone of the cell's log (verl's, Ray's and vLLM's own "
-                "lines) and starts at the previous one seen; 'vLLM start' is vLLM's processes starting up to "
-                "its weights being loaded. Median over runs.")
+STARTUP_NOTE = (
+    "Start-up, seconds: each column ends at a milestone of the cell's log (verl's, Ray's and vLLM's own "
+    "lines) and starts at the previous one seen; 'vLLM start' is vLLM's processes starting up to "
+    "its weights being loaded. Median over runs."
+)
 
 
 def provenance_table(rows: Sequence[Row]) -> Table:
@@ -246,14 +292,18 @@ def provenance_table(rows: Sequence[Row]) -> Table:
     return Table(["provenance", "value (runs)"], out, [False, False])
 
 
-BEST_NOTE = ("One line per GPU generation, GPU count, model, backend and matrix (cells are ranked only against "
-             "cells they may be compared with). Fastest: highest median tokens/s/GPU among cells that ran without "
-             "OOM or failure. Most accurate: highest GSM8K pass@1.")
+BEST_NOTE = (
+    "One line per GPU generation, GPU count, model, backend and matrix (cells are ranked only against "
+    "cells they may be compared with). Fastest: highest median tokens/s/GPU among cells that ran without "
+    "OOM or failure. Most accurate: highest GSM8K pass@1."
+)
 
-REFERENCE_NOTE = ("vs ref: ratio to the matrix's reference cell ([matrix] reference) of the same generation, GPU "
-                  "count, model, backend and matrix, both cells ok; in the best cells, how much faster the fastest "
-                  "cell is than the reference. Memory as measured, with the planner's prediction (pred) where "
-                  "there is one; host peak: the cell's process tree RSS.")
+REFERENCE_NOTE = (
+    "vs ref: ratio to the matrix's reference cell ([matrix] reference) of the same generation, GPU "
+    "count, model, backend and matrix, both cells ok; in the best cells, how much faster the fastest "
+    "cell is than the reference. Memory as measured, with the planner's prediction (pred) where "
+    "there is one; host peak: the cell's process tree RSS."
+)
 
 
 def median_ci_note() -> str:
@@ -264,3 +314,30 @@ def median_ci_note() -> str:
         "used on the worst GPU (vLLM included); torch peak: max_memory_allocated. "
         "GSM8K: pass@1 under verl's strict scorer, 95 % Wilson interval. Memory in GiB."
     )
+
+
+HISTORY_NOTE = (
+    "Each cell's series in the baseline store, oldest first: its promotions (the runs that became the baseline) "
+    "and the later runs `grpo-suite gate --record` compared with it. Throughput is each entry's window "
+    "throughput (measured tokens / measured seconds / GPUs, median over its runs); verdicts are what the gate "
+    "printed (suspicious: a first violation; regressed: the Nth in a row). `grpo-suite baseline history CELL` "
+    "prints the same series."
+)
+
+
+def history_table(points: Sequence[Point]) -> Table:
+    rows = [
+        [
+            p.at,
+            p.kind + (" (current)" if p.current else ""),
+            str(p.runs),
+            str(p.steps),
+            num(p.throughput),
+            num(p.peak_memory_gb),
+            f"{p.probs_diff_mean:.3g}" if p.probs_diff_mean is not None else DASH,
+            ", ".join(f"{m} {v}" for m, v in sorted(p.verdicts.items()) if v != "unchanged") or DASH,
+        ]
+        for p in points
+    ]
+    headers = ["when", "entry", "runs", "steps", "tokens/s/GPU (window)", "NVML peak (GiB)", "probs diff", "verdicts"]
+    return Table(headers, rows, [False, False, True, True, True, True, True, False])

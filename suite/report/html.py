@@ -8,6 +8,7 @@ from suite.report import plots
 from suite.report.columns import (
     BACKEND_NOTE,
     BEST_NOTE,
+    HISTORY_NOTE,
     REFERENCE_NOTE,
     STARTUP_NOTE,
     Table,
@@ -134,6 +135,23 @@ def group_section(g: Group, *, gated: bool, index: int) -> str:
     return "\n".join(parts)
 
 
+def history_section(report: Report) -> str:
+    if not report.histories:
+        return ""
+    figs = []
+    for s in report.histories:
+        title = f"{s.gpu} · {s.matrix} · {s.id}"
+        svg = plots.history_plot(s.points, f"History: {title}")
+        figs.append(_figure(svg, f"{len(s.points)} entries from {s.path}", "history"))
+    return (
+        '<h2 id="history">Baseline history</h2><p class="note">'
+        + h(HISTORY_NOTE)
+        + '</p><div class="figs">'
+        + "".join(figs)
+        + "</div>"
+    )
+
+
 def render(report: Report) -> str:
     toc = []
     sections = []
@@ -169,7 +187,7 @@ def render(report: Report) -> str:
 <p>{h(report.summary)}</p>
 <p class="note">{h(median_ci_note())}</p>
 {warnings}
-<nav><ul>{"".join(toc)}<li><a href="#cross">across generations</a></li><li><a href="#backends">FSDP vs Megatron</a></li></ul></nav>
+<nav><ul>{"".join(toc)}<li><a href="#cross">across generations</a></li><li><a href="#backends">FSDP vs Megatron</a></li>{'<li><a href="#history">baseline history</a></li>' if report.histories else ""}</ul></nav>
 <h2 id="best">Best cells</h2>
 <p class="note">{h(BEST_NOTE)}</p>
 {f'<p class="note">{h(REFERENCE_NOTE)}</p>' if report.has_reference else ""}
@@ -181,6 +199,7 @@ to {h(report.reference)} (higher is faster).</p>
 {cross}
 <h2 id="backends">FSDP vs Megatron</h2>
 {backends}
+{history_section(report)}
 </body>
 </html>
 """

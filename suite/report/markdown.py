@@ -7,6 +7,7 @@ from tabulate import tabulate
 from suite.report.columns import (
     BACKEND_NOTE,
     BEST_NOTE,
+    HISTORY_NOTE,
     REFERENCE_NOTE,
     STARTUP_NOTE,
     Table,
@@ -15,6 +16,7 @@ from suite.report.columns import (
     cell_table,
     cross_table,
     group_title,
+    history_table,
     median_ci_note,
     notes,
     provenance_table,
@@ -72,4 +74,8 @@ def render(report: Report) -> str:
         out += [md(BACKEND_NOTE), "", table(backend_table(report.backend_pairs)), ""]
     else:
         out += ["No cell exists on both backends.", ""]
+    if report.histories:
+        out += ["## Baseline history", "", md(HISTORY_NOTE), ""]
+        for hs in report.histories:
+            out += [f"### {md(f'{hs.gpu} · {hs.matrix} · {hs.id}')}", "", table(history_table(hs.points)), ""]
     return "\n".join(out).rstrip() + "\n"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from suite.report.backends import BackendPair, backend_pairs
+from suite.report.history import HistorySeries
 from suite.report.table import (
     Best,
     CrossRow,
@@ -31,6 +32,7 @@ class Report:
     summary: str
     notes: list[str]  # shown near the top, e.g. superseded results or gate problems
     backend_pairs: list[BackendPair]
+    histories: list[HistorySeries] = field(default_factory=list)  # the store's series of the cells shown
 
     @property
     def has_reference(self) -> bool:
@@ -44,7 +46,14 @@ class Report:
         return sorted(out.items())
 
 
-def build(rows: Sequence[Row], *, reference: str = "h100", gated: bool = False, notes: Sequence[str] = ()) -> Report:
+def build(
+    rows: Sequence[Row],
+    *,
+    reference: str = "h100",
+    gated: bool = False,
+    notes: Sequence[str] = (),
+    histories: Sequence[HistorySeries] = (),
+) -> Report:
     groups = group_rows(with_reference(rows))
     ordered = [r for g in groups for r in g.rows]
     gens, cross = cross_generation(ordered, reference)
@@ -58,5 +67,16 @@ def build(rows: Sequence[Row], *, reference: str = "h100", gated: bool = False, 
     if gated:
         verdicts = Counter(r.verdict or "no verdict" for r in ordered)
         summary += " Gate: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())) + "."
-    return Report(ordered, groups, best_cells(groups), gens, cross, reference, gated, summary, list(notes),
-                  backend_pairs(ordered))
+    return Report(
+        ordered,
+        groups,
+        best_cells(groups),
+        gens,
+        cross,
+        reference,
+        gated,
+        summary,
+        list(notes),
+        backend_pairs(ordered),
+        list(histories),
+    )

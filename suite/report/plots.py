@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+from suite.gate.history import Point
 from suite.report.svg import Chart, Scale, covering_ticks, text_width
 from suite.report.table import PHASE_LABELS, Row, pareto_front
 
@@ -193,4 +194,63 @@ def accuracy_plot(rows: Sequence[Row], title: str) -> str | None:
     if before:
         legend.append(("hollow", "#555", "before training"))
     c.legend(legend, c.x0, c.height - 14)
+    return c.render()
+
+
+HISTORY_COLOURS = {"ok": "#2ca02c", "suspicious": "#E69F00", "regressed": "#B2182B"}
+BASELINE_COLOUR = "#4C72B0"
+
+
+def _gated_state(verdicts: dict[str, str]) -> str:
+    if any(v in ("regressed", "failed") for v in verdicts.values()):
+        return "regressed"
+    return "suspicious" if "suspicious" in verdicts.values() else "ok"
+
+
+def history_plot(points: Sequence[Point], title: str) -> str | None:
+    """A cell's series in the store: each promotion (hollow, and the baseline level it set, dashed until the
+    next) and each recorded gated run (filled: green passed, amber suspicious, red regressed or failed), in
+    time order; y is the window throughput (tokens/s/GPU, median over the entry's runs)."""
+    pts = [(i, p) for i, p in enumerate(points) if p.throughput is not None]
+    if len(pts) < 2:
+        return None
+    c = Chart(WIDTH, 340, left=70, right=20, top=30, bottom=78, title=title)
+    vals = [p.throughput for _, p in pts]
+    lo, hi = min(vals), max(vals)  # type: ignore[type-var]
+    pad = max((hi - lo) * 0.15, hi * 0.02)  # type: ignore[operator]
+    yt = covering_ticks(max(0.0, lo - pad), hi + pad)  # type: ignore[operator]
+    xs, ys = Scale(-0.5, len(points) - 0.5, c.x0, c.x1), Scale(yt[0], yt[-1], c.y0, c.y1)
+    c.frame(xs, ys, [], yt, "promotions and recorded gate runs, oldest first", "tokens/s/GPU (window)")
+    every = max(1, len(points) // 8)
+    for i, p in enumerate(points):
+        if i % every == 0:
+            c.text(xs(i), c.y0 + 16, p.at[5:16].replace("T", " "), anchor="middle", size=10, colour="#444")
+    promos = [i for i, p in pts if p.kind == "promoted"]
+    for k, i in enumerate(promos):
+        end = promos[k + 1] if k + 1 < len(promos) else len(points) - 1
+        y = ys(points[i].throughput)  # type: ignore[arg-type]
+        c.line([(xs(i), y), (xs(end) + 0.4 * (xs(1) - xs(0)), y)], colour=BASELINE_COLOUR, width=1, dash="5,4")
+    c.line([(xs(i), ys(p.throughput)) for i, p in pts], colour="#999", width=1)  # type: ignore[arg-type]
+    for i, p in pts:
+        x, y = xs(i), ys(p.throughput)  # type: ignore[arg-type]
+        peak = f", peak {p.peak_memory_gb:.1f} GiB" if p.peak_memory_gb is not None else ""
+        drift = f", probs diff {p.probs_diff_mean:.3g}" if p.probs_diff_mean is not None else ""
+        if p.kind == "promoted":
+            tip = f"{p.at}: promoted ({p.runs} runs){' — current baseline' if p.current else ''}: {p.throughput:.0f} tokens/s/GPU{peak}{drift}"
+            c.marker(x, y, colour=BASELINE_COLOUR, r=5, hollow=True, tip=tip)
+        else:
+            state = _gated_state(p.verdicts)
+            bad = ", ".join(f"{m} {v}" for m, v in sorted(p.verdicts.items()) if v != "unchanged") or "no change"
+            tip = f"{p.at}: gated ({p.runs} runs): {p.throughput:.0f} tokens/s/GPU{peak}{drift}; {bad}"
+            c.marker(x, y, colour=HISTORY_COLOURS[state], r=4.5, tip=tip)
+    c.legend(
+        [
+            ("hollow", BASELINE_COLOUR, "promoted baseline"),
+            ("dot", HISTORY_COLOURS["ok"], "gated: passed"),
+            ("dot", HISTORY_COLOURS["suspicious"], "suspicious"),
+            ("dot", HISTORY_COLOURS["regressed"], "regressed / failed"),
+        ],
+        c.x0,
+        c.height - 14,
+    )
     return c.render()

@@ -333,6 +333,7 @@ def best_cells(groups: Sequence[Group]) -> list[Best]:
         for r in g.rows:
             rows.setdefault(r.group, []).append(r)
     out = []
+
     def order(key: tuple[str, int, str, str, str]) -> tuple:
         gpu, n_gpus, model, backend, matrix = key
         return (gpu, model, n_gpus, backend, matrix)  # the tables' order

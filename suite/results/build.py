@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from suite.gpus import generation_of
 from suite.results.schema import Accuracy, Provenance, Result, TorchMemory
+from suite.results.sentinels import count_adapter_syncs
 from suite.telemetry import classify, validation
 from suite.telemetry.hostmem import HostMemorySamples
 from suite.telemetry.metrics import MetricsLog, read_metrics
@@ -186,6 +187,7 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
         host_memory_total_gb=_gb(host.total_gib) if host else None,
         predicted_host_memory_gb=info.predicted_host_memory_gb,
         reference=info.reference,
+        lora_adapter_syncs=count_adapter_syncs(log_lines),
         exit_code=obs.exit_code,
         wall_s=round(obs.wall_s, 3) if obs.wall_s is not None else None,
         startup_s=round(obs.startup_s, 3) if obs.startup_s is not None else None,

@@ -106,6 +106,12 @@ def ingest(args: argparse.Namespace) -> int:
     extra = {"ingested_at": prov.now_iso(), "metrics": str(metrics.resolve()) if metrics else "none"}
     # The run's host is unknown too (the ingesting machine's name would be wrong); git_commit is the suite
     # that made this result (ingested it).
+    from suite.gpus import GPUS
+    from suite.results.consistency import id_parts
+
+    parsed = id_parts(args.id)
+    if parsed is not None and parsed[0] != args.gpu and parsed[0] in GPUS and args.gpu in GPUS:
+        extra["planned_gpu"] = parsed[0]  # --gpu is the card it ran on; the id keeps the plan's generation
     provenance = provenance.model_copy(update={"versions": {}, "host": None, "extra": extra})
     result = build_result(info, obs, provenance)
     if not result.steps and result.status == "ok":

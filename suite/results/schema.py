@@ -131,6 +131,11 @@ class Result(_Model):
     reference: str | None = Field(
         default=None, description="id of the matrix's reference cell (`[matrix] reference`), if it names one"
     )
+    lora_adapter_syncs: int | None = Field(
+        default=None,
+        description="LoRA adapter syncs to vLLM that verl logged (its INFO line 'LoRA adapter sync', "
+        "seen only with VERL_LOGGING_LEVEL=INFO); None when the log holds none",
+    )
     exit_code: int | None = Field(default=None, description="verl process exit code; negative: killed by signal")
     wall_s: float | None = Field(default=None, description="process start to process end, seconds")
     startup_s: float | None = Field(default=None, description="process start to the first step's metrics line")

@@ -36,6 +36,8 @@ PROBS_DIFF_STD = "training/rollout_probs_diff_std"
 PROBS_DIFF_VALID = "training/rollout_probs_diff_valid"
 PEARSON = "training/rollout_actor_probs_pearson_corr"
 GRAD_NORM = "actor/grad_norm"
+# verl/workers/rollout/vllm_rollout/utils.py logs this once per adapter sync (INFO), before the new adapter lands
+SYNC_LINE = "LoRA adapter sync: remove old lora and prepare new lora"
 MISMATCH_KEYS = (PROBS_DIFF_MEAN, PROBS_DIFF_MAX, PROBS_DIFF_STD, PROBS_DIFF_VALID, PEARSON)
 
 
@@ -67,6 +69,13 @@ def probs_diff_median(result: Result) -> float | None:
     return statistics.median(m.probs_diff_mean for m in series) if series else None
 
 
+def count_adapter_syncs(log_lines: list[str]) -> int | None:
+    """How many adapter syncs verl logged; None when it logged none (INFO is off by default, so absence is
+    no evidence of a missed sync)."""
+    n = sum(1 for line in log_lines if SYNC_LINE in line)
+    return n or None
+
+
 def is_lora(result: Result) -> bool:
     rank = result.axes.get("lora_rank", 0)
     try:
@@ -75,7 +84,7 @@ def is_lora(result: Result) -> bool:
         return False
 
 
-Evidence = Literal["consistent", "unmeasurable", "not-recorded"]
+Evidence = Literal["logged", "consistent", "unmeasurable", "not-recorded"]
 
 
 @dataclass(frozen=True)
@@ -89,10 +98,14 @@ class AdapterEvidence:
 
 
 def adapter_evidence(result: Result) -> AdapterEvidence:
-    """`consistent`: steps after the adapter changed were measured and the mismatch can be checked against the
+    """`logged`: verl's log shows the syncs. `consistent`: steps after the adapter changed were measured and the mismatch can be checked against the
     thresholds (a missed sync would raise it). `unmeasurable`: the adapter never changed (grad_norm 0 in every
     step, as in bench cells whose rewards are all zero), so a missed sync looks exactly like a good one.
     `not-recorded`: verl logged no mismatch or no grad norm."""
+    if result.lora_adapter_syncs:
+        return AdapterEvidence(
+            "logged", 0, 0, f"verl logged {result.lora_adapter_syncs} adapter sync(s) to vLLM ('{SYNC_LINE}')"
+        )
     series = {m.step: m for m in mismatch_series(result)}
     norms = [(s.step, s.extra[GRAD_NORM]) for s in result.steps if GRAD_NORM in s.extra]
     if not series or not norms:

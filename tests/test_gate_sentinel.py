@@ -1,0 +1,165 @@
+"""Correctness sentinels (issue 21, item 4): the rollout-vs-actor mismatch verl logs every step, on the committed
+real results and on copies altered to drift (in a tmp folder); a drifting cell fails whatever its speed. And
+what can be said about a LoRA adapter reaching vLLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from gate_data import base_results, scaled, write_baseline, write_results
+
+from suite.cli import main
+from suite.results.baseline import read_baseline
+from suite.results.build import CellInfo, Observation, build_result
+from suite.results.schema import Provenance, Result
+from suite.results.sentinels import (
+    PEARSON,
+    PROBS_DIFF_MEAN,
+    SYNC_LINE,
+    adapter_evidence,
+    count_adapter_syncs,
+    mismatch_series,
+    probs_diff_median,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+STORE = ROOT / "baselines"
+
+
+def drifted(run: Result, factor: float, key: str = PROBS_DIFF_MEAN, value: float | None = None) -> Result:
+    steps = [
+        s.model_copy(update={"extra": {**s.extra, key: value if value is not None else s.extra[key] * factor}})
+        for s in run.steps
+    ]
+    return run.model_copy(update={"steps": steps})
+
+
+def committed() -> list[Result]:
+    return [r for p in sorted(STORE.glob("h*/**/*.json")) for r in read_baseline(p).results if r.status == "ok"]
+
+
+def test_every_committed_ok_result_records_the_mismatch_every_step() -> None:
+    runs = committed()
+    assert len(runs) == 9
+    for r in runs:
+        series = mismatch_series(r)
+        assert [m.step for m in series] == [s.step for s in r.steps], r.id
+        assert all(m.pearson is not None and m.pearson > 0.99 for m in series), r.id
+    medians = {r.id.split("/")[0]: probs_diff_median(r) for r in runs}
+    # measured: 0.5B ~8.5e-8, 1.5B ~2.5e-7, SmolLM2-135M (dequantised GGUF) ~7e-3; all far below the limit 0.05
+    assert medians["qwen2.5-0.5b"] == pytest.approx(8.5e-8, rel=0.05)
+    assert medians["smollm2-135m-instruct"] == pytest.approx(7.0e-3, rel=0.05)
+    assert max(max(m.probs_diff_mean for m in mismatch_series(r)) for r in runs) < 0.01
+
+
+def gate(capsys, *argv: str) -> tuple[int, dict]:
+    rc = main(["gate", *argv, "--format", "json"])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def test_the_committed_runs_against_their_own_baselines_pass_the_sentinel(tmp_path, capsys) -> None:
+    runs = committed()
+    write_results(runs, tmp_path / "cur")
+    rc, doc = gate(capsys, str(tmp_path / "cur"), "--baselines", str(STORE))
+    assert rc == 0
+    assert not [r for r in doc["rows"] if r["metric"].startswith("sentinel")]
+    assert doc["sentinel_notes"][0].startswith("sentinel:logprob: 9 cell(s) within limits against their baselines")
+
+
+@pytest.mark.parametrize("speed", [1.0, 1.2])  # as fast, and 20 % faster: a broken rollout can look like a win
+def test_a_drifting_rollout_fails_whatever_its_speed(tmp_path, capsys, speed) -> None:
+    (run,) = base_results()[1]
+    write_baseline([run], tmp_path / "b")
+    write_results([scaled(drifted(run, 3.0), speed)], tmp_path / "cur")
+    rc, doc = gate(capsys, str(tmp_path / "cur"), "--baselines", str(tmp_path / "b"))
+    got = {r["metric"]: r for r in doc["rows"]}
+    assert rc == 1
+    assert got["throughput"]["verdict"] == ("unchanged" if speed == 1.0 else "improved")
+    s = got["sentinel:logprob"]
+    assert (s["verdict"], s["regression"], s["change"]) == ("failed", True, "x3.00")
+    assert "median probs_diff_mean grew x3.00 over the baseline (> x2 and by more than 1e-07)" in s["detail"]
+
+
+def test_absolute_limits_fail_without_a_baseline(tmp_path, capsys) -> None:
+    (run,) = base_results()[1]
+    (tmp_path / "b").mkdir()
+    write_results([drifted(run, 1.0, value=0.2)], tmp_path / "cur")
+    rc, doc = gate(capsys, str(tmp_path / "cur"), "--baselines", str(tmp_path / "b"))
+    assert rc == 1
+    row = next(r for r in doc["rows"] if r["metric"] == "sentinel:logprob")
+    assert "probs_diff_mean 0.2 > 0.05" in row["detail"]
+    write_results([drifted(run, 1.0, key=PEARSON, value=0.9)], tmp_path / "cur2")
+    rc, doc = gate(capsys, str(tmp_path / "cur2"), "--baselines", str(tmp_path / "b"))
+    assert (
+        rc == 1 and "pearson 0.9000 < 0.95" in next(r for r in doc["rows"] if r["metric"].startswith("sent"))["detail"]
+    )
+
+
+def test_thresholds_are_configurable_and_small_noise_passes(tmp_path, capsys) -> None:
+    (run,) = base_results()[1]
+    write_baseline([run], tmp_path / "b")
+    write_results([drifted(run, 1.8)], tmp_path / "cur")  # x1.8 < x2
+    assert gate(capsys, str(tmp_path / "cur"), "--baselines", str(tmp_path / "b"))[0] == 0
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("[sentinel]\nmax_growth = 1.5\ngrowth_floor = 0\n")
+    assert gate(capsys, str(tmp_path / "cur"), "--baselines", str(tmp_path / "b"), "--config", str(cfg))[0] == 1
+
+
+def test_a_result_without_the_mismatch_is_noted_not_failed(tmp_path, capsys) -> None:
+    (run,) = base_results()[1]
+    bare = run.model_copy(
+        update={
+            "steps": [
+                s.model_copy(
+                    update={"extra": {k: v for k, v in s.extra.items() if not k.startswith("training/rollout")}}
+                )
+                for s in run.steps
+            ]
+        }
+    )
+    write_baseline([run], tmp_path / "b")
+    write_results([bare], tmp_path / "cur")
+    rc, doc = gate(capsys, str(tmp_path / "cur"), "--baselines", str(tmp_path / "b"))
+    assert rc == 0
+    assert any("no rollout/actor mismatch recorded" in n and "not checked" in n for n in doc["notes"])
+
+
+def test_lora_adapter_evidence_on_the_committed_runs_is_not_measurable() -> None:
+    lora = [r for r in committed() if r.axes.get("lora_rank", 0)]
+    assert len(lora) == 4
+    for r in lora:
+        ev = adapter_evidence(r)
+        assert ev.kind == "unmeasurable", r.id
+        assert "actor/grad_norm is 0 in all 10 steps" in ev.text
+
+
+def test_lora_adapter_evidence_once_the_adapter_changed() -> None:
+    # the real SmolLM2 train run (grad_norm > 0 from step 1), read as if it were a LoRA cell
+    train = next(r for r in committed() if r.profile == "train")
+    as_lora = train.model_copy(update={"axes": {**train.axes, "lora_rank": 8}})
+    ev = adapter_evidence(as_lora)
+    assert (ev.kind, ev.updates, ev.checked) == ("consistent", 16, 15)
+    assert count_adapter_syncs(["x", f"(WorkerDict pid=1) INFO utils.py:284] {SYNC_LINE}", SYNC_LINE]) == 2
+    assert count_adapter_syncs(["nothing"]) is None
+    logged = as_lora.model_copy(update={"lora_adapter_syncs": 15})
+    assert adapter_evidence(logged).kind == "logged"
+
+
+def test_build_result_records_the_adapter_syncs_verl_logged(tmp_path) -> None:
+    log = tmp_path / "log.txt"
+    log.write_text("\n".join(["start", f"INFO {SYNC_LINE}", f"INFO {SYNC_LINE}", "done"]) + "\n")
+    info = CellInfo(
+        id="m/h100x1/fsdp/lora8",
+        matrix="m",
+        profile="bench",
+        gpu="h100",
+        n_gpus=1,
+        model="m",
+        backend="fsdp",
+        axes={"lora_rank": 8},
+    )
+    assert build_result(info, Observation(log_path=log, exit_code=0), Provenance()).lora_adapter_syncs == 2
+    log.write_text("start\n")
+    assert build_result(info, Observation(log_path=log, exit_code=0), Provenance()).lora_adapter_syncs is None

@@ -1,0 +1,127 @@
+"""The one result reader (issue 19): every stage reads a result file the same way, contradicting fields are
+refused with exit 2 naming them, the writer never writes what the reader refuses, and every committed result
+under baselines/ still loads (the three that contradict themselves are named here, not edited)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from gate_data import base_results, write_baseline
+
+from suite.cli import main
+from suite.errors import InputError
+from suite.results.collect import load_results, read_results_file
+from suite.results.consistency import contradictions, id_parts
+from suite.results.io import read_result, try_read_result, write_result
+from suite.results.schema import Result
+
+ROOT = Path(__file__).resolve().parents[1]
+# Written on the lent 2x H200 host by `grpo-suite run` from h100 plans before the result's generation came from
+# the hardware: `gpu` says h100, `provenance.gpu_name` says NVIDIA H200. Their promoted copies under
+# baselines/h200/ were written under the rule and read.
+CONTRADICTING = {
+    "baselines/evidence/2026-11-28-h200x2/host-a/h100-graphs/qwen2.5-0.5b/h100x1/fsdp/lora32-off_none-tp1-rb16/result.json",
+    "baselines/evidence/2026-11-28-h200x2/host-b/h100/qwen2.5-1.5b/h100x1/fsdp/lora8-off_none-tp1-rb16/result.json",
+    "baselines/evidence/2026-11-28-h200x2/host-b/h100-graphs/qwen2.5-0.5b/h100x1/fsdp/lora8-off_param+optimizer-tp1-rb16/result.json",
+}
+
+
+@pytest.fixture(scope="module")
+def run() -> Result:
+    return base_results()[0][0]
+
+
+def test_every_committed_result_loads_but_the_three_that_contradict_themselves() -> None:
+    refused, loaded = set(), 0
+    for path in sorted((ROOT / "baselines").rglob("*.json")):
+        if path.name == "cell.json":  # the planned cell beside a result, not a result
+            continue
+        try:
+            loaded += len(read_results_file(path, in_folder=True) or [])
+        except InputError as exc:
+            assert "fields contradict each other: gpu 'h100' vs provenance.gpu_name 'NVIDIA H200'" in str(exc)
+            refused.add(str(path.relative_to(ROOT)))
+    assert refused == CONTRADICTING
+    assert loaded >= 20
+    # the store itself (what the gate compares with) is clean
+    assert {r.gpu for _, r in load_results([ROOT / "baselines"], baselines=True, skip_evidence=True)} == {
+        "h100",
+        "h200",
+    }
+
+
+@pytest.mark.parametrize(
+    ("update", "named"),
+    [
+        ({"provenance": {"gpu_name": "NVIDIA H200"}}, "gpu 'h100' vs provenance.gpu_name 'NVIDIA H200' (a h200 card)"),
+        ({"n_gpus": 2}, "n_gpus 2 vs id"),
+        ({"backend": "megatron"}, "backend 'megatron' vs id"),
+        ({"provenance": {"extra": {"planned_gpu": "h100"}}}, "gpu 'h100' vs provenance.extra.planned_gpu 'h100'"),
+        (
+            {"gpu": "h200", "provenance": {"gpu_name": "NVIDIA H200", "extra": {"planned_gpu": "h20"}}},
+            "provenance.extra.planned_gpu 'h20' vs id",
+        ),
+        ({"nnodes": 2}, "n_gpus 1 vs nnodes 2"),
+    ],
+)
+def test_contradicting_fields_are_refused_by_every_stage_naming_them(tmp_path, capsys, run, update, named) -> None:
+    data = json.loads(run.to_json())
+    for key, value in update.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+        if key == "provenance" and "extra" in value:
+            data[key]["extra"] = {**json.loads(run.to_json())["provenance"]["extra"], **value["extra"]}
+    path = tmp_path / "in" / "result.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="fields contradict each other") as exc:
+        read_result(path)
+    assert named in str(exc.value)
+    assert try_read_result(path) is None  # run --resume: as if there were no result, so the cell runs again
+    store = tmp_path / "baselines"
+    write_baseline(base_results()[0], store)
+    for argv in (
+        ["results", "validate", str(path)],
+        ["gate", str(path), "--baselines", str(store)],
+        ["baseline", "promote", str(path), "--baselines", str(tmp_path / "new")],
+        ["report", str(path), "--out", str(tmp_path / "rep")],
+        ["memory", "validate", str(path)],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"{path}: fields contradict each other" in err and named in err, argv
+
+
+def test_the_writer_refuses_what_the_reader_refuses(tmp_path, run) -> None:
+    bad = run.model_copy(update={"n_gpus": 4})
+    target = tmp_path / "result.json"
+    with pytest.raises(InputError, match=r"n_gpus 4 vs id"):
+        write_result(target, bad)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_baseline_wrapper_whose_gpu_is_not_its_runs_is_refused(tmp_path, run) -> None:
+    path = write_baseline([run], tmp_path / "b")
+    doc = json.loads(path.read_text())
+    doc["gpu"] = "h200"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"gpu 'h200' vs results\[\]\.gpu \['h100'\]"):
+        read_results_file(path, in_folder=False)
+
+
+def test_ids_of_other_shapes_are_not_parsed(run) -> None:
+    assert id_parts("qwen2.5-0.5b/h100x1/fsdp/lora8-off_none-tp1-rb16") == ("h100", 1, "fsdp")
+    assert id_parts("my-ingested-run") is None
+    assert id_parts("a/b/c/d") is None  # no <gen>x<n> part
+    free = run.model_copy(update={"id": "ingested/run-7", "n_gpus": 8})
+    assert contradictions(free) == []
+
+
+def test_ingest_of_a_cell_planned_for_another_card_records_the_plan(tmp_path) -> None:
+    metrics = ROOT / "tests" / "fixtures" / "h100-2026-11-28" / "metrics-lora8-off_none-tp1-rb16.jsonl"
+    out = tmp_path / "r.json"
+    argv = ["ingest", "--metrics", str(metrics), "--id", "qwen2.5-0.5b/h100x1/fsdp/lora8-off_none-tp1-rb16"]
+    assert main([*argv, "--gpu", "h200", "--out", str(out)]) == 0
+    r = read_result(out)
+    assert r.gpu == "h200" and r.provenance.extra["planned_gpu"] == "h100"
