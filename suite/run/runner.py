@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from suite.plan.cell import PREDICTED_OOM, Cell
-from suite.results.io import try_read_result, write_result
+from suite.results.io import try_read_result
 from suite.results.schema import FINAL_STATUSES, Result
 from suite.run import slots as slotting
 from suite.run.files import RESULT_FILE
@@ -93,22 +92,6 @@ def final_result(directory: Path) -> Result | None:
     return r if r is not None and r.status in FINAL_STATUSES else None
 
 
-def _stamp(result: Result, directory: Path, slots: int, gpus: list[int] | None) -> Result:
-    """Record the packing in provenance when the runtime could not know it (it runs one cell)."""
-    p = result.provenance
-    update: dict[str, Any] = {}
-    if p.parallel_slots is None:
-        update["parallel_slots"] = slots
-    if p.cuda_visible_devices is None and gpus is not None:
-        update["cuda_visible_devices"] = ",".join(map(str, gpus))
-    if not update:
-        return result
-    result = result.model_copy(update={"provenance": p.model_copy(update=update)})
-    if (directory / RESULT_FILE).exists():
-        write_result(directory / RESULT_FILE, result)
-    return result
-
-
 def run_cells(
     cells: Sequence[Cell], out_dir: Path, runtime: Runtime, options: RunOptions, progress: Progress | None = None
 ) -> RunSummary:
@@ -146,7 +129,7 @@ def run_cells(
     )
     limit = max(1, limit)
     free = list(gpu_ids or [])
-    running: dict[Future[Result], tuple[CellOutcome, list[int] | None, int]] = {}
+    running: dict[Future[Result], tuple[CellOutcome, list[int] | None]] = {}
 
     def launch(pool: ThreadPoolExecutor, o: CellOutcome, gpus: list[int] | None, slots: int) -> None:
         cid = o.cell.full_id
@@ -154,14 +137,16 @@ def run_cells(
             progress.started(cid, gpus, o.cell.total_steps)
         on_step = (lambda s, cid=cid: progress.step(cid, s)) if progress else None
         o.attempted = True
-        fut = pool.submit(runtime.run_cell, o.cell, o.cell_dir, timeout_s=options.timeout_s, gpus=gpus, on_step=on_step)
-        running[fut] = (o, gpus, slots)
+        fut = pool.submit(
+            runtime.run_cell, o.cell, o.cell_dir, timeout_s=options.timeout_s, gpus=gpus, on_step=on_step, slots=slots
+        )
+        running[fut] = (o, gpus)
 
     def collect(done: set[Future[Result]]) -> None:
         for fut in done:
-            o, gpus, slots = running.pop(fut)
+            o, gpus = running.pop(fut)
             try:
-                o.result = _stamp(fut.result(), o.cell_dir, slots, gpus)
+                o.result = fut.result()
             except KeyboardInterrupt:
                 o.result = try_read_result(o.cell_dir / RESULT_FILE)
                 summary.interrupted = True

@@ -182,7 +182,10 @@ class Runtime(ABC, Generic[J]):
         timeout_s: float | None = None,
         gpus: list[int] | None = None,
         on_step: StepCallback | None = None,
+        slots: int | None = None,
     ) -> Result:
+        """`slots`: cells the caller runs at once on this host, recorded in provenance (with `gpus`) where the
+        result does not say (a container or job runs one cell and cannot know)."""
         cell_dir = Path(cell_dir).absolute()
         if refused := self.refusal(cell):
             return self.record(cell, cell_dir, *refused, write=not self.dry_run)
@@ -193,22 +196,24 @@ class Runtime(ABC, Generic[J]):
             raise KeyboardInterrupt
         prepare_dir(cell, cell_dir, self.stale)
         steps = _Steps(on_step)
+        interrupt: KeyboardInterrupt | None = None
         try:
             job = self.submit(cell, cell_dir, timeout_s=timeout_s, gpus=gpus, on_step=steps)
         except NotRun as no:
-            return self.record(cell, cell_dir, no.status, no.reason, env=no.env, **no.provenance)
-        interrupt: KeyboardInterrupt | None = None
-        try:
-            stopped = self._follow(job, timeout_s)
-        except KeyboardInterrupt as exc:
-            stopped, interrupt = Stopped("interrupted", "interrupted by SIGINT"), exc
-        note = None
-        if stopped is not None:
+            result = self.record(cell, cell_dir, no.status, no.reason, write=False, env=no.env, **no.provenance)
+        else:
             try:
-                note = self.stop(job)
-            except KeyboardInterrupt:  # a second Ctrl-C must not leave the cell running: stop is idempotent
-                note = self.stop(job)
-        result = self._finish(job, self.fetch(job, stopped), stopped, note, steps.last)
+                stopped = self._follow(job, timeout_s)
+            except KeyboardInterrupt as exc:
+                stopped, interrupt = Stopped("interrupted", "interrupted by SIGINT"), exc
+            note = None
+            if stopped is not None:
+                try:
+                    note = self.stop(job)
+                except KeyboardInterrupt:  # a second Ctrl-C must not leave the cell running: stop is idempotent
+                    note = self.stop(job)
+            result = self._finish(job, self.fetch(job, stopped), stopped, note, steps.last)
+        result = _packed(result, slots, gpus)
         write_result(cell_dir / RESULT_FILE, result)
         if interrupt is not None:
             raise interrupt
@@ -307,6 +312,15 @@ class Runtime(ABC, Generic[J]):
         if write:
             write_result(cell_dir / RESULT_FILE, result)
         return result
+
+
+def _packed(result: Result, slots: int | None, gpus: list[int] | None) -> Result:
+    p, update = result.provenance, {}
+    if p.parallel_slots is None and slots is not None:
+        update["parallel_slots"] = slots
+    if p.cuda_visible_devices is None and gpus is not None:
+        update["cuda_visible_devices"] = ",".join(map(str, gpus))
+    return result.model_copy(update={"provenance": p.model_copy(update=update)}) if update else result
 
 
 def prepare_dir(cell: Cell, cell_dir: Path, stale: tuple[str, ...] = ()) -> None:
