@@ -18,15 +18,8 @@ from suite.errors import EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, InputError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a matrix's cells (verl + vLLM) and write one result JSON per cell")
-    p.add_argument("matrix", help="matrix TOML file, or a plan JSON (grpo-suite plan --format json)")
-    p.add_argument("--profile", default="bench", help="profile of the matrix: bench (default) or train")
+    _selection_arguments(p)
     p.add_argument("--runtime", default="host", help="host (default), docker, ray or slurm")
-    p.add_argument(
-        "--cells",
-        default=None,
-        metavar="PATTERN",
-        help="glob(s) over cell id or full id, comma-separated (e.g. 'lora8-*')",
-    )
     p.add_argument("--out", default="runs", help="results directory (default: ./runs); one folder per cell")
     p.add_argument("--resume", action="store_true", help="run only cells without a final result")
     p.add_argument("--fail-fast", action="store_true", help="stop the matrix at the first failed cell")
@@ -72,11 +65,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="check, before any GPU time, that this environment imports what a "
         "matrix's cells need (backend, LoRA, remove-padding, apex); exit 2 if not",
     )
-    d.add_argument("matrix", help="matrix TOML file, or a plan JSON (grpo-suite plan --format json)")
-    d.add_argument("--profile", default="bench", help="profile of the matrix: bench (default) or train")
-    d.add_argument("--cells", default=None, metavar="PATTERN", help="glob(s) over cell id or full id")
+    _selection_arguments(d)
     d.add_argument("--format", default="table", choices=("table", "json"), help="output format")
     d.set_defaults(func=doctor)
+
+
+def _selection_arguments(p: argparse.ArgumentParser) -> None:
+    """What `run` and `doctor` both take: the matrix, its profile, the cells."""
+    p.add_argument("matrix", help="matrix TOML file, or a plan JSON (grpo-suite plan --format json)")
+    p.add_argument("--profile", default="bench", help="profile of the matrix: bench (default) or train")
+    p.add_argument(
+        "--cells",
+        default=None,
+        metavar="PATTERN",
+        help="glob(s) over cell id or full id, comma-separated (e.g. 'lora8-*')",
+    )
 
 
 def _preflight(cells: list) -> list:
