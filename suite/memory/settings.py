@@ -233,15 +233,18 @@ def settings_from_argv(
     )
 
 
-def settings_from_cell(cell: Cell) -> MemorySettings:
-    """A planned cell, from its typed overrides (no command line is read back)."""
+def settings_from_cell(cell: Cell | Any) -> MemorySettings:
+    """A planned cell, from its typed overrides (no command line is read back); anything else with model, gpu,
+    n_gpus and backend is read from its recorded `argv` (a result's command, e.g. to check a committed prediction)."""
+    overrides = getattr(cell, "overrides", None)
+    values = {o.key: o.value for o in overrides} if overrides is not None else overrides_from_argv(list(cell.argv))
     return settings_from_overrides(
-        {o.key: o.value for o in cell.overrides},
+        values,
         model=cell.model,
         gpu=cell.gpu,
         n_gpus=cell.n_gpus,
         backend=cell.backend,
-        gpus_per_node=cell.gpus_per_node,
+        gpus_per_node=getattr(cell, "gpus_per_node", None),
     )
 
 
