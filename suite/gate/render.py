@@ -148,8 +148,8 @@ def render_markdown(report: Report) -> str:
         lines += ["", *[f"- {n}" for n in notes]]
     lines += [
         "",
-        f"<sub>throughput: median tokens/s/GPU after warm-up, change with bootstrap 95 % interval, one-sided "
-        f"Mann-Whitney U; memory: NVML peak of the worst GPU; accuracy: pass@1; sentinel:logprob: verl's "
+        f"<sub>throughput: tokens/s/GPU after warm-up (over the measured window, or the median step: the detail "
+        f"says which), change with bootstrap 95 % interval, one-sided Mann-Whitney U on per-step tokens/s; memory: NVML peak of the worst GPU; accuracy: pass@1; sentinel:logprob: verl's "
         f"rollout vs actor probability difference. Thresholds: "
         f"`{report.config_source}`. Exit code {report.exit_code}.</sub>",
     ]

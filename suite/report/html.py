@@ -28,7 +28,7 @@ from suite.report.model import Report
 from suite.report.table import Group
 
 _STATUS_CLASSES = {"ok", "oom", "crash", "timeout", "interrupted", "invalid", "skipped"}
-_VERDICT_CLASSES = {"regressed", "improved", "unchanged", "new", "missing", "failed"}
+_VERDICT_CLASSES = {"regressed", "suspicious", "improved", "unchanged", "new", "missing", "failed"}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1800px;
@@ -45,7 +45,7 @@ th{background:#f2f4f7;text-align:left;font-weight:600}
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tbody tr:nth-child(even){background:#fafafa}
 td.s-ok{color:#1b7f3b}td.s-oom,td.s-crash,td.s-timeout,td.s-invalid,td.s-interrupted{color:#b2182b;font-weight:600}
-td.v-regressed{background:#fde0e0;font-weight:600}td.v-improved{background:#e3f4e6}
+td.v-regressed{background:#fde0e0;font-weight:600}td.v-improved{background:#e3f4e6}td.v-suspicious{background:#fdf1d8}
 .figs{display:flex;flex-wrap:wrap;gap:12px 24px}
 figure{margin:8px 0;flex:1 1 640px;max-width:760px}
 figure svg{width:100%;height:auto}

@@ -38,7 +38,7 @@ def contradictions(result: Result) -> list[str]:
     prov = result.provenance
     measured = generation_of(prov.gpu_name) if prov.gpu_name else None
     if measured is not None and measured != result.gpu:
-        out.append(f"gpu {result.gpu!r} vs provenance.gpu_name {prov.gpu_name!r} (a {measured} card)")
+        out.append(f"gpu {result.gpu!r} vs provenance.gpu_name {prov.gpu_name!r} (a card of generation {measured})")
     planned = prov.extra.get("planned_gpu")
     if planned is not None and planned == result.gpu:
         # planned_gpu is recorded only when the card differs from the plan (suite.results.build)
