@@ -47,5 +47,5 @@ def gate(
         verdicts[cell] = (worst, detail or None)
     notes += [f"gate: labelled mismatch: {m}" for m in report.mismatches]
     notes += [f"gate: {change} in {len(cells)} cell(s)" for change, cells in sorted(report.versions.items())]
-    notes += [f"gate: {n}" for n in report.notes]
+    notes += [f"gate: {n}" for n in [*report.sentinel_notes, *report.notes]]
     return GateOutcome(verdicts, notes, report.exit_code)
