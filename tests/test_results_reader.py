@@ -125,3 +125,12 @@ def test_ingest_of_a_cell_planned_for_another_card_records_the_plan(tmp_path) ->
     assert main([*argv, "--gpu", "h200", "--out", str(out)]) == 0
     r = read_result(out)
     assert r.gpu == "h200" and r.provenance.extra["planned_gpu"] == "h100"
+
+
+def test_the_atomic_writer_keeps_files_readable(tmp_path, run) -> None:
+    # mkstemp's 0600 would otherwise survive the rename: a result others sharing the folder cannot read
+    path = write_result(tmp_path / "result.json", run)
+    assert path.stat().st_mode & 0o777 == 0o644
+    path.chmod(0o640)
+    write_result(path, run)
+    assert path.stat().st_mode & 0o777 == 0o640 and read_result(path) == run

@@ -32,6 +32,9 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        # mkstemp makes the file 0600, and the rename would keep that: a result or baseline other users of a
+        # shared folder cannot read. Keep the replaced file's mode, else the usual 0644.
+        os.fchmod(fd, p.stat().st_mode & 0o777 if p.exists() else 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
