@@ -61,8 +61,13 @@ def test_profiles_merge_over_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("none", "none"), ("param", "param"), ("optimizer+param", "param+optimizer"), ("policy", "policy"),
-     ("activation+optimizer+param", "param+optimizer+activation")],
+    [
+        ("none", "none"),
+        ("param", "param"),
+        ("optimizer+param", "param+optimizer"),
+        ("policy", "policy"),
+        ("activation+optimizer+param", "param+optimizer+activation"),
+    ],
 )
 def test_offload_canonical(value: str, expected: str) -> None:
     assert canonical(value) == expected
@@ -76,19 +81,43 @@ def test_offload_rejects(value: str) -> None:
 @pytest.mark.parametrize(
     ("value", "backend", "expected"),
     [
-        ("none", "fsdp", {"actor_rollout_ref.actor.fsdp_config.param_offload": False,
-                          "actor_rollout_ref.actor.fsdp_config.optimizer_offload": False,
-                          "actor_rollout_ref.ref.fsdp_config.param_offload": False}),
-        ("param+optimizer", "fsdp", {"actor_rollout_ref.actor.fsdp_config.param_offload": True,
-                                     "actor_rollout_ref.actor.fsdp_config.optimizer_offload": True,
-                                     "actor_rollout_ref.ref.fsdp_config.param_offload": True}),
-        ("optimizer", "megatron", {"actor_rollout_ref.actor.megatron.param_offload": False,
-                                   "actor_rollout_ref.actor.megatron.optimizer_offload": True,
-                                   "actor_rollout_ref.ref.megatron.param_offload": False}),
-        ("policy", "fsdp", {"actor_rollout_ref.actor.fsdp_config.param_offload": False,
-                            "actor_rollout_ref.actor.fsdp_config.optimizer_offload": False,
-                            "actor_rollout_ref.ref.fsdp_config.param_offload": False,
-                            "actor_rollout_ref.actor.fsdp_config.offload_policy": True}),
+        (
+            "none",
+            "fsdp",
+            {
+                "actor_rollout_ref.actor.fsdp_config.param_offload": False,
+                "actor_rollout_ref.actor.fsdp_config.optimizer_offload": False,
+                "actor_rollout_ref.ref.fsdp_config.param_offload": False,
+            },
+        ),
+        (
+            "param+optimizer",
+            "fsdp",
+            {
+                "actor_rollout_ref.actor.fsdp_config.param_offload": True,
+                "actor_rollout_ref.actor.fsdp_config.optimizer_offload": True,
+                "actor_rollout_ref.ref.fsdp_config.param_offload": True,
+            },
+        ),
+        (
+            "optimizer",
+            "megatron",
+            {
+                "actor_rollout_ref.actor.megatron.param_offload": False,
+                "actor_rollout_ref.actor.megatron.optimizer_offload": True,
+                "actor_rollout_ref.ref.megatron.param_offload": False,
+            },
+        ),
+        (
+            "policy",
+            "fsdp",
+            {
+                "actor_rollout_ref.actor.fsdp_config.param_offload": False,
+                "actor_rollout_ref.actor.fsdp_config.optimizer_offload": False,
+                "actor_rollout_ref.ref.fsdp_config.param_offload": False,
+                "actor_rollout_ref.actor.fsdp_config.offload_policy": True,
+            },
+        ),
     ],
 )
 def test_offload_backend_keys(value: str, backend: str, expected: dict) -> None:
@@ -126,14 +155,22 @@ MALFORMED = [
     ("negative-warmup", HEAD + "[profiles.bench]\nwarmup_steps = -1\n", "profiles.bench.warmup_steps", ["-1"]),
     ("bad-test-freq", HEAD + "[profiles.train]\ntest_freq = 0\n", "profiles.train.test_freq", ["0", "-1"]),
     ("gpu-util-range", HEAD + "[base]\ngpu_memory_utilization = 1.5\n", "base.gpu_memory_utilization", ["1.5"]),
-    ("bad-mini-batch", HEAD + "[base]\nppo_mini_batch_size = 'half'\n", "base.ppo_mini_batch_size",
-     ["'half'", "rollout_batch/K"]),
+    (
+        "bad-mini-batch",
+        HEAD + "[base]\nppo_mini_batch_size = 'half'\n",
+        "base.ppo_mini_batch_size",
+        ["'half'", "rollout_batch/K"],
+    ),
     ("duplicate-axis-value", HEAD + "[axes]\ntp = [1, 1]\n", "axes", ["repeats", "tp"]),
     ("missing-matrix", "[axes]\ntp = [1]\n", "matrix", ["required table [matrix]"]),
     ("missing-key", HEAD.replace('name = "t"\n', ""), "matrix.name", ["required key"]),
     ("exclude-unknown-axis", HEAD + "[[exclude]]\nppx = 1\n", None, ["exclude[0]", "unknown axis 'ppx'"]),
-    ("exclude-value-off-axis", HEAD + "[axes]\ntp = [1, 2]\n[[exclude]]\ntp = 4\n", None,
-     ["exclude[0].tp", "4", "[1, 2]"]),
+    (
+        "exclude-value-off-axis",
+        HEAD + "[axes]\ntp = [1, 2]\n[[exclude]]\ntp = 4\n",
+        None,
+        ["exclude[0].tp", "4", "[1, 2]"],
+    ),
     ("exclude-empty", HEAD + "[[exclude]]\n", None, ["exclude[0] is empty"]),
     ("bad-attn", HEAD + "[base]\nattn_implementation = 'flash3'\n", "base.attn_implementation", ["'flash3'", "sdpa"]),
 ]

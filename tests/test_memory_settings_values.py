@@ -9,8 +9,12 @@ BASE = [f"{AR}.gpu_memory_utilization=0.3", f"{AR}.tensor_model_parallel_size=1"
 
 
 def test_numbers_are_read():
-    s = settings_from_argv([*BASE, f"{AR}.max_num_batched_tokens=8192", f"{AR}.max_model_len=768",
-                            f"{AR}.max_num_seqs=64"], model="synthetic:qwen2.5-0.5b", gpu="h100", n_gpus=1)
+    s = settings_from_argv(
+        [*BASE, f"{AR}.max_num_batched_tokens=8192", f"{AR}.max_model_len=768", f"{AR}.max_num_seqs=64"],
+        model="synthetic:qwen2.5-0.5b",
+        gpu="h100",
+        n_gpus=1,
+    )
     assert (s.max_num_batched_tokens, s.max_model_len, s.max_num_seqs) == (8192, 768, 64)
     assert not any("not a number" in n for n in s.notes)
 
@@ -35,8 +39,9 @@ def test_cuda_graphs_add_their_calibrated_term_in_every_phase(gpu):
     from suite.memory.model import predict
 
     def peaks(eager: bool) -> dict[str, float]:
-        s = settings_from_argv([*BASE, f"{AR}.enforce_eager={eager}"], model="synthetic:qwen2.5-0.5b", gpu=gpu,
-                               n_gpus=1)
+        s = settings_from_argv(
+            [*BASE, f"{AR}.enforce_eager={eager}"], model="synthetic:qwen2.5-0.5b", gpu=gpu, n_gpus=1
+        )
         assert s.enforce_eager is eager
         return {p.name: p.total_gib for p in predict(s).phases}
 

@@ -48,8 +48,9 @@ def plan(text: str, tmp_path: Path, profile: str = "bench", **kw) -> list:
 
 # --- expansion -----------------------------------------------------------------------------------------------
 def test_expansion_is_the_product_in_axis_order() -> None:
-    m = parse_matrix(head() + "[axes]\nlora_rank = [0, 8]\noffload = ['none', 'param']\ntp = [1, 2]\n"
-                     "rollout_batch = [16, 32, 64]\n")
+    m = parse_matrix(
+        head() + "[axes]\nlora_rank = [0, 8]\noffload = ['none', 'param']\ntp = [1, 2]\nrollout_batch = [16, 32, 64]\n"
+    )
     points = expand(m)
     assert len(points) == 2 * 2 * 2 * 3
     assert points[0] == {"lora_rank": 0, "offload": "none", "tp": 1, "rollout_batch": 16}
@@ -73,15 +74,19 @@ def test_exclusions(exclude: str, left: int) -> None:
 
 
 def test_exclusion_matches_canonical_offload() -> None:
-    m = parse_matrix(head() + "[axes]\noffload = ['none', 'optimizer+param']\n[[exclude]]\noffload = 'param+optimizer'\n")
+    m = parse_matrix(
+        head() + "[axes]\noffload = ['none', 'optimizer+param']\n[[exclude]]\noffload = 'param+optimizer'\n"
+    )
     assert [p["offload"] for p in expand(m)] == ["none"]
 
 
 @pytest.mark.parametrize(
     ("point", "expected"),
     [
-        ({"lora_rank": 32, "offload": "param+optimizer", "tp": 4, "rollout_batch": 180},
-         "lora32-off_param+optimizer-tp4-rb180"),
+        (
+            {"lora_rank": 32, "offload": "param+optimizer", "tp": 4, "rollout_batch": 180},
+            "lora32-off_param+optimizer-tp4-rb180",
+        ),
         ({"lora_rank": 0, "offload": "none", "tp": 8, "rollout_batch": 512}, "full-off_none-tp8-rb512"),
         ({"lora_rank": 8, "offload": "optimizer", "tp": 1, "rollout_batch": 16}, "lora8-off_optimizer-tp1-rb16"),
     ],
@@ -100,8 +105,12 @@ def test_ids_stable_across_value_order_and_plans(tmp_path: Path) -> None:
 
 # --- the verl command ----------------------------------------------------------------------------------------
 def test_cell_command_points_into_its_dir(tmp_path: Path) -> None:
-    (c,) = plan(head(gpus=1, model="synthetic:qwen2.5-0.5b") + "[base]\nlora_rank = 8\nrollout_batch = 16\n"
-                "attn_implementation = 'sdpa'\nuse_remove_padding = false\n", tmp_path, data_root="/data/g")
+    (c,) = plan(
+        head(gpus=1, model="synthetic:qwen2.5-0.5b") + "[base]\nlora_rank = 8\nrollout_batch = 16\n"
+        "attn_implementation = 'sdpa'\nuse_remove_padding = false\n",
+        tmp_path,
+        data_root="/data/g",
+    )
     d = argv_dict(c.argv)
     cell_dir = tmp_path.resolve() / c.full_id
     assert c.env == {"VERL_FILE_LOGGER_PATH": str(cell_dir / "metrics.jsonl")}
@@ -116,8 +125,12 @@ def test_cell_command_points_into_its_dir(tmp_path: Path) -> None:
         str(cell_dir / "inputs/train.parquet"): {"source": "/data/g/train.parquet", "rows": (8 + 2 + 1) * 16},
         str(cell_dir / "inputs/val.parquet"): {"source": "/data/g/test.parquet", "rows": 16},
     }
-    (t,) = plan(head(gpus=1, model="synthetic:qwen2.5-0.5b") + "[base]\nlora_rank = 8\nrollout_batch = 16\n",
-                tmp_path, data_root="/data/g", profile="train")
+    (t,) = plan(
+        head(gpus=1, model="synthetic:qwen2.5-0.5b") + "[base]\nlora_rank = 8\nrollout_batch = 16\n",
+        tmp_path,
+        data_root="/data/g",
+        profile="train",
+    )
     dt = argv_dict(t.argv)  # accuracy runs read the whole files
     assert dt["data.train_files"] == "/data/g/train.parquet" and dt["data.val_files"] == "/data/g/test.parquet"
     assert t.inputs == {}
@@ -171,15 +184,18 @@ def test_bench_profile_is_fixed_length_eager_no_validation(tmp_path: Path) -> No
         ("rollout_batch = 16\nrollout_n = 4\n", "bench", None),
     ],
 )
-def test_bench_cells_with_graphs_cap_max_num_seqs(extra: str, profile: str, expected: int | None,
-                                                    tmp_path: Path) -> None:
+def test_bench_cells_with_graphs_cap_max_num_seqs(
+    extra: str, profile: str, expected: int | None, tmp_path: Path
+) -> None:
     (c,) = plan(head(gpus=1, model="synthetic:qwen2.5-0.5b") + "[base]\n" + extra, tmp_path, profile)
     assert argv_dict(c.argv).get("actor_rollout_ref.rollout.max_num_seqs") == expected
 
 
 def test_profile_can_turn_the_cap_off(tmp_path: Path) -> None:
-    text = (head(gpus=1, model="synthetic:qwen2.5-0.5b") + "[base]\nenforce_eager = false\n"
-            "[profiles.bench]\nfit_max_num_seqs = false\n")
+    text = (
+        head(gpus=1, model="synthetic:qwen2.5-0.5b") + "[base]\nenforce_eager = false\n"
+        "[profiles.bench]\nfit_max_num_seqs = false\n"
+    )
     (c,) = plan(text, tmp_path, "bench")
     assert "actor_rollout_ref.rollout.max_num_seqs" not in argv_dict(c.argv)
 
@@ -214,27 +230,43 @@ def test_megatron_keys(tmp_path: Path) -> None:
 
 
 def test_megatron_attention_backend_key(tmp_path: Path) -> None:
-    (c,) = plan(head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron") +
-                "[base]\ntp = 2\nmegatron_attention_backend = 'fused'\n", tmp_path)
+    (c,) = plan(
+        head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron")
+        + "[base]\ntp = 2\nmegatron_attention_backend = 'fused'\n",
+        tmp_path,
+    )
     d = argv_dict(c.argv)
     assert d["actor_rollout_ref.actor.megatron.override_transformer_config.attention_backend"] == "fused"
     # an FSDP matrix has no Megatron key even with the field set
-    (f,) = plan(head(gpus=2, model="synthetic:qwen2.5-1.5b") + "[base]\nmegatron_attention_backend = 'fused'\n",
-                tmp_path / "f")
+    (f,) = plan(
+        head(gpus=2, model="synthetic:qwen2.5-1.5b") + "[base]\nmegatron_attention_backend = 'fused'\n", tmp_path / "f"
+    )
     assert not any("attention_backend" in a for a in f.argv)
 
 
-@pytest.mark.parametrize(("fsdp_name", "megatron_name"), [("h100-2gpu", "h100-2gpu-megatron"),
-                                                         ("h100-1gpu-graphs", "h100-1gpu-megatron")])
+@pytest.mark.parametrize(
+    ("fsdp_name", "megatron_name"), [("h100-2gpu", "h100-2gpu-megatron"), ("h100-1gpu-graphs", "h100-1gpu-megatron")]
+)
 def test_megatron_twins_share_settings_with_their_fsdp_cells(fsdp_name: str, megatron_name: str) -> None:
     """A Megatron twin matrix's cells are its FSDP matrix's full-fine-tuning cells with the backend swapped."""
     fsdp, meg = load_matrix(MATRICES / f"{fsdp_name}.toml"), load_matrix(MATRICES / f"{megatron_name}.toml")
     assert meg.matrix.backend == "megatron" and fsdp.matrix.backend == "fsdp"
     for k in ("model", "gpus_per_node", "dataset"):
         assert getattr(meg.matrix, k) == getattr(fsdp.matrix, k), k
-    for k in ("prompt_length", "response_length", "rollout_n", "gpu_memory_utilization", "lr", "ppo_mini_batch_size",
-              "ppo_micro_batch_size_per_gpu", "log_prob_micro_batch_size_per_gpu", "max_model_len",
-              "max_num_batched_tokens", "seed", "enforce_eager"):
+    for k in (
+        "prompt_length",
+        "response_length",
+        "rollout_n",
+        "gpu_memory_utilization",
+        "lr",
+        "ppo_mini_batch_size",
+        "ppo_micro_batch_size_per_gpu",
+        "log_prob_micro_batch_size_per_gpu",
+        "max_model_len",
+        "max_num_batched_tokens",
+        "seed",
+        "enforce_eager",
+    ):
         assert getattr(meg.base, k) == getattr(fsdp.base, k), k
     assert {cell_id(p) for p in expand(meg)} <= {cell_id(p) for p in expand(fsdp)}
 
@@ -254,10 +286,13 @@ def test_megatron_gradient_accumulation_fusion_is_off_unless_asked(tmp_path: Pat
 EVIDENCE = MATRICES.parent.parent / "baselines" / "evidence" / "2026-11-28-h200x2-megatron"
 
 
-@pytest.mark.parametrize(("matrix", "folder", "cell"), [
-    ("h100-1gpu-megatron", "h100-megatron", "qwen2.5-0.5b/h100x1/megatron/full-off_none-tp1-rb16"),
-    ("h100-1gpu-graphs", "h100-graphs", "qwen2.5-0.5b/h100x1/fsdp/full-off_none-tp1-rb16"),
-])
+@pytest.mark.parametrize(
+    ("matrix", "folder", "cell"),
+    [
+        ("h100-1gpu-megatron", "h100-megatron", "qwen2.5-0.5b/h100x1/megatron/full-off_none-tp1-rb16"),
+        ("h100-1gpu-graphs", "h100-graphs", "qwen2.5-0.5b/h100x1/fsdp/full-off_none-tp1-rb16"),
+    ],
+)
 def test_planned_command_is_the_one_that_ran(matrix: str, folder: str, cell: str, monkeypatch, capsys) -> None:
     """The plan reflects what the H200 runs of 2026-11-28 taught: planning the shipped matrix today, with the
     host's paths, gives exactly the verl command that ran ok there (the Megatron one after its first try
@@ -265,15 +300,32 @@ def test_planned_command_is_the_one_that_ran(matrix: str, folder: str, cell: str
     ran = json.loads((EVIDENCE / folder / cell / "cell.json").read_text())
     monkeypatch.setenv("HOME", "/root")
     monkeypatch.setenv("GRPO_SUITE_CACHE", "/root/.cache/grpo-suite")
-    assert main(["plan", str(MATRICES / f"{matrix}.toml"), "--profile", "bench", "--format", "json",
-                 "--out", f"/root/runs/{folder}", "--data-root", "/root/.cache/grpo-suite/data/gsm8k-offline",
-                 "--no-verl-check"]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                str(MATRICES / f"{matrix}.toml"),
+                "--profile",
+                "bench",
+                "--format",
+                "json",
+                "--out",
+                f"/root/runs/{folder}",
+                "--data-root",
+                "/root/.cache/grpo-suite/data/gsm8k-offline",
+                "--no-verl-check",
+            ]
+        )
+        == 0
+    )
     (planned,) = [c for c in json.loads(capsys.readouterr().out) if c["full_id"] == cell]
     assert planned["full_id"] == cell and planned["status"] == "ok"
     # Since then a bench cell reads subsets of the same files (cut into its directory before it starts).
     sources = {dest: spec["source"] for dest, spec in planned["inputs"].items()}
-    argv = [a.split("=", 1)[0] + "=" + sources[a.split("=", 1)[1]] if a.split("=", 1)[-1] in sources else a
-            for a in planned["argv"]]
+    argv = [
+        a.split("=", 1)[0] + "=" + sources[a.split("=", 1)[1]] if a.split("=", 1)[-1] in sources else a
+        for a in planned["argv"]
+    ]
     assert len(sources) == 2 and argv != planned["argv"]
     assert sorted(argv) == sorted(ran["argv"])
     crashed = EVIDENCE / "h100-megatron-crash" / cell / "result.json"
@@ -281,12 +333,16 @@ def test_planned_command_is_the_one_that_ran(matrix: str, folder: str, cell: str
         first = json.loads(crashed.read_text())
         assert first["status"] == "crash" and "gradient_accumulation_fusion" in first["reason"]
         assert set(argv) - set(first["provenance"]["argv"]) == {
-            "++actor_rollout_ref.actor.megatron.override_transformer_config.gradient_accumulation_fusion=False"}
+            "++actor_rollout_ref.actor.megatron.override_transformer_config.gradient_accumulation_fusion=False"
+        }
 
 
 def test_raw_overrides_replace_generated_keys(tmp_path: Path) -> None:
-    (c,) = plan(head() + "[overrides]\n'actor_rollout_ref.rollout.n' = 8\n'+trainer.extra' = 'x y'\n"
-                "'++actor_rollout_ref.rollout.temperature' = 0.7\n", tmp_path)
+    (c,) = plan(
+        head() + "[overrides]\n'actor_rollout_ref.rollout.n' = 8\n'+trainer.extra' = 'x y'\n"
+        "'++actor_rollout_ref.rollout.temperature' = 0.7\n",
+        tmp_path,
+    )
     d = argv_dict(c.argv)
     assert d["actor_rollout_ref.rollout.n"] == 8
     assert d["+trainer.extra"] == "x y"
@@ -302,8 +358,30 @@ def test_local_model_path_is_expanded(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["plain", "with space", "a,b", "true", "1", "1e-3", "null", "~tilde", "${oc.env:HOME}", 'q"uote', "a=b",
-     "/abs/path+plus/x", "", 3, 0.5, 1e-06, True, False, None, ["console", "file"], [1, 2.5, True], []],
+    [
+        "plain",
+        "with space",
+        "a,b",
+        "true",
+        "1",
+        "1e-3",
+        "null",
+        "~tilde",
+        "${oc.env:HOME}",
+        'q"uote',
+        "a=b",
+        "/abs/path+plus/x",
+        "",
+        3,
+        0.5,
+        1e-06,
+        True,
+        False,
+        None,
+        ["console", "file"],
+        [1, 2.5, True],
+        [],
+    ],
 )
 def test_format_value_round_trips_through_hydra(value: object) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -319,63 +397,156 @@ def test_format_value_round_trips_through_hydra(value: object) -> None:
 CONSTRAINTS = [
     # (name, matrix text, rule named in the reason, numbers in the reason)
     ("tp-divides-gpus", head(gpus=4) + "[base]\ntp = 3\n", "tp-divides-gpus", ["3", "4 GPUs"]),
-    ("tp-divides-heads", head(gpus=8, model="synthetic:qwen2.5-1.5b") + "[base]\ntp = 8\nrollout_batch = 32\n",
-     "tp-divides-heads", ["8", "12 attention heads"]),
+    (
+        "tp-divides-heads",
+        head(gpus=8, model="synthetic:qwen2.5-1.5b") + "[base]\ntp = 8\nrollout_batch = 32\n",
+        "tp-divides-heads",
+        ["8", "12 attention heads"],
+    ),
     # vLLM replicates KV heads when tp is a multiple of them: 12 heads / 2 KV heads at tp 6 is fine.
-    ("kv-replicated", head(gpus=6, model="synthetic:qwen2.5-1.5b") + "[base]\ntp = 6\nrollout_batch = 24\n",
-     None, []),
-    ("smollm-kv-replicated", head(gpus=9, model="synthetic:smollm2-135m") + "[base]\ntp = 9\nrollout_batch = 9\n"
-     "ppo_micro_batch_size_per_gpu = 5\nlog_prob_micro_batch_size_per_gpu = 5\n", None, []),
-    ("tp-vs-kv-heads", head(gpus=7, model="synthetic:qwen2.5-0.5b") + "[base]\ntp = 7\nrollout_batch = 7\n"
-     "ppo_micro_batch_size_per_gpu = 5\nlog_prob_micro_batch_size_per_gpu = 5\n", "tp-vs-kv-heads", ["7", "2 KV heads"]),
+    ("kv-replicated", head(gpus=6, model="synthetic:qwen2.5-1.5b") + "[base]\ntp = 6\nrollout_batch = 24\n", None, []),
+    (
+        "smollm-kv-replicated",
+        head(gpus=9, model="synthetic:smollm2-135m") + "[base]\ntp = 9\nrollout_batch = 9\n"
+        "ppo_micro_batch_size_per_gpu = 5\nlog_prob_micro_batch_size_per_gpu = 5\n",
+        None,
+        [],
+    ),
+    (
+        "tp-vs-kv-heads",
+        head(gpus=7, model="synthetic:qwen2.5-0.5b") + "[base]\ntp = 7\nrollout_batch = 7\n"
+        "ppo_micro_batch_size_per_gpu = 5\nlog_prob_micro_batch_size_per_gpu = 5\n",
+        "tp-vs-kv-heads",
+        ["7", "2 KV heads"],
+    ),
     # megatron-core 0.18 replicates query groups like vLLM: TP 4 over 2 KV heads is fine, TP 3 over 2 is not
-    ("megatron-kv", head(gpus=4, model="synthetic:qwen2.5-1.5b", backend="megatron") + "[base]\ntp = 4\n",
-     None, []),
-    ("megatron-kv-3", head(gpus=6, model="synthetic:qwen2.5-1.5b", backend="megatron") + "[base]\ntp = 3\n"
-     "rollout_batch = 12\n", "tp-vs-kv-heads", ["3", "2 KV heads"]),
-    ("megatron-attention", head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron") +
-     "[base]\ntp = 2\nattn_implementation = 'sdpa'\n", "megatron-attention-needs-flash-attn",
-     ["flash (verl default)", "'sdpa'", "megatron_attention_backend = 'fused'"]),
-    ("megatron-attention-flash", head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron") +
-     "[base]\ntp = 2\nattn_implementation = 'sdpa'\nmegatron_attention_backend = 'flash'\n",
-     "megatron-attention-needs-flash-attn", ["flash needs flash-attn"]),
-    ("megatron-attention-fused", head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron") +
-     "[base]\ntp = 2\nattn_implementation = 'sdpa'\nmegatron_attention_backend = 'fused'\n", None, []),
-    ("megatron-attention-with-flash-attn", head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron") +
-     "[base]\ntp = 2\nattn_implementation = 'flash_attention_2'\n", None, []),
-    ("megatron-kv-replicate", head(gpus=4, model="synthetic:qwen2.5-0.5b", backend="megatron") +
-     "[base]\ntp = 2\nrollout_batch = 16\n[overrides]\n", None, []),
-    ("megatron-tp-pp-dp", head(gpus=6, backend="megatron") + "[base]\ntp = 2\npp = 2\nrollout_batch = 12\n",
-     "megatron-tp-pp-dp", ["TP 2 x PP 2", "6 GPUs"]),
-    ("pp-layers", head(gpus=4, model="synthetic:qwen2.5-1.5b", backend="megatron") + "[base]\npp = 3\n",
-     "megatron-tp-pp-dp", []),
+    ("megatron-kv", head(gpus=4, model="synthetic:qwen2.5-1.5b", backend="megatron") + "[base]\ntp = 4\n", None, []),
+    (
+        "megatron-kv-3",
+        head(gpus=6, model="synthetic:qwen2.5-1.5b", backend="megatron") + "[base]\ntp = 3\nrollout_batch = 12\n",
+        "tp-vs-kv-heads",
+        ["3", "2 KV heads"],
+    ),
+    (
+        "megatron-attention",
+        head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron")
+        + "[base]\ntp = 2\nattn_implementation = 'sdpa'\n",
+        "megatron-attention-needs-flash-attn",
+        ["flash (verl default)", "'sdpa'", "megatron_attention_backend = 'fused'"],
+    ),
+    (
+        "megatron-attention-flash",
+        head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron")
+        + "[base]\ntp = 2\nattn_implementation = 'sdpa'\nmegatron_attention_backend = 'flash'\n",
+        "megatron-attention-needs-flash-attn",
+        ["flash needs flash-attn"],
+    ),
+    (
+        "megatron-attention-fused",
+        head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron")
+        + "[base]\ntp = 2\nattn_implementation = 'sdpa'\nmegatron_attention_backend = 'fused'\n",
+        None,
+        [],
+    ),
+    (
+        "megatron-attention-with-flash-attn",
+        head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron")
+        + "[base]\ntp = 2\nattn_implementation = 'flash_attention_2'\n",
+        None,
+        [],
+    ),
+    (
+        "megatron-kv-replicate",
+        head(gpus=4, model="synthetic:qwen2.5-0.5b", backend="megatron")
+        + "[base]\ntp = 2\nrollout_batch = 16\n[overrides]\n",
+        None,
+        [],
+    ),
+    (
+        "megatron-tp-pp-dp",
+        head(gpus=6, backend="megatron") + "[base]\ntp = 2\npp = 2\nrollout_batch = 12\n",
+        "megatron-tp-pp-dp",
+        ["TP 2 x PP 2", "6 GPUs"],
+    ),
+    (
+        "pp-layers",
+        head(gpus=4, model="synthetic:qwen2.5-1.5b", backend="megatron") + "[base]\npp = 3\n",
+        "megatron-tp-pp-dp",
+        [],
+    ),
     ("pp-fsdp", head(gpus=4) + "[base]\npp = 2\n", "pp-megatron-only", ["2"]),
-    ("ulysses-padding", head(gpus=4) + "[base]\nulysses_sp = 2\nuse_remove_padding = false\n",
-     "ulysses-needs-remove-padding", ["2"]),
+    (
+        "ulysses-padding",
+        head(gpus=4) + "[base]\nulysses_sp = 2\nuse_remove_padding = false\n",
+        "ulysses-needs-remove-padding",
+        ["2"],
+    ),
     ("ulysses-gpus", head(gpus=4) + "[base]\nulysses_sp = 3\n", "ulysses-divides-gpus", ["3", "4"]),
     ("ulysses-megatron", head(gpus=4, backend="megatron") + "[base]\nulysses_sp = 2\n", "ulysses-fsdp-only", []),
-    ("train-batch-divisible", head(gpus=8) + "[base]\nrollout_batch = 10\nrollout_n = 3\n",
-     "train-batch-divisible", ["10 x n 3 = 30", "8"]),
-    ("mini-gt-train", head(gpus=4) + "[base]\nrollout_batch = 16\nppo_mini_batch_size = 32\n",
-     "train-batch-vs-mini-batch", ["16", "32"]),
-    ("mini-split", head(gpus=4) + "[base]\nrollout_batch = 18\nrollout_n = 4\nppo_mini_batch_size = 'rollout_batch/4'\n",
-     "mini-batch-split", ["rollout_batch/4", "18"]),
-    ("mini-vs-micro", head(gpus=4) + "[base]\nrollout_batch = 16\nrollout_n = 5\nppo_micro_batch_size_per_gpu = 8\n",
-     "mini-vs-micro-batch", ["20 responses", "8"]),
-    ("log-prob-micro", head(gpus=4) + "[base]\nrollout_batch = 16\nrollout_n = 5\nppo_micro_batch_size_per_gpu = 4\n"
-     "log_prob_micro_batch_size_per_gpu = 8\n", "log-prob-micro-batch", ["20 responses", "8"]),
-    ("megatron-minimal-batch", head(gpus=8, backend="megatron") + "[base]\ntp = 2\nrollout_batch = 6\nrollout_n = 2\n"
-     "ppo_micro_batch_size_per_gpu = 4\n", "train-batch-divisible", ["12", "16"]),
+    (
+        "train-batch-divisible",
+        head(gpus=8) + "[base]\nrollout_batch = 10\nrollout_n = 3\n",
+        "train-batch-divisible",
+        ["10 x n 3 = 30", "8"],
+    ),
+    (
+        "mini-gt-train",
+        head(gpus=4) + "[base]\nrollout_batch = 16\nppo_mini_batch_size = 32\n",
+        "train-batch-vs-mini-batch",
+        ["16", "32"],
+    ),
+    (
+        "mini-split",
+        head(gpus=4) + "[base]\nrollout_batch = 18\nrollout_n = 4\nppo_mini_batch_size = 'rollout_batch/4'\n",
+        "mini-batch-split",
+        ["rollout_batch/4", "18"],
+    ),
+    (
+        "mini-vs-micro",
+        head(gpus=4) + "[base]\nrollout_batch = 16\nrollout_n = 5\nppo_micro_batch_size_per_gpu = 8\n",
+        "mini-vs-micro-batch",
+        ["20 responses", "8"],
+    ),
+    (
+        "log-prob-micro",
+        head(gpus=4) + "[base]\nrollout_batch = 16\nrollout_n = 5\nppo_micro_batch_size_per_gpu = 4\n"
+        "log_prob_micro_batch_size_per_gpu = 8\n",
+        "log-prob-micro-batch",
+        ["20 responses", "8"],
+    ),
+    (
+        "megatron-minimal-batch",
+        head(gpus=8, backend="megatron") + "[base]\ntp = 2\nrollout_batch = 6\nrollout_n = 2\n"
+        "ppo_micro_batch_size_per_gpu = 4\n",
+        "train-batch-divisible",
+        ["12", "16"],
+    ),
     ("lora-rank-vllm", head(gpus=4) + "[base]\nlora_rank = 1024\n", "lora-rank-vllm", ["1024", "512"]),
     ("lora-fsdp1-1gpu", head(gpus=1) + "[base]\nlora_rank = 8\nstrategy = 'fsdp'\n", "lora-1gpu-needs-fsdp2", []),
-    ("offload-fsdp-only", head(gpus=8, backend="megatron") + "[base]\noffload = 'param+activation'\n",
-     "offload-backend", ["activation"]),
-    ("offload-policy-fsdp1", head(gpus=4) + "[base]\noffload = 'policy'\nstrategy = 'fsdp'\n",
-     "offload-policy-needs-fsdp2", []),
-    ("length-max-model-len", head() + "[base]\nprompt_length = 512\nresponse_length = 1024\nmax_model_len = 1024\n",
-     "length-vs-max-model-len", ["512", "1024", "1536"]),
-    ("length-context", head(model="synthetic:smollm2-135m", gpus=1) + "[base]\nprompt_length = 4096\n"
-     "response_length = 8192\n", "length-vs-context", ["12288", "8192"]),
+    (
+        "offload-fsdp-only",
+        head(gpus=8, backend="megatron") + "[base]\noffload = 'param+activation'\n",
+        "offload-backend",
+        ["activation"],
+    ),
+    (
+        "offload-policy-fsdp1",
+        head(gpus=4) + "[base]\noffload = 'policy'\nstrategy = 'fsdp'\n",
+        "offload-policy-needs-fsdp2",
+        [],
+    ),
+    (
+        "length-max-model-len",
+        head() + "[base]\nprompt_length = 512\nresponse_length = 1024\nmax_model_len = 1024\n",
+        "length-vs-max-model-len",
+        ["512", "1024", "1536"],
+    ),
+    (
+        "length-context",
+        head(model="synthetic:smollm2-135m", gpus=1) + "[base]\nprompt_length = 4096\nresponse_length = 8192\n",
+        "length-vs-context",
+        ["12288", "8192"],
+    ),
     ("batched-tokens", head() + "[base]\nmax_num_batched_tokens = 128\n", "batched-tokens-vs-seqs", ["128", "256"]),
 ]
 
@@ -395,8 +566,11 @@ def test_constraint(name: str, text: str, rule: str | None, numbers: list[str], 
 
 def test_kv_heads_replicated_when_tp_is_a_multiple(tmp_path: Path) -> None:
     # Qwen2.5-0.5B: 14 heads, 2 KV heads: vLLM TP 2 splits, TP 7 is not allowed (14 % 7 == 0 but 7 % 2 != 0).
-    cells = plan(head(gpus=14, model="synthetic:qwen2.5-0.5b") + "[axes]\ntp = [2, 7, 14]\n[base]\nrollout_batch = 14\n"
-                 "ppo_micro_batch_size_per_gpu = 5\nlog_prob_micro_batch_size_per_gpu = 5\n", tmp_path)
+    cells = plan(
+        head(gpus=14, model="synthetic:qwen2.5-0.5b") + "[axes]\ntp = [2, 7, 14]\n[base]\nrollout_batch = 14\n"
+        "ppo_micro_batch_size_per_gpu = 5\nlog_prob_micro_batch_size_per_gpu = 5\n",
+        tmp_path,
+    )
     by_tp = {c.axes["tp"]: c for c in cells}
     assert by_tp[2].status == "ok", by_tp[2].reason
     assert by_tp[7].reason.startswith("tp-vs-kv-heads")
@@ -456,8 +630,10 @@ SEED_MEGATRON = {
 
 @pytest.mark.parametrize(
     ("matrix", "cell", "expected"),
-    [("h100.toml", "lora32-off_param+optimizer-tp4-rb180", SEED_LORA_FSDP),
-     ("h20.toml", "full-off_param+optimizer-tp8-rb512", SEED_MEGATRON)],
+    [
+        ("h100.toml", "lora32-off_param+optimizer-tp4-rb180", SEED_LORA_FSDP),
+        ("h20.toml", "full-off_param+optimizer-tp8-rb512", SEED_MEGATRON),
+    ],
 )
 def test_seed_recipe_is_a_cell(matrix: str, cell: str, expected: dict, tmp_path: Path) -> None:
     cells = plan_matrix(load_matrix(MATRICES / matrix), "train", out_dir=tmp_path, validate_with_verl=False)

@@ -24,8 +24,12 @@ log_prob_micro_batch_size_per_gpu = 4
 
 
 def test_tp_larger_than_a_node_is_invalid_with_the_rule_named(tmp_path):
-    cells = {c.axes["tp"]: c for c in plan_matrix(parse_matrix(MATRIX, source="two-nodes.toml"), "bench",
-                                                  out_dir=tmp_path, validate_with_verl=False)}
+    cells = {
+        c.axes["tp"]: c
+        for c in plan_matrix(
+            parse_matrix(MATRIX, source="two-nodes.toml"), "bench", out_dir=tmp_path, validate_with_verl=False
+        )
+    }
     assert cells[2].status == "ok" and cells[4].status == "ok"
     assert cells[8].status == "invalid"
     assert cells[8].reason.startswith("tp-within-node")

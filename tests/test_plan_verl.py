@@ -36,8 +36,11 @@ def test_every_shipped_cell_is_valid_for_verl(path: Path, profile: str, verl_val
 def test_verl_check_is_what_marks_cells(verl_validator) -> None:
     """The check composes for real: the config it returns is verl's, with the cell's values in it."""
     m = load_matrix(MATRICES / "h20.toml")
-    (c,) = [c for c in plan_matrix(m, out_dir="/tmp/x", validate_with_verl=False) if c.id.endswith("tp8-rb512")
-            and "param+optimizer" in c.id]
+    (c,) = [
+        c
+        for c in plan_matrix(m, out_dir="/tmp/x", validate_with_verl=False)
+        if c.id.endswith("tp8-rb512") and "param+optimizer" in c.id
+    ]
     cfg = verl_validator.compose(c.argv[3:])
     assert cfg.model_engine == "megatron"
     assert cfg.actor_rollout_ref.actor.strategy == "megatron"  # the group choice swapped the actor config
@@ -49,19 +52,39 @@ def test_verl_check_is_what_marks_cells(verl_validator) -> None:
 
 BROKEN = [
     # (name, backend, [overrides] text, fragments of the reason)
-    ("removed-grad-offload", "megatron", "'actor_rollout_ref.actor.megatron.grad_offload' = true",
-     ["Could not override 'actor_rollout_ref.actor.megatron.grad_offload'"]),
+    (
+        "removed-grad-offload",
+        "megatron",
+        "'actor_rollout_ref.actor.megatron.grad_offload' = true",
+        ["Could not override 'actor_rollout_ref.actor.megatron.grad_offload'"],
+    ),
     ("unknown-key", "fsdp", "'actor_rollout_ref.rollout.tensor_parallel' = 2", ["tensor_parallel", "not in struct"]),
-    ("fsdp-key-on-megatron", "megatron", "'actor_rollout_ref.actor.fsdp_config.param_offload' = true",
-     ["fsdp_config"]),
-    ("type-float", "fsdp", "'actor_rollout_ref.rollout.gpu_memory_utilization' = 'lots'",
-     ["gpu_memory_utilization='lots'", "0.5 (float)"]),
+    ("fsdp-key-on-megatron", "megatron", "'actor_rollout_ref.actor.fsdp_config.param_offload' = true", ["fsdp_config"]),
+    (
+        "type-float",
+        "fsdp",
+        "'actor_rollout_ref.rollout.gpu_memory_utilization' = 'lots'",
+        ["gpu_memory_utilization='lots'", "0.5 (float)"],
+    ),
     ("type-bool", "fsdp", "'actor_rollout_ref.actor.use_kl_loss' = 1", ["use_kl_loss=1", "(bool)"]),
-    ("type-int", "megatron", "'actor_rollout_ref.actor.megatron.tensor_model_parallel_size' = 'four'",
-     ["tensor_model_parallel_size='four'"]),
-    ("sync-mode-removed", "fsdp", "'actor_rollout_ref.rollout.mode' = 'sync'", ["Rollout mode 'sync' has been removed"]),
-    ("micro-batch-both", "fsdp", "'actor_rollout_ref.actor.ppo_micro_batch_size' = 16",
-     ["validate_config", "ppo_micro_batch_size"]),
+    (
+        "type-int",
+        "megatron",
+        "'actor_rollout_ref.actor.megatron.tensor_model_parallel_size' = 'four'",
+        ["tensor_model_parallel_size='four'"],
+    ),
+    (
+        "sync-mode-removed",
+        "fsdp",
+        "'actor_rollout_ref.rollout.mode' = 'sync'",
+        ["Rollout mode 'sync' has been removed"],
+    ),
+    (
+        "micro-batch-both",
+        "fsdp",
+        "'actor_rollout_ref.actor.ppo_micro_batch_size' = 16",
+        ["validate_config", "ppo_micro_batch_size"],
+    ),
     ("loss-agg-mode", "fsdp", "'actor_rollout_ref.actor.loss_agg_mode' = 'mean'", ["Invalid loss_agg_mode: mean"]),
     ("hydra-syntax", "fsdp", "'trainer.logger' = '[console'", []),
     ("add-existing", "fsdp", "'+actor_rollout_ref.rollout.n' = 2", ["Could not append", "rollout.n"]),
@@ -69,8 +92,9 @@ BROKEN = [
 
 
 @pytest.mark.parametrize(("name", "backend", "override", "fragments"), BROKEN, ids=[b[0] for b in BROKEN])
-def test_verl_rejects(name: str, backend: str, override: str, fragments: list[str], verl_validator,
-                      tmp_path: Path) -> None:
+def test_verl_rejects(
+    name: str, backend: str, override: str, fragments: list[str], verl_validator, tmp_path: Path
+) -> None:
     m = parse_matrix(HEAD.format(backend=backend) + "[base]\ntp = 4\n[overrides]\n" + override + "\n")
     (c,) = plan_matrix(m, out_dir=tmp_path, validator=verl_validator)
     if name == "hydra-syntax":

@@ -44,10 +44,15 @@ def test_ok_run_records_steps_accuracy_log_and_provenance(rt, tmp_path):
     assert json.loads((d / "cell.json").read_text())["id"] == "c"
 
 
-@pytest.mark.parametrize(("flag", "needle"), [
-    ("cuda", "CUDA out of memory"), ("kv", "No available memory for the cache blocks"),
-    ("kv2", "larger than the available KV cache memory"), ("ray", "running low on memory"),
-])
+@pytest.mark.parametrize(
+    ("flag", "needle"),
+    [
+        ("cuda", "CUDA out of memory"),
+        ("kv", "No available memory for the cache blocks"),
+        ("kv2", "larger than the available KV cache memory"),
+        ("ray", "running low on memory"),
+    ],
+)
 def test_oom_classes_from_real_child_output(rt, tmp_path, flag, needle):
     r, _ = run(rt, tmp_path, ["--oom", flag])
     assert r.status == "oom" and needle in r.reason and r.exit_code == 1
@@ -72,6 +77,7 @@ def test_timeout_stops_the_tree_and_keeps_steps(rt, tmp_path):
     gc = int(pidfile.read_text())
     assert str(gc) in r.provenance.extra["stopped_pids"].split(",")
     import psutil
+
     assert not psutil.pid_exists(gc) or psutil.Process(gc).status() == psutil.STATUS_ZOMBIE
     assert "stopped by pid" in (d / "log.txt").read_text()
 

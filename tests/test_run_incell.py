@@ -14,8 +14,9 @@ ROOT = Path(__file__).parents[1]
 
 def incell(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "suite.run.incell", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "suite.run.incell", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_incell_runs_one_cell_and_writes_its_result(tmp_path):
@@ -24,8 +25,7 @@ def test_incell_runs_one_cell_and_writes_its_result(tmp_path):
     cell_json = tmp_path / "cell.json"
     cell_json.write_text(json.dumps(cell.to_dict()))
     d = out / cell.full_id
-    p = incell("--cell", str(cell_json), "--out", str(d), "--timeout", "30", "--gpus", "0",
-               "--runtime-name", "docker")
+    p = incell("--cell", str(cell_json), "--out", str(d), "--timeout", "30", "--gpus", "0", "--runtime-name", "docker")
     assert p.returncode == 0, p.stderr
     r = read_result(d / "result.json")
     assert r.status == "ok" and len(r.steps) == 2

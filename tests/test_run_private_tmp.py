@@ -23,8 +23,9 @@ needs_ns = pytest.mark.skipif(USERNS is None, reason=f"no mount namespace here: 
 
 
 def run_private(script: str, root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(private_tmp.wrap(["sh", "-c", script], root, bool(USERNS)), capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        private_tmp.wrap(["sh", "-c", script], root, bool(USERNS)), capture_output=True, text=True, timeout=60
+    )
 
 
 # -- pure parts -------------------------------------------------------------------------------------------
@@ -33,8 +34,8 @@ def test_wrap_runs_the_cell_through_unshare_and_sh_with_the_root_first():
     assert argv[:4] == ["unshare", "--mount", "--propagation", "private"]
     assert "--map-root-user" not in argv
     i = argv.index("--")
-    assert argv[i + 1:i + 3] == ["sh", "-c"] and argv[i + 3] == private_tmp.SCRIPT
-    assert argv[i + 4:] == ["private-tmp", "/tmp/gsr-x-tmp", "python3", "-m", "verl.trainer.main_ppo", "a=1"]
+    assert argv[i + 1 : i + 3] == ["sh", "-c"] and argv[i + 3] == private_tmp.SCRIPT
+    assert argv[i + 4 :] == ["private-tmp", "/tmp/gsr-x-tmp", "python3", "-m", "verl.trainer.main_ppo", "a=1"]
     assert "--map-root-user" in private_tmp.wrap(["x"], Path("/r"), userns=True)
 
 
@@ -72,8 +73,9 @@ def test_cell_environment_keeps_torch_compile_cache_out_of_tmp(tmp_path, monkeyp
     monkeypatch.setenv("GRPO_SUITE_CACHE", str(tmp_path / "cache"))
     env = cellenv.cell_environment({}, {}, cell_dir=tmp_path, metrics=tmp_path / "m.jsonl", gpus=[0], token="t")
     assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "torchinductor")
-    env = cellenv.cell_environment({"TORCHINDUCTOR_CACHE_DIR": "/mine"}, {}, cell_dir=tmp_path,
-                                   metrics=tmp_path / "m.jsonl", gpus=[0], token="t")
+    env = cellenv.cell_environment(
+        {"TORCHINDUCTOR_CACHE_DIR": "/mine"}, {}, cell_dir=tmp_path, metrics=tmp_path / "m.jsonl", gpus=[0], token="t"
+    )
     assert env["TORCHINDUCTOR_CACHE_DIR"] == "/mine"
 
 
@@ -121,7 +123,7 @@ def test_inside_paths_under_tmp_are_the_host_files_and_new_top_level_files_stay_
     (tmp_path / "in.txt").write_text("from the host")
     marker = f"gsr-test-marker-{uuid.uuid4().hex}"
     root = tmp_path / "root"
-    p = run_private(f'cat {tmp_path}/in.txt > {tmp_path}/out.txt && echo private > /tmp/{marker}', root)
+    p = run_private(f"cat {tmp_path}/in.txt > {tmp_path}/out.txt && echo private > /tmp/{marker}", root)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "out.txt").read_text() == "from the host"  # read and written through the bind
     assert not Path("/tmp", marker).exists()  # not in the host's /tmp ...
@@ -138,9 +140,12 @@ def test_symlinks_and_files_at_the_top_of_tmp_are_carried_sockets_are_not(tmp_pa
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(str(sock_path))
     try:
-        p = run_private(f'cat {link}/f; echo; cat {plain}; echo; test -L {link} && echo islink; '
-                        f'test -e {sock_path} && echo sock-visible || echo sock-hidden; '
-                        f'echo appended >> {plain}', tmp_path / "root")
+        p = run_private(
+            f"cat {link}/f; echo; cat {plain}; echo; test -L {link} && echo islink; "
+            f"test -e {sock_path} && echo sock-visible || echo sock-hidden; "
+            f"echo appended >> {plain}",
+            tmp_path / "root",
+        )
         assert p.returncode == 0, p.stderr
         assert p.stdout.split() == ["through", "the", "link", "plain", "islink", "sock-hidden"]
         assert plain.read_text() == "plainappended\n"  # a bound file is the host's file
@@ -166,8 +171,10 @@ def test_probe_finds_a_working_mode_here():
 def _colocate_pair(tmp_path: Path, **opts):
     out = tmp_path / "out"
     out.mkdir()
-    cells = [fake_cell(c, ["--colocate-socket", "--startup-s", "0.6", "--steps", "3", "--step-s", "0.3"],
-                       out_dir=out) for c in ("a", "b")]
+    cells = [
+        fake_cell(c, ["--colocate-socket", "--startup-s", "0.6", "--steps", "3", "--step-s", "0.3"], out_dir=out)
+        for c in ("a", "b")
+    ]
     rt = HostRuntime(grace_s=1.0, poll_s=0.05, **opts)
     summary = run_cells(cells, out, rt, RunOptions(parallel=2, gpu_ids=[0, 1]))
     return {o.cell.id: o.result for o in summary.outcomes}

@@ -27,8 +27,9 @@ def test_stop_ends_a_detached_grandchild_in_another_session(tmp_path):
     pidfile = tmp_path / "gc.pid"
     env = {"PATH": "/usr/bin:/bin", "VERL_FILE_LOGGER_PATH": str(tmp_path / "m.jsonl")}
     with open(tmp_path / "log.txt", "wb") as log:
-        tree = ProcessTree([sys.executable, FAKE_VERL, "--hang", "--grandchild", str(pidfile)], env, log,
-                           track_s=0.05).start()
+        tree = ProcessTree(
+            [sys.executable, FAKE_VERL, "--hang", "--grandchild", str(pidfile)], env, log, track_s=0.05
+        ).start()
         gc = wait_for_file(pidfile)
         assert psutil.Process(gc).pid != tree.pid
         assert psutil.Process(gc).environ()[TOKEN_ENV] == tree.token
@@ -56,8 +57,9 @@ def test_leftovers_of_a_finished_run_are_ended(tmp_path):
     pidfile = tmp_path / "gc.pid"
     env = {"PATH": "/usr/bin:/bin", "VERL_FILE_LOGGER_PATH": str(tmp_path / "m.jsonl")}
     with open(tmp_path / "log.txt", "wb") as log:
-        tree = ProcessTree([sys.executable, FAKE_VERL, "--steps", "1", "--step-s", "0",
-                            "--grandchild", str(pidfile)], env, log).start()
+        tree = ProcessTree(
+            [sys.executable, FAKE_VERL, "--steps", "1", "--step-s", "0", "--grandchild", str(pidfile)], env, log
+        ).start()
         assert tree.wait(20) == 0
         gc = wait_for_file(pidfile)
         assert alive(gc)

@@ -37,14 +37,40 @@ def spans(out: Path, ids):
 def test_four_cell_matrix_two_at_a_time_on_disjoint_gpus(tmp_path, capsys):
     out = tmp_path / "out"
     ids = ["a", "b", "c", "d"]
-    cells = [fake_cell(cid, ["--steps", "6", "--step-s", "0.15", "--record-env", str(out / f"{cid}.env.json"),
-                             *(["--crash", "reward fn exploded"] if cid == "b" else [])], out_dir=out)
-             for cid in ids]
+    cells = [
+        fake_cell(
+            cid,
+            [
+                "--steps",
+                "6",
+                "--step-s",
+                "0.15",
+                "--record-env",
+                str(out / f"{cid}.env.json"),
+                *(["--crash", "reward fn exploded"] if cid == "b" else []),
+            ],
+            out_dir=out,
+        )
+        for cid in ids
+    ]
     out.mkdir()
     # where this machine cannot give cells a private /tmp, packing is only allowed with private_tmp=off
     shared = [] if private_tmp.probe()[0] is not None else ["--runtime-option", "private_tmp=off"]
-    code = main(["run", str(write_plan(tmp_path / "plan.json", cells)), "--out", str(out), "--parallel", "2",
-                 "--gpus", "0,1,2,3", "--runtime-option", "grace_s=1", *shared])
+    code = main(
+        [
+            "run",
+            str(write_plan(tmp_path / "plan.json", cells)),
+            "--out",
+            str(out),
+            "--parallel",
+            "2",
+            "--gpus",
+            "0,1,2,3",
+            "--runtime-option",
+            "grace_s=1",
+            *shared,
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 1  # one cell failed; the others still ran and kept their results
     got = spans(out, ids)
@@ -61,8 +87,15 @@ def test_four_cell_matrix_two_at_a_time_on_disjoint_gpus(tmp_path, capsys):
 def test_parallel_cells_never_share_a_gpu(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    cells = [fake_cell(f"c{i}", ["--steps", "3", "--step-s", "0.1", "--record-env", str(out / f"c{i}.env.json")],
-                       out_dir=out, gpus_per_node=2) for i in range(3)]
+    cells = [
+        fake_cell(
+            f"c{i}",
+            ["--steps", "3", "--step-s", "0.1", "--record-env", str(out / f"c{i}.env.json")],
+            out_dir=out,
+            gpus_per_node=2,
+        )
+        for i in range(3)
+    ]
     rt = HostRuntime(grace_s=1.0, poll_s=0.05)
     summary = run_cells(cells, out, rt, RunOptions(parallel=None, gpu_ids=[0, 1, 2, 3]))
     assert [o.result.status for o in summary.outcomes] == ["ok", "ok", "ok"]
@@ -98,9 +131,11 @@ def test_fail_fast_stops_the_matrix(tmp_path):
 
 def test_invalid_cells_recorded_and_pattern_selects(tmp_path):
     out = tmp_path / "out"
-    cells = [fake_cell("lora8-tp1", ["--step-s", "0"], out_dir=out),
-             fake_cell("lora8-tp3", status="invalid", reason="tp 3 does not divide 14 heads", out_dir=out),
-             fake_cell("lora32-tp1", out_dir=out)]
+    cells = [
+        fake_cell("lora8-tp1", ["--step-s", "0"], out_dir=out),
+        fake_cell("lora8-tp3", status="invalid", reason="tp 3 does not divide 14 heads", out_dir=out),
+        fake_cell("lora32-tp1", out_dir=out),
+    ]
     summary = run_cells(cells, out, HostRuntime(grace_s=1.0), RunOptions(cells="lora8-*"))
     assert [o.cell.id for o in summary.outcomes] == ["lora8-tp1", "lora8-tp3"]
     assert [o.result.status for o in summary.outcomes] == ["ok", "invalid"]
@@ -110,8 +145,9 @@ def test_invalid_cells_recorded_and_pattern_selects(tmp_path):
 
 def test_cell_needing_more_gpus_than_the_host_has(tmp_path):
     out = tmp_path / "out"
-    summary = run_cells([fake_cell("big", out_dir=out, gpus_per_node=8)], out, HostRuntime(),
-                        RunOptions(gpu_ids=[0, 1]))
+    summary = run_cells(
+        [fake_cell("big", out_dir=out, gpus_per_node=8)], out, HostRuntime(), RunOptions(gpu_ids=[0, 1])
+    )
     r = summary.outcomes[0].result
     assert r.status == "skipped" and "needs 8 GPUs" in r.reason and summary.failed
 
@@ -140,14 +176,20 @@ def test_signal_to_the_runner_records_interrupted_and_leaves_no_process(tmp_path
     cells = [fake_cell("hang", ["--hang", "--grandchild", str(pidfile)], out_dir=out), fake_cell("next", out_dir=out)]
     plan = write_plan(tmp_path / "plan.json", cells)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runner = subprocess.Popen([sys.executable, "-m", "suite", "run", str(plan), "--out", str(out),
-                               "--runtime-option", "grace_s=1"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=_ignore_sigint if ignored_at_start else None)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "suite", "run", str(plan), "--out", str(out), "--runtime-option", "grace_s=1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint if ignored_at_start else None,
+    )
     metrics = out / cells[0].full_id / "metrics.jsonl"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (pidfile.exists() and metrics.exists()
-                                               and metrics.read_text().count("\n") >= 3):
+    while time.monotonic() < deadline and not (
+        pidfile.exists() and metrics.exists() and metrics.read_text().count("\n") >= 3
+    ):
         time.sleep(0.05)
     tree = [p.pid for p in psutil.Process(runner.pid).children(recursive=True)]
     gc = int(pidfile.read_text())

@@ -15,11 +15,11 @@ from pathlib import Path
 
 OOM_MESSAGES = {
     "cuda": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total "
-            "capacity of 79.19 GiB of which 1.06 GiB is free.",
+    "capacity of 79.19 GiB of which 1.06 GiB is free.",
     "kv": "(WorkerDict pid=4242) ValueError: No available memory for the cache blocks. Try increasing "
-          "`gpu_memory_utilization` when initializing the engine.",
+    "`gpu_memory_utilization` when initializing the engine.",
     "kv2": "ValueError: To serve at least one request with the models's max seq len (40960), (5.62 GiB KV "
-           "cache is needed, which is larger than the available KV cache memory (4.50 GiB).",
+    "cache is needed, which is larger than the available KV cache memory (4.50 GiB).",
     "ray": "ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.",
 }
 
@@ -51,17 +51,30 @@ def dump_validation(directory: str, step: int, correct: int, total: int) -> None
         for i in range(total):
             ok = i < correct
             out = f"so the answer is #### {i}" if ok else f"I think it is {i}"
-            f.write(json.dumps({"input": f"q{i}", "output": out, "gts": str(i), "score": 1.0 if ok else 0.0,
-                                "step": step, "reward": 1.0 if ok else 0.0}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "input": f"q{i}",
+                        "output": out,
+                        "gts": str(i),
+                        "score": 1.0 if ok else 0.0,
+                        "step": step,
+                        "reward": 1.0 if ok else 0.0,
+                    }
+                )
+                + "\n"
+            )
 
 
 def spawn_grandchild(pidfile: str) -> None:
     # Double fork + setsid: the sleeper leaves our process group and session, as Ray daemons do.
-    code = ("import os,sys,time\n"
-            "if os.fork(): sys.exit(0)\n"
-            "os.setsid()\n"
-            f"open({pidfile!r},'w').write(str(os.getpid()))\n"
-            "time.sleep(600)\n")
+    code = (
+        "import os,sys,time\n"
+        "if os.fork(): sys.exit(0)\n"
+        "os.setsid()\n"
+        f"open({pidfile!r},'w').write(str(os.getpid()))\n"
+        "time.sleep(600)\n"
+    )
     subprocess.Popen([sys.executable, "-c", code], start_new_session=True).wait()
     for _ in range(100):
         if os.path.exists(pidfile) and Path(pidfile).read_text().strip():
@@ -76,6 +89,7 @@ COLOCATE_SOCKET = "/tmp/rl-colocate-zmq-01000000-replica-0-rank-0.sock"
 def colocate_bind():
     """Like verl's weight sender: remove whatever is at the path, bind, listen."""
     import socket
+
     with contextlib.suppress(OSError):
         os.remove(COLOCATE_SOCKET)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -88,6 +102,7 @@ def colocate_bind():
 def colocate_roundtrip(server, token: str) -> None:
     """Like verl's receiver: connect to the path and expect this process's own sender on the other end."""
     import socket
+
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.connect(COLOCATE_SOCKET)
     client.sendall(token.encode())
@@ -115,15 +130,19 @@ def main() -> int:
     p.add_argument("--ignore-sigint", action="store_true")
     p.add_argument("--grandchild", default=None, help="spawn a detached grandchild, write its pid here")
     p.add_argument("--record-env", default=None, help="write the environment as JSON here")
-    p.add_argument("--colocate-socket", action="store_true",
-                   help="bind verl 0.9.1's weight-transfer socket path the way it does, and check that a "
-                        "message sent to that path reaches this process")
+    p.add_argument(
+        "--colocate-socket",
+        action="store_true",
+        help="bind verl 0.9.1's weight-transfer socket path the way it does, and check that a "
+        "message sent to that path reaches this process",
+    )
     args, overrides = p.parse_known_args()
     hydra = dict(o.lstrip("+").split("=", 1) for o in overrides if "=" in o)
     val_dir = hydra.get("trainer.validation_data_dir")
 
     if args.ignore_sigint:
         import signal
+
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     if args.record_env:
         with open(args.record_env, "w") as f:

@@ -28,8 +28,12 @@ def main() -> int:
     with open(sys.argv[1], "w") as f:
         json.dump({"pids": pids, "temp_dir": node.get_temp_dir_path() if node else None}, f)
     with open(os.environ["VERL_FILE_LOGGER_PATH"], "wb", buffering=0) as fh:
-        fh.write(json.dumps({"step": 1, "data": {"perf/throughput": 1.0, "perf/time_per_step": 1.0,
-                                                 "response_length/mean": 1.0}}).encode() + b"\n")
+        fh.write(
+            json.dumps(
+                {"step": 1, "data": {"perf/throughput": 1.0, "perf/time_per_step": 1.0, "response_length/mean": 1.0}}
+            ).encode()
+            + b"\n"
+        )
         while True:
             time.sleep(0.1)
 

@@ -43,8 +43,12 @@ def train(path: str | None, steps: int, step_s: float, world: int, hang: bool) -
             print(f"step:{step} - perf/throughput:{500.0 + step}", flush=True)
         while hang:
             time.sleep(0.1)
-    return {"host": socket.gethostname(), "pid": os.getpid(), "logger_path": path,
-            "probe": os.environ.get("GRPO_SUITE_PROBE")}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "logger_path": path,
+        "probe": os.environ.get("GRPO_SUITE_PROBE"),
+    }
 
 
 def hydra_overrides(args: list[str]) -> dict[str, str]:
@@ -66,8 +70,11 @@ def main() -> int:
     if args.record_env:
         with open(args.record_env, "w") as f:
             json.dump(dict(os.environ), f)
-    print(f"fake verl: trainer.nnodes={nnodes} trainer.n_gpus_per_node={per_node} "
-          f"RAY_ADDRESS={os.environ.get('RAY_ADDRESS')}", flush=True)
+    print(
+        f"fake verl: trainer.nnodes={nnodes} trainer.n_gpus_per_node={per_node} "
+        f"RAY_ADDRESS={os.environ.get('RAY_ADDRESS')}",
+        flush=True,
+    )
     if not args.ray:
         train(None, args.steps, args.step_s, nnodes * per_node, args.hang)
         return args.exit
@@ -75,28 +82,34 @@ def main() -> int:
     import ray
 
     prefix = "ray_kwargs.ray_init.runtime_env.env_vars."
-    env_vars = {k[len(prefix):]: v for k, v in o.items() if k.startswith(prefix)}
+    env_vars = {k[len(prefix) :]: v for k, v in o.items() if k.startswith(prefix)}
     ray.init(runtime_env={"env_vars": env_vars} if env_vars else None)
     alive = [n for n in ray.nodes() if n["Alive"]]
     print(f"fake verl: joined a Ray cluster of {len(alive)} node(s)", flush=True)
     if len(alive) < nnodes:
         # verl's ResourcePoolManager refuses the same way when the cluster is smaller than the plan.
-        print(f"ValueError: Total available nodes {len(alive)} is less than total desired nodes {nnodes}",
-              flush=True)
+        print(f"ValueError: Total available nodes {len(alive)} is less than total desired nodes {nnodes}", flush=True)
         return 1
     # One probe per node, as verl places one worker group per node: every node must see the runtime env.
-    probe = ray.remote(num_cpus=0)(lambda: (socket.gethostname(), ray.get_runtime_context().get_node_id(),
-                                            os.environ.get("VERL_FILE_LOGGER_PATH")))
+    probe = ray.remote(num_cpus=0)(
+        lambda: (socket.gethostname(), ray.get_runtime_context().get_node_id(), os.environ.get("VERL_FILE_LOGGER_PATH"))
+    )
     seen = ray.get([probe.options(scheduling_strategy="SPREAD").remote() for _ in range(2 * len(alive))])
-    print(f"fake verl: workers on {len({s[1] for s in seen})} node(s); logger path on workers: "
-          f"{sorted({str(s[2]) for s in seen})}", flush=True)
+    print(
+        f"fake verl: workers on {len({s[1] for s in seen})} node(s); logger path on workers: "
+        f"{sorted({str(s[2]) for s in seen})}",
+        flush=True,
+    )
     runner = ray.remote(num_cpus=0)(train)
     # Pin the trainer to the driver's node so the metrics file lands where the in-cell runner follows it.
     here = ray.get_runtime_context().get_node_id()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    out = ray.get(runner.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote(
-        None, args.steps, args.step_s, nnodes * per_node, args.hang))
+    out = ray.get(
+        runner.options(scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote(
+            None, args.steps, args.step_s, nnodes * per_node, args.hang
+        )
+    )
     print(f"fake verl: trainer ran on {out['host']} pid {out['pid']}", flush=True)
     ray.shutdown()
     return args.exit

@@ -31,8 +31,12 @@ def main() -> int:
     opts = dict(o.split("=", 1) for o in a.option)
     runtime = make_runtime(a.runtime, **opts)
     try:
-        result = runtime.run_cell(load_cell(a.cell), Path(a.cell_dir), timeout_s=a.timeout,
-                                  on_step=lambda n: print(f"client: step {n}", flush=True))
+        result = runtime.run_cell(
+            load_cell(a.cell),
+            Path(a.cell_dir),
+            timeout_s=a.timeout,
+            on_step=lambda n: print(f"client: step {n}", flush=True),
+        )
     except KeyboardInterrupt:
         print("client: interrupted", flush=True)
         return 130
