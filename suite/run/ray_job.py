@@ -55,7 +55,7 @@ import suite
 from suite.errors import InputError
 from suite.plan.cell import Cell
 from suite.results import provenance as prov
-from suite.results.io import write_result, write_text_atomic
+from suite.results.io import parse_result, try_read_result, write_result, write_text_atomic
 from suite.results.schema import Result
 from suite.run import cellenv
 from suite.run.cellio import load_cell, write_cell
@@ -406,8 +406,8 @@ class RayJobRuntime(Runtime[RayJob]):
         if bundle and METRICS_FILE in bundle:
             write_text_atomic(cellenv.metrics_path(job.cell, job.cell_dir), bundle[METRICS_FILE])
         if bundle and RESULT_FILE in bundle:
-            with contextlib.suppress(ValueError):
-                result = Result.model_validate_json(bundle[RESULT_FILE])
+            with contextlib.suppress(InputError):  # a result that does not read counts as none
+                result = parse_result(bundle[RESULT_FILE], source=f"Ray job {sid}")
                 return scrub(result, secret_values(job.spec.runtime_env.get("env_vars", {})))
         if job_status == "SUCCEEDED":
             return NoResult(f"Ray job {sid} succeeded but sent no result", "crash")
@@ -493,12 +493,9 @@ def job_main(argv: Sequence[str] | None = None) -> int:
     finally:
         echo.finish()
     files: dict[str, str] = {}
+    if (written := try_read_result(out / RESULT_FILE)) is not None:
+        write_result(out / RESULT_FILE, scrub(written, secret_values(os.environ)))  # the copy left here is clean too
     if (out / RESULT_FILE).exists():
-        try:
-            clean = scrub(Result.model_validate_json((out / RESULT_FILE).read_text()), secret_values(os.environ))
-            write_result(out / RESULT_FILE, clean)  # the copy left on the cluster is clean too
-        except ValueError:
-            pass
         files[RESULT_FILE] = (out / RESULT_FILE).read_text()
     metrics = cellenv.metrics_path(cell, out)
     if metrics.exists() and metrics.stat().st_size <= BUNDLE_MAX_METRICS:
