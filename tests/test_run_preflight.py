@@ -84,6 +84,17 @@ def test_padded_fsdp_cells_need_no_flash_attn_and_full_ft_no_peft(tmp_path: Path
     assert full and "peft" not in by_module(pf.needs(full))
 
 
+def test_remove_padding_on_sdpa_needs_no_flash_attn(tmp_path: Path) -> None:
+    """h200-1gpu-7b-rmpad: remove-padding cells on sdpa (verl 0.9.1 unpads in pure torch)."""
+    cells = cells_of("h200-1gpu-7b-rmpad", tmp_path)
+    rmpad = [c for c in cells if "-rmpad-" in c.id and c.status == "ok"]
+    assert rmpad and all(c.setting("actor_rollout_ref.model.use_remove_padding") is True for c in rmpad)
+    assert "flash_attn.bert_padding" not in by_module(pf.needs(rmpad))
+    # the same cell on verl's default attention (flash_attention_2) needs it
+    flash = [with_argv(c, [a for a in c.argv if "attn_implementation" not in a]) for c in rmpad[:1]]
+    assert by_module(pf.needs(flash))["flash_attn.bert_padding"].cells == (rmpad[0].id,)
+
+
 def test_unrun_and_foreign_cells_need_nothing(tmp_path: Path) -> None:
     cell = cells_of("h100-1gpu-graphs", tmp_path)[0]
     invalid = dataclasses.replace(cell, status="invalid", reason="x")

@@ -1,6 +1,6 @@
 """Before any GPU time: can this environment import what the selected cells will import?
 
-Every lesson here cost a GPU session once: a Transformer Engine that cannot load on the host's cuBLAS, a
+Every lesson here cost a GPU run once: a Transformer Engine that cannot load on the host's cuBLAS, a
 Megatron-Bridge without nvidia-modelopt, apex missing under Megatron-Bridge's gradient_accumulation_fusion,
 flash-attn missing under FSDP's remove-padding path. `needs` derives the modules from the cells (pure),
 `probe` imports them in a child process with the cells' interpreter and environment, `diagnose` turns the
@@ -67,6 +67,10 @@ class Finding:
     hint: str | None = None
 
 
+# attention implementations that need no flash-attn package, even with remove-padding
+TORCH_ATTENTION = ("sdpa", "eager", "flex_attention")
+
+
 def _true(value: object) -> bool:
     return value is True or str(value).strip().lower() == "true"
 
@@ -86,11 +90,14 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
         add("vllm", "vllm", "every cell (vLLM rollout)", cell)
         add("verl.trainer.main_ppo", "verl", "every cell", cell)
         if cell.backend == "fsdp":
-            if _true(cell.setting("actor_rollout_ref.model.use_remove_padding")):
+            # verl 0.9.1 unpads with a pure-torch fallback; flash-attn is needed only by the attention kernel
+            # itself. On sdpa/eager/flex, transformers 5 masks the packed sequences per sequence instead.
+            attn = cell.setting("actor_rollout_ref.model.override_config.attn_implementation")
+            if _true(cell.setting("actor_rollout_ref.model.use_remove_padding")) and attn not in TORCH_ATTENTION:
                 add(
                     "flash_attn.bert_padding",
                     "flash-attn",
-                    "FSDP cells with use_remove_padding=true (verl unpads with flash-attn)",
+                    "FSDP cells with use_remove_padding=true on flash_attention_2 (verl's default attention)",
                     cell,
                 )
             if cell.setting("actor_rollout_ref.model.lora_rank") not in (None, 0, "", "0"):
