@@ -132,7 +132,7 @@ def accuracies(
 def measured_generation(planned: str, provenance: Provenance) -> tuple[str, Provenance]:
     """The generation a result belongs to is the hardware it ran on, not the one its matrix was planned for:
     baselines are stored and compared per generation, and an H200 run filed under h100 would gate H100 runs
-    against H200 numbers (seen on 2026-11-28: an h100 matrix on a lent 2x H200 host). The plan's generation
+    against H200 numbers (seen on 2026-11-28: an h100 matrix on a 2x H200 host). The plan's generation
     stays in provenance.extra.planned_gpu."""
     measured = generation_of(provenance.gpu_name) if provenance.gpu_name else None
     if measured is None or measured == planned:
