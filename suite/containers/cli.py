@@ -73,8 +73,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.check:
         stale = [p for p, text in files.items() if not p.is_file() or p.read_text() != text]
         for p in stale:
-            print(f"stale: {p.relative_to(root.parent)} (run `python -m suite.containers render`)",
-                  file=sys.stderr)
+            print(f"stale: {p.relative_to(root.parent)} (run `python -m suite.containers render`)", file=sys.stderr)
         return 1 if stale else 0
     for p in files:
         print(p.relative_to(root.parent))
@@ -89,8 +88,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
     git_commit = commit.stdout.strip() or "unknown"
     if args.ca_certificates and args.base != "local":
-        raise InputError("only a local base can be given extra CA certificates (--base local)",
-                         field="--ca-certificates")
+        raise InputError(
+            "only a local base can be given extra CA certificates (--base local)", field="--ca-certificates"
+        )
     for gen in _gens(args.generation):
         settings = load_settings(gen)
         if args.base == "local" or args.skip_source_builds:
@@ -98,8 +98,14 @@ def cmd_build(args: argparse.Namespace) -> int:
             if rc != 0:
                 return rc
             continue
-        cmd = build_command(settings, repo=repo, allow_unpinned=args.allow_unpinned,
-                            git_commit=git_commit, docker=args.docker, network=args.network)
+        cmd = build_command(
+            settings,
+            repo=repo,
+            allow_unpinned=args.allow_unpinned,
+            git_commit=git_commit,
+            docker=args.docker,
+            network=args.network,
+        )
         print(format_command(cmd), flush=True)
         if args.dry_run:
             continue
@@ -140,29 +146,48 @@ def _build_staged(args: argparse.Namespace, settings: GenSettings, *, repo: Path
         if args.dry_run:
             have = localbase.image_id(recipe.tag, docker=args.docker) if shutil.which(args.docker) else None
             if have is None:
-                print("# would make " + recipe.tag + ": " + format_command(
-                    localbase.debootstrap_command(recipe, workdir / "rootfs", workdir / "keyring.gpg")))
-            base = BaseRef(recipe.tag, localbase.LOCAL_PREFIX + (have or "sha256:<id of the base made>"),
-                           local=True)
+                print(
+                    "# would make "
+                    + recipe.tag
+                    + ": "
+                    + format_command(localbase.debootstrap_command(recipe, workdir / "rootfs", workdir / "keyring.gpg"))
+                )
+            base = BaseRef(recipe.tag, localbase.LOCAL_PREFIX + (have or "sha256:<id of the base made>"), local=True)
         else:
-            made = localbase.make_local_base(settings, docker=args.docker, workdir=workdir,
-                                             rebuild=args.rebuild_base, ca_certificates=cas,
-                                             log=lambda m: print(m, flush=True))
+            made = localbase.make_local_base(
+                settings,
+                docker=args.docker,
+                workdir=workdir,
+                rebuild=args.rebuild_base,
+                ca_certificates=cas,
+                log=lambda m: print(m, flush=True),
+            )
             base_seconds = made.seconds
             base = BaseRef(made.tag, made.digest, local=True)
     else:
         base = base_for(settings, allow_unpinned=args.allow_unpinned)
     dockerfile = render_dockerfile(settings, base=base, skipped=skipped)
     context = workdir / f"context-{settings.gen}"
-    cmd = build_command(settings, repo=repo, allow_unpinned=args.allow_unpinned, git_commit=git_commit,
-                        docker=args.docker, base=base, skipped=skipped, context=context, network=args.network)
+    cmd = build_command(
+        settings,
+        repo=repo,
+        allow_unpinned=args.allow_unpinned,
+        git_commit=git_commit,
+        docker=args.docker,
+        base=base,
+        skipped=skipped,
+        context=context,
+        network=args.network,
+    )
     print(format_command(cmd), flush=True)
     if args.dry_run:
         return 0
-    stage_context(settings, repo=repo, dest=context, dockerfile=dockerfile,
-                  commit=git_commit if args.from_commit else None)
+    stage_context(
+        settings, repo=repo, dest=context, dockerfile=dockerfile, commit=git_commit if args.from_commit else None
+    )
     if base.local and localbase.image_id(base.tag, docker=args.docker) != base.digest.removeprefix(
-            localbase.LOCAL_PREFIX):
+        localbase.LOCAL_PREFIX
+    ):
         raise InputError(f"{base.tag} changed under the build (expected {base.digest})")
     start = time.monotonic()
     rc = subprocess.run(cmd, cwd=repo).returncode
@@ -172,9 +197,14 @@ def _build_staged(args: argparse.Namespace, settings: GenSettings, *, repo: Path
     tag = cmd[cmd.index("--tag") + 1]
     print(f"built {tag} in {seconds:.0f} s", flush=True)
     if args.record:
-        record = {"generation": settings.gen, "command": cmd, "build_seconds": round(seconds, 1),
-                  "base_seconds": round(base_seconds, 1), "skipped_source_builds": list(skipped),
-                  **image_record(tag, docker=args.docker)}
+        record = {
+            "generation": settings.gen,
+            "command": cmd,
+            "build_seconds": round(seconds, 1),
+            "base_seconds": round(base_seconds, 1),
+            "skipped_source_builds": list(skipped),
+            **image_record(tag, docker=args.docker),
+        }
         Path(args.record).write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {args.record}", flush=True)
     return 0
@@ -205,8 +235,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lock", help="regenerate containers/<gen>/requirements*.lock (uv pip compile)")
     p.add_argument("generation", nargs="*", help="generations (default: all)")
     p.add_argument("--uv", default="uv", help="uv executable")
-    p.add_argument("--upgrade", action="store_true",
-                   help="resolve from scratch (default: keep the committed versions that still fit)")
+    p.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="resolve from scratch (default: keep the committed versions that still fit)",
+    )
     p.set_defaults(func=cmd_lock)
 
     p = sub.add_parser("lock-images", help="look up base image digests into containers/images.lock")
@@ -219,28 +252,54 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("build", help="docker build the image of each generation")
     p.add_argument("generation", nargs="*", help="generations (default: all)")
-    p.add_argument("--allow-unpinned", action="store_true",
-                   help="build from a base tag whose digest is pending in containers/images.lock")
+    p.add_argument(
+        "--allow-unpinned",
+        action="store_true",
+        help="build from a base tag whose digest is pending in containers/images.lock",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the docker build command only")
     p.add_argument("--docker", default="docker", help="docker executable")
-    p.add_argument("--base", choices=("lock", "local"), default="lock",
-                   help="lock: the base of containers/images.lock (default); local: make one here with "
-                        "debootstrap + docker import ([local_base], no registry needed; needs root)")
-    p.add_argument("--skip-source-builds", metavar="NAMES", default=None,
-                   help="comma-separated packages of requirements-source.lock not to build, named in the "
-                        "image's labels (default: none; with --base local: [local_base] skip_source_builds)")
+    p.add_argument(
+        "--base",
+        choices=("lock", "local"),
+        default="lock",
+        help="lock: the base of containers/images.lock (default); local: make one here with "
+        "debootstrap + docker import ([local_base], no registry needed; needs root)",
+    )
+    p.add_argument(
+        "--skip-source-builds",
+        metavar="NAMES",
+        default=None,
+        help="comma-separated packages of requirements-source.lock not to build, named in the "
+        "image's labels (default: none; with --base local: [local_base] skip_source_builds)",
+    )
     p.add_argument("--network", default=None, help="docker build --network (host, where the engine has no bridge)")
-    p.add_argument("--workdir", default="/var/tmp/grpo-suite-build",
-                   help="where a local base's root file system and a staged build context are made")
-    p.add_argument("--from-commit", action="store_true",
-                   help="stage the context from HEAD (git archive), not the working tree: the image is "
-                        "exactly the commit its revision label names")
-    p.add_argument("--ca-certificates", metavar="PEM", action="append", default=None,
-                   help="with --base local: a CA certificate the build machine's network needs (a TLS proxy "
-                        "in front of PyPI), trusted in the base and labelled; repeatable")
+    p.add_argument(
+        "--workdir",
+        default="/var/tmp/grpo-suite-build",
+        help="where a local base's root file system and a staged build context are made",
+    )
+    p.add_argument(
+        "--from-commit",
+        action="store_true",
+        help="stage the context from HEAD (git archive), not the working tree: the image is "
+        "exactly the commit its revision label names",
+    )
+    p.add_argument(
+        "--ca-certificates",
+        metavar="PEM",
+        action="append",
+        default=None,
+        help="with --base local: a CA certificate the build machine's network needs (a TLS proxy "
+        "in front of PyPI), trusted in the base and labelled; repeatable",
+    )
     p.add_argument("--rebuild-base", action="store_true", help="make the local base again even if it exists")
-    p.add_argument("--record", metavar="JSON", default=None,
-                   help="after a staged build, write its times, image size and layers (docker history) here")
+    p.add_argument(
+        "--record",
+        metavar="JSON",
+        default=None,
+        help="after a staged build, write its times, image size and layers (docker history) here",
+    )
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("versions", help="print the table of pinned versions per generation")

@@ -49,8 +49,11 @@ def read_images_lock(path: Path) -> dict[str, str]:
     for tag, entry in data.get("images", {}).items():
         digest = str(entry.get("digest", PENDING)) if isinstance(entry, dict) else PENDING
         if digest != PENDING and not is_digest(digest):
-            raise InputError(f"digest {digest!r} is neither 'pending' nor sha256:<64 hex>",
-                             source=str(path), field=f'images."{tag}".digest')
+            raise InputError(
+                f"digest {digest!r} is neither 'pending' nor sha256:<64 hex>",
+                source=str(path),
+                field=f'images."{tag}".digest',
+            )
         out[tag] = digest
     return out
 
@@ -82,8 +85,9 @@ class BaseRef:
         return self.digest is not None
 
 
-def resolve_base(tag: str, images: dict[str, str], *, allow_unpinned: bool = False,
-                 lock_path: str = "containers/images.lock") -> BaseRef:
+def resolve_base(
+    tag: str, images: dict[str, str], *, allow_unpinned: bool = False, lock_path: str = "containers/images.lock"
+) -> BaseRef:
     digest = images.get(tag)
     if is_digest(digest):
         return BaseRef(tag, digest)
@@ -113,8 +117,20 @@ def inspect_commands(tag: str, *, tools: tuple[str, ...] = ("skopeo", "docker"))
         if tool == "skopeo":
             # .Digest is the digest of the top-level manifest (the multi-arch index), which is what
             # `FROM tag@digest` must name; the platform overrides only pick which config to read.
-            cmds.append(["skopeo", "inspect", "--no-tags", "--override-os", "linux", "--override-arch",
-                         "amd64", "--format", "{{.Digest}}", f"docker://{tag}"])
+            cmds.append(
+                [
+                    "skopeo",
+                    "inspect",
+                    "--no-tags",
+                    "--override-os",
+                    "linux",
+                    "--override-arch",
+                    "amd64",
+                    "--format",
+                    "{{.Digest}}",
+                    f"docker://{tag}",
+                ]
+            )
         elif tool == "docker":
             cmds.append(["docker", "buildx", "imagetools", "inspect", tag, "--format", "{{json .Manifest}}"])
     return cmds
@@ -148,8 +164,14 @@ def lookup_digest(tag: str, *, runner: Runner = _run, which: Callable[[str], str
     raise InputError(f"cannot look up the digest of {tag}: " + "; ".join(errors))
 
 
-def lock_images(lock_path: Path, tags: list[str], *, runner: Runner = _run,
-                which: Callable[[str], str | None] = shutil.which, refresh: bool = False) -> dict[str, str]:
+def lock_images(
+    lock_path: Path,
+    tags: list[str],
+    *,
+    runner: Runner = _run,
+    which: Callable[[str], str | None] = shutil.which,
+    refresh: bool = False,
+) -> dict[str, str]:
     """Fill `lock_path` with a digest for every tag (pending ones, or all with `refresh`); tags no
     generation uses any more are dropped. Returns the new mapping."""
     current = read_images_lock(lock_path)

@@ -88,8 +88,9 @@ class LocalBase:
 def _strs(table: dict[str, Any], key: str, source: str) -> tuple[str, ...]:
     value = table.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise InputError(f"must be a list of non-empty strings, got {value!r}", source=source,
-                         field=f"local_base.{key}")
+        raise InputError(
+            f"must be a list of non-empty strings, got {value!r}", source=source, field=f"local_base.{key}"
+        )
     return tuple(value)
 
 
@@ -104,21 +105,36 @@ def recipe_for(settings: GenSettings, *, ca_certificates: tuple[Path, ...] = ())
     source = str(settings.dir / "settings.toml")
     missing = [k for k in _REQUIRED if not table.get(k)]
     if missing:
-        raise InputError(f"missing key(s) {', '.join(missing)} (containers/defaults.toml holds them)",
-                         source=source, field="local_base")
+        raise InputError(
+            f"missing key(s) {', '.join(missing)} (containers/defaults.toml holds them)",
+            source=source,
+            field="local_base",
+        )
     url, sha, keyring = (str(table.get(k, "")) for k in ("keyring_url", "keyring_sha256", "keyring"))
     if url and not re.fullmatch(r"[0-9a-f]{64}", sha):
-        raise InputError(f"keyring_url needs keyring_sha256 = 64 hex digits, got {sha!r}", source=source,
-                         field="local_base.keyring_sha256")
+        raise InputError(
+            f"keyring_url needs keyring_sha256 = 64 hex digits, got {sha!r}",
+            source=source,
+            field="local_base.keyring_sha256",
+        )
     if not url and not keyring:
-        raise InputError("give keyring_url (+ keyring_sha256, keyring_member) or keyring (a file here)",
-                         source=source, field="local_base")
+        raise InputError(
+            "give keyring_url (+ keyring_sha256, keyring_member) or keyring (a file here)",
+            source=source,
+            field="local_base",
+        )
     return BaseRecipe(
-        distribution=str(table["distribution"]), mirror=str(table["mirror"]).rstrip("/"),
-        pockets=_strs(table, "pockets", source), components=_strs(table, "components", source),
-        variant=str(table.get("variant", "minbase")), script=str(table.get("script", "")),
-        include=_strs(table, "include", source), keyring_url=url, keyring_sha256=sha,
-        keyring_member=str(table.get("keyring_member", "")), keyring=keyring,
+        distribution=str(table["distribution"]),
+        mirror=str(table["mirror"]).rstrip("/"),
+        pockets=_strs(table, "pockets", source),
+        components=_strs(table, "components", source),
+        variant=str(table.get("variant", "minbase")),
+        script=str(table.get("script", "")),
+        include=_strs(table, "include", source),
+        keyring_url=url,
+        keyring_sha256=sha,
+        keyring_member=str(table.get("keyring_member", "")),
+        keyring=keyring,
         python_version=str(settings.lock.get("python_version", "3.12")),
         min_glibc=_glibc_of(str(settings.lock.get("python_platform", ""))),
         extra_ca_sha256=tuple(_ca_sha256(p) for p in ca_certificates),
@@ -141,10 +157,18 @@ def skip_source_builds(settings: GenSettings) -> tuple[str, ...]:
 
 # --- commands (pure: tests check them without a Docker engine or root) ---------------------------------
 
+
 def debootstrap_command(recipe: BaseRecipe, rootfs: Path, keyring: Path) -> list[str]:
-    cmd = ["debootstrap", f"--variant={recipe.variant}", f"--include={','.join(recipe.include)}",
-           f"--components={','.join(recipe.components)}", f"--keyring={keyring}",
-           recipe.distribution, str(rootfs), recipe.mirror]
+    cmd = [
+        "debootstrap",
+        f"--variant={recipe.variant}",
+        f"--include={','.join(recipe.include)}",
+        f"--components={','.join(recipe.components)}",
+        f"--keyring={keyring}",
+        recipe.distribution,
+        str(rootfs),
+        recipe.mirror,
+    ]
     if recipe.script:
         cmd.append(f"/usr/share/debootstrap/scripts/{recipe.script}")
     return cmd
@@ -189,11 +213,15 @@ def check_probe(recipe: BaseRecipe, output: str) -> tuple[str, str]:
         raise InputError(
             f"{recipe.distribution}'s python3 is {python}, the lock targets {recipe.python_version} "
             "([lock] python_version): pick a [local_base] distribution that ships it (Ubuntu 24.04 'noble' "
-            "has 3.12) or relock for this Python", field="local_base.distribution")
+            "has 3.12) or relock for this Python",
+            field="local_base.distribution",
+        )
     if recipe.min_glibc and _version(glibc) < _version(recipe.min_glibc):
         raise InputError(
             f"{recipe.distribution} has glibc {glibc}; the lock's wheels need {recipe.min_glibc} or newer "
-            "([lock] python_platform)", field="local_base.distribution")
+            "([lock] python_platform)",
+            field="local_base.distribution",
+        )
     return python, glibc
 
 
@@ -203,17 +231,20 @@ def _version(text: str) -> tuple[int, ...]:
 
 # --- making it (root, debootstrap, a Docker engine) -----------------------------------------------------
 
+
 def image_id(tag: str, *, docker: str = "docker") -> str | None:
     """The id of a local image, or None when the engine has no such image."""
-    proc = subprocess.run([docker, "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True,
-                          text=True)
+    proc = subprocess.run([docker, "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True, text=True)
     out = proc.stdout.strip()
     return out if proc.returncode == 0 and _IMAGE_ID.match(out) else None
 
 
 def _image_label(tag: str, key: str, *, docker: str) -> str:
-    proc = subprocess.run([docker, "image", "inspect", "--format", f'{{{{index .Config.Labels "{key}"}}}}',
-                           tag], capture_output=True, text=True)
+    proc = subprocess.run(
+        [docker, "image", "inspect", "--format", f'{{{{index .Config.Labels "{key}"}}}}', tag],
+        capture_output=True,
+        text=True,
+    )
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
@@ -230,8 +261,10 @@ def _fetch_keyring(recipe: BaseRecipe, workdir: Path) -> Path:
             data = resp.read()
         got = hashlib.sha256(data).hexdigest()
         if got != recipe.keyring_sha256:
-            raise InputError(f"{recipe.keyring_url} has SHA-256 {got}, expected {recipe.keyring_sha256}",
-                             field="local_base.keyring_sha256")
+            raise InputError(
+                f"{recipe.keyring_url} has SHA-256 {got}, expected {recipe.keyring_sha256}",
+                field="local_base.keyring_sha256",
+            )
         deb.write_bytes(data)
     out = workdir / "keyring"
     shutil.rmtree(out, ignore_errors=True)
@@ -250,8 +283,15 @@ def _chroot(rootfs: Path, *args: str) -> str:
     return proc.stdout
 
 
-def make_local_base(settings: GenSettings, *, docker: str = "docker", workdir: Path,
-                    rebuild: bool = False, ca_certificates: tuple[Path, ...] = (), log: Log = print) -> LocalBase:
+def make_local_base(
+    settings: GenSettings,
+    *,
+    docker: str = "docker",
+    workdir: Path,
+    rebuild: bool = False,
+    ca_certificates: tuple[Path, ...] = (),
+    log: Log = print,
+) -> LocalBase:
     """The local base of `settings`: the existing image of this recipe, or a new one. `ca_certificates`: CAs
     the build machine's network needs (a TLS-intercepting proxy in front of PyPI), trusted in the base and so
     in every image built on it (its labels give their SHA-256)."""
@@ -259,12 +299,15 @@ def make_local_base(settings: GenSettings, *, docker: str = "docker", workdir: P
     existing = image_id(recipe.tag, docker=docker)
     if existing and not rebuild:
         log(f"base: reusing {recipe.tag} ({existing})")
-        return LocalBase(recipe.tag, existing,
-                         packages_sha256=_image_label(recipe.tag, "dev.grpo-suite.base.packages-sha256",
-                                                      docker=docker))
+        return LocalBase(
+            recipe.tag,
+            existing,
+            packages_sha256=_image_label(recipe.tag, "dev.grpo-suite.base.packages-sha256", docker=docker),
+        )
     if os.geteuid() != 0:
-        raise InputError("making a local base needs root (debootstrap and chroot); run as root or make it "
-                         "once as root and reuse it")
+        raise InputError(
+            "making a local base needs root (debootstrap and chroot); run as root or make it once as root and reuse it"
+        )
     for tool in ("debootstrap", "dpkg-deb", "chroot", "tar"):
         if shutil.which(tool) is None:
             raise InputError(f"{tool} not found: apt-get install debootstrap (Debian/Ubuntu)")
@@ -303,16 +346,22 @@ def make_local_base(settings: GenSettings, *, docker: str = "docker", workdir: P
         packages_sha = hashlib.sha256(packages.encode()).hexdigest()
         (workdir / f"{recipe.distribution}-{recipe.sha256[:12]}.packages.txt").write_text(packages)
         log(f"base: python {python}, glibc {glibc}, {len(packages.splitlines())} packages; docker import")
-        tar = subprocess.Popen(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-c", "."],
-                               stdout=subprocess.PIPE)
-        imp = subprocess.run(import_command(recipe, docker=docker, packages_sha256=packages_sha),
-                             stdin=tar.stdout, capture_output=True, text=True)
+        tar = subprocess.Popen(
+            ["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE
+        )
+        imp = subprocess.run(
+            import_command(recipe, docker=docker, packages_sha256=packages_sha),
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+        )
         if tar.stdout is not None:
             tar.stdout.close()
         tar.wait()
         if imp.returncode != 0 or tar.returncode != 0:
-            raise InputError(f"docker import failed ({imp.returncode}, tar {tar.returncode}): "
-                             f"{imp.stderr.strip()[-2000:]}")
+            raise InputError(
+                f"docker import failed ({imp.returncode}, tar {tar.returncode}): {imp.stderr.strip()[-2000:]}"
+            )
     made = image_id(recipe.tag, docker=docker)
     if made is None:
         raise InputError(f"docker import did not leave {recipe.tag}")

@@ -35,18 +35,26 @@ def _target_args(settings: GenSettings, output: Path) -> list[str]:
     """What every resolution of a generation shares: hashes, the image's Python and platform, the frozen
     instant, and the command named in the file's header."""
     lock = settings.lock
-    args = ["--generate-hashes", "--quiet",
-            "--python-version", str(lock.get("python_version", "3.12")),
-            "--python-platform", str(lock.get("python_platform", "x86_64-manylinux_2_39")),
-            "--custom-compile-command", LOCK_COMMAND,
-            "--output-file", str(output)]
+    args = [
+        "--generate-hashes",
+        "--quiet",
+        "--python-version",
+        str(lock.get("python_version", "3.12")),
+        "--python-platform",
+        str(lock.get("python_platform", "x86_64-manylinux_2_39")),
+        "--custom-compile-command",
+        LOCK_COMMAND,
+        "--output-file",
+        str(output),
+    ]
     if lock.get("exclude_newer"):
         args += ["--exclude-newer", str(lock["exclude_newer"])]
     return args
 
 
-def uv_compile_command(settings: GenSettings, output: Path, *, pyproject: Path, uv: str = "uv",
-                       python: str | None = None) -> list[str]:
+def uv_compile_command(
+    settings: GenSettings, output: Path, *, pyproject: Path, uv: str = "uv", python: str | None = None
+) -> list[str]:
     cmd = [uv, "pip", "compile", str(settings.requirements_in), str(pyproject), *_target_args(settings, output)]
     for name in _str_list(settings.lock, "no_emit"):
         cmd += ["--no-emit-package", name]
@@ -59,11 +67,18 @@ def uv_compile_command(settings: GenSettings, output: Path, *, pyproject: Path, 
     return cmd
 
 
-def nodeps_compile_command(settings: GenSettings, requirements_in: Path, output: Path, *,
-                           uv: str = "uv") -> list[str]:
+def nodeps_compile_command(settings: GenSettings, requirements_in: Path, output: Path, *, uv: str = "uv") -> list[str]:
     """The resolution of `no_deps_packages` alone: each pin with its hashes, none of its dependencies."""
-    return [uv, "pip", "compile", str(requirements_in), "--no-deps", "--only-binary", ":all:",
-            *_target_args(settings, output)]
+    return [
+        uv,
+        "pip",
+        "compile",
+        str(requirements_in),
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        *_target_args(settings, output),
+    ]
 
 
 def no_deps_pins(settings: GenSettings) -> list[str]:
@@ -72,8 +87,11 @@ def no_deps_pins(settings: GenSettings) -> list[str]:
     pins = _str_list(settings.lock, "no_deps_packages")
     for pin in pins:
         if not _REQ_LINE.fullmatch(pin):
-            raise InputError(f"{pin!r} is not an exact pin; allowed: name==version",
-                             source=str(settings.dir / "settings.toml"), field="lock.no_deps_packages")
+            raise InputError(
+                f"{pin!r} is not an exact pin; allowed: name==version",
+                source=str(settings.dir / "settings.toml"),
+                field="lock.no_deps_packages",
+            )
     return pins
 
 
@@ -120,15 +138,18 @@ def split_lock(text: str, source_packages: list[str]) -> tuple[str, str]:
     wanted = {normalize(p) for p in source_packages}
     missing = wanted - {b.name for b in blocks}
     if missing:
-        raise InputError(f"source package(s) {', '.join(sorted(missing))} are not in the resolution; "
-                         "drop them from [lock] source_packages or add them to requirements.in")
+        raise InputError(
+            f"source package(s) {', '.join(sorted(missing))} are not in the resolution; "
+            "drop them from [lock] source_packages or add them to requirements.in"
+        )
     main = [b.text for b in blocks if b.name not in wanted]
     src = [b.text for b in blocks if b.name in wanted]
-    note = ("# No wheel for the target: built from source after requirements.lock is installed (the CUDA\n"
-            "# extensions' setup.py imports that torch):\n"
-            "#   pip install --require-hashes --no-deps --no-build-isolation -r requirements-source.lock\n")
-    return (header + "\n" + "\n".join(main) + "\n",
-            header + "\n" + note + "\n".join(src) + "\n")
+    note = (
+        "# No wheel for the target: built from source after requirements.lock is installed (the CUDA\n"
+        "# extensions' setup.py imports that torch):\n"
+        "#   pip install --require-hashes --no-deps --no-build-isolation -r requirements-source.lock\n"
+    )
+    return (header + "\n" + "\n".join(main) + "\n", header + "\n" + note + "\n".join(src) + "\n")
 
 
 def find_python(version: str) -> str | None:
@@ -148,8 +169,9 @@ def previous_resolution(settings: GenSettings) -> str:
     return "\n".join(parts)
 
 
-def lock_generation(gen: str, *, repo: Path, uv: str = "uv", python: str | None = None,
-                    upgrade: bool = False) -> tuple[Path, Path, Path]:
+def lock_generation(
+    gen: str, *, repo: Path, uv: str = "uv", python: str | None = None, upgrade: bool = False
+) -> tuple[Path, Path, Path]:
     """Resolve one generation and write its three lock parts. uv prefers the versions already in its output
     file, so the committed resolution is given to it as that file: a relock after a requirement change moves
     only what the change needs (a package added, one dropped) instead of every package with a newer release
@@ -178,24 +200,31 @@ def _lock_nodeps(settings: GenSettings, tmp: Path, *, repo: Path, uv: str, main:
     pins = no_deps_pins(settings)
     clash = {normalize(p.split("==")[0]) for p in pins} & {b.name for b in split_blocks(main)[1]}
     if clash:
-        raise InputError(f"{', '.join(sorted(clash))} resolved with dependencies already; drop from "
-                         "no_deps_packages or from requirements.in", field="lock.no_deps_packages")
-    note = ("# Installed last, without the dependencies these packages declare (as verl installs them):\n"
-            "#   pip install --require-hashes --no-deps --only-binary=:all: -r requirements-nodeps.lock\n")
+        raise InputError(
+            f"{', '.join(sorted(clash))} resolved with dependencies already; drop from "
+            "no_deps_packages or from requirements.in",
+            field="lock.no_deps_packages",
+        )
+    note = (
+        "# Installed last, without the dependencies these packages declare (as verl installs them):\n"
+        "#   pip install --require-hashes --no-deps --only-binary=:all: -r requirements-nodeps.lock\n"
+    )
     if not pins:
         return f"# This file was autogenerated by {LOCK_COMMAND}: no no_deps_packages.\n{note}"
     req = tmp / "nodeps.in"
     req.write_text("\n".join(pins) + "\n")
     out = tmp / "nodeps.lock"
-    proc = subprocess.run(nodeps_compile_command(settings, req, out, uv=uv), cwd=repo, capture_output=True,
-                          text=True, env=_uv_env())
+    proc = subprocess.run(
+        nodeps_compile_command(settings, req, out, uv=uv), cwd=repo, capture_output=True, text=True, env=_uv_env()
+    )
     if proc.returncode != 0:
         raise InputError(f"uv pip compile --no-deps failed for {settings.gen}:\n{proc.stderr.strip()}")
     header, blocks = split_blocks(out.read_text())
     # The temporary input's path says nothing to a reader: name the setting instead.
-    body = "\n".join(b.text.replace(f"-r {req}", "lock.no_deps_packages").replace("-r nodeps.in",
-                                                                                 "lock.no_deps_packages")
-                     for b in blocks)
+    body = "\n".join(
+        b.text.replace(f"-r {req}", "lock.no_deps_packages").replace("-r nodeps.in", "lock.no_deps_packages")
+        for b in blocks
+    )
     return header + "\n" + note + body + "\n"
 
 

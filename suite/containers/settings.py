@@ -30,8 +30,10 @@ def containers_root() -> Path:
     env = os.environ.get("GRPO_SUITE_CONTAINERS")
     root = Path(env) if env else Path(__file__).resolve().parents[2] / "containers"
     if not (root / DEFAULTS_FILE).is_file():
-        raise InputError(f"no {DEFAULTS_FILE} in {root}: run from a grpo-suite checkout or set "
-                         "GRPO_SUITE_CONTAINERS to its containers/ folder")
+        raise InputError(
+            f"no {DEFAULTS_FILE} in {root}: run from a grpo-suite checkout or set "
+            "GRPO_SUITE_CONTAINERS to its containers/ folder"
+        )
     return root
 
 
@@ -109,17 +111,27 @@ def load_settings(gen: str, root: Path | None = None) -> GenSettings:
     root = root or containers_root()
     path = root / gen / SETTINGS_FILE
     if not path.is_file():
-        raise InputError(f"no container settings for generation {gen!r} ({path} missing); "
-                         f"known: {', '.join(generations(root)) or 'none'}", field="generation")
+        raise InputError(
+            f"no container settings for generation {gen!r} ({path} missing); "
+            f"known: {', '.join(generations(root)) or 'none'}",
+            field="generation",
+        )
     data = merge(_read_toml(root / DEFAULTS_FILE), _read_toml(path))
     unknown = sorted(set(data) - set(TABLES))
     if unknown:
-        raise InputError(f"unknown table(s) {', '.join(unknown)}; allowed: {', '.join(TABLES)}",
-                         source=str(path))
+        raise InputError(f"unknown table(s) {', '.join(unknown)}; allowed: {', '.join(TABLES)}", source=str(path))
     build = data.get("build", {})
     missing = [k for k in _REQUIRED_BUILD if not build.get(k)]
     if missing:
         raise InputError(f"missing build key(s) {', '.join(missing)}", source=str(path), field="build")
     env = {str(k): str(v) for k, v in data.get("env", {}).items()}
-    return GenSettings(gen=gen, dir=root / gen, gpu=data.get("gpu", {}), lock=data.get("lock", {}),
-                       build=build, env=env, run=data.get("run", {}), local_base=data.get("local_base", {}))
+    return GenSettings(
+        gen=gen,
+        dir=root / gen,
+        gpu=data.get("gpu", {}),
+        lock=data.get("lock", {}),
+        build=build,
+        env=env,
+        run=data.get("run", {}),
+        local_base=data.get("local_base", {}),
+    )

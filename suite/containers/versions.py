@@ -9,10 +9,24 @@ from suite.containers.images import read_images_lock
 from suite.containers.lock import pinned_versions
 from suite.containers.settings import IMAGES_LOCK, generations, load_settings
 
-TABLE_PACKAGES = ("torch", "vllm", "verl", "ray", "transformers", "peft", "megatron-core", "megatron-bridge",
-                  "nvidia-modelopt", "transformer-engine", "flash-attn", "flashinfer-python", "tensordict",
-                  "nvidia-ml-py",
-                  "numpy", "pydantic")
+TABLE_PACKAGES = (
+    "torch",
+    "vllm",
+    "verl",
+    "ray",
+    "transformers",
+    "peft",
+    "megatron-core",
+    "megatron-bridge",
+    "nvidia-modelopt",
+    "transformer-engine",
+    "flash-attn",
+    "flashinfer-python",
+    "tensordict",
+    "nvidia-ml-py",
+    "numpy",
+    "pydantic",
+)
 BEGIN = "<!-- versions-table:begin (python -m suite.containers versions) -->"
 END = "<!-- versions-table:end -->"
 
