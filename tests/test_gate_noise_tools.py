@@ -1,9 +1,10 @@
 """The noise tools of issue 21 on the committed real samples: benchmarks/gate_power.py (both measured
 quantities, the smallest drop caught) and benchmarks/step_noise.py (where the step noise comes from), and the
-window throughput the gate now reports."""
+window throughput (`[throughput] measure = "window"`, and what calibrate and history keep per run)."""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,28 @@ def test_step_noise_finds_the_gen_timer_one_poll_in_graphs_bench_cells() -> None
     )
     assert shares["update_actor"] + shares["old_log_prob"] + shares["ref"] >= 80
     assert shares["gen"] <= 15  # all of it from the train cell, whose gen moves between the 2 s and 4 s polls
+
+
+def test_the_gate_reports_the_measure_it_used(tmp_path, capsys) -> None:
+    import json
+
+    from gate_data import write_baseline, write_results
+
+    from suite.cli import main
+
+    (r,) = base_results()[1]
+    write_baseline([r], tmp_path / "b")
+    write_results([scaled(r, 0.9)], tmp_path / "cur")
+    argv = ["gate", str(tmp_path / "cur"), "--baselines", str(tmp_path / "b"), "--format", "json"]
+    cfg = tmp_path / "w.toml"
+    cfg.write_text('[throughput]\nmeasure = "window"\n')
+    rows = {}
+    for name, extra in (("step", []), ("window", ["--config", str(cfg)])):
+        assert main([*argv, *extra]) == 1
+        rows[name] = next(x for x in json.loads(capsys.readouterr().out)["rows"] if x["metric"] == "throughput")
+    assert "median step throughput" in rows["step"]["detail"] and "window throughput" in rows["window"]["detail"]
+    assert float(rows["step"]["baseline"]) == pytest.approx(
+        statistics.median(s.throughput for s in r.measured_steps()), abs=0.05
+    )
+    assert float(rows["window"]["baseline"]) == pytest.approx(window_throughput([r]), abs=0.05)
+    assert rows["step"]["estimate"] == pytest.approx(-0.1) and rows["window"]["estimate"] == pytest.approx(-0.1)

@@ -36,7 +36,7 @@ class ThroughputThresholds(_Section):
     min_effect: float = Field(ge=0.0, lt=1.0)
     effect_rule: EffectRule
     min_samples: int = Field(ge=2)
-    measure: Measure = "window"
+    measure: Measure = "step"
 
 
 class MemoryThresholds(_Section):

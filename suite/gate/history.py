@@ -149,6 +149,7 @@ def series(baseline: Baseline) -> list[Point]:
         _point(e.gated_at, "gated", e.runs, against=e.against, verdicts=e.verdicts, violations=tuple(e.violations))
         for e in baseline.gated
     ]
+
     # Ties (a promotion in the same second as a recorded run) keep the order things happened in: runs gated
     # against a replaced baseline came before the promotion that replaced it, runs against the current one after.
     def rank(p: Point) -> int:
