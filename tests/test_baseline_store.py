@@ -230,7 +230,8 @@ def test_one_cell_run_on_two_generations_is_two_baselines_two_gate_cells_two_row
     b200 = read_baseline(store / "h200" / runs[0].matrix / (runs[0].id + ".json"))
     assert {r.provenance.gpu_name for r in b200.results} == {"NVIDIA H200"}
     assert statistics.median(s.throughput for r in b200.results for s in r.measured_steps()) > statistics.median(
-        s.throughput for r in read_baseline(store / "h100" / runs[0].matrix / (runs[0].id + ".json")).results
+        s.throughput
+        for r in read_baseline(store / "h100" / runs[0].matrix / (runs[0].id + ".json")).results
         for s in r.measured_steps()
     )
 

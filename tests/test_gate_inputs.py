@@ -122,8 +122,10 @@ def test_mismatch_refused_unless_allowed(tmp_path, capsys, runs, field, value) -
     # A baseline whose content disagrees with the result of the same cell id.
     other = [r.model_copy(update={field: value}) for r in runs]
     if field == "gpu":  # the generation is the hardware's: gpu and gpu_name must agree
-        other = [r.model_copy(update={"provenance": r.provenance.model_copy(update={"gpu_name": "NVIDIA H200"})})
-                 for r in other]
+        other = [
+            r.model_copy(update={"provenance": r.provenance.model_copy(update={"gpu_name": "NVIDIA H200"})})
+            for r in other
+        ]
     root = tmp_path / "baselines"
     path = root / "h100" / (runs[0].id + ".json")
     write_baseline(other, tmp_path / "tmpstore")

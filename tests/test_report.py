@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 from scipy.stats import binom, binomtest
+from synthetic_results import make_result, matrix
 
 from suite.cli import main
 from suite.errors import InputError
@@ -21,7 +22,6 @@ from suite.report.build import write_report
 from suite.report.escape import md
 from suite.report.load import load_results
 from suite.report.stats import median_interval, wilson_interval
-from synthetic_results import make_result, matrix
 from suite.report.table import cross_generation, flatten, flatten_all, group_rows, pareto_front
 from suite.results.schema import Result
 

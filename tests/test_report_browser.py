@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from synthetic_results import make_result, matrix
 
 from suite.report.build import write_report
-from synthetic_results import make_result, matrix
 from suite.report.table import flatten_all
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,10 +9,10 @@ import statistics
 from pathlib import Path
 
 import pytest
+from synthetic_results import make_result, matrix
 
 from suite.report.build import write_report
 from suite.report.model import build
-from synthetic_results import make_result, matrix
 from suite.report.table import Row, flatten_all, with_reference
 from suite.results.schema import Result
 

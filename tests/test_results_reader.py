@@ -55,7 +55,10 @@ def test_every_committed_result_loads_but_the_three_that_contradict_themselves()
 @pytest.mark.parametrize(
     ("update", "named"),
     [
-        ({"provenance": {"gpu_name": "NVIDIA H200"}}, "gpu 'h100' vs provenance.gpu_name 'NVIDIA H200' (a card of generation h200)"),
+        (
+            {"provenance": {"gpu_name": "NVIDIA H200"}},
+            "gpu 'h100' vs provenance.gpu_name 'NVIDIA H200' (a card of generation h200)",
+        ),
         ({"n_gpus": 2}, "n_gpus 2 vs id"),
         ({"backend": "megatron"}, "backend 'megatron' vs id"),
         ({"provenance": {"extra": {"planned_gpu": "h100"}}}, "gpu 'h100' vs provenance.extra.planned_gpu 'h100'"),

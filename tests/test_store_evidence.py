@@ -78,13 +78,35 @@ def test_a_real_h200_run_filed_as_h100_contradicts_itself_and_is_refused():
     from suite.errors import InputError
     from suite.results.io import read_result
 
-    f = (ROOT / "baselines" / "evidence" / "2026-11-28-h200x2" / "host-b" / "h100" / "qwen2.5-1.5b" / "h100x1"
-         / "fsdp" / "lora8-off_none-tp1-rb16" / "result.json")
+    f = (
+        ROOT
+        / "baselines"
+        / "evidence"
+        / "2026-11-28-h200x2"
+        / "host-b"
+        / "h100"
+        / "qwen2.5-1.5b"
+        / "h100x1"
+        / "fsdp"
+        / "lora8-off_none-tp1-rb16"
+        / "result.json"
+    )
     raw = json.loads(f.read_text())
     assert raw["gpu"] == "h100" and raw["provenance"]["gpu_name"] == "NVIDIA H200"
-    with pytest.raises(InputError, match=r"fields contradict each other: gpu 'h100' vs provenance.gpu_name 'NVIDIA H200'"):
+    with pytest.raises(
+        InputError, match=r"fields contradict each other: gpu 'h100' vs provenance.gpu_name 'NVIDIA H200'"
+    ):
         read_result(f)
-    stored = ROOT / "baselines" / "h200" / "h100-1gpu-1.5b" / "qwen2.5-1.5b" / "h100x1" / "fsdp" / "lora8-off_none-tp1-rb16.json"
+    stored = (
+        ROOT
+        / "baselines"
+        / "h200"
+        / "h100-1gpu-1.5b"
+        / "qwen2.5-1.5b"
+        / "h100x1"
+        / "fsdp"
+        / "lora8-off_none-tp1-rb16.json"
+    )
     (r,) = [r for _, r in load_results([stored])]
     assert r.gpu == "h200" and r.provenance.extra["planned_gpu"] == "h100"
     assert [s.throughput for s in r.steps] == [s["throughput"] for s in raw["steps"]]  # the same run
