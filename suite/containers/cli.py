@@ -282,7 +282,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--from-commit",
         action="store_true",
-        help="stage the context from HEAD (git archive), not the working tree: the image is "
+        help="staged builds (--base local, --skip-source-builds): take the context from HEAD (git archive), not the working tree: the image is "
         "exactly the commit its revision label names",
     )
     p.add_argument(
