@@ -11,8 +11,20 @@ import pytest
 from suite.data.rewards import gsm8k_format
 
 ROOT = Path(__file__).resolve().parents[1]
-DUMP = (ROOT / "baselines" / "evidence" / "2026-11-28-h200x2" / "host-a" / "h100" / "smollm2-135m-instruct" / "h100x1"
-        / "fsdp" / "full-off_none-tp1-rb32" / "validation" / "0.jsonl.xz")
+DUMP = (
+    ROOT
+    / "baselines"
+    / "evidence"
+    / "2026-11-28-h200x2"
+    / "host-a"
+    / "h100"
+    / "smollm2-135m-instruct"
+    / "h100x1"
+    / "fsdp"
+    / "full-off_none-tp1-rb32"
+    / "validation"
+    / "0.jsonl.xz"
+)
 
 
 @pytest.mark.parametrize(
@@ -70,8 +82,17 @@ def test_verl_loads_it_by_module_path_and_calls_it_with_the_configured_kwargs():
     from omegaconf import OmegaConf
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    cfg = OmegaConf.create({"reward": {"custom_reward_function": {
-        "path": "pkg://suite.data.rewards", "name": "gsm8k_format", "reward_kwargs": {"format_score": 0.25}}}})
+    cfg = OmegaConf.create(
+        {
+            "reward": {
+                "custom_reward_function": {
+                    "path": "pkg://suite.data.rewards",
+                    "name": "gsm8k_format",
+                    "reward_kwargs": {"format_score": 0.25},
+                }
+            }
+        }
+    )
     fn = get_custom_reward_fn(cfg)
     r = fn(data_source="openai/gsm8k", solution_str="#### 8", ground_truth="7", extra_info={})
     assert r == {"score": 0.25, "acc": 0.0, "formatted": 1.0}

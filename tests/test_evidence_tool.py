@@ -73,4 +73,4 @@ def test_trimmed_crash_log_keeps_the_whole_error_block():
     fixture = REPO / "tests" / "fixtures" / "h100-2026-11-28" / "log-crash-rebuild_ipc.txt"
     excerpt = [evidence.trim([x])[0] for x in evidence.read_lines(fixture)]  # ANSI stripped like the trim
     log = evidence.read_lines(EVIDENCE / "h100-oom/qwen2.5-0.5b/h100x1/fsdp/lora8-off_none-tp1-rb16/log.txt.xz")
-    assert log[-1 - len(excerpt):-1] == excerpt
+    assert log[-1 - len(excerpt) : -1] == excerpt

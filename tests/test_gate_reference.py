@@ -60,8 +60,10 @@ def test_ratio_to_the_reference_run_in_the_same_gate(tmp_path, capsys, cells) ->
     # the real numbers: 1594.5 / 1908.5 tokens/s/GPU, 30.70 / 32.19 GiB
     assert round(t["throughput_vs_reference"], 2) == 0.84 and round(t["peak_memory_vs_reference"], 2) == 0.95
     assert rows[(REF, "throughput")]["throughput_vs_reference"] == 1.0
-    assert "reference cell qwen2.5-0.5b/h100x1/fsdp/full-off_none-tp1-rb16 (matrix h100-1gpu-graphs, h100) in these" \
+    assert (
+        "reference cell qwen2.5-0.5b/h100x1/fsdp/full-off_none-tp1-rb16 (matrix h100-1gpu-graphs, h100) in these"
         in doc["reference_notes"][0]
+    )
     # verdicts and exit code are those of the same results without a reference
     plain = tmp_path / "plain"
     write_results([r.model_copy(update={"reference": None}) for r in (lora, ref)], plain)
@@ -78,8 +80,11 @@ def test_ratio_to_the_reference_run_in_the_same_gate(tmp_path, capsys, cells) ->
     head = next(ln for ln in lines if ln.startswith("cell "))
     col = head.index("vs ref")
     assert "vs ref (ref baseline)" not in head
-    values = {(ln.split()[0].split("/")[-1], ln.split()[1]): ln[col:].split("  ")[0].strip()
-              for ln in lines if ln.startswith("qwen2.5")}
+    values = {
+        (ln.split()[0].split("/")[-1], ln.split()[1]): ln[col:].split("  ")[0].strip()
+        for ln in lines
+        if ln.startswith("qwen2.5")
+    }
     assert values == {
         ("lora8-off_none-tp1-rb16", "throughput"): "x0.84",
         ("lora8-off_none-tp1-rb16", "memory"): "x0.95",
@@ -110,7 +115,7 @@ def test_reference_not_run_uses_its_stored_baseline(tmp_path, capsys, cells) -> 
     head = next(ln for ln in table.splitlines() if ln.startswith("cell "))
     assert "vs ref (ref baseline)" in head  # every ratio comes from a baseline: the header says so
     throughput = next(ln for ln in table.splitlines() if " throughput " in ln)
-    assert throughput[head.index("vs ref"):].split()[0] == "x0.84"
+    assert throughput[head.index("vs ref") :].split()[0] == "x0.84"
     assert f"note: vs ref (ref baseline): the reference cell {ref.id}" in table
 
 

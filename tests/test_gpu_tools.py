@@ -65,8 +65,12 @@ def test_every_cell_a_session_names_is_planned_and_ok(script: Path, tmp_path: Pa
         assert plan_name in p, f"{script.name}: no plan {plan_name!r} in plans.sh"
         matrix, profile, planned_folder = p[plan_name]
         assert folder == planned_folder, f"{script.name}: {plan_name} cells go to $runs/{planned_folder}"
-        cells = plan_matrix(load_matrix(ROOT / "suite" / "matrices" / f"{matrix}.toml"), profile, out_dir=tmp_path,
-                            validate_with_verl=False)
+        cells = plan_matrix(
+            load_matrix(ROOT / "suite" / "matrices" / f"{matrix}.toml"),
+            profile,
+            out_dir=tmp_path,
+            validate_with_verl=False,
+        )
         hits = [c for c in cells if fnmatch.fnmatchcase(c.id, pattern)]
         assert hits, f"{script.name}: {pattern!r} matches no cell of {matrix} ({', '.join(c.id for c in cells)})"
         assert all(c.status == "ok" for c in hits), [(c.id, c.reason) for c in hits]
@@ -83,8 +87,18 @@ def test_host_megatron_pins_equal_the_image_locks() -> None:
     assert te, "megatron-parts.sh no longer sets TE"
     host = {normalize(n): v for n, v in re.findall(r"([A-Za-z0-9_.-]+)==([0-9][0-9A-Za-z.]*)", text)}
     host.update({k: te.group(1) for k in ("transformer-engine", "transformer-engine-cu13", "transformer-engine-torch")})
-    shared = ("megatron-core", "megatron-bridge", "nvidia-modelopt", "pulp", "transformer-engine",
-              "transformer-engine-cu13", "transformer-engine-torch", "onnx", "onnxscript", "nvdlfw-inspect")
+    shared = (
+        "megatron-core",
+        "megatron-bridge",
+        "nvidia-modelopt",
+        "pulp",
+        "transformer-engine",
+        "transformer-engine-cu13",
+        "transformer-engine-torch",
+        "onnx",
+        "onnxscript",
+        "nvdlfw-inspect",
+    )
     for gen in generations():
         pins = pinned_versions(load_settings(gen))
         assert {p: pins[p] for p in shared} == {p: host[p] for p in shared}, gen

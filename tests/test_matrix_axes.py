@@ -75,8 +75,13 @@ def _baseline_ids() -> dict[str, set[str]]:
 
 def test_baseline_ids_are_planned_unchanged(tmp_path: Path) -> None:
     baselines = _baseline_ids()
-    assert set(baselines) == {"h100-1gpu-graphs", "h100-1gpu-oom", "h100-1gpu-1.5b", "h100-1gpu-megatron",
-                              "smollm2-train"}
+    assert set(baselines) == {
+        "h100-1gpu-graphs",
+        "h100-1gpu-oom",
+        "h100-1gpu-1.5b",
+        "h100-1gpu-megatron",
+        "smollm2-train",
+    }
     assert sum(map(len, baselines.values())) == 9
     for name, ids in baselines.items():
         m = load_matrix(MATRICES / f"{name}.toml")
@@ -107,11 +112,15 @@ def test_seed_reference_ids() -> None:
 @pytest.mark.parametrize(
     ("point", "expected"),
     [
-        ({"lora_rank": 32, "offload": "param+optimizer", "tp": 4, "rollout_batch": 180},
-         "lora32-off_param+optimizer-tp4-rb180"),
+        (
+            {"lora_rank": 32, "offload": "param+optimizer", "tp": 4, "rollout_batch": 180},
+            "lora32-off_param+optimizer-tp4-rb180",
+        ),
         ({"lora_rank": 0, "offload": "none", "tp": 1, "rollout_batch": 16}, "full-off_none-tp1-rb16"),
-        ({"lora_rank": 8, "offload": "param+optimizer+activation", "tp": 8, "rollout_batch": 512},
-         "lora8-off_param+optimizer+activation-tp8-rb512"),
+        (
+            {"lora_rank": 8, "offload": "param+optimizer+activation", "tp": 8, "rollout_batch": 512},
+            "lora8-off_param+optimizer+activation-tp8-rb512",
+        ),
     ],
 )
 def test_cell_id_four_axes_is_the_old_format(point: dict, expected: str) -> None:
@@ -121,7 +130,9 @@ def test_cell_id_four_axes_is_the_old_format(point: dict, expected: str) -> None
 
 # ---- 2. extra axes -------------------------------------------------------------------------------------------
 
-EXTRA = HEAD + f"""
+EXTRA = (
+    HEAD
+    + f"""
 [axes]
 lora_rank = [0, 8]
 rollout_batch = [16]
@@ -138,17 +149,32 @@ enable_gradient_checkpointing = [true, false]
 "+{UDB}" = true
 "{RS}.top_p" = 0.9
 """
-EXTRA_AXES = ["gpu_memory_utilization", "max_num_batched_tokens", "enforce_eager", "ppo_micro_batch_size_per_gpu",
-              "enable_gradient_checkpointing", f"{RS}.max_num_seqs", UDB]
+)
+EXTRA_AXES = [
+    "gpu_memory_utilization",
+    "max_num_batched_tokens",
+    "enforce_eager",
+    "ppo_micro_batch_size_per_gpu",
+    "enable_gradient_checkpointing",
+    f"{RS}.max_num_seqs",
+    UDB,
+]
 
 
 def _part(axis: str, v) -> str:
-    words = {"enforce_eager": ("eager", "graphs"), "enable_gradient_checkpointing": ("gc", "nogc"),
-             UDB: ("dynbsz", "fixbsz")}
+    words = {
+        "enforce_eager": ("eager", "graphs"),
+        "enable_gradient_checkpointing": ("gc", "nogc"),
+        UDB: ("dynbsz", "fixbsz"),
+    }
     if axis in words:
         return words[axis][0] if v else words[axis][1]
-    code = {"gpu_memory_utilization": "gmu", "max_num_batched_tokens": "mnbt", "ppo_micro_batch_size_per_gpu": "mb",
-            f"{RS}.max_num_seqs": "mns"}[axis]
+    code = {
+        "gpu_memory_utilization": "gmu",
+        "max_num_batched_tokens": "mnbt",
+        "ppo_micro_batch_size_per_gpu": "mb",
+        f"{RS}.max_num_seqs": "mns",
+    }[axis]
     return f"{code}{v}"
 
 
@@ -189,13 +215,18 @@ def test_extra_axes_reach_the_verl_command(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("axis", "override"),
-    [(f"+{RS}.max_num_seqs", f"{RS}.max_num_seqs"), (f"++{RS}.max_num_seqs", f"+{RS}.max_num_seqs"),
-     (f"{RS}.max_num_seqs", f"++{RS}.max_num_seqs"), (f"{RS}.max_num_seqs", f"{RS}.max_num_seqs")],
+    [
+        (f"+{RS}.max_num_seqs", f"{RS}.max_num_seqs"),
+        (f"++{RS}.max_num_seqs", f"+{RS}.max_num_seqs"),
+        (f"{RS}.max_num_seqs", f"++{RS}.max_num_seqs"),
+        (f"{RS}.max_num_seqs", f"{RS}.max_num_seqs"),
+    ],
 )
 def test_raw_axis_replaces_override_whatever_the_prefix(axis: str, override: str, tmp_path: Path) -> None:
     # enforce_eager = false: the bench profile also generates rollout.max_num_seqs for CUDA-graph cells
-    m = parse_matrix(HEAD + f'[axes]\n"{axis}" = [64, 256]\n[base]\nenforce_eager = false\n'
-                            f'[overrides]\n"{override}" = 32\n')
+    m = parse_matrix(
+        HEAD + f'[axes]\n"{axis}" = [64, 256]\n[base]\nenforce_eager = false\n[overrides]\n"{override}" = 32\n'
+    )
     cells = _plan(m, tmp_path)
     assert [c.id for c in cells] == ["full-off_none-tp1-rb16-mns64", "full-off_none-tp1-rb16-mns256"]
     assert [_bare(_args(c), f"{RS}.max_num_seqs") for c in cells] == [[(axis, "64")], [(axis, "256")]]
@@ -206,8 +237,10 @@ def test_constraints_see_extra_axis_values(tmp_path: Path) -> None:
     for c in cells:
         if c.axes["ppo_micro_batch_size_per_gpu"] == 7:  # 16 x n 5 = 80 responses per GPU: 7 does not divide it
             assert c.status == "invalid"
-            assert c.reason == ("mini-vs-micro-batch: 80 responses/GPU per mini batch (16 x n 5 / DP 1) not "
-                                "divisible by ppo_micro_batch_size_per_gpu 7")
+            assert c.reason == (
+                "mini-vs-micro-batch: 80 responses/GPU per mini batch (16 x n 5 / DP 1) not "
+                "divisible by ppo_micro_batch_size_per_gpu 7"
+            )
         else:
             assert (c.status, c.reason) == ("ok", None)
     assert Counter(c.status for c in cells) == {"ok": 128, "invalid": 128}
@@ -215,8 +248,10 @@ def test_constraints_see_extra_axis_values(tmp_path: Path) -> None:
 
 def test_readable_axis_rule_on_other_values(tmp_path: Path) -> None:
     # batched-tokens-vs-seqs: vLLM needs max_num_batched_tokens >= max_num_seqs (both readable axes here)
-    m = parse_matrix(HEAD + "[axes]\nmax_num_batched_tokens = [128, 8192]\nmax_num_seqs = [256]\n"
-                            "[base]\nprompt_length = 64\nresponse_length = 64\n")
+    m = parse_matrix(
+        HEAD + "[axes]\nmax_num_batched_tokens = [128, 8192]\nmax_num_seqs = [256]\n"
+        "[base]\nprompt_length = 64\nresponse_length = 64\n"
+    )
     cells = _plan(m, tmp_path)
     assert [c.id for c in cells] == ["full-off_none-tp1-rb16-mnbt128-mns256", "full-off_none-tp1-rb16-mnbt8192-mns256"]
     assert cells[0].status == "invalid" and cells[0].reason.startswith("batched-tokens-vs-seqs")
@@ -232,8 +267,10 @@ def test_memory_prediction_follows_extra_axes(tmp_path: Path) -> None:
     assert 0 < low.predicted_memory_gb < high.predicted_memory_gb
     assert low.memory_breakdown != high.memory_breakdown
     # long responses, large micro batch: activations set the peak, so gradient checkpointing moves it
-    m = parse_matrix(HEAD + "[axes]\nenable_gradient_checkpointing = [true, false]\n[base]\nresponse_length = 2048\n"
-                            "rollout_n = 8\nppo_micro_batch_size_per_gpu = 16\n")
+    m = parse_matrix(
+        HEAD + "[axes]\nenable_gradient_checkpointing = [true, false]\n[base]\nresponse_length = 2048\n"
+        "rollout_n = 8\nppo_micro_batch_size_per_gpu = 16\n"
+    )
     gc, nogc = annotate_cells(_plan(m, tmp_path))
     assert (gc.id, nogc.id) == ("full-off_none-tp1-rb16-gc", "full-off_none-tp1-rb16-nogc")
     assert nogc.predicted_memory_gb > gc.predicted_memory_gb
@@ -250,60 +287,146 @@ def test_shipped_7b_memory_differs_by_gmu(tmp_path: Path) -> None:
 # ---- 3. bad input --------------------------------------------------------------------------------------------
 
 BAD = [
-    ("unknown-axis", "[axes]\nfoo = [1, 2]\n", "axes.foo",
-     ["unknown axis 'foo'", "lora_rank, offload, tp, rollout_batch", "gpu_memory_utilization",
-      "max_num_batched_tokens", "quoted raw verl key"]),
+    (
+        "unknown-axis",
+        "[axes]\nfoo = [1, 2]\n",
+        "axes.foo",
+        [
+            "unknown axis 'foo'",
+            "lora_rank, offload, tp, rollout_batch",
+            "gpu_memory_utilization",
+            "max_num_batched_tokens",
+            "quoted raw verl key",
+        ],
+    ),
     ("unknown-axis-one-word-key", "[axes]\nmax_num_seq = [1]\n", "axes.max_num_seq", ["unknown axis 'max_num_seq'"]),
-    ("gmu-out-of-range", "[axes]\ngpu_memory_utilization = [0.3, 1.5]\n", "axes.gpu_memory_utilization",
-     ["bad value 1.5", "less than or equal to 1"]),
-    ("gmu-zero", "[axes]\ngpu_memory_utilization = [0]\n", "axes.gpu_memory_utilization",
-     ["bad value 0", "greater than 0"]),
+    (
+        "gmu-out-of-range",
+        "[axes]\ngpu_memory_utilization = [0.3, 1.5]\n",
+        "axes.gpu_memory_utilization",
+        ["bad value 1.5", "less than or equal to 1"],
+    ),
+    (
+        "gmu-zero",
+        "[axes]\ngpu_memory_utilization = [0]\n",
+        "axes.gpu_memory_utilization",
+        ["bad value 0", "greater than 0"],
+    ),
     ("bool-axis-int", "[axes]\nenforce_eager = [true, 1]\n", "axes.enforce_eager", ["bad value 1", "boolean"]),
     ("literal-axis", "[axes]\nstrategy = ['fsdp', 'ddp']\n", "axes.strategy", ["bad value 'ddp'", "'fsdp2'"]),
-    ("mini-batch-axis", "[axes]\nppo_mini_batch_size = ['rollout_batch/2', 'half']\n", "axes.ppo_mini_batch_size",
-     ["bad value 'half'", "rollout_batch/K"]),
-    ("not-a-list", "[axes]\ngpu_memory_utilization = 0.5\n", "axes.gpu_memory_utilization",
-     ["non-empty list", "got 0.5"]),
+    (
+        "mini-batch-axis",
+        "[axes]\nppo_mini_batch_size = ['rollout_batch/2', 'half']\n",
+        "axes.ppo_mini_batch_size",
+        ["bad value 'half'", "rollout_batch/K"],
+    ),
+    (
+        "not-a-list",
+        "[axes]\ngpu_memory_utilization = 0.5\n",
+        "axes.gpu_memory_utilization",
+        ["non-empty list", "got 0.5"],
+    ),
     ("not-a-list-str", "[axes]\nload_format = 'aab'\n", "axes.load_format", ["non-empty list", "got 'aab'"]),
     ("raw-not-a-list", f'[axes]\n"{RS}.max_num_seqs" = 64\n', f"axes.{RS}.max_num_seqs", ["non-empty list", "64"]),
     ("empty", "[axes]\nmax_num_batched_tokens = []\n", "axes.max_num_batched_tokens", ["non-empty list", "[]"]),
     ("raw-empty", f'[axes]\n"{RS}.max_num_seqs" = []\n', f"axes.{RS}.max_num_seqs", ["non-empty list"]),
-    ("repeated", "[axes]\ngpu_memory_utilization = [0.3, 0.3]\n", "axes",
-     ["'gpu_memory_utilization' repeats a value", "[0.3, 0.3]"]),
+    (
+        "repeated",
+        "[axes]\ngpu_memory_utilization = [0.3, 0.3]\n",
+        "axes",
+        ["'gpu_memory_utilization' repeats a value", "[0.3, 0.3]"],
+    ),
     ("raw-repeated", f'[axes]\n"{RS}.max_num_seqs" = [64, 64]\n', "axes", ["repeats a value"]),
-    ("raw-list-value", f'[axes]\n"{RS}.max_num_seqs" = [[64], [128]]\n', f"axes.{RS}.max_num_seqs",
-     ["values must be scalars", "[64]"]),
-    ("raw-table-value", f'[axes]\n"{RS}.max_num_seqs" = [{{a = 1}}]\n', f"axes.{RS}.max_num_seqs",
-     ["values must be scalars", "{'a': 1}"]),
-    ("same-code-raw-and-readable", f'[axes]\n"{RS}.max_num_seqs" = [64, 256]\nmax_num_seqs = [128]\n',
-     "axes.max_num_seqs", [f"'{RS}.max_num_seqs' and 'max_num_seqs'", "'mns'"]),
-    ("same-code-prefixes", f'[axes]\n"{RS}.max_num_seqs" = [64]\n"+{RS}.max_num_seqs" = [128]\n',
-     f"axes.+{RS}.max_num_seqs", ["'mns'", "sweep one of them"]),
-    ("same-code-two-names",
-     '[axes]\nulysses_sp = [1, 2]\n"actor_rollout_ref.actor.ulysses_sequence_parallel_size" = [1]\n',
-     "axes.actor_rollout_ref.actor.ulysses_sequence_parallel_size", ["'sp'"]),
-    ("same-bool-word", '[axes]\nenforce_eager = [true]\n"actor_rollout_ref.rollout.enforce_eager" = [false]\n',
-     "axes.actor_rollout_ref.rollout.enforce_eager", ["'eager'"]),
-    ("exclude-value-off-extra-axis", "[axes]\ngpu_memory_utilization = [0.3, 0.5]\n[[exclude]]\n"
-     "gpu_memory_utilization = 0.7\n", None, ["exclude[0].gpu_memory_utilization", "0.7", "[0.3, 0.5]"]),
-    ("exclude-value-off-raw-axis",
-     f'[axes]\n"{RS}.max_num_seqs" = [64]\n[[exclude]]\n"{RS}.max_num_seqs" = [64, 128]\n',
-     None, [f"exclude[0].{RS}.max_num_seqs", "128", "[64]"]),
-    ("exclude-unswept-setting", "[axes]\ntp = [1]\n[[exclude]]\ngpu_memory_utilization = 0.5\n", None,
-     ["unknown axis 'gpu_memory_utilization'", "allowed: lora_rank, offload, tp, rollout_batch"]),
-    ("reference-not-a-cell", 'reference = "lora8-off_none-tp1-rb16-gmu0.9"\n[axes]\nlora_rank = [0, 8]\n'
-     "gpu_memory_utilization = [0.3, 0.5]\n", "matrix.reference",
-     ["'lora8-off_none-tp1-rb16-gmu0.9' is not a cell", "lora8-off_none-tp1-rb16-gmu0.3",
-      "lora8-off_none-tp1-rb16-gmu0.5"]),
-    ("reference-excluded", 'reference = "full-off_none-tp1-rb16-gmu0.5"\n[axes]\ngpu_memory_utilization = [0.3, 0.5]\n'
-     "[[exclude]]\ngpu_memory_utilization = 0.5\n", "matrix.reference", ["after [[exclude]]",
-                                                                          "full-off_none-tp1-rb16-gmu0.3"]),
-    ("reference-old-id", 'reference = "full-off_none-tp1-rb16"\n[axes]\ngpu_memory_utilization = [0.3, 0.5]\n',
-     "matrix.reference", ["'full-off_none-tp1-rb16' is not a cell"]),
-    ("ids-sanitize-alike", "[axes]\nload_format = ['a b', 'a_b']\n", "axes",
-     ["share the id 'full-off_none-tp1-rb16-loada_b'"]),
-    ("raw-ids-sanitize-alike", '[axes]\n"a.b.kind" = ["x/y", "x-y"]\n', "axes",
-     ["share the id 'full-off_none-tp1-rb16-kindx_y'"]),
+    (
+        "raw-list-value",
+        f'[axes]\n"{RS}.max_num_seqs" = [[64], [128]]\n',
+        f"axes.{RS}.max_num_seqs",
+        ["values must be scalars", "[64]"],
+    ),
+    (
+        "raw-table-value",
+        f'[axes]\n"{RS}.max_num_seqs" = [{{a = 1}}]\n',
+        f"axes.{RS}.max_num_seqs",
+        ["values must be scalars", "{'a': 1}"],
+    ),
+    (
+        "same-code-raw-and-readable",
+        f'[axes]\n"{RS}.max_num_seqs" = [64, 256]\nmax_num_seqs = [128]\n',
+        "axes.max_num_seqs",
+        [f"'{RS}.max_num_seqs' and 'max_num_seqs'", "'mns'"],
+    ),
+    (
+        "same-code-prefixes",
+        f'[axes]\n"{RS}.max_num_seqs" = [64]\n"+{RS}.max_num_seqs" = [128]\n',
+        f"axes.+{RS}.max_num_seqs",
+        ["'mns'", "sweep one of them"],
+    ),
+    (
+        "same-code-two-names",
+        '[axes]\nulysses_sp = [1, 2]\n"actor_rollout_ref.actor.ulysses_sequence_parallel_size" = [1]\n',
+        "axes.actor_rollout_ref.actor.ulysses_sequence_parallel_size",
+        ["'sp'"],
+    ),
+    (
+        "same-bool-word",
+        '[axes]\nenforce_eager = [true]\n"actor_rollout_ref.rollout.enforce_eager" = [false]\n',
+        "axes.actor_rollout_ref.rollout.enforce_eager",
+        ["'eager'"],
+    ),
+    (
+        "exclude-value-off-extra-axis",
+        "[axes]\ngpu_memory_utilization = [0.3, 0.5]\n[[exclude]]\ngpu_memory_utilization = 0.7\n",
+        None,
+        ["exclude[0].gpu_memory_utilization", "0.7", "[0.3, 0.5]"],
+    ),
+    (
+        "exclude-value-off-raw-axis",
+        f'[axes]\n"{RS}.max_num_seqs" = [64]\n[[exclude]]\n"{RS}.max_num_seqs" = [64, 128]\n',
+        None,
+        [f"exclude[0].{RS}.max_num_seqs", "128", "[64]"],
+    ),
+    (
+        "exclude-unswept-setting",
+        "[axes]\ntp = [1]\n[[exclude]]\ngpu_memory_utilization = 0.5\n",
+        None,
+        ["unknown axis 'gpu_memory_utilization'", "allowed: lora_rank, offload, tp, rollout_batch"],
+    ),
+    (
+        "reference-not-a-cell",
+        'reference = "lora8-off_none-tp1-rb16-gmu0.9"\n[axes]\nlora_rank = [0, 8]\n'
+        "gpu_memory_utilization = [0.3, 0.5]\n",
+        "matrix.reference",
+        [
+            "'lora8-off_none-tp1-rb16-gmu0.9' is not a cell",
+            "lora8-off_none-tp1-rb16-gmu0.3",
+            "lora8-off_none-tp1-rb16-gmu0.5",
+        ],
+    ),
+    (
+        "reference-excluded",
+        'reference = "full-off_none-tp1-rb16-gmu0.5"\n[axes]\ngpu_memory_utilization = [0.3, 0.5]\n'
+        "[[exclude]]\ngpu_memory_utilization = 0.5\n",
+        "matrix.reference",
+        ["after [[exclude]]", "full-off_none-tp1-rb16-gmu0.3"],
+    ),
+    (
+        "reference-old-id",
+        'reference = "full-off_none-tp1-rb16"\n[axes]\ngpu_memory_utilization = [0.3, 0.5]\n',
+        "matrix.reference",
+        ["'full-off_none-tp1-rb16' is not a cell"],
+    ),
+    (
+        "ids-sanitize-alike",
+        "[axes]\nload_format = ['a b', 'a_b']\n",
+        "axes",
+        ["share the id 'full-off_none-tp1-rb16-loada_b'"],
+    ),
+    (
+        "raw-ids-sanitize-alike",
+        '[axes]\n"a.b.kind" = ["x/y", "x-y"]\n',
+        "axes",
+        ["share the id 'full-off_none-tp1-rb16-kindx_y'"],
+    ),
 ]
 
 
@@ -334,17 +457,24 @@ def test_python_m_suite_plan_reference_not_a_cell(tmp_path: Path) -> None:
 
     path = tmp_path / "ref.toml"
     path.write_text(HEAD + 'reference = "full-off_none-tp1-rb16-gmu0.9"\n[axes]\ngpu_memory_utilization = [0.3]\n')
-    p = subprocess.run([sys.executable, "-m", "suite", "plan", str(path), "--no-verl-check"], capture_output=True,
-                       text=True, cwd=REPO, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "suite", "plan", str(path), "--no-verl-check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert p.returncode == 2 and p.stdout == ""
     assert f"{path}: matrix.reference: reference 'full-off_none-tp1-rb16-gmu0.9' is not a cell" in p.stderr
 
 
 def test_exclude_on_extra_axes(tmp_path: Path) -> None:
-    m = parse_matrix(HEAD + f'[axes]\ngpu_memory_utilization = [0.3, 0.5]\nenforce_eager = [true, false]\n'
-                            f'"{RS}.max_num_seqs" = [64, 256]\n'
-                            "[[exclude]]\nenforce_eager = true\ngpu_memory_utilization = 0.5\n"
-                            f'[[exclude]]\n"{RS}.max_num_seqs" = [256]\nenforce_eager = false\n')
+    m = parse_matrix(
+        HEAD + f"[axes]\ngpu_memory_utilization = [0.3, 0.5]\nenforce_eager = [true, false]\n"
+        f'"{RS}.max_num_seqs" = [64, 256]\n'
+        "[[exclude]]\nenforce_eager = true\ngpu_memory_utilization = 0.5\n"
+        f'[[exclude]]\n"{RS}.max_num_seqs" = [256]\nenforce_eager = false\n'
+    )
     ids = [c.id for c in _plan(m, tmp_path)]
     assert ids == [
         "full-off_none-tp1-rb16-gmu0.3-eager-mns64",
@@ -375,15 +505,27 @@ def test_check_codes_direct() -> None:
 
 @pytest.mark.parametrize(
     ("axis", "value", "part"),
-    [("gpu_memory_utilization", 0.5, "gmu0.5"), ("max_num_batched_tokens", 8192, "mnbt8192"),
-     ("enforce_eager", False, "graphs"), ("enforce_eager", True, "eager"), ("ppo_micro_batch_size_per_gpu", 25, "mb25"),
-     ("enable_gradient_checkpointing", True, "gc"), ("enable_gradient_checkpointing", False, "nogc"),
-     ("strategy", "fsdp2", "fsdp2"), ("lr", 3e-05, "lr3e-05"), ("lr", 1e20, "lr1e20"),
-     ("kl_loss_type", "low_var_kl", "kltlow_var_kl"), ("seed", 7, "seed7"),
-     (f"{RS}.max_num_seqs", 64, "mns64"), (f"++{RS}.free_cache_engine", False, "keepcache"),
-     ("actor_rollout_ref.actor.clip_ratio_high", 0.28, "crh0.28"), ("x.y.use_foo", True, "uf"),
-     ("x.y.use_foo", False, "nouf"), ("target_modules", ["q_proj", "v_proj"], "tmq_proj+v_proj"),
-     ("load_format", "a b/c", "loada_b_c")],
+    [
+        ("gpu_memory_utilization", 0.5, "gmu0.5"),
+        ("max_num_batched_tokens", 8192, "mnbt8192"),
+        ("enforce_eager", False, "graphs"),
+        ("enforce_eager", True, "eager"),
+        ("ppo_micro_batch_size_per_gpu", 25, "mb25"),
+        ("enable_gradient_checkpointing", True, "gc"),
+        ("enable_gradient_checkpointing", False, "nogc"),
+        ("strategy", "fsdp2", "fsdp2"),
+        ("lr", 3e-05, "lr3e-05"),
+        ("lr", 1e20, "lr1e20"),
+        ("kl_loss_type", "low_var_kl", "kltlow_var_kl"),
+        ("seed", 7, "seed7"),
+        (f"{RS}.max_num_seqs", 64, "mns64"),
+        (f"++{RS}.free_cache_engine", False, "keepcache"),
+        ("actor_rollout_ref.actor.clip_ratio_high", 0.28, "crh0.28"),
+        ("x.y.use_foo", True, "uf"),
+        ("x.y.use_foo", False, "nouf"),
+        ("target_modules", ["q_proj", "v_proj"], "tmq_proj+v_proj"),
+        ("load_format", "a b/c", "loada_b_c"),
+    ],
 )
 def test_axis_parts(axis: str, value, part: str) -> None:
     assert axis_part(axis, value) == part
@@ -400,8 +542,11 @@ def test_codes_tables() -> None:
 
 
 def test_h200_7b_passes_the_real_verl_check(tmp_path: Path, verl_validator) -> None:
-    cells = annotate_cells(plan_matrix(load_matrix(H200_7B), "bench", out_dir=tmp_path / "runs",
-                                       validate_with_verl=True, validator=verl_validator))
+    cells = annotate_cells(
+        plan_matrix(
+            load_matrix(H200_7B), "bench", out_dir=tmp_path / "runs", validate_with_verl=True, validator=verl_validator
+        )
+    )
     status = Counter(c.status for c in cells)
     assert len(cells) == 60 and status == {"ok": 40, "predicted-oom": 20}, status
     assert not [c for c in cells if c.status == "invalid"]
@@ -525,12 +670,17 @@ def test_subset_profile_switch_off(tmp_path: Path, data_root: Path) -> None:
 def test_invalid_cells_get_no_subset(tmp_path: Path, data_root: Path) -> None:
     from suite.run.prepare import ensure_inputs
 
-    m = parse_matrix(BENCH.replace("rollout_batch = [8, 16, 40]", "rollout_batch = [8]\n"
-                                   "ppo_micro_batch_size_per_gpu = [4, 7]"))
+    m = parse_matrix(
+        BENCH.replace("rollout_batch = [8, 16, 40]", "rollout_batch = [8]\nppo_micro_batch_size_per_gpu = [4, 7]")
+    )
     cells = _plan(m, tmp_path, data_root=str(data_root))
     # [axes] order: the micro batch comes before gpu_memory_utilization
     assert [(c.axes["ppo_micro_batch_size_per_gpu"], c.status) for c in cells] == [
-        (4, "ok"), (4, "ok"), (7, "invalid"), (7, "invalid")]
+        (4, "ok"),
+        (4, "ok"),
+        (7, "invalid"),
+        (7, "invalid"),
+    ]
     ensure_inputs(None, cells, data_root=str(data_root))
     made = [(tmp_path / "runs" / c.full_id / "inputs" / "train.parquet").exists() for c in cells]
     assert made == [True, True, False, False]
@@ -554,8 +704,7 @@ def test_plan_table_for_h200_7b(tmp_path: Path) -> None:
     cells = annotate_cells(_plan(load_matrix(H200_7B), tmp_path))
     text = table(cells)
     lines = text.splitlines()
-    assert lines[0] == ("h200-1gpu-7b: synthetic:qwen2.5-7b on 1x h200, fsdp, profile bench, "
-                        f"reference {H200_7B_REF}")
+    assert lines[0] == (f"h200-1gpu-7b: synthetic:qwen2.5-7b on 1x h200, fsdp, profile bench, reference {H200_7B_REF}")
     head = lines[1].split()
     assert head[:10] == ["id", "lora", "offload", "tp", "rb", "gmu", "mnbt", "eager", "mb", "gc"]
     # "pred GiB/140", "vs ref", "host GiB/125" are two words each

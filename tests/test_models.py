@@ -16,9 +16,19 @@ from suite.models import build, weights
 from suite.models.archs import ARCHS, Arch
 
 # A Qwen2 small enough to build and load in a test, with every kind of tensor the real ones have.
-TINY = Arch("tiny-qwen2", "test/tiny", "qwen2", hidden_size=64, intermediate_size=160, num_hidden_layers=3,
-            num_attention_heads=4, num_key_value_heads=2, vocab_size=151936, max_position_embeddings=512,
-            tie_word_embeddings=True)
+TINY = Arch(
+    "tiny-qwen2",
+    "test/tiny",
+    "qwen2",
+    hidden_size=64,
+    intermediate_size=160,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=151936,
+    max_position_embeddings=512,
+    tie_word_embeddings=True,
+)
 TINY_UNTIED = Arch("tiny-untied", "test/tiny", "qwen2", 64, 160, 2, 4, 2, 151936, 512, False)
 
 
@@ -71,16 +81,17 @@ def test_seeds_depend_on_name_and_seed_only() -> None:
     assert t.dtype == torch.bfloat16 and t.shape == (64, 32)
     assert torch.equal(t, weights.make_tensor(spec, seed=3, std=0.02, device="cpu"))
     assert abs(t.float().std().item() - 0.02) < 0.004
-    assert torch.equal(weights.make_tensor(weights.TensorSpec("n", (5,), "ones"), seed=0, std=1, device="cpu"),
-                       torch.ones(5, dtype=torch.bfloat16))
+    assert torch.equal(
+        weights.make_tensor(weights.TensorSpec("n", (5,), "ones"), seed=0, std=1, device="cpu"),
+        torch.ones(5, dtype=torch.bfloat16),
+    )
 
 
 @pytest.fixture
 def tiny_build(tmp_path: Path) -> tuple[build.BuildReport, Path]:
     out = tmp_path / "tiny"
     # 256 KiB shards: the tiny model still spans several files, so the index path is exercised.
-    report = build.write_synthetic(TINY, out, model="synthetic:tiny", device="cpu", seed=7,
-                                   max_shard_bytes=256 * 1024)
+    report = build.write_synthetic(TINY, out, model="synthetic:tiny", device="cpu", seed=7, max_shard_bytes=256 * 1024)
     return report, out
 
 

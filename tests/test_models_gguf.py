@@ -58,8 +58,9 @@ def write_llama_gguf(path: Path, net: LlamaForCausalLM, tokens: list[str]) -> No
     w.add_bos_token_id(tokens.index("<|im_start|>"))
     w.add_eos_token_id(tokens.index("<|im_end|>"))
     w.add_pad_token_id(tokens.index("<|endoftext|>"))
-    w.add_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-                        "{% endfor %}")
+    w.add_chat_template(
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    )
     sd = {k: v.float().numpy() for k, v in net.state_dict().items()}
     w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
     for i in range(cfg.num_hidden_layers):
@@ -84,9 +85,17 @@ def write_llama_gguf(path: Path, net: LlamaForCausalLM, tokens: list[str]) -> No
 def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[LlamaForCausalLM, Path, list[str]]:
     tokens = vocab()
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tokens), hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=LAYERS,
-                      num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=256,
-                      tie_word_embeddings=True, rms_norm_eps=1e-5)
+    cfg = LlamaConfig(
+        vocab_size=len(tokens),
+        hidden_size=HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-5,
+    )
     net = LlamaForCausalLM(cfg).eval()
     with torch.no_grad():  # norms away from 1, so a wrong mapping of them would show
         for name, p in net.named_parameters():
@@ -130,7 +139,8 @@ def test_tokenizer_comes_with_it(source, tmp_path: Path) -> None:
     # The special tokens of the GGUF metadata, not transformers' conversion (which made eos = bos).
     assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
     assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == tuple(
-        tokens.index(t) for t in ("<|im_start|>", "<|im_end|>", "<|endoftext|>"))
+        tokens.index(t) for t in ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
+    )
     # The merges came along: " the" is one token after Ġ+t, h+e, Ġt+he.
     assert tok.encode(" the", add_special_tokens=False) == [tokens.index("Ġthe")]
     assert tok.decode(tok.encode("the hat", add_special_tokens=False)) == "the hat"

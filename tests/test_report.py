@@ -422,7 +422,9 @@ def twins() -> list[Result]:
     for backend, speed in (("fsdp", 1.0), ("megatron", 1.25)):
         for tp in (1, 2):
             r = make_result(model="qwen2.5-1.5b", n_gpus=2, backend=backend, lora_rank=0, tp=tp, rollout_batch=32)
-            out.append(scaled(r, speed).model_copy(update={"matrix": f"h100-2gpu{'-megatron' * (backend == 'megatron')}"}))
+            out.append(
+                scaled(r, speed).model_copy(update={"matrix": f"h100-2gpu{'-megatron' * (backend == 'megatron')}"})
+            )
     # an FSDP cell without a Megatron twin, and a Megatron cell on another GPU count: neither pairs
     out.append(make_result(model="qwen2.5-1.5b", n_gpus=2, backend="fsdp", lora_rank=32, rollout_batch=32))
     out.append(make_result(model="qwen2.5-1.5b", n_gpus=4, backend="megatron", lora_rank=0, tp=2, rollout_batch=32))
@@ -443,7 +445,7 @@ def test_backend_pairs_match_generation_model_gpus_and_axes():
 def test_backend_section_in_both_formats(tmp_path: Path):
     write_report(flatten_all((f"r{i}", r) for i, r in enumerate(twins())), tmp_path)
     text = (tmp_path / "index.md").read_text()
-    section = text[text.index("## FSDP vs Megatron"):]
+    section = text[text.index("## FSDP vs Megatron") :]
     assert section.count("lora0-off_none-tp") == 2 and "×1." in section
     html_text = (tmp_path / "index.html").read_text()
     assert 'id="backends"' in html_text and html_text.count("lora0-off_none-tp1-rb32") >= 3

@@ -138,8 +138,16 @@ def test_best_cells_name_the_reference_and_how_much_faster_the_fastest_is(tmp_pa
     write_report(rows_of(results), tmp_path)
     best = table_lines((tmp_path / "index.md").read_text(), "## Best cells")
     head = best[0]
-    assert head[:8] == ["GPU", "model", "GPUs", "backend", "reference cell", "ref tokens/s/GPU",
-                        "ref NVML peak (GiB)", "ref host peak (GiB)"]
+    assert head[:8] == [
+        "GPU",
+        "model",
+        "GPUs",
+        "backend",
+        "reference cell",
+        "ref tokens/s/GPU",
+        "ref NVML peak (GiB)",
+        "ref host peak (GiB)",
+    ]
     line = dict(zip(head, next(r for r in best[1:] if r[0] == "h100"), strict=True))
     assert line["reference cell"] == REF and line["fastest cell that fits"] == fastest.id.split("/")[-1]
     assert line["ref tokens/s/GPU"] == f"{measured_median(ref):.0f}"
@@ -158,8 +166,10 @@ def test_best_cells_name_the_reference_and_how_much_faster_the_fastest_is(tmp_pa
 
 
 def test_best_cells_when_the_reference_is_the_fastest_or_failed(tmp_path: Path):
-    results = [make_result(lora_rank=8, reference=REF, steps=12), make_result(lora_rank=8, offload="po",
-                                                                                reference=REF, steps=12)]
+    results = [
+        make_result(lora_rank=8, reference=REF, steps=12),
+        make_result(lora_rank=8, offload="po", reference=REF, steps=12),
+    ]
     report = build(rows_of(results))
     assert report.bests[0].speedup == 1.0
     write_report(rows_of(results), tmp_path)
@@ -178,9 +188,17 @@ def test_best_cells_when_the_reference_is_the_fastest_or_failed(tmp_path: Path):
 def test_no_reference_anywhere_keeps_the_best_table_without_reference_columns(tmp_path: Path):
     write_report(rows_of(matrix(gpus=("h100",))), tmp_path)
     text = (tmp_path / "index.md").read_text()
-    assert table_lines(text, "## Best cells")[0] == ["GPU", "model", "GPUs", "backend", "fastest cell that fits",
-                                                     "tokens/s/GPU", "NVML peak (GiB)", "most accurate cell",
-                                                     "GSM8K %"]
+    assert table_lines(text, "## Best cells")[0] == [
+        "GPU",
+        "model",
+        "GPUs",
+        "backend",
+        "fastest cell that fits",
+        "tokens/s/GPU",
+        "NVML peak (GiB)",
+        "most accurate cell",
+        "GSM8K %",
+    ]
     assert "vs ref" not in text
 
 
@@ -189,8 +207,10 @@ def test_exports_hold_the_ratios(tmp_path: Path):
     rows = {(r.model, r.cell): r for r in rows_of(results)}
     write_report(list(rows.values()), tmp_path)
     recs = {(r["model"], r["id"].split("/")[-1]): r for r in json.loads((tmp_path / "results.json").read_text())}
-    csv_rows = {(r["model"], r["id"].split("/")[-1]): r
-                for r in csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text()))}
+    csv_rows = {
+        (r["model"], r["id"].split("/")[-1]): r
+        for r in csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text()))
+    }
     assert recs.keys() == rows.keys() == csv_rows.keys()
     for key, row in rows.items():
         rec, line = recs[key], csv_rows[key]

@@ -8,23 +8,56 @@ from suite.telemetry.nvml import MemorySamples
 
 
 def info(model="fake/tiny"):
-    return CellInfo(id="x/h100x1/fsdp/a", matrix="m", profile="train", gpu="h100", n_gpus=1, model=model,
-                    backend="fsdp", warmup_steps=0)
+    return CellInfo(
+        id="x/h100x1/fsdp/a",
+        matrix="m",
+        profile="train",
+        gpu="h100",
+        n_gpus=1,
+        model=model,
+        backend="fsdp",
+        warmup_steps=0,
+    )
 
 
 def write_run(tmp_path):
-    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in [
-        {"step": 0, "data": {"val-core/openai/gsm8k/acc/mean@1": 0.25}},
-        {"step": 1, "data": {"perf/throughput": 10.0, "perf/time_per_step": 1.0, "response_length/mean": 5}},
-        {"step": 2, "data": {"perf/throughput": 12.0, "perf/time_per_step": 1.0, "response_length/mean": 5,
-                             "val-core/openai/gsm8k/acc/mean@1": 0.5}},
-    ]) + "\n")
+    (tmp_path / "metrics.jsonl").write_text(
+        "\n".join(
+            json.dumps(x)
+            for x in [
+                {"step": 0, "data": {"val-core/openai/gsm8k/acc/mean@1": 0.25}},
+                {"step": 1, "data": {"perf/throughput": 10.0, "perf/time_per_step": 1.0, "response_length/mean": 5}},
+                {
+                    "step": 2,
+                    "data": {
+                        "perf/throughput": 12.0,
+                        "perf/time_per_step": 1.0,
+                        "response_length/mean": 5,
+                        "val-core/openai/gsm8k/acc/mean@1": 0.5,
+                    },
+                },
+            ]
+        )
+        + "\n"
+    )
     val = tmp_path / "validation"
     val.mkdir()
     for step, correct in ((0, 1), (2, 2)):
-        (val / f"{step}.jsonl").write_text("".join(
-            json.dumps({"input": "q", "output": "#### 1" if i < correct else "no", "gts": "1",
-                        "score": 1.0 if i < correct else 0.0, "step": step}) + "\n" for i in range(4)))
+        (val / f"{step}.jsonl").write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "input": "q",
+                        "output": "#### 1" if i < correct else "no",
+                        "gts": "1",
+                        "score": 1.0 if i < correct else 0.0,
+                        "step": step,
+                    }
+                )
+                + "\n"
+                for i in range(4)
+            )
+        )
     return tmp_path / "metrics.jsonl", val
 
 
@@ -39,8 +72,11 @@ def test_accuracy_before_and_after_training_with_exact_counts(tmp_path):
 def test_run_cut_off_before_its_final_validation_has_only_the_accuracy_before(tmp_path):
     metrics, val = write_run(tmp_path)
     (val / "2.jsonl").unlink()  # the host went away after step 2, before validating again
-    r = build_result(info(), Observation(metrics_path=metrics, validation_dir=val, status="interrupted",
-                                         reason="host stopped"), Provenance())
+    r = build_result(
+        info(),
+        Observation(metrics_path=metrics, validation_dir=val, status="interrupted", reason="host stopped"),
+        Provenance(),
+    )
     assert r.accuracy == {}
     assert r.accuracy_initial["gsm8k"].correct == 1 and r.accuracy_initial["gsm8k"].total == 4
     assert r.accuracy_initial["gsm8k"].source.endswith("0.jsonl")
@@ -56,8 +92,9 @@ def test_validation_only_run_reports_its_one_accuracy_as_the_result(tmp_path):
 
 def test_synthetic_weights_carry_no_accuracy(tmp_path):
     metrics, val = write_run(tmp_path)
-    r = build_result(info("synthetic:qwen2.5-0.5b"),
-                     Observation(metrics_path=metrics, validation_dir=val, exit_code=0), Provenance())
+    r = build_result(
+        info("synthetic:qwen2.5-0.5b"), Observation(metrics_path=metrics, validation_dir=val, exit_code=0), Provenance()
+    )
     assert r.accuracy == {} and r.accuracy_initial == {}
     assert "synthetic" in r.provenance.extra["accuracy"]
 
@@ -79,8 +116,9 @@ def test_forced_status_wins_and_exit_zero_without_steps_is_noted(tmp_path):
 def test_unknown_exit_code_is_inferred_from_the_log():
     assert outcome(Observation(), ["step 1", "done"]) == ("ok", None)
     assert outcome(Observation(), ["CUDA out of memory. Tried"])[0] == "oom"
-    status, reason = outcome(Observation(), ["Traceback (most recent call last):", '  File "x", line 1',
-                                             "KeyError: 'actor'"])
+    status, reason = outcome(
+        Observation(), ["Traceback (most recent call last):", '  File "x", line 1', "KeyError: 'actor'"]
+    )
     assert (status, reason) == ("crash", "KeyError: 'actor'")
 
 
@@ -95,8 +133,18 @@ def test_unknown_exit_code_is_inferred_from_the_log():
     ],
 )
 def test_result_generation_is_the_hardware_it_ran_on(planned, gpu_name, gpu, extra):
-    cell = CellInfo(id="c", matrix="m", profile="bench", gpu=planned, n_gpus=1, nnodes=1,
-                    model="synthetic:qwen2.5-0.5b", backend="fsdp", axes={}, warmup_steps=0)
+    cell = CellInfo(
+        id="c",
+        matrix="m",
+        profile="bench",
+        gpu=planned,
+        n_gpus=1,
+        nnodes=1,
+        model="synthetic:qwen2.5-0.5b",
+        backend="fsdp",
+        axes={},
+        warmup_steps=0,
+    )
     r = build_result(cell, Observation(exit_code=0), Provenance(gpu_name=gpu_name))
     assert r.gpu == gpu
     assert {k: v for k, v in r.provenance.extra.items() if k == "planned_gpu"} == extra

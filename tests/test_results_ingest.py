@@ -14,25 +14,47 @@ def run_fake(tmp_path, *args):
     metrics = tmp_path / "metrics.jsonl"
     log = tmp_path / "console.log"
     with log.open("w") as fh:
-        rc = subprocess.run([sys.executable, FAKE_VERL, "--step-s", "0", *args,
-                             f"trainer.validation_data_dir={tmp_path / 'val'}"],
-                            env={"VERL_FILE_LOGGER_PATH": str(metrics), "PATH": "/usr/bin:/bin"},
-                            stdout=fh, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(
+            [sys.executable, FAKE_VERL, "--step-s", "0", *args, f"trainer.validation_data_dir={tmp_path / 'val'}"],
+            env={"VERL_FILE_LOGGER_PATH": str(metrics), "PATH": "/usr/bin:/bin"},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        ).returncode
     return metrics, log, rc
 
 
 def test_ingest_prints_a_valid_result(tmp_path, capsys):
     metrics, log, rc = run_fake(tmp_path, "--val", "--steps", "4")
     assert rc == 0
-    code = main(["ingest", "--metrics", str(metrics), "--log", str(log), "--validation-dir", str(tmp_path / "val"),
-                 "--id", "smollm2/h100x1/fsdp/train", "--gpu", "h100", "--model", "HuggingFaceTB/SmolLM2-135M",
-                 "--warmup", "1"])
+    code = main(
+        [
+            "ingest",
+            "--metrics",
+            str(metrics),
+            "--log",
+            str(log),
+            "--validation-dir",
+            str(tmp_path / "val"),
+            "--id",
+            "smollm2/h100x1/fsdp/train",
+            "--gpu",
+            "h100",
+            "--model",
+            "HuggingFaceTB/SmolLM2-135M",
+            "--warmup",
+            "1",
+        ]
+    )
     assert code == 0
     r = json.loads(capsys.readouterr().out)
     assert r["status"] == "ok" and [s["step"] for s in r["steps"]] == [1, 2, 3, 4]
     # the fake's wrong answers end with the right number: strict 4/8, flexible 8/8
-    assert r["accuracy"]["gsm8k"] == {"correct": 4, "total": 8, "flexible_correct": 8,
-                                      "source": str(tmp_path / "val" / "4.jsonl")}
+    assert r["accuracy"]["gsm8k"] == {
+        "correct": 4,
+        "total": 8,
+        "flexible_correct": 8,
+        "source": str(tmp_path / "val" / "4.jsonl"),
+    }
     assert r["accuracy_initial"]["gsm8k"]["correct"] == 2
     assert r["provenance"]["runtime"] == "ingest"
 
@@ -78,8 +100,22 @@ def ingest_json(capsys, *args):
 def test_ingest_a_run_cut_off_by_its_machine(capsys):
     metrics = str(H100 / "metrics-lora8-off_none-tp1-rb16.jsonl")
     log = str(H100 / "log-startup-lora8-off_none-tp1-rb16.txt")
-    common = ["--metrics", metrics, "--log", log, "--id", "qwen2.5-0.5b/h100x1/fsdp/lora8-off_none-tp1-rb16",
-              "--profile", "bench", "--gpu", "h100", "--warmup", "2", "--model", "synthetic:qwen2.5-0.5b"]
+    common = [
+        "--metrics",
+        metrics,
+        "--log",
+        log,
+        "--id",
+        "qwen2.5-0.5b/h100x1/fsdp/lora8-off_none-tp1-rb16",
+        "--profile",
+        "bench",
+        "--gpu",
+        "h100",
+        "--warmup",
+        "2",
+        "--model",
+        "synthetic:qwen2.5-0.5b",
+    ]
     # the log just stops: nothing in it says the run failed, so on its own it reads as ok
     assert ingest_json(capsys, *common)["status"] == "ok"
     r = ingest_json(capsys, *common, "--status", "interrupted", "--reason", CUT_OFF)
@@ -91,12 +127,12 @@ def test_ingest_a_run_cut_off_by_its_machine(capsys):
 
 def test_ingest_the_real_socket_collision_crash_without_metrics(tmp_path, capsys):
     out = tmp_path / "result.json"
-    assert main(["ingest", "--log", str(H100 / "log-crash-rebuild_ipc.txt"), "--id", "a/b",
-                 "--out", str(out)]) == 0
+    assert main(["ingest", "--log", str(H100 / "log-crash-rebuild_ipc.txt"), "--id", "a/b", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["status"] == "crash" and r["steps"] == []
-    assert r["reason"].startswith("verl weight-transfer socket collision: another verl job on this host used "
-                                  "/tmp/rl-colocate-zmq-")
+    assert r["reason"].startswith(
+        "verl weight-transfer socket collision: another verl job on this host used /tmp/rl-colocate-zmq-"
+    )
     assert r["reason"].endswith("— TypeError: 'str' object is not callable in rebuild_ipc")
     assert r["provenance"]["extra"]["metrics"] == "none"
     assert r["provenance"]["host"] is None and r["provenance"]["versions"] == {}  # the run's, unknown
@@ -105,9 +141,11 @@ def test_ingest_the_real_socket_collision_crash_without_metrics(tmp_path, capsys
 
 def test_ingest_status_options_are_checked(tmp_path, capsys):
     metrics = str(H100 / "metrics-lora8-off_none-tp1-rb32.jsonl")
-    for args in (["--reason", "why"],                                       # reason without status
-                 ["--status", "interrupted"],                               # status without reason
-                 ["--status", "crash", "--reason", "x", "--exit-code", "1"]):  # both ways at once
+    for args in (
+        ["--reason", "why"],  # reason without status
+        ["--status", "interrupted"],  # status without reason
+        ["--status", "crash", "--reason", "x", "--exit-code", "1"],
+    ):  # both ways at once
         assert main(["ingest", "--metrics", metrics, "--id", "x", *args]) == 2
         assert "--" in capsys.readouterr().err
     assert main(["ingest", "--id", "x"]) == 2  # neither metrics nor log

@@ -24,16 +24,49 @@ def test_short_secret_values_do_not_blank_unrelated_text():
     assert env["OMP_NUM_THREADS"] == "16"
 
 
-SECRET_NAMES = ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN", "auth_token", "WANDB_API_KEY", "API_KEY",
-                "OPENAI_APIKEY", "KEY", "KEY_FILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "aws_secret",
-                "SSH_PRIVATE_KEY", "DB_PASSWORD", "PGPASSWORD", "PASSPHRASE", "GOOGLE_APPLICATION_CREDENTIALS",
-                "AUTHORIZATION", "NCCL_IB_AUTH", "GH_OAUTH", "SESSION_COOKIE", "trainer.wandb_api_key"]
+SECRET_NAMES = [
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "GITHUB_TOKEN",
+    "auth_token",
+    "WANDB_API_KEY",
+    "API_KEY",
+    "OPENAI_APIKEY",
+    "KEY",
+    "KEY_FILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "aws_secret",
+    "SSH_PRIVATE_KEY",
+    "DB_PASSWORD",
+    "PGPASSWORD",
+    "PASSPHRASE",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "AUTHORIZATION",
+    "NCCL_IB_AUTH",
+    "GH_OAUTH",
+    "SESSION_COOKIE",
+    "trainer.wandb_api_key",
+]
 # verl settings and ordinary variables that merely contain a secret-looking fragment: found redacted in the
 # first real H100 results (max_num_batched_tokens=<redacted>), which hid a setting the memory model needs
-SETTING_NAMES = ["max_num_batched_tokens", "actor_rollout_ref.rollout.max_num_batched_tokens",
-                 "ppo_max_token_len_per_gpu", "log_prob_max_token_len_per_gpu", "max_tokens", "max_new_tokens",
-                 "TOKENIZERS_PARALLELISM", "tokenizer", "num_keys", "AUTHOR", "OMP_NUM_THREADS", "PATH",
-                 "VERL_FILE_LOGGER_PATH", "keep_ray_tmp", "response_length"]
+SETTING_NAMES = [
+    "max_num_batched_tokens",
+    "actor_rollout_ref.rollout.max_num_batched_tokens",
+    "ppo_max_token_len_per_gpu",
+    "log_prob_max_token_len_per_gpu",
+    "max_tokens",
+    "max_new_tokens",
+    "TOKENIZERS_PARALLELISM",
+    "tokenizer",
+    "num_keys",
+    "AUTHOR",
+    "OMP_NUM_THREADS",
+    "PATH",
+    "VERL_FILE_LOGGER_PATH",
+    "keep_ray_tmp",
+    "response_length",
+]
 
 
 @pytest.mark.parametrize("name", SECRET_NAMES)

@@ -14,15 +14,39 @@ from suite.results.provenance import REDACTED, redact_argv, redact_env, seed_fro
 from suite.results.schema import FINAL_STATUSES, Provenance, Result, json_schema
 
 SCHEMA_FILE = Path(__file__).parents[1] / "suite" / "results" / "result.schema.json"
-INFO = CellInfo(id="tiny/h100x1/fsdp/lora8", matrix="m", profile="bench", gpu="h100", n_gpus=1,
-                model="fake/tiny", backend="fsdp", axes={"lora_rank": 8}, warmup_steps=1)
+INFO = CellInfo(
+    id="tiny/h100x1/fsdp/lora8",
+    matrix="m",
+    profile="bench",
+    gpu="h100",
+    n_gpus=1,
+    model="fake/tiny",
+    backend="fsdp",
+    axes={"lora_rank": 8},
+    warmup_steps=1,
+)
 
 
 def metrics_file(tmp_path, steps=3):
     p = tmp_path / "metrics.jsonl"
-    p.write_text("".join(json.dumps({"step": i, "data": {
-        "perf/throughput": 100.0 * i, "perf/time_per_step": 2.0, "response_length/mean": 64.0,
-        "timing_s/gen": 1.0, "actor/perf/max_memory_allocated_gb": float(i)}}) + "\n" for i in range(1, steps + 1)))
+    p.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "step": i,
+                    "data": {
+                        "perf/throughput": 100.0 * i,
+                        "perf/time_per_step": 2.0,
+                        "response_length/mean": 64.0,
+                        "timing_s/gen": 1.0,
+                        "actor/perf/max_memory_allocated_gb": float(i),
+                    },
+                }
+            )
+            + "\n"
+            for i in range(1, steps + 1)
+        )
+    )
     return p
 
 
@@ -31,8 +55,9 @@ def test_shipped_schema_is_in_sync_with_the_model():
 
 
 def test_built_result_validates_against_the_json_schema(tmp_path):
-    r = build_result(INFO, Observation(metrics_path=metrics_file(tmp_path), exit_code=0, wall_s=12.5),
-                     Provenance(runtime="host"))
+    r = build_result(
+        INFO, Observation(metrics_path=metrics_file(tmp_path), exit_code=0, wall_s=12.5), Provenance(runtime="host")
+    )
     data = json.loads(r.to_json())
     jsonschema.validate(data, json.loads(SCHEMA_FILE.read_text()))
     assert data["schema"] == 1 and data["status"] == "ok"
@@ -44,8 +69,21 @@ def test_built_result_validates_against_the_json_schema(tmp_path):
 def test_required_core_fields_are_present(tmp_path):
     r = build_result(INFO, Observation(status="timeout", reason="timed out"), Provenance())
     data = json.loads(r.to_json())
-    for key in ("schema", "id", "matrix", "profile", "axes", "status", "reason", "steps", "warmup_steps",
-                "peak_memory_gb", "torch_memory", "accuracy", "provenance"):
+    for key in (
+        "schema",
+        "id",
+        "matrix",
+        "profile",
+        "axes",
+        "status",
+        "reason",
+        "steps",
+        "warmup_steps",
+        "peak_memory_gb",
+        "torch_memory",
+        "accuracy",
+        "provenance",
+    ):
         assert key in data
     assert data["status"] == "timeout"
 
@@ -86,10 +124,12 @@ def test_atomic_write_survives_a_killed_writer(tmp_path):
     p = tmp_path / "result.json"
     rio.write_text_atomic(p, '{"old": true}\n')
     root = str(Path(__file__).parents[1])
-    code = (f"import os,sys; sys.path.insert(0, {root!r})\n"
-            "import suite.results.io as rio\n"
-            "os.replace = lambda a, b: os._exit(9)\n"
-            f"rio.write_text_atomic({str(p)!r}, 'x' * 1000000)\n")
+    code = (
+        f"import os,sys; sys.path.insert(0, {root!r})\n"
+        "import suite.results.io as rio\n"
+        "os.replace = lambda a, b: os._exit(9)\n"
+        f"rio.write_text_atomic({str(p)!r}, 'x' * 1000000)\n"
+    )
     rc = subprocess.run([sys.executable, "-c", code]).returncode
     assert rc == 9
     assert p.read_text() == '{"old": true}\n'
@@ -101,14 +141,25 @@ def test_interrupted_and_skipped_are_not_final():
 
 
 def test_redaction():
-    env = redact_env({"HF_TOKEN": "hf_abc", "WANDB_API_KEY": "k", "AWS_SECRET_ACCESS_KEY": "s",
-                      "DB_PASSWORD": "p", "PATH": "/usr/bin", "PROXY": "http://user:pw@proxy:3128",
-                      "CUDA_VISIBLE_DEVICES": "0"})
+    env = redact_env(
+        {
+            "HF_TOKEN": "hf_abc",
+            "WANDB_API_KEY": "k",
+            "AWS_SECRET_ACCESS_KEY": "s",
+            "DB_PASSWORD": "p",
+            "PATH": "/usr/bin",
+            "PROXY": "http://user:pw@proxy:3128",
+            "CUDA_VISIBLE_DEVICES": "0",
+        }
+    )
     assert env["HF_TOKEN"] == env["WANDB_API_KEY"] == env["AWS_SECRET_ACCESS_KEY"] == env["DB_PASSWORD"] == REDACTED
     assert env["PATH"] == "/usr/bin" and env["CUDA_VISIBLE_DEVICES"] == "0"
     assert "pw" not in env["PROXY"]
     assert redact_argv(["python3", "trainer.wandb_api_key=abc", "data.seed=1"]) == [
-        "python3", f"trainer.wandb_api_key={REDACTED}", "data.seed=1"]
+        "python3",
+        f"trainer.wandb_api_key={REDACTED}",
+        "data.seed=1",
+    ]
 
 
 def test_seed_from_argv():
@@ -119,5 +170,6 @@ def test_seed_from_argv():
 
 def test_result_model_rejects_unknown_fields():
     with pytest.raises(ValueError):
-        Result.model_validate({**json.loads(build_result(INFO, Observation(exit_code=0),
-                                                         Provenance()).to_json()), "bogus": 1})
+        Result.model_validate(
+            {**json.loads(build_result(INFO, Observation(exit_code=0), Provenance()).to_json()), "bogus": 1}
+        )

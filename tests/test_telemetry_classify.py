@@ -22,19 +22,28 @@ TRACEBACK = [
 ]
 
 
-@pytest.mark.parametrize(("text", "kind"), [
-    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.", "cuda"),
-    ("RuntimeError: CUDA error: out of memory", "cuda"),
-    ("(WorkerDict pid=1234) torch.cuda.OutOfMemoryError: CUDA out of memory.", "cuda"),
-    ("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`", "kv-cache"),
-    ("ValueError: To serve at least one request with the models's max seq len (40960), (5.62 GiB KV cache is "
-     "needed, which is larger than the available KV cache memory (4.50 GiB).", "kv-cache"),
-    ("ValueError: The model's max seq len (4096) is larger than the maximum number of tokens that can be "
-     "stored in KV cache (2048).", "kv-cache"),
-    ("RuntimeError: not enough KV cache blocks", "kv-cache"),
-    ("ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.", "ray"),
-    ("(raylet) [2026-11-28 10:00:00] Task was killed due to the node running low on memory.", "ray"),
-])
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.", "cuda"),
+        ("RuntimeError: CUDA error: out of memory", "cuda"),
+        ("(WorkerDict pid=1234) torch.cuda.OutOfMemoryError: CUDA out of memory.", "cuda"),
+        ("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`", "kv-cache"),
+        (
+            "ValueError: To serve at least one request with the models's max seq len (40960), (5.62 GiB KV cache is "
+            "needed, which is larger than the available KV cache memory (4.50 GiB).",
+            "kv-cache",
+        ),
+        (
+            "ValueError: The model's max seq len (4096) is larger than the maximum number of tokens that can be "
+            "stored in KV cache (2048).",
+            "kv-cache",
+        ),
+        ("RuntimeError: not enough KV cache blocks", "kv-cache"),
+        ("ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.", "ray"),
+        ("(raylet) [2026-11-28 10:00:00] Task was killed due to the node running low on memory.", "ray"),
+    ],
+)
 def test_oom_classes(text, kind):
     f = classify(1, [*TRACEBACK, text, "[repeated 3x across cluster]"])
     assert f.status == "oom" and f.kind == kind
@@ -92,9 +101,11 @@ def test_read_log_tail_of_large_file(tmp_path):
 # Real logs of a packed 4x H100 run (2026-11-28): see tests/fixtures/h100-2026-11-28/README.md.
 REAL = Path(__file__).parent / "fixtures" / "h100-2026-11-28"
 CRASH_LOG = REAL / "log-crash-rebuild_ipc.txt"
-COLLISION = ("verl weight-transfer socket collision: another verl job on this host used "
-             "/tmp/rl-colocate-zmq-<ray job id>-replica-*-rank-*.sock; run cells with a private /tmp "
-             "(grpo-suite run does this by default) — TypeError: 'str' object is not callable in rebuild_ipc")
+COLLISION = (
+    "verl weight-transfer socket collision: another verl job on this host used "
+    "/tmp/rl-colocate-zmq-<ray job id>-replica-*-rank-*.sock; run cells with a private /tmp "
+    "(grpo-suite run does this by default) — TypeError: 'str' object is not callable in rebuild_ipc"
+)
 
 
 def test_real_socket_collision_crash_is_named_in_plain_words():
@@ -123,8 +134,10 @@ def test_oom_still_wins_over_a_known_crash():
 
 
 def test_nested_ray_and_vllm_error_prefixes_are_removed():
-    raw = ("\x1b[36m(vLLMHttpServer pid=26279)\x1b[0m (EngineCore pid=28220) ERROR 11-28 05:26:51 [core.py:1449] "
-           "RuntimeError: Worker failed with error ''str' object is not callable'")
+    raw = (
+        "\x1b[36m(vLLMHttpServer pid=26279)\x1b[0m (EngineCore pid=28220) ERROR 11-28 05:26:51 [core.py:1449] "
+        "RuntimeError: Worker failed with error ''str' object is not callable'"
+    )
     assert clean(raw) == "RuntimeError: Worker failed with error ''str' object is not callable'"
     # a vLLM WARNING keeps its level, so it stays noise for the reason
     warn = "(vLLMHttpServer pid=1) WARNING 11-28 05:24:10 [vllm.py:1096] Enforce eager set"

@@ -23,9 +23,11 @@ def test_ray_wrappers_come_first_in_the_real_log():
 
 
 def test_specific_patterns_win_over_earlier_generic_ones():
-    lines = ["ray.exceptions.RayTaskError(OutOfMemoryError): ray::X.run()",
-             "ValueError: No available memory for the cache blocks.",
-             "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB"]
+    lines = [
+        "ray.exceptions.RayTaskError(OutOfMemoryError): ray::X.run()",
+        "ValueError: No available memory for the cache blocks.",
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB",
+    ]
     assert find_oom(lines) == ("cuda", lines[2])
     assert find_oom(lines[:2]) == ("kv-cache", lines[1])
     assert find_oom(lines[:1]) == ("cuda", lines[0])  # the wrapper alone still says out of memory
@@ -33,6 +35,8 @@ def test_specific_patterns_win_over_earlier_generic_ones():
 
 
 def test_the_first_line_of_the_best_pattern_is_the_cause():
-    lines = ["torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1 GiB (first)",
-             "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1 GiB (echo)"]
+    lines = [
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1 GiB (first)",
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1 GiB (echo)",
+    ]
     assert find_oom(lines)[1].endswith("(first)")

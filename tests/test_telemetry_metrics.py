@@ -44,11 +44,13 @@ def test_older_verl_memory_key_is_read():
 
 
 def test_validation_line_is_not_a_step_but_its_accuracy_is_kept():
-    log = parse_metrics([
-        line(0, {"val-core/openai/gsm8k/acc/mean@1": 0.25, "val-aux/openai/gsm8k/reward/mean@1": 0.25}),
-        line(1, STEP),
-        line(2, {**STEP, "val-core/openai/gsm8k/acc/mean@1": 0.5}),
-    ])
+    log = parse_metrics(
+        [
+            line(0, {"val-core/openai/gsm8k/acc/mean@1": 0.25, "val-aux/openai/gsm8k/reward/mean@1": 0.25}),
+            line(1, STEP),
+            line(2, {**STEP, "val-core/openai/gsm8k/acc/mean@1": 0.5}),
+        ]
+    )
     assert [s.step for s in log.steps] == [1, 2]
     assert log.val_accuracy == {0: {"gsm8k": 0.25}, 2: {"gsm8k": 0.5}}
     assert "val-core/openai/gsm8k/acc/mean@1" not in log.steps[1].extra
@@ -107,8 +109,9 @@ def raw_lines(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
-@pytest.mark.parametrize(("cell", "n_steps", "rollout_batch"), [("lora8-off_none-tp1-rb16", 7, 16),
-                                                                 ("lora8-off_none-tp1-rb32", 5, 32)])
+@pytest.mark.parametrize(
+    ("cell", "n_steps", "rollout_batch"), [("lora8-off_none-tp1-rb16", 7, 16), ("lora8-off_none-tp1-rb32", 5, 32)]
+)
 def test_real_h100_lora_cells(cell, n_steps, rollout_batch):
     path = H100 / f"metrics-{cell}.jsonl"
     raw = raw_lines(path)
@@ -145,8 +148,19 @@ def test_real_h100_warmup_is_excluded_from_statistics():
     from suite.results.schema import Result
 
     log = read_metrics(H100 / "metrics-lora8-off_none-tp1-rb16.jsonl")
-    r = Result(id="x", matrix="h100-1gpu", profile="bench", gpu="h100", n_gpus=1, model="m", backend="fsdp",
-               axes={}, status="interrupted", steps=log.steps, warmup_steps=2)
+    r = Result(
+        id="x",
+        matrix="h100-1gpu",
+        profile="bench",
+        gpu="h100",
+        n_gpus=1,
+        model="m",
+        backend="fsdp",
+        axes={},
+        status="interrupted",
+        steps=log.steps,
+        warmup_steps=2,
+    )
     measured = r.measured_steps()
     assert [s.step for s in measured] == [3, 4, 5, 6, 7]
     assert min(s.throughput for s in measured) > max(s.throughput for s in log.steps[:2])

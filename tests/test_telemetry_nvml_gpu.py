@@ -25,8 +25,10 @@ def test_real_nvml_sampler_rate_peak_and_cost():
         s = sampler.stop()
     finally:
         nv.close_nvml(nvml)
-    print(f"\nNVML: {info.name} x{info.count}, driver {info.driver}, CUDA {info.cuda}; one read {per_read_us:.1f} us; "
-          f"sampler {s.rate_hz:.1f} Hz, {s.samples} rounds, CPU {s.cpu_s * 1e3:.1f} ms over {s.duration_s:.2f} s")
+    print(
+        f"\nNVML: {info.name} x{info.count}, driver {info.driver}, CUDA {info.cuda}; one read {per_read_us:.1f} us; "
+        f"sampler {s.rate_hz:.1f} Hz, {s.samples} rounds, CPU {s.cpu_s * 1e3:.1f} ms over {s.duration_s:.2f} s"
+    )
     assert s.rate_hz >= 10 and s.errors == 0
     assert all(p > 0 for p in s.peak_gib)  # the driver itself holds some memory on every GPU
     assert s.cpu_s / s.duration_s < 0.05  # well under 5 % of one core

@@ -15,11 +15,14 @@ def sample(output, gts, score, **extra):
 
 def test_counts_strict_by_score_and_flexible_by_last_number(tmp_path):
     p = tmp_path / "val" / "0.jsonl"
-    dump(p, [
-        sample("so #### 42", "42", 1.0),
-        sample("the answer is 42", "42", 0.0),  # flexible match only
-        sample("#### 7", "8", 0.0),
-    ])
+    dump(
+        p,
+        [
+            sample("so #### 42", "42", 1.0),
+            sample("the answer is 42", "42", 0.0),  # flexible match only
+            sample("#### 7", "8", 0.0),
+        ],
+    )
     c = count_file(p)
     assert (c.step, c.correct, c.total, c.flexible_correct) == (0, 1, 3, 2)
 
@@ -87,8 +90,19 @@ def test_the_real_compressed_smollm2_dump():
 
     from suite.telemetry.validation import first_and_last
 
-    d = (Path(__file__).resolve().parents[1] / "baselines" / "evidence" / "2026-11-28-h200x2" / "host-a" / "h100"
-         / "smollm2-135m-instruct" / "h100x1" / "fsdp" / "full-off_none-tp1-rb32" / "validation")
+    d = (
+        Path(__file__).resolve().parents[1]
+        / "baselines"
+        / "evidence"
+        / "2026-11-28-h200x2"
+        / "host-a"
+        / "h100"
+        / "smollm2-135m-instruct"
+        / "h100x1"
+        / "fsdp"
+        / "full-off_none-tp1-rb32"
+        / "validation"
+    )
     first, last = first_and_last(d)
     assert first == last and (first.step, first.correct, first.total) == (0, 0, 256)
     assert first.flexible_correct == 2

@@ -78,7 +78,9 @@ def load_gsm8k(source: str = DATA_SOURCE) -> dict[str, list[dict]]:
             "pass a local copy with --source DIR, or use --offline for a generated GSM8K-style set",
             field="source",
         ) from exc
-    return {split: [{"question": r["question"], "answer": r["answer"]} for r in ds[split]] for split in ("train", "test")}
+    return {
+        split: [{"question": r["question"], "answer": r["answer"]} for r in ds[split]] for split in ("train", "test")
+    }
 
 
 def _read_records(path: Path) -> list[dict]:

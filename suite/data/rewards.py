@@ -11,8 +11,9 @@ from typing import Any
 GSM8K_SOURCES = ("openai/gsm8k",)
 
 
-def gsm8k_format(data_source: str, solution_str: str, ground_truth: str, extra_info: Any = None,
-                 format_score: float = 0.1, **_: Any) -> dict[str, float]:
+def gsm8k_format(
+    data_source: str, solution_str: str, ground_truth: str, extra_info: Any = None, format_score: float = 0.1, **_: Any
+) -> dict[str, float]:
     """verl's strict GSM8K score plus `format_score` for a well-formed but wrong `#### <number>` answer.
 
     A small instruct model that never answers right under the strict scorer (SmolLM2-135M: 0 of 256 on

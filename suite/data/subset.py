@@ -31,8 +31,10 @@ def write_subset(dest: str | Path, spec: Subset) -> Path:
 
     src, out = Path(spec["source"]), Path(dest)
     if not src.is_file():
-        raise InputError(f"dataset file not found: {src} (build it with `grpo-suite data gsm8k` or pass "
-                         "--data-root)", field="data.train_files")
+        raise InputError(
+            f"dataset file not found: {src} (build it with `grpo-suite data gsm8k` or pass --data-root)",
+            field="data.train_files",
+        )
     table = pq.read_table(src)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -91,8 +91,20 @@ ARCHS: dict[str, Arch] = {
         _qwen("qwen2.5-32b", "Qwen/Qwen2.5-32B-Instruct", 5120, 27648, 64, 40, 8, False),
         _qwen("qwen2.5-72b", "Qwen/Qwen2.5-72B-Instruct", 8192, 29568, 80, 64, 8, False),
         Arch(
-            "smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct", "llama", 576, 1536, 30, 9, 3, 49152, 8192, True,
-            rope_theta=100000.0, rms_norm_eps=1e-5, attention_bias=False,
+            "smollm2-135m",
+            "HuggingFaceTB/SmolLM2-135M-Instruct",
+            "llama",
+            576,
+            1536,
+            30,
+            9,
+            3,
+            49152,
+            8192,
+            True,
+            rope_theta=100000.0,
+            rms_norm_eps=1e-5,
+            attention_bias=False,
         ),
     )
 }

@@ -74,19 +74,41 @@ def _devices(dev: str) -> list[str]:
     return [dev]
 
 
-def build_synthetic(model: str, out_dir: str | Path | None = None, *, device: str = "auto", seed: int = 0,
-                    workers: int | None = None, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> BuildReport:
+def build_synthetic(
+    model: str,
+    out_dir: str | Path | None = None,
+    *,
+    device: str = "auto",
+    seed: int = 0,
+    workers: int | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> BuildReport:
     """Write a Hugging Face checkpoint with the exact architecture of `model` and random bf16 weights.
 
     Weights are made directly in bf16 (no fp32 detour), shard by shard, on every visible GPU (or the CPU) by
     parallel workers, without ever holding the whole model (suite/models/weights.py); the directory appears
     atomically (built under a temporary name, then renamed)."""
-    return write_synthetic(synthetic_arch(model), Path(out_dir or model_path(model)), model=model, device=device,
-                           seed=seed, workers=workers, max_shard_bytes=max_shard_bytes)
+    return write_synthetic(
+        synthetic_arch(model),
+        Path(out_dir or model_path(model)),
+        model=model,
+        device=device,
+        seed=seed,
+        workers=workers,
+        max_shard_bytes=max_shard_bytes,
+    )
 
 
-def write_synthetic(arch: Arch, out: Path, *, model: str, device: str = "auto", seed: int = 0,
-                    workers: int | None = None, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> BuildReport:
+def write_synthetic(
+    arch: Arch,
+    out: Path,
+    *,
+    model: str,
+    device: str = "auto",
+    seed: int = 0,
+    workers: int | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> BuildReport:
     import torch
     from transformers import AutoConfig, GenerationConfig
 
@@ -99,12 +121,20 @@ def write_synthetic(arch: Arch, out: Path, *, model: str, device: str = "auto", 
     config = AutoConfig.for_model(**arch.hf_config())
     config.dtype = torch.bfloat16
     config.save_pretrained(tmp)
-    GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=[151645, 151643],
-                     pad_token_id=151643).save_pretrained(tmp)
+    GenerationConfig(
+        bos_token_id=config.bos_token_id, eos_token_id=[151645, 151643], pad_token_id=151643
+    ).save_pretrained(tmp)
     specs = weights.tensor_specs(config)
     try:
-        files = weights.write_shards(specs, tmp, seed=seed, std=float(config.initializer_range), devices=devices,
-                                     workers=workers, max_shard_bytes=max_shard_bytes)
+        files = weights.write_shards(
+            specs,
+            tmp,
+            seed=seed,
+            std=float(config.initializer_range),
+            devices=devices,
+            workers=workers,
+            max_shard_bytes=max_shard_bytes,
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # tens of GB for a 32B model: never leave them behind
         raise
@@ -114,9 +144,18 @@ def write_synthetic(arch: Arch, out: Path, *, model: str, device: str = "auto", 
             shutil.copy2(f, tmp / f.name)
     seconds = time.perf_counter() - t0
     report = BuildReport(str(out), arch.key, n_params, round(seconds, 2), ",".join(devices))
-    (tmp / MARKER).write_text(json.dumps({"model": model, "seed": seed, "files": len(files),
-                                          "workers": workers or weights.default_workers(devices),
-                                          **report.__dict__}, indent=2))
+    (tmp / MARKER).write_text(
+        json.dumps(
+            {
+                "model": model,
+                "seed": seed,
+                "files": len(files),
+                "workers": workers or weights.default_workers(devices),
+                **report.__dict__,
+            },
+            indent=2,
+        )
+    )
     if out.exists():
         shutil.rmtree(out)
     tmp.replace(out)

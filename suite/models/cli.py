@@ -15,8 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", help="output directory (default: the cache path plan/run use)")
     b.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--workers", type=int, default=None,
-                   help="shards generated and written at once (default: 2 per GPU, 2 on CPU)")
+    b.add_argument(
+        "--workers", type=int, default=None, help="shards generated and written at once (default: 2 per GPU, 2 on CPU)"
+    )
     b.set_defaults(func=_build)
 
     t = msub.add_parser("tokenizer", help="build the offline Qwen2.5 tokenizer into the cache")

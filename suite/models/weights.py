@@ -65,8 +65,7 @@ def tensor_specs(config: Any) -> list[TensorSpec]:
     return specs
 
 
-def plan_shards(specs: Sequence[TensorSpec], max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
-                ) -> list[list[TensorSpec]]:
+def plan_shards(specs: Sequence[TensorSpec], max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> list[list[TensorSpec]]:
     """Consecutive groups of at most `max_shard_bytes` (a larger tensor gets a shard of its own)."""
     if max_shard_bytes <= 0:
         raise ValueError("max_shard_bytes must be > 0")
@@ -88,8 +87,10 @@ def shard_file_names(n: int) -> list[str]:
 
 
 def index_json(shards: Sequence[Sequence[TensorSpec]], names: Sequence[str]) -> dict[str, Any]:
-    return {"metadata": {"total_size": sum(s.nbytes for shard in shards for s in shard)},
-            "weight_map": {s.name: f for shard, f in zip(shards, names, strict=True) for s in shard}}
+    return {
+        "metadata": {"total_size": sum(s.nbytes for shard in shards for s in shard)},
+        "weight_map": {s.name: f for shard, f in zip(shards, names, strict=True) for s in shard},
+    }
 
 
 def tensor_seed(seed: int, name: str) -> int:
@@ -109,8 +110,16 @@ def make_tensor(spec: TensorSpec, *, seed: int, std: float, device: str) -> Any:
     return t.cpu() if t.device.type != "cpu" else t
 
 
-def write_shards(specs: Sequence[TensorSpec], out: Path, *, seed: int, std: float, devices: Sequence[str],
-                 workers: int | None = None, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> list[str]:
+def write_shards(
+    specs: Sequence[TensorSpec],
+    out: Path,
+    *,
+    seed: int,
+    std: float,
+    devices: Sequence[str],
+    workers: int | None = None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> list[str]:
     """Write the safetensors files (and the index when there are several); returns the file names."""
     from safetensors.torch import save_file
 

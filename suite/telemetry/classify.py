@@ -88,8 +88,8 @@ KNOWN_CRASHES: tuple[KnownCrash, ...] = (
         error=re.compile(r"'str' object is not callable"),
         context=re.compile(r"\brebuild_ipc\b|bucketed_weight_transfer"),
         explanation="verl weight-transfer socket collision: another verl job on this host used "
-                    "/tmp/rl-colocate-zmq-<ray job id>-replica-*-rank-*.sock; run cells with a private /tmp "
-                    "(grpo-suite run does this by default)",
+        "/tmp/rl-colocate-zmq-<ray job id>-replica-*-rank-*.sock; run cells with a private /tmp "
+        "(grpo-suite run does this by default)",
         where="rebuild_ipc",
     ),
 )
@@ -144,7 +144,7 @@ def known_crash(lines: list[str]) -> tuple[KnownCrash, str] | None:
     """(cause, its cleaned error line) of the first known crash in the log, else None."""
     for cause in KNOWN_CRASHES:
         for i, raw in enumerate(lines):
-            if cause.error.search(raw) and any(cause.context.search(x) for x in lines[max(0, i - cause.window): i]):
+            if cause.error.search(raw) and any(cause.context.search(x) for x in lines[max(0, i - cause.window) : i]):
                 return cause, clean(raw)
     return None
 

@@ -127,6 +127,11 @@ class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
 
     def _summary(self, duration_s: float) -> HostMemorySamples:
         return HostMemorySamples(
-            peak_tree_gib=round(self._peak_tree / GIB, 3), peak_system_gib=round(self._peak_system / GIB, 3),
-            total_gib=round(self._total / GIB, 3), samples=self._samples, duration_s=duration_s,
-            errors=self._errors, cpu_s=self._cpu_s)
+            peak_tree_gib=round(self._peak_tree / GIB, 3),
+            peak_system_gib=round(self._peak_system / GIB, 3),
+            total_gib=round(self._total / GIB, 3),
+            samples=self._samples,
+            duration_s=duration_s,
+            errors=self._errors,
+            cpu_s=self._cpu_s,
+        )

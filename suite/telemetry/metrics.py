@@ -25,8 +25,7 @@ MFU_KEYS = ("perf/mfu/actor", "actor/mfu")
 ALLOCATED_KEYS = ("actor/perf/max_memory_allocated_gb", "perf/max_memory_allocated_gb")
 RESERVED_KEYS = ("actor/perf/max_memory_reserved_gb", "perf/max_memory_reserved_gb")
 VAL_PREFIXES = ("val-core/", "val-aux/")
-_KNOWN = {THROUGHPUT, TIME_PER_STEP, TOTAL_TOKENS, RESPONSE_LENGTH,
-          *MFU_KEYS, *ALLOCATED_KEYS, *RESERVED_KEYS}
+_KNOWN = {THROUGHPUT, TIME_PER_STEP, TOTAL_TOKENS, RESPONSE_LENGTH, *MFU_KEYS, *ALLOCATED_KEYS, *RESERVED_KEYS}
 # verl 0.7+: acc/mean@N; before: reward/mean@N (per data source).
 ACC_SUFFIXES = ("/acc/mean@1", "/reward/mean@1")
 
@@ -69,7 +68,7 @@ def val_accuracies(data: dict) -> dict[str, float]:
     for suffix in ACC_SUFFIXES:
         for k, v in data.items():
             if k.startswith("val-core/") and k.endswith(suffix):
-                src = data_source_key(k[len("val-core/"): -len(suffix)])
+                src = data_source_key(k[len("val-core/") : -len(suffix)])
                 num = _num(v)
                 if num is not None and src not in out:
                     out[src] = num
@@ -83,11 +82,19 @@ def step_from_data(step: int, data: dict) -> Step | None:
     if throughput is None or time_per_step is None:
         return None
     response = _num(data.get(RESPONSE_LENGTH))
-    timing = {k[len(TIMING_PREFIX):]: f for k, v in data.items()
-              if k.startswith(TIMING_PREFIX) and (f := _num(v)) is not None}
-    extra = {k: f for k, v in data.items()
-             if k not in _KNOWN and not k.startswith(TIMING_PREFIX) and not k.startswith(VAL_PREFIXES)
-             and (f := _num(v)) is not None}
+    timing = {
+        k[len(TIMING_PREFIX) :]: f
+        for k, v in data.items()
+        if k.startswith(TIMING_PREFIX) and (f := _num(v)) is not None
+    }
+    extra = {
+        k: f
+        for k, v in data.items()
+        if k not in _KNOWN
+        and not k.startswith(TIMING_PREFIX)
+        and not k.startswith(VAL_PREFIXES)
+        and (f := _num(v)) is not None
+    }
     return Step(
         step=step,
         throughput=throughput,

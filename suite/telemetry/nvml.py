@@ -80,8 +80,13 @@ def gpu_info(nvml: Any | None, indices: Sequence[int] | None) -> GpuInfo | None:
             cuda = None
     except Exception:
         return None
-    return GpuInfo(name=names[0] if names else None, count=len(idx), driver=driver, cuda=cuda,
-                   total_gib=[round(t, 2) for t in totals])
+    return GpuInfo(
+        name=names[0] if names else None,
+        count=len(idx),
+        driver=driver,
+        cuda=cuda,
+        total_gib=[round(t, 2) for t in totals],
+    )
 
 
 @dataclass(frozen=True)
@@ -108,9 +113,16 @@ def busy_gpus(uses: Sequence[GpuUse], max_used_gib: float) -> list[GpuUse]:
     return [u for u in uses if u.processes > 0 or u.used_gib > max_used_gib]
 
 
-def wait_gpus_free(nvml: Any | None, indices: Sequence[int], *, max_used_gib: float = 1.0,
-                   timeout_s: float = 120.0, poll_s: float = 1.0,
-                   sleep: Any = time.sleep, clock: Any = time.monotonic) -> str | None:
+def wait_gpus_free(
+    nvml: Any | None,
+    indices: Sequence[int],
+    *,
+    max_used_gib: float = 1.0,
+    timeout_s: float = 120.0,
+    poll_s: float = 1.0,
+    sleep: Any = time.sleep,
+    clock: Any = time.monotonic,
+) -> str | None:
     """Wait until no compute process runs and memory use is below `max_used_gib` on every GPU.
     Returns None when free (or when there is no NVML to ask), else a message naming the busy GPUs."""
     if nvml is None or not indices:
@@ -121,10 +133,13 @@ def wait_gpus_free(nvml: Any | None, indices: Sequence[int], *, max_used_gib: fl
         if not busy:
             return None
         if clock() >= deadline:
-            detail = ", ".join(f"GPU {u.index}: {u.used_gib:.1f} GiB used, {u.processes} compute process(es)"
-                               for u in busy)
-            return (f"GPUs not free after waiting {timeout_s:.0f} s ({detail}); "
-                    f"threshold {max_used_gib} GiB and no compute processes")
+            detail = ", ".join(
+                f"GPU {u.index}: {u.used_gib:.1f} GiB used, {u.processes} compute process(es)" for u in busy
+            )
+            return (
+                f"GPUs not free after waiting {timeout_s:.0f} s ({detail}); "
+                f"threshold {max_used_gib} GiB and no compute processes"
+            )
         sleep(poll_s)
 
 
@@ -185,5 +200,11 @@ class MemorySampler(PeriodicSampler[MemorySamples]):
         self._samples += 1
 
     def _summary(self, duration_s: float) -> MemorySamples:
-        return MemorySamples(indices=self.indices, peak_gib=[round(p, 3) for p in self._peak],
-                             samples=self._samples, duration_s=duration_s, errors=self._errors, cpu_s=self._cpu_s)
+        return MemorySamples(
+            indices=self.indices,
+            peak_gib=[round(p, 3) for p in self._peak],
+            samples=self._samples,
+            duration_s=duration_s,
+            errors=self._errors,
+            cpu_s=self._cpu_s,
+        )

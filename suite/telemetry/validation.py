@@ -30,8 +30,9 @@ class Counts:
     path: str
 
     def accuracy(self) -> Accuracy:
-        return Accuracy(correct=self.correct, total=self.total,
-                        flexible_correct=self.flexible_correct, source=self.path)
+        return Accuracy(
+            correct=self.correct, total=self.total, flexible_correct=self.flexible_correct, source=self.path
+        )
 
 
 def flexible_answer(text: str) -> str | None:
@@ -76,8 +77,13 @@ def count_file(path: Path) -> Counts | None:
                 flexible_known = False
     if total == 0:
         return None
-    return Counts(step=_step(path), correct=correct, total=total,
-                  flexible_correct=flexible if flexible_known else None, path=str(path))
+    return Counts(
+        step=_step(path),
+        correct=correct,
+        total=total,
+        flexible_correct=flexible if flexible_known else None,
+        path=str(path),
+    )
 
 
 _DUMP_NAME = re.compile(r"^(\d+)\.jsonl(?:\.xz)?$")

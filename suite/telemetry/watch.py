@@ -16,8 +16,7 @@ from suite.telemetry.metrics import TIME_PER_STEP, parse_line
 
 
 class MetricsWatcher:
-    def __init__(self, path: str | Path, on_step: Callable[[int], None] | None = None,
-                 poll_s: float = 0.5) -> None:
+    def __init__(self, path: str | Path, on_step: Callable[[int], None] | None = None, poll_s: float = 0.5) -> None:
         self.path = Path(path)
         self._on_step = on_step
         self._poll_s = poll_s

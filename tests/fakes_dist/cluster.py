@@ -94,16 +94,30 @@ class LocalRayCluster:
         self.temp_dir = tempfile.mkdtemp(prefix="gsr-", dir="/tmp")
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         common = ["--node-ip-address=127.0.0.1", "--disable-usage-stats", f"--temp-dir={self.temp_dir}"]
-        self._ray("--head", f"--port={self.gcs_port}", f"--num-cpus={self.num_cpus_head}", "--num-gpus=0",
-                  "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
-                  f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-                  *common)
+        self._ray(
+            "--head",
+            f"--port={self.gcs_port}",
+            f"--num-cpus={self.num_cpus_head}",
+            "--num-gpus=0",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            *common,
+        )
         # Its own temp root: two nodes sharing one would each stream the other's worker logs (duplicates).
         worker_tmp = tempfile.mkdtemp(prefix="gsw-", dir="/tmp")
         self.extra_dirs.append(worker_tmp)
-        self._ray(f"--address={self.gcs_address}", f"--num-cpus={self.num_cpus_worker}", "--num-gpus=0",
-                  f"--dashboard-agent-listen-port={free_port()}", "--node-ip-address=127.0.0.1",
-                  "--disable-usage-stats", f"--temp-dir={worker_tmp}")
+        self._ray(
+            f"--address={self.gcs_address}",
+            f"--num-cpus={self.num_cpus_worker}",
+            "--num-gpus=0",
+            f"--dashboard-agent-listen-port={free_port()}",
+            "--node-ip-address=127.0.0.1",
+            "--disable-usage-stats",
+            f"--temp-dir={worker_tmp}",
+        )
         self.wait_ready()
         return self
 
@@ -118,9 +132,17 @@ class LocalRayCluster:
                 client = JobSubmissionClient(self.address)
                 client.list_jobs()
                 probe = subprocess.run(
-                    [sys.executable, "-c", f"import ray; ray.init(address={self.gcs_address!r}); "
-                     "print(sum(n['Alive'] for n in ray.nodes()))"],
-                    env=self._env(), capture_output=True, text=True, timeout=60)
+                    [
+                        sys.executable,
+                        "-c",
+                        f"import ray; ray.init(address={self.gcs_address!r}); "
+                        "print(sum(n['Alive'] for n in ray.nodes()))",
+                    ],
+                    env=self._env(),
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
                 if probe.stdout.strip().splitlines()[-1:] == ["2"]:
                     return
                 last = RuntimeError(probe.stdout + probe.stderr)

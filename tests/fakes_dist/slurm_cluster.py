@@ -54,24 +54,41 @@ class LocalSlurm:
         for d in ("state", "spool", "log"):
             (r / d).mkdir(parents=True, exist_ok=True)
         cpus = os.cpu_count() or 1
-        self.conf.write_text("\n".join([
-            "ClusterName=gstest",
-            f"SlurmctldHost={host}(127.0.0.1)",
-            "SlurmUser=root", "SlurmdUser=root",
-            "AuthType=auth/munge", f"AuthInfo=socket={r}/munge.sock", "CredType=cred/munge",
-            f"StateSaveLocation={r}/state", f"SlurmdSpoolDir={r}/spool",
-            f"SlurmctldPidFile={r}/slurmctld.pid", f"SlurmdPidFile={r}/slurmd.pid",
-            f"SlurmctldPort={free_port()}", f"SlurmdPort={free_port()}",
-            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "MpiDefault=none",
-            "ReturnToService=2", "SchedulerType=sched/builtin",
-            "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core",
-            "JobAcctGatherType=jobacct_gather/none", "AccountingStorageType=accounting_storage/none",
-            f"SlurmctldLogFile={r}/log/slurmctld.log", f"SlurmdLogFile={r}/log/slurmd.log",
-            "MinJobAge=600", "KillWait=10",
-            f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN",
-            f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES",
-            "",
-        ]))
+        self.conf.write_text(
+            "\n".join(
+                [
+                    "ClusterName=gstest",
+                    f"SlurmctldHost={host}(127.0.0.1)",
+                    "SlurmUser=root",
+                    "SlurmdUser=root",
+                    "AuthType=auth/munge",
+                    f"AuthInfo=socket={r}/munge.sock",
+                    "CredType=cred/munge",
+                    f"StateSaveLocation={r}/state",
+                    f"SlurmdSpoolDir={r}/spool",
+                    f"SlurmctldPidFile={r}/slurmctld.pid",
+                    f"SlurmdPidFile={r}/slurmd.pid",
+                    f"SlurmctldPort={free_port()}",
+                    f"SlurmdPort={free_port()}",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "MpiDefault=none",
+                    "ReturnToService=2",
+                    "SchedulerType=sched/builtin",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_Core",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "AccountingStorageType=accounting_storage/none",
+                    f"SlurmctldLogFile={r}/log/slurmctld.log",
+                    f"SlurmdLogFile={r}/log/slurmd.log",
+                    "MinJobAge=600",
+                    "KillWait=10",
+                    f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN",
+                    f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES",
+                    "",
+                ]
+            )
+        )
 
     def start(self) -> LocalSlurm:
         self.write_conf()
@@ -79,9 +96,19 @@ class LocalSlurm:
         key = r / "munge.key"
         shutil.copy("/etc/munge/munge.key", key)
         key.chmod(0o600)
-        subprocess.run(["munged", "--force", f"--key-file={key}", f"--socket={r}/munge.sock",
-                        f"--pid-file={r}/munged.pid", f"--log-file={r}/log/munged.log",
-                        f"--seed-file={r}/munge.seed"], check=True, timeout=30)
+        subprocess.run(
+            [
+                "munged",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={r}/munge.sock",
+                f"--pid-file={r}/munged.pid",
+                f"--log-file={r}/log/munged.log",
+                f"--seed-file={r}/munge.seed",
+            ],
+            check=True,
+            timeout=30,
+        )
         self.pids["munged"] = self._pid("munged")
         subprocess.run(["slurmctld", "-i"], env=self.env(), check=True, timeout=30)
         self.pids["slurmctld"] = self._pid("slurmctld")
