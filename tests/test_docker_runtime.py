@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -342,6 +343,9 @@ def test_real_engine_runs_the_incell_entry_point(tmp_path: Path) -> None:
     image = os.environ.get("GRPO_SUITE_TEST_IMAGE")
     if not image or dk.image_id(image) is None:
         pytest.skip("set GRPO_SUITE_TEST_IMAGE to a locally built grpo-suite image")
+    if shutil.which("nvidia-smi") is None:
+        # the runtime always asks for the GPUs (--gpus); an engine without the NVIDIA runtime refuses that
+        pytest.skip("no NVIDIA GPU here: the docker runtime's --gpus needs the NVIDIA container runtime")
     cell = make_cell(tmp_path, status="ok", argv=["python3", "-c", "print('hello from the cell')"], env={})
     rt = make_runtime("docker", image=image)
     res = rt.run_cell(cell, tmp_path / "out" / "c1", timeout_s=120)
