@@ -194,8 +194,15 @@ def cell_inputs(
     return out
 
 
-def cell_env(cell_dir: Path) -> dict[str, str]:
-    return {LOGGER_ENV: str(cell_dir / "metrics.jsonl")}
+LORA_SYNC_LOG_ENV = "VERL_LOGGING_LEVEL"
+
+
+def cell_env(cell_dir: Path, *, lora: bool = False) -> dict[str, str]:
+    env = {LOGGER_ENV: str(cell_dir / "metrics.jsonl")}
+    if lora:
+        # verl logs each LoRA adapter sync to vLLM only at INFO: the sentinel's evidence that the adapter arrived
+        env[LORA_SYNC_LOG_ENV] = "INFO"
+    return env
 
 
 def as_overrides(o: dict[str, Any]) -> tuple[Override, ...]:

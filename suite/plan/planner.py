@@ -69,7 +69,7 @@ def plan_matrix(
                 status="invalid" if reason else "ok",
                 reason=reason,
                 overrides=as_overrides(overrides),
-                env=cell_env(cell_dir),
+                env=cell_env(cell_dir, lora=bool(readable.get("lora_rank"))),
                 inputs=dict(cell_inputs(matrix, readable, prof, cell_dir=cell_dir, data_root=data_root)),
                 warmup_steps=prof.warmup_steps,
                 total_steps=prof.total_steps,
