@@ -113,7 +113,8 @@ def test_cell_command_points_into_its_dir(tmp_path: Path) -> None:
     )
     d = argv_dict(c.argv)
     cell_dir = tmp_path.resolve() / c.full_id
-    assert c.env == {"VERL_FILE_LOGGER_PATH": str(cell_dir / "metrics.jsonl")}
+    # a LoRA cell also asks for verl's INFO logs (its adapter-sync line: tests/test_lora_sync_log.py)
+    assert c.env == {"VERL_FILE_LOGGER_PATH": str(cell_dir / "metrics.jsonl"), "VERL_LOGGING_LEVEL": "INFO"}
     assert d["+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH"] == str(cell_dir / "metrics.jsonl")
     assert d["trainer.validation_data_dir"] == str(cell_dir / "validation")
     assert d["trainer.default_local_dir"] == str(cell_dir / "ckpt")
