@@ -120,6 +120,18 @@ def test_every_milestone_has_a_phase_label():
 
 
 H200 = Path(__file__).parent / "fixtures" / "h200-2026-11-28"
+# the milestones a real log reaches up to `fit`, in the order they occur
+TO_FIT = [
+    "imports_done",
+    "ray_started",
+    "data_loaded",
+    "actor_initialized",
+    "vllm_weights_loaded",
+    "vllm_compiled",
+    "vllm_graphs_captured",
+    "vllm_engine_ready",
+    "ready_to_fit",
+]
 
 
 def test_real_log_with_vllm_at_info_reaches_every_startup_milestone():
@@ -127,17 +139,7 @@ def test_real_log_with_vllm_at_info_reaches_every_startup_milestone():
     kwargs = next(x for x in lines if "ray init kwargs" in x)
     # the shell had the suite's values, so verl 0.9.1 left out its own WARN / cache-off defaults
     assert "'VLLM_LOGGING_LEVEL'" not in kwargs and "'VLLM_DISABLE_COMPILE_CACHE'" not in kwargs
-    assert milestones_in(lines) == [
-        "imports_done",
-        "ray_started",
-        "data_loaded",
-        "actor_initialized",
-        "vllm_weights_loaded",
-        "vllm_compiled",
-        "vllm_graphs_captured",
-        "vllm_engine_ready",
-        "ready_to_fit",
-    ]
+    assert milestones_in(lines) == TO_FIT
 
 
 def test_log_watcher_times_the_real_vllm_lines_in_order(tmp_path):
@@ -150,17 +152,7 @@ def test_log_watcher_times_the_real_vllm_lines_in_order(tmp_path):
             fh.flush()
             time.sleep(0.02)
     seen = w.stop()
-    order = [
-        "imports_done",
-        "ray_started",
-        "data_loaded",
-        "actor_initialized",
-        "vllm_weights_loaded",
-        "vllm_compiled",
-        "vllm_graphs_captured",
-        "vllm_engine_ready",
-        "ready_to_fit",
-    ]
+    order = TO_FIT
     assert list(seen) == order
     assert [seen[k] for k in order] == sorted(seen[k] for k in order)
 
@@ -170,17 +162,7 @@ MEG = Path(__file__).parent / "fixtures" / "h200-2026-11-28-megatron"
 
 def test_real_megatron_log_reaches_every_startup_milestone_and_shows_a_compile_cache_hit():
     lines = (MEG / "log-startup-megatron-full-off_none-tp1-rb16.txt").read_text(encoding="utf-8").splitlines()
-    assert milestones_in(lines) == [
-        "imports_done",
-        "ray_started",
-        "data_loaded",
-        "actor_initialized",
-        "vllm_weights_loaded",
-        "vllm_compiled",
-        "vllm_graphs_captured",
-        "vllm_engine_ready",
-        "ready_to_fit",
-    ]
+    assert milestones_in(lines) == TO_FIT
     # the second cell of this vLLM shape on the host loaded its compiled graphs from the suite's cache
     assert any("Directly load the compiled graph(s)" in x for x in lines)
     took = [x for x in lines if "torch.compile took" in x]

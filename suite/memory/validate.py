@@ -97,7 +97,7 @@ class Summary:
 def find_results(paths: Iterable[str | Path]) -> list[tuple[str, Result]]:
     """Results under the given files/directories, sorted by path: result JSON files and the runs of baseline
     files (a baseline store works as is); other JSON files and a store's evidence folder are skipped."""
-    from suite.gate.store import in_evidence, read_results_file
+    from suite.results.collect import in_evidence, read_results_file
     from suite.results.io import read_result
 
     found: list[tuple[str, Result]] = []
