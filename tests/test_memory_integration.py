@@ -14,7 +14,7 @@ from suite.errors import InputError
 from suite.memory.calibration import DEFAULT_PATH, default_calibration, load_calibration, parse_calibration
 from suite.memory.predict import annotate_cells, predict_cell, predict_settings
 from suite.memory.settings import overrides_from_argv, settings_from_argv
-from suite.memory.validate import markdown, summarize, validate_results
+from suite.memory.validate import MemoryRow, markdown, summarize, validate_results
 from suite.plan.cell import Cell
 from suite.plan.hydra import parse_value
 from suite.results.schema import Provenance, Result
@@ -141,6 +141,7 @@ def test_validation_rows_summary_and_markdown():
     md = markdown(rows, s)
     assert "| cell | status | measured GiB |" in md and "OOM missed" in md and "not met" in md
     assert summarize([r for r in rows if r is not oom]).goal_met
+    assert all(isinstance(r, MemoryRow) for r in rows)
 
 
 def test_validate_cli_on_result_files(tmp_path, capsys):
@@ -156,6 +157,28 @@ def test_validate_cli_on_result_files(tmp_path, capsys):
     assert out["summary"]["measured"] == 1 and out["summary"]["goal_met"] is True
     assert isinstance(out["suggested_runtime_gib"], float)
     assert main(["memory", "validate", str(tmp_path / "missing")]) == 2
+
+
+def test_validate_cli_skips_an_unreadable_file_in_a_folder_and_says_so(tmp_path, capsys):
+    """A file found in a folder that does not read (a cut-off result) is left out, with a warning on stderr
+    naming it and why; the same file named on the command line is an input error (exit 2)."""
+    from suite.cli import main
+
+    r = _result("ok", 28.6, ["python3", "-m", "verl.trainer.main_ppo", f"{AR}.model.lora_rank=8",
+                             f"{AR}.rollout.gpu_memory_utilization=0.3"])  # fmt: skip
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / "result.json").write_text(r.to_json())
+    cut = tmp_path / "cut" / "result.json"
+    cut.parent.mkdir()
+    cut.write_text(r.to_json()[:200])
+    assert main(["memory", "validate", str(tmp_path), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert [row["source"] for row in out["rows"]] == [str(tmp_path / "good" / "result.json")]
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: skipped")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: skipped {cut}: truncated JSON")
+    assert main(["memory", "validate", str(cut)]) == 2
+    assert f"{cut}: truncated JSON" in capsys.readouterr().err
 
 
 def test_calibration_file_is_complete_and_strict(tmp_path):

@@ -96,6 +96,53 @@ def test_contradicting_fields_are_refused_by_every_stage_naming_them(tmp_path, c
         assert f"{path}: fields contradict each other" in err and named in err, argv
 
 
+def _folder_with_a_cut_off_result(tmp_path: Path, run: Result) -> tuple[Path, Path, Path]:
+    good = tmp_path / "in" / "a" / "result.json"
+    cut = tmp_path / "in" / "b" / "result.json"
+    for path in (good, cut):
+        path.parent.mkdir(parents=True)
+    good.write_text(run.to_json())
+    cut.write_text(run.to_json()[:200])
+    return tmp_path / "in", good, cut
+
+
+def test_load_results_strict_by_default_names_the_unreadable_file(tmp_path, capsys, run) -> None:
+    folder, _, cut = _folder_with_a_cut_off_result(tmp_path, run)
+    for kwargs in ({}, {"on_error": "raise"}):
+        with pytest.raises(InputError, match="bad result input") as exc:
+            load_results([folder], **kwargs)
+        assert f"{cut}: truncated JSON" in str(exc.value)
+    assert capsys.readouterr().err == ""
+
+
+def test_load_results_skip_returns_the_rest_and_warns_naming_each_skipped_file(tmp_path, capsys, run) -> None:
+    folder, good, cut = _folder_with_a_cut_off_result(tmp_path, run)
+    bad = folder / "c" / "result.json"
+    bad.parent.mkdir()
+    bad.write_text(json.dumps({"plan": "not a result"}))  # result.json must hold a result
+    assert load_results([folder], on_error="skip") == [(good, run)]
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2
+    assert err[0].startswith(f"warning: skipped {cut}: truncated JSON")
+    assert err[1] == f"warning: skipped {bad}: neither a result (no 'schema'/'id')"
+    # other JSON in a folder is not an error under either policy: left out without a warning
+    (folder / "plan.json").write_text(json.dumps({"cells": []}))
+    bad.unlink()
+    assert load_results([folder], on_error="skip") == [(good, run)]
+    assert capsys.readouterr().err.count("warning: skipped") == 1
+
+
+def test_load_results_skip_still_refuses_a_named_path(tmp_path, run) -> None:
+    _, good, cut = _folder_with_a_cut_off_result(tmp_path, run)
+    with pytest.raises(InputError, match="truncated JSON") as exc:
+        load_results([good, cut], on_error="skip")
+    assert str(cut) in str(exc.value)
+    with pytest.raises(InputError, match="no such file or directory"):
+        load_results([tmp_path / "missing"], on_error="skip")
+    with pytest.raises(ValueError, match="on_error must be one of raise, skip"):
+        load_results([good], on_error="ignore")  # type: ignore[arg-type]
+
+
 def test_the_writer_refuses_what_the_reader_refuses(tmp_path, run) -> None:
     bad = run.model_copy(update={"n_gpus": 4})
     target = tmp_path / "result.json"

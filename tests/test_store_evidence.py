@@ -10,7 +10,6 @@ from gate_data import base_results, write_baseline
 
 from suite.cli import main
 from suite.gate.store import in_evidence, list_baselines
-from suite.memory.validate import find_results
 from suite.report.load import load_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,10 +49,13 @@ def test_baseline_list_and_report_over_a_store_with_evidence(tmp_path, capsys):
     assert len(load_results([store / "evidence" / "session" / "h100" / "cell" / "result.json"])) == 1
 
 
-def test_memory_validate_reads_baseline_files_and_skips_evidence(tmp_path):
+def test_memory_validate_reads_baseline_files_and_skips_evidence(tmp_path, capsys):
     store = make_store(tmp_path)
-    found = find_results([store])
-    assert len(found) == len(base_results()[0]) and all("evidence" not in src for src, _ in found)
+    main(["memory", "validate", str(store), "--format", "json"])
+    captured = capsys.readouterr()
+    sources = [row["source"] for row in json.loads(captured.out)["rows"]]
+    assert len(sources) == len(base_results()[0]) and all("evidence" not in src for src in sources)
+    assert "warning" not in captured.err  # the evidence folder is left out, not skipped as unreadable
 
 
 def test_the_committed_store_has_evidence_and_reads_cleanly(tmp_path):

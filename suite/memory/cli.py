@@ -145,10 +145,14 @@ def run_validate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from suite.errors import EXIT_OK, EXIT_REGRESSION, InputError
-    from suite.memory.validate import find_results, markdown, suggest_runtime_gib, summarize, validate_results
+    from suite.memory.validate import markdown, suggest_runtime_gib, summarize, validate_results
+    from suite.results.collect import load_results
 
     cal = _calibration(args.calibration)
-    found = find_results(args.results)
+    # result files and the runs of baseline files, a store's evidence folder left out; a file in a folder that
+    # does not read is skipped with a warning on stderr (a named path must read)
+    collected = load_results(args.results, baselines=True, skip_evidence=True, on_error="skip")
+    found = [(str(p), r) for p, r in collected]
     if not found:
         raise InputError(f"no result JSON files under {' '.join(args.results)}")
     rows = validate_results(found, cal)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from suite.errors import InputError
 from suite.memory.calibration import Calibration, default_calibration
@@ -22,7 +21,7 @@ GOAL_FRACTION = 0.90
 
 
 @dataclass(frozen=True)
-class Row:
+class MemoryRow:
     cell: str  # '<matrix>: <full id>' (model/hardware/backend/axes)
     source: str
     status: str  # the measured run's status (ok, oom, ...)
@@ -94,29 +93,6 @@ class Summary:
         return frac is not None and frac >= GOAL_FRACTION and self.missed_ooms == 0
 
 
-def find_results(paths: Iterable[str | Path]) -> list[tuple[str, Result]]:
-    """Results under the given files/directories, sorted by path: result JSON files and the runs of baseline
-    files (a baseline store works as is); other JSON files and a store's evidence folder are skipped."""
-    from suite.results.collect import in_evidence, read_results_file
-    from suite.results.io import read_result
-
-    found: list[tuple[str, Result]] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            for f in sorted(p.rglob("*.json")):
-                if in_evidence(f, p):
-                    continue
-                try:
-                    found.extend((str(f), r) for r in read_results_file(f, in_folder=True) or ())
-                except InputError:
-                    continue  # unreadable files are skipped here, as before
-        elif p.is_file():
-            found.append((str(p), read_result(p)))
-        else:
-            raise InputError("no such file or directory", source=str(p))
-    return found
-
-
 def _full_id(r: Result) -> str:
     """`<gen> <matrix>: <id>`: a result's id is already the full cell id (model/hardware/backend/axes), but
     matrices with different base settings share cell ids, and one matrix may run on several generations."""
@@ -126,9 +102,9 @@ def _full_id(r: Result) -> str:
     return f"{r.gpu} {r.matrix}: {r.id}"
 
 
-def validate_results(results: Iterable[tuple[str, Result]], calibration: Calibration | None = None) -> list[Row]:
+def validate_results(results: Iterable[tuple[str, Result]], calibration: Calibration | None = None) -> list[MemoryRow]:
     cal = calibration or default_calibration()
-    rows: list[Row] = []
+    rows: list[MemoryRow] = []
     for source, r in results:
         measured = r.peak_memory_worst_gb
         host_measured = r.host_peak_memory_gb
@@ -137,7 +113,7 @@ def validate_results(results: Iterable[tuple[str, Result]], calibration: Calibra
             pred, host = predict(settings, cal), predict_host(settings, cal)
         except InputError as exc:
             rows.append(
-                Row(_full_id(r), source, r.status, measured, None, None, None, note=str(exc),
+                MemoryRow(_full_id(r), source, r.status, measured, None, None, None, note=str(exc),
                     host_measured_gib=host_measured)
             )  # fmt: skip
             continue
@@ -145,13 +121,13 @@ def validate_results(results: Iterable[tuple[str, Result]], calibration: Calibra
         if not r.provenance.argv:
             note = "; ".join(x for x in ("no command recorded: axes over verl defaults", note) if x)
         rows.append(
-            Row(_full_id(r), source, r.status, measured, pred.peak_gib, pred.phase, pred.fits, note,
+            MemoryRow(_full_id(r), source, r.status, measured, pred.peak_gib, pred.phase, pred.fits, note,
                 host_measured_gib=host_measured, host_predicted_gib=host.peak_gib, host_phase=host.phase)
         )  # fmt: skip
     return rows
 
 
-def summarize(rows: list[Row], tolerance: float = GOAL_TOLERANCE) -> Summary:
+def summarize(rows: list[MemoryRow], tolerance: float = GOAL_TOLERANCE) -> Summary:
     scored = [r for r in rows if r.measured]
     errors = [r.error for r in scored if r.error is not None]
     residuals = [r.measured_gib - r.predicted_gib for r in scored if r.measured_gib is not None and r.predicted_gib]
@@ -186,7 +162,7 @@ def _pct(e: float | None) -> str:
     return "-" if e is None else f"{e * 100:+.1f} %"
 
 
-def markdown(rows: list[Row], summary: Summary) -> str:
+def markdown(rows: list[MemoryRow], summary: Summary) -> str:
     head = "| cell | status | measured GiB | predicted GiB | error | predicted phase | predicted fit |"
     head += " host measured GiB | host predicted GiB | host error |"
     lines = [head, "|---|---|---:|---:|---:|---|---|---:|---:|---:|"]
