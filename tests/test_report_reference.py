@@ -13,13 +13,13 @@ from synthetic_results import make_result, matrix
 
 from suite.report.build import write_report
 from suite.report.model import build
-from suite.report.table import Row, flatten_all, with_reference
+from suite.report.table import ReportRow, flatten_all, with_reference
 from suite.results.schema import Result
 
 REF = "lora8-off_none-tp1-rb16"
 
 
-def rows_of(results: list[Result]) -> list[Row]:
+def rows_of(results: list[Result]) -> list[ReportRow]:
     return with_reference(flatten_all((f"r{i}", r) for i, r in enumerate(results)))
 
 

@@ -20,7 +20,7 @@ class PooledAccuracy:
 
 
 @dataclass(frozen=True)
-class Cell:
+class PooledCell:
     id: str
     runs: tuple[Result, ...]
     status: str  # "ok" only when every run is ok; else the first other status
@@ -55,14 +55,14 @@ def _pool_accuracy(runs: Sequence[Result]) -> dict[str, PooledAccuracy]:
     }
 
 
-def pool(runs: Sequence[Result]) -> Cell:
+def pool(runs: Sequence[Result]) -> PooledCell:
     if not runs:
         raise ValueError("a cell needs at least one run")
     bad = next((r for r in runs if r.status != "ok"), None)
     ok_runs = [r for r in runs if r.status == "ok"]
     steps = [s for r in ok_runs for s in r.measured_steps()]
     peaks = [r.peak_memory_worst_gb for r in runs if r.peak_memory_worst_gb is not None]
-    return Cell(
+    return PooledCell(
         id=runs[0].id,
         runs=tuple(runs),
         status=bad.status if bad else "ok",

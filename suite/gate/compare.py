@@ -17,7 +17,7 @@ import numpy as np
 
 from suite.errors import InputError
 from suite.gate import stats
-from suite.gate.cells import Cell, median, pool
+from suite.gate.cells import PooledCell, median, pool
 from suite.gate.config import (
     AccuracyThresholds,
     CellThresholds,
@@ -43,7 +43,7 @@ VERSION_KEYS = ("verl", "vllm", "torch", "ray", "transformers", "megatron-core")
 
 
 @dataclass(frozen=True)
-class Row:
+class Comparison:
     cell: str
     metric: str  # status | throughput | memory | accuracy:<name>
     verdict: Verdict
@@ -74,8 +74,8 @@ class Row:
 
 
 @dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
+class GateReport:
+    rows: list[Comparison] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)  # allowed with --allow-mismatch, shown as a label
     versions: dict[str, list[str]] = field(default_factory=dict)  # "verl 0.9.0 -> 0.9.1" -> "matrix: id"s
     notes: list[str] = field(default_factory=list)
@@ -84,7 +84,7 @@ class Report:
     sentinel_notes: list[str] = field(default_factory=list)  # per LoRA cell: what says the adapter reached vLLM
 
     @property
-    def regressions(self) -> list[Row]:
+    def regressions(self) -> list[Comparison]:
         return [r for r in self.rows if r.regression]
 
     @property
@@ -192,7 +192,7 @@ def tolerances(baseline: Baseline, th: CellThresholds) -> Tolerances:
     return Tolerances(cal.throughput_tolerance, th.memory, f"calibration ({cal.runs} runs)", cal.memory_tolerance_gib)
 
 
-def _window(cell: Cell) -> Window:
+def _window(cell: PooledCell) -> Window:
     return (
         ([t for t in cell.tokens if t is not None], cell.time_per_step)
         if all(t is not None for t in cell.tokens)
@@ -200,7 +200,9 @@ def _window(cell: Cell) -> Window:
     )
 
 
-def _throughput_row(cur: Cell, base: Cell, t: ThroughputThresholds, g: GateSettings, tol: Tolerances) -> Row:
+def _throughput_row(
+    cur: PooledCell, base: PooledCell, t: ThroughputThresholds, g: GateSettings, tol: Tolerances
+) -> Comparison:
     seed = g.seed + zlib.crc32(cur.id.encode())
     out = throughput_outcome(
         cur.throughput,
@@ -222,7 +224,7 @@ def _throughput_row(cur: Cell, base: Cell, t: ThroughputThresholds, g: GateSetti
         f"{'window' if window else 'median step'} throughput; min effect {tol.throughput:.1%} ({tol.source})"
     )
     base_v, cur_v = (base.window, cur.window) if window else (median(base.throughput), median(cur.throughput))
-    return Row(
+    return Comparison(
         cell=cur.id,
         metric="throughput",
         verdict=out.verdict,
@@ -256,13 +258,13 @@ def memory_verdict(
     return "unchanged", tolerance
 
 
-def _memory_row(cur: Cell, base: Cell, tolerances: Tolerances) -> Row | None:
+def _memory_row(cur: PooledCell, base: PooledCell, tolerances: Tolerances) -> Comparison | None:
     if cur.peak_memory_worst_gb is None or base.peak_memory_worst_gb is None:
         return None
     c, b = cur.peak_memory_worst_gb, base.peak_memory_worst_gb
     verdict, tol = memory_verdict(c, b, tolerances.memory, tolerances.memory_gib)
     source = tolerances.source if tolerances.memory_gib is not None else "thresholds"
-    return Row(
+    return Comparison(
         cell=cur.id,
         metric="memory",
         verdict=verdict,
@@ -296,7 +298,9 @@ def accuracy_outcome(
     return verdict, p_less, p_greater, change, "Fisher exact" if small else "z test"
 
 
-def _accuracy_rows(cur: Cell, base: Cell, a: AccuracyThresholds, level: float, notes: list[str]) -> list[Row]:
+def _accuracy_rows(
+    cur: PooledCell, base: PooledCell, a: AccuracyThresholds, level: float, notes: list[str]
+) -> list[Comparison]:
     rows = []
     for name in sorted(set(cur.accuracy) | set(base.accuracy)):
         if name not in cur.accuracy or name not in base.accuracy:
@@ -307,7 +311,7 @@ def _accuracy_rows(cur: Cell, base: Cell, a: AccuracyThresholds, level: float, n
         verdict, p_less, p_greater, change, test = accuracy_outcome(c.correct, c.total, b.correct, b.total, a, level)
         p = p_greater if verdict == "improved" else p_less
         rows.append(
-            Row(
+            Comparison(
                 cell=cur.id,
                 metric=f"accuracy:{name}",
                 verdict=verdict,
@@ -340,7 +344,7 @@ def _mismatches(against: str, runs: Sequence[Result], reference: Result) -> list
     return sorted(set(out))
 
 
-def _versions(cur: Cell, base: Cell, into: dict[str, list[str]]) -> None:
+def _versions(cur: PooledCell, base: PooledCell, into: dict[str, list[str]]) -> None:
     b, c = base.first.provenance, cur.first.provenance
     pairs = [(k, b.versions.get(k), c.versions.get(k)) for k in sorted(set(b.versions) | set(c.versions))]
     pairs.append(("image", b.image_digest or b.image, c.image_digest or c.image))
@@ -349,13 +353,13 @@ def _versions(cur: Cell, base: Cell, into: dict[str, list[str]]) -> None:
             into.setdefault(f"{key} {old or '?'} -> {new or '?'}", []).append(label(cur.first.matrix, cur.id))
 
 
-def _status_rows(cur: Cell, base: Cell | None) -> list[Row]:
+def _status_rows(cur: PooledCell, base: PooledCell | None) -> list[Comparison]:
     if cur.status == "ok" and (base is None or base.status == "ok"):
         return []
     if cur.status != "ok":
         was = base.status if base else "no baseline"
         return [
-            Row(
+            Comparison(
                 cell=cur.id,
                 metric="status",
                 verdict="failed",
@@ -367,10 +371,14 @@ def _status_rows(cur: Cell, base: Cell | None) -> list[Row]:
             )
         ]
     assert base is not None
-    return [Row(cur.id, "status", "improved", False, f"{base.status} -> ok", base.status, "ok", base.reason or "")]
+    return [
+        Comparison(cur.id, "status", "improved", False, f"{base.status} -> ok", base.status, "ok", base.reason or "")
+    ]
 
 
-def _sentinel_row(cur_runs: Sequence[Result], base_runs: Sequence[Result] | None, th: CellThresholds) -> Row | None:
+def _sentinel_row(
+    cur_runs: Sequence[Result], base_runs: Sequence[Result] | None, th: CellThresholds
+) -> Comparison | None:
     out = sentinel_outcome(cur_runs, base_runs, th.sentinel)
     if out is None:
         return None
@@ -380,7 +388,7 @@ def _sentinel_row(cur_runs: Sequence[Result], base_runs: Sequence[Result] | None
         f"rollout vs actor |p| diff, median of {out.steps} steps; worst step {out.worst.step}: "
         f"{out.worst.probs_diff_mean:.3g} (limit {th.sentinel.max_probs_diff_mean:g})"
     )
-    return Row(
+    return Comparison(
         cell=cur_runs[0].id,
         metric="sentinel:logprob",
         verdict="failed" if out.failed else "unchanged",
@@ -394,7 +402,9 @@ def _sentinel_row(cur_runs: Sequence[Result], base_runs: Sequence[Result] | None
     )
 
 
-def _with_streaks(rows: list[Row], baseline: Baseline, runs: Sequence[Result], consecutive: int) -> list[Row]:
+def _with_streaks(
+    rows: list[Comparison], baseline: Baseline, runs: Sequence[Result], consecutive: int
+) -> list[Comparison]:
     """Violations of throughput, memory and accuracy rows become `suspicious` until they are the Nth in a row
     against the current baseline (the recorded series); other rows are left as they are."""
     out = []
@@ -415,8 +425,8 @@ def _with_streaks(rows: list[Row], baseline: Baseline, runs: Sequence[Result], c
     return out
 
 
-def _new_rows(cur: Cell, cell_id: str, detail: str, require: bool) -> list[Row]:
-    rows = _status_rows(cur, None) or [Row(cell_id, "all", "new", False, detail=detail)]
+def _new_rows(cur: PooledCell, cell_id: str, detail: str, require: bool) -> list[Comparison]:
+    rows = _status_rows(cur, None) or [Comparison(cell_id, "all", "new", False, detail=detail)]
     if not require:
         return rows
     return [
@@ -431,14 +441,14 @@ def compare(
     *,
     allow_mismatch: bool = False,
     require_baseline: bool = False,
-) -> Report:
+) -> GateReport:
     """Each result cell (all runs of one (generation, matrix, id), pooled) against the baseline of the same GPU
     generation, matrix and id; a cell without one is `new`, whatever other matrices hold (and fails with
     `require_baseline`)."""
     if not baselines_root.is_dir():
         # A typo in --baselines would otherwise turn every cell into `new` and pass the gate.
         raise InputError(f"baseline folder {baselines_root} does not exist (create it, or promote results into it)")
-    report = Report(config_source=config.source)
+    report = GateReport(config_source=config.source)
     groups: dict[tuple[str, str, str], list[Result]] = {}
     for _, result in results:
         groups.setdefault((result.gpu, result.matrix, result.id), []).append(result)
@@ -450,7 +460,7 @@ def compare(
         )
     errors: list[str] = []
     mismatches: list[str] = []
-    checked: list[Row] = []  # sentinels that passed
+    checked: list[Comparison] = []  # sentinels that passed
     for gpu, matrix, cell_id in sorted(groups):
         runs = groups[(gpu, matrix, cell_id)]
         name = label(matrix, cell_id)
@@ -476,7 +486,7 @@ def compare(
         rows = _status_rows(cur, base)
         if cur.status == "oom" and base.status == "ok":
             rows.append(
-                Row(
+                Comparison(
                     cell_id,
                     "memory",
                     "regressed",
@@ -547,11 +557,11 @@ def compare(
 
 
 def _with_reference(
-    rows: list[Row],
+    rows: list[Comparison],
     groups: dict[tuple[str, str, str], list[Result]],
     store: dict[Key, tuple[Path, Baseline]],
     root: Path,
-) -> tuple[list[Row], list[str]]:
+) -> tuple[list[Comparison], list[str]]:
     """Rows with their cell's ratios to the reference cell, and one note per reference saying where its
     numbers came from (this run, or its baseline when the reference was not run)."""
     ratios: dict[tuple[str, str, str], CellRatios] = {}
@@ -599,7 +609,7 @@ def _missing_rows(
     groups: dict[tuple[str, str, str], list[Result]],
     store: dict[Key, tuple[Path, Baseline]],
     config: GateConfig,
-) -> list[Row]:
+) -> list[Comparison]:
     # Only baselines of what was run (generation, matrix, profile) count as missing: a bench of one matrix
     # says nothing about the cells of another.
     scope = {(r.gpu, r.matrix, r.profile) for _, r in results}
@@ -609,7 +619,7 @@ def _missing_rows(
         if (first.gpu, baseline.matrix, baseline.id) in groups or (first.gpu, first.matrix, first.profile) not in scope:
             continue
         rows.append(
-            Row(
+            Comparison(
                 baseline.id,
                 "all",
                 "missing",

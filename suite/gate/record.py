@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from suite.gate.compare import Report
+from suite.gate.compare import GateReport
 from suite.gate.history import gated_entry, record
 from suite.gate.store import index_baselines, label, now_iso
 from suite.results.schema import Result
@@ -18,7 +18,7 @@ from suite.results.schema import Result
 VIOLATIONS = ("suspicious", "regressed")
 
 
-def record_report(report: Report, results: Sequence[tuple[Path, Result]], root: Path) -> list[str]:
+def record_report(report: GateReport, results: Sequence[tuple[Path, Result]], root: Path) -> list[str]:
     """Record every compared cell; returns notes saying what was written or skipped."""
     runs: dict[tuple[str, str, str], list[Result]] = {}
     for _, r in results:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from suite.gate.cells import Cell, median, pool
+from suite.gate.cells import PooledCell, median, pool
 from suite.gate.store import Key
 from suite.results.baseline import Baseline
 from suite.results.schema import Result
@@ -65,7 +65,7 @@ class CellRatios:
     peak_memory: float | None  # current NVML peak / reference NVML peak
 
 
-def _values(cell: Cell) -> tuple[float | None, float | None]:
+def _values(cell: PooledCell) -> tuple[float | None, float | None]:
     # A failed run's throughput and peak (an OOM dies at the limit) are not what the cell costs.
     if cell.status != "ok":
         return None, None

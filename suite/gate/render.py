@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from suite.gate.compare import Report, Row
+from suite.gate.compare import Comparison, GateReport
 from suite.gate.history import Point
 from suite.gate.reference import ratio_text
 from suite.results.baseline import Baseline
@@ -25,25 +25,25 @@ ICONS = {
 }
 
 
-def _order(rows: list[Row]) -> list[Row]:
+def _order(rows: list[Comparison]) -> list[Comparison]:
     # Regressions first so the reason for a red job is at the top of the page.
     return sorted(rows, key=lambda r: (not r.regression, r.cell, r.matrix, r.gpu))
 
 
-def _matrices(report: Report) -> list[str]:
+def _matrices(report: GateReport) -> list[str]:
     return sorted({r.matrix for r in report.rows})
 
 
-def _several_gpus(report: Report) -> bool:
+def _several_gpus(report: GateReport) -> bool:
     # One planned cell can have run on two generations: then each row says which (a column, like matrix).
     return len({r.gpu for r in report.rows}) > 1
 
 
-def _reference_sources(report: Report) -> set[str]:
+def _reference_sources(report: GateReport) -> set[str]:
     return {r.reference_source for r in report.rows if r.reference}
 
 
-def _ref_header(report: Report) -> list[str]:
+def _ref_header(report: GateReport) -> list[str]:
     # No reference anywhere: no column. One source for every ratio: the header says which.
     sources = _reference_sources(report)
     if not sources:
@@ -51,13 +51,13 @@ def _ref_header(report: Report) -> list[str]:
     return ["vs ref (ref baseline)" if sources == {"baseline"} else "vs ref"]
 
 
-def _headers(report: Report) -> list[str]:
+def _headers(report: GateReport) -> list[str]:
     # One matrix: named above the table. Several: a column, since one cell id can be in each.
     extra = (["gpu"] if _several_gpus(report) else []) + (["matrix"] if len(_matrices(report)) > 1 else [])
     return [*HEADERS[:1], *extra, *HEADERS[1:-1], *_ref_header(report), HEADERS[-1]]
 
 
-def vs_reference(row: Row, *, tag_baseline: bool) -> str:
+def vs_reference(row: Comparison, *, tag_baseline: bool) -> str:
     """The ratio a row shows: its metric's (throughput or memory); on a cell's only row (new, or status
     improved to ok, where no throughput row follows) both; nothing on failed, missing or accuracy rows."""
     if not row.reference:
@@ -79,7 +79,7 @@ def vs_reference(row: Row, *, tag_baseline: bool) -> str:
 
 
 def _cells(
-    row: Row, markdown: bool, with_matrix: bool, with_gpu: bool = False, ref: tuple[bool, bool] = (False, False)
+    row: Comparison, markdown: bool, with_matrix: bool, with_gpu: bool = False, ref: tuple[bool, bool] = (False, False)
 ) -> list[str]:
     verdict = row.verdict.upper() if row.regression else row.verdict
     cell = f"`{row.cell}`" if markdown else row.cell
@@ -92,7 +92,7 @@ def _cells(
     return [cell, *gpu, *matrix, row.metric, verdict, row.change, row.baseline, row.current, *vs, row.detail]
 
 
-def _rows(report: Report, markdown: bool) -> list[list[str]]:
+def _rows(report: GateReport, markdown: bool) -> list[list[str]]:
     several, gpus = len(_matrices(report)) > 1, _several_gpus(report)
     sources = _reference_sources(report)
     # mixed sources: the header cannot say which, so each ratio from a stored baseline says so itself
@@ -100,14 +100,14 @@ def _rows(report: Report, markdown: bool) -> list[list[str]]:
     return [_cells(r, markdown, several, gpus, ref) for r in _order(report.rows)]
 
 
-def _headline(report: Report) -> str:
+def _headline(report: GateReport) -> str:
     counts = report.counts()
     parts = [f"{n} {v}" for v, n in counts.items() if n]
     state = "REGRESSION" if report.exit_code else "no regression"
     return f"{state}: " + (", ".join(parts) or "nothing compared")
 
 
-def render_table(report: Report) -> str:
+def render_table(report: GateReport) -> str:
     lines = []
     if report.mismatches:
         lines.append("MISMATCHED COMPARISON (--allow-mismatch):")
@@ -124,7 +124,7 @@ def render_table(report: Report) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(report: Report) -> str:
+def render_markdown(report: GateReport) -> str:
     title = "## GRPO regression gate: " + _headline(report)
     lines = [title, ""]
     if report.mismatches:
@@ -156,7 +156,7 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_json(report: Report) -> str:
+def render_json(report: GateReport) -> str:
     doc = {
         "exit_code": report.exit_code,
         "counts": report.counts(),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from suite.report.table import Row
+from suite.report.table import ReportRow
 
 BACKENDS = ("fsdp", "megatron")
 
@@ -19,8 +19,8 @@ class BackendPair:
     model: str
     n_gpus: int
     cell: str
-    fsdp: Row
-    megatron: Row
+    fsdp: ReportRow
+    megatron: ReportRow
 
     @property
     def ratio(self) -> float | None:
@@ -29,8 +29,8 @@ class BackendPair:
         return b / a if a and b is not None else None
 
 
-def backend_pairs(rows: Sequence[Row]) -> list[BackendPair]:
-    by_key: dict[tuple[str, str, int, str], dict[str, list[Row]]] = {}
+def backend_pairs(rows: Sequence[ReportRow]) -> list[BackendPair]:
+    by_key: dict[tuple[str, str, int, str], dict[str, list[ReportRow]]] = {}
     for r in rows:
         if r.backend in BACKENDS:
             by_key.setdefault((r.gpu, r.model, r.n_gpus, r.cell), {}).setdefault(r.backend, []).append(r)

@@ -8,7 +8,7 @@ from pathlib import Path
 from suite.report import export, html, markdown
 from suite.report.history import HistorySeries
 from suite.report.model import Report, build
-from suite.report.table import Row
+from suite.report.table import ReportRow
 
 FILES = ("index.md", "index.html", "results.json", "results.csv")
 
@@ -24,7 +24,7 @@ def render_all(report: Report) -> dict[str, str]:
 
 
 def write_report(
-    rows: Sequence[Row],
+    rows: Sequence[ReportRow],
     out: Path,
     *,
     reference: str = "h100",

@@ -10,7 +10,7 @@ from suite.gate.history import Point
 from suite.gate.reference import ratio_text
 from suite.report.backends import BackendPair
 from suite.report.stats import MIN_N_MEDIAN_CI
-from suite.report.table import Best, CrossRow, Group, Row, axis_names, provenance_summary, several_matrices
+from suite.report.table import Best, CrossRow, Group, ReportRow, axis_names, provenance_summary, several_matrices
 from suite.telemetry.startup import PHASE_LABELS as STARTUP_LABELS
 
 DASH = "—"
@@ -41,13 +41,13 @@ def interval(x: float | None, lo: float | None, hi: float | None, n: int | None 
     return f"{num(x)} [{num(lo)}, {num(hi)}]"
 
 
-def accuracy(row: Row) -> str:
+def accuracy(row: ReportRow) -> str:
     if row.accuracy is None:
         return DASH
     return f"{100 * row.accuracy:.1f} [{100 * row.accuracy_lo:.1f}, {100 * row.accuracy_hi:.1f}]"  # type: ignore[operator]
 
 
-def verdict(row: Row) -> str:
+def verdict(row: ReportRow) -> str:
     if row.verdict is None:
         return DASH
     return f"{row.verdict}: {row.verdict_detail}" if row.verdict_detail else row.verdict
@@ -111,7 +111,7 @@ def cell_table(group: Group, *, gated: bool) -> Table:
     return Table(headers, rows, numeric)
 
 
-def vs_ref(row: Row, value: float | None) -> str:
+def vs_ref(row: ReportRow, value: float | None) -> str:
     """A ratio to the row's reference cell: `x1.42`; the reference itself `x1.00 (ref)` (`ref` when it has
     no number, e.g. it did not run ok)."""
     if row.reference_id is None:
@@ -284,7 +284,7 @@ STARTUP_NOTE = (
 )
 
 
-def provenance_table(rows: Sequence[Row]) -> Table:
+def provenance_table(rows: Sequence[ReportRow]) -> Table:
     summary = provenance_summary(rows)
     out = []
     for name, values in summary.items():

@@ -7,10 +7,10 @@ import io
 import json
 from collections.abc import Sequence
 
-from suite.report.table import Row, to_record
+from suite.report.table import ReportRow, to_record
 
 
-def records(rows: Sequence[Row]) -> list[dict]:
+def records(rows: Sequence[ReportRow]) -> list[dict]:
     return [to_record(r) for r in rows]
 
 

@@ -12,7 +12,7 @@ from suite.report.table import (
     Best,
     CrossRow,
     Group,
-    Row,
+    ReportRow,
     best_cells,
     cross_generation,
     group_rows,
@@ -22,7 +22,7 @@ from suite.report.table import (
 
 @dataclass(frozen=True)
 class Report:
-    rows: list[Row]
+    rows: list[ReportRow]
     groups: list[Group]
     bests: list[Best]
     cross_gens: list[str]
@@ -47,7 +47,7 @@ class Report:
 
 
 def build(
-    rows: Sequence[Row],
+    rows: Sequence[ReportRow],
     *,
     reference: str = "h100",
     gated: bool = False,

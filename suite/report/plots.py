@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from suite.gate.history import Point
 from suite.report.svg import Chart, Scale, covering_ticks, text_width
-from suite.report.table import PHASE_LABELS, Row, pareto_front
+from suite.report.table import PHASE_LABELS, ReportRow, pareto_front
 
 MAX_LINES = 12  # per-step plot: more lines than this is unreadable; the fastest cells are kept
 MAX_POINT_LABELS = 30
@@ -38,12 +38,12 @@ OTHER = "#8DA0CB"
 OOM = "#B2182B"
 
 
-def _name(i: int, row: Row, limit: int = MAX_LABEL) -> str:
+def _name(i: int, row: ReportRow, limit: int = MAX_LABEL) -> str:
     s = f"#{i} {row.cell}"
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-def throughput_vs_memory(rows: Sequence[Row], title: str) -> str | None:
+def throughput_vs_memory(rows: Sequence[ReportRow], title: str) -> str | None:
     indexed = list(enumerate(rows, 1))
     pts = [(i, r) for i, r in indexed if r.fits and r.throughput is not None and r.peak_memory_gb is not None]
     ooms = [(i, r) for i, r in indexed if r.status == "oom"]
@@ -92,7 +92,7 @@ def throughput_vs_memory(rows: Sequence[Row], title: str) -> str | None:
     return c.render()
 
 
-def phase_bars(rows: Sequence[Row], title: str) -> str | None:
+def phase_bars(rows: Sequence[ReportRow], title: str) -> str | None:
     items = [(i, r) for i, r in enumerate(rows, 1) if r.phases]
     if not items:
         return None
@@ -118,7 +118,7 @@ def phase_bars(rows: Sequence[Row], title: str) -> str | None:
     return c.render()
 
 
-def throughput_per_step(rows: Sequence[Row], title: str) -> tuple[str | None, int]:
+def throughput_per_step(rows: Sequence[ReportRow], title: str) -> tuple[str | None, int]:
     """Returns the SVG and how many cells were left out to keep it readable."""
     items = [(i, r) for i, r in enumerate(rows, 1) if any(r.per_step) and r.throughput is not None]
     if not items:
@@ -152,7 +152,7 @@ def throughput_per_step(rows: Sequence[Row], title: str) -> tuple[str | None, in
     return c.render(), len(items) - len(kept)
 
 
-def accuracy_plot(rows: Sequence[Row], title: str) -> str | None:
+def accuracy_plot(rows: Sequence[ReportRow], title: str) -> str | None:
     items = [(i, r) for i, r in enumerate(rows, 1) if r.accuracy is not None]
     if not items:
         return None

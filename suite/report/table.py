@@ -1,4 +1,4 @@
-"""Flatten results into report rows: one `Row` per cell, plain numbers, no formatting. Pure functions."""
+"""Flatten results into report rows: one `ReportRow` per cell, plain numbers, no formatting. Pure functions."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ PHASE_LABELS = {
 
 
 @dataclass(frozen=True)
-class Row:
+class ReportRow:
     id: str  # full cell id: from the axes, so matrices with other [base] settings share it; (gpu, matrix, id) is unique
     cell: str  # id without the model/hardware/backend prefix
     gpu: str
@@ -166,7 +166,7 @@ def _provenance(r: Result) -> dict[str, str | None]:
     )
 
 
-def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> Row:
+def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> ReportRow:
     """One row from all runs of one (matrix, cell id), pooled as the gate pools them."""
     cell = pool(runs)
     first = runs[0]
@@ -180,7 +180,7 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> Row:
     predicted = [r.predicted_memory_gb for r in runs if r.predicted_memory_gb is not None]
     host = [r.host_peak_memory_gb for r in runs if r.host_peak_memory_gb is not None]
     host_predicted = [r.predicted_host_memory_gb for r in runs if r.predicted_host_memory_gb is not None]
-    return Row(
+    return ReportRow(
         id=first.id,
         cell=cell_name(first.id),
         gpu=first.gpu,
@@ -226,16 +226,16 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> Row:
     )
 
 
-def sort_key(row: Row) -> tuple:
+def sort_key(row: ReportRow) -> tuple:
     return (row.gpu, row.model, row.n_gpus, row.backend, row.cell, row.matrix, row.id)
 
 
-def several_matrices(rows: Iterable[Row]) -> bool:
+def several_matrices(rows: Iterable[ReportRow]) -> bool:
     """Whether rows come from more than one matrix: then tables name each row's matrix."""
     return len({r.matrix for r in rows}) > 1
 
 
-def flatten_all(results: Iterable[tuple[str, Result]]) -> list[Row]:
+def flatten_all(results: Iterable[tuple[str, Result]]) -> list[ReportRow]:
     """Rows from (source, result) pairs; results sharing a generation, matrix and cell id are runs of one cell
     (two matrices with one cell id are two rows; so is one planned cell run on two generations)."""
     by_id: dict[tuple[str, str, str], list[tuple[str, Result]]] = {}
@@ -248,7 +248,7 @@ def flatten_all(results: Iterable[tuple[str, Result]]) -> list[Row]:
     return sorted(rows, key=sort_key)
 
 
-def with_reference(rows: Sequence[Row]) -> list[Row]:
+def with_reference(rows: Sequence[ReportRow]) -> list[ReportRow]:
     """Each row with its reference's full id, when the rows hold that reference in the row's own group
     (never across generations, GPU counts, models, backends or matrices), and its throughput and NVML peak
     over the reference's. A ratio needs both cells ok: a failed cell's numbers are not what it costs."""
@@ -271,7 +271,9 @@ def with_reference(rows: Sequence[Row]) -> list[Row]:
     return out
 
 
-def with_verdicts(rows: Sequence[Row], verdicts: dict[tuple[str, str, str], tuple[str, str | None]]) -> list[Row]:
+def with_verdicts(
+    rows: Sequence[ReportRow], verdicts: dict[tuple[str, str, str], tuple[str, str | None]]
+) -> list[ReportRow]:
     """Attach gate verdicts keyed by (gpu, matrix, full cell id): (verdict, detail)."""
     out = []
     for r in rows:
@@ -280,7 +282,7 @@ def with_verdicts(rows: Sequence[Row], verdicts: dict[tuple[str, str, str], tupl
     return out
 
 
-def axis_names(rows: Iterable[Row]) -> list[str]:
+def axis_names(rows: Iterable[ReportRow]) -> list[str]:
     names = {k for r in rows for k in r.axes}
     return [a for a in KNOWN_AXES if a in names] + sorted(names - set(KNOWN_AXES))
 
@@ -291,15 +293,15 @@ class Group:
 
     gpu: str
     model: str
-    rows: list[Row]
+    rows: list[ReportRow]
 
     @property
     def key(self) -> str:
         return f"{self.gpu}/{self.model}"
 
 
-def group_rows(rows: Sequence[Row]) -> list[Group]:
-    groups: dict[tuple[str, str], list[Row]] = {}
+def group_rows(rows: Sequence[ReportRow]) -> list[Group]:
+    groups: dict[tuple[str, str], list[ReportRow]] = {}
     for r in sorted(rows, key=sort_key):
         groups.setdefault((r.gpu, r.model), []).append(r)
     return [Group(gpu, model, rs) for (gpu, model), rs in sorted(groups.items())]
@@ -312,12 +314,12 @@ class Best:
 
     gpu: str
     model: str
-    fastest: Row | None  # highest median throughput among cells that ran (status ok)
-    most_accurate: Row | None
+    fastest: ReportRow | None  # highest median throughput among cells that ran (status ok)
+    most_accurate: ReportRow | None
     n_gpus: int = 1
     backend: str = ""
     matrix: str = ""
-    reference: Row | None = None  # the matrix's reference cell, when the report holds it
+    reference: ReportRow | None = None  # the matrix's reference cell, when the report holds it
 
     @property
     def speedup(self) -> float | None:
@@ -328,7 +330,7 @@ class Best:
 
 
 def best_cells(groups: Sequence[Group]) -> list[Best]:
-    rows: dict[tuple[str, int, str, str, str], list[Row]] = {}
+    rows: dict[tuple[str, int, str, str, str], list[ReportRow]] = {}
     for g in groups:
         for r in g.rows:
             rows.setdefault(r.group, []).append(r)
@@ -353,7 +355,7 @@ def _neg(s: str) -> tuple[int, ...]:
     return tuple(-ord(c) for c in s)
 
 
-def pareto_front(rows: Sequence[Row]) -> list[Row]:
+def pareto_front(rows: Sequence[ReportRow]) -> list[ReportRow]:
     """Cells no other cell beats on both throughput (higher) and NVML peak memory (lower)."""
     pts = [r for r in rows if r.fits and r.throughput is not None and r.peak_memory_gb is not None]
     front = []
@@ -375,7 +377,7 @@ class CrossRow:
     n_gpus: int
     backend: str
     cell: str
-    by_gpu: dict[str, Row]  # generation -> row
+    by_gpu: dict[str, ReportRow]  # generation -> row
     reference: str
 
     @property
@@ -389,7 +391,7 @@ class CrossRow:
         return row.throughput / ref.throughput
 
 
-def _pairings(per_gen: dict[str, list[Row]]) -> list[dict[str, Row]]:
+def _pairings(per_gen: dict[str, list[ReportRow]]) -> list[dict[str, ReportRow]]:
     """One generation -> row mapping per line of the cross table. Matrices are usually per generation, so a
     cell pairs across them by its axes; where a generation holds the cell in several matrices (other [base]
     settings), each of those matrices gets its own line, with the other generations' row of the same
@@ -408,9 +410,9 @@ def _pairings(per_gen: dict[str, list[Row]]) -> list[dict[str, Row]]:
     return out
 
 
-def cross_generation(rows: Sequence[Row], reference: str = "h100") -> tuple[list[str], list[CrossRow]]:
+def cross_generation(rows: Sequence[ReportRow], reference: str = "h100") -> tuple[list[str], list[CrossRow]]:
     """Cells (same model, GPU count, backend and axes) present on several generations."""
-    by_key: dict[tuple[str, int, str, str], dict[str, list[Row]]] = {}
+    by_key: dict[tuple[str, int, str, str], dict[str, list[ReportRow]]] = {}
     for r in sorted(rows, key=sort_key):
         by_key.setdefault((r.model, r.n_gpus, r.backend, r.cell), {}).setdefault(r.gpu, []).append(r)
     lines = [(k, line) for k, per_gen in sorted(by_key.items()) for line in _pairings(per_gen) if len(line) > 1]
@@ -418,7 +420,7 @@ def cross_generation(rows: Sequence[Row], reference: str = "h100") -> tuple[list
     return gens, [CrossRow(m, n, b, c, line, reference) for (m, n, b, c), line in lines]
 
 
-def provenance_summary(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
+def provenance_summary(rows: Iterable[ReportRow]) -> dict[str, dict[str, int]]:
     """For each provenance field, each distinct value and how many runs carry it (sorted)."""
     fields: dict[str, dict[str, int]] = {k: {} for k in PROVENANCE_FIELDS}
     for r in rows:
@@ -433,9 +435,9 @@ def provenance_summary(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
 _RECORD_SKIP = {"axes", "phases", "versions", "per_step", "run_provenance", "sources"}
 
 
-def to_record(row: Row) -> dict:
+def to_record(row: ReportRow) -> dict:
     """A flat dict for results.json / results.csv: axes and phases become their own columns."""
-    d = {f.name: getattr(row, f.name) for f in fields(Row) if f.name not in _RECORD_SKIP}
+    d = {f.name: getattr(row, f.name) for f in fields(ReportRow) if f.name not in _RECORD_SKIP}
     for k in sorted(row.axes):
         d[f"axis_{k}"] = row.axes[k]
     for k in PHASE_LABELS:
