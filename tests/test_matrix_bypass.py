@@ -1,0 +1,58 @@
+"""h200-1gpu-7b-bypass.toml: a raw verl key (rollout-correction bypass) as an axis next to named ones, the
+recipe kept as the reference, and the committed predictions are what the planner says today."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from suite.matrix.load import load_matrix
+from suite.memory.predict import annotate_cells
+from suite.plan.planner import plan_matrix
+
+ROOT = Path(__file__).resolve().parents[1]
+MATRIX = ROOT / "suite" / "matrices" / "h200-1gpu-7b-bypass.toml"
+PREDICTIONS = ROOT / "baselines" / "evidence" / "predictions" / "h200-1gpu-7b-bypass.txt"
+KEY = "algorithm.rollout_correction.bypass_mode"
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory: pytest.TempPathFactory) -> list:
+    out = tmp_path_factory.mktemp("bypass")
+    return annotate_cells(plan_matrix(load_matrix(MATRIX), "bench", out_dir=out, validate_with_verl=False))
+
+
+def test_bypass_is_an_axis_with_its_own_id_part(cells: list) -> None:
+    assert len(cells) == 24 and sum(c.status == "ok" for c in cells) == 16
+    for c in cells:
+        on = c.setting(KEY)
+        assert on in (True, False)
+        assert ("-bm-" in c.id) is on and ("-nobm-" in c.id) is (not on)
+        assert f"{KEY}={on}" in c.argv
+
+
+def test_reference_is_the_recipe_and_candidates_sit_around_the_best_cell(cells: list) -> None:
+    ref = next(c for c in cells if c.id == load_matrix(MATRIX).matrix.reference)
+    assert ref.status == "ok" and ref.setting(KEY) is False
+    assert ref.setting("actor_rollout_ref.actor.fsdp_config.param_offload") is True
+    assert ref.setting("actor_rollout_ref.rollout.max_num_batched_tokens") == 1536
+    assert ref.setting("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu") == 15
+    no_offload = [c for c in cells if "off_none" in c.id]
+    assert no_offload and all(c.setting("actor_rollout_ref.rollout.max_num_batched_tokens") == 8192 for c in no_offload)
+
+
+def test_bypass_does_not_change_the_memory_prediction(cells: list) -> None:
+    by_twin: dict[str, set[float]] = {}
+    for c in cells:
+        by_twin.setdefault(c.id.replace("-bm-", "-nobm-"), set()).add(c.predicted_memory_gb)
+    assert all(len(v) == 1 for v in by_twin.values())
+
+
+def test_committed_predictions_match_the_planner(cells: list) -> None:
+    lines = PREDICTIONS.read_text().splitlines()
+    assert lines[0].startswith("# grpo-suite plan suite/matrices/h200-1gpu-7b-bypass.toml --predict-memory")
+    for c in cells:
+        row = next(line for line in lines if line.startswith(c.id + " ") or line.startswith(c.id + "  "))
+        assert f"{c.predicted_memory_gb:.1f}".rstrip("0").rstrip(".") in row, c.id
+        assert c.status in row
