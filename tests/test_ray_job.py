@@ -255,3 +255,70 @@ def test_cluster_smaller_than_the_plan_is_a_crash(ray_cluster: LocalRayCluster, 
     assert result.status == "crash", result.reason
     assert "less than total desired nodes 3" in (tmp_path / cell.full_id / "log.txt").read_text()
     assert result.exit_code == 1 and result.provenance.extra["ray_job_status"] == "FAILED"
+
+
+# -- the bench profile's dataset subsets are cut on the cluster, where the job reads them ------------------------
+def _cell_with_subset(tmp_path: Path, source: Path):
+    from dataclasses import replace
+
+    cell = dist_cell("c", tmp_path)
+    local = tmp_path / cell.full_id
+    dest = str(local / "inputs" / "train.parquet")
+    return replace(cell, inputs={dest: {"source": str(source), "rows": 3}}), local
+
+
+def test_relocation_moves_where_the_subsets_go(tmp_path: Path) -> None:
+    cell, local = _cell_with_subset(tmp_path, tmp_path / "full.parquet")
+    spec, rcell = rj.build_spec(
+        cell,
+        local,
+        working_dir="/w",
+        environ={},
+        opts=parse_options(rj.RayOptions, {"address": "http://h:8265"}, "ray"),
+        timeout_s=None,
+    )
+    assert list(rcell.inputs) == [f"{spec.remote_dir}/inputs/train.parquet"]
+    assert rcell.inputs[f"{spec.remote_dir}/inputs/train.parquet"] == {
+        "source": str(tmp_path / "full.parquet"),
+        "rows": 3,
+    }
+    assert not any(str(local) in k for k in rcell.inputs)
+
+
+def test_job_side_cuts_the_subset_before_the_cell_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from suite.run.cellio import write_cell
+    from suite.run.host import HostRuntime
+
+    source = tmp_path / "full.parquet"
+    pq.write_table(pa.table({"prompt": [f"q{i}" for i in range(10)]}), source)
+    cell, local = _cell_with_subset(tmp_path, source)
+    remote = tmp_path / "cluster" / "job1"
+    rcell = cell.relocated(local, str(remote))
+    write_cell(tmp_path / "stage", rcell)
+    seen: list[int] = []
+
+    def fake_run_cell(self, c, out, **_kw):  # the cell's own run is the host runtime's, tested elsewhere
+        seen.append(pq.read_table(next(iter(c.inputs))).num_rows)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(HostRuntime, "run_cell", fake_run_cell)
+    code = rj.job_main(["--cell", str(tmp_path / "stage" / "cell.json"), "--out", str(remote)])
+    assert code == 130 and seen == [3]
+    assert (remote / "inputs" / "train.parquet").exists() and not (local / "inputs").exists()
+
+
+def test_job_side_names_a_missing_dataset_and_runs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from suite.run.cellio import write_cell
+    from suite.run.host import HostRuntime
+
+    cell, local = _cell_with_subset(tmp_path, tmp_path / "absent.parquet")
+    write_cell(tmp_path / "stage", cell.relocated(local, str(tmp_path / "cluster")))
+    monkeypatch.setattr(HostRuntime, "run_cell", lambda *a, **k: pytest.fail("the cell must not run"))
+    code = rj.job_main(["--cell", str(tmp_path / "stage" / "cell.json"), "--out", str(tmp_path / "cluster")])
+    err = capsys.readouterr().err
+    assert code == 2 and "dataset file not found" in err and "absent.parquet" in err

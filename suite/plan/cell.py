@@ -105,7 +105,8 @@ class Cell:
         )
 
     def relocated(self, src: Path, dst: str) -> Cell:
-        """The same cell with every path under its directory `src` (values of overrides and env) under `dst`."""
+        """The same cell with every path under its directory `src` (values of overrides and env, and where its
+        input subsets go) under `dst`."""
         base = str(src).rstrip("/")
         if not base:
             return self
@@ -121,6 +122,7 @@ class Cell:
             self,
             overrides=tuple(replace(o, value=move(o.value)) for o in self.overrides),
             env={k: str(move(v)) for k, v in self.env.items()},
+            inputs={str(move(k)): v for k, v in self.inputs.items()},
         )
 
     def to_dict(self) -> dict:

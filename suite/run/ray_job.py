@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import suite
+from suite.data.subset import write_subsets
 from suite.errors import InputError
 from suite.plan.cell import Cell
 from suite.results import provenance as prov
@@ -475,6 +476,9 @@ def job_main(argv: Sequence[str] | None = None) -> int:
 
     try:
         cell = load_cell(args.cell)
+        # The bench profile's dataset subsets are cut here, on the cluster, from the full files its nodes read:
+        # the client wrote its own copies under its cell dir, which the job never sees.
+        write_subsets([cell.inputs])
     except InputError as exc:
         print(f"suite.run.ray_job: error: {exc}", file=sys.stderr)
         return 2
