@@ -104,7 +104,10 @@ def test_cell_environment_pins_gpus_and_isolates_ray(rt, tmp_path, monkeypatch):
     assert env["VERL_FILE_LOGGER_PATH"] == str(d / "metrics.jsonl")
     assert env["RAY_TMPDIR"].startswith("/") and len(env["RAY_TMPDIR"]) < 40
     assert r.provenance.cuda_visible_devices == "2,3"
-    assert r.provenance.env["HF_TOKEN"] == "<redacted>"
+    # Recorded: the variables that shape the stack (the pinning, the Ray temp dir), never the token.
+    assert r.provenance.env["CUDA_VISIBLE_DEVICES"] == "2,3" and r.provenance.env["RAY_TMPDIR"] == env["RAY_TMPDIR"]
+    assert "HF_TOKEN" not in r.provenance.env and "hf_secret" not in json.dumps(r.provenance.env)
+    assert "HOME" not in r.provenance.env and "PATH" not in r.provenance.env
     assert r.provenance.extra["ray_tmpdir"] == env["RAY_TMPDIR"]
 
 

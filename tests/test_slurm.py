@@ -255,7 +255,7 @@ def test_real_slurm_job_runs_ray_and_returns_the_result(
     driver_env = json.loads(env_dump.read_text())
     assert driver_env["HF_TOKEN"] == SECRET and driver_env["RAY_AUTH_MODE"] == "token"  # reached the job
     assert SECRET not in (cell_dir / "job.sbatch").read_text() and SECRET not in (cell_dir / "result.json").read_text()
-    assert result.provenance.env["HF_TOKEN"] == "<redacted>" and result.provenance.env["RAY_AUTH_TOKEN"] == "<redacted>"
+    assert "HF_TOKEN" not in result.provenance.env and "RAY_AUTH_TOKEN" not in result.provenance.env
 
 
 @pytest.mark.slow

@@ -1,7 +1,9 @@
-"""Where a result came from: software versions, GPU, image, suite commit, argv and a redacted environment."""
+"""Where a result came from: software versions, GPU, image, suite commit, argv and the environment variables that
+shape the stack (an allowlist, secrets left out)."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import socket
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from suite import __version__
 from suite.results.schema import Provenance
+from suite.run.cellenv import FORWARD_ENV
 
 # Megatron-Bridge and Transformer Engine are recorded where installed: which TE loads depends on the CUDA stack.
 PACKAGES = (
@@ -39,6 +42,42 @@ _SECRET_WORDS = re.compile(
 _SECRET_LAST = re.compile(r"\w*token|key", re.IGNORECASE)
 _URL_CREDENTIALS = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
 SEED_KEYS = ("data.seed", "actor_rollout_ref.rollout.seed", "seed")
+# The environment a result records (`provenance.env`), as fnmatch globs. For reproducibility: the variables that
+# change what the stack does (CUDA, NCCL, torch, vLLM, Ray, HF hub, verl, threads, Triton, compilers, library
+# paths), not the whole host environment (CA bundles, container names, shell and the caller's own script
+# variables). Built on cellenv.FORWARD_ENV, so every variable the docker / Ray / Slurm runtimes forward is recorded
+# too (NCCL_*, VLLM_*, TORCH_NCCL_*, WANDB_MODE come from there). Secret-named variables never are (is_secret_env).
+RECORDED_ENV = (
+    *FORWARD_ENV,
+    *(
+        f"{prefix}*"
+        for prefix in (
+            "CUDA_",
+            "NVIDIA_",
+            "NVSHMEM_",
+            "TORCH",
+            "PYTORCH_",
+            "RAY_",
+            "HF_",
+            "TRANSFORMERS_",
+            "TOKENIZERS_",
+            "VERL_",
+            "GRPO_SUITE_",
+            "OMP_",
+            "MKL_",
+            "TRITON_",
+        )
+    ),
+    "LD_LIBRARY_PATH",
+    "PYTHONPATH",
+    "CC",
+    "CXX",
+    "CUDAHOSTCXX",
+    "HYDRA_FULL_ERROR",
+)
+# In an environment name "token" is a secret anywhere, not only as the last word (HF_TOKEN_PATH); TOKENIZERS_* and
+# *_TOKENS stay settings.
+_ENV_SECRET_WORD = re.compile(r"\w*token", re.IGNORECASE)
 
 
 def now_iso() -> str:
@@ -70,6 +109,22 @@ def redact_env(env: Mapping[str, str]) -> dict[str, str]:
         return redact_value(v)
 
     return {k: (REDACTED if is_secret(k) else scrub(v)) for k, v in sorted(env.items())}
+
+
+def is_secret_env(name: str) -> bool:
+    """A variable a result never records, whatever its prefix: secret-named (is_secret), or "token" in any word."""
+    return is_secret(name) or any(_ENV_SECRET_WORD.fullmatch(w) for w in re.split(r"[^A-Za-z0-9]+", name) if w)
+
+
+def is_recorded_env(name: str) -> bool:
+    return not is_secret_env(name) and any(fnmatch.fnmatchcase(name, p) for p in RECORDED_ENV)
+
+
+def recorded_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The part of a cell's environment its result records: RECORDED_ENV's variables, secret-named ones left out.
+    Redacted against the whole `env` first, so a secret's value copied into a kept variable (Ray's
+    RAY_JOB_CONFIG_JSON_ENV_VAR holds the job's whole runtime env) is cut out too."""
+    return {k: v for k, v in redact_env(env).items() if is_recorded_env(k)}
 
 
 def redact_argv(argv: Sequence[str]) -> list[str]:
@@ -152,7 +207,7 @@ def collect(
         suite_version=__version__,
         git_commit=git_commit(),
         argv=redact_argv(argv),
-        env=redact_env(env),
+        env=recorded_env(env),
         seed=seed_from_argv(argv),
         start_time=start_time,
         end_time=end_time,

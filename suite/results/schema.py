@@ -79,7 +79,10 @@ class Provenance(_Model):
     suite_version: str | None = None
     git_commit: str | None = None
     argv: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict, description="environment of the cell, secrets redacted")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="the cell's environment variables that shape the stack (provenance.RECORDED_ENV), no secrets",
+    )
     seed: int | None = None
     start_time: str | None = Field(default=None, description="ISO 8601, UTC")
     end_time: str | None = None
