@@ -268,21 +268,10 @@ def _cell_with_subset(tmp_path: Path, source: Path):
 
 
 def test_relocation_moves_where_the_subsets_go(tmp_path: Path) -> None:
+    # (build_spec ships them in the job's working dir instead: tests/test_ray_inputs.py)
     cell, local = _cell_with_subset(tmp_path, tmp_path / "full.parquet")
-    spec, rcell = rj.build_spec(
-        cell,
-        local,
-        working_dir="/w",
-        environ={},
-        opts=parse_options(rj.RayOptions, {"address": "http://h:8265"}, "ray"),
-        timeout_s=None,
-    )
-    assert list(rcell.inputs) == [f"{spec.remote_dir}/inputs/train.parquet"]
-    assert rcell.inputs[f"{spec.remote_dir}/inputs/train.parquet"] == {
-        "source": str(tmp_path / "full.parquet"),
-        "rows": 3,
-    }
-    assert not any(str(local) in k for k in rcell.inputs)
+    rcell = cell.relocated(local, "/cluster/job1")
+    assert rcell.inputs == {"/cluster/job1/inputs/train.parquet": {"source": str(tmp_path / "full.parquet"), "rows": 3}}
 
 
 def test_job_side_cuts_the_subset_before_the_cell_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ the same data, so no stage parses a command line back."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -123,6 +124,23 @@ class Cell:
             overrides=tuple(replace(o, value=move(o.value)) for o in self.overrides),
             env={k: str(move(v)) for k, v in self.env.items()},
             inputs={str(move(k)): v for k, v in self.inputs.items()},
+        )
+
+    def with_inputs_at(self, names: Mapping[str, str]) -> Cell:
+        """The same cell with each input file `dest` (a key of `inputs`) at `names[dest]`: the key itself and
+        every override value that names it (a string, or an element of a list) move; other values stay."""
+
+        def move(v: OverrideValue) -> OverrideValue:
+            if isinstance(v, list):
+                return [move(x) for x in v]  # type: ignore[misc]
+            if isinstance(v, str) and v in self.inputs:
+                return names.get(v, v)
+            return v
+
+        return replace(
+            self,
+            overrides=tuple(replace(o, value=move(o.value)) for o in self.overrides),
+            inputs={names.get(k, k): v for k, v in self.inputs.items()},
         )
 
     def to_dict(self) -> dict:

@@ -4,10 +4,13 @@ Client side (`RayJobRuntime`, on the shared lifecycle of suite/run/runtime.py):
   * the cell is relocated to a per-job directory on the cluster (`remote_dir/<submission id>`): every path
     under the local cell dir in its overrides / env is moved there (`Cell.relocated`), so verl's file logger
     and validation dumps land there; `trainer.nnodes` / `trainer.n_gpus_per_node` must equal the matrix's values;
-  * the job's runtime env carries a snapshot of the client's `suite` package and `cell.json`
-    (`working_dir`), and the environment (`env_vars`): the cell's env (file-logger path), variables
-    forwarded from the client by name (`cellenv.FORWARD_ENV`, the same list docker forwards — secrets included:
-    workers only see what the runtime env gives them), and the stop grace (`RAY_JOB_STOP_WAIT_TIME_S`);
+  * the job's runtime env carries a snapshot of the client's `suite` package, `cell.json` and the cell's input
+    files (`working_dir`; the bench profile's dataset subsets as the client cut them, `inputs/*.parquet`: the
+    overrides that name them point there, relative to the working dir, which Ray unpacks on every node the job
+    uses and starts the job's workers in; no full dataset is needed on the cluster for them), and the
+    environment (`env_vars`): the cell's env (file-logger path), variables forwarded from the client by name
+    (`cellenv.FORWARD_ENV`, the same list docker forwards — secrets included: workers only see what the
+    runtime env gives them), and the stop grace (`RAY_JOB_STOP_WAIT_TIME_S`);
   * the job's logs are streamed into `<cell dir>/log.txt` (`tail_job_logs`); step markers drive `on_step`;
   * timeout (counted from RUNNING), `interrupt()` and Ctrl-C call `stop_job`; the job ends STOPPED;
   * the result comes back THROUGH THE JOB'S LOGS: the in-job side prints `result.json` and `metrics.jsonl`
@@ -16,7 +19,8 @@ Client side (`RayJobRuntime`, on the shared lifecycle of suite/run/runtime.py):
     No marker (runtime env setup failed, node lost, job killed before it could print): the result is
     built here from the job's log, status from the job's outcome.
 
-Job side (`python -m suite.run.ray_job --cell cell.json --out DIR`): runs the cell with the host runtime
+Job side (`python -m suite.run.ray_job --cell cell.json --out DIR`): cuts any input file that did not travel
+with the job from its full file there, then runs the cell with the host runtime
 exactly as `python -m suite.run.incell` does (same telemetry, same result), echoes `DIR/log.txt` to the job
 log as it grows, prints step markers, turns SIGTERM from `stop_job` into an orderly interrupt (the partial
 result is still written and sent), and prints the result bundle last.
@@ -52,7 +56,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import suite
-from suite.data.subset import write_subsets
+from suite.data.subset import write_subset, write_subsets
 from suite.errors import InputError
 from suite.plan.cell import Cell
 from suite.results import provenance as prov
@@ -62,13 +66,17 @@ from suite.run import cellenv
 from suite.run.cellio import load_cell, write_cell
 from suite.run.files import CELL_FILE, LOG_FILE, METRICS_FILE, RESULT_FILE
 from suite.run.options import RuntimeOptions, split_list
-from suite.run.runtime import Job, NoResult, Runtime, State, StepCallback, Stopped
+from suite.run.runtime import Job, NoResult, NotRun, Runtime, State, StepCallback, Stopped
 
 MARK = "@@grpo-suite:"
 STEP_RE = re.compile(r"^@@grpo-suite:step (\d+)\s*$")
 BUNDLE_RE = re.compile(r"^@@grpo-suite:bundle (\d+)/(\d+) ([0-9a-f]{64}) ([A-Za-z0-9+/=]*)\s*$")
 BUNDLE_CHUNK = 8000  # characters of base64 per log line: well under any log pipeline's line limit
 BUNDLE_MAX_METRICS = 16 * 2**20  # metrics.jsonl larger than this stays on the cluster (the result has the steps)
+INPUTS_DIR = "inputs"  # the cell's input files, in the job's working dir
+# What a job ships of them at most: Ray uploads the working dir in one gRPC message (512 MiB by default, less
+# where RAY_max_grpc_message_size says so) and warns from half of that; bench subsets are a few MiB.
+INPUTS_MAX_BYTES = 100 * 2**20
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,7 @@ class JobSpec:
     remote_dir: str
     entrypoint_num_cpus: float | None = None
     secrets: list[str] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)  # path in the working dir -> the client's file
 
     def redacted(self) -> dict[str, Any]:
         env = self.runtime_env.get("env_vars", {})
@@ -172,6 +181,7 @@ class JobSpec:
             "runtime_env": shown,
             "metadata": self.metadata,
             "entrypoint_num_cpus": self.entrypoint_num_cpus,
+            "inputs": self.inputs,
         }
 
 
@@ -193,6 +203,23 @@ def entrypoint(python: str, remote_dir: str, timeout_s: float | None) -> str:
     return "exec " + shlex.join(argv)
 
 
+def input_names(cell: Cell, cell_dir: Path) -> dict[str, str]:
+    """Where each input file of the cell (a key of `inputs`: the client's path) travels: a path relative to the
+    job's working dir, `inputs/<its path under inputs/ of the cell dir>` (the planner's `inputs/train.parquet`
+    stays `inputs/train.parquet`), else `inputs/<hash of the path>/<file name>`. Relative, because Ray unpacks
+    the working dir on every node the job uses and starts the job's workers in it (verl's TaskRunner, which
+    loads the data, may run on any of them), and verl keeps a job's working dir for its own Ray workers."""
+    base, names = Path(cell_dir), {}
+    for dest in cell.inputs:
+        p = Path(dest)
+        rel = p.relative_to(base).parts if p.is_absolute() and p.is_relative_to(base) else ()
+        if len(rel) > 1 and rel[0] == INPUTS_DIR and ".." not in rel:
+            names[dest] = "/".join(rel)
+        else:
+            names[dest] = f"{INPUTS_DIR}/{hashlib.sha256(dest.encode()).hexdigest()[:12]}/{p.name or 'input'}"
+    return names
+
+
 def build_spec(
     cell: Cell,
     cell_dir: Path,
@@ -204,7 +231,9 @@ def build_spec(
 ) -> tuple[JobSpec, Cell]:
     sid = submission_id(cell)
     remote = f"{opts.remote_dir.rstrip('/')}/{sid}"
-    rcell = cell.relocated(cell_dir, remote)
+    names = input_names(cell, cell_dir)
+    # Inputs first: they travel with the job (relative paths), whatever else of the cell dir moves to `remote`.
+    rcell = cell.with_inputs_at(names).relocated(cell_dir, remote)
     fwd = cellenv.forwarded_env(environ, split_list(opts.forward_env))
     env = job_env(rcell.env, fwd, stop_wait_s=opts.stop_wait_s)
     remote_timeout = None if timeout_s is None else timeout_s + opts.remote_margin_s
@@ -217,12 +246,16 @@ def build_spec(
         remote_dir=remote,
         entrypoint_num_cpus=opts.entrypoint_num_cpus,
         secrets=sorted(k for k in env if prov.is_secret(k)),
+        inputs={name: dest for dest, name in names.items()},
     )
     return spec, rcell
 
 
-def stage_working_dir(rcell: Cell, dest: Path) -> Path:
-    """`cell.json` plus a snapshot of this `suite` package: the cluster runs the client's code."""
+def stage_working_dir(rcell: Cell, dest: Path, inputs: Mapping[str, str] | None = None) -> Path:
+    """`cell.json`, a snapshot of this `suite` package (the cluster runs the client's code) and the cell's input
+    files (`inputs`: path in the working dir -> the client's file; a file the client has not made yet is cut
+    here from its full file). An InputError names an input that cannot be made or is too large to ship."""
+    stage_inputs(rcell, dest, inputs or {})
     write_cell(dest, rcell)
     shutil.copytree(
         Path(suite.__file__).parent,
@@ -231,6 +264,25 @@ def stage_working_dir(rcell: Cell, dest: Path) -> Path:
         dirs_exist_ok=True,
     )
     return dest
+
+
+def stage_inputs(rcell: Cell, dest: Path, inputs: Mapping[str, str]) -> None:
+    total = 0
+    for name, local in inputs.items():
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if Path(local).is_file():
+            shutil.copyfile(local, target)
+        else:  # the run CLI made it already (prepare.ensure_inputs); a cell run on its own may not have
+            write_subset(target, rcell.inputs[name])  # type: ignore[arg-type]
+        total += target.stat().st_size
+    if total > INPUTS_MAX_BYTES:
+        raise InputError(
+            f"the cell's input files ({', '.join(inputs)}) hold {total / 2**20:.1f} MiB; a Ray job ships at most "
+            f"{INPUTS_MAX_BYTES / 2**20:.0f} MiB of them with its working dir. Use a profile with subset_data = "
+            "false: the cell then reads the full dataset files from the cluster's own copy",
+            field="inputs",
+        )
 
 
 # -- client ----------------------------------------------------------------------------------------------
@@ -313,7 +365,6 @@ class RayJobRuntime(Runtime[RayJob]):
     def submit(
         self, cell: Cell, cell_dir: Path, *, timeout_s: float | None, gpus: list[int] | None, on_step: StepCallback
     ) -> RayJob:
-        client = self.client()
         with tempfile.TemporaryDirectory(prefix="grpo-suite-ray-") as tmp:
             spec, rcell = build_spec(
                 cell,
@@ -323,7 +374,13 @@ class RayJobRuntime(Runtime[RayJob]):
                 opts=self.options,
                 timeout_s=timeout_s,
             )
-            stage_working_dir(rcell, Path(spec.runtime_env["working_dir"]))
+            try:  # before the cluster is asked anything: a cell whose inputs cannot travel is not submitted
+                stage_working_dir(rcell, Path(spec.runtime_env["working_dir"]), spec.inputs)
+            except InputError as exc:
+                raise NotRun(
+                    "crash", f"the inputs of {cell.full_id} cannot be shipped with its Ray job: {exc}"
+                ) from None
+            client = self.client()
             try:  # uploads the staged directory before it returns
                 client.submit_job(
                     entrypoint=spec.entrypoint,
@@ -476,9 +533,9 @@ def job_main(argv: Sequence[str] | None = None) -> int:
 
     try:
         cell = load_cell(args.cell)
-        # The bench profile's dataset subsets are cut here, on the cluster, from the full files its nodes read:
-        # the client wrote its own copies under its cell dir, which the job never sees.
-        write_subsets([cell.inputs])
+        # The bench profile's dataset subsets travel with the job (the working dir, which is the cwd here); one
+        # that did not (a cell.json written by hand, an older client) is cut here from the full file.
+        write_subsets([{d: s for d, s in cell.inputs.items() if not Path(d).is_file()}])  # type: ignore[misc]
     except InputError as exc:
         print(f"suite.run.ray_job: error: {exc}", file=sys.stderr)
         return 2

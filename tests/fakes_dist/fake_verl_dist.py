@@ -51,6 +51,20 @@ def train(path: str | None, steps: int, step_s: float, world: int, hang: bool) -
     }
 
 
+def read_rows(files: list[str]) -> tuple[str, tuple[int | str, ...]]:
+    """(node id, rows of each file or the error reading it), in a Ray worker."""
+    import pyarrow.parquet as pq
+    import ray
+
+    out: list[int | str] = []
+    for f in files:
+        try:
+            out.append(pq.read_metadata(f).num_rows)
+        except OSError as exc:
+            out.append(f"{type(exc).__name__}: {f}")
+    return ray.get_runtime_context().get_node_id(), tuple(out)
+
+
 def hydra_overrides(args: list[str]) -> dict[str, str]:
     return dict(a.lstrip("+").split("=", 1) for a in args if "=" in a)
 
@@ -63,6 +77,7 @@ def main() -> int:
     p.add_argument("--ray", action="store_true", help="join the Ray cluster and train in an actor")
     p.add_argument("--exit", type=int, default=0)
     p.add_argument("--record-env", default=None, help="write the driver's environment as JSON here")
+    p.add_argument("--read-data", action="store_true", help="every node's workers read data.train_files/val_files")
     args, rest = p.parse_known_args()
     o = hydra_overrides(rest)
     nnodes = int(o.get("trainer.nnodes", "1"))
@@ -84,6 +99,7 @@ def main() -> int:
     prefix = "ray_kwargs.ray_init.runtime_env.env_vars."
     env_vars = {k[len(prefix) :]: v for k, v in o.items() if k.startswith(prefix)}
     ray.init(runtime_env={"env_vars": env_vars} if env_vars else None)
+    reader = ray.remote(num_cpus=0)(read_rows)
     alive = [n for n in ray.nodes() if n["Alive"]]
     print(f"fake verl: joined a Ray cluster of {len(alive)} node(s)", flush=True)
     if len(alive) < nnodes:
@@ -100,6 +116,13 @@ def main() -> int:
         f"{sorted({str(s[2]) for s in seen})}",
         flush=True,
     )
+    if args.read_data:
+        # verl's TaskRunner loads the dataset wherever Ray places it: every node must see the files the overrides name.
+        files = [o[k] for k in ("data.train_files", "data.val_files") if k in o]
+        rows = ray.get([reader.options(scheduling_strategy="SPREAD").remote(files) for _ in range(2 * len(alive))])
+        print(
+            f"fake verl: data rows on {len({r[0] for r in rows})} node(s): {sorted({r[1] for r in rows})}", flush=True
+        )
     runner = ray.remote(num_cpus=0)(train)
     # Pin the trainer to the driver's node so the metrics file lands where the in-cell runner follows it.
     here = ray.get_runtime_context().get_node_id()
