@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import lzma
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from evidence_helpers import assert_readme_tables, median_measured, result_matching_metrics
 
 from suite.results.io import read_result
 from suite.telemetry import classify, startup
@@ -24,19 +23,11 @@ NOGC = EVIDENCE / "h200-1gpu-7b" / "lora32-off_none-tp1-rb45-gmu0.3-mnbt8192-gra
 MB25 = EVIDENCE / "h200-1gpu-7b" / "lora32-off_none-tp1-rb45-gmu0.3-mnbt8192-graphs-mb25-gc"
 
 
-def median_measured(path: Path, key: str) -> float:
-    return statistics.median(getattr(s, key) for s in read_result(path / "result.json").measured_steps())
-
-
 def test_nogc_result_matches_its_metrics_and_settings() -> None:
-    r = read_result(NOGC / "result.json")
-    m = read_metrics(NOGC / "metrics.jsonl")
+    r = result_matching_metrics(NOGC)
     assert r.status == "timeout" and "last step: 2" in (r.reason or "")
-    assert [s.step for s in m.steps] == [1, 2] == [s.step for s in r.steps]
+    assert [s.step for s in r.steps] == [1, 2]
     assert [s.step for s in r.measured_steps()] == [2]
-    for parsed, recorded in zip(m.steps, r.steps, strict=True):
-        assert parsed.throughput == pytest.approx(recorded.throughput)
-        assert parsed.timing_s == pytest.approx(recorded.timing_s)
     argv = set(r.provenance.argv)
     assert "actor_rollout_ref.model.enable_gradient_checkpointing=False" in argv
     assert "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=5" in argv
@@ -94,9 +85,4 @@ def test_startup_without_offload_and_the_interrupted_candidate() -> None:
 
 
 def test_readme_tables_are_generated_from_the_files() -> None:
-    out = subprocess.run(
-        [sys.executable, str(FIRST / "table.py")], cwd=EVIDENCE, capture_output=True, text=True, check=True
-    ).stdout
-    readme = (EVIDENCE / "README.md").read_text()
-    for line in out.strip().splitlines():
-        assert line in readme, line
+    assert_readme_tables(EVIDENCE)

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import lzma
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from evidence_helpers import assert_readme_tables, median_measured, median_phase, result_matching_metrics
 
 from suite.results.io import read_result
 from suite.telemetry import classify, startup
@@ -28,23 +27,11 @@ PADDED = (
 RMPAD = HERE / "h200-1gpu-7b-rmpad" / "lora32-off_none-tp1-rb45-rmpad-mnbt8192-mb5-nogc"
 
 
-def median_phase(path: Path, phase: str) -> float:
-    return statistics.median(s.timing_s[phase] for s in read_result(path / "result.json").measured_steps())
-
-
-def median_measured(path: Path, key: str) -> float:
-    return statistics.median(getattr(s, key) for s in read_result(path / "result.json").measured_steps())
-
-
 def test_result_matches_its_metrics_and_settings() -> None:
-    r = read_result(RMPAD / "result.json")
-    m = read_metrics(RMPAD / "metrics.jsonl")
+    r = result_matching_metrics(RMPAD)
     assert r.status == "timeout" and "last step: 3" in (r.reason or "")
-    assert [s.step for s in m.steps] == [1, 2, 3] == [s.step for s in r.steps]
+    assert [s.step for s in r.steps] == [1, 2, 3]
     assert [s.step for s in r.measured_steps()] == [2, 3]
-    for parsed, recorded in zip(m.steps, r.steps, strict=True):
-        assert parsed.throughput == pytest.approx(recorded.throughput)
-        assert parsed.timing_s == pytest.approx(recorded.timing_s)
     argv = set(r.provenance.argv)
     assert "actor_rollout_ref.model.use_remove_padding=True" in argv
     assert "+actor_rollout_ref.model.override_config.attn_implementation=sdpa" in argv
@@ -110,9 +97,4 @@ def test_startup_breakdown() -> None:
 
 
 def test_readme_tables_are_generated_from_the_files() -> None:
-    out = subprocess.run(
-        [sys.executable, str(FIRST / "table.py")], cwd=HERE, capture_output=True, text=True, check=True
-    ).stdout
-    readme = (HERE / "README.md").read_text()
-    for line in out.strip().splitlines():
-        assert line in readme, line
+    assert_readme_tables(HERE)

@@ -5,11 +5,10 @@ recomputed: where it crashed, what the flag changed, memory up to the crash, the
 from __future__ import annotations
 
 import lzma
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from evidence_helpers import assert_readme_tables
 
 from suite.results.io import read_result
 from suite.telemetry import classify, startup
@@ -85,13 +84,4 @@ def test_startup_phases_and_the_data_phase_is_not_the_dataset() -> None:
 
 
 def test_readme_tables_are_generated_from_the_files() -> None:
-    out = subprocess.run(
-        [sys.executable, str(EVIDENCE / "2026-12-03-h200-heavy" / "table.py")],
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    readme = (HERE / "README.md").read_text()
-    for line in out.strip().splitlines():
-        assert line in readme, line
+    assert_readme_tables(HERE)

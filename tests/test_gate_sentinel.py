@@ -41,7 +41,11 @@ def committed() -> list[Result]:
 
 
 def test_every_committed_ok_result_records_the_mismatch_every_step() -> None:
-    runs = committed()
+    everything = committed()
+    # under old log-prob bypass verl computes no rollout/actor mismatch: the pass that would is skipped
+    bypass = [r for r in everything if r.axes.get("algorithm.rollout_correction.bypass_mode")]
+    assert [r.model for r in bypass] == ["synthetic:qwen2.5-7b"] and mismatch_series(bypass[0]) == []
+    runs = [r for r in everything if r not in bypass]
     assert len(runs) == 9
     for r in runs:
         series = mismatch_series(r)
@@ -128,6 +132,11 @@ def test_a_result_without_the_mismatch_is_noted_not_failed(tmp_path, capsys) -> 
 
 def test_lora_adapter_evidence_on_the_committed_runs_is_not_measurable() -> None:
     lora = [r for r in committed() if r.axes.get("lora_rank", 0)]
+    # the 7B cell ran with VERL_LOGGING_LEVEL=INFO: its syncs are logged; the small cells' were not
+    logged = [r for r in lora if r.lora_adapter_syncs is not None]
+    assert [(r.model, r.lora_adapter_syncs) for r in logged] == [("synthetic:qwen2.5-7b", 6)]
+    assert adapter_evidence(logged[0]).kind == "logged"
+    lora = [r for r in lora if r not in logged]
     assert len(lora) == 4
     for r in lora:
         ev = adapter_evidence(r)

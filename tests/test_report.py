@@ -394,6 +394,10 @@ def test_startup_table_on_the_real_h200_baselines(tmp_path: Path):
         assert (names[0], names[-1]) == ("imports_done", "first_step")
         assert {"vllm_weights_loaded", "vllm_compiled", "vllm_graphs_captured"} <= set(r.startup)
         assert sum(r.startup.values()) == pytest.approx(r.startup_s, abs=0.05)
+        if r.model == "synthetic:qwen2.5-7b":
+            # the 7B seed shape: 488 s, vLLM's start with 15 GB of weights 113 s, compile 42 s (empty cache)
+            assert r.startup_s == pytest.approx(487.7, abs=0.05) and r.startup["vllm_weights_loaded"] > 110
+            continue
         # 262-385 s: less where vLLM's compile cache already held the shape (4 s against 18-37 s compiling)
         assert 240 < r.startup_s < 420 and 60 < r.startup["vllm_weights_loaded"] < 110
     all_rows = flatten_all(load_results([REAL]))

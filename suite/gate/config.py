@@ -147,6 +147,7 @@ def default_text() -> str:
 def load_config(path: str | Path | None = None) -> GateConfig:
     """The shipped defaults, with the TOML file at `path` (if any) merged over them."""
     data = _read_toml(default_text(), DEFAULT_FILE)
+    shipped = len(data.get("override", []))  # the user's overrides follow these: errors number them in their file
     source = f"suite/gate/{DEFAULT_FILE}"
     file = str(path) if path is not None else source
     if path is not None:
@@ -169,5 +170,6 @@ def load_config(path: str | Path | None = None) -> GateConfig:
         try:
             CellThresholds.model_validate({n: {**getattr(config, n).model_dump(), **getattr(ov, n)} for n in PER_CELL})
         except ValidationError as exc:
-            raise InputError(_describe(exc, f"override[{i}] (cells {ov.cells})"), source=file) from None
+            own, where = (i, f"suite/gate/{DEFAULT_FILE}") if i < shipped else (i - shipped, file)
+            raise InputError(_describe(exc, f"override[{own}] (cells {ov.cells})"), source=where) from None
     return config

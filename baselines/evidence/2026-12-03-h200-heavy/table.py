@@ -28,7 +28,8 @@ for d in results:
         return statistics.median(s[key] for s in m) if m else None
 
     def phase(k, m=m):
-        return num(statistics.median(s["timing_s"][k] for s in m)) if m else "-"
+        # a phase the cell does not run (no old log-prob pass under bypass, no ref pass without KL) reads "-"
+        return num(statistics.median(s["timing_s"][k] for s in m)) if m and k in m[0]["timing_s"] else "-"
     peak = max(d["peak_memory_gb"]) if d["peak_memory_gb"] else None
     print(f"| {d['id'].rsplit('/', 1)[-1]} | {d['status']} | {len(m)} | {num(med('throughput'), '{:.0f}')} |"
           f" {num(med('time_per_step'))} | {' / '.join(phase(k) for k in ('gen', 'old_log_prob', 'ref', 'update_actor'))} |"

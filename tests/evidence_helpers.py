@@ -1,0 +1,50 @@
+"""What the tests of committed GPU evidence (baselines/evidence/<run>/) share: medians over a result's measured
+steps, the check that a result's steps are its metrics file's, and that a README's tables are the ones its
+folder's table script prints from the files."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suite.results.io import read_result
+from suite.results.schema import Result
+from suite.telemetry.metrics import read_metrics
+
+EVIDENCE = Path(__file__).resolve().parents[1] / "baselines" / "evidence"
+# the heavy runs' tables are printed by the first run's script, run in each folder
+HEAVY_TABLE = EVIDENCE / "2026-12-03-h200-heavy" / "table.py"
+
+
+def median_measured(cell: Path, key: str) -> float:
+    """Median of a Step field (throughput, time_per_step, ...) over the cell's measured steps."""
+    return statistics.median(getattr(s, key) for s in read_result(cell / "result.json").measured_steps())
+
+
+def median_phase(cell: Path, phase: str) -> float:
+    """Median seconds of one verl timing phase (gen, old_log_prob, ref, update_actor, ...) over measured steps."""
+    return statistics.median(s.timing_s[phase] for s in read_result(cell / "result.json").measured_steps())
+
+
+def result_matching_metrics(cell: Path) -> Result:
+    """The cell's result, after checking that its steps are the ones its metrics file parses to."""
+    r = read_result(cell / "result.json")
+    m = read_metrics(cell / "metrics.jsonl")
+    assert [s.step for s in m.steps] == [s.step for s in r.steps]
+    for parsed, recorded in zip(m.steps, r.steps, strict=True):
+        assert parsed.throughput == pytest.approx(recorded.throughput)
+        assert parsed.timing_s == pytest.approx(recorded.timing_s)
+    return r
+
+
+def assert_readme_tables(folder: Path, script: Path = HEAVY_TABLE) -> None:
+    """Every line the table script prints, run in `folder`, is in the folder's README."""
+    out = subprocess.run([sys.executable, str(script)], cwd=folder, capture_output=True, text=True, check=True).stdout
+    readme = (folder / "README.md").read_text()
+    assert out.strip()
+    for line in out.strip().splitlines():
+        assert line in readme, line
