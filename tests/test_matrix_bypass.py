@@ -24,10 +24,13 @@ def cells(tmp_path_factory: pytest.TempPathFactory) -> list:
 
 
 def test_bypass_is_an_axis_with_its_own_id_part(cells: list) -> None:
-    assert len(cells) == 24 and sum(c.status == "ok" for c in cells) == 16
+    # 16 ok when the predictions were committed; the bypass cells are refused since they crashed (all keep the KL
+    # loss: with LoRA the reference pass comes first, see suite.plan.constraints._bypass_lora_ref)
+    assert len(cells) == 24 and sum(c.status == "ok" for c in cells) == 8
     for c in cells:
         on = c.setting(KEY)
         assert on in (True, False)
+        assert (c.status == "invalid") is on and (not on or "bypass-lora-ref-first" in (c.reason or ""))
         assert ("-bm-" in c.id) is on and ("-nobm-" in c.id) is (not on)
         assert f"{KEY}={on}" in c.argv
 
@@ -55,4 +58,5 @@ def test_committed_predictions_match_the_planner(cells: list) -> None:
     for c in cells:
         row = next(line for line in lines if line.startswith(c.id + " ") or line.startswith(c.id + "  "))
         assert f"{c.predicted_memory_gb:.1f}".rstrip("0").rstrip(".") in row, c.id
-        assert c.status in row
+        # what the planner knew then: a bypass cell refused now was ok or predicted-oom in the committed file
+        assert c.status in row or (c.status == "invalid" and c.setting(KEY) and ("ok" in row or "oom" in row))

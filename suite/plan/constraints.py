@@ -8,8 +8,9 @@ Each rule returns None or a reason that names the rule and the numbers. The batc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from suite.matrix.offload import FSDP_ONLY, parse_offload
 from suite.matrix.schema import Base, Matrix
@@ -17,6 +18,7 @@ from suite.models.archs import Arch, arch_for_model
 
 # vLLM's MaxLoRARanks (verl rounds a rank up to one of these; above the last one it refuses).
 VLLM_MAX_LORA_RANK = 512
+BYPASS_KEY = "algorithm.rollout_correction.bypass_mode"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Ctx:
     offload: str
     tp: int
     rb: int
+    raw: Mapping[str, Any] = field(default_factory=dict)  # raw verl keys: [overrides], then raw-key axes
 
     @property
     def dp(self) -> int:
@@ -137,6 +140,23 @@ def _lora(c: Ctx) -> str | None:
     return None
 
 
+def _bypass_lora_ref(c: Ctx) -> str | None:
+    """Measured (baselines/evidence/2026-12-03-h200-heavy-4, verl 0.9.1, peft 0.21, torch 2.11): with LoRA verl's
+    reference is the actor with its adapter disabled, and peft's disable sets requires_grad False on the
+    adapter. Bypass skips the old log-prob pass, so the ref forward becomes the actor's first call; FSDP2's lazy
+    init then sees no trainable parameter, keeps no reduce dtype, and the first update's bf16 gradient is refused
+    by the fp32 LoRA shard. Without a reference (no KL loss) the same bypass runs."""
+    if not (c.lora and c.backend == "fsdp" and c.base.strategy == "fsdp2" and c.base.use_kl_loss):
+        return None
+    if c.raw.get(BYPASS_KEY) is not True:
+        return None
+    return (
+        f"bypass-lora-ref-first: {BYPASS_KEY} = true with a LoRA actor and use_kl_loss = true crashes in the "
+        "first update (verl 0.9.1 on FSDP2: the reference pass, adapter disabled, is the actor's first call and "
+        "FSDP2 keeps no reduce dtype); set use_kl_loss = false or bypass_mode = false"
+    )
+
+
 def _megatron_attention(c: Ctx) -> str | None:
     """verl 0.9.1 sets Megatron's attention backend to 'flash' (engine/megatron.yaml), which makes
     TransformerEngine require the flash-attn package; a matrix that runs FSDP on sdpa says it has none."""
@@ -190,6 +210,7 @@ RULES: tuple[Callable[[Ctx], str | None], ...] = (
     _offload,
     _megatron_attention,
     _lora,
+    _bypass_lora_ref,
     _batches,
     _lengths,
 )
@@ -208,6 +229,10 @@ def check_cell(m: Matrix, point: dict) -> str | None:
         offload=point["offload"],
         tp=point["tp"],
         rb=point["rollout_batch"],
+        raw={
+            **{k.lstrip("+"): v for k, v in m.overrides.items()},
+            **{k.lstrip("+"): v for k, v in m.raw_axes(point).items()},
+        },
     )
     for rule in RULES:
         reason = rule(c)
