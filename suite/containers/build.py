@@ -21,22 +21,9 @@ from suite.containers.images import BaseRef, read_images_lock, resolve_base
 from suite.containers.lock import lock_sha256, normalize, pinned_versions
 from suite.containers.settings import IMAGES_LOCK, TEMPLATE, GenSettings, load_settings
 from suite.errors import InputError
+from suite.packages import PACKAGES
 
 IMAGE_REPO = "grpo-suite"
-# Packages named in the image's `versions` label (the full set is the lockfile, whose hash is labelled).
-LABEL_PACKAGES = (
-    "torch",
-    "vllm",
-    "verl",
-    "ray",
-    "transformers",
-    "peft",
-    "megatron-core",
-    "megatron-bridge",
-    "transformer-engine",
-    "flash-attn",
-    "flashinfer-python",
-)
 _IGNORE = """\
 # BuildKit reads <Dockerfile>.dockerignore beside the Dockerfile: the context is the repository root,
 # and the image needs only pyproject.toml, README.md, suite/ and this generation's lockfiles.
@@ -147,7 +134,9 @@ def render_dockerfile(
     base = base or base_for(settings, allow_unpinned=True)
     ident = identity(settings, base, suite_version=suite_version, skipped=skipped)
     versions = pinned_versions(settings)
-    label_versions = " ".join(f"{p}=={versions[p]}" for p in LABEL_PACKAGES if p in versions)
+    # The `versions` label: suite.packages.PACKAGES as pinned in this lock (the full set is the lockfile, whose
+    # hash is labelled).
+    label_versions = " ".join(f"{p}=={versions[p]}" for p in PACKAGES if p in versions)
     env_lines = "".join(f"    {k}={json.dumps(v)} \\\n" for k, v in sorted(settings.env.items()))
     from suite.gpus import GPUS
 

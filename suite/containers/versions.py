@@ -8,31 +8,15 @@ from pathlib import Path
 from suite.containers.images import read_images_lock
 from suite.containers.lock import pinned_versions
 from suite.containers.settings import IMAGES_LOCK, generations, load_settings
+from suite.packages import PACKAGES
 
-TABLE_PACKAGES = (
-    "torch",
-    "vllm",
-    "verl",
-    "ray",
-    "transformers",
-    "peft",
-    "megatron-core",
-    "megatron-bridge",
-    "nvidia-modelopt",
-    "transformer-engine",
-    "flash-attn",
-    "flashinfer-python",
-    "tensordict",
-    "nvidia-ml-py",
-    "numpy",
-    "pydantic",
-)
 BEGIN = "<!-- versions-table:begin (python -m suite.containers versions) -->"
 END = "<!-- versions-table:end -->"
 
 
-def versions_table(root: Path, packages: tuple[str, ...] = TABLE_PACKAGES) -> str:
-    """Markdown: one row per package, one column per generation, then the build settings rows."""
+def versions_table(root: Path, packages: tuple[str, ...] = PACKAGES) -> str:
+    """Markdown: one row per package (suite.packages.PACKAGES by default), one column per generation, then the
+    build settings rows."""
     gens = generations(root)
     settings = {g: load_settings(g, root) for g in gens}
     pins = {g: pinned_versions(settings[g]) for g in gens}

@@ -14,23 +14,10 @@ from importlib import metadata
 from pathlib import Path
 
 from suite import __version__
+from suite.packages import PACKAGES
 from suite.results.schema import Provenance
 from suite.run.cellenv import FORWARD_ENV
 
-# Megatron-Bridge and Transformer Engine are recorded where installed: which TE loads depends on the CUDA stack.
-PACKAGES = (
-    "torch",
-    "verl",
-    "vllm",
-    "ray",
-    "transformers",
-    "peft",
-    "megatron-core",
-    "megatron-bridge",
-    "transformer-engine",
-    "flash-attn",
-    "nvidia-ml-py",
-)
 REDACTED = "<redacted>"
 # Matched per word of the name (split at anything not a letter or digit). "token" counts only as the last word:
 # HF_TOKEN and auth_token are secrets, max_num_batched_tokens and ppo_max_token_len_per_gpu are settings.
@@ -137,6 +124,9 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
 
 
 def package_versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
+    """`provenance.versions`: the installed version of each of `packages` (suite.packages.PACKAGES), in that order;
+    one not installed here (Megatron-Bridge, Transformer Engine on an FSDP-only host) is left out, not recorded
+    empty. Readers take any keys: results written with an older list still read."""
     out = {}
     for name in packages:
         try:
