@@ -526,32 +526,32 @@ CONSTRAINTS = [
     ("lora-fsdp1-1gpu", head(gpus=1) + "[base]\nlora_rank = 8\nstrategy = 'fsdp'\n", "lora-1gpu-needs-fsdp2", []),
     (
         "bypass-lora-kl-override",
-        head(gpus=1) + "[base]\nlora_rank = 8\n[overrides]\n\"algorithm.rollout_correction.bypass_mode\" = true\n",
+        head(gpus=1) + '[base]\nlora_rank = 8\n[overrides]\n"algorithm.rollout_correction.bypass_mode" = true\n',
         "bypass-lora-ref-first",
         ["use_kl_loss = false", "bypass_mode = false"],
     ),
     (
         "bypass-lora-kl-plus-prefix",
-        head(gpus=1) + "[base]\nlora_rank = 8\n[overrides]\n\"+algorithm.rollout_correction.bypass_mode\" = true\n",
+        head(gpus=1) + '[base]\nlora_rank = 8\n[overrides]\n"+algorithm.rollout_correction.bypass_mode" = true\n',
         "bypass-lora-ref-first",
         [],
     ),
     (
         "bypass-lora-no-kl",
         head(gpus=1) + "[base]\nlora_rank = 8\nuse_kl_loss = false\n[overrides]\n"
-        "\"algorithm.rollout_correction.bypass_mode\" = true\n",
+        '"algorithm.rollout_correction.bypass_mode" = true\n',
         None,
         [],
     ),
     (
         "bypass-full-fine-tune",
-        head(gpus=1) + "[base]\nlora_rank = 0\n[overrides]\n\"algorithm.rollout_correction.bypass_mode\" = true\n",
+        head(gpus=1) + '[base]\nlora_rank = 0\n[overrides]\n"algorithm.rollout_correction.bypass_mode" = true\n',
         None,
         [],
     ),
     (
         "bypass-off-lora-kl",
-        head(gpus=1) + "[base]\nlora_rank = 8\n[overrides]\n\"algorithm.rollout_correction.bypass_mode\" = false\n",
+        head(gpus=1) + '[base]\nlora_rank = 8\n[overrides]\n"algorithm.rollout_correction.bypass_mode" = false\n',
         None,
         [],
     ),

@@ -18,6 +18,8 @@ from suite.results.schema import Result
 
 GOAL_TOLERANCE = 0.10
 GOAL_FRACTION = 0.90
+# Stopped from outside: a step that ended before the stop had its whole peak (every step has the same shape).
+STOPPED = ("timeout", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,13 @@ class MemoryRow:
     host_measured_gib: float | None = None  # Result.host_peak_memory_gb; None: not measured
     host_predicted_gib: float | None = None  # per node
     host_phase: str | None = None
+    steps: int = 0  # steps the run ended
+
+    @property
+    def clean(self) -> bool:
+        """The run saw a whole step's peak: it finished, or it was stopped from outside after ending a step. A crash
+        or an OOM stops at a point no prediction describes."""
+        return self.status == "ok" or (self.status in STOPPED and self.steps > 0)
 
     @property
     def error(self) -> float | None:
@@ -45,13 +54,13 @@ class MemoryRow:
 
     @property
     def host_measured(self) -> bool:
-        """A clean host measurement: the run finished (a killed run stops below its peak) with a host peak."""
-        return self.status == "ok" and self.host_error is not None
+        """A clean host measurement (see `clean`) with a host peak."""
+        return self.clean and self.host_error is not None
 
     @property
     def measured(self) -> bool:
-        """A clean measurement to score the error on: the run finished and NVML saw its peak."""
-        return self.status == "ok" and self.error is not None
+        """A clean measurement to score the error on (see `clean`) with an NVML peak."""
+        return self.clean and self.error is not None
 
     @property
     def missed_oom(self) -> bool:
@@ -114,7 +123,7 @@ def validate_results(results: Iterable[tuple[str, Result]], calibration: Calibra
         except InputError as exc:
             rows.append(
                 MemoryRow(_full_id(r), source, r.status, measured, None, None, None, note=str(exc),
-                    host_measured_gib=host_measured)
+                    host_measured_gib=host_measured, steps=len(r.steps))
             )  # fmt: skip
             continue
         note = "; ".join(pred.notes)
@@ -122,7 +131,8 @@ def validate_results(results: Iterable[tuple[str, Result]], calibration: Calibra
             note = "; ".join(x for x in ("no command recorded: axes over verl defaults", note) if x)
         rows.append(
             MemoryRow(_full_id(r), source, r.status, measured, pred.peak_gib, pred.phase, pred.fits, note,
-                host_measured_gib=host_measured, host_predicted_gib=host.peak_gib, host_phase=host.phase)
+                host_measured_gib=host_measured, host_predicted_gib=host.peak_gib, host_phase=host.phase,
+                steps=len(r.steps))
         )  # fmt: skip
     return rows
 
