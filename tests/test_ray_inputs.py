@@ -145,6 +145,25 @@ def test_inputs_outside_the_cell_dir_and_list_values_travel_too(tmp_path: Path) 
     assert again.inputs == spec.inputs  # one name per path
 
 
+def test_input_names_move_only_inputs_while_relocation_moves_env_too(tmp_path: Path) -> None:
+    cell = bench_cell(tmp_path)
+    local = tmp_path / cell.full_id
+    train = str(local / "inputs" / "train.parquet")
+    cell = dataclasses.replace(
+        cell,
+        overrides=(*cell.overrides, Override("x.files", [train, str(local / "other"), 3])),
+        env={**cell.env, "X_PATH": train},
+    )
+    named = cell.with_inputs_at({train: "inputs/train.parquet"})
+    assert named.setting("x.files") == ["inputs/train.parquet", str(local / "other"), 3]  # only the input name
+    assert named.env == cell.env  # env is left as it is, even a value naming an input
+    assert set(named.inputs) == {"inputs/train.parquet", str(local / "inputs" / "val.parquet")}
+    moved = cell.relocated(local, "/remote")
+    assert moved.setting("x.files") == ["/remote/inputs/train.parquet", "/remote/other", 3]
+    assert moved.env["X_PATH"] == "/remote/inputs/train.parquet"
+    assert set(moved.inputs) == {"/remote/inputs/train.parquet", "/remote/inputs/val.parquet"}
+
+
 def test_dry_run_shows_what_travels_and_touches_no_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cell = bench_cell(tmp_path)  # neither the subsets nor the full files exist
     r = rj.RayJobRuntime(address="http://127.0.0.1:9", dry_run=True).run_cell(cell, tmp_path / cell.full_id)

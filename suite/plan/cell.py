@@ -7,7 +7,7 @@ the same data, so no stage parses a command line back."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -112,35 +112,34 @@ class Cell:
         if not base:
             return self
 
-        def move(v: OverrideValue) -> OverrideValue:
-            if isinstance(v, list):
-                return [move(x) for x in v]  # type: ignore[misc]
-            if isinstance(v, str) and (v == base or v.startswith(base + "/")):
-                return dst + v[len(base) :]
-            return v
+        def rename(v: str) -> str:
+            return dst + v[len(base) :] if v == base or v.startswith(base + "/") else v
 
-        return replace(
-            self,
-            overrides=tuple(replace(o, value=move(o.value)) for o in self.overrides),
-            env={k: str(move(v)) for k, v in self.env.items()},
-            inputs={str(move(k)): v for k, v in self.inputs.items()},
-        )
+        return self._renamed(rename, env=True)
 
     def with_inputs_at(self, names: Mapping[str, str]) -> Cell:
         """The same cell with each input file `dest` (a key of `inputs`) at `names[dest]`: the key itself and
         every override value that names it (a string, or an element of a list) move; other values stay."""
 
+        def rename(v: str) -> str:
+            return names.get(v, v) if v in self.inputs else v
+
+        return self._renamed(rename, env=False)
+
+    def _renamed(self, rename: Callable[[str], str], *, env: bool) -> Cell:
+        """The same cell with `rename` applied to every string override value (and list element), every input
+        destination and, with `env`, every env value; values that are not strings stay."""
+
         def move(v: OverrideValue) -> OverrideValue:
             if isinstance(v, list):
                 return [move(x) for x in v]  # type: ignore[misc]
-            if isinstance(v, str) and v in self.inputs:
-                return names.get(v, v)
-            return v
+            return rename(v) if isinstance(v, str) else v
 
         return replace(
             self,
             overrides=tuple(replace(o, value=move(o.value)) for o in self.overrides),
-            inputs={names.get(k, k): v for k, v in self.inputs.items()},
+            env={k: str(move(v)) for k, v in self.env.items()} if env else self.env,
+            inputs={str(move(k)): v for k, v in self.inputs.items()},
         )
 
     def to_dict(self) -> dict:
