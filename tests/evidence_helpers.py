@@ -48,3 +48,17 @@ def assert_readme_tables(folder: Path, script: Path = HEAVY_TABLE) -> None:
     assert out.strip()
     for line in out.strip().splitlines():
         assert line in readme, line
+
+
+def memory_errors(r: Result) -> tuple[float, float]:
+    """(GPU, host) prediction errors, (predicted - measured) / measured: NVML worst GPU, process-tree RSS."""
+    gpu = (r.predicted_memory_gb - max(r.peak_memory_gb)) / max(r.peak_memory_gb)
+    host = (r.predicted_host_memory_gb - r.host_peak_memory_gb) / r.host_peak_memory_gb
+    return gpu, host
+
+
+def assert_prediction_committed(r: Result, predictions: Path, cell: str, status: str = "ok") -> None:
+    """The result's GPU and host predictions are the ones committed before the run, in the cell's row."""
+    row = next(line for line in predictions.read_text().splitlines() if line.startswith(cell + " "))
+    assert f"{r.predicted_memory_gb:.1f}" in row and f"{r.predicted_host_memory_gb:.1f}" in row, row
+    assert f" {status}" in row, row

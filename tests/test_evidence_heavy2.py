@@ -9,7 +9,13 @@ import statistics
 from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_readme_tables, median_measured, result_matching_metrics
+from evidence_helpers import (
+    assert_prediction_committed,
+    assert_readme_tables,
+    median_measured,
+    memory_errors,
+    result_matching_metrics,
+)
 
 from suite.results.io import read_result
 from suite.telemetry import classify, startup
@@ -61,14 +67,11 @@ def test_padding_share_of_the_training_batch() -> None:
 
 def test_memory_errors_out_of_sample() -> None:
     r = read_result(NOGC / "result.json")
-    gpu_err = (r.predicted_memory_gb - max(r.peak_memory_gb)) / max(r.peak_memory_gb)
-    host_err = (r.predicted_host_memory_gb - r.host_peak_memory_gb) / r.host_peak_memory_gb
+    gpu_err, host_err = memory_errors(r)
     assert gpu_err == pytest.approx(0.119, abs=0.002) and host_err == pytest.approx(-0.070, abs=0.002)
     assert r.torch_memory.max_memory_allocated_gb == pytest.approx(70.99, abs=0.01)
     assert r.host_system_peak_memory_gb < 0.95 * r.host_memory_total_gb
-    committed = (FIRST / "predicted-h200-1gpu-7b.txt").read_text()
-    row = next(line for line in committed.splitlines() if line.startswith(NOGC.name + " "))
-    assert f"{r.predicted_memory_gb:.1f}" in row and " ok" in row
+    assert_prediction_committed(r, FIRST / "predicted-h200-1gpu-7b.txt", NOGC.name)
 
 
 def test_startup_without_offload_and_the_interrupted_candidate() -> None:

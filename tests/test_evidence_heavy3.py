@@ -10,7 +10,14 @@ import statistics
 from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_readme_tables, median_measured, median_phase, result_matching_metrics
+from evidence_helpers import (
+    assert_prediction_committed,
+    assert_readme_tables,
+    median_measured,
+    median_phase,
+    memory_errors,
+    result_matching_metrics,
+)
 
 from suite.results.io import read_result
 from suite.telemetry import classify, startup
@@ -73,12 +80,9 @@ def test_numerics_unchanged_by_remove_padding() -> None:
 
 def test_memory_errors_out_of_sample_and_committed_prediction() -> None:
     r = read_result(RMPAD / "result.json")
-    gpu_err = (r.predicted_memory_gb - max(r.peak_memory_gb)) / max(r.peak_memory_gb)
-    host_err = (r.predicted_host_memory_gb - r.host_peak_memory_gb) / r.host_peak_memory_gb
+    gpu_err, host_err = memory_errors(r)
     assert gpu_err == pytest.approx(0.051, abs=0.002) and host_err == pytest.approx(-0.070, abs=0.002)
-    committed = (EVIDENCE / "predictions" / "h200-1gpu-7b-rmpad.txt").read_text()
-    row = next(line for line in committed.splitlines() if line.startswith(RMPAD.name + " "))
-    assert f"{r.predicted_memory_gb:.1f}" in row and f"{r.predicted_host_memory_gb:.1f}" in row and " ok" in row
+    assert_prediction_committed(r, EVIDENCE / "predictions" / "h200-1gpu-7b-rmpad.txt", RMPAD.name)
 
 
 def test_lora_sync_lines_reach_the_log_and_no_oom() -> None:

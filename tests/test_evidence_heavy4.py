@@ -8,7 +8,7 @@ import lzma
 from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_readme_tables
+from evidence_helpers import assert_prediction_committed, assert_readme_tables, memory_errors
 
 from suite.results.io import read_result
 from suite.telemetry import classify, startup
@@ -65,11 +65,8 @@ def test_memory_up_to_the_crash_and_committed_prediction() -> None:
     r = read_result(BYPASS / "result.json")
     assert max(r.peak_memory_gb) == pytest.approx(77.05, abs=0.01)
     assert max(r.peak_memory_gb) < r.predicted_memory_gb
-    host_err = (r.predicted_host_memory_gb - r.host_peak_memory_gb) / r.host_peak_memory_gb
-    assert host_err == pytest.approx(-0.060, abs=0.002)
-    committed = (EVIDENCE / "predictions" / "h200-1gpu-7b-bypass.txt").read_text()
-    row = next(line for line in committed.splitlines() if line.startswith(BYPASS.name + " "))
-    assert f"{r.predicted_memory_gb:.1f}" in row and f"{r.predicted_host_memory_gb:.1f}" in row and " ok" in row
+    assert memory_errors(r)[1] == pytest.approx(-0.060, abs=0.002)
+    assert_prediction_committed(r, EVIDENCE / "predictions" / "h200-1gpu-7b-bypass.txt", BYPASS.name)
 
 
 def test_startup_phases_and_the_data_phase_is_not_the_dataset() -> None:

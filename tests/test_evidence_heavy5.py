@@ -10,7 +10,14 @@ import lzma
 from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_readme_tables, median_measured, median_phase, result_matching_metrics
+from evidence_helpers import (
+    assert_prediction_committed,
+    assert_readme_tables,
+    median_measured,
+    median_phase,
+    memory_errors,
+    result_matching_metrics,
+)
 
 from suite.gate.compare import required_samples
 from suite.gate.config import load_config
@@ -75,13 +82,10 @@ def test_off_policy_metrics_of_bypass() -> None:
 
 def test_memory_errors_out_of_sample_and_committed_prediction() -> None:
     r = read_result(NOKL / "result.json")
-    gpu_err = (r.predicted_memory_gb - max(r.peak_memory_gb)) / max(r.peak_memory_gb)
-    host_err = (r.predicted_host_memory_gb - r.host_peak_memory_gb) / r.host_peak_memory_gb
+    gpu_err, host_err = memory_errors(r)
     assert gpu_err == pytest.approx(0.119, abs=0.002) and host_err == pytest.approx(-0.069, abs=0.002)
     assert r.torch_memory.max_memory_allocated_gb == pytest.approx(71.5, abs=0.05)
-    committed = (EVIDENCE / "predictions" / "h200-1gpu-7b-nokl.txt").read_text()
-    row = next(line for line in committed.splitlines() if line.startswith(NOKL.name + " "))
-    assert f"{r.predicted_memory_gb:.1f}" in row and f"{r.predicted_host_memory_gb:.1f}" in row and " ok" in row
+    assert_prediction_committed(r, EVIDENCE / "predictions" / "h200-1gpu-7b-nokl.txt", NOKL.name)
 
 
 def test_log_syncs_and_startup() -> None:
