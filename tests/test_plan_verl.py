@@ -29,8 +29,12 @@ def test_every_shipped_cell_is_valid_for_verl(path: Path, profile: str, verl_val
     m = load_matrix(path)
     cells = plan_matrix(m, profile, out_dir=tmp_path, validator=verl_validator)
     assert cells
-    bad = [(c.id, c.reason) for c in cells if c.status != "ok"]
+    # the suite's own rules may refuse a cell verl would accept (bypass-lora-ref-first: it crashed on the GPU);
+    # every other cell must be one verl's config accepts
+    refused = [c for c in cells if c.status == "invalid" and (c.reason or "").startswith("bypass-lora-ref-first")]
+    bad = [(c.id, c.reason) for c in cells if c.status != "ok" and c not in refused]
     assert not bad, bad[:3]
+    assert len(refused) < len(cells)
 
 
 def test_verl_check_is_what_marks_cells(verl_validator) -> None:
