@@ -18,3 +18,13 @@ def verl_validator():
     from suite.plan.verl_check import VerlValidator
 
     return VerlValidator()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One real local Ray cluster (head + a worker node) for every test module that submits jobs: starting one
+    takes tens of seconds, and the jobs are independent submissions."""
+    from fakes_dist.cluster import LocalRayCluster, running
+
+    with running(LocalRayCluster()) as cluster:
+        yield cluster

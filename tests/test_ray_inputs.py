@@ -255,18 +255,6 @@ def test_job_side_uses_what_travelled_without_the_full_file(tmp_path: Path, monk
 
 
 # -- against a real local Ray cluster -------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_cluster():
-    cluster = LocalRayCluster()
-    try:
-        cluster.start()
-    except Exception:
-        cluster.stop()
-        raise
-    yield cluster
-    cluster.stop()
-
-
 @pytest.mark.slow
 def test_workers_on_every_node_read_the_shipped_subsets(ray_cluster: LocalRayCluster, tmp_path: Path) -> None:
     from suite.data.subset import write_subsets

@@ -111,18 +111,6 @@ def test_dry_run_prints_the_job_without_secrets(
 
 
 # -- against a real local Ray cluster ---------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_cluster():
-    cluster = LocalRayCluster()
-    try:
-        cluster.start()
-    except Exception:
-        cluster.stop()
-        raise
-    yield cluster
-    cluster.stop()
-
-
 def _job(cluster: LocalRayCluster, cell_id: str):
     from ray.job_submission import JobSubmissionClient
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fakes_dist.cells import dist_cell
+from fakes_dist.cluster import running
 from fakes_dist.slurm_cluster import LocalSlurm, free_port, unavailable
 
 from suite.errors import InputError
@@ -206,14 +207,8 @@ def slurm():
     why = unavailable()
     if why:
         pytest.skip(f"no local Slurm: {why}")
-    cluster = LocalSlurm()
-    try:
-        cluster.start()
-    except Exception:
-        cluster.stop()
-        raise
-    yield cluster
-    cluster.stop()
+    with running(LocalSlurm()) as cluster:
+        yield cluster
 
 
 def _runtime_opts() -> dict[str, object]:

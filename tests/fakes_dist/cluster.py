@@ -13,8 +13,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import psutil
 
@@ -39,6 +41,29 @@ def processes_with(env_key: str, value: str) -> list[psutil.Process]:
         except (psutil.Error, OSError):
             continue
     return found
+
+
+class _Cluster(Protocol):
+    def start(self) -> object: ...
+    def stop(self) -> object: ...
+
+
+C = TypeVar("C", bound=_Cluster)
+
+
+@contextlib.contextmanager
+def running(cluster: C) -> Iterator[C]:
+    """A started cluster (LocalRayCluster, LocalSlurm) for the block; stopped after it, and also when starting it
+    failed half-way (some of its processes may already be up)."""
+    try:
+        cluster.start()
+    except Exception:
+        cluster.stop()
+        raise
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def stop_tagged(env_key: str, value: str, grace_s: float = 5.0) -> int:
