@@ -68,7 +68,13 @@ def test_ratio_to_the_reference_run_in_the_same_gate(tmp_path, capsys, cells) ->
     plain = tmp_path / "plain"
     write_results([r.model_copy(update={"reference": None}) for r in (lora, ref)], plain)
     code2, plain_text = gate(capsys, str(plain), "--baselines", str(root), "--format", "json")
-    strip = {"reference", "reference_source", "throughput_vs_reference", "peak_memory_vs_reference"}
+    strip = {
+        "reference",
+        "reference_source",
+        "throughput_vs_reference",
+        "peak_memory_vs_reference",
+        "reference_objective_differences",
+    }
     assert code == code2 == 1
     assert [{k: v for k, v in r.items() if k not in strip} for r in doc["rows"]] == [
         {k: v for k, v in r.items() if k not in strip} for r in json.loads(plain_text)["rows"]
@@ -85,14 +91,21 @@ def test_ratio_to_the_reference_run_in_the_same_gate(tmp_path, capsys, cells) ->
         for ln in lines
         if ln.startswith("qwen2.5")
     }
+    # LoRA against a full fine-tuning reference trains other parameters: the ratio says so, and a note says how
+    assert t["reference_objective_differences"] == ["lora_rank"]
+    assert rows[(REF, "throughput")]["reference_objective_differences"] == []
+    assert doc["reference_notes"][1] == (
+        f"{lora.id} (matrix h100-1gpu-graphs, h100) has another objective than its reference "
+        "(lora_rank 8 (reference 0)): its ratios compare other work"
+    )
     assert values == {
-        ("lora8-off_none-tp1-rb16", "throughput"): "x0.84",
-        ("lora8-off_none-tp1-rb16", "memory"): "x0.95",
+        ("lora8-off_none-tp1-rb16", "throughput"): "x0.84 (other objective)",
+        ("lora8-off_none-tp1-rb16", "memory"): "x0.95 (other objective)",
         (REF, "throughput"): "x1.00 (ref)",
         (REF, "memory"): "x1.00 (ref)",
     }
     _, md = gate(capsys, str(tmp_path / "cur"), "--baselines", str(root), "--format", "markdown")
-    assert "| vs ref " in md and "| x0.84 " in md and "| x1.00 (ref) " in md
+    assert "| vs ref " in md and "| x0.84 (other objective) " in md and "| x1.00 (ref) " in md
 
 
 def test_reference_not_run_uses_its_stored_baseline(tmp_path, capsys, cells) -> None:
@@ -109,7 +122,10 @@ def test_reference_not_run_uses_its_stored_baseline(tmp_path, capsys, cells) -> 
     ref_file = root / "h100" / "h100-1gpu-graphs" / (ref.id + ".json")
     assert doc["reference_notes"] == [
         "vs ref (ref baseline): the reference cell qwen2.5-0.5b/h100x1/fsdp/full-off_none-tp1-rb16 (matrix "
-        f"h100-1gpu-graphs, h100) is not in these results; ratio to its stored baseline {ref_file}"
+        f"h100-1gpu-graphs, h100) is not in these results; ratio to its stored baseline {ref_file}",
+        # the stored reference's axes decide the objective as the current one's would
+        f"{lora.id} (matrix h100-1gpu-graphs, h100) has another objective than its reference "
+        "(lora_rank 8 (reference 0)): its ratios compare other work",
     ]
     _, table = gate(capsys, str(tmp_path / "cur"), "--baselines", str(root))
     head = next(ln for ln in table.splitlines() if ln.startswith("cell "))
@@ -129,7 +145,7 @@ def test_mixed_sources_tag_each_baseline_ratio(tmp_path, capsys, cells) -> None:
     head = next(ln for ln in table.splitlines() if ln.startswith("cell "))
     assert "vs ref (ref baseline)" not in head
     rows = [ln for ln in table.splitlines() if ln.startswith("qwen2.5") and " throughput " in ln]
-    tagged = {ln.split()[1]: "x0.84 (ref baseline)" in ln for ln in rows}
+    tagged = {ln.split()[1]: "x0.84 (other objective) (ref baseline)" in ln for ln in rows}
     assert tagged == {"copy": True, "h100-1gpu-graphs": False}
 
 

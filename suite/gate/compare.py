@@ -27,6 +27,7 @@ from suite.gate.config import (
     ThroughputThresholds,
 )
 from suite.gate.history import decide, prior_streak, waits
+from suite.gate.objective import describe
 from suite.gate.reference import CellRatios, cell_ratios, find_reference, reference_id
 from suite.gate.sentinel import adapter_note, sentinel_outcome
 from suite.gate.store import Key, index_baselines, label
@@ -66,6 +67,8 @@ class Comparison:
     reference_source: str = ""  # "current": the reference ran in this gate's results; "baseline": its stored one
     throughput_vs_reference: float | None = None
     peak_memory_vs_reference: float | None = None
+    # objective axes in which the cell differs from its reference: its ratios compare other work
+    reference_objective_differences: tuple[str, ...] = ()
     # The tolerance the verdict used (throughput: fraction; memory: GiB) and where it came from:
     # "calibration (N runs)" from the baseline's own runs, or "thresholds" (the TOML).
     tolerance: float | None = None
@@ -566,6 +569,7 @@ def _with_reference(
     numbers came from (this run, or its baseline when the reference was not run)."""
     ratios: dict[tuple[str, str, str], CellRatios] = {}
     notes: dict[tuple[str, str, str], str] = {}
+    other: list[str] = []
     for key in sorted(groups):
         runs = groups[key]
         first = runs[0]
@@ -581,7 +585,12 @@ def _with_reference(
             side = "in these results" if ref.source == "current" else f"in its baseline {ref.where}"
             notes[ref_key] = f"{where} has status {ref.status} {side}: no ratios"
             continue
-        ratios[key] = cell_ratios(runs, ref)
+        ratios[key] = c = cell_ratios(runs, ref)
+        if c.objective_differences:
+            other.append(
+                f"{key[2]} (matrix {first.matrix}, {first.gpu}) has another objective than its reference "
+                f"({describe(first.axes, ref.axes or {}, c.objective_differences)}): its ratios compare other work"
+            )
         notes[ref_key] = (
             f"vs ref: ratio to the {where} in these results"
             if ref.source == "current"
@@ -597,11 +606,12 @@ def _with_reference(
                 reference_source=c.reference.source,
                 throughput_vs_reference=c.throughput,
                 peak_memory_vs_reference=c.peak_memory,
+                reference_objective_differences=c.objective_differences,
             )
             if c
             else r
         )
-    return out, [notes[k] for k in sorted(notes)]
+    return out, [notes[k] for k in sorted(notes)] + other
 
 
 def _missing_rows(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from suite.gate.cells import PooledCell, median, pool
+from suite.gate.objective import objective_differences
 from suite.gate.store import Key
 from suite.results.baseline import Baseline
 from suite.results.schema import Result
@@ -56,6 +57,7 @@ class Reference:
     throughput: float | None  # median tokens/s/GPU over measured steps (None unless status ok)
     peak_memory_gb: float | None  # NVML, worst GPU (None unless status ok)
     where: str = ""  # the baseline file, when source is "baseline"
+    axes: Mapping[str, int | str] | None = None  # the reference's axis values (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class CellRatios:
     reference: Reference
     throughput: float | None  # current median / reference median
     peak_memory: float | None  # current NVML peak / reference NVML peak
+    # objective axes in which the cell differs from its reference (suite.gate.objective): other work
+    objective_differences: tuple[str, ...] = ()
 
 
 def _values(cell: PooledCell) -> tuple[float | None, float | None]:
@@ -87,16 +91,17 @@ def find_reference(
     if key in current and same_group(first, current[key][0]):
         cell = pool(current[key])
         tput, peak = _values(cell)
-        return Reference(ref_id, "current", cell.status, tput, peak)
+        return Reference(ref_id, "current", cell.status, tput, peak, axes=current[key][0].axes)
     if key in store:
         path, baseline = store[key]
         if same_group(first, baseline.results[0]):
             cell = pool(baseline.results)
             tput, peak = _values(cell)
-            return Reference(ref_id, "baseline", cell.status, tput, peak, str(path))
+            return Reference(ref_id, "baseline", cell.status, tput, peak, str(path), baseline.results[0].axes)
     return None
 
 
 def cell_ratios(runs: Sequence[Result], ref: Reference) -> CellRatios:
     tput, peak = _values(pool(runs))
-    return CellRatios(ref, ratio(tput, ref.throughput), ratio(peak, ref.peak_memory_gb))
+    diff = objective_differences(runs[0].axes, ref.axes) if ref.axes is not None else ()
+    return CellRatios(ref, ratio(tput, ref.throughput), ratio(peak, ref.peak_memory_gb), diff)

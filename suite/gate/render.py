@@ -75,6 +75,8 @@ def vs_reference(row: Comparison, *, tag_baseline: bool) -> str:
         return ""
     if row.cell == row.reference:
         text = "x1.00 (ref)" if row.metric in ("throughput", "memory") else "ref"
+    elif row.reference_objective_differences:
+        text += " (other objective)"
     return text + (" (ref baseline)" if tag_baseline and row.reference_source == "baseline" else "")
 
 

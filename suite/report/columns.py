@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from suite.gate.history import Point
+from suite.gate.objective import describe
 from suite.gate.reference import ratio_text
 from suite.report.backends import BackendPair
 from suite.report.stats import MIN_N_MEDIAN_CI
@@ -118,7 +119,10 @@ def vs_ref(row: ReportRow, value: float | None) -> str:
         return DASH
     if row.is_reference:
         return "x1.00 (ref)" if value is not None else "ref"
-    return ratio_text(value) or DASH
+    text = ratio_text(value)
+    if text is None:
+        return DASH
+    return f"{text} (other objective)" if row.objective_differences else text
 
 
 def notes(group: Group) -> list[str]:
@@ -145,7 +149,14 @@ def reference_notes(group: Group) -> list[str]:
             f"matrix {matrix} ({n} GPU{'s' if n != 1 else ''}, {backend}) names the reference cell {ref}, "
             "which is not among these results: no ratios"
         )
+    refs = {r.id: r for r in group.rows}
     for i, r in enumerate(group.rows, 1):
+        if r.objective_differences and (ref := refs.get(r.reference_id or "")):
+            out.append(
+                f"{label(i)} {r.cell} has another objective than its reference "
+                f"({describe(r.axes, ref.axes, r.objective_differences)}): its ratios compare other work, not a "
+                "faster way to do the reference's"
+            )
         if r.is_reference and not r.fits:
             out.append(
                 f"{label(i)} {r.cell} is the reference cell of matrix {r.matrix} and has status {r.status}: no ratios"
@@ -170,8 +181,14 @@ def best_table(bests: Sequence[Best]) -> Table:
         headers += ["reference cell", "ref tokens/s/GPU", "ref NVML peak (GiB)"] + ["ref host peak (GiB)"] * host
         numeric += [False, True, True] + [True] * host
     headers += ["fastest cell that fits", "tokens/s/GPU"] + ["vs ref"] * refs + ["NVML peak (GiB)"]
-    headers += ["host peak (GiB)"] * host + ["most accurate cell", "GSM8K %"]
-    numeric += [False, True] + [True] * refs + [True] + [True] * host + [False, False]
+    headers += ["host peak (GiB)"] * host
+    numeric += [False, True] + [True] * refs + [True] + [True] * host
+    other = any(b.fastest_other_objective for b in bests)
+    if other:
+        headers += ["faster cell, other objective", "other-objective tokens/s/GPU", "other-objective vs ref"]
+        numeric += [False, True, True]
+    headers += ["most accurate cell", "GSM8K %"]
+    numeric += [False, False]
     rows = []
     for b in bests:
         f, a, ref = b.fastest, b.most_accurate, b.reference
@@ -189,6 +206,13 @@ def best_table(bests: Sequence[Best]) -> Table:
             cells += ["x1.00 (ref)" if same and b.speedup is not None else ratio_text(b.speedup) or DASH]
         cells += [_memory(f.peak_memory_gb, f.predicted_memory_gb) if f else DASH]
         cells += [_memory(f.host_peak_memory_gb, f.predicted_host_memory_gb) if f else DASH] * host
+        if other:
+            o = b.fastest_other_objective
+            cells += [
+                f"{o.cell} ({', '.join(o.objective_differences)})" if o else DASH,
+                num(o.throughput) if o else DASH,
+                ratio_text(b.other_objective_speedup) or DASH,
+            ]
         cells += [a.cell if a else DASH, accuracy(a) if a else DASH]
         rows.append(cells)
     return Table(headers, rows, numeric)
@@ -295,7 +319,9 @@ def provenance_table(rows: Sequence[ReportRow]) -> Table:
 BEST_NOTE = (
     "One line per GPU generation, GPU count, model, backend and matrix (cells are ranked only against "
     "cells they may be compared with). Fastest: highest median tokens/s/GPU among cells that ran without "
-    "OOM or failure. Most accurate: highest GSM8K pass@1."
+    "OOM or failure; where the report holds the matrix's reference cell, only among cells with the reference's "
+    "objective (the same loss, update schedule, samples and trained parameters: suite/gate/objective.py), and "
+    "a faster cell with another objective (e.g. no KL loss) is shown apart. Most accurate: highest GSM8K pass@1."
 )
 
 REFERENCE_NOTE = (

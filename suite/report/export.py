@@ -20,6 +20,15 @@ def to_json(recs: Sequence[dict]) -> str:
     return f"[\n{lines}\n]\n" if recs else "[]\n"
 
 
+def _cell(v: object) -> object:
+    # a list or mapping (objective_differences, startup) as JSON, which a spreadsheet user can still read
+    if v is None:
+        return ""
+    if isinstance(v, list | tuple | dict):
+        return json.dumps(v, sort_keys=True, ensure_ascii=False)
+    return v
+
+
 def to_csv(recs: Sequence[dict]) -> str:
     # union of columns: axes and versions can differ between cells
     fixed = list(recs[0]) if recs else []
@@ -29,5 +38,5 @@ def to_csv(recs: Sequence[dict]) -> str:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="raise")
     writer.writeheader()
     for r in recs:
-        writer.writerow({k: "" if r.get(k) is None else r[k] for k in columns})
+        writer.writerow({k: _cell(r.get(k)) for k in columns})
     return buf.getvalue()

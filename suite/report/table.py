@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 from suite.gate.cells import pool
+from suite.gate.objective import objective_differences
 from suite.gate.reference import ratio, reference_id
 from suite.gpus import GPUS
 from suite.report.stats import median, median_interval, wilson_interval
@@ -80,6 +81,9 @@ class ReportRow:
     reference_id: str | None = None
     throughput_vs_reference: float | None = None
     peak_memory_vs_reference: float | None = None
+    # Set by `with_reference`: the axes that change the objective (suite.gate.objective) in which this row
+    # differs from its reference; non-empty means its ratios compare other work, not a faster way to do it.
+    objective_differences: tuple[str, ...] = ()
     sources: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -251,13 +255,22 @@ def flatten_all(results: Iterable[tuple[str, Result]]) -> list[ReportRow]:
 def with_reference(rows: Sequence[ReportRow]) -> list[ReportRow]:
     """Each row with its reference's full id, when the rows hold that reference in the row's own group
     (never across generations, GPU counts, models, backends or matrices), and its throughput and NVML peak
-    over the reference's. A ratio needs both cells ok: a failed cell's numbers are not what it costs."""
+    over the reference's. A ratio needs both cells ok: a failed cell's numbers are not what it costs. Each row
+    also gets the objective axes in which it differs from the reference (`objective_differences`)."""
     by_key = {r.key: r for r in rows}
     out = []
     for r in rows:
         ref = by_key.get((r.gpu, r.matrix, reference_id(r.id, r.reference_cell))) if r.reference_cell else None
         if ref is None or ref.group != r.group:
-            out.append(replace(r, reference_id=None, throughput_vs_reference=None, peak_memory_vs_reference=None))
+            out.append(
+                replace(
+                    r,
+                    reference_id=None,
+                    throughput_vs_reference=None,
+                    peak_memory_vs_reference=None,
+                    objective_differences=(),
+                )
+            )
             continue
         both = r.fits and ref.fits
         out.append(
@@ -266,6 +279,7 @@ def with_reference(rows: Sequence[ReportRow]) -> list[ReportRow]:
                 reference_id=ref.id,
                 throughput_vs_reference=ratio(r.throughput, ref.throughput) if both else None,
                 peak_memory_vs_reference=ratio(r.peak_memory_gb, ref.peak_memory_gb) if both else None,
+                objective_differences=objective_differences(r.axes, ref.axes),
             )
         )
     return out
@@ -314,12 +328,16 @@ class Best:
 
     gpu: str
     model: str
-    fastest: ReportRow | None  # highest median throughput among cells that ran (status ok)
+    # highest median throughput among cells that ran (status ok); with a reference in the report, among those
+    # that do the reference's work (no objective differences)
+    fastest: ReportRow | None
     most_accurate: ReportRow | None
     n_gpus: int = 1
     backend: str = ""
     matrix: str = ""
     reference: ReportRow | None = None  # the matrix's reference cell, when the report holds it
+    # faster than `fastest` but with another objective than the reference (e.g. no KL loss); None otherwise
+    fastest_other_objective: ReportRow | None = None
 
     @property
     def speedup(self) -> float | None:
@@ -327,6 +345,12 @@ class Best:
         if self.fastest is None or self.reference is None or not self.reference.fits:
             return None
         return ratio(self.fastest.throughput, self.reference.throughput)
+
+    @property
+    def other_objective_speedup(self) -> float | None:
+        if self.fastest_other_objective is None or self.reference is None or not self.reference.fits:
+            return None
+        return ratio(self.fastest_other_objective.throughput, self.reference.throughput)
 
 
 def best_cells(groups: Sequence[Group]) -> list[Best]:
@@ -343,12 +367,18 @@ def best_cells(groups: Sequence[Group]) -> list[Best]:
     for (gpu, n_gpus, model, backend, matrix), rs in sorted(rows.items(), key=lambda kv: order(kv[0])):
         fit = [r for r in rs if r.fits and r.throughput is not None]
         acc = [r for r in rs if r.fits and r.accuracy is not None]
-        # ties broken by id so the choice is stable
-        fastest = max(fit, key=lambda r: (r.throughput, _neg(r.id)), default=None)
-        most_acc = max(acc, key=lambda r: (r.accuracy, r.accuracy_total or 0, _neg(r.id)), default=None)
         ref = next((r for r in rs if r.is_reference), None)
-        out.append(Best(gpu, model, fastest, most_acc, n_gpus, backend, matrix, ref))
+        fastest_any = _fastest(fit)
+        fastest = _fastest([r for r in fit if not r.objective_differences]) if ref else fastest_any
+        other = fastest_any if fastest_any is not None and fastest_any is not fastest else None
+        most_acc = max(acc, key=lambda r: (r.accuracy, r.accuracy_total or 0, _neg(r.id)), default=None)
+        out.append(Best(gpu, model, fastest, most_acc, n_gpus, backend, matrix, ref, other))
     return out
+
+
+def _fastest(rows: Sequence[ReportRow]) -> ReportRow | None:
+    # ties broken by id so the choice is stable
+    return max(rows, key=lambda r: (r.throughput, _neg(r.id)), default=None)
 
 
 def _neg(s: str) -> tuple[int, ...]:
@@ -444,4 +474,5 @@ def to_record(row: ReportRow) -> dict:
         d[f"phase_{k}_s"] = row.phases.get(k)
     for k in sorted(row.versions):
         d[f"version_{k}"] = row.versions[k]
+    d["objective_differences"] = list(row.objective_differences)
     return d

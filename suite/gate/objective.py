@@ -1,0 +1,101 @@
+"""Which axes change what a training step computes, not only how fast it computes it.
+
+A cell that differs from its matrix's reference only in offload, micro batches, checkpointing, vLLM's pool or
+CUDA graphs does the reference's work another way: its throughput ratio is a speedup. A cell that drops the KL
+loss, trains other parameters or samples other sequences does other work: its ratio is still shown, marked, and
+it is never the "fastest cell" of a best-cells line that has a reference. Shared by the report and the gate.
+
+Named axes are [base] names; raw verl keys are matched with their Hydra `+`/`++` prefix stripped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# [base] names (suite.matrix.schema.Base): the loss, the update schedule, the samples, the trained parameters.
+NAMED: frozenset[str] = frozenset(
+    {
+        "use_kl_loss",
+        "kl_loss_coef",
+        "entropy_coeff",
+        "lr",
+        "ppo_mini_batch_size",
+        "rollout_n",
+        "temperature",
+        "prompt_length",
+        "response_length",
+        "reward",
+        "format_score",
+        "lora_rank",
+        "lora_alpha",
+        "target_modules",
+    }
+)
+
+_ACTOR = "actor_rollout_ref.actor."
+# Raw verl keys, exact.
+RAW: frozenset[str] = frozenset(
+    {
+        "algorithm.adv_estimator",
+        "algorithm.use_kl_in_reward",
+        "algorithm.kl_penalty",
+        "algorithm.norm_adv_by_std_in_grpo",
+        "algorithm.gamma",
+        "algorithm.lam",
+        f"{_ACTOR}use_kl_loss",
+        f"{_ACTOR}kl_loss_coef",
+        f"{_ACTOR}kl_loss_type",
+        f"{_ACTOR}entropy_coeff",
+        f"{_ACTOR}loss_agg_mode",
+        f"{_ACTOR}ppo_epochs",
+        f"{_ACTOR}ppo_mini_batch_size",
+        f"{_ACTOR}optim.lr",
+        f"{_ACTOR}optim.weight_decay",
+        f"{_ACTOR}grad_clip",
+        "actor_rollout_ref.rollout.n",
+        "actor_rollout_ref.rollout.temperature",
+        "actor_rollout_ref.rollout.top_p",
+        "actor_rollout_ref.rollout.top_k",
+        "actor_rollout_ref.model.lora_rank",
+        "actor_rollout_ref.model.lora_alpha",
+        "actor_rollout_ref.model.target_modules",
+        "data.max_prompt_length",
+        "data.max_response_length",
+    }
+)
+# Raw verl keys by prefix: whole config groups, and a family of names (clip_ratio, clip_ratio_low, ...).
+RAW_PREFIXES: tuple[str, ...] = (
+    "algorithm.kl_ctrl.",
+    # bypass takes the PPO ratio against the rollout's policy instead of the recomputed old one
+    "algorithm.rollout_correction.",
+    f"{_ACTOR}clip_ratio",
+    f"{_ACTOR}policy_loss.",
+    "reward_model.",
+    "custom_reward_function.",
+)
+
+
+def changes_objective(axis: str) -> bool:
+    """Whether an axis (a [base] name or a raw verl key) changes what a step computes."""
+    key = axis.lstrip("+")
+    return key in NAMED or key in RAW or key.startswith(RAW_PREFIXES)
+
+
+def objective_differences(axes: Mapping[str, object], reference: Mapping[str, object]) -> tuple[str, ...]:
+    """The objective axes in which a cell's values differ from its reference's, sorted; `()` when the cell does
+    the reference's work. An axis one side lacks counts when the other side has it (its value is unknown)."""
+    a = {k.lstrip("+"): v for k, v in axes.items()}
+    r = {k.lstrip("+"): v for k, v in reference.items()}
+    return tuple(
+        sorted(k for k in a.keys() | r.keys() if changes_objective(k) and a.get(k, _MISSING) != r.get(k, _MISSING))
+    )
+
+
+def describe(axes: Mapping[str, object], reference: Mapping[str, object], names: tuple[str, ...]) -> str:
+    """`use_kl_loss False (reference True)`: how a cell's objective axes differ from its reference's."""
+    a = {k.lstrip("+"): v for k, v in axes.items()}
+    r = {k.lstrip("+"): v for k, v in reference.items()}
+    return ", ".join(f"{n} {a.get(n, 'unset')} (reference {r.get(n, 'unset')})" for n in names)
+
+
+_MISSING = object()
