@@ -1,12 +1,15 @@
+import contextlib
 import json
 import threading
 import time
+from importlib import metadata
 
 import pytest
 from fakes.cells import fake_cell
 from fakes.nvml import GIB, FakeGpu, FakeNvml
 
 from suite.errors import InputError
+from suite.packages import PACKAGES
 from suite.results.io import read_result
 from suite.run.host import HostRuntime
 from suite.run.runtime import make_runtime
@@ -38,7 +41,13 @@ def test_ok_run_records_steps_accuracy_log_and_provenance(rt, tmp_path):
     assert r.id == "tiny/h100x1/fsdp/c"
     p = r.provenance
     assert p.runtime == "host" and p.argv[1].endswith("fake_verl.py") and p.start_time and p.end_time
-    assert "verl" in p.versions or "pydantic" not in p.versions
+    # every listed package installed here, in the list's order, at its installed version; the rest left out
+    installed = {}
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            installed[name] = metadata.version(name)
+    assert list(p.versions.items()) == list(installed.items())
+    assert {"torch", "verl", "pydantic", "numpy"} <= set(p.versions)  # what CI installs
     log = (d / "log.txt").read_text()
     assert "Creating file logger at" in log and "[grpo-suite] exit code 0" in log
     assert json.loads((d / "cell.json").read_text())["id"] == "c"

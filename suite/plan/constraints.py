@@ -229,10 +229,8 @@ def check_cell(m: Matrix, point: dict) -> str | None:
         offload=point["offload"],
         tp=point["tp"],
         rb=point["rollout_batch"],
-        raw={
-            **{k.lstrip("+"): v for k, v in m.overrides.items()},
-            **{k.lstrip("+"): v for k, v in m.raw_axes(point).items()},
-        },
+        # an axis value wins over the same key in [overrides], as in the cell's command
+        raw={k.lstrip("+"): v for src in (m.overrides, m.raw_axes(point)) for k, v in src.items()},
     )
     for rule in RULES:
         reason = rule(c)
