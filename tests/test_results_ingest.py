@@ -159,3 +159,68 @@ def test_ingest_status_options_are_checked(tmp_path, capsys):
     # interrupted before the first step: a result with no step
     r = ingest_json(capsys, "--metrics", str(empty), "--id", "x", "--status", "interrupted", "--reason", "gone")
     assert (r["status"], r["steps"]) == ("interrupted", [])
+
+
+HEAVY6 = (
+    Path(__file__).resolve().parents[1]
+    / "baselines/evidence/2026-12-04-h200-heavy/h200-1gpu-7b-nokl/lora32-off_param+optimizer-tp1-rb45-mnbt1536-mb15-gc-nobm-klloss"
+)
+
+
+def test_ingest_recovers_start_up_milestones_from_the_log_times(tmp_path, capsys):
+    import lzma
+
+    log = tmp_path / "log.txt"
+    log.write_bytes(lzma.decompress((HEAVY6 / "log.txt.xz").read_bytes()))
+    args = ["--metrics", str(HEAVY6 / "metrics.jsonl"), "--log", str(log), "--id", "a/b", "--warmup", "1"]
+    args += ["--status", "interrupted", "--reason", "gone"]
+    r = ingest_json(capsys, *args, "--started-at", "2026-12-04T04:00:13Z")
+    # Ray's and verl's stamps have milliseconds, vLLM's whole seconds and no year; verl's `ray init kwargs` line
+    # and its step line carry no time, so imports_done and first_step stay unknown
+    assert r["startup_breakdown_s"] == {
+        "ray_started": 25.32,
+        "data_loaded": 86.31,
+        "actor_initialized": 159.07,
+        "vllm_weights_loaded": 256.0,
+        "vllm_compiled": 289.0,
+        "vllm_graphs_captured": 316.0,
+        "vllm_engine_ready": 331.0,
+        "ready_to_fit": 352.61,
+    }
+    assert r["startup_s"] is None and r["provenance"]["start_time"] == "2026-12-04T04:00:13+00:00"
+    # another zone is the same instant; a naive time is taken as the log's clock
+    same = ingest_json(capsys, *args, "--started-at", "2026-12-04T05:00:13+01:00")
+    assert same["startup_breakdown_s"] == r["startup_breakdown_s"]
+    later = ingest_json(capsys, *args, "--started-at", "2026-12-04T04:00:23")
+    assert later["startup_breakdown_s"]["ready_to_fit"] == pytest.approx(342.61)
+    # without --started-at nothing is guessed
+    assert ingest_json(capsys, *args)["startup_breakdown_s"] == {}
+    assert main(["ingest", *args, "--started-at", "yesterday"]) == 2
+    err = capsys.readouterr().err
+    assert "--started-at" in err and "ISO 8601" in err
+
+
+def test_line_times_and_the_new_year() -> None:
+    from datetime import datetime
+
+    from suite.telemetry.startup import line_time, milestones_from_timestamps
+
+    assert line_time("2026-12-04 04:00:38,324\tINFO worker.py:2033 -- Started", 2026) == datetime(
+        2026, 12, 4, 4, 0, 38, 324000
+    )
+    assert line_time("(pid=1) INFO:2026-12-04 04:01:39,305:train and validate", 1999) == datetime(
+        2026, 12, 4, 4, 1, 39, 305000
+    )
+    assert line_time("(Worker pid=3) INFO 12-04 04:04:29 [default_loader.py:430] Loading", 2026) == datetime(
+        2026, 12, 4, 4, 4, 29
+    )
+    assert line_time("ray init kwargs: {'num_cpus': None}", 2026) is None
+    lines = [
+        "INFO 01-01 00:00:05 [core.py:1] init engine (profile, create kv cache, warmup model) took 9 s",
+        "2026-12-31 23:59:59,000 INFO worker.py:1 -- Started a local Ray instance.",
+    ]
+    # vLLM's year-less stamp just after midnight belongs to the next year
+    assert milestones_from_timestamps(lines, datetime(2026, 12, 31, 23, 59, 50)) == {
+        "ray_started": 9.0,
+        "vllm_engine_ready": 15.0,
+    }

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 STATUSES = ("ok", "oom", "crash", "timeout", "interrupted")  # what a run that was started can end as
 
@@ -38,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--reason", default=None, help="why, with --status (recorded as the result's reason)")
     p.add_argument("--argv", default=None, help="the run's command line (recorded in provenance)")
+    p.add_argument(
+        "--started-at",
+        default=None,
+        help="when the run's process started, ISO 8601 in the log's clock (e.g. 2026-12-04T04:00:13Z): recorded "
+        "as provenance.start_time, and with --log the start-up milestones are recovered from the times the "
+        "log's lines carry (startup_breakdown_s)",
+    )
     p.add_argument("--out", default=None, help="write here (atomically) instead of stdout")
     p.set_defaults(func=ingest)
 
@@ -76,6 +87,13 @@ def ingest(args: argparse.Namespace) -> int:
         raise InputError("directory not found", source=args.validation_dir, field="--validation-dir")
     if args.n_gpus < 1:
         raise InputError(f"bad value {args.n_gpus}; allowed: >= 1", field="--n-gpus")
+    started = _started_at(args.started_at) if args.started_at else None
+    breakdown = None
+    if started is not None and args.log:
+        from suite.telemetry.startup import milestones_from_timestamps
+
+        lines = Path(args.log).read_text(errors="replace").splitlines()
+        breakdown = milestones_from_timestamps(lines, started)
     info = CellInfo(
         id=args.id,
         matrix=args.matrix,
@@ -94,6 +112,7 @@ def ingest(args: argparse.Namespace) -> int:
         exit_code=args.exit_code,
         status=args.status,
         reason=args.reason,
+        startup_breakdown=breakdown,
     )
     # The run's own environment is unknown: record none rather than the ingesting shell's.
     provenance = prov.collect(
@@ -101,7 +120,7 @@ def ingest(args: argparse.Namespace) -> int:
         env={},
         runtime="ingest",
         model_source=args.model,
-        start_time=None,
+        start_time=_iso(started) if started is not None else None,
     )
     extra = {"ingested_at": prov.now_iso(), "metrics": str(metrics.resolve()) if metrics else "none"}
     # The run's host is unknown too (the ingesting machine's name would be wrong); git_commit is the suite
@@ -123,6 +142,27 @@ def ingest(args: argparse.Namespace) -> int:
     else:
         print(result.to_json())
     return 0
+
+
+def _started_at(text: str) -> datetime:
+    """Naive UTC: the log's clock on the suite's hosts."""
+    from datetime import UTC, datetime
+
+    from suite.errors import InputError
+
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"bad value {text!r}; allowed: an ISO 8601 time, e.g. 2026-12-04T04:00:13Z", field="--started-at"
+        ) from None
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo is not None else t
+
+
+def _iso(t: datetime) -> str:
+    from datetime import UTC
+
+    return t.replace(tzinfo=UTC).isoformat(timespec="seconds")  # as provenance.now_iso writes times
 
 
 def validate(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 MILESTONES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
@@ -63,6 +64,42 @@ def phase_durations(breakdown: dict[str, float]) -> dict[str, float]:
 def milestones_in(lines: list[str]) -> list[str]:
     """Names of the milestones these lines reach, in MILESTONES order (pure; for tests and ingest)."""
     return [name for name, pat in MILESTONES if any(pat.search(x) for x in lines)]
+
+
+# Timestamps the milestone lines carry: Ray's and verl's logging (`2026-12-04 04:01:39,305`), vLLM's
+# (`INFO 12-04 04:04:29`: no year).
+_FULL_STAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:[,.](\d{1,6}))?")
+_VLLM_STAMP = re.compile(r"\b(?:INFO|WARNING|DEBUG|ERROR) (\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\b")
+
+
+def line_time(line: str, year: int) -> datetime | None:
+    """The wall-clock time a log line says it was written, or None (pure). vLLM's lines carry no year: `year`."""
+    if m := _FULL_STAMP.search(line):
+        y, mo, d, h, mi, s, frac = m.groups()
+        micro = int((frac or "0").ljust(6, "0"))
+        return datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro)
+    if m := _VLLM_STAMP.search(line):
+        mo, d, h, mi, s = map(int, m.groups())
+        return datetime(year, mo, d, h, mi, s)
+    return None
+
+
+def milestones_from_timestamps(lines: list[str], started_at: datetime) -> dict[str, float]:
+    """Seconds from `started_at` (naive, the log's clock) to each milestone's first line, from the times those
+    lines carry (pure). For a run whose result was never written (its host went away): `grpo-suite run` times
+    milestones as it watches the log; this recovers them afterwards. A milestone whose first line carries no
+    time (verl's `ray init kwargs`) is left out. The end of step 1 is never recovered: verl's step line has no
+    time."""
+    out: dict[str, float] = {}
+    for name, pat in MILESTONES:
+        line = next((x for x in lines if pat.search(x)), None)
+        t = line_time(line, started_at.year) if line is not None else None
+        if t is not None:
+            # a vLLM line from the first days of January, of a run started in late December
+            if t < started_at - timedelta(days=300):
+                t = t.replace(year=t.year + 1)
+            out[name] = round((t - started_at).total_seconds(), 2)
+    return out
 
 
 class LogWatcher:
