@@ -15,6 +15,7 @@ import pytest
 from evidence_helpers import assert_readme_tables, result_matching_metrics
 
 from suite.memory.validate import validate_results
+from suite.results.io import read_result
 from suite.telemetry import classify, startup
 from suite.telemetry.metrics import read_metrics
 
@@ -100,6 +101,10 @@ def test_start_up_milestones_from_the_log_timestamps() -> None:
         "vllm_engine_ready": 331,
         "ready_to_fit": 352,
     }
+    # what `ingest --started-at` recovered into the result is the same reading of the same lines
+    recovered = read_result(CELL / "result.json").startup_breakdown_s
+    assert recovered == pytest.approx(seconds, abs=1.0)  # whole seconds here, the stamps' own fractions there
+    assert recovered["ray_started"] == 25.32 and recovered["ready_to_fit"] == 352.61
     first = json.loads((FIRST / "result.json").read_text())["startup_breakdown_s"]
     assert abs(seconds["ready_to_fit"] - first["ready_to_fit"]) < 0.02 * first["ready_to_fit"]
     assert "25 / 86 / 159 / 256 / 289 / 316 / 331 / 352 s" in (HERE / "README.md").read_text()
