@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from md_tables import table_lines
 from synthetic_results import make_result
 
 from suite.gate.objective import NAMED, changes_objective, describe, objective_differences
@@ -185,21 +186,10 @@ def test_best_cells_rank_only_the_reference_objective(results: list[Result]) -> 
     assert alone.bests[0].fastest_other_objective is None
 
 
-def _table(text: str, heading: str) -> list[list[str]]:
-    part = text[text.index(heading) :].splitlines()
-    start = next(i for i, ln in enumerate(part) if ln.startswith("|"))
-    block = []
-    for ln in part[start:]:
-        if not ln.startswith("|"):
-            break
-        block.append(ln)
-    return [[c.strip() for c in ln.strip("|").split("|")] for ln in block if not ln.startswith("|:")]
-
-
 def test_report_files_mark_other_objectives(results: list[Result], tmp_path: Path) -> None:
     write_report(with_reference(flatten_all((f"r{i}", r) for i, r in enumerate(results))), tmp_path)
     text = (tmp_path / "index.md").read_text()
-    cells = _table(text, "### h100")
+    cells = table_lines(text, "### h100")
     head = cells[0]
     vs = {r[head.index("cell")]: r[head.index("tokens/s/GPU vs ref")] for r in cells[1:]}
     assert vs[REF] == "x1.00 (ref)"
@@ -212,7 +202,7 @@ def test_report_files_mark_other_objectives(results: list[Result], tmp_path: Pat
         "lora32-off_none-tp1-rb16-bm-noklloss has another objective than its reference "
         f"({BYPASS} True (reference False), use_kl_loss False (reference True))" in text
     )
-    best = _table(text, "## Best cells")
+    best = table_lines(text, "## Best cells")
     line = dict(zip(best[0], best[1], strict=True))
     assert line["fastest cell that fits"] == "lora32-off_po-tp1-rb16-klloss"
     assert line["faster cell, other objective"] == f"lora32-off_none-tp1-rb16-bm-noklloss ({BYPASS}, use_kl_loss)"

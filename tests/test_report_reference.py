@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from md_tables import column, table_lines
 from synthetic_results import make_result, matrix
 
 from suite.report.build import write_report
@@ -26,24 +27,6 @@ def rows_of(results: list[Result]) -> list[ReportRow]:
 def measured_median(r: Result) -> float:
     # computed from the raw steps, not from the report's rows, so the test checks the report's arithmetic
     return statistics.median(s.throughput for s in r.measured_steps())
-
-
-def table_lines(text: str, heading: str) -> list[list[str]]:
-    """Header and body cells of the first pipe table after `heading` in index.md."""
-    part = text[text.index(heading) :].splitlines()
-    start = next(i for i, ln in enumerate(part) if ln.startswith("|"))
-    block = []
-    for ln in part[start:]:
-        if not ln.startswith("|"):
-            break
-        block.append(ln)
-    return [[c.strip() for c in ln.strip("|").split("|")] for ln in block if not ln.startswith("|:")]
-
-
-def column(table: list[list[str]], name: str) -> dict[str, str]:
-    """cell id -> value of one column of a cell table."""
-    head = table[0]
-    return {r[head.index("cell")]: r[head.index(name)] for r in table[1:]}
 
 
 def test_ratios_are_throughput_and_nvml_peak_over_the_reference_cell():
