@@ -12,7 +12,7 @@ import pytest
 from md_tables import table_lines
 from synthetic_results import make_result
 
-from suite.gate.objective import NAMED, changes_objective, describe, objective_differences
+from suite.gate.objective import MARK, NAMED, changes_objective, note, objective_differences
 from suite.matrix.load import load_matrix
 from suite.plan.planner import plan_matrix
 from suite.report.build import write_report
@@ -100,10 +100,14 @@ def test_differences_are_sorted_normalised_and_count_a_missing_side() -> None:
     # an objective axis one side lacks: its value there is unknown, so the cells are not the same work
     assert objective_differences({"lora_rank": 32}, {"lora_rank": 32, "kl_loss_coef": 0.001}) == ("kl_loss_coef",)
     assert objective_differences({"lora_rank": 32, "offload": "po"}, {"lora_rank": 32}) == ()
-    assert describe(cell, ref, (BYPASS, "use_kl_loss")) == (
-        f"{BYPASS} True (reference False), use_kl_loss False (reference True)"
+    assert note(cell, ref, (BYPASS, "use_kl_loss")) == (
+        f"has another objective than its reference ({BYPASS} True (reference False), use_kl_loss False "
+        "(reference True)): its ratios compare other work"
     )
-    assert describe({}, {"kl_loss_coef": 0.001}, ("kl_loss_coef",)) == "kl_loss_coef unset (reference 0.001)"
+    assert note({}, {"kl_loss_coef": 0.001}, ("kl_loss_coef",)) == (
+        "has another objective than its reference (kl_loss_coef unset (reference 0.001)): its ratios compare other work"
+    )
+    assert MARK == "(other objective)"
 
 
 def _plan(name: str, tmp_path: Path) -> list:

@@ -1,8 +1,6 @@
-import contextlib
 import json
 import threading
 import time
-from importlib import metadata
 
 import pytest
 from fakes.cells import fake_cell
@@ -11,6 +9,7 @@ from fakes.nvml import GIB, FakeGpu, FakeNvml
 from suite.errors import InputError
 from suite.packages import PACKAGES
 from suite.results.io import read_result
+from suite.results.provenance import package_versions
 from suite.run.host import HostRuntime
 from suite.run.runtime import make_runtime
 from suite.telemetry import nvml as nv
@@ -42,11 +41,7 @@ def test_ok_run_records_steps_accuracy_log_and_provenance(rt, tmp_path):
     p = r.provenance
     assert p.runtime == "host" and p.argv[1].endswith("fake_verl.py") and p.start_time and p.end_time
     # every listed package installed here, in the list's order, at its installed version; the rest left out
-    installed = {}
-    for name in PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            installed[name] = metadata.version(name)
-    assert list(p.versions.items()) == list(installed.items())
+    assert list(p.versions.items()) == list(package_versions(PACKAGES).items())
     assert {"torch", "verl", "pydantic", "numpy"} <= set(p.versions)  # what CI installs
     log = (d / "log.txt").read_text()
     assert "Creating file logger at" in log and "[grpo-suite] exit code 0" in log

@@ -27,7 +27,7 @@ from suite.gate.config import (
     ThroughputThresholds,
 )
 from suite.gate.history import decide, prior_streak, waits
-from suite.gate.objective import describe
+from suite.gate.objective import note
 from suite.gate.reference import CellRatios, cell_ratios, find_reference, reference_id
 from suite.gate.sentinel import adapter_note, sentinel_outcome
 from suite.gate.store import Key, index_baselines, label
@@ -588,8 +588,7 @@ def _with_reference(
         ratios[key] = c = cell_ratios(runs, ref)
         if c.objective_differences:
             other.append(
-                f"{key[2]} (matrix {first.matrix}, {first.gpu}) has another objective than its reference "
-                f"({describe(first.axes, ref.axes or {}, c.objective_differences)}): its ratios compare other work"
+                f"{key[2]} (matrix {first.matrix}, {first.gpu}) {note(first.axes, ref.axes, c.objective_differences)}"
             )
         notes[ref_key] = (
             f"vs ref: ratio to the {where} in these results"

@@ -81,21 +81,28 @@ def changes_objective(axis: str) -> bool:
     return key in NAMED or key in RAW or key.startswith(RAW_PREFIXES)
 
 
+def _bare(axes: Mapping[str, object]) -> dict[str, object]:
+    return {k.lstrip("+"): v for k, v in axes.items()}
+
+
 def objective_differences(axes: Mapping[str, object], reference: Mapping[str, object]) -> tuple[str, ...]:
     """The objective axes in which a cell's values differ from its reference's, sorted; `()` when the cell does
     the reference's work. An axis one side lacks counts when the other side has it (its value is unknown)."""
-    a = {k.lstrip("+"): v for k, v in axes.items()}
-    r = {k.lstrip("+"): v for k, v in reference.items()}
+    a, r = _bare(axes), _bare(reference)
     return tuple(
         sorted(k for k in a.keys() | r.keys() if changes_objective(k) and a.get(k, _MISSING) != r.get(k, _MISSING))
     )
 
 
-def describe(axes: Mapping[str, object], reference: Mapping[str, object], names: tuple[str, ...]) -> str:
-    """`use_kl_loss False (reference True)`: how a cell's objective axes differ from its reference's."""
-    a = {k.lstrip("+"): v for k, v in axes.items()}
-    r = {k.lstrip("+"): v for k, v in reference.items()}
-    return ", ".join(f"{n} {a.get(n, 'unset')} (reference {r.get(n, 'unset')})" for n in names)
+# what a ratio of such a cell is marked with, in the report's tables and the gate's
+MARK = "(other objective)"
+
+
+def note(axes: Mapping[str, object], reference: Mapping[str, object], names: tuple[str, ...]) -> str:
+    """`has another objective than its reference (use_kl_loss False (reference True)): ...`, after a cell's name."""
+    a, r = _bare(axes), _bare(reference)
+    how = ", ".join(f"{n} {a.get(n, 'unset')} (reference {r.get(n, 'unset')})" for n in names)
+    return f"has another objective than its reference ({how}): its ratios compare other work"
 
 
 _MISSING = object()

@@ -56,8 +56,8 @@ class Reference:
     status: str
     throughput: float | None  # median tokens/s/GPU over measured steps (None unless status ok)
     peak_memory_gb: float | None  # NVML, worst GPU (None unless status ok)
+    axes: Mapping[str, int | str]  # the reference's axis values: which objective it has
     where: str = ""  # the baseline file, when source is "baseline"
-    axes: Mapping[str, int | str] | None = None  # the reference's axis values (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -91,17 +91,17 @@ def find_reference(
     if key in current and same_group(first, current[key][0]):
         cell = pool(current[key])
         tput, peak = _values(cell)
-        return Reference(ref_id, "current", cell.status, tput, peak, axes=current[key][0].axes)
+        return Reference(ref_id, "current", cell.status, tput, peak, current[key][0].axes)
     if key in store:
         path, baseline = store[key]
         if same_group(first, baseline.results[0]):
             cell = pool(baseline.results)
             tput, peak = _values(cell)
-            return Reference(ref_id, "baseline", cell.status, tput, peak, str(path), baseline.results[0].axes)
+            return Reference(ref_id, "baseline", cell.status, tput, peak, baseline.results[0].axes, str(path))
     return None
 
 
 def cell_ratios(runs: Sequence[Result], ref: Reference) -> CellRatios:
     tput, peak = _values(pool(runs))
-    diff = objective_differences(runs[0].axes, ref.axes) if ref.axes is not None else ()
+    diff = objective_differences(runs[0].axes, ref.axes)
     return CellRatios(ref, ratio(tput, ref.throughput), ratio(peak, ref.peak_memory_gb), diff)

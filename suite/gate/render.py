@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from suite.gate.compare import Comparison, GateReport
 from suite.gate.history import Point
+from suite.gate.objective import MARK
 from suite.gate.reference import ratio_text
 from suite.results.baseline import Baseline
 
@@ -76,7 +77,7 @@ def vs_reference(row: Comparison, *, tag_baseline: bool) -> str:
     if row.cell == row.reference:
         text = "x1.00 (ref)" if row.metric in ("throughput", "memory") else "ref"
     elif row.reference_objective_differences:
-        text += " (other objective)"
+        text += f" {MARK}"
     return text + (" (ref baseline)" if tag_baseline and row.reference_source == "baseline" else "")
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from suite.gate.history import Point
-from suite.gate.objective import describe
+from suite.gate.objective import MARK, note
 from suite.gate.reference import ratio_text
 from suite.report.backends import BackendPair
 from suite.report.stats import MIN_N_MEDIAN_CI
@@ -122,7 +122,7 @@ def vs_ref(row: ReportRow, value: float | None) -> str:
     text = ratio_text(value)
     if text is None:
         return DASH
-    return f"{text} (other objective)" if row.objective_differences else text
+    return f"{text} {MARK}" if row.objective_differences else text
 
 
 def notes(group: Group) -> list[str]:
@@ -152,11 +152,7 @@ def reference_notes(group: Group) -> list[str]:
     refs = {r.id: r for r in group.rows}
     for i, r in enumerate(group.rows, 1):
         if r.objective_differences and (ref := refs.get(r.reference_id or "")):
-            out.append(
-                f"{label(i)} {r.cell} has another objective than its reference "
-                f"({describe(r.axes, ref.axes, r.objective_differences)}): its ratios compare other work, not a "
-                "faster way to do the reference's"
-            )
+            out.append(f"{label(i)} {r.cell} {note(r.axes, ref.axes, r.objective_differences)}")
         if r.is_reference and not r.fits:
             out.append(
                 f"{label(i)} {r.cell} is the reference cell of matrix {r.matrix} and has status {r.status}: no ratios"
