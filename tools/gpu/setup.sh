@@ -7,6 +7,10 @@ export GRPO_SUITE_CACHE=$HOME/.cache/grpo-suite
 export CUDA_DEVICE_ORDER=PCI_BUS_ID  # CUDA and NVML indices agree, so --gpus and the sampler mean the same GPU
 mkdir -p "$GRPO_SUITE_CACHE"
 [ -d "$GRPO_SUITE_CACHE/tokenizers" ] || tar -C "$GRPO_SUITE_CACHE" -xJf "$HOME/parts/cache.tar.xz"
+# an earlier host's vLLM compile cache (poll.sh brings it back): same software and shapes hit it
+if [ -f "$HOME/parts/vllm-cache.tar.xz" ] && [ ! -d "$GRPO_SUITE_CACHE/vllm/torch_compile_cache" ]; then
+  mkdir -p "$GRPO_SUITE_CACHE/vllm" && tar -C "$GRPO_SUITE_CACHE/vllm" -xJf "$HOME/parts/vllm-cache.tar.xz" && echo "setup: vLLM compile cache from an earlier host"
+fi
 if [ -d .whl ] && [ ! -d /tmp/extra-site ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/extra-site .whl/*.whl
 fi
