@@ -41,10 +41,10 @@ print("| cell | " + " | ".join(c for c, _ in PHASES) + " | total to step 1 end |
 print("|---|" + "---:|" * (len(PHASES) + 1))
 for d in results:
     b = d.get("startup_breakdown_s") or {}
-    if "first_step" not in b:
+    if "ready_to_fit" not in b:  # a run cut off before fit says nothing about where start-up goes
         continue
     prev, cols = 0.0, []
     for _col, key in PHASES:
         cols.append(f"{b[key] - prev:.0f}" if key in b else "-")
         prev = b.get(key, prev)
-    print(f"| {d['id'].rsplit('/', 1)[-1]} | " + " | ".join(cols) + f" | {b['first_step']:.0f} |")
+    print(f"| {d['id'].rsplit('/', 1)[-1]} | " + " | ".join(cols) + f" | {num(b.get('first_step'), '{:.0f}')} |")
