@@ -34,6 +34,7 @@ CODES: dict[str, str] = {
     "strategy": "",
     "attn_implementation": "attn",
     "target_modules": "tm",
+    "pinned_round_max_mb": "pinround",
 }
 # Booleans read as a word when true and another when false.
 BOOL_WORDS: dict[str, tuple[str, str]] = {

@@ -194,6 +194,10 @@ class Base(_Strict):
     seed: StrictInt = 42
     strategy: Literal["fsdp", "fsdp2"] = "fsdp2"  # FSDP backend only (LoRA on 1 GPU needs fsdp2)
     use_shm: StrictBool = False
+    # torch's pinned (host) allocator rounds every block up to a power of two; set N to round only blocks up to N
+    # MiB (PYTORCH_ALLOC_CONF=pinned_max_round_threshold_mb:N in every Ray worker). Offloaded fp32 weights then
+    # take their own size on the host instead of up to twice it. None: torch's default (always rounds).
+    pinned_round_max_mb: PosInt | None = None
     dataloader_num_workers: NonNegInt = 2
     agent_num_workers: PosInt = 2
     reward_num_workers: PosInt = 2

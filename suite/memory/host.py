@@ -103,6 +103,8 @@ class HostPrediction:
     processes: dict[str, int]  # process kind -> count on the busiest node
     threshold: float = 0.95  # Ray's kill fraction, from the calibration
     notes: tuple[str, ...] = field(default=())
+    # sizes (bytes) of unrounded cached blocks sharing a size class in one process (see `pinned_clashes`)
+    pinned_clashes: tuple[tuple[int, ...], ...] = ()
 
     @property
     def breakdown(self) -> dict[str, float]:
@@ -241,34 +243,64 @@ def megatron_gpu_tensors(s: MemorySettings, c: Calibration) -> list[int]:
 
 @dataclass(frozen=True)
 class Pinned:
-    """Bytes asked for and bytes the pinned allocator keeps for them."""
+    """Bytes asked for and bytes the pinned allocator keeps for them; `exact`: the sizes it caches unrounded."""
 
     raw: float = 0.0
     held: float = 0.0
+    exact: frozenset[int] = frozenset()
 
     def __add__(self, other: Pinned) -> Pinned:
-        return Pinned(self.raw + other.raw, self.held + other.held)
+        return Pinned(self.raw + other.raw, self.held + other.held, self.exact | other.exact)
 
     def times(self, k: float) -> Pinned:
-        return Pinned(self.raw * k, self.held * k)
+        return Pinned(self.raw * k, self.held * k, self.exact)
 
     @property
     def rounding(self) -> float:
         return self.held - self.raw
 
 
-def pinned(sizes: list[float], c: Calibration) -> Pinned:
+def pinned(sizes: list[float], c: Calibration, s: MemorySettings | None = None) -> Pinned:
     """Blocks of `sizes` bytes through torch's CachingHostAllocator: each rounded up to a power of two (blocks
-    under `pinned_min_block_mib` share segments: counted as asked)."""
+    under `pinned_min_block_mib` share segments: counted as asked), unless the cell's allocator config keeps it
+    unrounded: above `pinned_max_round_threshold_mb` or above `pinned_max_cached_size_mb` (torch rounds a block
+    only when it is within both)."""
     raw = float(sum(sizes))
     if not c.host.pinned_power_of_two:
         return Pinned(raw, raw)
     small = c.host.pinned_min_block_mib * MIB
-    return Pinned(raw, float(sum(b if b < small else next_power_of_two(b) for b in sizes)))
+    round_max = math.inf if s is None or s.pinned_round_max_mib is None else s.pinned_round_max_mib * MIB
+    cache_max = math.inf if s is None or s.pinned_cache_max_mib is None else s.pinned_cache_max_mib * MIB
+    held, exact = 0.0, set()
+    for b in sizes:
+        if b < small:
+            held += b
+        elif b <= round_max and b <= cache_max:
+            held += next_power_of_two(b)
+        else:
+            held += b
+            if b <= cache_max:  # unrounded and cached: shares its size class with other sizes (pinned_clashes)
+                exact.add(math.ceil(b))
+    return Pinned(raw, held, frozenset(exact))
 
 
 def next_power_of_two(nbytes: float) -> int:
     return 1 << max(0, math.ceil(nbytes) - 1).bit_length()
+
+
+def size_class(nbytes: int) -> int:
+    """The free list torch's host allocator files a block under: ceil(log2(size))."""
+    return max(0, nbytes - 1).bit_length()
+
+
+def pinned_clashes(exact: frozenset[int]) -> tuple[tuple[int, ...], ...]:
+    """Groups of different unrounded, cached block sizes that share one size class of one process's allocator.
+    torch's CachingHostAllocator (up to 2.13 at least) hands out the last cached block of a class without
+    comparing sizes, so a larger request there can get a smaller block and write past it (pytorch #192722)."""
+    classes: dict[int, set[int]] = {}
+    for b in exact:
+        classes.setdefault(size_class(b), set()).add(b)
+    return tuple(tuple(sorted(v)) for _k, v in sorted(classes.items()) if len(v) > 1)
 
 
 def pageable(nbytes: float) -> Pinned:
@@ -296,7 +328,7 @@ def vllm_sleep_copy(s: MemorySettings, c: Calibration) -> Pinned:
     """Per node: each GPU worker's weights shard backed up at sleep level 1 (LoRA adapter mode only)."""
     if not (s.lora and not s.lora_merge and s.free_cache_engine):
         return Pinned()
-    blocks = pinned([n * c.dtypes.compute_bytes for n in vllm_worker_tensors(s, c)], c)
+    blocks = pinned([n * c.dtypes.compute_bytes for n in vllm_worker_tensors(s, c)], c, s)
     # vLLM's LoRA buffers (max_loras 1 x max_lora_rank) sit in the same pool: small tensors, counted as asked
     adapters = lora_parameters(s.arch, s.lora_rank, s.target_modules) * c.dtypes.compute_bytes / max(1, s.rollout_tp)
     return (blocks + pageable(adapters)).times(s.node_gpus)
@@ -310,17 +342,17 @@ def _fsdp_states(s: MemorySettings, c: Calibration) -> HostStates:
     if s.offload_policy and s.fsdp_strategy == "fsdp2":  # verl reads offload_policy in its FSDP2 branch only
         # FSDP2 CPUOffloadPolicy(pin_memory=True): pinned params and gradients; Adam state made on the CPU by
         # zeros_like of a pinned parameter is ordinary (pageable) memory
-        params = pinned([n * pbytes for n, _ in blocks], c)
-        grads = pinned([n * pbytes for n in trainable], c)
+        params = pinned([n * pbytes for n, _ in blocks], c, s)
+        grads = pinned([n * pbytes for n in trainable], c, s)
         optim = pageable(sum(trainable) * c.dtypes.adam_states * pbytes)
     else:
         if s.param_offload:
-            params = pinned([n * pbytes for n, _ in blocks], c)
+            params = pinned([n * pbytes for n, _ in blocks], c, s)
         if s.optimizer_offload:
-            optim = pinned([n * pbytes for n in trainable for _ in range(c.dtypes.adam_states)], c)
+            optim = pinned([n * pbytes for n in trainable for _ in range(c.dtypes.adam_states)], c, s)
     if s.use_kl_loss and not s.lora:
         rbytes = _dtype_bytes(s.ref_model_dtype, "bf16")  # forward_only: bf16 unless ref.fsdp_config.model_dtype
-        ref = pinned([n * rbytes for n, _ in fsdp_rank_blocks(s)], c)
+        ref = pinned([n * rbytes for n, _ in fsdp_rank_blocks(s)], c, s)
     acts = 0.0
     if s.activation_offload:
         tokens = micro_batch_tokens(s, c, micro=s.ppo_micro_batch_size_per_gpu, max_tokens=s.ppo_max_token_len_per_gpu)
@@ -343,14 +375,14 @@ def _megatron_states(s: MemorySettings, c: Calibration) -> HostStates:
         # one pinned copy of the whole DDP parameter buffer (the trainable bf16 parameters); frozen LoRA base
         # weights move tensor by tensor (non_blocking .to("cpu"): pinned)
         trainable = lora_numel if s.lora else float(sum(base))
-        params = pinned([trainable * d.megatron_param_bytes], c)
+        params = pinned([trainable * d.megatron_param_bytes], c, s)
         if s.lora:
-            params = params + pinned([n * d.megatron_param_bytes for n in base], c)
+            params = params + pinned([n * d.megatron_param_bytes for n in base], c, s)
     if s.optimizer_offload:
         # fp32 main parameter, exp_avg, exp_avg_sq per trainable tensor, each a 1/DP shard
         per_state = d.megatron_optim_bytes // 3
         tensors = lora if s.lora else [float(n) for n in base]
-        optim = pinned([n / dp * per_state for n in tensors for _ in range(3)], c)
+        optim = pinned([n / dp * per_state for n in tensors for _ in range(3)], c, s)
     if s.use_kl_loss and not s.lora and s.ref_param_offload:
         ref = pageable(s.arch.num_parameters * d.megatron_param_bytes / shards)  # blocking .to("cpu")
     k = s.node_gpus
@@ -444,6 +476,8 @@ def predict_host(s: MemorySettings, calibration: Calibration | None = None) -> H
         notes.append("Megatron start-up reads checkpoint slices per rank: not modelled (below the steady state)")
 
     worst = max(out, key=lambda p: p.total_gib)
+    # vLLM's worker backs its weights up in its own process; the trainer worker holds every other pinned state
+    trainer = frozenset().union(*(p.exact for p in held[1:]))
     return HostPrediction(
         peak_gib=worst.total_gib,
         phase=worst.name,
@@ -453,4 +487,5 @@ def predict_host(s: MemorySettings, calibration: Calibration | None = None) -> H
         processes=counts,
         threshold=c.host.memory_usage_threshold,
         notes=tuple(notes),
+        pinned_clashes=pinned_clashes(st.vllm_sleep_copy.exact) + pinned_clashes(trainer),
     )

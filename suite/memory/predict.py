@@ -54,6 +54,17 @@ def cell_host_gib(cell: Any) -> float:
     return float(own) if own else get_gpu(cell.gpu).host_memory_gib
 
 
+def clash_reason(clashes: tuple[tuple[int, ...], ...], settings: MemorySettings) -> str:
+    """Why a cell's pinned-allocator settings are refused, with the sizes and the ways out."""
+    mib = "; ".join(" and ".join(f"{b / 2**20:.1f}" for b in group) + " MiB" for group in clashes)
+    return (
+        f"pinned_max_round_threshold_mb:{settings.pinned_round_max_mib:g} (pinned_round_max_mb): torch's host allocator would cache unrounded "
+        f"pinned blocks of different sizes in one size class ({mib}) and can hand the smaller to a larger request "
+        "(a heap overflow, pytorch #192722); choose a threshold above these sizes, or also set "
+        "pinned_max_cached_size_mb no higher than pinned_max_round_threshold_mb (large blocks neither rounded nor cached)"
+    )
+
+
 def annotate_cells(cells: Iterable[Any], calibration: Calibration | None = None) -> list[Any]:
     """Cells with `predicted_memory_gb`, `memory_breakdown` (GPU) and `predicted_host_memory_gb`,
     `host_memory_breakdown` (host RAM per node) set. An `ok` cell predicted not to fit its GPUs becomes
@@ -78,7 +89,9 @@ def annotate_cells(cells: Iterable[Any], calibration: Calibration | None = None)
             host_memory_breakdown=host.breakdown,
             host_memory_gb=host_gib,
         )
-        if cell.status == "ok" and not pred.fits:
+        if cell.status == "ok" and host.pinned_clashes:
+            cell = replace(cell, status="invalid", reason=clash_reason(host.pinned_clashes, settings))
+        elif cell.status == "ok" and not pred.fits:
             extra = "" if host.fits(host_gib) else f"; {host.reason(host_gib)}"
             cell = replace(cell, status="predicted-oom", reason=f"memory: {pred.reason()}{extra}")
         elif cell.status == "ok" and not host.fits(host_gib):

@@ -7,6 +7,7 @@ planned cell, a raw `[overrides]` entry of a matrix and a measured result all go
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,10 @@ class MemorySettings:
     agent_num_workers: int = 8  # rollout.agent.num_workers (Ray actors)
     reward_num_workers: int = 8  # reward.num_workers (Ray actors)
     dataloader_num_workers: int = 8  # data.dataloader_num_workers (processes forked from the TaskRunner)
+    # torch's pinned-allocator settings in the workers' PYTORCH_ALLOC_CONF (or PYTORCH_CUDA_ALLOC_CONF), MiB;
+    # None: torch's default (no limit: every block rounded up to a power of two and cached)
+    pinned_round_max_mib: float | None = None  # pinned_max_round_threshold_mb
+    pinned_cache_max_mib: float | None = None  # pinned_max_cached_size_mb
     notes: tuple[str, ...] = field(default=(), compare=False)  # assumptions made while reading the command
 
     @property
@@ -102,6 +107,21 @@ def overrides_from_argv(argv: list[str]) -> dict[str, Any]:
 
 
 # --- overrides -> settings --------------------------------------------------------------------------------
+
+
+ENV_VARS = "ray_kwargs.ray_init.runtime_env.env_vars"
+# torch reads PYTORCH_ALLOC_CONF first and falls back to the older name
+ALLOC_CONF_KEYS = (f"{ENV_VARS}.PYTORCH_ALLOC_CONF", f"{ENV_VARS}.PYTORCH_CUDA_ALLOC_CONF")
+_PINNED_LIMIT = re.compile(
+    r"(?:^|,)\s*(pinned_max_round_threshold_mb|pinned_max_cached_size_mb)\s*:\s*([0-9]+)\s*(?=,|$)"
+)
+
+
+def pinned_limits(conf: str | None) -> tuple[float | None, float | None]:
+    """(pinned_max_round_threshold_mb, pinned_max_cached_size_mb) of a torch allocator config string such as
+    "expandable_segments:True,pinned_max_round_threshold_mb:1"; None for a key it does not set."""
+    found = {k: float(v) for k, v in _PINNED_LIMIT.findall(conf or "")}
+    return found.get("pinned_max_round_threshold_mb"), found.get("pinned_max_cached_size_mb")
 
 
 def _get(o: dict[str, Any], *keys: str, default: Any = None) -> Any:
@@ -161,6 +181,7 @@ def settings_from_overrides(
     recompute = _get(o, f"{eng}.override_transformer_config.recompute_granularity")
     model_dtype = _get(o, f"{eng}.model_dtype")
     ref_dtype = None if megatron else _get(o, f"{ref_eng}.model_dtype")
+    round_max, cache_max = pinned_limits(None if (conf := _get(o, *ALLOC_CONF_KEYS)) is None else str(conf))
 
     return MemorySettings(
         arch=arch,
@@ -215,6 +236,8 @@ def settings_from_overrides(
         # verl 0.9.1 reward_loop.py: a set reward_model.num_workers (the older key) replaces reward.num_workers
         reward_num_workers=int(_get(o, "reward_model.num_workers", "reward.num_workers", default=8)),
         dataloader_num_workers=int(_get(o, "data.dataloader_num_workers", default=8)),
+        pinned_round_max_mib=round_max,
+        pinned_cache_max_mib=cache_max,
         notes=tuple(notes),
     )
 

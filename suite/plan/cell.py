@@ -21,6 +21,9 @@ PREDICTED_OOM: tuple[str, ...] = ("predicted-oom", "predicted-host-oom")
 LOGGER_ENV = "VERL_FILE_LOGGER_PATH"  # where verl's file logger writes metrics.jsonl
 # verl hands `ray_kwargs.ray_init.runtime_env` to ray.init(): how the logger path reaches verl's workers.
 LOGGER_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{LOGGER_ENV}"
+# torch's allocator settings, seen by every Ray worker of the run (the trainer and vLLM's processes)
+ALLOC_CONF_ENV = "PYTORCH_ALLOC_CONF"
+ALLOC_CONF_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{ALLOC_CONF_ENV}"
 VALIDATION_KEY = "trainer.validation_data_dir"
 CHECKPOINT_KEY = "trainer.default_local_dir"
 _WRITES = (LOGGER_KEY, VALIDATION_KEY, CHECKPOINT_KEY)  # overrides naming what a run writes, not what it reads

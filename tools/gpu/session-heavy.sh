@@ -4,6 +4,7 @@
 #   GPU_MODELS=synthetic:qwen2.5-7b bash tools/gpu/launch.sh tools/gpu/session-heavy.sh, with HEAVY_PLAN (a plans.sh
 #   name), HEAVY_CELLS ("ref cand..."), HEAVY_TIMEOUTS ("s s..."), HEAVY_BUDGET_S in the environment
 source tools/gpu/lib.sh "${1:-$HOME/runs}"
+[ -n "${HEAVY_PROBE:-}" ] && { stamp "pinned probe"; python3 tools/gpu/pinned-probe.py 2>&1 | tee "$runs/pinned-probe.jsonl"; }
 stamp "host: $(nproc) cores; $(free -g | awk '/^Mem/ {print $2 " GiB RAM, " $7 " GiB available"}'); disk: $(df -h "$HOME" | awk 'NR==2 {print $2 " total, " $4 " free"}')"
 plan=$P/${HEAVY_PLAN:-7b-h200}.json
 name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["matrix"])' "$plan")
