@@ -2,7 +2,8 @@
 pinned block of the 14B recipe's offloaded fp32 MLP weight size (13824 x 5120 x 4 bytes) cost the host?
 Each setting runs in a fresh process (torch reads the variable once).
   python3 tools/gpu/pinned-probe.py
-Prints one JSON line per setting: the allocator's reserved bytes, the process RSS growth, or the error."""
+Prints one JSON line per setting: the allocator's reserved bytes, the process RSS growth, or the error.
+  python3 tools/gpu/pinned-probe.py --honoured FILE   # exit 0 when FILE (that output) says the setting works"""
 
 from __future__ import annotations
 
@@ -32,7 +33,21 @@ print(json.dumps(out))
 """.replace("SIZE", str(SIZE))
 
 
+def honoured(rows: list[dict]) -> bool:
+    """The setting was accepted and the block kept its own size (the allocator's reserved bytes, else the
+    process's RSS growth, under 1.5x what was asked: a rounded 270 MiB block takes 512 MiB)."""
+    for r in rows:
+        if r.get("PYTORCH_ALLOC_CONF") and "error" not in r and r.get("pinned"):
+            held = r["reserved"] if r.get("reserved") is not None else r.get("rss_growth", 0)
+            return held < 1.5 * r["asked"]
+    return False
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--honoured"]:  # exit 0 when the probe's output (a file) says the setting works
+        with open(sys.argv[2]) as f:
+            rows = [json.loads(line) for line in f if line.startswith("{")]
+        return 0 if honoured(rows) else 1
     import torch
 
     for conf in (None, "pinned_max_round_threshold_mb:1"):

@@ -4,7 +4,18 @@
 #   GPU_MODELS=synthetic:qwen2.5-7b bash tools/gpu/launch.sh tools/gpu/session-heavy.sh, with HEAVY_PLAN (a plans.sh
 #   name), HEAVY_CELLS ("ref cand..."), HEAVY_TIMEOUTS ("s s..."), HEAVY_BUDGET_S in the environment
 source tools/gpu/lib.sh "${1:-$HOME/runs}"
-[ -n "${HEAVY_PROBE:-}" ] && { stamp "pinned probe"; python3 tools/gpu/pinned-probe.py 2>&1 | tee "$runs/pinned-probe.jsonl"; }
+# HEAVY_PROBE=1: first check that this torch honours PYTORCH_ALLOC_CONF=pinned_max_round_threshold_mb (the
+# exact-size pinned blocks the 14B recipe needs to fit the host); where it does not, run HEAVY_FALLBACK_PLAN /
+# HEAVY_FALLBACK_CELLS instead, so the host's time still measures something
+if [ -n "${HEAVY_PROBE:-}" ]; then
+  stamp "pinned probe"; python3 tools/gpu/pinned-probe.py 2>&1 | tee "$runs/pinned-probe.jsonl"
+  if ! python3 tools/gpu/pinned-probe.py --honoured "$runs/pinned-probe.jsonl"; then
+    stamp "pinned_max_round_threshold_mb is not honoured here: running ${HEAVY_FALLBACK_PLAN:-nothing} instead"
+    [ -z "${HEAVY_FALLBACK_PLAN:-}" ] && { stamp "done"; exit 0; }
+    HEAVY_PLAN=$HEAVY_FALLBACK_PLAN; HEAVY_CELLS=${HEAVY_FALLBACK_CELLS:?HEAVY_FALLBACK_CELLS with HEAVY_FALLBACK_PLAN}
+    HEAVY_TIMEOUTS=${HEAVY_FALLBACK_TIMEOUTS:-$HEAVY_TIMEOUTS}
+  fi
+fi
 stamp "host: $(nproc) cores; $(free -g | awk '/^Mem/ {print $2 " GiB RAM, " $7 " GiB available"}'); disk: $(df -h "$HOME" | awk 'NR==2 {print $2 " total, " $4 " free"}')"
 plan=$P/${HEAVY_PLAN:-7b-h200}.json
 name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["matrix"])' "$plan")
