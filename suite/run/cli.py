@@ -17,6 +17,77 @@ from suite.errors import EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_run(sub)
+    _register_cache(sub)
+
+
+def _register_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache", help="carry vLLM's compile cache to a fresh host: export, import, show")
+    csub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    where = "vLLM's cache directory (default: the one the cells use, under $GRPO_SUITE_CACHE)"
+    e = csub.add_parser("export", help="pack this host's compile cache, with a manifest of the versions it needs")
+    e.add_argument("--out", required=True, help="archive to write (.tar.xz)")
+    e.add_argument("--cache-dir", default=None, help=where)
+    e.set_defaults(func=_cache_export)
+    i = csub.add_parser("import", help="unpack an exported cache before the first cell (existing files kept)")
+    i.add_argument("archive")
+    i.add_argument("--cache-dir", default=None, help=where)
+    i.add_argument("--force", action="store_true", help="unpack even when vLLM or torch differs from this host's")
+    i.set_defaults(func=_cache_import)
+    s = csub.add_parser("show", help="an archive's manifest, or what a cache directory holds")
+    s.add_argument("path", nargs="?", default=None, help="archive or cache directory (default: the cells' cache)")
+    s.set_defaults(func=_cache_show)
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    from suite.run import compile_cache
+
+    return Path(args.cache_dir) if args.cache_dir else compile_cache.default_cache_dir()
+
+
+def _gpu_name() -> str | None:
+    from suite.telemetry.nvml import gpu_info, nvml_session
+
+    with nvml_session() as nvml:  # None without NVML: the manifest then names no GPU
+        info = gpu_info(nvml, None)
+    return info.name if info else None
+
+
+def _cache_export(args: argparse.Namespace) -> int:
+    from suite.run import compile_cache
+
+    m = compile_cache.export_cache(_cache_dir(args), Path(args.out), compile_cache.here_versions(), _gpu_name())
+    print(f"{args.out}: {m.describe()}")
+    return EXIT_OK
+
+
+def _cache_import(args: argparse.Namespace) -> int:
+    from suite.run import compile_cache
+
+    done = compile_cache.import_cache(
+        Path(args.archive), _cache_dir(args), compile_cache.here_versions(), force=args.force
+    )
+    print(f"{args.archive}: {done.manifest.describe()}; {done.added} files added, {done.kept} already there")
+    return EXIT_OK
+
+
+def _cache_show(args: argparse.Namespace) -> int:
+    from suite.run import compile_cache
+
+    path = Path(args.path) if args.path else compile_cache.default_cache_dir()
+    if path.is_dir():
+        m = compile_cache.scan(path, compile_cache.here_versions())
+    elif path.is_file():
+        m = compile_cache.read_manifest(path)
+    else:
+        raise InputError(f"{path}: no such archive or cache directory", field="path")
+    print(f"{path}: {m.describe()}")
+    for entry in m.entries:
+        print(f"  {entry}")
+    return EXIT_OK
+
+
+def _register_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a matrix's cells (verl + vLLM) and write one result JSON per cell")
     _selection_arguments(p)
     p.add_argument("--runtime", default="host", help="host (default), docker, ray or slurm")

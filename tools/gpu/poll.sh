@@ -19,12 +19,13 @@ nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv,noheader
 # Bring back what exists after every poll: a host that gets no command for > 30 s is stopped,
 # and with it every result not yet copied out (this happened once; see tools/gpu/README.md).
 [ -n "${OUT:-}" ] && [ -d "$HOME/runs" ] && tar -C "$HOME" --exclude='*/ckpt' -cJf "$OUT/runs.tar.xz" runs session.log 2>/dev/null
-# vLLM's compile cache (torch.compile artifacts, keyed by model shape and software) comes back too: carried as
-# .gpu/vllm-cache.tar.xz, a later fresh host starts with it (setup.sh) instead of compiling again.
-c=$HOME/.cache/grpo-suite/vllm
-if [ -n "${OUT:-}" ] && [ -d "$c/torch_compile_cache" ]; then
-  tar -C "$c" -cJf "$OUT/vllm-cache.tar.xz" torch_compile_cache 2>/dev/null
-  [ "$(stat -c %s "$OUT/vllm-cache.tar.xz")" -gt 16000000 ] && rm -f "$OUT/vllm-cache.tar.xz" && echo "poll: compile cache over 16 MB, not brought back"
+# vLLM's compile cache comes back too (`grpo-suite cache export`: the archive records the vLLM and torch it needs);
+# carried as .gpu/vllm-cache.tar.xz, a later fresh host imports it (setup.sh) instead of compiling again. In a
+# subshell: nothing here may keep the runs above from coming back.
+if [ -n "${OUT:-}" ] && [ -d "$HOME/.cache/grpo-suite/vllm/torch_compile_cache" ] && [ -d "$HOME/snap" ]; then
+  ( source "$HOME/snap/.gpu/bin/install.sh" >/dev/null 2>&1; cd "$HOME/snap" && GRPO_SUITE_CACHE=$HOME/.cache/grpo-suite \
+      python3 -m suite cache export --out "$OUT/vllm-cache.tar.xz" ) || echo "poll: compile cache not brought back"
+  [ -f "$OUT/vllm-cache.tar.xz" ] && [ "$(stat -c %s "$OUT/vllm-cache.tar.xz")" -gt 16000000 ] && rm -f "$OUT/vllm-cache.tar.xz" && echo "poll: compile cache over 16 MB, not brought back"
 fi
 # A TE torch binding built here (tools/gpu/megatron-setup.sh) comes back too, in pieces under $OUT's 16 MiB a file:
 # `cat te-whl.part* > .gpu/megatron/<name>` on the build machine (the name is in te-whl.name).

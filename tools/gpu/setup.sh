@@ -7,14 +7,12 @@ export GRPO_SUITE_CACHE=$HOME/.cache/grpo-suite
 export CUDA_DEVICE_ORDER=PCI_BUS_ID  # CUDA and NVML indices agree, so --gpus and the sampler mean the same GPU
 mkdir -p "$GRPO_SUITE_CACHE"
 [ -d "$GRPO_SUITE_CACHE/tokenizers" ] || tar -C "$GRPO_SUITE_CACHE" -xJf "$HOME/parts/cache.tar.xz"
-# an earlier host's vLLM compile cache (poll.sh brings it back): same software and shapes hit it
-if [ -f "$HOME/parts/vllm-cache.tar.xz" ] && [ ! -d "$GRPO_SUITE_CACHE/vllm/torch_compile_cache" ]; then
-  mkdir -p "$GRPO_SUITE_CACHE/vllm" && tar -C "$GRPO_SUITE_CACHE/vllm" -xJf "$HOME/parts/vllm-cache.tar.xz" && echo "setup: vLLM compile cache from an earlier host"
-fi
 if [ -d .whl ] && [ ! -d /tmp/extra-site ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/extra-site .whl/*.whl
 fi
 export PYTHONPATH=$PWD:/tmp/extra-site:$PYTHONPATH
+# an earlier host's vLLM compile cache (poll.sh brings it back): same vLLM, torch and shapes hit it
+[ -f "$HOME/parts/vllm-cache.tar.xz" ] && { python3 -m suite cache import "$HOME/parts/vllm-cache.tar.xz" || echo "setup: compile cache not imported"; }
 t0=$(date +%s.%N)
 # GPU_MODELS: the synthetic checkpoints a run needs (a 7B one is 15 GiB of the host's disk)
 for m in ${GPU_MODELS:-synthetic:qwen2.5-0.5b synthetic:qwen2.5-1.5b}; do
