@@ -15,6 +15,7 @@ from suite.errors import InputError
 from suite.gpus import get_gpu
 from suite.matrix.offload import backend_overrides
 from suite.models.archs import Arch, arch_for_model
+from suite.plan.cell import ALLOC_CONF_KEY
 from suite.plan.hydra import split_argv
 
 if TYPE_CHECKING:
@@ -109,9 +110,8 @@ def overrides_from_argv(argv: list[str]) -> dict[str, Any]:
 # --- overrides -> settings --------------------------------------------------------------------------------
 
 
-ENV_VARS = "ray_kwargs.ray_init.runtime_env.env_vars"
 # torch reads PYTORCH_ALLOC_CONF first and falls back to the older name
-ALLOC_CONF_KEYS = (f"{ENV_VARS}.PYTORCH_ALLOC_CONF", f"{ENV_VARS}.PYTORCH_CUDA_ALLOC_CONF")
+ALLOC_CONF_KEYS = (ALLOC_CONF_KEY, ALLOC_CONF_KEY.replace("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF"))
 _PINNED_LIMIT = re.compile(
     r"(?:^|,)\s*(pinned_max_round_threshold_mb|pinned_max_cached_size_mb)\s*:\s*([0-9]+)\s*(?=,|$)"
 )
