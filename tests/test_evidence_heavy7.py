@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import lzma
+import statistics
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,14 @@ def test_recipe_speed_and_its_step() -> None:
     # every response is the full 1024 tokens (ignore_eos): the seed's shape
     assert all(s.response_length_mean == 1024 for s in r.steps)
     assert r.lora_adapter_syncs == 6
+    # the padding every training pass carries: prompts of ~95 tokens padded to 512, responses the full 1024
+    prompt = statistics.median(s.extra["prompt_length/mean"] for s in r.measured_steps())
+    assert prompt == pytest.approx(94.8, abs=0.05)
+    assert 1 - (prompt + 1024) / 1536 == pytest.approx(0.27, abs=0.005)
+    assert [round(s.total_num_tokens / 225) for s in r.measured_steps()] == [1113, 1119, 1125, 1119]
+    passes = phases["old_log_prob"] + phases["ref"] + phases["update_actor"]
+    assert round(passes) == 120 and passes / median_measured(RECIPE, "time_per_step") == pytest.approx(0.84, abs=0.01)
+    assert all(0.16 <= s.mfu <= 0.174 for s in r.measured_steps())
 
 
 def test_recipe_reproduces_the_first_host() -> None:
