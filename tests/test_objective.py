@@ -115,7 +115,16 @@ def _plan(name: str, tmp_path: Path) -> list:
 
 
 @pytest.mark.parametrize(
-    "name", ["h200-1gpu-7b", "h200-1gpu-14b", "h100-1gpu-7b", "h100-1gpu-14b", "h200-1gpu-7b-rmpad"]
+    "name",
+    [
+        "h200-1gpu-7b",
+        "h200-1gpu-14b",
+        "h100-1gpu-7b",
+        "h100-1gpu-14b",
+        "h200-1gpu-7b-rmpad",
+        "h200-1gpu-7b-flex",
+        "h200-1gpu-14b-pinned",
+    ],
 )
 def test_heavy_sweeps_only_change_how_the_recipe_runs(name: str, tmp_path: Path) -> None:
     # the heavy matrices sweep offload, vLLM's pool, prefill chunks, graphs, micro batches and checkpointing

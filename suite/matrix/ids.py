@@ -50,6 +50,10 @@ BOOL_WORDS: dict[str, tuple[str, str]] = {
     "enable_prefix_caching": ("prefixcache", "noprefixcache"),
     "use_torch_compile": ("compile", "nocompile"),
 }
+# Values with a short word of their own in ids (`attnflex`, not `attnflex_attention`).
+VALUE_WORDS: dict[str, dict[str, str]] = {
+    "attn_implementation": {"flex_attention": "flex", "flash_attention_2": "fa2", "flash_attention_3": "fa3"},
+}
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+_]")
 
 
@@ -85,7 +89,8 @@ def axis_part(axis: str, value: Any) -> str:
     if isinstance(value, bool):
         yes, no = BOOL_WORDS.get(name, (axis_code(axis), "no" + axis_code(axis)))
         return yes if value else no
-    return f"{axis_code(axis)}{value_text(value)}"
+    word = VALUE_WORDS.get(name, {}).get(value) if isinstance(value, str) else None
+    return f"{axis_code(axis)}{word or value_text(value)}"
 
 
 def cell_id(point: dict[str, Any], extra_axes: list[str] | tuple[str, ...] = ()) -> str:

@@ -168,7 +168,9 @@ class Base(_Strict):
     target_modules: str | list[str] = "all-linear"
     ulysses_sp: PosInt = 1
     pp: PosInt = 1  # Megatron pipeline parallel size
-    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] | None = None
+    # flex_attention: torch's block-sparse kernel (compiled on first use); with use_remove_padding it skips the
+    # masked blocks of packed sequences, where sdpa computes them densely. No flash-attn needed.
+    attn_implementation: Literal["sdpa", "flash_attention_2", "flex_attention", "eager"] | None = None
     # Megatron: override_transformer_config.attention_backend; None keeps verl's 'flash' (needs flash-attn)
     megatron_attention_backend: Literal["flash", "fused", "unfused", "local", "auto"] | None = None
     # Megatron: override_transformer_config.gradient_accumulation_fusion. Megatron-Bridge turns it on, and then

@@ -1,0 +1,88 @@
+"""h200-1gpu-7b-flex.toml: remove-padding on torch's flex attention, planned around the recipe. The reference is
+the recipe's verl command exactly (the one measured in h200-1gpu-7b-nokl), the candidates change only how the
+attention runs, ids read short, and the committed predictions are what the planner says today."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from suite.matrix.ids import axis_part
+from suite.matrix.load import load_matrix
+from suite.memory.predict import annotate_cells
+from suite.plan.planner import plan_matrix
+
+ROOT = Path(__file__).resolve().parents[1]
+MATRICES = ROOT / "suite" / "matrices"
+FLEX = MATRICES / "h200-1gpu-7b-flex.toml"
+PREDICTIONS = ROOT / "baselines" / "evidence" / "predictions" / "h200-1gpu-7b-flex.txt"
+ATTN = "+actor_rollout_ref.model.override_config.attn_implementation"
+RMPAD = "actor_rollout_ref.model.use_remove_padding"
+# what names a cell rather than configures it (its paths and its experiment name hold its id)
+NAMING = ("trainer.project_name=",)
+
+
+def _cells(path: Path, out: Path) -> list:
+    return annotate_cells(plan_matrix(load_matrix(path), "bench", out_dir=out, validate_with_verl=False))
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory: pytest.TempPathFactory) -> list:
+    return _cells(FLEX, tmp_path_factory.mktemp("flex"))
+
+
+def _command(cell) -> set[str]:
+    return {a for a in cell.argv if cell.id not in a and not any(n in a for n in NAMING)}
+
+
+def test_ids_and_statuses(cells: list) -> None:
+    assert axis_part("attn_implementation", "flex_attention") == "attnflex"
+    assert axis_part("attn_implementation", "flash_attention_2") == "attnfa2"
+    assert axis_part("attn_implementation", "sdpa") == "attnsdpa"
+    assert len(cells) == 10 and sum(c.status == "ok" for c in cells) == 6
+    assert {c.status for c in cells} == {"ok", "predicted-oom"}
+    for c in cells:
+        flex = "-attnflex-rmpad-" in c.id
+        assert flex or "-attnsdpa-normpad-" in c.id
+        assert c.setting(ATTN.lstrip("+")) == ("flex_attention" if flex else "sdpa")
+        assert c.setting(RMPAD) is flex
+
+
+def test_the_reference_is_the_measured_recipe_command(cells: list, tmp_path: Path) -> None:
+    ref = next(c for c in cells if c.id == load_matrix(FLEX).matrix.reference)
+    nokl = _cells(MATRICES / "h200-1gpu-7b-nokl.toml", tmp_path)
+    recipe = next(c for c in nokl if c.id == load_matrix(MATRICES / "h200-1gpu-7b-nokl.toml").matrix.reference)
+    # the nokl matrix spells bypass out at verl's default; nothing else differs
+    assert _command(ref) ^ _command(recipe) == {"algorithm.rollout_correction.bypass_mode=False"}
+    assert (ref.predicted_memory_gb, ref.predicted_host_memory_gb) == (
+        recipe.predicted_memory_gb,
+        recipe.predicted_host_memory_gb,
+    )
+
+
+def test_flex_candidates_differ_from_their_padded_twins_in_the_attention_only(cells: list, tmp_path: Path) -> None:
+    by_id = {c.id: c for c in cells}
+    for c in cells:
+        if "-attnflex-rmpad-" not in c.id:
+            continue
+        twin = by_id[c.id.replace("-attnflex-rmpad-", "-attnsdpa-normpad-")]
+        assert _command(c) ^ _command(twin) == {
+            f"{ATTN}=flex_attention",
+            f"{ATTN}=sdpa",
+            f"{RMPAD}=True",
+            f"{RMPAD}=False",
+        }
+    # the planner counts packed micro batches the same whatever kernel attends over them: as on sdpa
+    rmpad = {c.id: c for c in _cells(MATRICES / "h200-1gpu-7b-rmpad.toml", tmp_path)}
+    flex = by_id["lora32-off_none-tp1-rb45-attnflex-rmpad-mnbt8192-mb5-nogc"]
+    assert flex.predicted_memory_gb == rmpad["lora32-off_none-tp1-rb45-rmpad-mnbt8192-mb5-nogc"].predicted_memory_gb
+
+
+def test_committed_predictions_match_the_planner(cells: list) -> None:
+    lines = PREDICTIONS.read_text().splitlines()
+    assert lines[0].startswith("# grpo-suite plan suite/matrices/h200-1gpu-7b-flex.toml --predict-memory")
+    assert lines[-1] == "6 ok / 10 cells"
+    for c in cells:
+        row = next(line for line in lines if line.startswith(c.id + " "))
+        assert f"{c.predicted_memory_gb:.1f}".rstrip("0").rstrip(".") in row and c.status in row, c.id
