@@ -28,7 +28,7 @@ from suite.gate.config import (
 )
 from suite.gate.history import decide, prior_streak, waits
 from suite.gate.objective import note
-from suite.gate.reference import CellRatios, cell_ratios, find_reference, reference_id
+from suite.gate.reference import CellRatios, cell_ratios, compared, find_reference, reference_id
 from suite.gate.sentinel import adapter_note, sentinel_outcome
 from suite.gate.store import Key, index_baselines, label
 from suite.results.baseline import Baseline
@@ -575,9 +575,9 @@ def _with_reference(
         first = runs[0]
         if not first.reference:
             continue
-        ref_key = (first.gpu, first.matrix, reference_id(first.id, first.reference))
+        ref_key = (first.gpu, first.reference_matrix or first.matrix, reference_id(first.id, first.reference))
         ref = find_reference(runs, groups, store)
-        where = f"reference cell {ref_key[2]} (matrix {first.matrix}, {first.gpu})"
+        where = f"reference cell {ref_key[2]} (matrix {ref_key[1]}, {first.gpu})"
         if ref is None:
             notes[ref_key] = f"{where} is neither in these results nor under {root}/{first.gpu}/: no ratios"
             continue
@@ -588,7 +588,7 @@ def _with_reference(
         ratios[key] = c = cell_ratios(runs, ref)
         if c.objective_differences:
             other.append(
-                f"{key[2]} (matrix {first.matrix}, {first.gpu}) {note(first.axes, ref.axes, c.objective_differences)}"
+                f"{key[2]} (matrix {first.matrix}, {first.gpu}) {note(*compared(first, ref), c.objective_differences)}"
             )
         notes[ref_key] = (
             f"vs ref: ratio to the {where} in these results"

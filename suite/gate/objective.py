@@ -10,7 +10,7 @@ Named axes are [base] names; raw verl keys are matched with their Hydra `+`/`++`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 # [base] names (suite.matrix.schema.Base): the loss, the update schedule, the samples, the trained parameters.
 NAMED: frozenset[str] = frozenset(
@@ -92,6 +92,50 @@ def objective_differences(axes: Mapping[str, object], reference: Mapping[str, ob
     return tuple(
         sorted(k for k in a.keys() | r.keys() if changes_objective(k) and a.get(k, _MISSING) != r.get(k, _MISSING))
     )
+
+
+# verl 0.9.1's defaults of the objective keys (trainer/config/_generated_ppo_trainer.yaml; a test reads them
+# back): a command that leaves one out runs with it, so two commands are compared as verl runs them.
+VERL_DEFAULTS: dict[str, object] = {
+    "algorithm.adv_estimator": "gae",
+    "algorithm.use_kl_in_reward": False,
+    "algorithm.kl_penalty": "kl",
+    "algorithm.norm_adv_by_std_in_grpo": True,
+    "algorithm.gamma": 1.0,
+    "algorithm.lam": 1.0,
+    "algorithm.rollout_correction.bypass_mode": False,
+    f"{_ACTOR}use_kl_loss": False,
+    f"{_ACTOR}kl_loss_coef": 0.001,
+    f"{_ACTOR}kl_loss_type": "low_var_kl",
+    f"{_ACTOR}entropy_coeff": 0,
+    f"{_ACTOR}loss_agg_mode": "token-mean",
+    f"{_ACTOR}ppo_epochs": 1,
+    f"{_ACTOR}ppo_mini_batch_size": 256,
+    f"{_ACTOR}optim.lr": 1e-06,
+    f"{_ACTOR}optim.weight_decay": 0.01,
+    f"{_ACTOR}grad_clip": 1.0,
+    "actor_rollout_ref.rollout.n": 1,
+    "actor_rollout_ref.rollout.temperature": 1.0,
+    "actor_rollout_ref.rollout.top_p": 1,
+    "actor_rollout_ref.rollout.top_k": -1,
+    "actor_rollout_ref.model.lora_rank": 0,
+    "actor_rollout_ref.model.lora_alpha": 16,
+    "actor_rollout_ref.model.target_modules": "all-linear",
+    "data.max_prompt_length": 512,
+    "data.max_response_length": 512,
+}
+
+
+def command_objective(argv: Sequence[str]) -> dict[str, object]:
+    """The objective settings of a recorded verl command (bare key -> value, verl's default where the command
+    leaves a key out): what two cells of different matrices are compared by, where their axes name other
+    things. Feeds `objective_differences` and `note` as axes do. `{}` for a result that recorded no command."""
+    from suite.plan.hydra import split_argv
+
+    if not argv:
+        return {}
+    given = {o.key.lstrip("+~"): o.value for o in split_argv(list(argv))[1] if changes_objective(o.key)}
+    return {**VERL_DEFAULTS, **given}
 
 
 # what a ratio of such a cell is marked with, in the report's tables and the gate's

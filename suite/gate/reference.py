@@ -1,19 +1,20 @@
 """The reference cell (`[matrix] reference`): the cell every other cell of its matrix is read against.
 
 Ratios are display only: they never change a verdict or an exit code. A cell and its reference must share
-GPU generation, GPU count, model, backend and matrix; nothing else is ever divided (the project's rule:
-no comparison across generations or GPU counts). Shared by the gate and the report.
+GPU generation, GPU count, model, backend and matrix, or the matrix names its reference's
+(`[matrix] reference_matrix`); nothing else is ever divided (the project's rule: no comparison across
+generations or GPU counts). Shared by the gate and the report.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from suite.gate.cells import PooledCell, median, pool
-from suite.gate.objective import objective_differences
+from suite.gate.objective import command_objective, objective_differences
 from suite.gate.store import Key
 from suite.results.baseline import Baseline
 from suite.results.schema import Result
@@ -43,8 +44,19 @@ def ratio_text(x: float | None) -> str | None:
 
 
 def same_group(a: Result, b: Result) -> bool:
-    """Whether two results may be divided: same generation, GPU count, model, backend and matrix."""
-    return (a.gpu, a.n_gpus, a.model, a.backend, a.matrix) == (b.gpu, b.n_gpus, b.model, b.backend, b.matrix)
+    """Whether two results may be divided: same generation, GPU count, model and backend, and the matrix `a`
+    reads its reference in (its own unless it names another)."""
+    return (a.gpu, a.n_gpus, a.model, a.backend, reference_matrix(a)) == (b.gpu, b.n_gpus, b.model, b.backend, b.matrix)
+
+
+def reference_matrix(r: Result) -> str:
+    """The matrix a result's reference cell is in."""
+    return r.reference_matrix or r.matrix
+
+
+def objective_view(r: Result, reference_in_other_matrix: bool) -> Mapping[str, object]:
+    """What a result's objective is compared by: its axes within a matrix, its verl settings across two."""
+    return command_objective(r.provenance.argv) if reference_in_other_matrix else r.axes
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,8 @@ class Reference:
     peak_memory_gb: float | None  # NVML, worst GPU (None unless status ok)
     axes: Mapping[str, int | str]  # the reference's axis values: which objective it has
     where: str = ""  # the baseline file, when source is "baseline"
+    matrix: str = ""  # the matrix it is a cell of
+    objective: Mapping[str, object] = field(default_factory=dict)  # its verl objective settings (command_objective)
 
 
 @dataclass(frozen=True)
@@ -87,21 +101,33 @@ def find_reference(
     if not first.reference:
         return None
     ref_id = reference_id(first.id, first.reference)
-    key = (first.gpu, first.matrix, ref_id)
+    key = (first.gpu, reference_matrix(first), ref_id)
     if key in current and same_group(first, current[key][0]):
         cell = pool(current[key])
         tput, peak = _values(cell)
-        return Reference(ref_id, "current", cell.status, tput, peak, current[key][0].axes)
+        got = current[key][0]
+        return Reference(
+            ref_id, "current", cell.status, tput, peak, got.axes, matrix=got.matrix, objective=objective_view(got, True)
+        )
     if key in store:
         path, baseline = store[key]
-        if same_group(first, baseline.results[0]):
+        got = baseline.results[0]
+        if same_group(first, got):
             cell = pool(baseline.results)
             tput, peak = _values(cell)
-            return Reference(ref_id, "baseline", cell.status, tput, peak, baseline.results[0].axes, str(path))
+            return Reference(
+                ref_id, "baseline", cell.status, tput, peak, got.axes, str(path), got.matrix, objective_view(got, True)
+            )
     return None
 
 
 def cell_ratios(runs: Sequence[Result], ref: Reference) -> CellRatios:
     tput, peak = _values(pool(runs))
-    diff = objective_differences(runs[0].axes, ref.axes)
+    diff = objective_differences(*compared(runs[0], ref))
     return CellRatios(ref, ratio(tput, ref.throughput), ratio(peak, ref.peak_memory_gb), diff)
+
+
+def compared(r: Result, ref: Reference) -> tuple[Mapping[str, object], Mapping[str, object]]:
+    """A result's and its reference's objective views, named alike (axes in one matrix, verl settings across)."""
+    elsewhere = bool(ref.matrix) and ref.matrix != r.matrix
+    return objective_view(r, elsewhere), (ref.objective if elsewhere else ref.axes)

@@ -105,6 +105,10 @@ class MatrixSection(_Strict):
     host_memory_gb: float | None = Field(default=None, gt=0)
     # The cell every other cell is read against (plan, report, gate show x ratios to it); None: no reference.
     reference: str | None = None
+    # The matrix that `reference` is a cell of, when it is not this one: a matrix that sweeps new levers around
+    # a recipe measured elsewhere is read against that measurement instead of running the recipe again. Both
+    # matrices must share gpu, gpus_per_node, nnodes, model and backend (`grpo-suite plan` checks).
+    reference_matrix: str | None = None
 
     @field_validator("gpu")
     @classmethod

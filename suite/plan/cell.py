@@ -66,6 +66,8 @@ class Cell:
     host_memory_gb: float | None = None
     # The matrix's reference cell id (`[matrix] reference`), that every cell's numbers are read against.
     reference: str | None = None
+    # The matrix `reference` is a cell of, when not this one (`[matrix] reference_matrix`).
+    reference_matrix: str | None = None
     # Files the run makes before the cell starts: destination path -> {"source": parquet, "rows": N}
     # (suite/data/subset.py: a bench cell reads only the prompts its steps consume).
     inputs: dict[str, dict[str, str | int]] = field(default_factory=dict)

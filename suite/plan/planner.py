@@ -50,6 +50,7 @@ def plan_matrix(
             command=list(ENTRY),
             host_memory_gb=host_gb,
             reference=mx.reference,
+            reference_matrix=mx.reference_matrix,
         )
         cell_dir = out / stub.full_id
         # A raw-key axis that is a readable setting (`"...rollout.gpu_memory_utilization"`) counts as that setting.
@@ -100,11 +101,70 @@ def _check_ids(matrix: Matrix, ids: list[str]) -> None:
             )
         seen.add(cid)
     ref = matrix.matrix.reference
-    if ref is not None and ref not in seen:
+    if matrix.matrix.reference_matrix is not None:
+        _check_reference_matrix(matrix)
+    elif ref is not None and ref not in seen:
         near = [c for c in ids if c.split("-")[0] == ref.split("-")[0]][:6] or ids[:6]
         raise InputError(
             f"reference {ref!r} is not a cell of this matrix (after [[exclude]]); cells include: "
             f"{', '.join(near)}{' ...' if len(ids) > len(near) else ''}",
+            source=matrix.source,
+            field="matrix.reference",
+        )
+
+
+# What two matrices must share for one's cells to be divided by the other's reference.
+_SHARED = ("gpu", "gpus_per_node", "nnodes", "model", "backend")
+
+
+def reference_matrix_path(matrix: Matrix) -> Path:
+    """`[matrix] reference_matrix` as a file: beside this matrix's own file, else among the shipped ones."""
+    name = matrix.matrix.reference_matrix
+    beside = Path(matrix.source).parent / f"{name}.toml"
+    return beside if beside.is_file() else Path(__file__).resolve().parents[1] / "matrices" / f"{name}.toml"
+
+
+def _check_reference_matrix(matrix: Matrix) -> None:
+    """The named matrix exists, shares the hardware, model and backend, and has the reference as a cell."""
+    from suite.matrix.load import load_matrix
+
+    mx = matrix.matrix
+    path = reference_matrix_path(matrix)
+    if mx.reference is None:
+        raise InputError(
+            f"reference_matrix {mx.reference_matrix!r} names no cell: set reference too",
+            source=matrix.source,
+            field="matrix.reference",
+        )
+    if mx.reference_matrix == mx.name or not path.is_file():
+        raise InputError(
+            f"reference_matrix {mx.reference_matrix!r}: "
+            + (
+                "this matrix itself (leave reference_matrix out)"
+                if mx.reference_matrix == mx.name
+                else f"no such matrix ({path.name} beside this file or in suite/matrices)"
+            ),
+            source=matrix.source,
+            field="matrix.reference_matrix",
+        )
+    other = load_matrix(path)
+    differ = [
+        f"{k} {getattr(mx, k)!r} vs {getattr(other.matrix, k)!r}"
+        for k in _SHARED
+        if getattr(mx, k) != getattr(other.matrix, k)
+    ]
+    if differ:
+        raise InputError(
+            f"reference_matrix {mx.reference_matrix!r} runs on other hardware or another model: {'; '.join(differ)}",
+            source=matrix.source,
+            field="matrix.reference_matrix",
+        )
+    ids = [point_id(other, p) for p in expand(other)]
+    if mx.reference not in ids:
+        near = [c for c in ids if c.split("-")[0] == mx.reference.split("-")[0]][:6] or ids[:6]
+        raise InputError(
+            f"reference {mx.reference!r} is not a cell of {mx.reference_matrix!r} (after its [[exclude]]); its cells "
+            f"include: {', '.join(near)}{' ...' if len(ids) > len(near) else ''}",
             source=matrix.source,
             field="matrix.reference",
         )

@@ -11,7 +11,16 @@ from suite.gate.objective import MARK, note
 from suite.gate.reference import ratio_text
 from suite.report.backends import BackendPair
 from suite.report.stats import MIN_N_MEDIAN_CI
-from suite.report.table import Best, CrossRow, Group, ReportRow, axis_names, provenance_summary, several_matrices
+from suite.report.table import (
+    Best,
+    CrossRow,
+    Group,
+    ReportRow,
+    axis_names,
+    objective_views,
+    provenance_summary,
+    several_matrices,
+)
 from suite.telemetry.startup import PHASE_LABELS as STARTUP_LABELS
 
 DASH = "—"
@@ -139,20 +148,30 @@ def reference_notes(group: Group) -> list[str]:
     out = []
     missing = sorted(
         {
-            (r.matrix, r.n_gpus, r.backend, r.reference_cell)
+            (r.matrix, r.n_gpus, r.backend, r.reference_cell, r.reference_matrix or "")
             for r in group.rows
             if r.reference_cell and r.reference_id is None
         }
     )
-    for matrix, n, backend, ref in missing:
+    for matrix, n, backend, ref, elsewhere in missing:
         out.append(
-            f"matrix {matrix} ({n} GPU{'s' if n != 1 else ''}, {backend}) names the reference cell {ref}, "
-            "which is not among these results: no ratios"
+            f"matrix {matrix} ({n} GPU{'s' if n != 1 else ''}, {backend}) names the reference cell {ref}"
+            + (f" of matrix {elsewhere}" if elsewhere else "")
+            + ", which is not among these results: no ratios"
         )
-    refs = {r.id: r for r in group.rows}
+    refs = {r.key: r for r in group.rows}
+    elsewhere_found = sorted(
+        {(r.matrix, r.reference_cell, r.reference_matrix) for r in group.rows if r.reference_matrix and r.reference_id}
+    )
+    for matrix, ref_cell, ref_matrix in elsewhere_found:
+        out.append(
+            f"matrix {matrix} is read against {ref_cell} of matrix {ref_matrix} (its reference_matrix); "
+            "objectives compared by the verl settings"
+        )
     for i, r in enumerate(group.rows, 1):
-        if r.objective_differences and (ref := refs.get(r.reference_id or "")):
-            out.append(f"{label(i)} {r.cell} {note(r.axes, ref.axes, r.objective_differences)}")
+        ref = refs.get((r.gpu, r.reference_matrix or r.matrix, r.reference_id or ""))
+        if r.objective_differences and ref is not None:
+            out.append(f"{label(i)} {r.cell} {note(*objective_views(r, ref), r.objective_differences)}")
         if r.is_reference and not r.fits:
             out.append(
                 f"{label(i)} {r.cell} is the reference cell of matrix {r.matrix} and has status {r.status}: no ratios"

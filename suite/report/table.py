@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 from suite.gate.cells import pool
-from suite.gate.objective import objective_differences
+from suite.gate.objective import command_objective, objective_differences
 from suite.gate.reference import ratio, reference_id
 from suite.gpus import GPUS
 from suite.report.stats import median, median_interval, wilson_interval
@@ -76,8 +76,13 @@ class ReportRow:
     host_peak_memory_gb: float | None = None  # the cell's process tree RSS, worst run, GiB
     predicted_host_memory_gb: float | None = None
     reference_cell: str | None = None  # short id the matrix names as its reference (`[matrix] reference`)
+    reference_matrix: str | None = None  # the matrix that reference is a cell of, when not this row's own
+    # verl's objective settings as the row's command runs them (suite.gate.objective.command_objective): what a
+    # reference in another matrix is compared by
+    objective_settings: dict[str, object] = field(default_factory=dict)
     # Set by `with_reference` from the other rows: the reference's full id when the report holds it (same
-    # generation, GPU count, model, backend and matrix), and this row's ratios to it (both rows ok).
+    # generation, GPU count, model and backend; the same matrix unless the matrix names another), and this
+    # row's ratios to it (both rows ok).
     reference_id: str | None = None
     throughput_vs_reference: float | None = None
     peak_memory_vs_reference: float | None = None
@@ -101,8 +106,20 @@ class ReportRow:
         return (self.gpu, self.n_gpus, self.model, self.backend, self.matrix)
 
     @property
+    def hardware(self) -> tuple[str, int, str, str]:
+        """What a row and a reference in another matrix must share: (generation, GPU count, model, backend)."""
+        return (self.gpu, self.n_gpus, self.model, self.backend)
+
+    @property
+    def reference_key(self) -> tuple[str, str, str] | None:
+        """The `key` of the row's reference cell, wherever the matrix says it is; None without one."""
+        if not self.reference_cell:
+            return None
+        return (self.gpu, self.reference_matrix or self.matrix, reference_id(self.id, self.reference_cell))
+
+    @property
     def is_reference(self) -> bool:
-        return self.reference_id is not None and self.reference_id == self.id
+        return self.reference_id is not None and self.reference_id == self.id and not self.reference_matrix
 
 
 def cell_name(full_id: str) -> str:
@@ -226,6 +243,8 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> ReportRow:
         host_peak_memory_gb=max(host) if host else None,
         predicted_host_memory_gb=max(host_predicted) if host_predicted else None,
         reference_cell=next((r.reference for r in runs if r.reference), None),
+        reference_matrix=next((r.reference_matrix for r in runs if r.reference_matrix), None),
+        objective_settings=command_objective(prov.argv),
         sources=tuple(sources),
     )
 
@@ -254,14 +273,16 @@ def flatten_all(results: Iterable[tuple[str, Result]]) -> list[ReportRow]:
 
 def with_reference(rows: Sequence[ReportRow]) -> list[ReportRow]:
     """Each row with its reference's full id, when the rows hold that reference in the row's own group
-    (never across generations, GPU counts, models, backends or matrices), and its throughput and NVML peak
-    over the reference's. A ratio needs both cells ok: a failed cell's numbers are not what it costs. Each row
-    also gets the objective axes in which it differs from the reference (`objective_differences`)."""
+    (never across generations, GPU counts, models or backends; across matrices only where the matrix names
+    its reference's, `[matrix] reference_matrix`), and its throughput and NVML peak over the reference's. A
+    ratio needs both cells ok: a failed cell's numbers are not what it costs. Each row also gets what changes
+    the objective in which it differs from the reference (`objective_differences`): axes within a matrix, the
+    verl settings across two (whose axes name other things)."""
     by_key = {r.key: r for r in rows}
     out = []
     for r in rows:
-        ref = by_key.get((r.gpu, r.matrix, reference_id(r.id, r.reference_cell))) if r.reference_cell else None
-        if ref is None or ref.group != r.group:
+        ref = by_key.get(r.reference_key) if r.reference_key else None
+        if ref is None or ref.hardware != r.hardware:
             out.append(
                 replace(
                     r,
@@ -279,10 +300,16 @@ def with_reference(rows: Sequence[ReportRow]) -> list[ReportRow]:
                 reference_id=ref.id,
                 throughput_vs_reference=ratio(r.throughput, ref.throughput) if both else None,
                 peak_memory_vs_reference=ratio(r.peak_memory_gb, ref.peak_memory_gb) if both else None,
-                objective_differences=objective_differences(r.axes, ref.axes),
+                objective_differences=objective_differences(*objective_views(r, ref)),
             )
         )
     return out
+
+
+def objective_views(row: ReportRow, ref: ReportRow) -> tuple[Mapping[str, object], Mapping[str, object]]:
+    """What a row and its reference are compared by: their axes within one matrix, their verl settings across
+    two (the same names on both sides)."""
+    return (row.axes, ref.axes) if row.matrix == ref.matrix else (row.objective_settings, ref.objective_settings)
 
 
 def with_verdicts(
@@ -358,7 +385,16 @@ def best_cells(groups: Sequence[Group]) -> list[Best]:
     for g in groups:
         for r in g.rows:
             rows.setdefault(r.group, []).append(r)
+    by_key = {r.key: r for g in groups for r in g.rows}
     out = []
+
+    def reference_of(rs: Sequence[ReportRow]) -> ReportRow | None:
+        # the matrix's own reference cell, else the one it names in another matrix (found by `with_reference`)
+        own = next((r for r in rs if r.is_reference), None)
+        if own is not None:
+            return own
+        named = next((r for r in rs if r.reference_matrix and r.reference_id), None)
+        return by_key.get((named.gpu, named.reference_matrix, named.reference_id)) if named else None
 
     def order(key: tuple[str, int, str, str, str]) -> tuple:
         gpu, n_gpus, model, backend, matrix = key
@@ -367,7 +403,7 @@ def best_cells(groups: Sequence[Group]) -> list[Best]:
     for (gpu, n_gpus, model, backend, matrix), rs in sorted(rows.items(), key=lambda kv: order(kv[0])):
         fit = [r for r in rs if r.fits and r.throughput is not None]
         acc = [r for r in rs if r.fits and r.accuracy is not None]
-        ref = next((r for r in rs if r.is_reference), None)
+        ref = reference_of(rs)
         fastest_any = _fastest(fit)
         fastest = _fastest([r for r in fit if not r.objective_differences]) if ref else fastest_any
         other = fastest_any if fastest_any is not None and fastest_any is not fastest else None
@@ -462,7 +498,7 @@ def provenance_summary(rows: Iterable[ReportRow]) -> dict[str, dict[str, int]]:
     return {k: dict(sorted(v.items())) for k, v in fields.items() if set(v) != {"unknown"}}
 
 
-_RECORD_SKIP = {"axes", "phases", "versions", "per_step", "run_provenance", "sources"}
+_RECORD_SKIP = {"axes", "phases", "versions", "per_step", "run_provenance", "sources", "objective_settings"}
 
 
 def to_record(row: ReportRow) -> dict:

@@ -42,6 +42,7 @@ class CellInfo:
     predicted_memory_gb: float | None = None
     predicted_host_memory_gb: float | None = None
     reference: str | None = None
+    reference_matrix: str | None = None
 
     @classmethod
     def from_cell(cls, cell: Cell) -> CellInfo:
@@ -59,6 +60,7 @@ class CellInfo:
             predicted_memory_gb=cell.predicted_memory_gb,
             predicted_host_memory_gb=cell.predicted_host_memory_gb,
             reference=cell.reference,
+            reference_matrix=cell.reference_matrix,
         )
 
 
@@ -187,6 +189,7 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
         host_memory_total_gb=_gb(host.total_gib) if host else None,
         predicted_host_memory_gb=info.predicted_host_memory_gb,
         reference=info.reference,
+        reference_matrix=info.reference_matrix,
         lora_adapter_syncs=count_adapter_syncs(log_lines),
         exit_code=obs.exit_code,
         wall_s=round(obs.wall_s, 3) if obs.wall_s is not None else None,

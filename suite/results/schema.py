@@ -134,6 +134,10 @@ class Result(_Model):
     reference: str | None = Field(
         default=None, description="id of the matrix's reference cell (`[matrix] reference`), if it names one"
     )
+    reference_matrix: str | None = Field(
+        default=None,
+        description="the matrix `reference` is a cell of (`[matrix] reference_matrix`), when not this result's own",
+    )
     lora_adapter_syncs: int | None = Field(
         default=None,
         description="LoRA adapter syncs to vLLM that verl logged (its INFO line 'LoRA adapter sync', "
