@@ -223,3 +223,18 @@ def test_gate_report_over_the_store() -> None:
     assert all(r.throughput_vs_reference == pytest.approx(1.3, rel=1e-6) for r in rows)
     assert all(r.reference_objective_differences == () for r in rows)
     assert any("matrix h200-1gpu-7b-nokl" in n for n in gate.reference_notes)
+
+
+def test_plan_shows_predicted_memory_against_the_reference_elsewhere(capsys: pytest.CaptureFixture[str]) -> None:
+    from suite.cli import main
+
+    assert main(["plan", str(MATRICES / "h200-1gpu-7b-flex.toml"), "--no-verl-check", "--predict-memory"]) == 0
+    out = capsys.readouterr().out
+    assert f"reference {RECIPE} of h200-1gpu-7b-nokl" in out.splitlines()[0]
+    assert "vs ref" in out.splitlines()[1] and "(ref)" not in out  # the reference is not a cell here
+    row = next(line for line in out.splitlines() if line.startswith(FLEX_ID + " "))
+    # 84.2 GiB predicted against the recipe's 67.5
+    assert " 84.2 " in row and " x1.25 " in row
+    # without --predict-memory there is nothing to divide, and the other matrix is not planned
+    assert main(["plan", str(MATRICES / "h200-1gpu-7b-flex.toml"), "--no-verl-check"]) == 0
+    assert "vs ref" not in capsys.readouterr().out

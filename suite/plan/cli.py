@@ -29,6 +29,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _reference_elsewhere(matrix, args: argparse.Namespace):
+    """The reference cell of `[matrix] reference_matrix`, planned and predicted, for the `vs ref` column."""
+    if matrix.matrix.reference_matrix is None:
+        return None
+    from suite.matrix import load_matrix
+    from suite.memory.predict import annotate_cells
+    from suite.plan.planner import plan_matrix, reference_matrix_path
+
+    other = plan_matrix(
+        load_matrix(reference_matrix_path(matrix)),
+        args.profile,
+        out_dir=args.out,
+        data_root=args.data_root,
+        validate_with_verl=False,
+    )
+    return next((c for c in annotate_cells(other) if c.id == matrix.matrix.reference), None)
+
+
 def run(args: argparse.Namespace) -> int:
     from suite.matrix import load_matrix
     from suite.plan.planner import plan_matrix
@@ -45,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([c.to_dict() for c in cells], indent=2))
     else:
-        print(table(cells))
+        print(table(cells, reference=_reference_elsewhere(m, args) if args.predict_memory else None))
     bad = [c for c in cells if c.status != "ok"]
     if args.strict and bad:
         print(

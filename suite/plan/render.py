@@ -21,15 +21,17 @@ def ratio(value: float | None, reference: float | None) -> str | None:
     return f"x{value / reference:.2f}"
 
 
-def table(cells: Sequence[Cell]) -> str:
+def table(cells: Sequence[Cell], reference: Cell | None = None) -> str:
+    """`reference`: the reference cell when it is another matrix's (`[matrix] reference_matrix`), planned."""
     first = cells[0] if cells else None
     axes = list(first.axes) if first else list(HEADS)
     head = ["id", *(_head(a) for a in axes)]
     rows: list[list[object]] = [[c.id, *(c.axes.get(a) for a in axes)] for c in cells]
-    ref = next((c for c in cells if first and c.id == first.reference), None)
-    if ref is not None:
+    here = next((c for c in cells if first and c.id == first.reference and not first.reference_matrix), None)
+    ref = here or reference
+    if here is not None:
         for row, c in zip(rows, cells, strict=True):
-            row[0] = f"{c.id} (ref)" if c is ref else c.id
+            row[0] = f"{c.id} (ref)" if c is here else c.id
     if any(c.predicted_memory_gb is not None for c in cells):
         limit = GPUS[cells[0].gpu].memory_gib if cells[0].gpu in GPUS else None
         head.append(f"pred GiB/{limit:.0f}" if limit else "pred GiB")
@@ -51,6 +53,7 @@ def table(cells: Sequence[Cell]) -> str:
     title = (
         f"{first.matrix}: {first.model} on {first.n_gpus}x {first.gpu}, {first.backend}, profile {first.profile}"
         + (f", reference {first.reference}" if first.reference else "")
+        + (f" of {first.reference_matrix}" if first.reference_matrix else "")
         if first
         else "no cells"
     )
