@@ -24,6 +24,9 @@ MANIFEST = "grpo-suite-compile-cache.json"
 SUBDIR = "torch_compile_cache"  # what vLLM writes under VLLM_CACHE_ROOT
 COMPARED = ("vllm", "torch")  # versions an entry's hash depends on
 SCHEMA = 1
+# tarfile's "data" filter (Python 3.11.4+); the checks above already refuse what it would, on older 3.11s too
+_DATA_FILTER: dict[str, str] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+_FILTER_ERROR: type[Exception] | tuple[()] = getattr(tarfile, "FilterError", ())
 
 
 @dataclass(frozen=True)
@@ -152,8 +155,8 @@ def import_cache(
                 kept += 1
                 continue
             try:
-                tar.extract(m, cache_dir, filter="data")  # also refuses absolute paths and links out of the tree
-            except tarfile.FilterError as exc:
+                tar.extract(m, cache_dir, **_DATA_FILTER)  # also refuses absolute paths and links out of the tree
+            except _FILTER_ERROR as exc:
                 raise InputError(f"{archive}: member {m.name!r} refused: {exc}", field="archive") from exc
             added += m.isfile()
     return ImportSummary(manifest, added, kept)
