@@ -57,6 +57,15 @@ def memory_errors(r: Result) -> tuple[float, float]:
     return gpu, host
 
 
+def committed_plan_rows(predictions: Path, matrix: str) -> tuple[dict[str, str], str]:
+    """A predictions file committed before a matrix ran (`grpo-suite plan MATRIX --predict-memory` output under a
+    header naming the command): each cell's row by id, and the summary line (`N ok / M cells`)."""
+    lines = predictions.read_text().splitlines()
+    assert lines[0].startswith(f"# grpo-suite plan suite/matrices/{matrix}.toml --predict-memory"), lines[0]
+    rows = {line.split(" ", 1)[0]: line for line in lines[4:-1]}  # after the title, the heads and the rule
+    return rows, lines[-1]
+
+
 def assert_prediction_committed(r: Result, predictions: Path, cell: str, status: str = "ok") -> None:
     """The result's GPU and host predictions are the ones committed before the run, in the cell's row."""
     row = next(line for line in predictions.read_text().splitlines() if line.startswith(cell + " "))

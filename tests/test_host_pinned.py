@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from evidence_helpers import committed_plan_rows
 
 from suite.matrix.ids import axis_code
 from suite.matrix.load import load_matrix
@@ -136,11 +137,10 @@ def test_a_threshold_that_hits_the_free_list_bug_is_refused(tmp_path: Path) -> N
 
 
 def test_committed_predictions_match_the_planner(cells: list) -> None:
-    lines = PREDICTIONS.read_text().splitlines()
-    assert lines[0].startswith("# grpo-suite plan suite/matrices/h200-1gpu-14b-pinned.toml --predict-memory")
-    assert lines[-1] == "8 ok / 8 cells"
+    rows, summary = committed_plan_rows(PREDICTIONS, "h200-1gpu-14b-pinned")
+    assert summary == "8 ok / 8 cells"
     for c in cells:
-        row = next(line for line in lines if line.startswith(c.id + " "))
+        row = rows[c.id]
         assert f"{c.predicted_memory_gb:.1f}" in row and f"{c.predicted_host_memory_gb:.1f}" in row, c.id
         assert row.rstrip().endswith("ok")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from evidence_helpers import committed_plan_rows
 
 from suite.matrix.ids import axis_part
 from suite.matrix.load import load_matrix
@@ -89,9 +90,8 @@ def test_flex_candidates_differ_from_their_padded_twins_in_the_attention_only(ce
 
 
 def test_committed_predictions_match_the_planner(cells: list) -> None:
-    lines = PREDICTIONS.read_text().splitlines()
-    assert lines[0].startswith("# grpo-suite plan suite/matrices/h200-1gpu-7b-flex.toml --predict-memory")
-    assert lines[-1] == "5 ok / 8 cells"
+    rows, summary = committed_plan_rows(PREDICTIONS, "h200-1gpu-7b-flex")
+    assert summary == "5 ok / 8 cells"
     for c in cells:
-        row = next(line for line in lines if line.startswith(c.id + " "))
+        row = rows[c.id]
         assert f"{c.predicted_memory_gb:.1f}".rstrip("0").rstrip(".") in row and c.status in row, c.id

@@ -104,13 +104,17 @@ def _check_ids(matrix: Matrix, ids: list[str]) -> None:
     if matrix.matrix.reference_matrix is not None:
         _check_reference_matrix(matrix)
     elif ref is not None and ref not in seen:
-        near = [c for c in ids if c.split("-")[0] == ref.split("-")[0]][:6] or ids[:6]
         raise InputError(
-            f"reference {ref!r} is not a cell of this matrix (after [[exclude]]); cells include: "
-            f"{', '.join(near)}{' ...' if len(ids) > len(near) else ''}",
+            f"reference {ref!r} is not a cell of this matrix (after [[exclude]]); cells include: {_near(ref, ids)}",
             source=matrix.source,
             field="matrix.reference",
         )
+
+
+def _near(ref: str, ids: list[str]) -> str:
+    """Up to six cell ids to offer for a reference that is none of them: those sharing its first part."""
+    near = [c for c in ids if c.split("-")[0] == ref.split("-")[0]][:6] or ids[:6]
+    return f"{', '.join(near)}{' ...' if len(ids) > len(near) else ''}"
 
 
 # What two matrices must share for one's cells to be divided by the other's reference.
@@ -161,10 +165,9 @@ def _check_reference_matrix(matrix: Matrix) -> None:
         )
     ids = [point_id(other, p) for p in expand(other)]
     if mx.reference not in ids:
-        near = [c for c in ids if c.split("-")[0] == mx.reference.split("-")[0]][:6] or ids[:6]
         raise InputError(
             f"reference {mx.reference!r} is not a cell of {mx.reference_matrix!r} (after its [[exclude]]); its cells "
-            f"include: {', '.join(near)}{' ...' if len(ids) > len(near) else ''}",
+            f"include: {_near(mx.reference, ids)}",
             source=matrix.source,
             field="matrix.reference",
         )

@@ -169,7 +169,7 @@ def reference_notes(group: Group) -> list[str]:
             "objectives compared by the verl settings"
         )
     for i, r in enumerate(group.rows, 1):
-        ref = refs.get((r.gpu, r.reference_matrix or r.matrix, r.reference_id or ""))
+        ref = refs.get(r.reference_key) if r.reference_id and r.reference_key else None
         if r.objective_differences and ref is not None:
             out.append(f"{label(i)} {r.cell} {note(*objective_views(r, ref), r.objective_differences)}")
         if r.is_reference and not r.fits:

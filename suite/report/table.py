@@ -394,7 +394,7 @@ def best_cells(groups: Sequence[Group]) -> list[Best]:
         if own is not None:
             return own
         named = next((r for r in rs if r.reference_matrix and r.reference_id), None)
-        return by_key.get((named.gpu, named.reference_matrix, named.reference_id)) if named else None
+        return by_key.get(named.reference_key) if named and named.reference_key else None
 
     def order(key: tuple[str, int, str, str, str]) -> tuple:
         gpu, n_gpus, model, backend, matrix = key
