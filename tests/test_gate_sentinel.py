@@ -46,16 +46,19 @@ def test_every_committed_ok_result_records_the_mismatch_every_step() -> None:
     bypass = [r for r in everything if r.axes.get("algorithm.rollout_correction.bypass_mode")]
     assert [r.model for r in bypass] == ["synthetic:qwen2.5-7b"] and mismatch_series(bypass[0]) == []
     runs = [r for r in everything if r not in bypass]
-    assert len(runs) == 10  # the 7B recipe (2026-12-04) is the tenth
+    assert len(runs) == 11  # the 7B recipe (2026-12-04) is the tenth, the 7B flex cell the eleventh
     for r in runs:
         series = mismatch_series(r)
         assert [m.step for m in series] == [s.step for s in r.steps], r.id
         assert all(m.pearson is not None and m.pearson > 0.99 for m in series), r.id
-    medians = {r.id.split("/")[0]: probs_diff_median(r) for r in runs}
+    medians = {r.id.split("/")[0]: probs_diff_median(r) for r in runs if r.matrix != "h200-1gpu-7b-flex"}
     # measured: 0.5B ~8.5e-8, 1.5B ~2.5e-7, 7B ~1.5e-6, SmolLM2-135M (dequantised GGUF) ~7e-3; all far below the limit 0.05
     assert medians["qwen2.5-0.5b"] == pytest.approx(8.5e-8, rel=0.05)
     assert medians["smollm2-135m-instruct"] == pytest.approx(7.0e-3, rel=0.05)
     assert medians["qwen2.5-7b"] == pytest.approx(1.48e-6, rel=0.02)  # the 7B recipe at the seed's shape
+    # flex attention over packed sequences gives the same actor log-probs as the padded sdpa recipe, to 1 %
+    (flex,) = [r for r in runs if r.matrix == "h200-1gpu-7b-flex"]
+    assert probs_diff_median(flex) == pytest.approx(medians["qwen2.5-7b"], rel=0.01)
     assert max(max(m.probs_diff_mean for m in mismatch_series(r)) for r in runs) < 0.01
 
 
@@ -70,7 +73,7 @@ def test_the_committed_runs_against_their_own_baselines_pass_the_sentinel(tmp_pa
     rc, doc = gate(capsys, str(tmp_path / "cur"), "--baselines", str(STORE))
     assert rc == 0
     assert not [r for r in doc["rows"] if r["metric"].startswith("sentinel")]
-    assert doc["sentinel_notes"][0].startswith("sentinel:logprob: 10 cell(s) within limits against their baselines")
+    assert doc["sentinel_notes"][0].startswith("sentinel:logprob: 11 cell(s) within limits against their baselines")
 
 
 @pytest.mark.parametrize("speed", [1.0, 1.2])  # as fast, and 20 % faster: a broken rollout can look like a win
@@ -135,8 +138,8 @@ def test_lora_adapter_evidence_on_the_committed_runs_is_not_measurable() -> None
     lora = [r for r in committed() if r.axes.get("lora_rank", 0)]
     # the small cells ran without VERL_LOGGING_LEVEL=INFO: their syncs are not logged
     logged = [r for r in lora if r.lora_adapter_syncs is not None]
-    # the 7B cells ran with VERL_LOGGING_LEVEL=INFO (the no-KL bypass cell, then the recipe): 6 syncs each
-    assert [(r.model, r.lora_adapter_syncs) for r in logged] == [("synthetic:qwen2.5-7b", 6)] * 2
+    # the 7B cells ran with VERL_LOGGING_LEVEL=INFO (the no-KL bypass cell, the recipe, the flex cell): 6 syncs each
+    assert [(r.model, r.lora_adapter_syncs) for r in logged] == [("synthetic:qwen2.5-7b", 6)] * 3
     assert all(adapter_evidence(r).kind == "logged" for r in logged)
     lora = [r for r in lora if r not in logged]
     assert len(lora) == 4
