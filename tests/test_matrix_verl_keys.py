@@ -204,6 +204,7 @@ PAIRS: dict[str, tuple[Any, Any]] = {
     "megatron_gradient_accumulation_fusion": (True, False),
     "use_remove_padding": (True, False),
     "enable_gradient_checkpointing": (True, False),
+    "use_fused_kernels": (False, True),
     "use_shm": (True, False),
     "attn_implementation": ("sdpa", "eager"),
     "reward_num_workers": (1, 2),
@@ -248,7 +249,7 @@ def test_every_listed_key_is_written_by_its_name(backend: str) -> None:
         changed = {k for k in {*before, *after} if before.get(k) != after.get(k)}
         assert set(keys) <= changed, (name, set(keys) - changed)
         for key in keys:
-            if name not in ("offload", "reward"):
+            if name not in ("offload", "reward", "use_fused_kernels"):
                 assert verl_keys.readable_name(key, backend) == name
                 assert verl_keys.readable_name("++" + key, backend) == name
 

@@ -182,6 +182,10 @@ class Base(_Strict):
     # ColumnParallelLinear (H200, 2026-11-28). Off unless the host has apex.
     megatron_gradient_accumulation_fusion: StrictBool = False
     use_remove_padding: StrictBool = True
+    # model.use_fused_kernels with fused_kernel_options.impl_backend=torch: verl computes log-probs and entropy
+    # from the last hidden states 512 tokens at a time, with no full-vocabulary logits and no per-token loop
+    # (verl's log-prob fallback without flash-attn). FSDP2 needs tied embeddings for it (the planner checks).
+    use_fused_kernels: StrictBool = False
     enable_gradient_checkpointing: StrictBool = True
     layered_summon: StrictBool = False
     load_format: str | None = None  # rollout.load_format; None keeps verl's default (dummy)

@@ -70,6 +70,10 @@ _PART: dict[str, dict[str, tuple[str, ...]]] = {
         "megatron": tuple(f"{_MEGATRON}.{k}" for k in ("param_offload", "optimizer_offload")),
     },
     "reward": {b: ("reward.custom_reward_function.path", "reward.custom_reward_function.name") for b in _BOTH},
+    # the switch and its backend (verl patches the forward only for a named one)
+    "use_fused_kernels": {
+        b: (f"{_MODEL}.use_fused_kernels", f"{_MODEL}.fused_kernel_options.impl_backend") for b in _BOTH
+    },
 }
 
 

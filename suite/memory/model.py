@@ -233,8 +233,14 @@ def activation_bytes(s: MemorySettings, c: Calibration, tokens: float, *, train:
     return ckpt + tokens * layer
 
 
+# verl 0.9.1's FusedLinearForPPO (torch backend) materialises the logits of this many tokens at a time
+FUSED_CHUNK_TOKENS = 512
+
+
 def logits_bytes(s: MemorySettings, c: Calibration, tokens: float, *, train: bool) -> float:
     lg = c.logits
+    if s.fused_kernels and s.backend != "megatron":
+        tokens = min(tokens, FUSED_CHUNK_TOKENS)
     if s.backend == "megatron":
         per = tokens * s.arch.vocab_size / s.megatron_tp * lg.megatron_bytes
     else:

@@ -55,6 +55,8 @@ class MemorySettings:
     log_prob_max_token_len_per_gpu: int = 16384
     gradient_checkpointing: bool = True
     use_remove_padding: bool = True
+    # model.use_fused_kernels on FSDP: log-probs from hidden states in chunks of FUSED_CHUNK_TOKENS, no full logits
+    fused_kernels: bool = False
     megatron_recompute: bool = False  # override_transformer_config.recompute_granularity == "full"
     use_kl_loss: bool = False  # with use_kl_in_reward: a reference policy is computed
     entropy_coeff: float = 0.0
@@ -215,6 +217,9 @@ def settings_from_overrides(
         ),
         gradient_checkpointing=bool(_get(o, f"{AR}.model.enable_gradient_checkpointing", default=True)),
         use_remove_padding=bool(_get(o, f"{AR}.model.use_remove_padding", default=True)),
+        fused_kernels=not megatron
+        and bool(_get(o, f"{AR}.model.use_fused_kernels", default=False))
+        and _get(o, f"{AR}.model.fused_kernel_options.impl_backend", default="torch") in ("torch", "triton", "liger"),
         megatron_recompute=megatron and str(recompute).lower() == "full",
         use_kl_loss=bool(_get(o, f"{AR}.actor.use_kl_loss", default=False))
         or bool(_get(o, "algorithm.use_kl_in_reward", default=False)),

@@ -136,8 +136,28 @@ def _lora(c: Ctx) -> str | None:
     if c.lora > VLLM_MAX_LORA_RANK:
         return f"lora-rank-vllm: LoRA rank {c.lora} > {VLLM_MAX_LORA_RANK}, the largest vLLM serves"
     if c.backend == "fsdp" and c.world == 1 and c.base.strategy == "fsdp":
+        # verl 0.9.1's layered summon finds no LoRA tensor in FSDP1's NO_SHARD units and falls back to a full
+        # summon with offload_to_cpu, which torch refuses for NO_SHARD (tests/test_verl_logprob_paths.py)
         return "lora-1gpu-needs-fsdp2: LoRA on 1 GPU fails with FSDP1 (NO_SHARD); set strategy = 'fsdp2'"
     return None
+
+
+def _fused_kernels(c: Ctx) -> str | None:
+    """verl 0.9.1's fused forward reads lm_head.weight without calling lm_head; FSDP2 wraps an untied lm_head as
+    a unit of its own, so the weight is still a sharded DTensor there and the first forward fails
+    (`aten.mm.default got mixed torch.Tensor and DTensor`). With tied embeddings lm_head is not wrapped apart."""
+    b, a = c.base, c.arch
+    if not (b.use_fused_kernels and c.backend == "fsdp" and b.strategy == "fsdp2") or a is None:
+        return None
+    if a.tie_word_embeddings:
+        return None
+    # FSDP1 runs the fused forward, but not LoRA on one GPU (_lora)
+    way_out = "" if c.lora and c.world == 1 else " or strategy = 'fsdp'"
+    return (
+        f"fused-kernels-fsdp2-untied: use_fused_kernels = true on FSDP2 fails for {a.key} (untied embeddings: "
+        f"FSDP2 shards lm_head apart and verl's fused forward reads its weight as a DTensor); set "
+        f"use_fused_kernels = false{way_out}"
+    )
 
 
 def _bypass_lora_ref(c: Ctx) -> str | None:
@@ -210,6 +230,7 @@ RULES: tuple[Callable[[Ctx], str | None], ...] = (
     _offload,
     _megatron_attention,
     _lora,
+    _fused_kernels,
     _bypass_lora_ref,
     _batches,
     _lengths,

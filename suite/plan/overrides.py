@@ -72,6 +72,10 @@ def cell_overrides(
     o[f"{model}.path"] = resolve_model(mx.model)
     o[f"{model}.use_remove_padding"] = b.use_remove_padding
     o[f"{model}.enable_gradient_checkpointing"] = b.enable_gradient_checkpointing
+    if b.use_fused_kernels:
+        # verl patches the model's forward only for a named backend; 'torch' needs no extra package
+        o[f"{model}.use_fused_kernels"] = True
+        o[f"{model}.fused_kernel_options.impl_backend"] = "torch"
     if b.use_shm:
         o[f"{model}.use_shm"] = True
     if b.attn_implementation:

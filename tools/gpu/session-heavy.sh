@@ -16,6 +16,11 @@ if [ -n "${HEAVY_PROBE:-}" ]; then
     HEAVY_TIMEOUTS=${HEAVY_FALLBACK_TIMEOUTS:-$HEAVY_TIMEOUTS}
   fi
 fi
+# HEAVY_LOGPROB_PROBE=1: first time verl's log-prob step against the same maths vectorised (~1 minute), to tell how
+# much of a step its per-token loop is on a host without flash-attn
+if [ -n "${HEAVY_LOGPROB_PROBE:-}" ]; then
+  stamp "log-prob probe"; python3 tools/gpu/logprob-probe.py 2>&1 | tee "$runs/logprob-probe.jsonl"
+fi
 stamp "host: $(nproc) cores; $(free -g | awk '/^Mem/ {print $2 " GiB RAM, " $7 " GiB available"}'); disk: $(df -h "$HOME" | awk 'NR==2 {print $2 " total, " $4 " free"}')"
 plan=$P/${HEAVY_PLAN:-7b-h200}.json
 name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["matrix"])' "$plan")
