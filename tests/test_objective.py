@@ -12,7 +12,15 @@ import pytest
 from md_tables import table_lines
 from synthetic_results import make_result
 
-from suite.gate.objective import MARK, NAMED, changes_objective, command_objective, note, objective_differences
+from suite.gate.objective import (
+    MARK,
+    NAMED,
+    changes_objective,
+    command_objective,
+    note,
+    objective_differences,
+    objective_views,
+)
 from suite.matrix.load import load_matrix
 from suite.plan.planner import plan_matrix
 from suite.report.build import write_report
@@ -237,3 +245,13 @@ def test_report_files_mark_other_objectives(results: list[Result], tmp_path: Pat
     assert json.loads(rows["lora32-off_po-tp1-rb16-noklloss"]["objective_differences"]) == ["use_kl_loss"]
     # mappings are JSON in the CSV too, not Python reprs
     assert all(r["startup"] == "" or isinstance(json.loads(r["startup"]), dict) for r in rows.values())
+
+
+def test_objective_views_read_axes_within_a_matrix_and_settings_across_two() -> None:
+    def never() -> dict:
+        raise AssertionError("verl settings read within one matrix")
+
+    a, b = {"offload": "none"}, {"offload": "param+optimizer"}
+    assert objective_views(("m", a, never), ("m", b, never)) == (a, b)
+    s, t = {"actor_rollout_ref.actor.use_kl_loss": True}, {"actor_rollout_ref.actor.use_kl_loss": False}
+    assert objective_views(("m", a, lambda: s), ("other", b, lambda: t)) == (s, t)

@@ -10,7 +10,7 @@ Named axes are [base] names; raw verl keys are matched with their Hydra `+`/`++`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 # [base] names (suite.matrix.schema.Base): the loss, the update schedule, the samples, the trained parameters.
 NAMED: frozenset[str] = frozenset(
@@ -150,3 +150,14 @@ def note(axes: Mapping[str, object], reference: Mapping[str, object], names: tup
 
 
 _MISSING = object()
+
+
+def objective_views(
+    cell: tuple[str, Mapping[str, object], Callable[[], Mapping[str, object]]],
+    reference: tuple[str, Mapping[str, object], Callable[[], Mapping[str, object]]],
+) -> tuple[Mapping[str, object], Mapping[str, object]]:
+    """What a cell and its reference are compared by, each given as (matrix, axes, verl settings when asked):
+    their axes within one matrix, their verl settings across two (two matrices' axes name different things).
+    The settings are computed only when the matrices differ."""
+    (matrix, axes, settings), (ref_matrix, ref_axes, ref_settings) = cell, reference
+    return (axes, ref_axes) if matrix == ref_matrix else (settings(), ref_settings())

@@ -9,12 +9,12 @@ generations or GPU counts). Shared by the gate and the report.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from suite.gate.cells import PooledCell, median, pool
-from suite.gate.objective import command_objective, objective_differences
+from suite.gate.objective import command_objective, objective_differences, objective_views
 from suite.gate.store import Key
 from suite.results.baseline import Baseline
 from suite.results.schema import Result
@@ -54,11 +54,6 @@ def reference_matrix(r: Result) -> str:
     return r.reference_matrix or r.matrix
 
 
-def objective_view(r: Result, reference_in_other_matrix: bool) -> Mapping[str, object]:
-    """What a result's objective is compared by: its axes within a matrix, its verl settings across two."""
-    return command_objective(r.provenance.argv) if reference_in_other_matrix else r.axes
-
-
 @dataclass(frozen=True)
 class Reference:
     """What a cell's numbers are divided by, and where those numbers came from."""
@@ -71,7 +66,10 @@ class Reference:
     axes: Mapping[str, int | str]  # the reference's axis values: which objective it has
     where: str = ""  # the baseline file, when source is "baseline"
     matrix: str = ""  # the matrix it is a cell of
-    objective: Mapping[str, object] = field(default_factory=dict)  # its verl objective settings (command_objective)
+    argv: tuple[str, ...] = ()  # its verl command: its objective settings, when compared across matrices
+
+    def objective(self) -> Mapping[str, object]:
+        return command_objective(self.argv)
 
 
 @dataclass(frozen=True)
@@ -107,7 +105,7 @@ def find_reference(
         tput, peak = _values(cell)
         got = current[key][0]
         return Reference(
-            ref_id, "current", cell.status, tput, peak, got.axes, matrix=got.matrix, objective=objective_view(got, True)
+            ref_id, "current", cell.status, tput, peak, got.axes, matrix=got.matrix, argv=tuple(got.provenance.argv)
         )
     if key in store:
         path, baseline = store[key]
@@ -116,7 +114,7 @@ def find_reference(
             cell = pool(baseline.results)
             tput, peak = _values(cell)
             return Reference(
-                ref_id, "baseline", cell.status, tput, peak, got.axes, str(path), got.matrix, objective_view(got, True)
+                ref_id, "baseline", cell.status, tput, peak, got.axes, str(path), got.matrix, tuple(got.provenance.argv)
             )
     return None
 
@@ -129,5 +127,8 @@ def cell_ratios(runs: Sequence[Result], ref: Reference) -> CellRatios:
 
 def compared(r: Result, ref: Reference) -> tuple[Mapping[str, object], Mapping[str, object]]:
     """A result's and its reference's objective views, named alike (axes in one matrix, verl settings across)."""
-    elsewhere = bool(ref.matrix) and ref.matrix != r.matrix
-    return objective_view(r, elsewhere), (ref.objective if elsewhere else ref.axes)
+    # a reference without a matrix recorded is one of the cell's own matrix
+    return objective_views(
+        (r.matrix, r.axes, lambda: command_objective(r.provenance.argv)),
+        (ref.matrix or r.matrix, ref.axes, ref.objective),
+    )

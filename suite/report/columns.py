@@ -17,8 +17,8 @@ from suite.report.table import (
     Group,
     ReportRow,
     axis_names,
-    objective_views,
     provenance_summary,
+    row_objective_views,
     several_matrices,
 )
 from suite.telemetry.startup import PHASE_LABELS as STARTUP_LABELS
@@ -171,7 +171,7 @@ def reference_notes(group: Group) -> list[str]:
     for i, r in enumerate(group.rows, 1):
         ref = refs.get(r.reference_key) if r.reference_id and r.reference_key else None
         if r.objective_differences and ref is not None:
-            out.append(f"{label(i)} {r.cell} {note(*objective_views(r, ref), r.objective_differences)}")
+            out.append(f"{label(i)} {r.cell} {note(*row_objective_views(r, ref), r.objective_differences)}")
         if r.is_reference and not r.fits:
             out.append(
                 f"{label(i)} {r.cell} is the reference cell of matrix {r.matrix} and has status {r.status}: no ratios"

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 
 from suite.gate.cells import pool
-from suite.gate.objective import command_objective, objective_differences
+from suite.gate.objective import command_objective, objective_differences, objective_views
 from suite.gate.reference import ratio, reference_id
 from suite.gpus import GPUS
 from suite.report.stats import median, median_interval, wilson_interval
@@ -300,16 +300,17 @@ def with_reference(rows: Sequence[ReportRow]) -> list[ReportRow]:
                 reference_id=ref.id,
                 throughput_vs_reference=ratio(r.throughput, ref.throughput) if both else None,
                 peak_memory_vs_reference=ratio(r.peak_memory_gb, ref.peak_memory_gb) if both else None,
-                objective_differences=objective_differences(*objective_views(r, ref)),
+                objective_differences=objective_differences(*row_objective_views(r, ref)),
             )
         )
     return out
 
 
-def objective_views(row: ReportRow, ref: ReportRow) -> tuple[Mapping[str, object], Mapping[str, object]]:
-    """What a row and its reference are compared by: their axes within one matrix, their verl settings across
-    two (the same names on both sides)."""
-    return (row.axes, ref.axes) if row.matrix == ref.matrix else (row.objective_settings, ref.objective_settings)
+def row_objective_views(row: ReportRow, ref: ReportRow) -> tuple[Mapping[str, object], Mapping[str, object]]:
+    """A row's and its reference's objective views (suite.gate.objective.objective_views)."""
+    return objective_views(
+        (row.matrix, row.axes, lambda: row.objective_settings), (ref.matrix, ref.axes, lambda: ref.objective_settings)
+    )
 
 
 def with_verdicts(
