@@ -4,6 +4,7 @@ folder's table script prints from the files."""
 
 from __future__ import annotations
 
+import lzma
 import statistics
 import subprocess
 import sys
@@ -18,6 +19,11 @@ from suite.telemetry.metrics import read_metrics
 EVIDENCE = Path(__file__).resolve().parents[1] / "baselines" / "evidence"
 # the heavy runs' tables are printed by the first run's script, run in each folder
 HEAVY_TABLE = EVIDENCE / "2026-12-03-h200-heavy" / "table.py"
+
+
+def log_lines(cell: Path) -> list[str]:
+    """The cell's committed log (`log.txt.xz`, trimmed by tools/evidence.py), line by line."""
+    return lzma.decompress((cell / "log.txt.xz").read_bytes()).decode().splitlines()
 
 
 def median_measured(cell: Path, key: str) -> float:

@@ -5,12 +5,11 @@ before the run (its first out-of-sample check at realistic size)."""
 from __future__ import annotations
 
 import json
-import lzma
 import statistics
 from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_readme_tables
+from evidence_helpers import assert_readme_tables, log_lines
 
 from suite.memory.calibration import default_calibration
 from suite.memory.host import predict_host
@@ -24,10 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EVIDENCE = ROOT / "baselines" / "evidence" / "2026-12-03-h200-heavy"
 REF = EVIDENCE / "h200-1gpu-7b" / "lora32-off_param+optimizer-tp1-rb45-gmu0.3-mnbt1536-graphs-mb15-gc"
 CAND = EVIDENCE / "h200-1gpu-7b" / "lora32-off_none-tp1-rb45-gmu0.3-mnbt8192-graphs-mb25-gc"
-
-
-def log_lines(cell: Path) -> list[str]:
-    return lzma.decompress((cell / "log.txt.xz").read_bytes()).decode().splitlines()
 
 
 def test_metrics_read_back_to_the_result_the_run_wrote() -> None:

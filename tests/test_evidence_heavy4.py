@@ -4,11 +4,10 @@ recomputed: where it crashed, what the flag changed, memory up to the crash, the
 
 from __future__ import annotations
 
-import lzma
 from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_prediction_committed, assert_readme_tables, memory_errors
+from evidence_helpers import assert_prediction_committed, assert_readme_tables, log_lines, memory_errors
 
 from suite.results.io import read_result
 from suite.telemetry import classify, startup
@@ -21,10 +20,6 @@ BYPASS = HERE / "h200-1gpu-7b-bypass" / "lora32-off_none-tp1-rb45-mnbt8192-mb5-n
 PADDED = (
     EVIDENCE / "2026-12-03-h200-heavy-2" / "h200-1gpu-7b" / "lora32-off_none-tp1-rb45-gmu0.3-mnbt8192-graphs-mb5-nogc"
 )
-
-
-def log_lines() -> list[str]:
-    return lzma.decompress((BYPASS / "log.txt.xz").read_bytes()).decode().splitlines()
 
 
 def test_result_is_a_crash_with_no_steps() -> None:
@@ -51,7 +46,7 @@ def test_only_the_bypass_flag_separates_it_from_the_cell_that_ran() -> None:
 
 
 def test_crash_is_in_the_first_update_after_generation() -> None:
-    lines = log_lines()
+    lines = log_lines(BYPASS)
     trace = "\n".join(lines)
     assert "in update_actor" in trace and "foreach_reduce" in trace and "loss.backward()" in trace
     assert classify.find_oom(lines) is None
@@ -75,7 +70,7 @@ def test_startup_phases_and_the_data_phase_is_not_the_dataset() -> None:
     phases = startup.phase_durations(b)
     assert phases["data_loaded"] == pytest.approx(67, abs=0.5)
     assert phases["vllm_weights_loaded"] == pytest.approx(99, abs=0.5)
-    lines = log_lines()
+    lines = log_lines(BYPASS)
     assert any("dataset len: 270" in line for line in lines)
     assert any("train and validate dataloader initialized, train dataset size: 270" in line for line in lines)
 

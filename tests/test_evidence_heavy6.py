@@ -6,12 +6,11 @@ host's recipe cell; nothing here can be a baseline or a memory measurement."""
 from __future__ import annotations
 
 import json
-import lzma
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_readme_tables, result_matching_metrics
+from evidence_helpers import assert_readme_tables, log_lines, result_matching_metrics
 
 from suite.memory.validate import validate_results
 from suite.results.io import read_result
@@ -29,10 +28,6 @@ FIRST = (
     / "lora32-off_param+optimizer-tp1-rb45-gmu0.3-mnbt1536-graphs-mb15-gc"
 )
 PREDICTIONS = EVIDENCE / "predictions" / "h200-1gpu-7b-nokl.txt"
-
-
-def log_lines() -> list[str]:
-    return lzma.decompress((CELL / "log.txt.xz").read_bytes()).decode().splitlines()
 
 
 def test_interrupted_after_the_warm_up_with_nothing_measured() -> None:
@@ -74,7 +69,7 @@ def test_warm_up_step_reproduces_the_first_host() -> None:
 
 
 def test_start_up_milestones_from_the_log_timestamps() -> None:
-    lines = log_lines()
+    lines = log_lines(CELL)
     assert startup.milestones_in(lines)[-1] == "ready_to_fit"
     assert classify.find_oom(lines) is None
     start = datetime(2026, 12, 4, 4, 0, 13)  # lane0.log's stamp as the cell started

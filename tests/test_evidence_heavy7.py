@@ -7,7 +7,6 @@ promoted baseline and the report's best-vs-reference line it makes, and what the
 from __future__ import annotations
 
 import json
-import lzma
 import statistics
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from evidence_helpers import (
     assert_prediction_committed,
     assert_readme_tables,
+    log_lines,
     median_measured,
     median_phase,
     memory_errors,
@@ -46,10 +46,6 @@ FIRST = (
 NOKL_ID = "lora32-off_none-tp1-rb45-mnbt8192-mb5-nogc-bm-noklloss"
 BASELINES = ROOT / "baselines" / "h200" / "h200-1gpu-7b-nokl" / "qwen2.5-7b" / "h200x1" / "fsdp"
 PREDICTIONS = EVIDENCE / "predictions" / "h200-1gpu-7b-nokl.txt"
-
-
-def log_lines(cell: Path) -> list[str]:
-    return lzma.decompress((cell / "log.txt.xz").read_bytes()).decode().splitlines()
 
 
 def test_recipe_is_ok_with_four_measured_steps_and_the_argv_of_the_cut_off_run() -> None:

@@ -7,13 +7,13 @@ planner's out-of-sample errors, the compile cache's hit, and the report line the
 from __future__ import annotations
 
 import json
-import lzma
 from pathlib import Path
 
 import pytest
 from evidence_helpers import (
     assert_prediction_committed,
     assert_readme_tables,
+    log_lines,
     median_measured,
     median_phase,
     memory_errors,
@@ -43,10 +43,6 @@ RECIPE = EVIDENCE / "2026-12-04-h200-heavy-2" / "h200-1gpu-7b-nokl" / RECIPE_ID
 STORE = ROOT / "baselines" / "h200"
 PREDICTIONS = EVIDENCE / "predictions" / "h200-1gpu-7b-flex.txt"
 PASSES = ("old_log_prob", "ref", "update_actor")
-
-
-def log_lines(cell: Path) -> list[str]:
-    return lzma.decompress((cell / "log.txt.xz").read_bytes()).decode().splitlines()
 
 
 def test_flex_is_ok_with_four_measured_steps_read_against_the_other_matrix() -> None:
