@@ -13,23 +13,16 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from tiny_qwen2 import VOCAB, tiny_qwen2_config  # noqa: E402
+
 pytestmark = pytest.mark.slow  # flex attention compiles its kernel on first use (~10 s on CPU)
 
 LENGTHS = (7, 12, 5)
 
 
 def tiny_qwen2(impl: str, state: dict | None = None):
-    cfg = transformers.Qwen2Config(
-        vocab_size=512,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-    )
     torch.manual_seed(0)
-    m = transformers.Qwen2ForCausalLM(cfg).eval()
+    m = transformers.Qwen2ForCausalLM(tiny_qwen2_config()).eval()
     if state is not None:
         m.load_state_dict(state)
     m.set_attn_implementation(impl)
@@ -39,7 +32,7 @@ def tiny_qwen2(impl: str, state: dict | None = None):
 @pytest.fixture(scope="module")
 def packed() -> tuple[list, object, object, dict]:
     torch.manual_seed(1)
-    seqs = [torch.randint(0, 512, (n,)) for n in LENGTHS]
+    seqs = [torch.randint(0, VOCAB, (n,)) for n in LENGTHS]
     ids = torch.cat(seqs)[None]
     pos = torch.cat([torch.arange(n) for n in LENGTHS])[None]
     state = tiny_qwen2("sdpa").state_dict()

@@ -81,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
             per[name][kind] = s
             row = {**common, "path": name, "pass": kind, "tokens": tokens, "seconds": round(s, 4)}
             print(json.dumps(row), flush=True)
-        del logits, labels
     shape = {"seqs": args.seqs, "lp_micro": args.lp_micro, "upd_micro": args.upd_micro}
     summary = {
         **common,
