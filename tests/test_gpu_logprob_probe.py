@@ -45,6 +45,10 @@ def test_the_probe_on_cpu_prints_its_rows_and_summary() -> None:
         ("vectorised", "forward_backward", 5 * 8),
     ]
     assert all(r["seconds"] >= 0 and r["device"] == "cpu" and r["vocab"] == 300 for r in passes)
+    # verl's rows say how far its path is from the float32 maths: bf16 rounding of log-probs near -ln(300)
+    diffs = [r["max_abs_diff"] for r in passes if r["path"] == "verl"]
+    assert len(diffs) == 2 and all(0 <= d < 0.05 for d in diffs)
+    assert all("max_abs_diff" not in r for r in passes if r["path"] == "vectorised")
     s = last["summary"]
     assert (s["seqs"], s["lp_micro"], s["upd_micro"], s["tokens_per_seq"]) == (225, 15, 5, 8)
     assert s["flash_attn_cross_entropy"] is False  # as on the GPU hosts of 2026-12-03/04

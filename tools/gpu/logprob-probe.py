@@ -3,7 +3,10 @@ verl's `logprobs_from_logits` loops in Python once per token where flash-attn's 
 times it on one micro batch's logits of the 7B cells (Qwen2.5 vocabulary, bf16), forward-only (the old log-prob
 and ref passes) and forward + backward (the update), and scales both to a step of the seed's shape.
   python3 tools/gpu/logprob-probe.py [--device cuda] [--vocab 152064] [--tokens-per-seq 1119] [--repeats 3]
-Prints one JSON line per measurement, then one summary line (what verl's path and the vectorised one cost a step)."""
+Prints one JSON line per measurement, then one summary line (what verl's path and the vectorised one cost a step).
+Run it a second time with flash-attn's Python files on the path (a wheel built with FLASH_ATTENTION_SKIP_CUDA_BUILD)
+and FLASH_ATTENTION_TRITON_AMD_ENABLE=TRUE, which lets `import flash_attn` skip its CUDA module: verl then takes
+flash-attn's Triton cross entropy, and `flash_attn_cross_entropy` in every row says whether it did."""
 
 from __future__ import annotations
 
@@ -51,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     def vectorised(logits, labels):
         return torch.log_softmax(logits.float(), -1).gather(-1, labels[:, None])[:, 0]
 
+    def max_abs_diff(logits, labels) -> float:
+        """How far verl's path is from the float32 maths on these logits (bf16 rounding is ~1e-2 at most)."""
+        with torch.no_grad():
+            got = verl_F.logprobs_from_logits(logits, labels).float()
+            return float((got - vectorised(logits, labels)).abs().max())
+
     paths = {"verl": verl_F.logprobs_from_logits, "vectorised": vectorised}
     common = {
         "torch": torch.__version__,
@@ -64,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         tokens = micro * args.tokens_per_seq
         logits = torch.randn(tokens, args.vocab, device=dev, generator=gen).to(torch.bfloat16)
         labels = torch.randint(0, args.vocab, (tokens,), device=dev, generator=gen)
+        diff = round(max_abs_diff(logits, labels), 5)
         for name, fn in paths.items():
             if kind == "forward":
 
@@ -80,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             s = timed(call, sync, args.repeats)
             per[name][kind] = s
             row = {**common, "path": name, "pass": kind, "tokens": tokens, "seconds": round(s, 4)}
+            if name == "verl":
+                row["max_abs_diff"] = diff
             print(json.dumps(row), flush=True)
     shape = {"seqs": args.seqs, "lp_micro": args.lp_micro, "upd_micro": args.upd_micro}
     summary = {

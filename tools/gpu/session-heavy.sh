@@ -20,6 +20,13 @@ fi
 # much of a step its per-token loop is on a host without flash-attn
 if [ -n "${HEAVY_LOGPROB_PROBE:-}" ]; then
   stamp "log-prob probe"; python3 tools/gpu/logprob-probe.py 2>&1 | tee "$runs/logprob-probe.jsonl"
+  # the same with flash-attn's Python files (tools/gpu/fa-site.sh), only for the probe: no cell sees them
+  if [ -f "$HOME/parts/fa-site.tar.xz" ]; then
+    mkdir -p /tmp/fa-site && tar -C /tmp/fa-site -xJf "$HOME/parts/fa-site.tar.xz"
+    stamp "log-prob probe, flash-attn Triton cross entropy"
+    PYTHONPATH=/tmp/fa-site:$PYTHONPATH FLASH_ATTENTION_TRITON_AMD_ENABLE=TRUE python3 tools/gpu/logprob-probe.py 2>&1 \
+      | tee "$runs/logprob-probe-triton.jsonl"
+  fi
 fi
 stamp "host: $(nproc) cores; $(free -g | awk '/^Mem/ {print $2 " GiB RAM, " $7 " GiB available"}'); disk: $(df -h "$HOME" | awk 'NR==2 {print $2 " total, " $4 " free"}')"
 plan=$P/${HEAVY_PLAN:-7b-h200}.json
