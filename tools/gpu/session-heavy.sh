@@ -14,6 +14,11 @@ if [ -n "${HEAVY_PROBE:-}" ]; then
     [ -z "${HEAVY_FALLBACK_PLAN:-}" ] && { stamp "done"; exit 0; }
     HEAVY_PLAN=$HEAVY_FALLBACK_PLAN; HEAVY_CELLS=${HEAVY_FALLBACK_CELLS:?HEAVY_FALLBACK_CELLS with HEAVY_FALLBACK_PLAN}
     HEAVY_TIMEOUTS=${HEAVY_FALLBACK_TIMEOUTS:-$HEAVY_TIMEOUTS}
+    # HEAVY_FALLBACK_MODELS: checkpoints only the fallback needs, built here rather than in setup (~20 s for 7B)
+    for m in ${HEAVY_FALLBACK_MODELS:-}; do
+      [ -f "$GRPO_SUITE_CACHE/models/${m#synthetic:}/grpo-suite-synthetic.json" ] \
+        || python3 -m suite model build "$m" --device cuda | tr -d '\n'; echo
+    done
   fi
 fi
 # HEAVY_LOGPROB_PROBE=1: first time verl's log-prob step against the same maths vectorised (~1 minute), to tell how
