@@ -18,12 +18,13 @@ import psutil
 import pytest
 from fakes.cells import FAKE_VERL, fake_cell, with_argv
 
+from suite.errors import InputError
 from suite.plan.cell import Cell
 from suite.results.build import CellInfo, Observation, build_result
 from suite.results.io import parse_result, read_result
 from suite.results.provenance import collect
 from suite.run.host import HostRuntime
-from suite.telemetry.hostmem import HostMemorySampler, HostMemorySamples, tree_rss
+from suite.telemetry.hostmem import HostMemorySampler, HostMemorySamples, over_guard, tree_rss
 from suite.telemetry.nvml import GIB
 
 MB = 1 << 20
@@ -263,3 +264,66 @@ def test_sigterm_to_the_root_mid_sampling(holders) -> None:
         time.sleep(0.1)
     assert sampler.result is not None and sampler.result.errors == 0
     assert sampler.result.peak_tree_gib >= (CHILD_MB + GRANDCHILD_MB) * MB / GIB - 0.02
+
+
+# -- the host-memory guard ----------------------------------------------------------------------------------------
+
+
+def test_over_guard_is_a_fraction_of_the_total_and_zero_is_off() -> None:
+    assert over_guard(121.25, 125.0, 0.97) and over_guard(122.0, 125.0, 0.97)
+    assert not over_guard(121.24, 125.0, 0.97)
+    assert not over_guard(125.0, 125.0, 0.0)  # no guard
+    assert not over_guard(1.0, 0.0, 0.97)  # no total read: nothing to compare with
+
+
+def test_latest_system_is_none_before_a_sample_then_the_hosts_used_memory(holders) -> None:
+    proc, ready = holders
+    _wait_for(ready)
+    sampler = HostMemorySampler(proc.pid, hz=100, list_s=0)
+    assert sampler.latest_system() is None
+    with sampler:
+        time.sleep(0.05)
+        seen = sampler.latest_system()
+    assert seen is not None
+    used, total = seen
+    vm = psutil.virtual_memory()
+    assert total == pytest.approx(vm.total / GIB)
+    assert 0 < used < total and used == pytest.approx((vm.total - vm.available) / GIB, abs=1.0)
+
+
+def test_the_guard_stops_the_cell_at_once_and_records_oom(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    vm = psutil.virtual_memory()
+    below_now = 0.5 * (vm.total - vm.available) / vm.total  # the host is past it before the cell starts
+    cell = _allocating_cell(tmp_path, "guard", ["--steps", "200", "--step-s", "0.1"])
+    t0 = time.monotonic()
+    r, data = _run(HostRuntime(grace_s=5.0, poll_s=0.05, host_memory_guard=f"{below_now:.4f}"), tmp_path, cell)
+    assert r.status == "oom" and data["status"] == "oom"
+    assert f"host_memory_guard={float(f'{below_now:.4f}'):g}" in r.reason and "stopped to keep the host" in r.reason
+    assert "GiB used" in r.reason and "last step:" in r.reason
+    assert time.monotonic() - t0 < 20  # not the 200 steps x 0.1 s the cell would have run, nor the 5 s grace
+    assert len(r.steps) < 200
+    assert data["host_system_peak_memory_gb"] > 0  # what the guard saw is kept in the result
+    assert not [p for p in psutil.process_iter(["cmdline"]) if FAKE_VERL in " ".join(p.info["cmdline"] or [])]
+
+
+def test_the_default_guard_leaves_an_ordinary_cell_alone(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    rt = HostRuntime(grace_s=1.0, poll_s=0.05)
+    assert rt.options.host_memory_guard == 0.97
+    r, _ = _run(rt, tmp_path, _allocating_cell(tmp_path, "calm", ["--steps", "2", "--step-s", "0.1"]))
+    assert r.status == "ok"
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("1", r"host_memory_guard=1; allowed: a fraction .* \[0, 1\), 0 for no guard"),
+        ("1.5", r"host_memory_guard=1.5; allowed: a fraction"),
+        ("-0.1", r"bad value '-0.1' for option 'host_memory_guard'; allowed: >= 0"),  # the options' own check
+    ],
+)
+def test_a_guard_outside_zero_to_one_is_refused_naming_the_option(bad: str, says: str) -> None:
+    with pytest.raises(InputError, match=says) as err:
+        HostRuntime(host_memory_guard=bad)
+    assert err.value.field == "--runtime-option"

@@ -28,7 +28,7 @@ from suite.run.options import RuntimeOptions
 from suite.run.process import ProcessTree, new_token
 from suite.run.runtime import Job, NoResult, NotRun, Runtime, State, StepCallback, Stopped
 from suite.telemetry import nvml as nv
-from suite.telemetry.hostmem import HostMemorySampler
+from suite.telemetry.hostmem import HostMemorySampler, over_guard
 from suite.telemetry.startup import LogWatcher
 from suite.telemetry.watch import MetricsWatcher
 
@@ -47,6 +47,10 @@ class HostOptions(RuntimeOptions):
     keep_ray_tmp: bool = False  # Ray's session logs are kept anyway when a cell fails
     record_as: str | None = None  # runtime name written to provenance (incell under docker / ray / slurm)
     poll_s: float = 0.2
+    # Stop the cell at once (SIGKILL, no grace) when the host's used memory reaches this fraction of its total,
+    # and record it `oom`. Ray's own monitor acts at 0.95, but pinned host buffers grow faster than it polls; a
+    # host driven to its last GiB can stop answering and take every cell's files with it. 0: no guard.
+    host_memory_guard: float = 0.97
 
 
 @dataclass(kw_only=True)
@@ -90,6 +94,12 @@ class HostRuntime(Runtime[HostJob]):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         o = self.options
+        if not 0 <= o.host_memory_guard < 1:
+            raise InputError(
+                f"host_memory_guard={o.host_memory_guard:g}; allowed: a fraction of the host's memory in [0, 1), "
+                "0 for no guard",
+                field="--runtime-option",
+            )
         self._userns: bool | None = None
         self.private_tmp_note = "off"
         if o.private_tmp != "off" and not o.dry_run:
@@ -206,6 +216,19 @@ class HostRuntime(Runtime[HostJob]):
             t0=t0,
             ray_tmp=ray_tmp,
             tmp_root=tmp_root,
+        )
+
+    def guard(self, job: HostJob) -> Stopped | None:
+        g = self.options.host_memory_guard
+        seen = job.host_sampler.latest_system()
+        if seen is None or not over_guard(*seen, g):
+            return None
+        job.stopped_pids = job.tree.stop(0.0)
+        used, total = seen
+        return Stopped(
+            "oom",
+            f"host memory {used:.1f} of {total:.1f} GiB used, at or above host_memory_guard={g:g}: "
+            "stopped to keep the host",
         )
 
     def status(self, job: HostJob) -> State:

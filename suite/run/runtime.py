@@ -156,6 +156,12 @@ class Runtime(ABC, Generic[J]):
         self._cancel.set()
 
     # -- what each runtime implements -----------------------------------------------------------------
+    def guard(self, job: J) -> Stopped | None:
+        """Checked at every poll while the cell runs: why it must be stopped now (its tree already stopped, so a
+        host on the edge gets its memory back at once), or None. None by default: only a runtime that watches
+        the cell's host itself can tell."""
+        return None
+
     @abstractmethod
     def describe(self, cell: Cell, cell_dir: Path, *, timeout_s: float | None, gpus: list[int] | None) -> str: ...
 
@@ -247,6 +253,8 @@ class Runtime(ABC, Generic[J]):
                 return Stopped("timeout", f"timed out after {timeout_s:g} s")
             if self._cancel.is_set():
                 return Stopped("interrupted", "interrupted")
+            if state is State.RUNNING and (guarded := self.guard(job)) is not None:
+                return guarded
             time.sleep(self.options.poll_s)
 
     def _finish(

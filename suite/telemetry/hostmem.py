@@ -75,6 +75,7 @@ class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
         self._listed_at = -float("inf")
         self._peak_tree = 0
         self._peak_system = 0
+        self._last_system = 0  # the latest sample's total - available: what a memory guard acts on
         self._total = 0
         self._samples = 0
         self._errors = 0
@@ -120,10 +121,18 @@ class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
             self._peak_tree = max(self._peak_tree, rss)
             try:
                 vm = psutil.virtual_memory()
-                self._peak_system = max(self._peak_system, vm.total - vm.available)
+                self._last_system = vm.total - vm.available
+                self._peak_system = max(self._peak_system, self._last_system)
             except (psutil.Error, OSError):
                 self._errors += 1
             self._samples += 1
+
+    def latest_system(self) -> tuple[float, float] | None:
+        """(used, total) GiB of the host at the latest sample; None before the first one."""
+        with self._lock:
+            if not self._samples or not self._total:
+                return None
+            return self._last_system / GIB, self._total / GIB
 
     def _summary(self, duration_s: float) -> HostMemorySamples:
         return HostMemorySamples(
@@ -135,3 +144,8 @@ class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
             errors=self._errors,
             cpu_s=self._cpu_s,
         )
+
+
+def over_guard(used_gib: float, total_gib: float, fraction: float) -> bool:
+    """Whether the host's used memory has reached `fraction` of its total (0: no guard)."""
+    return fraction > 0 and total_gib > 0 and used_gib >= fraction * total_gib
