@@ -30,6 +30,8 @@ KEPT = {
     "OMP_NUM_THREADS": "16",
     "MKL_NUM_THREADS": "16",
     "TRITON_CACHE_DIR": "/c/triton",
+    # flash-attn's Python files on a host without its CUDA module (tools/gpu/fa-site.sh): verl's log-prob path
+    "FLASH_ATTENTION_TRITON_AMD_ENABLE": "TRUE",
     "LD_LIBRARY_PATH": "/usr/local/cuda/lib64",
     "PYTHONPATH": "/src",
     "CC": "gcc",

@@ -31,7 +31,7 @@ _URL_CREDENTIALS = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
 SEED_KEYS = ("data.seed", "actor_rollout_ref.rollout.seed", "seed")
 # The environment a result records (`provenance.env`), as fnmatch globs. For reproducibility: the variables that
 # change what the stack does (CUDA, NCCL, torch, vLLM, Ray, HF hub, verl, threads, Triton, compilers, library
-# paths), not the whole host environment (CA bundles, container names, shell and the caller's own script
+# paths, flash-attn), not the whole host environment (CA bundles, container names, shell and the caller's own script
 # variables). Built on cellenv.FORWARD_ENV, so every variable the docker / Ray / Slurm runtimes forward is recorded
 # too (NCCL_*, VLLM_*, TORCH_NCCL_*, WANDB_MODE come from there). Secret-named variables never are (is_secret_env).
 RECORDED_ENV = (
@@ -53,6 +53,7 @@ RECORDED_ENV = (
             "OMP_",
             "MKL_",
             "TRITON_",
+            "FLASH_ATTENTION_",  # flash-attn's build and import switches: which kernels verl gets
         )
     ),
     "LD_LIBRARY_PATH",

@@ -33,6 +33,13 @@ if [ -n "${HEAVY_LOGPROB_PROBE:-}" ]; then
       | tee "$runs/logprob-probe-triton.jsonl"
   fi
 fi
+# HEAVY_FA_SITE=1: the cells too run with flash-attn's Python files (verl takes its Triton cross entropy, as in the
+# suite's images); their results record it (provenance.env FLASH_ATTENTION_TRITON_AMD_ENABLE, versions flash-attn)
+if [ -n "${HEAVY_FA_SITE:-}" ] && [ -f "$HOME/parts/fa-site.tar.xz" ]; then
+  mkdir -p /tmp/fa-site && tar -C /tmp/fa-site -xJf "$HOME/parts/fa-site.tar.xz"
+  export PYTHONPATH=/tmp/fa-site:$PYTHONPATH FLASH_ATTENTION_TRITON_AMD_ENABLE=TRUE
+  stamp "cells run with flash-attn's Triton cross entropy (/tmp/fa-site)"
+fi
 stamp "host: $(nproc) cores; $(free -g | awk '/^Mem/ {print $2 " GiB RAM, " $7 " GiB available"}'); disk: $(df -h "$HOME" | awk 'NR==2 {print $2 " total, " $4 " free"}')"
 plan=$P/${HEAVY_PLAN:-7b-h200}.json
 name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["matrix"])' "$plan")
