@@ -10,7 +10,15 @@ from gate_data import base_results, scaled, with_runs, write_baseline, write_res
 
 from suite.cli import main
 from suite.errors import InputError
-from suite.gate.store import Baseline, baseline_path, index_baselines, list_baselines, lookup, read_baseline
+from suite.gate.store import (
+    Baseline,
+    baseline_path,
+    index_baselines,
+    list_baselines,
+    lookup,
+    read_baseline,
+    stack_disagreement,
+)
 from suite.results.schema import Result
 
 
@@ -83,6 +91,37 @@ def test_promote_refuses_disagreeing_runs(tmp_path, capsys, runs) -> None:
     write_results([runs[0], runs[1].model_copy(update={"n_gpus": 2})], tmp_path / "r2")
     assert main(["baseline", "promote", str(tmp_path / "r2"), "--baselines", str(tmp_path / "b")]) == 2
     assert f"n_gpus 2 vs id {runs[1].id!r}" in capsys.readouterr().err
+
+
+def _with_versions(r: Result, **versions: str | None) -> Result:
+    v = {**r.provenance.versions, **versions}
+    v = {k: x for k, x in v.items() if x is not None}
+    return r.model_copy(update={"provenance": r.provenance.model_copy(update={"versions": v})})
+
+
+def test_stack_disagreement_names_each_package_that_differs(runs) -> None:
+    a = _with_versions(runs[0], verl="0.9.1", vllm="0.25.1", **{"flash-attn": None})
+    assert stack_disagreement([a, a]) is None
+    b = _with_versions(runs[1], verl="0.9.1", vllm="0.25.1", **{"flash-attn": "2.8.3"})
+    assert stack_disagreement([a, b]) == "flash-attn: 2.8.3, none"
+    c = _with_versions(runs[2], verl="0.9.2", vllm="0.25.1", **{"flash-attn": "2.8.3"})
+    assert stack_disagreement([a, b, c]) == "flash-attn: 2.8.3, none; verl: 0.9.1, 0.9.2"
+
+
+def test_promote_refuses_to_pool_runs_of_two_stacks(tmp_path, capsys, runs) -> None:
+    # a host with flash-attn's Triton cross entropy and one without measure the same cell id
+    folder = tmp_path / "r"
+    mixed = [runs[0], _with_versions(runs[1], **{"flash-attn": "2.8.3"}), runs[2]]
+    write_results(mixed, folder)
+    store = tmp_path / "b"
+    assert main(["baseline", "promote", str(folder), "--baselines", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert f"{runs[0].matrix}" in err and "runs disagree on package versions (flash-attn: 2.8.3, none)" in err
+    assert "pool only runs of one stack" in err and not store.exists()
+    # the runs of one stack still pool
+    same = tmp_path / "s"
+    write_results([_with_versions(r, **{"flash-attn": "2.8.3"}) for r in runs], same)
+    assert main(["baseline", "promote", str(same), "--baselines", str(store)]) == 0
 
 
 def test_two_matrices_with_one_cell_id_are_promoted_side_by_side(tmp_path, capsys, runs) -> None:

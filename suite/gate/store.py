@@ -137,6 +137,19 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
+def stack_disagreement(runs: Sequence[Result]) -> str | None:
+    """The packages whose recorded versions differ between runs ("flash-attn: none, 2.8.3"), or None: a baseline
+    pools runs of one stack, so that its spread is the cell's and not two stacks' (a host with flash-attn's
+    Triton cross entropy and one without measure the same cell id)."""
+    names = sorted({k for r in runs for k in r.provenance.versions})
+    differ = []
+    for k in names:
+        seen = sorted({r.provenance.versions.get(k) or "none" for r in runs})
+        if len(seen) > 1:
+            differ.append(f"{k}: {', '.join(seen)}")
+    return "; ".join(differ) or None
+
+
 def plan_promotions(
     results: Sequence[tuple[Path, Result]], *, allow_failed: bool, min_samples: int
 ) -> dict[tuple[str, str, str], list[tuple[Path, Result]]]:
@@ -152,6 +165,8 @@ def plan_promotions(
         keys = {(r.gpu, r.n_gpus, r.model, r.profile) for _, r in items}
         if len(keys) > 1:
             errors.append(f"{name}: runs disagree on (gpu, n_gpus, model, profile): {sorted(keys)}")
+        if stacks := stack_disagreement([r for _, r in items]):
+            errors.append(f"{name}: runs disagree on package versions ({stacks}); pool only runs of one stack")
         try:
             baseline_path(Path(), items[0][1].gpu, matrix, cell_id)
         except InputError as exc:

@@ -8,8 +8,9 @@ set -euo pipefail
 ver=${1:-2.8.3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python3 -m pip download -q --no-deps --no-binary :all: -d "$work/src" "flash-attn==$ver"
-FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE python3 -m pip wheel -q --no-deps --no-build-isolation -w "$work/whl" "$work"/src/flash_attn-*.tar.gz
+# flash-attn's setup.py imports torch: build against the one installed here (CPU torch will do, nothing compiles)
+FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE python3 -m pip wheel -q --no-deps --no-build-isolation --no-binary flash-attn \
+  -w "$work/whl" "flash-attn==$ver"
 python3 -m pip install -q --no-deps --no-compile --target "$work/site" "$work"/whl/flash_attn-*.whl einops
 rm -rf "$work/site/hopper" "$work/site/bin"
 mkdir -p .gpu && tar -C "$work/site" -cJf .gpu/fa-site.tar.xz .

@@ -21,13 +21,17 @@ if [ -n "${HEAVY_PROBE:-}" ]; then
     done
   fi
 fi
+# flash-attn's Python files (tools/gpu/fa-site.sh) in /tmp/fa-site, where they came with part 3
+fa_site() {
+  [ -f "$HOME/parts/fa-site.tar.xz" ] || return 1
+  [ -d /tmp/fa-site/flash_attn ] || { mkdir -p /tmp/fa-site && tar -C /tmp/fa-site -xJf "$HOME/parts/fa-site.tar.xz"; }
+}
 # HEAVY_LOGPROB_PROBE=1: first time verl's log-prob step against the same maths vectorised (~1 minute), to tell how
 # much of a step its per-token loop is on a host without flash-attn
 if [ -n "${HEAVY_LOGPROB_PROBE:-}" ]; then
   stamp "log-prob probe"; python3 tools/gpu/logprob-probe.py 2>&1 | tee "$runs/logprob-probe.jsonl"
-  # the same with flash-attn's Python files (tools/gpu/fa-site.sh), only for the probe: no cell sees them
-  if [ -f "$HOME/parts/fa-site.tar.xz" ]; then
-    mkdir -p /tmp/fa-site && tar -C /tmp/fa-site -xJf "$HOME/parts/fa-site.tar.xz"
+  # the same with flash-attn's Python files (tools/gpu/fa-site.sh), for the probe alone (cells see them only with HEAVY_FA_SITE)
+  if fa_site; then
     stamp "log-prob probe, flash-attn Triton cross entropy"
     PYTHONPATH=/tmp/fa-site:$PYTHONPATH FLASH_ATTENTION_TRITON_AMD_ENABLE=TRUE python3 tools/gpu/logprob-probe.py 2>&1 \
       | tee "$runs/logprob-probe-triton.jsonl"
@@ -35,8 +39,7 @@ if [ -n "${HEAVY_LOGPROB_PROBE:-}" ]; then
 fi
 # HEAVY_FA_SITE=1: the cells too run with flash-attn's Python files (verl takes its Triton cross entropy, as in the
 # suite's images); their results record it (provenance.env FLASH_ATTENTION_TRITON_AMD_ENABLE, versions flash-attn)
-if [ -n "${HEAVY_FA_SITE:-}" ] && [ -f "$HOME/parts/fa-site.tar.xz" ]; then
-  mkdir -p /tmp/fa-site && tar -C /tmp/fa-site -xJf "$HOME/parts/fa-site.tar.xz"
+if [ -n "${HEAVY_FA_SITE:-}" ] && fa_site; then
   export PYTHONPATH=/tmp/fa-site:$PYTHONPATH FLASH_ATTENTION_TRITON_AMD_ENABLE=TRUE
   stamp "cells run with flash-attn's Triton cross entropy (/tmp/fa-site)"
 fi
