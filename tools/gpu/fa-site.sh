@@ -8,8 +8,9 @@ set -euo pipefail
 ver=${1:-2.8.3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# flash-attn's setup.py imports torch: build against the one installed here (CPU torch will do, nothing compiles)
-FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE python3 -m pip wheel -q --no-deps --no-build-isolation --no-binary flash-attn \
+# flash-attn's setup.py imports torch: build against the one installed here (CPU torch will do: nothing compiles);
+# FORCE_BUILD keeps it from looking for a prebuilt CUDA wheel to download
+FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE FLASH_ATTENTION_FORCE_BUILD=TRUE python3 -m pip wheel -q --no-deps --no-build-isolation --no-binary flash-attn \
   -w "$work/whl" "flash-attn==$ver"
 python3 -m pip install -q --no-deps --no-compile --target "$work/site" "$work"/whl/flash_attn-*.whl einops
 rm -rf "$work/site/hopper" "$work/site/bin"

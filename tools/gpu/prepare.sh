@@ -28,4 +28,6 @@ split -b 50M -d -a 1 /tmp/gpu-dl/SmolLM2-135M-Instruct.Q4_1.gguf .gpu/gguf/smoll
 mkdir -p .whl
 ls .whl/gguf-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps --only-binary=:all: \
   --python-version 3.12 --implementation cp --platform manylinux2014_x86_64 -d .whl gguf==0.19.0
-ls -la .gpu/parts .gpu/gguf .gpu/cache.tar.xz .whl
+# flash-attn's Python files for the log-prob probes and HEAVY_FA_SITE (its Triton cross entropy; no CUDA build)
+[ -f .gpu/fa-site.tar.xz ] || bash tools/gpu/fa-site.sh
+ls -la .gpu/parts .gpu/gguf .gpu/cache.tar.xz .gpu/fa-site.tar.xz .whl
