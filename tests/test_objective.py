@@ -132,6 +132,7 @@ def _plan(name: str, tmp_path: Path) -> list:
         "h200-1gpu-7b-rmpad",
         "h200-1gpu-7b-flex",
         "h200-1gpu-14b-pinned",
+        "h200-1gpu-14b-merge",
     ],
 )
 def test_heavy_sweeps_only_change_how_the_recipe_runs(name: str, tmp_path: Path) -> None:
