@@ -43,7 +43,7 @@ import math
 from dataclasses import dataclass, field
 
 from suite.memory.calibration import Calibration, default_calibration
-from suite.memory.model import lora_parameters, micro_batch_tokens
+from suite.memory.model import Phase, lora_parameters, micro_batch_tokens
 from suite.memory.settings import MemorySettings
 from suite.models.archs import Arch
 
@@ -84,20 +84,10 @@ STARTUP_PROCESSES = ("driver", "ray_system", "task_runner", "trainer_worker")
 
 
 @dataclass(frozen=True)
-class HostPhase:
-    name: str
-    components: dict[str, float]  # GiB per component
-
-    @property
-    def total_gib(self) -> float:
-        return sum(self.components.values())
-
-
-@dataclass(frozen=True)
 class HostPrediction:
     peak_gib: float  # per node (the busiest: the head node, which also runs the driver and CPU workers)
     phase: str  # the worst phase
-    phases: tuple[HostPhase, ...]
+    phases: tuple[Phase, ...]
     nnodes: int
     gpus_per_node: int
     processes: dict[str, int]  # process kind -> count on the busiest node
@@ -450,7 +440,7 @@ def predict_host(s: MemorySettings, calibration: Calibration | None = None) -> H
         "pinned_rounding": sum(p.rounding for p in held),
         "processes": procs,
     }
-    out = [HostPhase("steady", _gib(steady))]
+    out = [Phase("steady", _gib(steady))]
 
     if s.backend == "fsdp":
         n = s.arch.num_parameters
@@ -464,14 +454,14 @@ def predict_host(s: MemorySettings, calibration: Calibration | None = None) -> H
             "pinned_rounding": st.ref_params.rounding,
             "processes": process_bytes({k: counts[k] for k in STARTUP_PROCESSES}, c),
         }
-        out.insert(0, HostPhase("startup", _gib(startup)))
+        out.insert(0, Phase("startup", _gib(startup)))
         if s.lora and not s.lora_merge and "dummy" in s.load_format:
             if s.layered_summon:
                 notes.append("layered_summon with load_format=dummy: verl 0.9.1 refuses it at the first sync")
             else:
                 # every rank moves its shard to the CPU and gathers the full base model there
                 gather = s.node_gpus * n * pbytes * (1 + 1 / max(1, s.n_gpus))
-                out.insert(1, HostPhase("base_sync", _gib({"base_sync_gather": gather, **steady})))
+                out.insert(1, Phase("base_sync", _gib({"base_sync_gather": gather, **steady})))
     else:
         notes.append("Megatron start-up reads checkpoint slices per rank: not modelled (below the steady state)")
 

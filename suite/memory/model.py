@@ -40,6 +40,8 @@ _MEGATRON_LINEARS = {
 
 @dataclass(frozen=True)
 class Phase:
+    """One phase of a step (GPU) or of a run (host): what is held then, by component."""
+
     name: str
     components: dict[str, float]  # GiB per component
 
