@@ -19,6 +19,7 @@ from suite.gate.store import (
     read_baseline,
     stack_disagreement,
 )
+from suite.packages import PACKAGES
 from suite.results.schema import Result
 
 
@@ -94,9 +95,11 @@ def test_promote_refuses_disagreeing_runs(tmp_path, capsys, runs) -> None:
 
 
 def _with_versions(r: Result, **versions: str | None) -> Result:
+    """`r` as recorded by a suite that looked up every package of PACKAGES; None: that one not installed."""
     v = {**r.provenance.versions, **versions}
     v = {k: x for k, x in v.items() if x is not None}
-    return r.model_copy(update={"provenance": r.provenance.model_copy(update={"versions": v})})
+    prov = r.provenance.model_copy(update={"versions": v, "packages_checked": list(PACKAGES)})
+    return r.model_copy(update={"provenance": prov})
 
 
 def test_stack_disagreement_names_each_package_that_differs(runs) -> None:
@@ -106,12 +109,21 @@ def test_stack_disagreement_names_each_package_that_differs(runs) -> None:
     assert stack_disagreement([a, b]) == "flash-attn: 2.8.3, none"
     c = _with_versions(runs[2], verl="0.9.2", vllm="0.25.1", **{"flash-attn": "2.8.3"})
     assert stack_disagreement([a, b, c]) == "flash-attn: 2.8.3, none; verl: 0.9.1, 0.9.2"
+    # a result from before a package was looked up says nothing about it: no difference is claimed
+    old = runs[0].model_copy(
+        update={"provenance": runs[0].provenance.model_copy(update={"versions": {"verl": "0.9.1"}})}
+    )
+    assert old.provenance.packages_checked is None
+    assert stack_disagreement([old, b]) is None
+    assert stack_disagreement([old, c]) == "verl: 0.9.1, 0.9.2"
 
 
 def test_promote_refuses_to_pool_runs_of_two_stacks(tmp_path, capsys, runs) -> None:
     # a host with flash-attn's Triton cross entropy and one without measure the same cell id
     folder = tmp_path / "r"
-    mixed = [runs[0], _with_versions(runs[1], **{"flash-attn": "2.8.3"}), runs[2]]
+    without = {"flash-attn": None}
+    mixed = [_with_versions(runs[0], **without), _with_versions(runs[1], **{"flash-attn": "2.8.3"})]
+    mixed.append(_with_versions(runs[2], **without))
     write_results(mixed, folder)
     store = tmp_path / "b"
     assert main(["baseline", "promote", str(folder), "--baselines", str(store)]) == 2

@@ -47,6 +47,21 @@ def test_provenance_records_the_list_in_order() -> None:
     assert set(recorded) <= set(PACKAGES)
     assert list(recorded) == [p for p in PACKAGES if p in recorded]
     assert provenance.package_versions(("no-such-package-here", "pytest")).keys() == {"pytest"}
+    # the result says which it looked up, so one left out reads as not installed, not as not recorded
+    prov = provenance.collect(argv=["x"], env={}, runtime="host")
+    assert prov.packages_checked == list(PACKAGES) and prov.versions == recorded
+
+
+def test_version_differences_tell_not_installed_from_not_looked_up() -> None:
+    new = ({"verl": "0.9.1", "flash-attn": "2.8.3"}, ["verl", "flash-attn", "torch"])
+    without = ({"verl": "0.9.1"}, ["verl", "flash-attn", "torch"])
+    older = ({"verl": "0.9.1"}, None)  # a result from before packages_checked: flash-attn never looked up
+    assert provenance.version_differences([new, new]) is None
+    assert provenance.version_differences([new, without]) == "flash-attn: 2.8.3, none"
+    assert provenance.version_differences([new, older]) is None
+    assert provenance.version_differences([new, without, older]) == "flash-attn: 2.8.3, none"
+    assert provenance.version_differences([({"verl": "0.9.2"}, None), older]) == "verl: 0.9.1, 0.9.2"
+    assert provenance.version_differences([]) is None
 
 
 def test_committed_results_with_the_older_list_still_read() -> None:

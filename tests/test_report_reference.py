@@ -246,3 +246,44 @@ def test_html_shows_the_same_ratios(tmp_path: Path):
     best_head = next(r for r in doc.rows if "reference cell" in r)
     best = next(r for r in doc.rows if len(r) == len(best_head) and r[0] == "h100")
     assert best[best_head.index("reference cell")] == REF and best[best_head.index("vs ref")].startswith("x1.")
+
+
+def _stack(r: Result, flash_attn: str | None) -> Result:
+    """`r` as recorded by a suite that looked up every package: with flash-attn at that version, or without it."""
+    versions = {k: v for k, v in r.provenance.versions.items() if k != "flash-attn"}
+    versions |= {"flash-attn": flash_attn} if flash_attn else {}
+    prov = r.provenance.model_copy(update={"versions": versions, "packages_checked": ["torch", "verl", "flash-attn"]})
+    return r.model_copy(update={"provenance": prov})
+
+
+def test_a_ratio_across_two_stacks_is_marked_and_explained(tmp_path: Path):
+    # the reference (the offloaded cell) on a host without flash-attn, a candidate with its Triton cross entropy
+    po_id = "lora8-off_po-tp1-rb16"
+    ref = _stack(make_result(lora_rank=8, offload="po", reference=po_id, steps=12), None)
+    cand = _stack(make_result(lora_rank=8, reference=po_id, steps=12), "2.8.3")
+    rows = {r.cell: r for r in rows_of([ref, cand])}
+    fast = rows[REF]
+    assert fast.stack_differences == "flash-attn: 2.8.3, none" and rows[po_id].stack_differences is None
+    write_report(list(rows.values()), tmp_path)
+    text = (tmp_path / "index.md").read_text()
+    table = table_lines(text, "### h100")
+    assert column(table, "tokens/s/GPU vs ref")[REF] == f"x{fast.throughput_vs_reference:.2f} (other stack)"
+    assert column(table, "NVML peak vs ref")[REF] == f"x{fast.peak_memory_vs_reference:.2f} (other stack)"
+    assert column(table, "tokens/s/GPU vs ref")[po_id] == "x1.00 (ref)"
+    assert (
+        f"{REF} ran on another stack than its reference (flash-attn: 2.8.3, none): its ratios measure the stack too"
+        in text
+    )
+    best = table_lines(text, "## Best cells")
+    line = dict(zip(best[0], best[1], strict=True))
+    assert line["fastest cell that fits"] == REF and fast.throughput_vs_reference > 1
+    assert line["vs ref"] == f"x{fast.throughput_vs_reference:.2f} (other stack)"
+    exported = {r["cell"]: r for r in json.loads((tmp_path / "results.json").read_text())}
+    assert exported[REF]["stack_differences"] == "flash-attn: 2.8.3, none"
+    assert exported[po_id]["stack_differences"] is None
+    # results from before the packages were listed claim no difference: flash-attn was never looked up there
+    old = [
+        r.model_copy(update={"provenance": r.provenance.model_copy(update={"packages_checked": None})})
+        for r in (ref, cand)
+    ]
+    assert all(r.stack_differences is None for r in rows_of(old))

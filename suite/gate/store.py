@@ -31,6 +31,7 @@ from suite.results.baseline import (
     write_baseline,
 )
 from suite.results.collect import EVIDENCE_DIR, in_evidence, read_results_file
+from suite.results.provenance import version_differences
 from suite.results.schema import Provenance, Result
 from suite.results.sentinels import probs_diff_median
 
@@ -138,16 +139,9 @@ def now_iso() -> str:
 
 
 def stack_disagreement(runs: Sequence[Result]) -> str | None:
-    """The packages whose recorded versions differ between runs ("flash-attn: none, 2.8.3"), or None: a baseline
-    pools runs of one stack, so that its spread is the cell's and not two stacks' (a host with flash-attn's
-    Triton cross entropy and one without measure the same cell id)."""
-    names = sorted({k for r in runs for k in r.provenance.versions})
-    differ = []
-    for k in names:
-        seen = sorted({r.provenance.versions.get(k) or "none" for r in runs})
-        if len(seen) > 1:
-            differ.append(f"{k}: {', '.join(seen)}")
-    return "; ".join(differ) or None
+    """The packages whose recorded versions differ between runs (`provenance.version_differences`), or None: a
+    baseline pools runs of one stack, so that its spread is the cell's and not two stacks'."""
+    return version_differences([(r.provenance.versions, r.provenance.packages_checked) for r in runs])
 
 
 def plan_promotions(

@@ -131,7 +131,18 @@ def vs_ref(row: ReportRow, value: float | None) -> str:
     text = ratio_text(value)
     if text is None:
         return DASH
-    return f"{text} {MARK}" if row.objective_differences else text
+    return marked(text, row)
+
+
+# a ratio between two software stacks (other flash-attn, verl, vLLM, torch ...): not a speedup of one config
+STACK_MARK = "(other stack)"
+
+
+def marked(text: str, row: ReportRow, *, objective: bool = True) -> str:
+    """A ratio with what makes it other than a speedup: another objective (unless the column says so), another
+    stack."""
+    marks = [MARK] if objective and row.objective_differences else []
+    return " ".join([text, *marks, *([STACK_MARK] if row.stack_differences else [])])
 
 
 def notes(group: Group) -> list[str]:
@@ -172,6 +183,11 @@ def reference_notes(group: Group) -> list[str]:
         ref = refs.get(r.reference_key) if r.reference_id and r.reference_key else None
         if r.objective_differences and ref is not None:
             out.append(f"{label(i)} {r.cell} {note(*row_objective_views(r, ref), r.objective_differences)}")
+        if r.stack_differences and ref is not None:
+            out.append(
+                f"{label(i)} {r.cell} ran on another stack than its reference ({r.stack_differences}): its ratios "
+                "measure the stack too"
+            )
         if r.is_reference and not r.fits:
             out.append(
                 f"{label(i)} {r.cell} is the reference cell of matrix {r.matrix} and has status {r.status}: no ratios"
@@ -218,7 +234,8 @@ def best_table(bests: Sequence[Best]) -> Table:
         cells += [f.cell if f else DASH, num(f.throughput) if f else DASH]
         if refs:
             same = f is not None and ref is not None and f.id == ref.id
-            cells += ["x1.00 (ref)" if same and b.speedup is not None else ratio_text(b.speedup) or DASH]
+            text = ratio_text(b.speedup)
+            cells += ["x1.00 (ref)" if same and b.speedup is not None else marked(text, f) if text and f else DASH]
         cells += [_memory(f.peak_memory_gb, f.predicted_memory_gb) if f else DASH]
         cells += [_memory(f.host_peak_memory_gb, f.predicted_host_memory_gb) if f else DASH] * host
         if other:
@@ -226,7 +243,7 @@ def best_table(bests: Sequence[Best]) -> Table:
             cells += [
                 f"{o.cell} ({', '.join(o.objective_differences)})" if o else DASH,
                 num(o.throughput) if o else DASH,
-                ratio_text(b.other_objective_speedup) or DASH,
+                marked(t, o, objective=False) if o and (t := ratio_text(b.other_objective_speedup)) else DASH,
             ]
         cells += [a.cell if a else DASH, accuracy(a) if a else DASH]
         rows.append(cells)

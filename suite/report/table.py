@@ -10,6 +10,7 @@ from suite.gate.objective import command_objective, objective_differences, objec
 from suite.gate.reference import ratio, reference_id
 from suite.gpus import GPUS
 from suite.report.stats import median, median_interval, wilson_interval
+from suite.results.provenance import version_differences
 from suite.results.schema import Result
 from suite.telemetry.startup import PHASE_LABELS as STARTUP_LABELS
 from suite.telemetry.startup import phase_durations
@@ -69,6 +70,7 @@ class ReportRow:
     per_step: list[list[tuple[int, float]]]  # per run: (step, throughput), warm-up included
     image_digest: str | None  # of the first run; run_provenance has every run's
     versions: dict[str, str]
+    packages_checked: tuple[str, ...] | None  # of the first run: which packages `versions` looked up
     gpu_name: str | None
     run_provenance: list[dict[str, str | None]]  # per run: PROVENANCE_FIELDS -> value
     verdict: str | None = None
@@ -89,6 +91,9 @@ class ReportRow:
     # Set by `with_reference`: the axes that change the objective (suite.gate.objective) in which this row
     # differs from its reference; non-empty means its ratios compare other work, not a faster way to do it.
     objective_differences: tuple[str, ...] = ()
+    # Set by `with_reference`: the packages whose versions differ from the reference's run
+    # (suite.results.provenance.version_differences); set means the ratio also measures the other stack.
+    stack_differences: str | None = None
     sources: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -238,6 +243,7 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> ReportRow:
         per_step=[[(s.step, s.throughput) for s in r.steps if s.step > 0] for r in runs],
         image_digest=prov.image_digest,
         versions=dict(prov.versions),
+        packages_checked=None if prov.packages_checked is None else tuple(prov.packages_checked),
         gpu_name=prov.gpu_name,
         run_provenance=[_provenance(r) for r in runs],
         host_peak_memory_gb=max(host) if host else None,
@@ -277,7 +283,8 @@ def with_reference(rows: Sequence[ReportRow]) -> list[ReportRow]:
     its reference's, `[matrix] reference_matrix`), and its throughput and NVML peak over the reference's. A
     ratio needs both cells ok: a failed cell's numbers are not what it costs. Each row also gets what changes
     the objective in which it differs from the reference (`objective_differences`): axes within a matrix, the
-    verl settings across two (whose axes name other things)."""
+    verl settings across two (whose axes name other things), and the packages whose versions differ from the
+    reference's (`stack_differences`)."""
     by_key = {r.key: r for r in rows}
     out = []
     for r in rows:
@@ -290,6 +297,7 @@ def with_reference(rows: Sequence[ReportRow]) -> list[ReportRow]:
                     throughput_vs_reference=None,
                     peak_memory_vs_reference=None,
                     objective_differences=(),
+                    stack_differences=None,
                 )
             )
             continue
@@ -301,6 +309,9 @@ def with_reference(rows: Sequence[ReportRow]) -> list[ReportRow]:
                 throughput_vs_reference=ratio(r.throughput, ref.throughput) if both else None,
                 peak_memory_vs_reference=ratio(r.peak_memory_gb, ref.peak_memory_gb) if both else None,
                 objective_differences=objective_differences(*row_objective_views(r, ref)),
+                stack_differences=version_differences(
+                    [(r.versions, r.packages_checked), (ref.versions, ref.packages_checked)]
+                ),
             )
         )
     return out
@@ -499,7 +510,7 @@ def provenance_summary(rows: Iterable[ReportRow]) -> dict[str, dict[str, int]]:
     return {k: dict(sorted(v.items())) for k, v in fields.items() if set(v) != {"unknown"}}
 
 
-_RECORD_SKIP = {"axes", "phases", "versions", "per_step", "run_provenance", "sources", "objective_settings"}
+_RECORD_SKIP = {"axes", "phases", "versions", "per_step", "run_provenance", "sources", "objective_settings", "packages_checked"}
 
 
 def to_record(row: ReportRow) -> dict:

@@ -137,6 +137,21 @@ def package_versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     return out
 
 
+def version_differences(runs: Sequence[tuple[Mapping[str, str], Sequence[str] | None]]) -> str | None:
+    """The packages whose versions differ between runs, each with the versions seen, `none` where a run had it not
+    installed ("flash-attn: 2.8.3, none; verl: 0.9.1, 0.9.2"); None when all agree. A package a run did not look
+    up (a result from before it joined suite.packages.PACKAGES) says nothing about that run. Two stacks measure the
+    same cell id differently (flash-attn's Triton cross entropy against verl's per-token loop): a baseline must
+    not pool them, and a ratio between them is not a speedup. `runs`: (provenance.versions,
+    provenance.packages_checked) per run."""
+    differ = []
+    for k in sorted({k for versions, checked in runs for k in [*versions, *(checked or ())]}):
+        seen = {versions.get(k) or "none" for versions, checked in runs if k in versions or k in (checked or ())}
+        if len(seen) > 1:
+            differ.append(f"{k}: {', '.join(sorted(seen))}")
+    return "; ".join(differ) or None
+
+
 def seed_from_argv(argv: Sequence[str]) -> int | None:
     found: dict[str, int] = {}
     for a in argv:
@@ -193,6 +208,7 @@ def collect(
         driver=driver,
         cuda=cuda,
         versions=package_versions(),
+        packages_checked=list(PACKAGES),
         image=env.get("GRPO_SUITE_IMAGE") or os.environ.get("GRPO_SUITE_IMAGE") or None,
         image_digest=env.get("GRPO_SUITE_IMAGE_DIGEST") or os.environ.get("GRPO_SUITE_IMAGE_DIGEST") or None,
         suite_version=__version__,

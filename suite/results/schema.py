@@ -74,6 +74,11 @@ class Provenance(_Model):
     driver: str | None = None
     cuda: str | None = None
     versions: dict[str, str] = Field(default_factory=dict, description="torch, verl, vllm, ray, transformers, ...")
+    packages_checked: list[str] | None = Field(
+        default=None,
+        description="the distributions whose versions were looked up (suite.packages.PACKAGES then): one of them "
+        "missing from versions was not installed; None (older results): unknown",
+    )
     image: str | None = Field(default=None, description="container image reference")
     image_digest: str | None = None
     suite_version: str | None = None
