@@ -510,7 +510,16 @@ def provenance_summary(rows: Iterable[ReportRow]) -> dict[str, dict[str, int]]:
     return {k: dict(sorted(v.items())) for k, v in fields.items() if set(v) != {"unknown"}}
 
 
-_RECORD_SKIP = {"axes", "phases", "versions", "per_step", "run_provenance", "sources", "objective_settings", "packages_checked"}
+_RECORD_SKIP = {
+    "axes",
+    "phases",
+    "versions",
+    "per_step",
+    "run_provenance",
+    "sources",
+    "objective_settings",
+    "packages_checked",
+}
 
 
 def to_record(row: ReportRow) -> dict:
