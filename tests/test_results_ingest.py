@@ -136,6 +136,7 @@ def test_ingest_the_real_socket_collision_crash_without_metrics(tmp_path, capsys
     assert r["reason"].endswith("— TypeError: 'str' object is not callable in rebuild_ipc")
     assert r["provenance"]["extra"]["metrics"] == "none"
     assert r["provenance"]["host"] is None and r["provenance"]["versions"] == {}  # the run's, unknown
+    assert r["provenance"]["packages_checked"] is None  # so no package reads as not installed
     assert main(["results", "validate", str(out)]) == 0
 
 

@@ -131,7 +131,8 @@ def ingest(args: argparse.Namespace) -> int:
     parsed = id_parts(args.id)
     if parsed is not None and parsed[0] != args.gpu and parsed[0] in GPUS and args.gpu in GPUS:
         extra["planned_gpu"] = parsed[0]  # --gpu is the card it ran on; the id keeps the plan's generation
-    provenance = provenance.model_copy(update={"versions": {}, "host": None, "extra": extra})
+    # versions unknown too: none looked up, so none reads as not installed
+    provenance = provenance.model_copy(update={"versions": {}, "packages_checked": None, "host": None, "extra": extra})
     result = build_result(info, obs, provenance)
     if not result.steps and result.status == "ok":
         raise InputError(
