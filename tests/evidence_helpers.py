@@ -72,6 +72,16 @@ def committed_plan_rows(predictions: Path, matrix: str) -> tuple[dict[str, str],
     return rows, lines[-1]
 
 
+def assert_plan_committed(cells: list, predictions: Path, matrix: str, summary: str) -> None:
+    """Every planned cell's GPU and host predictions are in its row of the committed predictions, with its status."""
+    rows, got = committed_plan_rows(predictions, matrix)
+    assert got == summary
+    for c in cells:
+        row = rows[c.id]
+        assert f"{c.predicted_memory_gb:.1f}" in row and f"{c.predicted_host_memory_gb:.1f}" in row, c.id
+        assert c.status in row.split(), c.id
+
+
 def assert_prediction_committed(r: Result, predictions: Path, cell: str, status: str = "ok") -> None:
     """The result's GPU and host predictions are the ones committed before the run, in the cell's row."""
     row = next(line for line in predictions.read_text().splitlines() if line.startswith(cell + " "))

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from evidence_helpers import committed_plan_rows
+from evidence_helpers import assert_plan_committed
 
 from suite.matrix.ids import axis_code
 from suite.matrix.load import load_matrix
@@ -137,12 +137,7 @@ def test_a_threshold_that_hits_the_free_list_bug_is_refused(tmp_path: Path) -> N
 
 
 def test_committed_predictions_match_the_planner(cells: list) -> None:
-    rows, summary = committed_plan_rows(PREDICTIONS, "h200-1gpu-14b-pinned")
-    assert summary == "8 ok / 8 cells"
-    for c in cells:
-        row = rows[c.id]
-        assert f"{c.predicted_memory_gb:.1f}" in row and f"{c.predicted_host_memory_gb:.1f}" in row, c.id
-        assert row.rstrip().endswith("ok")
+    assert_plan_committed(cells, PREDICTIONS, "h200-1gpu-14b-pinned", "8 ok / 8 cells")
 
 
 def test_a_raw_allocator_override_is_read_and_replaces_the_generated_one(tmp_path: Path) -> None:

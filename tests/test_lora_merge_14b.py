@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from evidence_helpers import committed_plan_rows
+from evidence_helpers import assert_plan_committed
 
 from suite.gate.objective import command_objective, objective_differences
 from suite.matrix.load import load_matrix
@@ -77,10 +77,4 @@ def test_the_host_holds_no_sleep_copy_once_merged(planned) -> None:
 
 
 def test_committed_predictions_match_the_planner(planned) -> None:
-    merge, _ = planned
-    rows, summary = committed_plan_rows(PREDICTIONS, "h200-1gpu-14b-merge")
-    assert summary == "8 ok / 8 cells"
-    for c in merge:
-        row = rows[c.id]
-        assert f"{c.predicted_memory_gb:.1f}" in row and f"{c.predicted_host_memory_gb:.1f}" in row, c.id
-        assert row.rstrip().endswith("ok")
+    assert_plan_committed(planned[0], PREDICTIONS, "h200-1gpu-14b-merge", "8 ok / 8 cells")
