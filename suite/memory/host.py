@@ -55,6 +55,7 @@ COMPONENTS = (
     "model_load",
     "checkpoint_mmap",
     "base_sync_gather",
+    "merge_backup",
     "vllm_sleep_copy",
     "offloaded_params",
     "offloaded_grads",
@@ -455,6 +456,12 @@ def predict_host(s: MemorySettings, calibration: Calibration | None = None) -> H
             "processes": process_bytes({k: counts[k] for k in STARTUP_PROCESSES}, c),
         }
         out.insert(0, Phase("startup", _gib(startup)))
+        if s.lora and s.lora_merge:
+            # verl 0.9.1 merges for each weight sync inside merged_lora_context(backup_adapters=True), which first
+            # clones every base weight shard to the CPU (backup_base_model_weights: .data.clone().cpu(), pageable,
+            # in the actor's dtype) and copies it back afterwards; the node's ranks hold node_gpus / n_gpus of it
+            backup = n * pbytes * s.node_gpus / max(1, s.n_gpus)
+            out.append(Phase("merge_sync", _gib({"merge_backup": backup, **steady})))
         if s.lora and not s.lora_merge and "dummy" in s.load_format:
             if s.layered_summon:
                 notes.append("layered_summon with load_format=dummy: verl 0.9.1 refuses it at the first sync")
