@@ -24,4 +24,10 @@ any_ok() {  # any_ok DIR: some result.json under DIR says ok
   python3 -c 'import json,pathlib,sys; raise SystemExit(not any(json.loads(p.read_text()).get("status") == "ok" for p in pathlib.Path(sys.argv[1]).rglob("result.json")))' "$1" 2>/dev/null
 }
 mkdir -p "$runs"
+# The host's memory every 5 s (MiB used, available) in $runs/host-memory.log: each poll brings it back, so a host
+# that stops answering still leaves its memory up to the last poll
+( while true; do echo "$(date -u +%H:%M:%S) $(free -m | awk '/^Mem/ {print $3, $7}')"; sleep 5; done ) \
+  > "$runs/host-memory.log" 2>&1 &
+host_memory_log=$!
+trap 'kill "$host_memory_log" 2>/dev/null' EXIT
 stamp "private /tmp probe: $(python3 -c 'from suite.run import private_tmp as p; print(p.probe())')"

@@ -14,7 +14,8 @@ for f in "$HOME"/runs/*.log; do echo "--- $f"; tail -c 1500 "$f"; done
 find "$HOME/runs" -name result.json | while read -r r; do
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(d['status'], d['id'], len(d['steps']), 'steps', (d.get('reason') or '')[:150])" "$r"
 done
-for f in "$HOME"/runs/h100*/*/*/*/*/metrics.jsonl; do [ -f "$f" ] && echo "$(wc -l < "$f") lines $f"; done 2>/dev/null
+for f in "$HOME"/runs/*/*/*/*/*/metrics.jsonl; do [ -f "$f" ] && echo "$(wc -l < "$f") lines $f"; done 2>/dev/null
+[ -f "$HOME/runs/host-memory.log" ] && echo "host memory (MiB used, available): $(tail -1 "$HOME/runs/host-memory.log")"
 nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv,noheader
 # Bring back what exists after every poll: a host that gets no command for > 30 s is stopped,
 # and with it every result not yet copied out (this happened once; see tools/gpu/README.md).
