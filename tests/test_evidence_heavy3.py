@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from evidence_helpers import (
+    EVIDENCE,
     assert_prediction_committed,
     assert_readme_tables,
     median_measured,
@@ -23,8 +24,6 @@ from suite.results.io import read_result
 from suite.telemetry import classify, startup
 from suite.telemetry.metrics import read_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
-EVIDENCE = ROOT / "baselines" / "evidence"
 FIRST = EVIDENCE / "2026-12-03-h200-heavy"
 HERE = EVIDENCE / "2026-12-03-h200-heavy-3"
 REF = FIRST / "h200-1gpu-7b" / "lora32-off_param+optimizer-tp1-rb45-gmu0.3-mnbt1536-graphs-mb15-gc"

@@ -4,17 +4,13 @@ recomputed: where it crashed, what the flag changed, memory up to the crash, the
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from evidence_helpers import assert_prediction_committed, assert_readme_tables, log_lines, memory_errors
+from evidence_helpers import EVIDENCE, assert_prediction_committed, assert_readme_tables, log_lines, memory_errors
 
 from suite.results.io import read_result
 from suite.telemetry import classify, startup
 from suite.telemetry.metrics import read_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
-EVIDENCE = ROOT / "baselines" / "evidence"
 HERE = EVIDENCE / "2026-12-03-h200-heavy-4"
 BYPASS = HERE / "h200-1gpu-7b-bypass" / "lora32-off_none-tp1-rb45-mnbt8192-mb5-nogc-bm-lpmb15"
 PADDED = (

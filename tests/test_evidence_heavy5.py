@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from evidence_helpers import (
+    EVIDENCE,
     assert_prediction_committed,
     assert_readme_tables,
     median_measured,
@@ -26,7 +27,6 @@ from suite.results.io import read_result
 from suite.telemetry import classify, startup
 
 ROOT = Path(__file__).resolve().parents[1]
-EVIDENCE = ROOT / "baselines" / "evidence"
 FIRST = EVIDENCE / "2026-12-03-h200-heavy"
 HERE = EVIDENCE / "2026-12-03-h200-heavy-5"
 NOKL = HERE / "h200-1gpu-7b-nokl" / "lora32-off_none-tp1-rb45-mnbt8192-mb5-nogc-bm-noklloss"

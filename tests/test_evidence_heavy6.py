@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_readme_tables, log_lines, result_matching_metrics
+from evidence_helpers import EVIDENCE, assert_readme_tables, log_lines, result_matching_metrics
 
 from suite.memory.validate import validate_results
 from suite.results.io import read_result
 from suite.telemetry import classify, startup
 from suite.telemetry.metrics import read_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
-EVIDENCE = ROOT / "baselines" / "evidence"
 HERE = EVIDENCE / "2026-12-04-h200-heavy"
 CELL = HERE / "h200-1gpu-7b-nokl" / "lora32-off_param+optimizer-tp1-rb45-mnbt1536-mb15-gc-nobm-klloss"
 FIRST = (

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from evidence_helpers import (
+    EVIDENCE,
     assert_prediction_committed,
     assert_readme_tables,
     log_lines,
@@ -30,7 +31,6 @@ from suite.telemetry import classify, startup
 from suite.telemetry.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-EVIDENCE = ROOT / "baselines" / "evidence"
 ID = "lora32-off_param+optimizer-tp1-rb45-mnbt1536-mb15-gc-nobm-klloss"
 HERE = EVIDENCE / "2026-12-04-h200-heavy-2"
 WARM = EVIDENCE / "2026-12-04-h200-heavy-3"

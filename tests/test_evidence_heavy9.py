@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from evidence_helpers import (
+    EVIDENCE,
     assert_prediction_committed,
     assert_readme_tables,
     log_lines,
@@ -28,7 +29,6 @@ from suite.results.io import read_result
 from suite.telemetry import classify, startup
 
 ROOT = Path(__file__).resolve().parents[1]
-EVIDENCE = ROOT / "baselines" / "evidence"
 HERE = EVIDENCE / "2026-12-04-h200-heavy-4"
 FLEX_ID = "lora32-off_none-tp1-rb45-attnflex-rmpad-mnbt8192-mb5-nogc"
 TWIN_ID = "lora32-off_none-tp1-rb45-attnsdpa-normpad-mnbt8192-mb5-nogc"
