@@ -176,3 +176,32 @@ def test_no_reference_no_column(tmp_path, capsys) -> None:
     assert "vs ref" not in table
     _, md = gate(capsys, str(tmp_path / "cur"), "--baselines", str(root), "--format", "markdown")
     assert "vs ref" not in md
+
+
+def test_a_ratio_to_a_reference_on_another_stack_is_marked(tmp_path, capsys, cells) -> None:
+    # the LoRA cell now runs with flash-attn's Triton cross entropy; the reference ran without flash-attn
+    root = store(tmp_path, cells)
+    lora, ref = current(cells)
+    looked_up = ["torch", "verl", "flash-attn"]
+
+    def on(r: Result, versions: dict[str, str]) -> Result:
+        prov = r.provenance.model_copy(update={"versions": versions, "packages_checked": looked_up})
+        return r.model_copy(update={"provenance": prov})
+
+    base = {k: v for k, v in lora.provenance.versions.items() if k != "flash-attn"}
+    write_results([on(lora, {**base, "flash-attn": "2.8.3"}), on(ref, base)], tmp_path / "cur")
+    _, text = gate(capsys, str(tmp_path / "cur"), "--baselines", str(root), "--format", "json")
+    doc = json.loads(text)
+    rows = {(r["cell"].split("/")[-1], r["metric"]): r for r in doc["rows"]}
+    assert rows[("lora8-off_none-tp1-rb16", "throughput")]["reference_stack_differences"] == "flash-attn: 2.8.3, none"
+    assert rows[(REF, "throughput")]["reference_stack_differences"] is None
+    assert (
+        f"{lora.id} (matrix h100-1gpu-graphs, h100) ran on another stack than its reference (flash-attn: 2.8.3, "
+        "none): its ratios measure the stack too"
+    ) in doc["reference_notes"]
+    _, md = gate(capsys, str(tmp_path / "cur"), "--baselines", str(root), "--format", "markdown")
+    assert "| x0.84 (other objective) (other stack) " in md and "| x1.00 (ref) " in md
+    # the same runs on one stack: no mark
+    write_results([on(lora, base), on(ref, base)], tmp_path / "same")
+    _, md = gate(capsys, str(tmp_path / "same"), "--baselines", str(root), "--format", "markdown")
+    assert "(other stack)" not in md and "| x0.84 (other objective) " in md

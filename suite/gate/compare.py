@@ -28,7 +28,7 @@ from suite.gate.config import (
 )
 from suite.gate.history import decide, prior_streak, waits
 from suite.gate.objective import note
-from suite.gate.reference import CellRatios, cell_ratios, compared, find_reference, reference_id
+from suite.gate.reference import CellRatios, cell_ratios, compared, find_reference, reference_id, stack_note
 from suite.gate.sentinel import adapter_note, sentinel_outcome
 from suite.gate.store import Key, index_baselines, label
 from suite.results.baseline import Baseline
@@ -69,6 +69,8 @@ class Comparison:
     peak_memory_vs_reference: float | None = None
     # objective axes in which the cell differs from its reference: its ratios compare other work
     reference_objective_differences: tuple[str, ...] = ()
+    # packages whose versions differ from the reference's run: its ratios measure the stack too
+    reference_stack_differences: str | None = None
     # The tolerance the verdict used (throughput: fraction; memory: GiB) and where it came from:
     # "calibration (N runs)" from the baseline's own runs, or "thresholds" (the TOML).
     tolerance: float | None = None
@@ -590,6 +592,8 @@ def _with_reference(
             other.append(
                 f"{key[2]} (matrix {first.matrix}, {first.gpu}) {note(*compared(first, ref), c.objective_differences)}"
             )
+        if c.stack_differences:
+            other.append(f"{key[2]} (matrix {first.matrix}, {first.gpu}) {stack_note(c.stack_differences)}")
         notes[ref_key] = (
             f"vs ref: ratio to the {where} in these results"
             if ref.source == "current"
@@ -606,6 +610,7 @@ def _with_reference(
                 throughput_vs_reference=c.throughput,
                 peak_memory_vs_reference=c.peak_memory,
                 reference_objective_differences=c.objective_differences,
+                reference_stack_differences=c.stack_differences,
             )
             if c
             else r

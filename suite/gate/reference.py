@@ -17,6 +17,7 @@ from suite.gate.cells import PooledCell, median, pool
 from suite.gate.objective import command_objective, objective_differences, objective_views
 from suite.gate.store import Key
 from suite.results.baseline import Baseline
+from suite.results.provenance import Stack, run_stack, version_differences
 from suite.results.schema import Result
 
 Source = Literal["current", "baseline"]
@@ -67,6 +68,7 @@ class Reference:
     where: str = ""  # the baseline file, when source is "baseline"
     matrix: str = ""  # the matrix it is a cell of
     argv: tuple[str, ...] = ()  # its verl command: its objective settings, when compared across matrices
+    stack: Stack = ({}, None)  # its first run's versions and packages looked up: which stack it was measured on
 
     def objective(self) -> Mapping[str, object]:
         return command_objective(self.argv)
@@ -79,6 +81,8 @@ class CellRatios:
     peak_memory: float | None  # current NVML peak / reference NVML peak
     # objective axes in which the cell differs from its reference (suite.gate.objective): other work
     objective_differences: tuple[str, ...] = ()
+    # packages whose versions differ from the reference's (provenance.version_differences): another stack
+    stack_differences: str | None = None
 
 
 def _values(cell: PooledCell) -> tuple[float | None, float | None]:
@@ -105,7 +109,16 @@ def find_reference(
         tput, peak = _values(cell)
         got = current[key][0]
         return Reference(
-            ref_id, "current", cell.status, tput, peak, got.axes, matrix=got.matrix, argv=tuple(got.provenance.argv)
+            ref_id,
+            "current",
+            cell.status,
+            tput,
+            peak,
+            got.axes,
+            "",
+            got.matrix,
+            tuple(got.provenance.argv),
+            run_stack(got.provenance),
         )
     if key in store:
         path, baseline = store[key]
@@ -113,8 +126,18 @@ def find_reference(
         if same_group(first, got):
             cell = pool(baseline.results)
             tput, peak = _values(cell)
+            argv = tuple(got.provenance.argv)
             return Reference(
-                ref_id, "baseline", cell.status, tput, peak, got.axes, str(path), got.matrix, tuple(got.provenance.argv)
+                ref_id,
+                "baseline",
+                cell.status,
+                tput,
+                peak,
+                got.axes,
+                str(path),
+                got.matrix,
+                argv,
+                run_stack(got.provenance),
             )
     return None
 
@@ -122,7 +145,17 @@ def find_reference(
 def cell_ratios(runs: Sequence[Result], ref: Reference) -> CellRatios:
     tput, peak = _values(pool(runs))
     diff = objective_differences(*compared(runs[0], ref))
-    return CellRatios(ref, ratio(tput, ref.throughput), ratio(peak, ref.peak_memory_gb), diff)
+    stacks = version_differences([run_stack(runs[0].provenance), ref.stack])
+    return CellRatios(ref, ratio(tput, ref.throughput), ratio(peak, ref.peak_memory_gb), diff, stacks)
+
+
+# what a ratio between two software stacks is marked with, in the report's tables and the gate's
+STACK_MARK = "(other stack)"
+
+
+def stack_note(differences: str) -> str:
+    """After a cell's name: why its ratios are not a speedup of one configuration."""
+    return f"ran on another stack than its reference ({differences}): its ratios measure the stack too"
 
 
 def compared(r: Result, ref: Reference) -> tuple[Mapping[str, object], Mapping[str, object]]:

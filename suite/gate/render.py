@@ -11,7 +11,7 @@ from tabulate import tabulate
 from suite.gate.compare import Comparison, GateReport
 from suite.gate.history import Point
 from suite.gate.objective import MARK
-from suite.gate.reference import ratio_text
+from suite.gate.reference import STACK_MARK, ratio_text
 from suite.results.baseline import Baseline
 
 HEADERS = ["cell", "metric", "verdict", "change", "baseline", "current", "detail"]
@@ -76,8 +76,9 @@ def vs_reference(row: Comparison, *, tag_baseline: bool) -> str:
         return ""
     if row.cell == row.reference:
         text = "x1.00 (ref)" if row.metric in ("throughput", "memory") else "ref"
-    elif row.reference_objective_differences:
-        text += f" {MARK}"
+    else:
+        text += f" {MARK}" * bool(row.reference_objective_differences)
+        text += f" {STACK_MARK}" * bool(row.reference_stack_differences)
     return text + (" (ref baseline)" if tag_baseline and row.reference_source == "baseline" else "")
 
 

@@ -31,7 +31,7 @@ from suite.results.baseline import (
     write_baseline,
 )
 from suite.results.collect import EVIDENCE_DIR, in_evidence, read_results_file
-from suite.results.provenance import version_differences
+from suite.results.provenance import run_stack, version_differences
 from suite.results.schema import Provenance, Result
 from suite.results.sentinels import probs_diff_median
 
@@ -141,7 +141,7 @@ def now_iso() -> str:
 def stack_disagreement(runs: Sequence[Result]) -> str | None:
     """The packages whose recorded versions differ between runs (`provenance.version_differences`), or None: a
     baseline pools runs of one stack, so that its spread is the cell's and not two stacks'."""
-    return version_differences([(r.provenance.versions, r.provenance.packages_checked) for r in runs])
+    return version_differences([run_stack(r.provenance) for r in runs])
 
 
 def plan_promotions(

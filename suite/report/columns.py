@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from suite.gate.history import Point
 from suite.gate.objective import MARK, note
-from suite.gate.reference import ratio_text
+from suite.gate.reference import STACK_MARK, ratio_text, stack_note
 from suite.report.backends import BackendPair
 from suite.report.stats import MIN_N_MEDIAN_CI
 from suite.report.table import (
@@ -134,10 +134,6 @@ def vs_ref(row: ReportRow, value: float | None) -> str:
     return marked(text, row)
 
 
-# a ratio between two software stacks (other flash-attn, verl, vLLM, torch ...): not a speedup of one config
-STACK_MARK = "(other stack)"
-
-
 def marked(text: str, row: ReportRow, *, objective: bool = True) -> str:
     """A ratio with what makes it other than a speedup: another objective (unless the column says so), another
     stack."""
@@ -184,10 +180,7 @@ def reference_notes(group: Group) -> list[str]:
         if r.objective_differences and ref is not None:
             out.append(f"{label(i)} {r.cell} {note(*row_objective_views(r, ref), r.objective_differences)}")
         if r.stack_differences and ref is not None:
-            out.append(
-                f"{label(i)} {r.cell} ran on another stack than its reference ({r.stack_differences}): its ratios "
-                "measure the stack too"
-            )
+            out.append(f"{label(i)} {r.cell} {stack_note(r.stack_differences)}")
         if r.is_reference and not r.fits:
             out.append(
                 f"{label(i)} {r.cell} is the reference cell of matrix {r.matrix} and has status {r.status}: no ratios"

@@ -137,13 +137,20 @@ def package_versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     return out
 
 
-def version_differences(runs: Sequence[tuple[Mapping[str, str], Sequence[str] | None]]) -> str | None:
+Stack = tuple[Mapping[str, str], Sequence[str] | None]  # (provenance.versions, provenance.packages_checked)
+
+
+def run_stack(provenance: Provenance) -> Stack:
+    """A run's stack as `version_differences` compares it."""
+    return provenance.versions, provenance.packages_checked
+
+
+def version_differences(runs: Sequence[Stack]) -> str | None:
     """The packages whose versions differ between runs, each with the versions seen, `none` where a run had it not
     installed ("flash-attn: 2.8.3, none; verl: 0.9.1, 0.9.2"); None when all agree. A package a run did not look
     up (a result from before it joined suite.packages.PACKAGES) says nothing about that run. Two stacks measure the
     same cell id differently (flash-attn's Triton cross entropy against verl's per-token loop): a baseline must
-    not pool them, and a ratio between them is not a speedup. `runs`: (provenance.versions,
-    provenance.packages_checked) per run."""
+    not pool them, and a ratio between them is not a speedup."""
     differ = []
     for k in sorted({k for versions, checked in runs for k in [*versions, *(checked or ())]}):
         seen = {versions.get(k) or "none" for versions, checked in runs if k in versions or k in (checked or ())}
