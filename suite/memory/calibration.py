@@ -39,6 +39,9 @@ class Activations:
     layer_h: float
     layer_kv: float
     layer_i: float
+    lora_norm_h: float
+    lora_rank_bytes: float
+    masked_repeat_kv: float
     checkpoint_h: float
     dataset_prompt_tokens: int
     batch_bytes_per_token: int
@@ -49,7 +52,9 @@ class Logits:
     fsdp_bytes: int
     megatron_bytes: int
     forward_factor: float
+    ref_factor: float
     train_factor: float
+    padded_copy: float
     train_entropy_extra: float
 
 

@@ -50,6 +50,10 @@ class Phase:
         return sum(self.components.values())
 
 
+# components of a phase that are not the trainer's torch allocations
+NOT_TRAINER_TENSORS = ("vllm_pool", "vllm_weights", "vllm_asleep", "runtime_overhead", "fragmentation")
+
+
 @dataclass(frozen=True)
 class Prediction:
     peak_gib: float
@@ -67,6 +71,13 @@ class Prediction:
         worst = next(p for p in self.phases if p.name == self.phase)
         return {k: round(v, 2) for k, v in worst.components.items() if v > 0}
 
+    @property
+    def trainer_tensors_gib(self) -> float:
+        """The trainer process's torch tensors at their worst phase: what `torch.cuda.max_memory_allocated` reports
+        there (verl logs it as actor/perf/max_memory_allocated_gb). vLLM's pool and weights live in its own
+        process; contexts and the caching allocator's slack are not allocations."""
+        return max(sum(v for k, v in p.components.items() if k not in NOT_TRAINER_TENSORS) for p in self.phases)
+
     def phase_totals(self) -> dict[str, float]:
         return {p.name: round(p.total_gib, 2) for p in self.phases}
 
@@ -82,10 +93,8 @@ class Prediction:
 # --- parameter counts --------------------------------------------------------------------------------------
 
 
-def lora_parameters(arch: Arch, rank: int, target_modules: tuple[str, ...]) -> int:
-    """Trainable LoRA parameters: rank x (in + out) for each adapted linear of every decoder layer."""
-    if rank <= 0:
-        return 0
+def lora_targets(arch: Arch, target_modules: tuple[str, ...]) -> set[str]:
+    """The linears of one decoder layer that carry an adapter."""
     shapes = arch.linear_shapes()
     names: set[str] = set()
     for t in target_modules:
@@ -95,7 +104,15 @@ def lora_parameters(arch: Arch, rank: int, target_modules: tuple[str, ...]) -> i
             names.update(_MEGATRON_LINEARS[t])
         elif t in shapes:
             names.add(t)
-    per_layer = sum(rank * (shapes[n][0] + shapes[n][1]) for n in names)
+    return names
+
+
+def lora_parameters(arch: Arch, rank: int, target_modules: tuple[str, ...]) -> int:
+    """Trainable LoRA parameters: rank x (in + out) for each adapted linear of every decoder layer."""
+    if rank <= 0:
+        return 0
+    shapes = arch.linear_shapes()
+    per_layer = sum(rank * (shapes[n][0] + shapes[n][1]) for n in lora_targets(arch, target_modules))
     return per_layer * arch.num_hidden_layers
 
 
@@ -115,15 +132,30 @@ def _kv_width(arch: Arch) -> int:
     return arch.num_key_value_heads * arch.head_dim
 
 
-def layer_activation_bytes_per_token(arch: Arch, c: Calibration) -> float:
-    a = c.activations
-    return a.layer_h * arch.hidden_size + a.layer_kv * _kv_width(arch) + a.layer_i * arch.intermediate_size
+# attention implementations that hand SDPA a mask when a micro batch holds sequences of several lengths (padded or
+# packed), so transformers repeats k and v to every head instead of using SDPA's GQA
+MASKED_ATTENTION = ("sdpa", "eager")
+
+
+def layer_activation_bytes_per_token(s: MemorySettings, c: Calibration) -> float:
+    """Bytes one decoder layer saves for backward per token (transformers' Qwen2/Llama layer, bf16)."""
+    a, arch = c.activations, s.arch
+    h, kv = arch.hidden_size, _kv_width(arch)
+    per = a.layer_h * h + a.layer_kv * kv + a.layer_i * arch.intermediate_size
+    if s.backend == "megatron":
+        return per
+    if s.lora:
+        per += a.lora_norm_h * h + a.lora_rank_bytes * s.lora_rank * len(lora_targets(arch, s.target_modules))
+    if s.attn_implementation in MASKED_ATTENTION:
+        per += a.masked_repeat_kv * (h - kv)
+    return per
 
 
 def effective_seq_length(s: MemorySettings, c: Calibration) -> int:
-    """Tokens of one sample: padding removed -> prompts are as long as the data makes them."""
-    prompt = min(s.prompt_length, c.activations.dataset_prompt_tokens) if s.use_remove_padding else s.prompt_length
-    return prompt + s.response_length
+    """Tokens of one sample as the trainer sees them. verl 0.9.1 drops the padding before every log-prob and update
+    pass (ray_trainer: left_right_2_no_padding), with or without use_remove_padding (without it, a micro batch is
+    padded to its own longest sequence only): prompts are as long as the data makes them."""
+    return min(s.prompt_length, c.activations.dataset_prompt_tokens) + s.response_length
 
 
 def _dp_size(s: MemorySettings) -> int:
@@ -216,7 +248,7 @@ def fsdp_unsharded_bytes(s: MemorySettings, c: Calibration, *, with_grads: bool)
 
 def activation_bytes(s: MemorySettings, c: Calibration, tokens: float, *, train: bool) -> float:
     arch = s.arch
-    layer = layer_activation_bytes_per_token(arch, c)
+    layer = layer_activation_bytes_per_token(s, c)
     if s.backend == "megatron":
         layers = arch.num_hidden_layers / s.megatron_pp
         in_flight = min(s.megatron_pp, micro_batches_per_minibatch(s, c)) if train else 1
@@ -239,17 +271,24 @@ def activation_bytes(s: MemorySettings, c: Calibration, tokens: float, *, train:
 FUSED_CHUNK_TOKENS = 512
 
 
-def logits_bytes(s: MemorySettings, c: Calibration, tokens: float, *, train: bool) -> float:
+def logits_bytes(s: MemorySettings, c: Calibration, tokens: float, *, train: bool, entropy: bool = True) -> float:
+    """`entropy`: a no-grad pass that computes the entropy too (verl: old log-probs yes, reference log-probs no).
+    Without use_remove_padding verl concatenates the real tokens' logits into a copy first (one more tensor
+    wherever the entropy's temporaries do not already dominate)."""
     lg = c.logits
-    if s.fused_kernels and s.backend != "megatron":
+    megatron = s.backend == "megatron"
+    fused = s.fused_kernels and not megatron
+    if fused:
         tokens = min(tokens, FUSED_CHUNK_TOKENS)
-    if s.backend == "megatron":
+    if megatron:
         per = tokens * s.arch.vocab_size / s.megatron_tp * lg.megatron_bytes
     else:
         per = tokens * s.arch.vocab_size * lg.fsdp_bytes
+    copy = lg.padded_copy if not (megatron or fused or s.use_remove_padding) else 0.0
     if not train:
-        return per * lg.forward_factor
-    return per * (lg.train_factor + (lg.train_entropy_extra if s.entropy_coeff else 0.0))
+        # the reference factor is measured on verl's FSDP code; Megatron's vocab-parallel pass keeps the old one
+        return per * (lg.forward_factor if entropy or megatron else lg.ref_factor + copy)
+    return per * (lg.train_factor + copy + (lg.train_entropy_extra if s.entropy_coeff else 0.0))
 
 
 @dataclass(frozen=True)
@@ -315,7 +354,7 @@ def phases(s: MemorySettings, c: Calibration) -> tuple[Phase, ...]:
         "runtime_overhead": overhead,
     }
 
-    def forward_phase(micro: int, *, ref_copy: bool) -> dict[str, float]:
+    def forward_phase(micro: int, *, ref_copy: bool, ref_pass: bool) -> dict[str, float]:
         tokens = micro_batch_tokens(s, c, micro=micro, max_tokens=s.log_prob_max_token_len_per_gpu)
         parts = {
             "vllm_asleep": asleep,
@@ -324,7 +363,7 @@ def phases(s: MemorySettings, c: Calibration) -> tuple[Phase, ...]:
             "ref_params": ms.ref_params if ref_copy else ms.ref_resident,
             "unsharded_layers": fsdp_unsharded_bytes(s, c, with_grads=False),
             "activations": activation_bytes(s, c, tokens, train=False),
-            "logits": logits_bytes(s, c, tokens, train=False),
+            "logits": logits_bytes(s, c, tokens, train=False, entropy=not ref_pass),
             "runtime_overhead": overhead,
         }
         return _with_fragmentation(parts, dyn, c)
@@ -352,12 +391,12 @@ def phases(s: MemorySettings, c: Calibration) -> tuple[Phase, ...]:
     out = [
         Phase("rollout", _gib(rollout)),
         Phase("weight_sync", _gib(sync)),
-        Phase("old_log_prob", _gib(forward_phase(s.log_prob_micro_batch_size_per_gpu, ref_copy=False))),
+        Phase("old_log_prob", _gib(forward_phase(s.log_prob_micro_batch_size_per_gpu, ref_copy=False, ref_pass=False))),
     ]
     if s.use_kl_loss:
         # LoRA: the actor without adapters (same memory as old_log_prob); full FT: a separate reference model.
         micro = s.ref_log_prob_micro_batch_size_per_gpu
-        out.append(Phase("ref_log_prob", _gib(forward_phase(micro, ref_copy=not s.lora))))
+        out.append(Phase("ref_log_prob", _gib(forward_phase(micro, ref_copy=not s.lora, ref_pass=True))))
     out.append(Phase("actor_update", _gib(update)))
     return tuple(out)
 

@@ -55,6 +55,7 @@ class MemorySettings:
     log_prob_max_token_len_per_gpu: int = 16384
     gradient_checkpointing: bool = True
     use_remove_padding: bool = True
+    attn_implementation: str = "flash_attention_2"  # verl 0.9.1's default (workers/config/model.py)
     # model.use_fused_kernels on FSDP: log-probs from hidden states in chunks of FUSED_CHUNK_TOKENS, no full logits
     fused_kernels: bool = False
     megatron_recompute: bool = False  # override_transformer_config.recompute_granularity == "full"
@@ -217,6 +218,9 @@ def settings_from_overrides(
         ),
         gradient_checkpointing=bool(_get(o, f"{AR}.model.enable_gradient_checkpointing", default=True)),
         use_remove_padding=bool(_get(o, f"{AR}.model.use_remove_padding", default=True)),
+        attn_implementation=str(
+            _get(o, f"{AR}.model.override_config.attn_implementation", default="flash_attention_2")
+        ),
         fused_kernels=not megatron
         and bool(_get(o, f"{AR}.model.use_fused_kernels", default=False))
         and _get(o, f"{AR}.model.fused_kernel_options.impl_backend", default="torch") in ("torch", "triton", "liger"),

@@ -36,6 +36,10 @@ class MemoryRow:
     host_predicted_gib: float | None = None  # per node
     host_phase: str | None = None
     steps: int = 0  # steps the run ended
+    # the trainer's torch.cuda.max_memory_allocated (Result.torch_memory, logged by verl) and the predicted tensors:
+    # the tensor terms alone, without the contexts and the allocator's slack NVML also sees
+    torch_measured_gib: float | None = None
+    torch_predicted_gib: float | None = None
 
     @property
     def clean(self) -> bool:
@@ -51,6 +55,10 @@ class MemoryRow:
     @property
     def host_error(self) -> float | None:
         return _error(self.host_predicted_gib, self.host_measured_gib)
+
+    @property
+    def torch_error(self) -> float | None:
+        return _error(self.torch_predicted_gib, self.torch_measured_gib) if self.clean else None
 
     @property
     def host_measured(self) -> bool:
@@ -87,6 +95,9 @@ class Summary:
     host_not_measured: int = 0  # results without host_peak_memory_gb
     host_median_error: float | None = None
     host_median_residual_gib: float | None = None
+    torch_measured: int = 0
+    torch_within: int = 0
+    torch_median_error: float | None = None
 
     @property
     def fraction_within(self) -> float | None:
@@ -117,13 +128,14 @@ def validate_results(results: Iterable[tuple[str, Result]], calibration: Calibra
     for source, r in results:
         measured = r.peak_memory_worst_gb
         host_measured = r.host_peak_memory_gb
+        torch_measured = r.torch_memory.max_memory_allocated_gb
         try:
             settings = settings_from_result(r)
             pred, host = predict(settings, cal), predict_host(settings, cal)
         except InputError as exc:
             rows.append(
                 MemoryRow(_full_id(r), source, r.status, measured, None, None, None, note=str(exc),
-                    host_measured_gib=host_measured, steps=len(r.steps))
+                    host_measured_gib=host_measured, steps=len(r.steps), torch_measured_gib=torch_measured)
             )  # fmt: skip
             continue
         note = "; ".join(pred.notes)
@@ -132,7 +144,7 @@ def validate_results(results: Iterable[tuple[str, Result]], calibration: Calibra
         rows.append(
             MemoryRow(_full_id(r), source, r.status, measured, pred.peak_gib, pred.phase, pred.fits, note,
                 host_measured_gib=host_measured, host_predicted_gib=host.peak_gib, host_phase=host.phase,
-                steps=len(r.steps))
+                steps=len(r.steps), torch_measured_gib=torch_measured, torch_predicted_gib=pred.trainer_tensors_gib)
         )  # fmt: skip
     return rows
 
@@ -148,7 +160,11 @@ def summarize(rows: list[MemoryRow], tolerance: float = GOAL_TOLERANCE) -> Summa
         for r in host
         if r.host_measured_gib is not None and r.host_predicted_gib is not None
     ]
+    torch_errors = [e for r in rows if (e := r.torch_error) is not None]
     return Summary(
+        torch_measured=len(torch_errors),
+        torch_within=sum(abs(e) <= tolerance + 1e-12 for e in torch_errors),
+        torch_median_error=statistics.median(torch_errors) if torch_errors else None,
         measured=len(scored),
         within=sum(abs(e) <= tolerance + 1e-12 for e in errors),
         missed_ooms=sum(r.missed_oom for r in rows),
@@ -174,8 +190,8 @@ def _pct(e: float | None) -> str:
 
 def markdown(rows: list[MemoryRow], summary: Summary) -> str:
     head = "| cell | status | measured GiB | predicted GiB | error | predicted phase | predicted fit |"
-    head += " host measured GiB | host predicted GiB | host error |"
-    lines = [head, "|---|---|---:|---:|---:|---|---|---:|---:|---:|"]
+    head += " host measured GiB | host predicted GiB | host error | torch measured GiB | torch predicted GiB |"
+    lines = [head, "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r.cell):
         err = _pct(r.error)
         if r.missed_oom:
@@ -184,6 +200,7 @@ def markdown(rows: list[MemoryRow], summary: Summary) -> str:
         cells = [r.cell, r.status, _num(r.measured_gib), _num(r.predicted_gib), err, r.phase or "-", fit]
         host_measured = "not measured" if r.host_measured_gib is None else _num(r.host_measured_gib)
         cells += [host_measured, _num(r.host_predicted_gib), _pct(r.host_error)]
+        cells += [_num(r.torch_measured_gib), _num(r.torch_predicted_gib)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     frac = summary.fraction_within
     lines.append("")
@@ -202,6 +219,11 @@ def markdown(rows: list[MemoryRow], summary: Summary) -> str:
         + f"; median error {_num(summary.host_median_error and summary.host_median_error * 100, '{:+.1f}')} %"
         + f"; {summary.host_not_measured} results not measured (no host_peak_memory_gb)"
         + "; not part of the goal until the host constants are calibrated"
+    )
+    lines.append(
+        f"trainer tensors (torch max_memory_allocated, logged by verl): {summary.torch_within} of "
+        f"{summary.torch_measured} measured cells within ±{summary.tolerance * 100:.0f} %"
+        + f"; median error {_num(summary.torch_median_error and summary.torch_median_error * 100, '{:+.1f}')} %"
     )
     return "\n".join(lines)
 

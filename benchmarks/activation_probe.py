@@ -1,0 +1,228 @@
+"""Measure, on CPU, the two training-memory terms of the planner that do not depend on the GPU: the bytes a
+Qwen2 decoder layer saves for backward per token (transformers + peft, bf16, SDPA), and how many logits-sized
+tensors verl 0.9.1's log-prob code keeps alive at once (the path taken without flash-attn).
+
+    python benchmarks/activation_probe.py [--out DIR]     # ~2 min on 2 cores; writes DIR/activation-probe.json
+
+Layers: every tensor autograd saves in the forward pass is seen through `saved_tensors_hooks` and counted once
+per storage (parameters and buffers excluded); the per-layer bytes per token are the difference between a
+3-layer and a 2-layer model. Sizes of saved tensors are what the graph asks for, the same on CPU and GPU, and
+SDPA's fused kernels save q, k, v, the output and the log-sum-exp on both. Fits by least squares over several
+shapes give the coefficients of hidden (h), KV width (kv), intermediate (i) and LoRA rank (r).
+
+Logits: verl's `logprobs_from_logits` (+ `entropy_from_logits` where verl asks for entropy) on a bf16
+(tokens x vocab) tensor from a frozen projection, forward and backward, in a fresh process under torch's
+profiler, which records every allocation and free: the peak of live bytes, logits included, in units of one
+bf16 logits tensor. Those are the tensors of the autograd graph and of verl's row-wise loop, which a GPU
+allocates too (its kernels' scratch space aside)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SEQ, BATCH = 64, 2
+SHAPES = [  # (hidden, intermediate, heads, kv heads): independent enough to separate h, kv and i
+    (256, 768, 8, 2),
+    (512, 768, 8, 2),
+    (256, 1536, 8, 2),
+    (256, 768, 8, 4),
+    (384, 1024, 12, 2),
+    (512, 2048, 16, 4),
+]
+RANKS = (8, 32)
+LOGITS_TOKENS, LOGITS_VOCAB = 512, 152064  # the peaks are exact multiples from 512 to 2048 tokens
+LOGITS_MODES = {
+    "old_log_prob": "no grad, entropy (verl computes it for the actor's old log-probs)",
+    "ref_log_prob": "no grad, no entropy",
+    "update": "forward + backward, no entropy (entropy_coeff 0)",
+    "update_entropy": "forward + backward with entropy (entropy_coeff != 0)",
+}
+
+
+def saved_bytes(h: int, i: int, heads: int, kv_heads: int, layers: int, *, rank: int, masked: bool) -> int:
+    import peft
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.Qwen2Config(
+        vocab_size=512,
+        hidden_size=h,
+        intermediate_size=i,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=4 * SEQ,
+        tie_word_embeddings=False,
+    )
+    model: Any = transformers.Qwen2ForCausalLM(cfg).to(torch.bfloat16)
+    model.set_attn_implementation("sdpa")
+    if rank:
+        # bf16 adapters, as under verl's FSDP mixed precision (param_dtype bf16): peft's fp32 default would save a
+        # cast fp32 copy of every adapter input
+        lora = peft.LoraConfig(r=rank, lora_alpha=rank, target_modules="all-linear")
+        model = peft.get_peft_model(model, lora).to(torch.bfloat16)
+    model.train()
+    ids = torch.randint(0, 512, (BATCH, SEQ))
+    mask = torch.ones(BATCH, SEQ, dtype=torch.long)
+    if masked:  # padding makes transformers build a 4-D mask, and SDPA then needs k, v repeated to every head
+        mask[:, :3] = 0
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in own:
+            storages[ptr] = max(storages.get(ptr, 0), t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False)
+    return sum(storages.values())
+
+
+def layer_rows() -> list[dict[str, Any]]:
+    rows = []
+    for h, i, heads, kvh in SHAPES:
+        for rank in (0, *RANKS):
+            for masked in (False, True):
+                per = saved_bytes(h, i, heads, kvh, 3, rank=rank, masked=masked) - saved_bytes(
+                    h, i, heads, kvh, 2, rank=rank, masked=masked
+                )
+                kv = kvh * h // heads
+                rows.append(dict(h=h, kv=kv, i=i, rank=rank, masked=masked, bytes_per_token=per / (BATCH * SEQ)))
+    return rows
+
+
+def fit(rows: list[dict[str, Any]]) -> dict[str, float]:
+    cols = ["h", "kv", "i"] + (["rank"] if rows[0]["rank"] else [])
+    a = np.array([[r[c] for c in cols] for r in rows], float)
+    y = np.array([r["bytes_per_token"] for r in rows])
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    out = {c: round(float(v), 3) for c, v in zip(cols, coef, strict=True)}
+    out["max_residual_bytes"] = round(float(np.abs(a @ coef - y).max()), 3)
+    return out
+
+
+def layer_fits(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    fits = {}
+    for lora in (False, True):
+        for masked in (False, True):
+            group = [r for r in rows if (r["rank"] > 0) == lora and r["masked"] == masked]
+            fits[f"{'lora' if lora else 'full'}-{'masked' if masked else 'packed'}"] = fit(group)
+    return fits
+
+
+_LOGITS_CHILD = r"""
+import sys, torch
+from torch.profiler import ProfilerActivity, profile
+from verl.utils import torch_functional as F
+mode, layout, tokens, vocab = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+torch.manual_seed(0)
+grad = mode.startswith("update")
+rows = 4 if layout == "padded" else 1                # padded: 4 sequences of one length, as verl's (bsz, seq) batch
+x = torch.randn(rows, tokens // rows, 16, dtype=torch.bfloat16, requires_grad=grad)
+w = torch.randn(vocab, 16, dtype=torch.bfloat16)   # frozen, as a LoRA actor's lm_head
+labels = torch.randint(0, vocab, (tokens,))
+with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, torch.set_grad_enabled(grad):
+    logits = x @ w.T                                 # temperature 1: verl skips the scaling
+    entropy = mode in ("old_log_prob", "update_entropy")
+    ent = F.entropy_from_logits(logits).sum() if entropy else 0
+    if layout == "padded":                           # verl's use_remove_padding=False branch: narrow, then concatenate
+        lengths = torch.full((rows,), tokens // rows)
+        nested = torch.nested.narrow(logits, 1, torch.zeros_like(lengths), lengths, layout=torch.jagged)
+        flat = torch.cat(list(nested.unbind()))
+    else:
+        flat = logits[0]
+    lp = F.logprobs_from_logits(flat, labels, inplace_backward=not entropy)
+    loss = lp.sum() + ent
+    if grad:
+        del lp
+        loss.backward()
+events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns())
+live = peak = 0
+for e in events:                                     # every allocation and free of the CPU allocator, in order
+    live += e.nbytes()
+    peak = max(peak, live)
+print(F.FLAH_ATTN_CROSS_ENTROPY_LOSS_AVAILABLE, peak / (tokens * vocab * 2))
+"""
+
+
+def logits_rows() -> list[dict[str, Any]]:
+    rows = []
+    for layout in ("packed", "padded"):
+        for mode, what in LOGITS_MODES.items():
+            cmd = [sys.executable, "-c", _LOGITS_CHILD, mode, layout, str(LOGITS_TOKENS), str(LOGITS_VOCAB)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()
+            if out[-2] == "True":
+                raise SystemExit("flash-attn's cross entropy is importable: this probe measures the path without it")
+            rows.append(dict(mode=mode, layout=layout, what=what, peak_units=round(float(out[-1]), 3)))
+    return rows
+
+
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+
+
+def provenance() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": {
+            "machine": platform.machine(),
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "versions": {p: version(p) for p in ("torch", "transformers", "peft", "verl")},
+        "seq": SEQ,
+        "batch": BATCH,
+        "logits_tokens": LOGITS_TOKENS,
+        "logits_vocab": LOGITS_VOCAB,
+    }
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    lines = ["| layer case | h | kv | i | rank | max residual (B) |", "|---|---:|---:|---:|---:|---:|"]
+    for case, f in doc["layer_fits"].items():
+        lines.append(
+            f"| {case} | {f['h']:.2f} | {f['kv']:.2f} | {f['i']:.2f} | {f.get('rank', 0):.2f} "
+            f"| {f['max_residual_bytes']:.1f} |"
+        )
+    lines += ["", "| logits phase | layout | what | peak (x one bf16 logits tensor) |", "|---|---|---|---:|"]
+    for r in doc["logits"]:
+        lines.append(f"| {r['mode']} | {r['layout']} | {r['what']} | {r['peak_units']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=None, help="folder for activation-probe.json (default: print only)")
+    args = ap.parse_args()
+    rows = layer_rows()
+    doc = {"provenance": provenance(), "layer_fits": layer_fits(rows), "layers": rows, "logits": logits_rows()}
+    print(markdown(doc))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "activation-probe.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
