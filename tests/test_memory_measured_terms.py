@@ -159,3 +159,32 @@ def test_logits_multiples_by_pass_and_layout() -> None:
     assert logits_bytes(padded, C, 1000, train=True) == unit * (lg.train_factor + lg.padded_copy)
     ent = _settings(entropy_coeff=0.01)
     assert logits_bytes(ent, C, 1000, train=True) == unit * (lg.train_factor + lg.train_entropy_extra)
+
+
+def test_validate_compares_the_trainers_torch_peak_with_the_predicted_tensors() -> None:
+    from suite.memory.validate import markdown, summarize, validate_results
+    from suite.results.io import read_result
+
+    heavy = ROOT / "baselines" / "evidence"
+    paths = sorted(heavy.glob("2026-12-04-h200-heavy-4/h200-*/*/result.json"))
+    rows = validate_results((str(p), read_result(p)) for p in paths)
+    flex = next(r for r in rows if "attnflex" in r.cell)
+    # verl's actor/perf/max_memory_allocated_gb of the run, and the update's tensors without vLLM, contexts, slack
+    assert flex.torch_measured_gib == pytest.approx(69.1, abs=0.05)
+    assert flex.torch_predicted_gib == pytest.approx(71.2, abs=0.05)
+    assert flex.torch_error == pytest.approx((71.2 - 69.1) / 69.1, abs=0.002)
+    assert flex.torch_predicted_gib < flex.predicted_gib - 3  # runtime overhead, fragmentation, sleeping vLLM
+    s = summarize(rows)
+    assert (s.torch_measured, s.torch_within) == (2, 2)
+    text = markdown(rows, s)
+    assert "| torch measured GiB | torch predicted GiB |" in text.splitlines()[0]
+    assert "trainer tensors (torch max_memory_allocated, logged by verl): 2 of 2" in text
+
+
+def test_a_crash_has_no_torch_error() -> None:
+    from suite.memory.validate import validate_results
+    from suite.results.io import read_result
+
+    p = next((ROOT / "baselines" / "evidence").glob("2026-12-03-h200-heavy-4/h200-*/*/result.json"))
+    (row,) = validate_results([(str(p), read_result(p))])
+    assert row.status == "crash" and row.torch_error is None and row.torch_predicted_gib is not None
