@@ -103,6 +103,9 @@ def test_tree_peak_counts_child_and_grandchild(holders) -> None:
     assert s.total_gib == round(psutil.virtual_memory().total / GIB, 3)
     assert s.rate_hz is not None and s.rate_hz >= 10
     assert s.cpu_s >= 0
+    # both holders are `python -c ...`: one role, two processes, the whole tree's peak
+    assert s.peak_process_counts == {"python -c": 2}
+    assert s.peak_processes_gib["python -c"] == pytest.approx(s.peak_tree_gib, abs=0.002)
 
 
 def test_an_unrelated_process_is_not_counted(holders) -> None:
@@ -154,10 +157,11 @@ def test_tree_rss_drops_ended_members() -> None:
     me = psutil.Process(os.getpid())
     try:
         _wait_zombie(zmember)
-        rss, alive, errors = tree_rss([member, zmember, me])
+        rss, alive, errors, each = tree_rss([member, zmember, me])
     finally:
         zombie.wait()
     assert member not in alive and me in alive and errors == 0
+    assert len(each) == len(alive) and sum(each) == rss
     assert rss >= me.memory_info().rss * 0.5
 
 
@@ -327,3 +331,50 @@ def test_a_guard_outside_zero_to_one_is_refused_naming_the_option(bad: str, says
     with pytest.raises(InputError, match=says) as err:
         HostRuntime(host_memory_guard=bad)
     assert err.value.field == "--runtime-option"
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "name", "label"),
+    [
+        (["ray::WorkerDict.actor_rollout_compute_log_prob"], "ray::WorkerDict", "ray::WorkerDict"),
+        (["ray::TaskRunner.run"], "ray::TaskRunne", "ray::TaskRunner"),
+        (["ray::IDLE"], "ray::IDLE", "ray::IDLE"),
+        (["ray::vLLMHttpServer.launch_server"], "ray::vLLMHttpSe", "ray::vLLMHttpServer"),
+        (["VLLM::EngineCore"], "VLLM::EngineCor", "VLLM::EngineCore"),
+        (["VLLM::Worker_TP0 "], "VLLM::Worker_TP", "VLLM::Worker_TP0"),
+        (["/usr/bin/python3", "-m", "verl.trainer.main_ppo", "algorithm.adv_estimator=grpo"], "python3",
+         "python -m verl.trainer.main_ppo"),
+        (["/opt/venv/bin/python3.12", "-u", "/x/tools/gpu/pinned-probe.py", "--mb", "1"], "python3.12",
+         "python pinned-probe.py"),
+        (["python3", "-c", "import time"], "python3", "python -c"),
+        (["/tmp/ray/session/raylet", "--node_ip_address=10.0.0.1"], "raylet", "raylet"),
+        (["/usr/lib/ray/gcs_server --redis_address=x"], "gcs_server", "gcs_server"),
+        ([], "kworker", "kworker"),
+    ],
+)  # fmt: skip
+def test_process_roles_from_command_lines(cmdline: list[str], name: str, label: str) -> None:
+    from suite.telemetry.hostmem import process_label
+
+    assert process_label(cmdline, name) == label
+
+
+def test_the_result_keeps_rss_by_role_at_the_tree_peak() -> None:
+    host = HostMemorySamples(
+        peak_tree_gib=54.3,
+        peak_system_gib=48.1,
+        total_gib=125.8,
+        samples=10,
+        duration_s=1.0,
+        peak_processes_gib={"ray::WorkerDict": 31.2, "VLLM::Worker_TP0": 15.1, "ray::TaskRunner": 8.0},
+        peak_process_counts={"ray::WorkerDict": 1, "VLLM::Worker_TP0": 1, "ray::TaskRunner": 1},
+    )
+    info = CellInfo(id="m/h200x1/fsdp/c", matrix="m", profile="bench", gpu="h200", n_gpus=1, model="m", backend="fsdp")
+    r = build_result(info, Observation(status="ok", host_memory=host), collect(argv=["x"], env={}, runtime="host"))
+    assert r.host_peak_processes_gb == {"ray::WorkerDict": 31.2, "VLLM::Worker_TP0": 15.1, "ray::TaskRunner": 8.0}
+    assert r.host_peak_process_counts["ray::WorkerDict"] == 1
+    again = parse_result(r.to_json())
+    assert again.host_peak_processes_gb == r.host_peak_processes_gb
+    # results written before these fields read back with none
+    old = json.loads(r.to_json())
+    del old["host_peak_processes_gb"], old["host_peak_process_counts"]
+    assert parse_result(json.dumps(old)).host_peak_processes_gb == {}

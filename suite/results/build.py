@@ -187,6 +187,8 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
         host_peak_memory_gb=_gb(host.peak_tree_gib) if host else None,
         host_system_peak_memory_gb=_gb(host.peak_system_gib) if host else None,
         host_memory_total_gb=_gb(host.total_gib) if host else None,
+        host_peak_processes_gb=dict(host.peak_processes_gib) if host else {},
+        host_peak_process_counts=dict(host.peak_process_counts) if host else {},
         predicted_host_memory_gb=info.predicted_host_memory_gb,
         reference=info.reference,
         reference_matrix=info.reference_matrix,

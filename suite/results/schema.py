@@ -133,6 +133,14 @@ class Result(_Model):
         default=None, description="max over the run of the host's used memory (total - available), GiB"
     )
     host_memory_total_gb: float | None = Field(default=None, description="the host's total memory, GiB")
+    host_peak_processes_gb: dict[str, float] = Field(
+        default_factory=dict,
+        description="RSS by process role (ray::TaskRunner, ray::WorkerDict, VLLM::EngineCore, ...) at the sample "
+        "where the process tree peaked, GiB; sums to host_peak_memory_gb",
+    )
+    host_peak_process_counts: dict[str, int] = Field(
+        default_factory=dict, description="processes of each role at that sample"
+    )
     predicted_host_memory_gb: float | None = Field(
         default=None, description="the memory planner's host peak for this cell, GiB"
     )

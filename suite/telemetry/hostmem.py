@@ -10,13 +10,18 @@ Two numbers per sample (psutil):
   it is the number Linux itself reports per process, and cheap (PSS would need /proc/<pid>/smaps per read).
 - system: total - available (`psutil.virtual_memory`), what the OOM killer and Ray's monitor look at; it
   includes other tenants of the host and the page cache that cannot be dropped.
+
+At the tree's peak the sampler also keeps RSS by process role (`process_label`: Ray's `ray::Class` titles,
+vLLM's `VLLM::...`, a Python entry point), the numbers the host model's per-process constants are fitted to.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import psutil
 
@@ -38,25 +43,57 @@ class HostMemorySamples:
     duration_s: float
     errors: int = 0  # reads that failed for a reason other than a process having ended
     cpu_s: float = 0.0  # CPU time of the sampler thread: its cost to the host
+    # RSS GiB by process role at the tree's peak sample, and how many processes each role had then
+    peak_processes_gib: dict[str, float] = field(default_factory=dict)
+    peak_process_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def rate_hz(self) -> float | None:
         return self.samples / self.duration_s if self.duration_s > 0 and self.samples else None
 
 
-def tree_rss(members: list[psutil.Process]) -> tuple[int, list[psutil.Process], int]:
-    """(RSS bytes summed over the members still alive, those members, errors). A member that ended between
-    the listing and the read is dropped silently: processes come and go all the time in a Ray cluster."""
-    total, alive, errors = 0, [], 0
+def process_label(cmdline: list[str], name: str) -> str:
+    """A process's role from its command line: Ray workers and vLLM processes retitle themselves
+    (`ray::WorkerDict.actor_rollout_compute_log_prob` -> `ray::WorkerDict`, `VLLM::EngineCore`); a Python process
+    by its `-m` module or script; anything else by its name."""
+    head = cmdline[0] if cmdline else ""
+    if head.startswith(("ray::", "VLLM::")):
+        return head.split()[0].split(".")[0]
+    if "python" in os.path.basename(head):
+        args = cmdline[1:]
+        if "-c" in args:
+            return "python -c"
+        if "-m" in args and args.index("-m") + 1 < len(args):
+            return f"python -m {args[args.index('-m') + 1]}"
+        script = next((a for a in args if not a.startswith("-")), "")
+        return f"python {os.path.basename(script)}".rstrip()
+    return os.path.basename(head.split()[0]) if head else name
+
+
+def _label_of(p: psutil.Process) -> str:
+    try:
+        return process_label(p.cmdline(), p.name())
+    except psutil.Error:
+        return "?"
+
+
+def tree_rss(members: list[psutil.Process]) -> tuple[int, list[psutil.Process], int, list[int]]:
+    """(RSS bytes summed over the members still alive, those members, errors, each alive member's RSS). A member
+    that ended between the listing and the read is dropped silently: processes come and go all the time in a
+    Ray cluster."""
+    total, alive, errors, each = 0, [], 0, []
     for p in members:
         try:
-            total += p.memory_info().rss
+            rss = p.memory_info().rss
         except psutil.NoSuchProcess:  # ZombieProcess too: an ended process holds no memory
             continue
         except psutil.Error:  # AccessDenied: a descendant that changed user; it may still be running
             errors += 1
+            rss = 0
+        total += rss
         alive.append(p)
-    return total, alive, errors
+        each.append(rss)
+    return total, alive, errors, each
 
 
 class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
@@ -72,6 +109,9 @@ class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
         self._list_s = list_s
         self._root: psutil.Process | None = None
         self._members: list[psutil.Process] = []
+        self._labels: dict[int, str] = {}  # pid -> role, refreshed with each listing (Ray workers retitle)
+        self._peak_by_label: dict[str, int] = {}
+        self._peak_counts: dict[str, int] = {}
         self._listed_at = -float("inf")
         self._peak_tree = 0
         self._peak_system = 0
@@ -109,6 +149,7 @@ class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
         known = {p.pid for p in self._members}
         # the known objects stay (their create time guards against reused pids); the new ones join
         self._members += [c for c in children if c.pid not in known]
+        self._labels = {p.pid: _label_of(p) for p in self._members}
 
     def sample_once(self) -> None:
         with self._lock:
@@ -116,8 +157,16 @@ class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
             if now - self._listed_at >= self._list_s:
                 self._list()
                 self._listed_at = now
-            rss, self._members, errors = tree_rss(self._members)
+            rss, self._members, errors, each = tree_rss(self._members)
             self._errors += errors
+            if rss > self._peak_tree:
+                by: Counter[str] = Counter()
+                counts: Counter[str] = Counter()
+                for p, b in zip(self._members, each, strict=True):
+                    label = self._labels.get(p.pid, "?")
+                    by[label] += b
+                    counts[label] += 1
+                self._peak_by_label, self._peak_counts = dict(by), dict(counts)
             self._peak_tree = max(self._peak_tree, rss)
             try:
                 vm = psutil.virtual_memory()
@@ -143,6 +192,8 @@ class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
             duration_s=duration_s,
             errors=self._errors,
             cpu_s=self._cpu_s,
+            peak_processes_gib={k: round(v / GIB, 3) for k, v in sorted(self._peak_by_label.items())},
+            peak_process_counts=dict(sorted(self._peak_counts.items())),
         )
 
 
