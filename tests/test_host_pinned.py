@@ -104,12 +104,12 @@ def test_the_14b_recipe_fits_the_host_with_exact_blocks(cells: list) -> None:
     assert ref.setting(ALLOC_CONF_KEY) == "pinned_max_round_threshold_mb:1"
     s = settings_from_cell(ref)
     assert (s.pinned_round_max_mib, s.pinned_cache_max_mib) == (1.0, None)
-    assert ref.predicted_host_memory_gb == pytest.approx(106.3, abs=0.05) and "pinned_rounding" not in (
+    assert ref.predicted_host_memory_gb == pytest.approx(109.8, abs=0.05) and "pinned_rounding" not in (
         ref.host_memory_breakdown or {}
     )
     # the same command without the setting: the 14B matrix's recipe, 61.6 GiB of rounding, over the host
     rounded = predict_host(replace(s, pinned_round_max_mib=None))
-    assert rounded.peak_gib == pytest.approx(167.9, abs=0.05)
+    assert rounded.peak_gib == pytest.approx(171.4, abs=0.05)
     assert rounded.breakdown["pinned_rounding"] == pytest.approx(61.6, abs=0.05)
     assert not rounded.fits(125) and predict_host(s).fits(125)
     # GPU memory is not the host allocator's business
@@ -133,7 +133,7 @@ def test_a_threshold_that_hits_the_free_list_bug_is_refused(tmp_path: Path) -> N
         plan_matrix(load_matrix(tmp_path / "m.toml"), "bench", out_dir=tmp_path / "out2", validate_with_verl=False)
     )
     ref = next(c for c in ok if c.id == c.reference)
-    assert ref.status == "ok" and ref.predicted_host_memory_gb == pytest.approx(66.3, abs=0.05)
+    assert ref.status == "ok" and ref.predicted_host_memory_gb == pytest.approx(69.8, abs=0.05)
 
 
 def test_committed_predictions_match_the_planner(cells: list) -> None:
@@ -157,5 +157,5 @@ def test_a_raw_allocator_override_is_read_and_replaces_the_generated_one(tmp_pat
     # blocks over 32 MiB are neither rounded nor cached, so no size class is shared; those up to 32 MiB are still
     # rounded (the fp32 k/v projections, 20 MiB, in 32 MiB blocks): 1.3 GiB over the threshold-1 prediction
     (annotated,) = annotate_cells([ref])
-    assert annotated.status == "ok" and annotated.predicted_host_memory_gb == pytest.approx(107.6, abs=0.05)
+    assert annotated.status == "ok" and annotated.predicted_host_memory_gb == pytest.approx(111.1, abs=0.05)
     assert annotated.host_memory_breakdown["pinned_rounding"] == pytest.approx(1.26, abs=0.05)

@@ -45,8 +45,8 @@ def test_every_cell_merges_and_only_the_no_offload_ones_fit_the_host(planned) ->
         assert c.matrix == "h200-1gpu-14b-merge" and c.reference == "lora32-off_param+optimizer-tp1-rb45-mnbt1536-mb15"
         if "off_none" in c.id:
             assert c.status == "ok", c.id
-        else:  # 78.6 GiB steady + the merge's 55.0 GiB backup of the base weights
-            assert c.status == "predicted-host-oom" and c.predicted_host_memory_gb == pytest.approx(133.6, abs=0.05)
+        else:  # 82.1 GiB steady + the merge's 55.0 GiB backup of the base weights
+            assert c.status == "predicted-host-oom" and c.predicted_host_memory_gb == pytest.approx(137.0, abs=0.1)
             assert "merge_sync" in c.reason and "merge backup 55.0" in c.reason, c.reason
 
 
@@ -68,15 +68,15 @@ def test_the_host_holds_no_sleep_copy_once_merged_but_a_backup_at_each_sync(plan
         assert parts["steady"].get("vllm_sleep_copy", 0) == 0
         totals, twin_totals = mine.phase_totals(), theirs.phase_totals()
         assert totals["steady"] == pytest.approx(twin_totals["steady"] - copy, abs=0.02), c.id
-        assert totals["startup"] == twin_totals["startup"] == pytest.approx(90.54, abs=0.01)
+        assert totals["startup"] == twin_totals["startup"] == pytest.approx(94.02, abs=0.01)
         # every merged sync clones the fp32 base weights to the CPU first: 14.77 B x 4 bytes
         assert parts["merge_sync"]["merge_backup"] == pytest.approx(14_770_033_664 * 4 / 2**30, rel=0.001)
         assert totals["merge_sync"] == pytest.approx(totals["steady"] + parts["merge_sync"]["merge_backup"], abs=0.01)
-        if "off_none" in c.id:  # loading the actor is the peak; a sync comes to 22.0 + 55.0
-            assert mine.phase == "startup" and c.predicted_host_memory_gb == pytest.approx(90.5, abs=0.05)
-            assert totals["merge_sync"] == pytest.approx(77.0, abs=0.05)
+        if "off_none" in c.id:  # loading the actor is the peak; a sync comes to 25.5 + 55.0
+            assert mine.phase == "startup" and c.predicted_host_memory_gb == pytest.approx(94.0, abs=0.05)
+            assert totals["merge_sync"] == pytest.approx(80.5, abs=0.05)
         else:
-            assert mine.phase == "merge_sync" and totals["steady"] == pytest.approx(78.56, abs=0.01)
+            assert mine.phase == "merge_sync" and totals["steady"] == pytest.approx(82.04, abs=0.01)
         # GPU memory: the update's peak does not move (the merge's weight sync stays below it)
         assert c.predicted_memory_gb == pytest.approx(twin.predicted_memory_gb, abs=0.01)
 

@@ -92,12 +92,13 @@ def test_qwen7b_lora_param_optimizer_offload_on_one_gpu_by_hand():
     assert comp(p, "ref_params") == 0 and comp(p, "offloaded_grads") == 0  # LoRA: the ref is the actor
     assert comp(p, "pinned_rounding") == 0  # rounding switched off
     procs = {"driver": 1, "ray_system": 1, "task_runner": 1, "trainer_worker": 1, "vllm_server": 1,
-             "vllm_engine_core": 1, "vllm_worker": 1, "agent_worker": 2, "reward_worker": 2, "dataloader_worker": 2}  # fmt: skip
+             "vllm_engine_core": 1, "vllm_worker": 1, "agent_worker": 2, "reward_worker": 2, "dataloader_worker": 2,
+             "tq_storage_unit": 8, "tq_controller": 1}  # fmt: skip
     assert p.processes == procs
     h = CAL.host
     by_hand = (h.driver_gib + h.ray_system_gib + h.task_runner_gib + h.trainer_worker_gib + h.vllm_server_gib
                + h.vllm_engine_core_gib + h.vllm_worker_gib + 2 * (h.agent_worker_gib + h.reward_worker_gib
-               + h.dataloader_worker_gib))  # fmt: skip
+               + h.dataloader_worker_gib) + 8 * h.tq_storage_unit_gib + h.tq_controller_gib)  # fmt: skip
     assert comp(p, "processes") == pytest.approx(by_hand)
     assert p.peak_gib == pytest.approx(sum(next(x for x in p.phases if x.name == "steady").components.values()))
     # bf16 model weights halve the offloaded shard
@@ -421,3 +422,29 @@ def test_the_host_prediction_is_carried_into_the_result():
     cell = annotate_cells([_cell(FITS, host_memory_gb=125.0)])[0]
     result = build_result(CellInfo.from_cell(cell), Observation(status="skipped", reason="dry run"), Provenance())
     assert result.predicted_host_memory_gb == cell.predicted_host_memory_gb > 0
+
+
+def test_transfer_queue_actors_follow_the_trainer_and_its_storage_units() -> None:
+    # verl 0.9.1's default v1 trainer: a controller and num_data_storage_units (8) storage actors, from the start
+    d = settings_from_argv([], model="synthetic:qwen2.5-7b", gpu="h200", n_gpus=1)
+    assert (d.use_v1, d.tq_storage_units) == (True, 8)
+    counts = process_counts(d)
+    assert (counts["tq_storage_unit"], counts["tq_controller"]) == (8, 1)
+    p = predict_host(d, RAW)
+    startup = next(x for x in p.phases if x.name == "startup") if any(x.name == "startup" for x in p.phases) else None
+    tq = (8 * CAL.host.tq_storage_unit_gib + CAL.host.tq_controller_gib) * GIB
+    assert process_bytes(counts, CAL) - process_bytes({**counts, "tq_storage_unit": 0, "tq_controller": 0}, CAL) == (
+        pytest.approx(tq)
+    )
+    if startup is not None:  # started before the workers: in the actor-loading phase too
+        assert startup.components["processes"] >= tq / GIB
+    four = settings_from_argv(
+        ["transfer_queue.backend.SimpleStorage.num_data_storage_units=4"],
+        model="synthetic:qwen2.5-7b",
+        gpu="h200",
+        n_gpus=1,
+    )
+    assert process_counts(four)["tq_storage_unit"] == 4
+    v0 = settings_from_argv(["trainer.use_v1=False"], model="synthetic:qwen2.5-7b", gpu="h200", n_gpus=1)
+    assert process_counts(v0)["tq_storage_unit"] == process_counts(v0)["tq_controller"] == 0
+    assert predict_host(v0, RAW).breakdown["processes"] == pytest.approx(p.breakdown["processes"] - tq / GIB, abs=0.01)

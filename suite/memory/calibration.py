@@ -99,6 +99,8 @@ class Host:
     agent_worker_gib: float
     reward_worker_gib: float
     dataloader_worker_gib: float
+    tq_storage_unit_gib: float
+    tq_controller_gib: float
 
 
 @dataclass(frozen=True)

@@ -77,11 +77,13 @@ PROCESS_KINDS = (
     "agent_worker",
     "reward_worker",
     "dataloader_worker",
+    "tq_storage_unit",
+    "tq_controller",
 )
-# What runs while the actor is built: verl 0.9.1 ray_trainer.init_workers calls the workers' init_model before it
-# creates the RewardLoopManager and the AgentLoopManager (which launches vLLM); DataLoader workers start with
-# the first iteration.
-STARTUP_PROCESSES = ("driver", "ray_system", "task_runner", "trainer_worker")
+# What runs while the actor is built: verl 0.9.1's TaskRunnerV1 starts TransferQueue first (main_ppo.py tq.init),
+# then init_workers calls the workers' init_model before it creates the RewardLoopManager and the
+# AgentLoopManager (which launches vLLM); DataLoader workers start with the first iteration.
+STARTUP_PROCESSES = ("driver", "ray_system", "task_runner", "trainer_worker", "tq_storage_unit", "tq_controller")
 
 
 @dataclass(frozen=True)
@@ -408,6 +410,8 @@ def process_counts(s: MemorySettings) -> dict[str, int]:
         "agent_worker": max(0, s.agent_num_workers),
         "reward_worker": max(0, s.reward_num_workers),
         "dataloader_worker": max(0, s.dataloader_num_workers),
+        "tq_storage_unit": max(0, s.tq_storage_units) if s.use_v1 else 0,
+        "tq_controller": 1 if s.use_v1 else 0,
     }
 
 

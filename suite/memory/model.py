@@ -152,9 +152,10 @@ def layer_activation_bytes_per_token(s: MemorySettings, c: Calibration) -> float
 
 
 def effective_seq_length(s: MemorySettings, c: Calibration) -> int:
-    """Tokens of one sample as the trainer sees them. verl 0.9.1 drops the padding before every log-prob and update
-    pass (ray_trainer: left_right_2_no_padding), with or without use_remove_padding (without it, a micro batch is
-    padded to its own longest sequence only): prompts are as long as the data makes them."""
+    """Tokens of one sample as the trainer sees them. verl 0.9.1's v1 trainer stores every sample unpadded
+    (trainer/ppo/v1/agent_loop_tq.py: prompt + response into TransferQueue; the v0 trainer strips the padding with
+    left_right_2_no_padding), so the engine gets nested micro batches with or without use_remove_padding (without
+    it, a micro batch is padded to its own longest sequence only): prompts are as long as the data makes them."""
     return min(s.prompt_length, c.activations.dataset_prompt_tokens) + s.response_length
 
 

@@ -78,6 +78,10 @@ class MemorySettings:
     agent_num_workers: int = 8  # rollout.agent.num_workers (Ray actors)
     reward_num_workers: int = 8  # reward.num_workers (Ray actors)
     dataloader_num_workers: int = 8  # data.dataloader_num_workers (processes forked from the TaskRunner)
+    # verl 0.9.1's v1 trainer (trainer.use_v1, the default) keeps the batch in TransferQueue: a controller and
+    # transfer_queue.backend.SimpleStorage.num_data_storage_units storage actors
+    use_v1: bool = True
+    tq_storage_units: int = 8
     # torch's pinned-allocator settings in the workers' PYTORCH_ALLOC_CONF (or PYTORCH_CUDA_ALLOC_CONF), MiB;
     # None: torch's default (no limit: every block rounded up to a power of two and cached)
     pinned_round_max_mib: float | None = None  # pinned_max_round_threshold_mb
@@ -245,6 +249,8 @@ def settings_from_overrides(
         # verl 0.9.1 reward_loop.py: a set reward_model.num_workers (the older key) replaces reward.num_workers
         reward_num_workers=int(_get(o, "reward_model.num_workers", "reward.num_workers", default=8)),
         dataloader_num_workers=int(_get(o, "data.dataloader_num_workers", default=8)),
+        use_v1=bool(_get(o, "trainer.use_v1", default=True)),
+        tq_storage_units=int(_get(o, "transfer_queue.backend.SimpleStorage.num_data_storage_units", default=8)),
         pinned_round_max_mib=round_max,
         pinned_cache_max_mib=cache_max,
         notes=tuple(notes),
