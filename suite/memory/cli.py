@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     va.add_argument("--format", choices=("markdown", "json"), default="markdown")
     va.add_argument("--calibration", default=None, help="calibration TOML (default: suite/memory/calibration.toml)")
     va.add_argument("--fit", action="store_true", help="also print the runtime_gib that centres the errors")
+    va.add_argument(
+        "--processes",
+        action="store_true",
+        help="also compare the host model's processes with the RSS by process role the results recorded",
+    )
     va.set_defaults(func=run_validate)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -145,6 +150,8 @@ def run_validate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from suite.errors import EXIT_OK, EXIT_REGRESSION, InputError
+    from suite.memory.processes import markdown as processes_markdown
+    from suite.memory.processes import process_rows
     from suite.memory.validate import markdown, suggest_runtime_gib, summarize, validate_results
     from suite.results.collect import load_results
 
@@ -159,7 +166,9 @@ def run_validate(args: argparse.Namespace) -> int:
     summary = summarize(rows, args.tolerance / 100)
     if args.format == "json":
         out = {
-            "rows": [asdict(r) | {"error": r.error, "host_error": r.host_error} for r in rows],
+            "rows": [
+                asdict(r) | {"error": r.error, "host_error": r.host_error, "torch_error": r.torch_error} for r in rows
+            ],
             "summary": asdict(summary)
             | {
                 "fraction_within": summary.fraction_within,
@@ -169,6 +178,8 @@ def run_validate(args: argparse.Namespace) -> int:
         }
         if args.fit:
             out["suggested_runtime_gib"] = suggest_runtime_gib(summary, cal)
+        if args.processes:
+            out["processes"] = [asdict(p) for p in process_rows(found, cal)]
         print(json.dumps(out, indent=2))
     else:
         print(markdown(rows, summary))
@@ -177,4 +188,6 @@ def run_validate(args: argparse.Namespace) -> int:
                 f"\nsuggested [overhead].runtime_gib: {suggest_runtime_gib(summary, cal)} "
                 f"(now {cal.overhead.runtime_gib}; median residual {summary.median_residual_gib})"
             )
+        if args.processes:
+            print("\n" + processes_markdown(process_rows(found, cal)))
     return EXIT_OK if summary.goal_met else EXIT_REGRESSION
