@@ -105,41 +105,23 @@ def find_reference(
     ref_id = reference_id(first.id, first.reference)
     key = (first.gpu, reference_matrix(first), ref_id)
     if key in current and same_group(first, current[key][0]):
-        cell = pool(current[key])
-        tput, peak = _values(cell)
-        got = current[key][0]
-        return Reference(
-            ref_id,
-            "current",
-            cell.status,
-            tput,
-            peak,
-            got.axes,
-            "",
-            got.matrix,
-            tuple(got.provenance.argv),
-            run_stack(got.provenance),
-        )
+        return _reference(ref_id, "current", current[key], "")
     if key in store:
         path, baseline = store[key]
-        got = baseline.results[0]
-        if same_group(first, got):
-            cell = pool(baseline.results)
-            tput, peak = _values(cell)
-            argv = tuple(got.provenance.argv)
-            return Reference(
-                ref_id,
-                "baseline",
-                cell.status,
-                tput,
-                peak,
-                got.axes,
-                str(path),
-                got.matrix,
-                argv,
-                run_stack(got.provenance),
-            )
+        if same_group(first, baseline.results[0]):
+            return _reference(ref_id, "baseline", baseline.results, str(path))
     return None
+
+
+def _reference(ref_id: str, source: Source, runs: Sequence[Result], where: str) -> Reference:
+    """The reference pooled over its runs; what it is (axes, matrix, command, stack) read off the first."""
+    cell = pool(runs)
+    tput, peak = _values(cell)
+    got = runs[0]
+    prov = got.provenance
+    return Reference(
+        ref_id, source, cell.status, tput, peak, got.axes, where, got.matrix, tuple(prov.argv), run_stack(prov)
+    )
 
 
 def cell_ratios(runs: Sequence[Result], ref: Reference) -> CellRatios:
