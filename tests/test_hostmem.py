@@ -347,6 +347,7 @@ def test_a_guard_outside_zero_to_one_is_refused_naming_the_option(bad: str, says
         (["/opt/venv/bin/python3.12", "-u", "/x/tools/gpu/pinned-probe.py", "--mb", "1"], "python3.12",
          "python pinned-probe.py"),
         (["python3", "-c", "import time"], "python3", "python -c"),
+        (["python3", "tools/evidence.py", "-c", "-m", "x"], "python3", "python evidence.py"),  # the program's args
         (["/tmp/ray/session/raylet", "--node_ip_address=10.0.0.1"], "raylet", "raylet"),
         (["/usr/lib/ray/gcs_server --redis_address=x"], "gcs_server", "gcs_server"),
         ([], "kworker", "kworker"),

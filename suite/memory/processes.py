@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from suite.errors import InputError
 from suite.memory.calibration import Calibration, default_calibration
-from suite.memory.host import PROCESS_KINDS, predict_host
+from suite.memory.host import PROCESS_KINDS, process_counts
 from suite.memory.settings import settings_from_result
 from suite.results.schema import Result
 
@@ -63,7 +63,7 @@ def process_rows(results: Iterable[tuple[str, Result]], calibration: Calibration
         if not r.host_peak_processes_gb:
             continue
         try:
-            counts = predict_host(settings_from_result(r), cal).processes
+            counts = process_counts(settings_from_result(r))
         except InputError:
             continue
         predicted: dict[str, tuple[int, float]] = {}

@@ -60,13 +60,16 @@ def process_label(cmdline: list[str], name: str) -> str:
     if head.startswith(("ray::", "VLLM::")):
         return head.split()[0].split(".")[0]
     if "python" in os.path.basename(head):
-        args = cmdline[1:]
-        if "-c" in args:
-            return "python -c"
-        if "-m" in args and args.index("-m") + 1 < len(args):
-            return f"python -m {args[args.index('-m') + 1]}"
-        script = next((a for a in args if not a.startswith("-")), "")
-        return f"python {os.path.basename(script)}".rstrip()
+        # the interpreter's own options end at -c, -m or the script: later arguments are the program's
+        args = iter(cmdline[1:])
+        for a in args:
+            if a == "-c":
+                return "python -c"
+            if a == "-m":
+                return f"python -m {next(args, '')}".rstrip()
+            if not a.startswith("-"):
+                return f"python {os.path.basename(a)}"
+        return "python"
     return os.path.basename(head.split()[0]) if head else name
 
 
