@@ -91,8 +91,8 @@ def test_logits_factors_are_the_measured_peaks(probe: dict) -> None:
 
 def test_the_layer_model_reproduces_every_measured_shape(probe: dict) -> None:
     for r in probe["layers"]:
-        heads = r["h"] // 32  # the probe's shapes keep head_dim 32
-        arch = _arch(r["h"], r["i"], heads, r["kv"] // 32)
+        # the model reads only the widths h and kv: a head_dim of 32 gives those of every probed shape
+        arch = _arch(r["h"], r["i"], r["h"] // 32, r["kv"] // 32)
         s = _settings(arch, lora_rank=r["rank"], attn_implementation="sdpa" if r["masked"] else "flex_attention")
         got = layer_activation_bytes_per_token(s, C)
         assert got == pytest.approx(r["bytes_per_token"], rel=0.02), r
