@@ -26,17 +26,25 @@ fa_site() {
   [ -f "$HOME/parts/fa-site.tar.xz" ] || return 1
   [ -d /tmp/fa-site/flash_attn ] || { mkdir -p /tmp/fa-site && tar -C /tmp/fa-site -xJf "$HOME/parts/fa-site.tar.xz"; }
 }
-# HEAVY_LOGPROB_PROBE=1: first time verl's log-prob step against the same maths vectorised (~1 minute), to tell how
-# much of a step its per-token loop is on a host without flash-attn
-if [ -n "${HEAVY_LOGPROB_PROBE:-}" ]; then
-  stamp "log-prob probe"; python3 tools/gpu/logprob-probe.py 2>&1 | tee "$runs/logprob-probe.jsonl"
+# HEAVY_LOGPROB_PROBE=1: first time verl's log-prob step against the same maths vectorised (~40 s a probe), to tell how
+# much of a step its per-token loop is on a host without flash-attn. HEAVY_LOGPROB_PROBE=beside: the same, in the
+# background while the first cell starts: its imports, Ray and dataset load leave the GPU idle for ~90 s, and the
+# probes (~30 GB of logits at most) are done well before vLLM measures free memory to size its KV cache
+logprob_probes() {
+  stamp "log-prob probe"; python3 tools/gpu/logprob-probe.py > "$runs/logprob-probe.jsonl" 2>&1
   # the same with flash-attn's Python files (tools/gpu/fa-site.sh), for the probe alone (cells see them only with HEAVY_FA_SITE)
   if fa_site; then
     stamp "log-prob probe, flash-attn Triton cross entropy"
-    PYTHONPATH=/tmp/fa-site:$PYTHONPATH FLASH_ATTENTION_TRITON_AMD_ENABLE=TRUE python3 tools/gpu/logprob-probe.py 2>&1 \
-      | tee "$runs/logprob-probe-triton.jsonl"
+    PYTHONPATH=/tmp/fa-site:$PYTHONPATH FLASH_ATTENTION_TRITON_AMD_ENABLE=TRUE python3 tools/gpu/logprob-probe.py \
+      > "$runs/logprob-probe-triton.jsonl" 2>&1
   fi
-fi
+  stamp "log-prob probes done"
+}
+case "${HEAVY_LOGPROB_PROBE:-}" in
+  "") ;;
+  beside) logprob_probes & ;;
+  *) logprob_probes ;;
+esac
 # HEAVY_FA_SITE=1: the cells too run with flash-attn's Python files (verl takes its Triton cross entropy, as in the
 # suite's images); their results record it (provenance.env FLASH_ATTENTION_TRITON_AMD_ENABLE, versions flash-attn)
 if [ -n "${HEAVY_FA_SITE:-}" ] && fa_site; then
