@@ -46,7 +46,7 @@ def test_every_committed_ok_result_records_the_mismatch_every_step() -> None:
     bypass = [r for r in everything if r.axes.get("algorithm.rollout_correction.bypass_mode")]
     assert [r.model for r in bypass] == ["synthetic:qwen2.5-7b"] and mismatch_series(bypass[0]) == []
     runs = [r for r in everything if r not in bypass]
-    assert len(runs) == 11  # the 7B recipe (2026-12-04) is the tenth, the 7B flex cell the eleventh
+    assert len(runs) == 12  # the 7B recipe (2026-12-04) is the tenth, 7B flex the eleventh, its padded twin the twelfth
     for r in runs:
         series = mismatch_series(r)
         assert [m.step for m in series] == [s.step for s in r.steps], r.id
@@ -73,7 +73,7 @@ def test_the_committed_runs_against_their_own_baselines_pass_the_sentinel(tmp_pa
     rc, doc = gate(capsys, str(tmp_path / "cur"), "--baselines", str(STORE))
     assert rc == 0
     assert not [r for r in doc["rows"] if r["metric"].startswith("sentinel")]
-    assert doc["sentinel_notes"][0].startswith("sentinel:logprob: 11 cell(s) within limits against their baselines")
+    assert doc["sentinel_notes"][0].startswith("sentinel:logprob: 12 cell(s) within limits against their baselines")
 
 
 @pytest.mark.parametrize("speed", [1.0, 1.2])  # as fast, and 20 % faster: a broken rollout can look like a win
@@ -139,7 +139,7 @@ def test_lora_adapter_evidence_on_the_committed_runs_is_not_measurable() -> None
     # the small cells ran without VERL_LOGGING_LEVEL=INFO: their syncs are not logged
     logged = [r for r in lora if r.lora_adapter_syncs is not None]
     # the 7B cells ran with VERL_LOGGING_LEVEL=INFO (the no-KL bypass cell, the recipe, the flex cell): 6 syncs each
-    assert [(r.model, r.lora_adapter_syncs) for r in logged] == [("synthetic:qwen2.5-7b", 6)] * 3
+    assert [(r.model, r.lora_adapter_syncs) for r in logged] == [("synthetic:qwen2.5-7b", 6)] * 4
     assert all(adapter_evidence(r).kind == "logged" for r in logged)
     lora = [r for r in lora if r not in logged]
     assert len(lora) == 4

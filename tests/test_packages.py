@@ -72,10 +72,14 @@ def test_committed_results_with_the_older_list_still_read() -> None:
     newer = [r for _, r in found if new & set(r.provenance.versions)]
     assert older, "the committed results record some versions"
     # Written before the list was shared: those four were never recorded, and the results still read. The results
-    # written after it (the 7B recipe, then the 7B flex cell, 2026-12-04) record the listed packages the host had
+    # written after it (the 7B recipe, the 7B flex cell, 2026-12-04, its padded twin, 2026-12-05) record the listed packages the host had
     # (it has no nvidia-modelopt).
     assert all(r.provenance.versions for r in older)
-    assert sorted(r.provenance.start_time for r in newer) == ["2026-12-04T17:57:32+00:00", "2026-12-04T19:37:32+00:00"]
+    assert sorted(r.provenance.start_time for r in newer) == [
+        "2026-12-04T17:57:32+00:00",
+        "2026-12-04T19:37:32+00:00",
+        "2026-12-05T05:26:14+00:00",
+    ]
     assert all(new & set(r.provenance.versions) == {"tensordict", "numpy", "pydantic"} for r in newer)
 
 

@@ -395,9 +395,9 @@ def test_startup_table_on_the_real_h200_baselines(tmp_path: Path):
         assert {"vllm_weights_loaded", "vllm_compiled", "vllm_graphs_captured"} <= set(r.startup)
         assert sum(r.startup.values()) == pytest.approx(r.startup_s, abs=0.05)
         if r.model == "synthetic:qwen2.5-7b":
-            # the 7B seed shape, fresh hosts (empty compile cache): no offload 488 s, the recipe 552 s, flex 542 s
+            # the 7B seed shape, fresh hosts (empty compile cache): no offload 488 s, the recipe 552 s, flex 542 s, padded no offload 556 s
             # (its step 1 compiles flex attention's kernels); vLLM's start with 15 GB of weights 95-113 s
-            assert r.startup_s in (pytest.approx(x, abs=0.05) for x in (487.7, 552.2, 541.7))
+            assert r.startup_s in (pytest.approx(x, abs=0.05) for x in (487.7, 552.2, 541.7, 556.2))
             assert r.startup["vllm_weights_loaded"] > 90
             continue
         # 262-385 s: less where vLLM's compile cache already held the shape (4 s against 18-37 s compiling)

@@ -8,7 +8,7 @@ if [ ! -f "$HOME/session.log" ]; then
   exit 3
 fi
 end=$(( $(date +%s) + ${1:-300} ))
-while [ "$(date +%s)" -lt "$end" ] && ! grep -q '=== .* done' "$HOME/session.log" 2>/dev/null; do sleep 10; done
+while [ "$(date +%s)" -lt "$end" ] && ! grep -qE '^=== [0-9:]+ done$' "$HOME/session.log" 2>/dev/null; do sleep 10; done
 cat "$HOME/session.log"
 for f in "$HOME"/runs/*.log; do echo "--- $f"; tail -c 1500 "$f"; done
 find "$HOME/runs" -name result.json | while read -r r; do
