@@ -300,3 +300,85 @@ def test_gpu_findings_without_nvml_or_cells(tmp_path: Path) -> None:
     assert f.level == "warning" and "no NVML" in f.detail
     invalid = [dataclasses.replace(c, status="invalid") for c in cells]
     assert pf.gpu_findings(invalid, gpu(), visible=None) == []
+
+
+# -- torch allocator keys: a key the cells' torch does not know fails every worker as CUDA starts -------------
+
+PINNED = "pinned_max_round_threshold_mb"
+
+
+def test_allocator_keys_come_from_the_cells_ray_workers_and_env(tmp_path: Path) -> None:
+    pinned = cells_of("h200-1gpu-14b-pinned", tmp_path)
+    keys = pf.allocator_keys(pinned)
+    assert list(keys) == [PINNED]
+    assert set(keys[PINNED]) == {c.id for c in pinned if c.status in pf.RUNNABLE} and len(keys[PINNED]) == 8
+    assert pf.allocator_keys(cells_of("h200-1gpu-14b", tmp_path)) == {}  # no pinned setting, no key
+    # the cell's own environment, under either of torch's names, with several keys and spaces
+    cell = pinned[0]
+    both = dataclasses.replace(
+        cell, env={**cell.env, "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True, garbage_collection_threshold:0.8"}
+    )
+    assert list(pf.allocator_keys([both])) == ["expandable_segments", "garbage_collection_threshold", PINNED]
+    assert pf.allocator_keys([dataclasses.replace(cell, status="invalid")]) == {}
+
+
+def fake_torch(tmp_path: Path, names: bytes) -> dict[str, str]:
+    """A package named torch whose c10 library names `names` (as torch's allocator config parser does)."""
+    site = tmp_path / "torch-site"
+    (site / "torch" / "lib").mkdir(parents=True)
+    (site / "torch" / "__init__.py").write_text("")
+    (site / "torch" / "lib" / "libc10.so").write_bytes(b"\x7fELF\x00" + names + b"\x00")
+    (site / "torch" / "lib" / "libc10_cuda.so").write_bytes(b"\x7fELF\x00expandable_segments\x00")
+    return {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site)}
+
+
+def test_probe_reads_the_keys_from_the_child_s_torch(tmp_path: Path) -> None:
+    old = fake_torch(tmp_path / "old", b"pinned_use_background_threads")
+    r = pf.probe(["torch"], python=sys.executable, env=old, alloc_keys=[PINNED, "expandable_segments"])
+    assert r.failure is None and r.errors["torch"] is None
+    assert r.allocator_keys == {PINNED: False, "expandable_segments": True}  # both c10 libraries are read
+    new = fake_torch(tmp_path / "new", PINNED.encode())
+    assert pf.probe(["torch"], python=sys.executable, env=new, alloc_keys=[PINNED]).allocator_keys == {PINNED: True}
+    # no key asked: nothing read
+    assert pf.probe(["torch"], python=sys.executable, env=old).allocator_keys == {}
+
+
+def test_this_machine_s_torch_knows_the_pinned_key() -> None:
+    """torch 2.13.0 (this machine's) names it; 2.11.0 refused it on a GPU host (baselines/evidence/2026-12-05-h200-heavy)."""
+    r = pf.probe(["torch"], python=sys.executable, alloc_keys=[PINNED, "no_such_allocator_key_xyz"])
+    assert r.allocator_keys == {PINNED: True, "no_such_allocator_key_xyz": False}
+
+
+def test_allocator_findings_name_the_torch_the_key_and_the_fix() -> None:
+    wanted = {PINNED: ("c1", "c2"), "expandable_segments": ("c1",), "odd": ("c2",)}
+    probe = pf.Probe(
+        "python3", {}, {"torch": "2.11.0"}, allocator_keys={PINNED: False, "expandable_segments": True, "odd": None}
+    )
+    bad, ok, unknown = pf.allocator_findings(wanted, probe)
+    assert (bad.level, bad.module, bad.package, bad.cells) == (
+        "error",
+        f"PYTORCH_ALLOC_CONF:{PINNED}",
+        "torch",
+        ("c1", "c2"),
+    )
+    assert bad.detail == f"torch 2.11.0 does not know allocator key {PINNED!r}: every worker would fail as CUDA starts"
+    assert "2.13.0" in bad.hint and "pinned_round_max_mb" in bad.hint
+    assert (ok.level, ok.detail) == ("ok", "torch 2.11.0 knows it")
+    assert unknown.level == "warning" and "not checked" in unknown.detail
+    assert pf.errors([bad, ok, unknown]) == [bad]
+    assert pf.allocator_findings(wanted, pf.Probe("python3", {}, failure="imports took over 1 s")) == []
+    other = pf.allocator_findings({"odd": ("c1",)}, dataclasses.replace(probe, allocator_keys={"odd": False}))
+    assert other[0].hint == "use a torch whose allocator has the key, or drop it from the cells' PYTORCH_ALLOC_CONF"
+
+
+def test_check_cells_refuses_the_pinned_matrix_with_an_old_torch(tmp_path: Path) -> None:
+    cells = cells_of("h200-1gpu-14b-pinned", tmp_path)
+    env = fake_torch(tmp_path / "old", b"pinned_use_background_threads")
+    runnable = [dataclasses.replace(c, command=[sys.executable, *c.command[1:]]) for c in cells]
+    findings, python = pf.check_cells(runnable, env=env, timeout_s=60)
+    assert python == sys.executable
+    [bad] = [f for f in pf.errors(findings) if f.package == "torch"]
+    assert bad.module == f"PYTORCH_ALLOC_CONF:{PINNED}" and len(bad.cells) == 8
+    # the same cells with this machine's torch: the key is known
+    findings, _ = pf.check_cells(runnable, timeout_s=600)
+    assert [f.level for f in findings if f.module.startswith("PYTORCH_ALLOC_CONF")] == ["ok"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suite.gpus import generation_of
-from suite.plan.cell import PREDICTED_OOM, Cell
+from suite.plan.cell import ALLOC_CONF_ENV, ALLOC_CONF_KEY, PREDICTED_OOM, Cell
 
 # Distribution names whose versions explain a failed import (the CUDA libraries TE links against).
 CONTEXT_PACKAGES = (
@@ -55,6 +55,8 @@ class Probe:
     errors: dict[str, str | None]
     versions: dict[str, str] = field(default_factory=dict)
     failure: str | None = None  # the probe itself failed (no such interpreter, timeout)
+    # allocator config key -> whether this torch's c10 libraries name it (None: torch's libraries not found)
+    allocator_keys: dict[str, bool | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,11 +122,40 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
     return [Need(m, p, w, tuple(c)) for (m, p, w), c in acc.items()]
 
 
+# torch reads PYTORCH_ALLOC_CONF and falls back to the older name; the cells set it through Ray's env_vars
+ALLOC_CONF_NAMES = (ALLOC_CONF_ENV, "PYTORCH_CUDA_ALLOC_CONF")
+ALLOC_CONF_SETTINGS = tuple(ALLOC_CONF_KEY.replace(ALLOC_CONF_ENV, n) for n in ALLOC_CONF_NAMES)
+
+
+def allocator_keys(cells: Sequence[Cell]) -> dict[str, tuple[str, ...]]:
+    """The torch allocator config keys the runnable cells set (`key:value,...` in PYTORCH_ALLOC_CONF, in the
+    cell's environment or its Ray workers'), each with the cells that set it (pure). torch refuses a key it does
+    not know when CUDA starts (2.11.0: `Unrecognized key 'pinned_max_round_threshold_mb' in CUDA allocator
+    config`), inside every Ray worker: a whole cell's start-up lost, so it is checked here."""
+    acc: dict[str, list[str]] = {}
+    for cell in cells:
+        if cell.status not in RUNNABLE:
+            continue
+        values = [cell.env.get(n) for n in ALLOC_CONF_NAMES] + [cell.setting(k) for k in ALLOC_CONF_SETTINGS]
+        for value in values:
+            for part in str(value or "").split(","):
+                key = part.split(":", 1)[0].strip()
+                if key and cell.id not in acc.setdefault(key, []):
+                    acc[key].append(cell.id)
+    return {k: tuple(v) for k, v in acc.items()}
+
+
 PROBE_SCRIPT = r"""
-import importlib, json, sys
+import importlib, importlib.util, json, pathlib, sys
 from importlib import metadata
 mods, pkgs = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-errors, versions = {}, {}
+keys = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
+errors, versions, alloc = {}, {}, {}
+if keys:  # before any import: a torch that fails to import still names its allocator keys in its libraries
+    spec = importlib.util.find_spec("torch")
+    libs = sorted(pathlib.Path(spec.origin).parent.joinpath("lib").glob("libc10*.so*")) if spec and spec.origin else []
+    blobs = [p.read_bytes() for p in libs]
+    alloc = {k: (any(k.encode() in b for b in blobs) if blobs else None) for k in keys}
 for m in mods:  # in order: torch first, as every verl process does
     try:
         importlib.import_module(m)
@@ -137,7 +168,7 @@ for p in pkgs:
         versions[p] = metadata.version(p)
     except Exception:
         pass
-print("GRPO_SUITE_PROBE " + json.dumps({"errors": errors, "versions": versions}))
+print("GRPO_SUITE_PROBE " + json.dumps({"errors": errors, "versions": versions, "allocator_keys": alloc}))
 """
 
 
@@ -147,6 +178,7 @@ def probe(
     python: str = "python3",
     env: Mapping[str, str] | None = None,
     packages: Sequence[str] = (),
+    alloc_keys: Sequence[str] = (),
     timeout_s: float = PROBE_TIMEOUT_S,
 ) -> Probe:
     """Import `modules` in a child `python` with `env` (a child: a failed CUDA extension must not poison this
@@ -156,7 +188,7 @@ def probe(
     pkgs = sorted({*CONTEXT_PACKAGES, *packages})
     try:
         proc = subprocess.run(
-            [exe, "-c", PROBE_SCRIPT, json.dumps(list(modules)), json.dumps(pkgs)],
+            [exe, "-c", PROBE_SCRIPT, json.dumps(list(modules)), json.dumps(pkgs), json.dumps(list(alloc_keys))],
             capture_output=True,
             text=True,
             env=env,
@@ -169,7 +201,7 @@ def probe(
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("GRPO_SUITE_PROBE "):
             data = json.loads(line.split(" ", 1)[1])
-            return Probe(python, data["errors"], data["versions"])
+            return Probe(python, data["errors"], data["versions"], allocator_keys=data.get("allocator_keys", {}))
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return Probe(python, {}, failure=f"probe exited {proc.returncode}: {tail}")
 
@@ -232,6 +264,33 @@ def diagnose(wanted: Sequence[Need], result: Probe) -> list[Finding]:
             out.append(Finding("ok", n.module, n.package, n.cells, result.versions.get(dist_name(n.package), "")))
             continue
         out.append(Finding("error", n.module, n.package, n.cells, err, hint(n, err, result.versions)))
+    return out
+
+
+def allocator_findings(wanted: Mapping[str, Sequence[str]], result: Probe) -> list[Finding]:
+    """One finding per allocator key the cells set: error where this torch's libraries do not name it (pure)."""
+    if result.failure:
+        return []  # diagnose reports the failed probe once per module already
+    torch = result.versions.get("torch", "?")
+    out: list[Finding] = []
+    for key, cells in wanted.items():
+        module = f"{ALLOC_CONF_ENV}:{key}"
+        known = result.allocator_keys.get(key)
+        if known:
+            out.append(Finding("ok", module, "torch", tuple(cells), f"torch {torch} knows it"))
+        elif known is None:
+            out.append(
+                Finding("warning", module, "torch", tuple(cells), "not checked: torch's c10 libraries not found")
+            )
+        else:
+            hint_text = (
+                "use a torch whose allocator has the key (2.13.0's has pinned_max_round_threshold_mb), or plan "
+                "without the setting (pinned_round_max_mb in [base])"
+                if key == "pinned_max_round_threshold_mb"
+                else "use a torch whose allocator has the key, or drop it from the cells' PYTORCH_ALLOC_CONF"
+            )
+            detail = f"torch {torch} does not know allocator key {key!r}: every worker would fail as CUDA starts"
+            out.append(Finding("error", module, "torch", tuple(cells), detail, hint_text))
     return out
 
 
@@ -308,6 +367,7 @@ def check_cells(
     wanted = needs(cells)
     if not wanted:
         return [], ""
+    keys = allocator_keys(cells)
     runnable = [c for c in cells if c.status in RUNNABLE]
     python = runnable[0].command[0] if runnable and runnable[0].command else "python3"
     merged = {**(os.environ if env is None else env), **(runnable[0].env if runnable else {})}
@@ -317,5 +377,6 @@ def check_cells(
         env=merged,
         timeout_s=timeout_s,
         packages=[dist_name(n.package) for n in wanted],
+        alloc_keys=list(keys),
     )
-    return diagnose(wanted, result), python
+    return diagnose(wanted, result) + allocator_findings(keys, result), python
