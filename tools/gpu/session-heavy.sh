@@ -47,10 +47,14 @@ case "${HEAVY_LOGPROB_PROBE:-}" in
 esac
 # HEAVY_FA_SITE=1: the cells too run with flash-attn's Python files (verl takes its Triton cross entropy, as in the
 # suite's images); their results record it (provenance.env FLASH_ATTENTION_TRITON_AMD_ENABLE, versions flash-attn)
+no_fa_pythonpath=$PYTHONPATH
 if [ -n "${HEAVY_FA_SITE:-}" ] && fa_site; then
-  export PYTHONPATH=/tmp/fa-site:$PYTHONPATH FLASH_ATTENTION_TRITON_AMD_ENABLE=TRUE
+  export PYTHONPATH=/tmp/fa-site:$PYTHONPATH FLASH_ATTENTION_TRITON_AMD_ENABLE=TRUE; fa_on=1
   stamp "cells run with flash-attn's Triton cross entropy (/tmp/fa-site)"
 fi
+# a cell that fails with flash-attn's files on the path (anything but ok, oom or timeout) runs once more without
+# them, into <matrix>-nofa, with the time left: the host's time still measures the cell on the stack it knows
+status_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("status", ""))' "$1" 2>/dev/null; }
 stamp "host: $(nproc) cores; $(free -g | awk '/^Mem/ {print $2 " GiB RAM, " $7 " GiB available"}'); disk: $(df -h "$HOME" | awk 'NR==2 {print $2 " total, " $4 " free"}')"
 plan=$P/${HEAVY_PLAN:-7b-h200}.json
 name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["matrix"])' "$plan")
@@ -65,6 +69,13 @@ end=$(( $(date +%s) + ${HEAVY_BUDGET_S:-1500} ))  # what the host is held for: n
     [ "$t" -lt 300 ] && { stamp "${cells[$i]} not started: $t s left"; continue; }
     stamp "${cells[$i]} on GPU 0 (timeout $t s)"
     suite run "$plan" --gpus 0 --out "$runs/$name" --cells "${cells[$i]}" --no-verl-check --no-preflight --timeout "$t"
+    st=$(status_of "$runs/$name/${cells[$i]}/result.json")
+    left=$(( end - $(date +%s) ))
+    if [ -n "${fa_on:-}" ] && [[ ! "$st" =~ ^(ok|oom|timeout)$ ]] && [ "$left" -ge 300 ]; then
+      stamp "${cells[$i]} ended '${st:-no result}' with flash-attn's files: again without them (timeout $left s)"
+      env -u FLASH_ATTENTION_TRITON_AMD_ENABLE PYTHONPATH="$no_fa_pythonpath" python3 -m suite run "$plan" --gpus 0 --out "$runs/$name-nofa" \
+        --cells "${cells[$i]}" --no-verl-check --no-preflight --timeout "$left"
+    fi
     free -g | awk '/^Mem/ {print "host RAM after: " $3 " GiB used"}'
   done
 ) > "$runs/lane0.log" 2>&1
