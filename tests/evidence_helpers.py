@@ -98,5 +98,5 @@ def assert_rows_committed(cells: list, rows: dict[str, str]) -> None:
 def assert_prediction_committed(r: Result, predictions: Path, cell: str, status: str = "ok") -> None:
     """The result's GPU and host predictions are the ones committed before the run, in the cell's row."""
     row = next(line for line in predictions.read_text().splitlines() if line.startswith(cell + " "))
-    assert f"{r.predicted_memory_gb:.1f}" in row and f"{r.predicted_host_memory_gb:.1f}" in row, row
+    assert _shown(r.predicted_memory_gb) in row.split() and _shown(r.predicted_host_memory_gb) in row.split(), row
     assert f" {status}" in row, row
