@@ -35,6 +35,8 @@ def parse_matrix(text: str, *, source: str = "<matrix>") -> Matrix:
     except ValidationError as exc:
         raise _input_error(exc, data, source) from None
     m._source = source
+    for name in m.profiles:  # an unknown or circular `extends` is an input error at load, not at plan time
+        m.profile(name)
     return m
 
 

@@ -260,6 +260,9 @@ class Profile(_Strict):
     # file in the cell's directory; the validation file too when the profile never validates. verl's dataset
     # load and filtering then costs seconds instead of a minute at start-up. Never on for accuracy runs.
     subset_data: StrictBool = False
+    # Another profile (of the file, or the suite's bench/train) this one starts from: a profile a file adds under a
+    # new name otherwise starts from these defaults, e.g. without bench's fixed-length rollouts.
+    extends: str | None = None
 
     @field_validator("test_freq", "save_freq")
     @classmethod
@@ -397,12 +400,26 @@ class Matrix(_Strict):
         """The point's raw verl keys (axes that are not [base] names)."""
         return {k: v for k, v in point.items() if k not in Base.model_fields}
 
-    def profile(self, name: str) -> Profile:
-        """A profile from the file, over the suite's defaults for `bench` and `train`."""
+    def profile(self, name: str, _seen: tuple[str, ...] = ()) -> Profile:
+        """A profile from the file, over the profile it `extends`, else over the suite's defaults for `bench` and
+        `train`."""
+        allowed = sorted(set(self.profiles) | set(DEFAULT_PROFILES))
         if name in self.profiles:
             given = self.profiles[name].model_dump(exclude_unset=True)
-            return Profile(**{**DEFAULT_PROFILES.get(name, {}), **given})
+            parent = given.pop("extends", None)
+            if parent is None:
+                start = DEFAULT_PROFILES.get(name, {})
+            elif parent in (*_seen, name):
+                chain = " -> ".join((*_seen, name, parent))
+                raise InputError(f"profiles.{name}.extends: a cycle ({chain})", source=self.source)
+            elif parent not in allowed:
+                raise InputError(
+                    f"profiles.{name}.extends: unknown profile {parent!r}; allowed: {', '.join(allowed)}",
+                    source=self.source,
+                )
+            else:
+                start = self.profile(parent, (*_seen, name)).model_dump(exclude={"extends"})
+            return Profile(**{**start, **given})
         if name in DEFAULT_PROFILES:
             return Profile(**DEFAULT_PROFILES[name])
-        allowed = sorted(set(self.profiles) | set(DEFAULT_PROFILES))
         raise InputError(f"unknown profile {name!r}; allowed: {', '.join(allowed)}", source=self.source)
