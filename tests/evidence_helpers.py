@@ -8,6 +8,7 @@ import lzma
 import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,11 @@ def assert_prediction_committed(r: Result, predictions: Path, cell: str, status:
     row = next(line for line in predictions.read_text().splitlines() if line.startswith(cell + " "))
     assert _shown(r.predicted_memory_gb) in row.split() and _shown(r.predicted_host_memory_gb) in row.split(), row
     assert f" {status}" in row, row
+
+
+def verl_settings(argv: Sequence[str], *also_drop: str) -> set[str]:
+    """What a cell's command tells verl, less what names the cell and where it writes (paths, trainer names, Ray
+    runtime env), so that two matrices' plans or runs of one configuration compare equal; `also_drop`: more key
+    prefixes to leave out."""
+    drop = ("data.train_files", "data.val_files", "trainer.", "ray_kwargs.", *also_drop)
+    return {a for a in argv if not a.lstrip("+'").startswith(drop) and "/" not in a}

@@ -16,6 +16,7 @@ from evidence_helpers import (
     median_phase,
     memory_errors,
     result_matching_metrics,
+    verl_settings,
 )
 
 from suite.gate.store import plan_promotions
@@ -86,16 +87,14 @@ def test_the_two_stacks_differ_only_in_flash_attn() -> None:
     assert "flash-attn" in (later.provenance.packages_checked or ())
     assert version_differences([run_stack(fa.provenance), run_stack(later.provenance)]) == "flash-attn: 2.8.3, none"
     # the same verl settings (no bypass set = verl's default False; the cell's own paths and names apart)
-    drop = ("data.", "trainer.", "+ray_kwargs.", "algorithm.rollout_correction.bypass_mode")
-    keep = lambda argv: {a for a in argv if not a.lstrip("'").startswith(drop) and "/" not in a}  # noqa: E731
+    mine, theirs = (
+        verl_settings(r.provenance.argv, "data.", "algorithm.rollout_correction.bypass_mode") for r in (fa, nofa)
+    )
     # the profile `short` did not carry bench's rollout settings in this run: sampled response lengths (ignore_eos
     # False) and verl's max_num_seqs (256, not 225); the rest is the same command
-    assert keep(fa.provenance.argv) - keep(nofa.provenance.argv) == {"actor_rollout_ref.rollout.ignore_eos=False"}
-    assert keep(nofa.provenance.argv) - keep(fa.provenance.argv) == {
-        "actor_rollout_ref.rollout.ignore_eos=True",
-        "actor_rollout_ref.rollout.max_num_seqs=225",
-    }
-    assert len(keep(fa.provenance.argv)) > 40
+    assert mine - theirs == {"actor_rollout_ref.rollout.ignore_eos=False"}
+    assert theirs - mine == {"actor_rollout_ref.rollout.ignore_eos=True", "actor_rollout_ref.rollout.max_num_seqs=225"}
+    assert len(mine) > 40
 
 
 def test_speed_against_the_recipe_without_flash_attn() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_plan_committed
+from evidence_helpers import assert_plan_committed, verl_settings
 
 from suite.matrix.load import load_matrix
 from suite.memory.predict import annotate_cells
@@ -42,12 +42,6 @@ def cells(tmp_path_factory: pytest.TempPathFactory) -> list:
     return _plan(MATRIX, tmp_path_factory.mktemp("fa"))
 
 
-def _settings(cell, matrix: str) -> set[str]:
-    # what verl is told, less what names the cell and where it writes
-    drop = ("data.train_files", "data.val_files", "trainer.", "ray_kwargs.")
-    return {a for a in cell.argv if not a.lstrip("+").startswith(drop) and matrix not in a and "/" not in a}
-
-
 def test_the_cells_and_the_reference(cells: list) -> None:
     assert len(cells) == 7 and sum(c.status == "ok" for c in cells) == 5
     m = load_matrix(MATRIX).matrix
@@ -68,7 +62,7 @@ def test_each_measured_twin_is_the_same_verl_config(cells: list, cell_id: str, t
     matrix, twin_id = TWINS[cell_id]
     twin = next(c for c in _plan(MATRICES / f"{matrix}.toml", tmp_path) if c.id == twin_id)
     cell = next(c for c in cells if c.id == cell_id)
-    mine, theirs = _settings(cell, "h200-1gpu-7b-fa"), _settings(twin, matrix)
+    mine, theirs = verl_settings(cell.argv), verl_settings(twin.argv)
     # the nokl matrix states verl's default bypass_mode (False, verl/trainer/config/algorithm.py) as its axis value
     expected = {"algorithm.rollout_correction.bypass_mode=False"} if matrix == "h200-1gpu-7b-nokl" else set()
     assert theirs - mine == expected and mine - theirs == set()
