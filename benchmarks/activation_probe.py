@@ -3,6 +3,7 @@ Qwen2 decoder layer saves for backward per token (transformers + peft, bf16, SDP
 tensors verl 0.9.1's log-prob code keeps alive at once (the path taken without flash-attn).
 
     python benchmarks/activation_probe.py [--out DIR]     # ~2 min on 2 cores; writes DIR/activation-probe.json
+    python benchmarks/activation_probe.py --device cuda [--out DIR]   # the logits rows on a GPU (~20 s)
 
 Layers: every tensor autograd saves in the forward pass is seen through `saved_tensors_hooks` and counted once
 per storage (parameters and buffers excluded); the per-layer bytes per token are the difference between a
@@ -14,7 +15,14 @@ Logits: verl's `logprobs_from_logits` (+ `entropy_from_logits` where verl asks f
 (tokens x vocab) tensor from a frozen projection, forward and backward, in a fresh process under torch's
 profiler, which records every allocation and free: the peak of live bytes, logits included, in units of one
 bf16 logits tensor. Those are the tensors of the autograd graph and of verl's row-wise loop, which a GPU
-allocates too (its kernels' scratch space aside)."""
+allocates too (its kernels' scratch space aside).
+
+`--device cuda`: the logits rows only, on the GPU, under `torch.autocast("cuda", bfloat16)` as verl 0.9.1's
+FSDP engine runs them (workers/engine/fsdp/transformer_impl.py `forward_step` wraps the model and
+`prepare_model_outputs`, entropy and log-probs included, in autocast; CUDA autocast runs softmax, sum and
+log_softmax in fp32, which the CPU rows, run without autocast, do not see). Peaks are torch's
+`max_memory_allocated` above what was allocated before, in the same units, once with flash-attn's Triton cross
+entropy where it is importable and once with verl's own path (`VERL_DISABLE_FLASH_ATTN_CE=1`)."""
 
 from __future__ import annotations
 
@@ -159,6 +167,73 @@ print(F.FLAH_ATTN_CROSS_ENTROPY_LOSS_AVAILABLE, peak / (tokens * vocab * 2))
 """
 
 
+_LOGITS_CUDA_CHILD = r"""
+import json, os, sys, traceback, torch
+from verl.utils import torch_functional as F
+tokens, vocab = int(sys.argv[1]), int(sys.argv[2])
+unit = tokens * vocab * 2
+rows_out = []
+paths = ["flash_attn", "verl"] if F.FLAH_ATTN_CROSS_ENTROPY_LOSS_AVAILABLE else ["verl"]
+# verl's FSDP engine compiles entropy_from_logits (dynamic=True) on the remove-padding path when
+# use_torch_compile is on (its default) and calls it eagerly on the padded path
+compiled_entropy = torch.compile(F.entropy_from_logits, dynamic=True)
+
+
+# peak bytes allocated above the start, over one logits phase under verl's autocast
+def measure(layout, mode, grad, entropy, ent_of):
+    torch.manual_seed(0)
+    rows = 4 if layout == "padded" else 1
+    x = torch.randn(rows, tokens // rows, 16, dtype=torch.bfloat16, device="cuda", requires_grad=grad)
+    w = torch.randn(vocab, 16, dtype=torch.bfloat16, device="cuda")
+    labels = torch.randint(0, vocab, (tokens,), device="cuda")
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
+    with torch.autocast("cuda", dtype=torch.bfloat16), torch.set_grad_enabled(grad):
+        logits = x @ w.T
+        ent = ent_of(logits).sum() if entropy else 0
+        if layout == "padded":
+            lengths = torch.full((rows,), tokens // rows, device="cuda")
+            nested = torch.nested.narrow(logits, 1, torch.zeros_like(lengths), lengths, layout=torch.jagged)
+            flat = torch.cat(list(nested.unbind()))
+        else:
+            flat = logits[0]
+        lp = F.logprobs_from_logits(flat, labels, inplace_backward=not entropy)
+        loss = lp.sum() + ent
+    if grad:
+        del lp
+        loss.backward()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+for path in paths:
+    os.environ["VERL_DISABLE_FLASH_ATTN_CE"] = "0" if path == "flash_attn" else "1"
+    for layout, entropy_fn in (("packed", "eager"), ("packed", "compiled"), ("padded", "eager")):
+        for mode in sys.argv[3:]:
+            entropy = mode in ("old_log_prob", "update_entropy")
+            if entropy_fn == "compiled" and not entropy:
+                continue
+            row = dict(mode=mode, layout=layout, cross_entropy=path, entropy_fn=entropy_fn if entropy else None)
+            try:
+                grad = mode.startswith("update")
+                ent_of = compiled_entropy if entropy_fn == "compiled" else F.entropy_from_logits
+                # a compiled entropy compiles (forward and backward) in a first, unmeasured call of the same shapes
+                for _ in range(2 if entropy_fn == "compiled" else 1):
+                    row["peak_units"] = round(measure(layout, mode, grad, entropy, ent_of) / unit, 3)
+            except Exception as e:  # one row failing (e.g. out of memory at a large size) keeps the others
+                row.pop("peak_units", None)
+                row["error"] = f"{type(e).__name__}: {e}"[:300]
+                traceback.print_exc(file=sys.stderr)
+            rows_out.append(row)
+            torch.cuda.empty_cache()
+print(json.dumps({"gpu": torch.cuda.get_device_name(), "rows": rows_out}))
+"""
+
+
+def logits_rows_cuda(tokens: int) -> tuple[str, list[dict[str, Any]]]:
+    cmd = [sys.executable, "-c", _LOGITS_CUDA_CHILD, str(tokens), str(LOGITS_VOCAB), *LOGITS_MODES]
+    out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    return out["gpu"], [dict(r, what=LOGITS_MODES[r["mode"]], tokens=tokens) for r in out["rows"]]
+
+
 def logits_rows() -> list[dict[str, Any]]:
     rows = []
     for layout in ("packed", "padded"):
@@ -211,10 +286,34 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown_cuda(doc: dict[str, Any]) -> str:
+    lines = [
+        f"logits on {doc['gpu']} under CUDA autocast (bf16), {doc['tokens']} tokens:",
+        "",
+        "| logits phase | layout | cross entropy | entropy | what | peak (x one bf16 logits tensor) |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for r in doc["logits"]:
+        peak = f"{r['peak_units']:.2f}" if "peak_units" in r else f"failed: {r['error']}"
+        ent = r.get("entropy_fn") or "-"
+        lines.append(f"| {r['mode']} | {r['layout']} | {r['cross_entropy']} | {ent} | {r['what']} | {peak} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="folder for activation-probe.json (default: print only)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: the logits rows on a GPU")
+    ap.add_argument("--tokens", type=int, default=4096, help="logits rows with --device cuda (default 4096)")
     args = ap.parse_args()
+    if args.device == "cuda":
+        gpu, rows = logits_rows_cuda(args.tokens)
+        doc = {"provenance": provenance(), "gpu": gpu, "tokens": args.tokens, "autocast": "bf16", "logits": rows}
+        print(markdown_cuda(doc))
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "activation-probe-cuda.json").write_text(json.dumps(doc, indent=1) + "\n")
+        return 0
     rows = layer_rows()
     doc = {"provenance": provenance(), "layer_fits": layer_fits(rows), "layers": rows, "logits": logits_rows()}
     print(markdown(doc))

@@ -47,7 +47,7 @@ def test_gate_power_reports_both_measures_and_the_smallest_drop_caught() -> None
     out = run(
         "benchmarks/gate_power.py",
         "--baselines",
-        "baselines/h100/**/*.json",
+        "baselines/h100/h100-1gpu-graphs/**/*.json",
         "--designs",
         "1x8",
         "--slowdowns",

@@ -46,19 +46,25 @@ def test_every_committed_ok_result_records_the_mismatch_every_step() -> None:
     bypass = [r for r in everything if r.axes.get("algorithm.rollout_correction.bypass_mode")]
     assert [r.model for r in bypass] == ["synthetic:qwen2.5-7b"] and mismatch_series(bypass[0]) == []
     runs = [r for r in everything if r not in bypass]
-    assert len(runs) == 12  # the 7B recipe (2026-12-04) is the tenth, 7B flex the eleventh, its padded twin the twelfth
+    # nine 0.5B-1.5B/SmolLM2 runs (2026-11-28), then the heavy 7B ones (2026-12-04 on): every later promotion adds one
+    assert len(runs) >= 13
     for r in runs:
         series = mismatch_series(r)
         assert [m.step for m in series] == [s.step for s in r.steps], r.id
         assert all(m.pearson is not None and m.pearson > 0.99 for m in series), r.id
-    medians = {r.id.split("/")[0]: probs_diff_median(r) for r in runs if r.matrix != "h200-1gpu-7b-flex"}
+    medians: dict[str, list[float]] = {}
+    for r in runs:
+        medians.setdefault(r.id.split("/")[0], []).append(probs_diff_median(r))
     # measured: 0.5B ~8.5e-8, 1.5B ~2.5e-7, 7B ~1.5e-6, SmolLM2-135M (dequantised GGUF) ~7e-3; all far below the limit 0.05
-    assert medians["qwen2.5-0.5b"] == pytest.approx(8.5e-8, rel=0.05)
-    assert medians["smollm2-135m-instruct"] == pytest.approx(7.0e-3, rel=0.05)
-    assert medians["qwen2.5-7b"] == pytest.approx(1.48e-6, rel=0.02)  # the 7B recipe at the seed's shape
-    # flex attention over packed sequences gives the same actor log-probs as the padded sdpa recipe, to 1 %
+    assert medians["qwen2.5-0.5b"] == pytest.approx([8.5e-8] * len(medians["qwen2.5-0.5b"]), rel=0.05)
+    assert medians["smollm2-135m-instruct"] == pytest.approx([7.0e-3], rel=0.05)
+    # every 7B run at the seed's shape, whatever its attention, packing, micro batch, card or cross entropy: the
+    # actor's log-probs match vLLM's as closely as the padded sdpa recipe's do (flex on packed sequences to 1 %)
+    assert len(medians["qwen2.5-7b"]) >= 4
+    assert medians["qwen2.5-7b"] == pytest.approx([1.48e-6] * len(medians["qwen2.5-7b"]), rel=0.02)
     (flex,) = [r for r in runs if r.matrix == "h200-1gpu-7b-flex"]
-    assert probs_diff_median(flex) == pytest.approx(medians["qwen2.5-7b"], rel=0.01)
+    (recipe,) = [r for r in runs if r.matrix == "h200-1gpu-7b-nokl" and r.axes.get("offload") != "none"]
+    assert probs_diff_median(flex) == pytest.approx(probs_diff_median(recipe), rel=0.01)
     assert max(max(m.probs_diff_mean for m in mismatch_series(r)) for r in runs) < 0.01
 
 
@@ -73,7 +79,11 @@ def test_the_committed_runs_against_their_own_baselines_pass_the_sentinel(tmp_pa
     rc, doc = gate(capsys, str(tmp_path / "cur"), "--baselines", str(STORE))
     assert rc == 0
     assert not [r for r in doc["rows"] if r["metric"].startswith("sentinel")]
-    assert doc["sentinel_notes"][0].startswith("sentinel:logprob: 12 cell(s) within limits against their baselines")
+    # a bypass run records no mismatch (no old log-prob pass), so the sentinel has nothing to score in it
+    cells = len({(r.gpu, r.matrix, r.id) for r in runs if mismatch_series(r)})
+    assert doc["sentinel_notes"][0].startswith(
+        f"sentinel:logprob: {cells} cell(s) within limits against their baselines"
+    )
 
 
 @pytest.mark.parametrize("speed", [1.0, 1.2])  # as fast, and 20 % faster: a broken rollout can look like a win
@@ -139,7 +149,8 @@ def test_lora_adapter_evidence_on_the_committed_runs_is_not_measurable() -> None
     # the small cells ran without VERL_LOGGING_LEVEL=INFO: their syncs are not logged
     logged = [r for r in lora if r.lora_adapter_syncs is not None]
     # the 7B cells ran with VERL_LOGGING_LEVEL=INFO (the no-KL bypass cell, the recipe, the flex cell): 6 syncs each
-    assert [(r.model, r.lora_adapter_syncs) for r in logged] == [("synthetic:qwen2.5-7b", 6)] * 4
+    assert len(logged) >= 5  # and every 7B cell promoted since (the H100 flash-attn cells, 2026-12-06 on)
+    assert [(r.model, r.lora_adapter_syncs) for r in logged] == [("synthetic:qwen2.5-7b", 6)] * len(logged)
     assert all(adapter_evidence(r).kind == "logged" for r in logged)
     lora = [r for r in lora if r not in logged]
     assert len(lora) == 4

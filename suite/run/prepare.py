@@ -13,7 +13,7 @@ from suite.errors import InputError
 from suite.gpus import generation_of
 from suite.matrix import load_matrix
 from suite.memory.predict import annotate_cells
-from suite.plan.cell import Cell
+from suite.plan.cell import LOGGER_ENV, Cell
 from suite.plan.planner import plan_matrix
 from suite.run import slots as slotting
 from suite.run.cellio import cell_from_dict, read_json
@@ -35,10 +35,39 @@ def plan(
     """(matrix, cells) from a matrix TOML, or (None, cells) from a plan JSON. A plan JSON's cells keep
     the paths they were planned with (their argv names them), so `--out` must match the plan's."""
     if str(matrix_path).endswith(".json"):
-        return None, load_plan(matrix_path)
+        cells = load_plan(matrix_path)
+        check_plan_out(cells, out_dir, source=str(matrix_path))
+        return None, cells
     matrix = load_matrix(matrix_path)
     cells = plan_matrix(matrix, profile, out_dir=out_dir, data_root=data_root, validate_with_verl=verl_check)
     return matrix, predict_memory(cells)
+
+
+def planned_out_dir(cell: Cell) -> Path | None:
+    """The --out a planned cell was made with: its metrics file sits in `<out>/<full_id>/`."""
+    logger = cell.env.get(LOGGER_ENV)
+    if not logger:
+        return None
+    cell_dir = Path(logger).parent
+    parts = Path(cell.full_id).parts
+    if cell_dir.parts[-len(parts) :] != parts:
+        return None
+    return Path(*cell_dir.parts[: -len(parts)])
+
+
+def check_plan_out(cells: Sequence[Cell], out_dir: Path, *, source: str) -> None:
+    """A plan's verl arguments name its own --out (metrics file, dataset subsets, checkpoints): run elsewhere,
+    a cell would write those into the planned folder, over another run's files, while its result lands in
+    `out_dir`. Refused before anything starts."""
+    planned = {d for c in cells if (d := planned_out_dir(c)) is not None}
+    if planned and planned != {Path(out_dir)}:
+        names = ", ".join(sorted(map(str, planned)))
+        raise InputError(
+            f"the plan's cells were made with --out {names} (their verl arguments name it), not {out_dir}; "
+            "run with that --out, or plan again with the new one",
+            field="--out",
+            source=source,
+        )
 
 
 def predict_memory(cells: list[Cell]) -> list[Cell]:

@@ -53,7 +53,8 @@ if [ -n "${HEAVY_FA_SITE:-}" ] && fa_site; then
   stamp "cells run with flash-attn's Triton cross entropy (/tmp/fa-site)"
 fi
 # a cell that fails with flash-attn's files on the path (anything but ok, oom or timeout) runs once more without
-# them, into <matrix>-nofa, with the time left: the host's time still measures the cell on the stack it knows
+# them, with the time left: the host's time still measures the cell on the stack it knows. The failed attempt's
+# folder is kept as <cell>.fa (the plan's verl arguments name the cell's own folder, so the retry runs there)
 status_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("status", ""))' "$1" 2>/dev/null; }
 stamp "host: $(nproc) cores; $(free -g | awk '/^Mem/ {print $2 " GiB RAM, " $7 " GiB available"}'); disk: $(df -h "$HOME" | awk 'NR==2 {print $2 " total, " $4 " free"}')"
 plan=$P/${HEAVY_PLAN:-7b-h200}.json
@@ -69,14 +70,27 @@ end=$(( $(date +%s) + ${HEAVY_BUDGET_S:-1500} ))  # what the host is held for: n
     [ "$t" -lt 300 ] && { stamp "${cells[$i]} not started: $t s left"; continue; }
     stamp "${cells[$i]} on GPU 0 (timeout $t s)"
     suite run "$plan" --gpus 0 --out "$runs/$name" --cells "${cells[$i]}" --no-verl-check --no-preflight --timeout "$t"
-    st=$(status_of "$runs/$name/${cells[$i]}/result.json")
+    dir=$(find "$runs/$name" -type d -name "${cells[$i]}" | head -1)
+    st=$(status_of "$dir/result.json")
     left=$(( end - $(date +%s) ))
-    if [ -n "${fa_on:-}" ] && [[ ! "$st" =~ ^(ok|oom|timeout)$ ]] && [ "$left" -ge 300 ]; then
+    if [ -n "${fa_on:-}" ] && [ -n "$dir" ] && [[ ! "$st" =~ ^(ok|oom|timeout)$ ]] && [ "$left" -ge 300 ]; then
       stamp "${cells[$i]} ended '${st:-no result}' with flash-attn's files: again without them (timeout $left s)"
-      env -u FLASH_ATTENTION_TRITON_AMD_ENABLE PYTHONPATH="$no_fa_pythonpath" python3 -m suite run "$plan" --gpus 0 --out "$runs/$name-nofa" \
+      rm -rf "$dir.fa" && mv "$dir" "$dir.fa"
+      env -u FLASH_ATTENTION_TRITON_AMD_ENABLE PYTHONPATH="$no_fa_pythonpath" python3 -m suite run "$plan" --gpus 0 --out "$runs/$name" \
         --cells "${cells[$i]}" --no-verl-check --no-preflight --timeout "$left"
     fi
     free -g | awk '/^Mem/ {print "host RAM after: " $3 " GiB used"}'
   done
 ) > "$runs/lane0.log" 2>&1
+# HEAVY_ACTIVATION_PROBE=1: with the time the cells left (>= 90 s), the logits rows of benchmarks/activation_probe.py
+# on this GPU under verl's autocast, eager and compiled entropy, at 4096 tokens and at the 7B cells' log-prob micro
+# batch (15 x 1211 packed tokens); a row that runs out of memory is recorded as such and the others kept
+if [ -n "${HEAVY_ACTIVATION_PROBE:-}" ] && [ $(( end - $(date +%s) )) -ge 90 ]; then
+  for t in 4096 18165; do
+    left=$(( end - $(date +%s) - 10 )); [ "$left" -lt 30 ] && break
+    stamp "activation probe, $t tokens (timeout $left s)"
+    timeout "$left" python3 benchmarks/activation_probe.py --device cuda --tokens "$t" --out "$runs/activation-probe/t$t" \
+      > "$runs/activation-probe-t$t.log" 2>&1
+  done
+fi
 stamp "done"

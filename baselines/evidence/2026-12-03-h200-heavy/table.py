@@ -11,7 +11,7 @@ PHASES = [  # (column, milestone that ends it); each phase runs from the previou
     ("profile + graphs", "vllm_graphs_captured"), ("engine ready", "vllm_engine_ready"), ("to fit", "ready_to_fit"),
     ("step 1", "first_step"),
 ]
-results = [json.loads(Path(f).read_text()) for f in sorted(glob.glob("h200-*/*/result.json"))]
+results = [json.loads(Path(f).read_text()) for f in sorted(glob.glob("h[12]00-*/*/result.json"))]
 
 
 def num(v, fmt="{:.1f}"):
