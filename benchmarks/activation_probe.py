@@ -132,66 +132,27 @@ def layer_fits(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return fits
 
 
-_LOGITS_CHILD = r"""
-import sys, torch
-from torch.profiler import ProfilerActivity, profile
-from verl.utils import torch_functional as F
-mode, layout, tokens, vocab = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-torch.manual_seed(0)
-grad = mode.startswith("update")
-rows = 4 if layout == "padded" else 1                # padded: 4 sequences of one length, as verl's (bsz, seq) batch
-x = torch.randn(rows, tokens // rows, 16, dtype=torch.bfloat16, requires_grad=grad)
-w = torch.randn(vocab, 16, dtype=torch.bfloat16)   # frozen, as a LoRA actor's lm_head
-labels = torch.randint(0, vocab, (tokens,))
-with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, torch.set_grad_enabled(grad):
-    logits = x @ w.T                                 # temperature 1: verl skips the scaling
-    entropy = mode in ("old_log_prob", "update_entropy")
-    ent = F.entropy_from_logits(logits).sum() if entropy else 0
-    if layout == "padded":                           # verl's use_remove_padding=False branch: narrow, then concatenate
-        lengths = torch.full((rows,), tokens // rows)
-        nested = torch.nested.narrow(logits, 1, torch.zeros_like(lengths), lengths, layout=torch.jagged)
-        flat = torch.cat(list(nested.unbind()))
-    else:
-        flat = logits[0]
-    lp = F.logprobs_from_logits(flat, labels, inplace_backward=not entropy)
-    loss = lp.sum() + ent
-    if grad:
-        del lp
-        loss.backward()
-events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns())
-live = peak = 0
-for e in events:                                     # every allocation and free of the CPU allocator, in order
-    live += e.nbytes()
-    peak = max(peak, live)
-print(F.FLAH_ATTN_CROSS_ENTROPY_LOSS_AVAILABLE, peak / (tokens * vocab * 2))
-"""
-
-
-_LOGITS_CUDA_CHILD = r"""
-import json, os, sys, traceback, torch
-from verl.utils import torch_functional as F
-tokens, vocab = int(sys.argv[1]), int(sys.argv[2])
-unit = tokens * vocab * 2
-rows_out = []
-paths = ["flash_attn", "verl"] if F.FLAH_ATTN_CROSS_ENTROPY_LOSS_AVAILABLE else ["verl"]
-# verl's FSDP engine compiles entropy_from_logits (dynamic=True) on the remove-padding path when
-# use_torch_compile is on (its default) and calls it eagerly on the padded path
-compiled_entropy = torch.compile(F.entropy_from_logits, dynamic=True)
-
-
-# peak bytes allocated above the start, over one logits phase under verl's autocast
-def measure(layout, mode, grad, entropy, ent_of):
+# One logits phase as verl 0.9.1 runs it (temperature 1: verl skips the scaling; the lm_head is frozen, as a LoRA
+# actor's), shared by the CPU and the CUDA child so that both measure the same tensors.
+_LOGITS_PHASE = r"""
+def phase_inputs(mode, layout, tokens, vocab, device):
     torch.manual_seed(0)
-    rows = 4 if layout == "padded" else 1
-    x = torch.randn(rows, tokens // rows, 16, dtype=torch.bfloat16, device="cuda", requires_grad=grad)
-    w = torch.randn(vocab, 16, dtype=torch.bfloat16, device="cuda")
-    labels = torch.randint(0, vocab, (tokens,), device="cuda")
-    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
-    with torch.autocast("cuda", dtype=torch.bfloat16), torch.set_grad_enabled(grad):
+    rows = 4 if layout == "padded" else 1  # padded: 4 sequences of one length, as verl's (bsz, seq) batch
+    x = torch.randn(rows, tokens // rows, 16, dtype=torch.bfloat16, device=device, requires_grad=mode.startswith("update"))
+    w = torch.randn(vocab, 16, dtype=torch.bfloat16, device=device)
+    return x, w, torch.randint(0, vocab, (tokens,), device=device)
+
+
+# the inputs are made before the measured window (phase_inputs): only the phase's own tensors count
+def logits_phase(mode, layout, x, w, labels, entropy_of):
+    grad = mode.startswith("update")
+    rows, tokens = x.shape[0], labels.shape[0]
+    with torch.set_grad_enabled(grad):
         logits = x @ w.T
-        ent = ent_of(logits).sum() if entropy else 0
-        if layout == "padded":
-            lengths = torch.full((rows,), tokens // rows, device="cuda")
+        entropy = mode in ("old_log_prob", "update_entropy")
+        ent = entropy_of(logits).sum() if entropy else 0
+        if layout == "padded":  # verl's use_remove_padding=False branch: narrow, then concatenate
+            lengths = torch.full((rows,), tokens // rows, device=x.device)
             nested = torch.nested.narrow(logits, 1, torch.zeros_like(lengths), lengths, layout=torch.jagged)
             flat = torch.cat(list(nested.unbind()))
         else:
@@ -201,9 +162,54 @@ def measure(layout, mode, grad, entropy, ent_of):
     if grad:
         del lp
         loss.backward()
+"""
+
+_LOGITS_CHILD = (
+    r"""
+import sys, torch
+from torch.profiler import ProfilerActivity, profile
+from verl.utils import torch_functional as F
+mode, layout, tokens, vocab = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+"""
+    + _LOGITS_PHASE
+    + r"""
+inputs = phase_inputs(mode, layout, tokens, vocab, "cpu")
+with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    logits_phase(mode, layout, *inputs, F.entropy_from_logits)
+events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns())
+live = peak = 0
+for e in events:  # every allocation and free of the CPU allocator, in order
+    live += e.nbytes()
+    peak = max(peak, live)
+print(F.FLAH_ATTN_CROSS_ENTROPY_LOSS_AVAILABLE, peak / (tokens * vocab * 2))
+"""
+)
+
+
+_LOGITS_CUDA_CHILD = (
+    r"""
+import json, os, sys, traceback, torch
+from verl.utils import torch_functional as F
+tokens, vocab = int(sys.argv[1]), int(sys.argv[2])
+unit = tokens * vocab * 2
+"""
+    + _LOGITS_PHASE
+    + r"""
+# peak bytes allocated above the start, over one logits phase under verl's CUDA autocast
+def measure(mode, layout, entropy_of):
+    inputs = phase_inputs(mode, layout, tokens, vocab, "cuda")
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        logits_phase(mode, layout, *inputs, entropy_of)
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() - base
 
+
+rows_out = []
+paths = ["flash_attn", "verl"] if F.FLAH_ATTN_CROSS_ENTROPY_LOSS_AVAILABLE else ["verl"]
+# verl's FSDP engine compiles entropy_from_logits (dynamic=True) on the remove-padding path when
+# use_torch_compile is on (its default) and calls it eagerly on the padded path
+compiled_entropy = torch.compile(F.entropy_from_logits, dynamic=True)
 for path in paths:
     os.environ["VERL_DISABLE_FLASH_ATTN_CE"] = "0" if path == "flash_attn" else "1"
     for layout, entropy_fn in (("packed", "eager"), ("packed", "compiled"), ("padded", "eager")):
@@ -212,12 +218,11 @@ for path in paths:
             if entropy_fn == "compiled" and not entropy:
                 continue
             row = dict(mode=mode, layout=layout, cross_entropy=path, entropy_fn=entropy_fn if entropy else None)
+            entropy_of = compiled_entropy if entropy_fn == "compiled" else F.entropy_from_logits
             try:
-                grad = mode.startswith("update")
-                ent_of = compiled_entropy if entropy_fn == "compiled" else F.entropy_from_logits
                 # a compiled entropy compiles (forward and backward) in a first, unmeasured call of the same shapes
                 for _ in range(2 if entropy_fn == "compiled" else 1):
-                    row["peak_units"] = round(measure(layout, mode, grad, entropy, ent_of) / unit, 3)
+                    row["peak_units"] = round(measure(mode, layout, entropy_of) / unit, 3)
             except Exception as e:  # one row failing (e.g. out of memory at a large size) keeps the others
                 row.pop("peak_units", None)
                 row["error"] = f"{type(e).__name__}: {e}"[:300]
@@ -226,6 +231,7 @@ for path in paths:
             torch.cuda.empty_cache()
 print(json.dumps({"gpu": torch.cuda.get_device_name(), "rows": rows_out}))
 """
+)
 
 
 def logits_rows_cuda(tokens: int) -> tuple[str, list[dict[str, Any]]]:
