@@ -84,7 +84,7 @@ def test_the_fallback_defect_is_on_record() -> None:
     # the result's steps are whole although the rerun deleted metrics.jsonl: the result had parsed all five
     assert not (CELL / "metrics.jsonl").exists()
     script = (ROOT / "tools" / "gpu" / "session-heavy.sh").read_text()
-    assert '-name "${cells[$i]}"' in script and "-nofa" not in script
+    assert '-name "$cell"' in script and "-nofa" not in script
 
 
 def test_speed() -> None:

@@ -102,3 +102,23 @@ def test_host_megatron_pins_equal_the_image_locks() -> None:
     for gen in generations():
         pins = pinned_versions(load_settings(gen))
         assert {p: pins[p] for p in shared} == {p: host[p] for p in shared}, gen
+
+
+def test_session_heavy_takes_a_cell_of_another_plan(tmp_path: Path) -> None:
+    """HEAVY_CELLS="ID PLAN:ID": a cell of HEAVY_PLAN, then a cell of another plan (a candidate matrix read against
+    HEAVY_PLAN's reference); the two lines of session-heavy.sh that split an entry, run on both forms."""
+    text = (GPU / "session-heavy.sh").read_text()
+    split = [ln.strip() for ln in text.splitlines() if ln.strip().startswith(("cell=${cells[$i]", '[ "$cell" !='))]
+    assert len(split) == 2
+    script = "\n".join(
+        [
+            "P=/plans; HEAVY_PLAN=7b-fa-h100",
+            'cells=(lora32-a 7b-fa-kv-h100:lora32-off_none-tp1-rb45-gmu0.5-x "")',
+            'for i in 0 1; do', *split, 'echo "$plan $cell"; done',
+        ]
+    )
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    assert r.stdout.splitlines() == [
+        "/plans/7b-fa-h100.json lora32-a",
+        "/plans/7b-fa-kv-h100.json lora32-off_none-tp1-rb45-gmu0.5-x",
+    ]

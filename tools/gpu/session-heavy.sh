@@ -57,8 +57,8 @@ fi
 # folder is kept as <cell>.fa (the plan's verl arguments name the cell's own folder, so the retry runs there)
 status_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("status", ""))' "$1" 2>/dev/null; }
 stamp "host: $(nproc) cores; $(free -g | awk '/^Mem/ {print $2 " GiB RAM, " $7 " GiB available"}'); disk: $(df -h "$HOME" | awk 'NR==2 {print $2 " total, " $4 " free"}')"
-plan=$P/${HEAVY_PLAN:-7b-h200}.json
-name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["matrix"])' "$plan")
+# a cell is "ID" of HEAVY_PLAN or "PLAN:ID" of another plan (a candidate matrix read against HEAVY_PLAN's reference)
+matrix_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["matrix"])' "$1"; }
 # default: the 2026-12-03 run (7B reference, then the first candidate and the eager twin of the reference)
 read -r -a cells <<< "${HEAVY_CELLS:-lora32-off_param+optimizer-tp1-rb45-gmu0.3-mnbt1536-graphs-mb15-gc lora32-off_none-tp1-rb45-gmu0.3-mnbt8192-graphs-mb25-gc lora32-off_param+optimizer-tp1-rb45-gmu0.3-mnbt1536-eager-mb15-gc}"
 read -r -a limits <<< "${HEAVY_TIMEOUTS:-900}"
@@ -68,16 +68,19 @@ end=$(( $(date +%s) + ${HEAVY_BUDGET_S:-1500} ))  # what the host is held for: n
     t=${limits[$i]:-${limits[-1]}}; left=$(( end - $(date +%s) ))
     [ "$left" -lt "$t" ] && t=$left
     [ "$t" -lt 300 ] && { stamp "${cells[$i]} not started: $t s left"; continue; }
-    stamp "${cells[$i]} on GPU 0 (timeout $t s)"
-    suite run "$plan" --gpus 0 --out "$runs/$name" --cells "${cells[$i]}" --no-verl-check --no-preflight --timeout "$t"
-    dir=$(find "$runs/$name" -type d -name "${cells[$i]}" | head -1)
+    cell=${cells[$i]##*:}; plan=$P/${HEAVY_PLAN:-7b-h200}.json
+    [ "$cell" != "${cells[$i]}" ] && plan=$P/${cells[$i]%%:*}.json
+    name=$(matrix_of "$plan")
+    stamp "$cell of $name on GPU 0 (timeout $t s)"
+    suite run "$plan" --gpus 0 --out "$runs/$name" --cells "$cell" --no-verl-check --no-preflight --timeout "$t"
+    dir=$(find "$runs/$name" -type d -name "$cell" | head -1)
     st=$(status_of "$dir/result.json")
     left=$(( end - $(date +%s) ))
     if [ -n "${fa_on:-}" ] && [ -n "$dir" ] && [[ ! "$st" =~ ^(ok|oom|timeout)$ ]] && [ "$left" -ge 300 ]; then
-      stamp "${cells[$i]} ended '${st:-no result}' with flash-attn's files: again without them (timeout $left s)"
+      stamp "$cell ended '${st:-no result}' with flash-attn's files: again without them (timeout $left s)"
       rm -rf "$dir.fa" && mv "$dir" "$dir.fa"
       env -u FLASH_ATTENTION_TRITON_AMD_ENABLE PYTHONPATH="$no_fa_pythonpath" python3 -m suite run "$plan" --gpus 0 --out "$runs/$name" \
-        --cells "${cells[$i]}" --no-verl-check --no-preflight --timeout "$left"
+        --cells "$cell" --no-verl-check --no-preflight --timeout "$left"
     fi
     free -g | awk '/^Mem/ {print "host RAM after: " $3 " GiB used"}'
   done
