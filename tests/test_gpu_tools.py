@@ -114,7 +114,9 @@ def test_session_heavy_takes_a_cell_of_another_plan(tmp_path: Path) -> None:
         [
             "P=/plans; HEAVY_PLAN=7b-fa-h100",
             'cells=(lora32-a 7b-fa-kv-h100:lora32-off_none-tp1-rb45-gmu0.5-x "")',
-            'for i in 0 1; do', *split, 'echo "$plan $cell"; done',
+            "for i in 0 1; do",
+            *split,
+            'echo "$plan $cell"; done',
         ]
     )
     r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
