@@ -148,3 +148,29 @@ def test_result_generation_is_the_hardware_it_ran_on(planned, gpu_name, gpu, ext
     r = build_result(cell, Observation(exit_code=0), Provenance(gpu_name=gpu_name))
     assert r.gpu == gpu
     assert {k: v for k, v in r.provenance.extra.items() if k == "planned_gpu"} == extra
+
+
+def test_nvml_timeline_and_step_sightings_are_recorded(tmp_path):
+    metrics, _ = write_run(tmp_path)
+    mem = MemorySamples(
+        indices=[0],
+        peak_gib=[30.0],
+        samples=60,
+        duration_s=3.0,
+        timeline_gib=[[10.0], [None], [30.0]],
+        timeline_interval_s=1.0,
+        started_at=500.0,
+    )
+    obs = Observation(
+        metrics_path=metrics, exit_code=0, memory=mem, step_seen_s={1: 12.345, 2: 20.0}, memory_start_s=0.2
+    )
+    r = build_result(info(), obs, Provenance())
+    assert r.nvml_timeline is not None
+    assert (r.nvml_timeline.interval_s, r.nvml_timeline.start_s) == (1.0, 0.2)
+    assert r.nvml_timeline.used_gb == [[10.0], [None], [30.0]]
+    assert [(s.step, s.seen_s) for s in r.steps] == [(1, 12.35), (2, 20.0)]
+    back = type(r).model_validate_json(r.to_json())
+    assert back.nvml_timeline == r.nvml_timeline and back.steps[0].seen_s == 12.35
+    # an ingested run (no sightings, no sampler start) records neither
+    r = build_result(info(), Observation(metrics_path=metrics, exit_code=0, memory=mem), Provenance())
+    assert r.nvml_timeline is None and all(s.seen_s is None for s in r.steps)

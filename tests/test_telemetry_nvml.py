@@ -78,3 +78,27 @@ def test_busy_by_process_even_with_little_memory():
     uses = nv.gpu_use(FakeNvml([FakeGpu(processes=1)]), [0])
     assert nv.busy_gpus(uses, max_used_gib=1.0) == uses
     assert nv.wait_gpus_free(None, [0]) is None
+
+
+def test_sampler_timeline_keeps_the_max_of_each_window_and_marks_gaps(monkeypatch):
+    clock = iter([100.0, 100.1, 100.5, 101.2, 101.9, 104.0, 104.1])  # _begin, then one reading per sample
+    monkeypatch.setattr(nv.time, "monotonic", lambda: next(clock))
+    gpus = [FakeGpu(used=[1 * GIB, 3 * GIB, 2 * GIB, 5 * GIB, 4 * GIB, 7 * GIB])]
+    s = nv.MemorySampler(FakeNvml(gpus), [0], hz=20, timeline_interval_s=1.0)
+    assert s._begin()
+    for _ in range(6):
+        s.sample_once()
+    out = s._summary(5.0)
+    # windows [0, 1) [1, 2) [2, 3) [3, 4) [4, 5) s from the start: two gaps where no sample fell
+    assert out.timeline_gib == [[3.0], [5.0], [None], [None], [7.0]]
+    assert out.started_at == 100.0 and out.timeline_interval_s == 1.0
+    assert out.peak_gib == [7.0] and out.samples == 6
+
+
+def test_sampler_timeline_has_one_column_per_gpu_in_index_order():
+    gpus = [FakeGpu(used=[2 * GIB]), FakeGpu(used=[9 * GIB]), FakeGpu(used=[4 * GIB])]
+    with nv.MemorySampler(FakeNvml(gpus), [2, 1], hz=50) as s:
+        time.sleep(0.1)
+    r = s.result
+    assert r is not None and r.timeline_gib and all(w == [4.0, 9.0] for w in r.timeline_gib)
+    assert r.started_at is not None

@@ -42,3 +42,22 @@ def test_a_failing_callback_does_not_stop_the_watcher(tmp_path):
     w = MetricsWatcher(path, boom)
     w.poll()
     assert w.last_step == 1
+
+
+def test_watcher_records_when_each_step_was_first_seen(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    w = MetricsWatcher(path, poll_s=10)
+    path.write_text(json.dumps({"step": 1, "data": {"perf/time_per_step": 1}}) + "\n")
+    before = time.monotonic()
+    w.poll()
+    with path.open("a") as fh:
+        fh.write(json.dumps({"step": 0, "data": {"val-core/x/acc/mean@1": 0.5}}) + "\n")  # no step time: not a step
+        fh.write(json.dumps({"step": 2, "data": {"perf/time_per_step": 1}}) + "\n")
+    time.sleep(0.01)
+    w.poll()
+    assert set(w.step_seen) == {1, 2}
+    assert before <= w.step_seen[1] < w.step_seen[2] <= time.monotonic()
+    path.write_text(json.dumps({"step": 1, "data": {"perf/time_per_step": 1}}) + "\n")  # verl restarted
+    first = w.step_seen[1]
+    w.poll()
+    assert w.step_seen[1] == first  # the first sighting stays

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from suite.gpus import generation_of
-from suite.results.schema import Accuracy, Provenance, Result, TorchMemory
+from suite.results.schema import Accuracy, NvmlTimeline, Provenance, Result, Step, TorchMemory
 from suite.results.sentinels import count_adapter_syncs
 from suite.telemetry import classify, validation
 from suite.telemetry.hostmem import HostMemorySamples
@@ -80,6 +80,9 @@ class Observation:
     wall_s: float | None = None
     startup_s: float | None = None
     startup_breakdown: Mapping[str, float] | None = None
+    # seconds from process start: when each step's metrics line was seen, and when the NVML sampler began
+    step_seen_s: Mapping[int, float] | None = None
+    memory_start_s: float | None = None
 
 
 def _accuracy_key(metrics: MetricsLog) -> str:
@@ -147,6 +150,20 @@ def _gb(v: float | None) -> float | None:
     return round(v, 2) if v is not None else None
 
 
+def _with_seen(steps: list[Step], seen: Mapping[int, float] | None) -> list[Step]:
+    if not seen:
+        return steps
+    return [s.model_copy(update={"seen_s": round(seen[s.step], 2)}) if s.step in seen else s for s in steps]
+
+
+def _timeline(mem: MemorySamples | None, start_s: float | None) -> NvmlTimeline | None:
+    if mem is None or not mem.timeline_gib or start_s is None:
+        return None
+    return NvmlTimeline(
+        interval_s=mem.timeline_interval_s, start_s=round(start_s, 3), used_gb=[list(w) for w in mem.timeline_gib]
+    )
+
+
 def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Result:
     metrics = read_metrics(obs.metrics_path) if obs.metrics_path else MetricsLog()
     log_lines = classify.read_log_lines(obs.log_path) if obs.log_path else []
@@ -175,11 +192,12 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
         axes=dict(info.axes),
         status=status,  # type: ignore[arg-type]
         reason=reason,
-        steps=metrics.steps,
+        steps=_with_seen(metrics.steps, obs.step_seen_s),
         warmup_steps=info.warmup_steps,
         peak_memory_gb=list(mem.peak_gib) if mem else [],
         nvml_sample_hz=round(mem.rate_hz, 2) if mem and mem.rate_hz else None,
         nvml_samples=mem.samples if mem else None,
+        nvml_timeline=_timeline(mem, obs.memory_start_s),
         torch_memory=torch_memory(metrics),
         accuracy=after,
         accuracy_initial=before,

@@ -41,6 +41,11 @@ class Step(_Model):
     torch_max_memory_reserved_gb: float | None = None
     mfu: float | None = Field(default=None, description="perf/mfu/actor when verl reports it")
     extra: dict[str, float] = Field(default_factory=dict, description="other numeric verl metrics kept verbatim")
+    seen_s: float | None = Field(
+        default=None,
+        description="seconds from process start to when the suite saw this step's metrics line (polled every "
+        "0.5 s): the step's end, for reading nvml_timeline by phase; None for an ingested run",
+    )
 
     @field_validator("throughput", "time_per_step", "response_length_mean")
     @classmethod
@@ -48,6 +53,15 @@ class Step(_Model):
         if not math.isfinite(v):
             raise ValueError(f"must be a finite number, got {v!r}")
         return v
+
+
+class NvmlTimeline(_Model):
+    """NVML `used` over the run: the max per GPU in each `interval_s` window, the first window starting
+    `start_s` after the process started; null for a window without a sample."""
+
+    interval_s: float = Field(gt=0)
+    start_s: float = Field(description="seconds from process start to the first window")
+    used_gb: list[list[float | None]] = Field(description="per window, per GPU (the order of peak_memory_gb), GiB")
 
 
 class Accuracy(_Model):
@@ -122,6 +136,9 @@ class Result(_Model):
     peak_memory_gb: list[float] = Field(default_factory=list, description="NVML used, max over the run, per GPU (GiB)")
     nvml_sample_hz: float | None = Field(default=None, description="achieved NVML sampling rate, Hz")
     nvml_samples: int | None = Field(default=None, description="NVML sampling rounds (each reads every GPU)")
+    nvml_timeline: NvmlTimeline | None = Field(
+        default=None, description="NVML used per GPU, max over each window of the run (None: not sampled)"
+    )
     torch_memory: TorchMemory = Field(default_factory=TorchMemory)
     accuracy: dict[str, Accuracy] = Field(default_factory=dict, description="after training, e.g. {'gsm8k': ...}")
     accuracy_initial: dict[str, Accuracy] = Field(default_factory=dict, description="validation before training")

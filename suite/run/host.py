@@ -303,6 +303,8 @@ class HostRuntime(Runtime[HostJob]):
             wall_s=wall,
             startup_s=startup,
             startup_breakdown=breakdown,
+            step_seen_s={k: v - job.t0 for k, v in job.watcher.step_seen.items()},
+            memory_start_s=samples.started_at - job.t0 if samples and samples.started_at is not None else None,
         )
         provenance = prov.collect(
             argv=job.cell.argv,

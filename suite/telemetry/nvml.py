@@ -151,6 +151,12 @@ class MemorySamples:
     duration_s: float
     errors: int = 0
     cpu_s: float = 0.0  # CPU time of the sampler thread: its cost to the host
+    # max NVML `used` per GPU in each `timeline_interval_s` window from `started_at` (time.monotonic() when sampling
+    # began); None for a window without a sample (a stalled host). Which phase of a step peaks is read from it
+    # against the times the steps' metrics lines were seen (suite/telemetry/phases.py).
+    timeline_gib: list[list[float | None]] = field(default_factory=list)
+    timeline_interval_s: float = 1.0
+    started_at: float | None = None
 
     @property
     def rate_hz(self) -> float | None:
@@ -165,11 +171,16 @@ class MemorySampler(PeriodicSampler[MemorySamples]):
 
     thread_name = "nvml-sampler"
 
-    def __init__(self, nvml: Any | None, indices: Sequence[int], hz: float = DEFAULT_HZ) -> None:
+    def __init__(
+        self, nvml: Any | None, indices: Sequence[int], hz: float = DEFAULT_HZ, timeline_interval_s: float = 1.0
+    ) -> None:
         super().__init__(hz)
         self._nvml = nvml
         self.indices = list(indices)
         self._peak = [0.0] * len(self.indices)
+        self._timeline_interval_s = timeline_interval_s
+        self._windows: dict[int, list[float | None]] = {}
+        self._started_at: float | None = None
         self._samples = 0
         self._errors = 0
         self._handles: list[Any] = []
@@ -186,9 +197,14 @@ class MemorySampler(PeriodicSampler[MemorySamples]):
         except Exception:
             self._nvml = None  # bad index or NVML gone: record nothing rather than wrong numbers
             return False
+        self._started_at = time.monotonic()
         return True
 
     def sample_once(self) -> None:
+        started = self._started_at if self._started_at is not None else time.monotonic()
+        window = self._windows.setdefault(
+            int((time.monotonic() - started) / self._timeline_interval_s), [None] * len(self.indices)
+        )
         for k, h in enumerate(self._handles):
             try:
                 used = self._nvml.nvmlDeviceGetMemoryInfo(h).used / GIB
@@ -197,7 +213,19 @@ class MemorySampler(PeriodicSampler[MemorySamples]):
                 continue
             if used > self._peak[k]:
                 self._peak[k] = used
+            seen = window[k]
+            if seen is None or used > seen:
+                window[k] = used
         self._samples += 1
+
+    def _timeline(self) -> list[list[float | None]]:
+        if not self._windows:
+            return []
+        gap: list[float | None] = [None] * len(self.indices)
+        return [
+            [None if v is None else round(v, 3) for v in self._windows.get(i, gap)]
+            for i in range(max(self._windows) + 1)
+        ]
 
     def _summary(self, duration_s: float) -> MemorySamples:
         return MemorySamples(
@@ -207,4 +235,7 @@ class MemorySampler(PeriodicSampler[MemorySamples]):
             duration_s=duration_s,
             errors=self._errors,
             cpu_s=self._cpu_s,
+            timeline_gib=self._timeline(),
+            timeline_interval_s=self._timeline_interval_s,
+            started_at=self._started_at,
         )

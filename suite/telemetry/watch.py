@@ -28,6 +28,8 @@ class MetricsWatcher:
         self.first_line_time: float | None = None
         self.first_step_time: float | None = None
         self.last_step: int | None = None
+        # time.monotonic() when each training step's line was seen (within one poll of verl writing it)
+        self.step_seen: dict[int, float] = {}
 
     def start(self) -> MetricsWatcher:
         self._thread = threading.Thread(target=self._loop, name="metrics-watch", daemon=True)
@@ -74,6 +76,7 @@ class MetricsWatcher:
                 if self.first_step_time is None:
                     self.first_step_time = now
                 self.last_step = step
+                self.step_seen.setdefault(step, now)
                 if self._on_step is not None:
                     # a progress display must never break a run
                     with contextlib.suppress(Exception):
