@@ -153,7 +153,7 @@ class MemorySamples:
     cpu_s: float = 0.0  # CPU time of the sampler thread: its cost to the host
     # max NVML `used` per GPU in each `timeline_interval_s` window from `started_at` (time.monotonic() when sampling
     # began); None for a window without a sample (a stalled host). Which phase of a step peaks is read from it
-    # against the times the steps' metrics lines were seen (suite/telemetry/phases.py).
+    # against the times the steps' metrics lines were seen (suite/results/phases.py).
     timeline_gib: list[list[float | None]] = field(default_factory=list)
     timeline_interval_s: float = 1.0
     started_at: float | None = None

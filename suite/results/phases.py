@@ -1,0 +1,102 @@
+"""GPU memory by phase of a step, read from a result's NVML timeline (per-window max) and the times its steps'
+metrics lines were seen.
+
+verl 0.9.1 runs a step's phases in one order (trainer/ppo/ray_trainer.py `fit`): gen, reward, old_log_prob, ref,
+values, adv, update_critic, update_actor, update_weights, and logs the step's metrics line right after the last.
+So each phase's window is placed backwards from the line's sighting with the durations of `timing_s`. A sighting is
+up to one poll (0.5 s) late and the NVML windows are `interval_s` wide, so only windows wholly inside a phase less a
+margin on both sides count; a phase too short to hold one has no peak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from suite.results.schema import NvmlTimeline, Result, Step
+
+# verl's order within a step; timing_s keys (values/update_critic only with a critic)
+ORDER: tuple[str, ...] = (
+    "gen",
+    "reward",
+    "old_log_prob",
+    "ref",
+    "values",
+    "adv",
+    "update_critic",
+    "update_actor",
+    "update_weights",
+)
+# the memory planner's phase of each verl phase (suite/memory/model.py)
+PLANNER_PHASE: dict[str, str] = {
+    "gen": "rollout",
+    "old_log_prob": "old_log_prob",
+    "ref": "ref_log_prob",
+    "update_actor": "actor_update",
+    "update_weights": "sync",
+}
+SIGHTING_LAG_S = 0.5  # MetricsWatcher's poll
+
+
+@dataclass(frozen=True)
+class PhaseWindow:
+    step: int
+    phase: str
+    start_s: float  # seconds from process start
+    end_s: float
+
+
+def phase_windows(step: Step) -> list[PhaseWindow]:
+    """The phases of one step, placed backwards from when its line was seen; [] without a sighting."""
+    if step.seen_s is None:
+        return []
+    end = step.seen_s
+    out: list[PhaseWindow] = []
+    for name in reversed(ORDER):
+        d = step.timing_s.get(name)
+        if d is None or d <= 0:
+            continue
+        out.append(PhaseWindow(step.step, name, end - d, end))
+        end -= d
+    return out[::-1]
+
+
+def window_peak(tl: NvmlTimeline, start_s: float, end_s: float, margin_s: float) -> float | None:
+    """Max over GPUs and over the timeline windows wholly inside [start + margin, end - margin]; None if none is."""
+    lo, hi = start_s + margin_s, end_s - margin_s
+    best: float | None = None
+    for i, row in enumerate(tl.used_gb):
+        a = tl.start_s + i * tl.interval_s
+        if a < lo or a + tl.interval_s > hi:
+            continue
+        for v in row:
+            if v is not None and (best is None or v > best):
+                best = v
+    return best
+
+
+def step_phase_peaks(result: Result, margin_s: float | None = None) -> dict[int, dict[str, float]]:
+    """{step: {phase: NVML peak GiB}} for each step with a sighting; phases too short for a window are left out."""
+    tl = result.nvml_timeline
+    if tl is None:
+        return {}
+    m = SIGHTING_LAG_S + tl.interval_s / 2 if margin_s is None else margin_s
+    out: dict[int, dict[str, float]] = {}
+    for step in result.steps:
+        peaks = {w.phase: window_peak(tl, w.start_s, w.end_s, m) for w in phase_windows(step)}
+        got = {k: v for k, v in peaks.items() if v is not None}
+        if got:
+            out[step.step] = got
+    return out
+
+
+def phase_peaks(result: Result, steps: Sequence[int] | None = None) -> dict[str, float]:
+    """NVML peak GiB per phase, max over the measured steps (or `steps`)."""
+    chosen = set(steps) if steps is not None else {s.step for s in result.measured_steps()}
+    out: dict[str, float] = {}
+    for step, peaks in step_phase_peaks(result).items():
+        if step not in chosen:
+            continue
+        for k, v in peaks.items():
+            out[k] = max(out.get(k, v), v)
+    return {k: out[k] for k in ORDER if k in out}

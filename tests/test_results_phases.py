@@ -1,0 +1,85 @@
+"""GPU memory by phase from a result's NVML timeline and its steps' sightings (suite/results/phases.py)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from suite.results.phases import ORDER, PLANNER_PHASE, phase_peaks, phase_windows, step_phase_peaks, window_peak
+from suite.results.schema import NvmlTimeline, Result, Step
+
+TIMING = {"gen": 20.0, "reward": 0.5, "old_log_prob": 10.0, "ref": 8.0, "adv": 0.1, "update_actor": 27.0,
+          "update_weights": 1.5}  # fmt: skip
+
+
+def step(n: int, seen: float | None, timing: dict[str, float] = TIMING) -> Step:
+    total = sum(timing.values())
+    return Step(step=n, throughput=1.0, time_per_step=total, response_length_mean=1.0, timing_s={**timing,
+                "step": total}, seen_s=seen)  # fmt: skip
+
+
+def timeline(levels: list[tuple[float, float, float]], until: float, start: float = 0.0) -> NvmlTimeline:
+    """Per-second windows from `start`: the level of the (from, to, GiB) span a window falls in, 1.0 elsewhere."""
+    rows = []
+    for i in range(int((until - start) / 1.0)):
+        t = start + i
+        rows.append([next((g for a, b, g in levels if a <= t < b), 1.0)])
+    return NvmlTimeline(interval_s=1.0, start_s=start, used_gb=rows)
+
+
+def result(steps: list[Step], tl: NvmlTimeline | None, warmup: int = 0) -> Result:
+    return Result(id="c", matrix="m", profile="bench", gpu="h100", n_gpus=1, model="x", backend="fsdp", axes={},
+                  status="ok", steps=steps, warmup_steps=warmup, nvml_timeline=tl)  # fmt: skip
+
+
+def test_windows_run_backwards_from_the_sighting_in_verls_order() -> None:
+    w = phase_windows(step(1, 100.0))
+    assert [x.phase for x in w] == [p for p in ORDER if p in TIMING]
+    assert w[-1].end_s == 100.0 and w[-1].start_s == pytest.approx(98.5)
+    assert w[0].start_s == pytest.approx(100.0 - sum(TIMING.values()))
+    assert all(a.end_s == pytest.approx(b.start_s) for a, b in itertools.pairwise(w))
+    assert phase_windows(step(1, None)) == []
+
+
+def test_window_peak_takes_only_windows_inside_the_margins() -> None:
+    tl = NvmlTimeline(interval_s=1.0, start_s=10.0, used_gb=[[5.0], [9.0], [7.0, 8.0], [None], [50.0]])
+    assert window_peak(tl, 10.0, 15.0, 0.0) == 50.0
+    assert window_peak(tl, 10.0, 15.0, 1.0) == 9.0  # [11, 14]: windows 1..3, one of them with two GPUs
+    assert window_peak(tl, 13.0, 14.0, 0.0) is None  # a gap
+    assert window_peak(tl, 10.0, 12.5, 1.0) is None  # [11, 11.5] holds no whole window
+
+
+def test_each_phase_gets_its_own_level() -> None:
+    s1 = step(1, 100.0)
+    w = {x.phase: (x.start_s, x.end_s) for x in phase_windows(s1)}
+    spans = [(*w["gen"], 60.0), (*w["old_log_prob"], 70.0), (*w["ref"], 45.0), (*w["update_actor"], 62.0)]
+    r = result([s1], timeline(spans, until=120.0))
+    peaks = step_phase_peaks(r)[1]
+    assert {k: peaks[k] for k in ("gen", "old_log_prob", "ref", "update_actor")} == {
+        "gen": 60.0, "old_log_prob": 70.0, "ref": 45.0, "update_actor": 62.0}  # fmt: skip
+    # the short phases hold no whole window inside their margins
+    assert "adv" not in peaks and "reward" not in peaks and "update_weights" not in peaks
+
+
+def test_phase_peaks_take_the_max_over_measured_steps_only() -> None:
+    s1, s2, s3 = step(1, 80.0), step(2, 150.0), step(3, 220.0)
+    spans = []
+    for s, old in ((s1, 78.0), (s2, 66.0), (s3, 68.0)):
+        w = {x.phase: (x.start_s, x.end_s) for x in phase_windows(s)}
+        spans.append((*w["old_log_prob"], old))
+    r = result([s1, s2, s3], timeline(spans, until=230.0), warmup=1)
+    assert phase_peaks(r)["old_log_prob"] == 68.0  # the warm-up step's 78 is not counted
+    assert phase_peaks(r, steps=[1])["old_log_prob"] == 78.0
+    assert list(phase_peaks(r)) == [p for p in ORDER if p in phase_peaks(r)]
+
+
+def test_nothing_without_a_timeline_or_sightings() -> None:
+    assert step_phase_peaks(result([step(1, 50.0)], None)) == {}
+    tl = timeline([], until=60.0)
+    assert step_phase_peaks(result([step(1, None)], tl)) == {}
+
+
+def test_every_planner_phase_is_a_verl_phase() -> None:
+    assert set(PLANNER_PHASE) <= set(ORDER)
+    assert set(PLANNER_PHASE.values()) == {"rollout", "old_log_prob", "ref_log_prob", "actor_update", "sync"}
