@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also compare the host model's processes with the RSS by process role the results recorded",
     )
+    va.add_argument(
+        "--phases",
+        action="store_true",
+        help="also compare each phase's predicted total with its NVML peak, for results with an NVML timeline",
+    )
     va.set_defaults(func=run_validate)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -150,6 +155,8 @@ def run_validate(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from suite.errors import EXIT_OK, EXIT_REGRESSION, InputError
+    from suite.memory.phase_validate import markdown as phases_markdown
+    from suite.memory.phase_validate import phase_rows
     from suite.memory.processes import markdown as processes_markdown
     from suite.memory.processes import process_rows
     from suite.memory.validate import markdown, suggest_runtime_gib, summarize, validate_results
@@ -180,6 +187,8 @@ def run_validate(args: argparse.Namespace) -> int:
             out["suggested_runtime_gib"] = suggest_runtime_gib(summary, cal)
         if args.processes:
             out["processes"] = [asdict(p) for p in process_rows(found, cal)]
+        if args.phases:
+            out["phases"] = [asdict(p) | {"error": p.error} for p in phase_rows(found, cal)]
         print(json.dumps(out, indent=2))
     else:
         print(markdown(rows, summary))
@@ -190,4 +199,6 @@ def run_validate(args: argparse.Namespace) -> int:
             )
         if args.processes:
             print("\n" + processes_markdown(process_rows(found, cal)))
+        if args.phases:
+            print("\n" + phases_markdown(phase_rows(found, cal)))
     return EXIT_OK if summary.goal_met else EXIT_REGRESSION
