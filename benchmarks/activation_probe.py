@@ -140,7 +140,8 @@ def phase_inputs(mode, layout, tokens, vocab, device):
     rows = 4 if layout == "padded" else 1  # padded: 4 sequences of one length, as verl's (bsz, seq) batch
     x = torch.randn(rows, tokens // rows, 16, dtype=torch.bfloat16, device=device, requires_grad=mode.startswith("update"))
     w = torch.randn(vocab, 16, dtype=torch.bfloat16, device=device)
-    return x, w, torch.randint(0, vocab, (tokens,), device=device)
+    # a token count that 4 does not divide (the 7B cells' 15 x 1211) keeps whole rows: one label per row position
+    return x, w, torch.randint(0, vocab, (rows * (tokens // rows),), device=device)
 
 
 # the inputs are made before the measured window (phase_inputs): only the phase's own tensors count
@@ -152,7 +153,7 @@ def logits_phase(mode, layout, x, w, labels, entropy_of):
         entropy = mode in ("old_log_prob", "update_entropy")
         ent = entropy_of(logits).sum() if entropy else 0
         if layout == "padded":  # verl's use_remove_padding=False branch: narrow, then concatenate
-            lengths = torch.full((rows,), tokens // rows, device=x.device)
+            lengths = torch.full((rows,), x.shape[1], device=x.device)
             nested = torch.nested.narrow(logits, 1, torch.zeros_like(lengths), lengths, layout=torch.jagged)
             flat = torch.cat(list(nested.unbind()))
         else:

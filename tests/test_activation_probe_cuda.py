@@ -49,3 +49,17 @@ def test_the_cuda_child_is_python_and_measures_every_mode_on_every_layout() -> N
     assert "torch.compile(F.entropy_from_logits, dynamic=True)" in src
     assert '("packed", "compiled")' in src and '("padded", "eager")' in src
     assert set(probe.LOGITS_MODES) == {"old_log_prob", "ref_log_prob", "update", "update_entropy"}
+
+
+def test_padded_phases_run_at_a_token_count_four_does_not_divide() -> None:
+    """The 7B cells' log-prob micro batch is 15 x 1211 = 18165 tokens: the padded rows of the first CUDA run failed
+    there (labels one longer than the 4 x 4541 rows). Run on CPU through the probe's own child, small vocab."""
+    import subprocess
+
+    for mode in ("old_log_prob", "ref_log_prob", "update"):
+        out = subprocess.run(
+            [sys.executable, "-c", probe._LOGITS_CHILD, mode, "padded", "18165", "64"],
+            capture_output=True, text=True, timeout=300, check=True,
+        )  # fmt: skip
+        _available, units = out.stdout.split()
+        assert float(units) > 0.9, (mode, out.stdout)
