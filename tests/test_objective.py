@@ -256,3 +256,17 @@ def test_objective_views_read_axes_within_a_matrix_and_settings_across_two() -> 
     assert objective_views(("m", a, never), ("m", b, never)) == (a, b)
     s, t = {"actor_rollout_ref.actor.use_kl_loss": True}, {"actor_rollout_ref.actor.use_kl_loss": False}
     assert objective_views(("m", a, lambda: s), ("other", b, lambda: t)) == (s, t)
+
+
+def test_a_bf16_actor_changes_the_objective() -> None:
+    """verl 0.9.1 casts LoRA adapters to the base model's dtype: a bf16 actor (half the frozen base's memory) trains
+    bf16 adapters, other numerics than the recipe's fp32 ones."""
+    from suite.gate.objective import VERL_DEFAULTS, changes_objective, command_objective, objective_differences
+
+    key = "actor_rollout_ref.actor.fsdp_config.model_dtype"
+    assert changes_objective(key) and changes_objective(f"+{key}")
+    assert not changes_objective("actor_rollout_ref.ref.fsdp_config.model_dtype")  # the frozen reference
+    assert VERL_DEFAULTS[key] == "fp32"
+    assert objective_differences({key: "bf16"}, {key: "fp32"}) == (key,)
+    assert command_objective(["python3", "-m", "verl.trainer.main_ppo", f"{key}=bf16"])[key] == "bf16"
+    assert command_objective(["python3", "-m", "verl.trainer.main_ppo", "trainer.n_gpus_per_node=1"])[key] == "fp32"

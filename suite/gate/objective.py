@@ -52,6 +52,10 @@ RAW: frozenset[str] = frozenset(
         f"{_ACTOR}optim.lr",
         f"{_ACTOR}optim.weight_decay",
         f"{_ACTOR}grad_clip",
+        # the trained weights' precision: a bf16 actor keeps bf16 master weights, and verl 0.9.1 casts LoRA
+        # adapters to the base's dtype (workers/engine/fsdp/transformer_impl.py, _build_lora_module), so halving the
+        # frozen base's memory also trains the adapters in bf16
+        f"{_ACTOR}fsdp_config.model_dtype",
         "actor_rollout_ref.rollout.n",
         "actor_rollout_ref.rollout.temperature",
         "actor_rollout_ref.rollout.top_p",
@@ -114,6 +118,7 @@ VERL_DEFAULTS: dict[str, object] = {
     f"{_ACTOR}optim.lr": 1e-06,
     f"{_ACTOR}optim.weight_decay": 0.01,
     f"{_ACTOR}grad_clip": 1.0,
+    f"{_ACTOR}fsdp_config.model_dtype": "fp32",
     "actor_rollout_ref.rollout.n": 1,
     "actor_rollout_ref.rollout.temperature": 1.0,
     "actor_rollout_ref.rollout.top_p": 1,
