@@ -109,3 +109,12 @@ def verl_settings(argv: Sequence[str], *also_drop: str) -> set[str]:
     prefixes to leave out."""
     drop = ("data.train_files", "data.val_files", "trainer.", "ray_kwargs.", *also_drop)
     return {a for a in argv if not a.lstrip("+'").startswith(drop) and "/" not in a}
+
+
+def planned_cells(matrix: Path, out: Path, profile: str = "bench") -> list:
+    """A committed matrix's cells as `grpo-suite plan --predict-memory` makes them (verl's own check off)."""
+    from suite.matrix.load import load_matrix
+    from suite.memory.predict import annotate_cells
+    from suite.plan.planner import plan_matrix
+
+    return annotate_cells(plan_matrix(load_matrix(matrix), profile, out_dir=out, validate_with_verl=False))

@@ -7,14 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_plan_committed
+from evidence_helpers import assert_plan_committed, planned_cells
 
 from suite.gate.objective import command_objective, objective_differences
 from suite.matrix.load import load_matrix
 from suite.memory.host import predict_host
-from suite.memory.predict import annotate_cells
 from suite.memory.settings import settings_from_cell
-from suite.plan.planner import plan_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 MATRICES = ROOT / "suite" / "matrices"
@@ -24,15 +22,11 @@ PREDICTIONS = ROOT / "baselines" / "evidence" / "predictions" / "h200-1gpu-14b-m
 MERGE_KEY = "actor_rollout_ref.model.lora.merge"
 
 
-def _plan(path: Path, out: Path) -> list:
-    return annotate_cells(plan_matrix(load_matrix(path), "bench", out_dir=out, validate_with_verl=False))
-
-
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory: pytest.TempPathFactory) -> tuple[list, dict]:
     out = tmp_path_factory.mktemp("merge")
-    merge = _plan(MERGE, out / "merge")
-    pinned = {c.id: c for c in _plan(PINNED, out / "pinned")}
+    merge = planned_cells(MERGE, out / "merge")
+    pinned = {c.id: c for c in planned_cells(PINNED, out / "pinned")}
     return merge, pinned
 
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_plan_committed, verl_settings
+from evidence_helpers import assert_plan_committed, planned_cells, verl_settings
 
 from suite.matrix.load import load_matrix
-from suite.memory.predict import annotate_cells
-from suite.plan.planner import plan_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 MATRICES = ROOT / "suite" / "matrices"
@@ -33,13 +31,9 @@ TWINS = {
 }
 
 
-def _plan(path: Path, out: Path) -> list:
-    return annotate_cells(plan_matrix(load_matrix(path), "bench", out_dir=out, validate_with_verl=False))
-
-
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory: pytest.TempPathFactory) -> list:
-    return _plan(MATRIX, tmp_path_factory.mktemp("fa"))
+    return planned_cells(MATRIX, tmp_path_factory.mktemp("fa"))
 
 
 def test_the_cells_and_the_reference(cells: list) -> None:
@@ -60,7 +54,7 @@ def test_the_cells_and_the_reference(cells: list) -> None:
 @pytest.mark.parametrize("cell_id", sorted(TWINS))
 def test_each_measured_twin_is_the_same_verl_config(cells: list, cell_id: str, tmp_path: Path) -> None:
     matrix, twin_id = TWINS[cell_id]
-    twin = next(c for c in _plan(MATRICES / f"{matrix}.toml", tmp_path) if c.id == twin_id)
+    twin = next(c for c in planned_cells(MATRICES / f"{matrix}.toml", tmp_path) if c.id == twin_id)
     cell = next(c for c in cells if c.id == cell_id)
     mine, theirs = verl_settings(cell.argv), verl_settings(twin.argv)
     # the nokl matrix states verl's default bypass_mode (False, verl/trainer/config/algorithm.py) as its axis value

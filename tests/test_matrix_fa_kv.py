@@ -8,11 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_plan_committed, verl_settings
+from evidence_helpers import assert_plan_committed, planned_cells, verl_settings
 
 from suite.matrix.load import load_matrix
-from suite.memory.predict import annotate_cells, predict_cell
-from suite.plan.planner import plan_matrix
+from suite.memory.predict import predict_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 MATRICES = ROOT / "suite" / "matrices"
@@ -22,18 +21,14 @@ MEASURED = "lora32-off_none-tp1-rb45-attnflex-rmpad-mnbt8192-mb3-nogc"
 GMU = "actor_rollout_ref.rollout.gpu_memory_utilization"
 
 
-def _plan(path: Path, out: Path) -> list:
-    return annotate_cells(plan_matrix(load_matrix(path), "bench", out_dir=out, validate_with_verl=False))
-
-
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory: pytest.TempPathFactory) -> list:
-    return _plan(MATRIX, tmp_path_factory.mktemp("kv"))
+    return planned_cells(MATRIX, tmp_path_factory.mktemp("kv"))
 
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory: pytest.TempPathFactory):
-    fa = _plan(MATRICES / "h100-1gpu-7b-fa.toml", tmp_path_factory.mktemp("fa"))
+    fa = planned_cells(MATRICES / "h100-1gpu-7b-fa.toml", tmp_path_factory.mktemp("fa"))
     return next(c for c in fa if c.id == MEASURED)
 
 
