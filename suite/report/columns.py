@@ -83,6 +83,8 @@ def group_title(group: Group) -> str:
 def cell_table(group: Group, *, gated: bool) -> Table:
     axes = axis_names(group.rows)
     show_pred = any(r.predicted_memory_gb is not None for r in group.rows)
+    # only where some run recorded an NVML timeline (2026-12-06 on): the phase the NVML peak falls in
+    show_phase = any(r.phase_peaks_gb for r in group.rows)
     uniform = _uniform(group)
     # one cell id can be in several matrices (other [base] settings): then each row names its matrix
     matrices = several_matrices(group.rows)
@@ -94,12 +96,14 @@ def cell_table(group: Group, *, gated: bool) -> Table:
     headers += ["tokens/s/GPU vs ref"] if show_ref else []
     headers += ["step time (s)", "response length (tokens)", "NVML peak (GiB)"]
     headers += ["NVML peak vs ref"] if show_ref else []
+    headers += ["NVML peak phase"] if show_phase else []
     headers += ["torch peak (GiB)"]
     headers += ["predicted (GiB)"] if show_pred else []
     headers += ["GSM8K % [95% CI]"]
     headers += ["gate verdict"] if gated else []
     numeric = [False, False] + [False] * matrices + ([] if uniform else [True, False]) + [False] * len(axes)
-    numeric += [False, True, False] + [True] * show_ref + [True, True, True] + [True] * show_ref + [True]
+    numeric += [False, True, False] + [True] * show_ref + [True, True, True] + [True] * show_ref
+    numeric += [False] * show_phase + [True]
     numeric += [True] * show_pred + [False] + [False] * gated
     rows = []
     for i, r in enumerate(group.rows, 1):
@@ -113,12 +117,24 @@ def cell_table(group: Group, *, gated: bool) -> Table:
         cells += [vs_ref(r, r.throughput_vs_reference)] if show_ref else []
         cells += [num(r.step_time), num(r.response_length), num(r.peak_memory_gb)]
         cells += [vs_ref(r, r.peak_memory_vs_reference)] if show_ref else []
+        cells += [peak_phase(r)] if show_phase else []
         cells += [num(r.torch_peak_gb)]
         cells += [num(r.predicted_memory_gb)] if show_pred else []
         cells += [accuracy(r)]
         cells += [verdict(r)] if gated else []
         rows.append(cells)
     return Table(headers, rows, numeric)
+
+
+def peak_phase(row: ReportRow) -> str:
+    """`old_log_prob (69.9; update 54.9)`: the phase of the NVML peak, then the other phases' peaks."""
+    top = row.peak_phase
+    if top is None:
+        return DASH
+    short = {"rollout": "rollout", "sync": "sync", "old_log_prob": "old lp", "ref_log_prob": "ref lp",
+             "actor_update": "update"}  # fmt: skip
+    others = "; ".join(f"{short.get(k, k)} {num(v)}" for k, v in row.phase_peaks_gb.items() if k != top)
+    return f"{top} ({num(row.phase_peaks_gb[top])}" + (f"; {others})" if others else ")")
 
 
 def vs_ref(row: ReportRow, value: float | None) -> str:

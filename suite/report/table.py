@@ -10,6 +10,7 @@ from suite.gate.objective import command_objective, objective_differences, objec
 from suite.gate.reference import ratio, reference_id
 from suite.gpus import GPUS
 from suite.report.stats import median, median_interval, wilson_interval
+from suite.results.phases import PLANNER_PHASE, PLANNER_PHASES, phase_peaks
 from suite.results.provenance import version_differences
 from suite.results.schema import Result
 from suite.telemetry.startup import PHASE_LABELS as STARTUP_LABELS
@@ -95,6 +96,14 @@ class ReportRow:
     # (suite.results.provenance.version_differences); set means the ratio also measures the other stack.
     stack_differences: str | None = None
     sources: tuple[str, ...] = field(default=(), compare=False)
+    # NVML peak of each step phase (the planner's names: rollout, sync, old_log_prob, ref_log_prob, actor_update),
+    # max over the runs that recorded a timeline (suite.results.phases); {} without one
+    phase_peaks_gb: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def peak_phase(self) -> str | None:
+        """The phase whose NVML peak is the highest, where the runs recorded phases."""
+        return max(self.phase_peaks_gb, key=lambda k: self.phase_peaks_gb[k]) if self.phase_peaks_gb else None
 
     @property
     def fits(self) -> bool:
@@ -252,7 +261,17 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> ReportRow:
         reference_matrix=next((r.reference_matrix for r in runs if r.reference_matrix), None),
         objective_settings=command_objective(prov.argv),
         sources=tuple(sources),
+        phase_peaks_gb=_phase_peaks(runs),
     )
+
+
+def _phase_peaks(runs: Sequence[Result]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in runs:
+        for verl_phase, gib in phase_peaks(r).items():
+            if (name := PLANNER_PHASE.get(verl_phase)) is not None:
+                out[name] = max(out.get(name, gib), gib)
+    return out
 
 
 def sort_key(row: ReportRow) -> tuple:
@@ -519,6 +538,7 @@ _RECORD_SKIP = {
     "sources",
     "objective_settings",
     "packages_checked",
+    "phase_peaks_gb",
 }
 
 
@@ -532,4 +552,7 @@ def to_record(row: ReportRow) -> dict:
     for k in sorted(row.versions):
         d[f"version_{k}"] = row.versions[k]
     d["objective_differences"] = list(row.objective_differences)
+    d["peak_phase"] = row.peak_phase
+    for k in PLANNER_PHASES:
+        d[f"memory_{k}_gb"] = row.phase_peaks_gb.get(k)
     return d

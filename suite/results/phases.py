@@ -35,6 +35,8 @@ PLANNER_PHASE: dict[str, str] = {
     "update_actor": "actor_update",
     "update_weights": "sync",
 }
+# the planner's phases in the order a step runs them (the memory_<phase>_gb columns of the report's exports)
+PLANNER_PHASES: tuple[str, ...] = tuple(PLANNER_PHASE[p] for p in ORDER if p in PLANNER_PHASE)
 SIGHTING_LAG_S = 0.5  # MetricsWatcher's poll
 
 
