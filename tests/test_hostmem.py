@@ -379,3 +379,36 @@ def test_the_result_keeps_rss_by_role_at_the_tree_peak() -> None:
     old = json.loads(r.to_json())
     del old["host_peak_processes_gb"], old["host_peak_process_counts"]
     assert parse_result(json.dumps(old)).host_peak_processes_gb == {}
+
+
+def test_host_runtime_records_the_host_timeline_and_step_sightings(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cell = _allocating_cell(tmp_path, "tl", ["--steps", "3", "--step-s", "0.4"])
+    r, data = _run(HostRuntime(grace_s=1.0, poll_s=0.05), tmp_path, cell)
+    assert r.status == "ok", r.reason
+    tl = r.host_timeline
+    assert tl is not None and tl.interval_s == 1.0 and 0 <= tl.start_s < r.wall_s
+    assert len(tl.tree_gb) == len(tl.system_gb) >= 1
+    assert max(v for v in tl.tree_gb if v is not None) == pytest.approx(r.host_peak_memory_gb, abs=0.01)
+    assert max(v for v in tl.system_gb if v is not None) == pytest.approx(r.host_system_peak_memory_gb, abs=0.01)
+    seen = [s.seen_s for s in r.steps]
+    assert all(x is not None for x in seen) and seen == sorted(seen) and seen[-1] <= r.wall_s
+    assert data["host_timeline"]["tree_gb"] == tl.tree_gb  # written as the result file holds it
+    # joined to an existing Ray cluster: the tree does not hold the run, so its line is empty; the host's stays
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    cell = _allocating_cell(tmp_path, "tlray", ["--steps", "2", "--step-s", "0.1"])
+    r, _ = _run(HostRuntime(grace_s=1.0, poll_s=0.05), tmp_path, cell)
+    assert r.host_timeline is not None and all(v is None for v in r.host_timeline.tree_gb)
+    assert any(v is not None for v in r.host_timeline.system_gb)
+
+
+def test_the_sampler_timeline_has_tree_and_system_columns(holders) -> None:
+    proc, ready = holders
+    _wait_for(ready)
+    with HostMemorySampler(proc.pid, hz=50, list_s=0.05) as sampler:
+        time.sleep(0.3)
+    s = sampler.result
+    assert s is not None and s.timeline_gib and s.started_at is not None
+    assert all(len(w) == 2 for w in s.timeline_gib)
+    assert max(w[0] for w in s.timeline_gib if w[0] is not None) == pytest.approx(s.peak_tree_gib, abs=0.001)
+    assert max(w[1] for w in s.timeline_gib if w[1] is not None) == pytest.approx(s.peak_system_gib, abs=0.001)

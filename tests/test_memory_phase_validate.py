@@ -70,3 +70,22 @@ def test_cli_prints_phases_in_json(tmp_path: Path, result) -> None:
     phases = json.loads(out.stdout)["phases"]
     assert [p["phase"] for p in phases] == ["rollout", "old_log_prob", "ref_log_prob", "actor_update"]
     assert all(isinstance(p["error"], float) for p in phases)
+
+
+def test_host_rows_against_the_host_models_phases(result) -> None:
+    from suite.memory.host import predict_host
+    from suite.results.schema import HostTimeline
+
+    first = result.steps[0]
+    start = first.seen_s - first.time_per_step
+    n = len(result.nvml_timeline.used_gb)
+    tree = [100.0 if i < start - 1 else 60.0 for i in range(n)]
+    r = result.model_copy(
+        update={"host_timeline": HostTimeline(interval_s=1.0, start_s=0.0, tree_gb=tree, system_gb=tree)}
+    )
+    rows = {row.phase: row for row in phase_rows([("x", r)]) if row.verl_phase == "host"}
+    host = predict_host(settings_from_result(r)).phase_totals()
+    assert {k: v.measured_gib for k, v in rows.items()} == {"startup": 100.0, "steady": 60.0}
+    assert rows["steady"].predicted_gib == host["steady"]
+    assert rows["startup"].predicted_gib == host.get("startup", host["steady"])
+    assert "| startup (host) | 100.0 |" in markdown(list(rows.values()))

@@ -83,3 +83,18 @@ def test_nothing_without_a_timeline_or_sightings() -> None:
 def test_every_planner_phase_is_a_verl_phase() -> None:
     assert set(PLANNER_PHASE) <= set(ORDER)
     assert set(PLANNER_PHASE.values()) == {"rollout", "old_log_prob", "ref_log_prob", "actor_update", "sync"}
+
+
+def test_host_phases_split_at_the_first_steps_start() -> None:
+    from suite.results.phases import host_phase_peaks
+    from suite.results.schema import HostTimeline
+
+    s1, s2, s3 = step(1, 100.0), step(2, 170.0), step(3, 240.0)  # 67.1 s each
+    tree = [90.0 if t < 20 else 40.0 if t < 32.9 else 55.0 if t < 170 else 58.0 for t in range(245)]
+    tl = HostTimeline(interval_s=1.0, start_s=0.0, tree_gb=tree, system_gb=[t + 5 for t in tree])
+    r = result([s1, s2, s3], None, warmup=1).model_copy(update={"host_timeline": tl})
+    # start-up ends where step 1 starts (100 - 67.1 = 32.9 s); steady is the measured steps 2 and 3
+    assert host_phase_peaks(r) == {"startup": 90.0, "steady": 58.0}
+    no_tree = tl.model_copy(update={"tree_gb": [None] * len(tree)})
+    assert host_phase_peaks(r.model_copy(update={"host_timeline": no_tree})) == {}
+    assert host_phase_peaks(result([step(1, None)], None)) == {}

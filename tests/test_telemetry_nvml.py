@@ -102,3 +102,15 @@ def test_sampler_timeline_has_one_column_per_gpu_in_index_order():
     r = s.result
     assert r is not None and r.timeline_gib and all(w == [4.0, 9.0] for w in r.timeline_gib)
     assert r.started_at is not None
+
+
+def test_window_max_keeps_each_series_apart():
+    from suite.telemetry.sampler import WindowMax
+
+    w = WindowMax(2, interval_s=0.5)
+    w.start(now=10.0)
+    for t, k, v in [(10.1, 0, 1.0), (10.2, 0, 3.0), (10.3, 1, 2.0), (11.2, 1, 5.0), (11.4, 0, 0.5)]:
+        w.add(k, v, now=t)
+    # windows [10, 10.5) [10.5, 11) [11, 11.5)
+    assert w.rows() == [[3.0, 2.0], [None, None], [0.5, 5.0]]
+    assert WindowMax(3).rows() == []

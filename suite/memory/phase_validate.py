@@ -9,18 +9,19 @@ from dataclasses import dataclass
 
 from suite.errors import InputError
 from suite.memory.calibration import Calibration, default_calibration
+from suite.memory.host import predict_host
 from suite.memory.model import predict
 from suite.memory.settings import settings_from_result
 from suite.memory.validate import _full_id
-from suite.results.phases import PLANNER_PHASE, phase_peaks
+from suite.results.phases import PLANNER_PHASE, host_phase_peaks, phase_peaks
 from suite.results.schema import Result
 
 
 @dataclass(frozen=True)
 class PhaseRow:
     cell: str
-    phase: str  # the planner's name (rollout, sync, old_log_prob, ref_log_prob, actor_update)
-    verl_phase: str  # timing_s key
+    phase: str  # the planner's name (rollout, sync, old_log_prob, ref_log_prob, actor_update; host: startup, steady)
+    verl_phase: str  # timing_s key; for host rows "host"
     measured_gib: float
     predicted_gib: float | None
 
@@ -37,18 +38,26 @@ def phase_rows(results: Iterable[tuple[str, Result]], calibration: Calibration |
     cal = calibration or default_calibration()
     rows: list[PhaseRow] = []
     for _source, r in results:
-        measured = phase_peaks(r)
-        if not measured:
+        measured, host = phase_peaks(r), host_phase_peaks(r)
+        if not measured and not host:
             continue
         try:
-            predicted = predict(settings_from_result(r), cal).phase_totals()
+            settings = settings_from_result(r)
+            predicted, host_predicted = (
+                predict(settings, cal).phase_totals(),
+                predict_host(settings, cal).phase_totals(),
+            )
         except InputError:
-            predicted = {}
+            predicted, host_predicted = {}, {}
         for verl_phase, gib in measured.items():
             phase = PLANNER_PHASE.get(verl_phase)
             if phase is None:
                 continue
             rows.append(PhaseRow(_full_id(r), phase, verl_phase, round(gib, 2), predicted.get(phase)))
+        for phase, gib in host.items():
+            # a host model without a startup phase predicts its steady peak for the whole run
+            pred = host_predicted.get(phase, host_predicted.get("steady"))
+            rows.append(PhaseRow(_full_id(r), phase, "host", round(gib, 2), pred))
     return rows
 
 

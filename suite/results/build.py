@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from suite.gpus import generation_of
-from suite.results.schema import Accuracy, NvmlTimeline, Provenance, Result, Step, TorchMemory
+from suite.results.schema import Accuracy, HostTimeline, NvmlTimeline, Provenance, Result, Step, TorchMemory
 from suite.results.sentinels import count_adapter_syncs
 from suite.telemetry import classify, validation
 from suite.telemetry.hostmem import HostMemorySamples
@@ -83,6 +83,7 @@ class Observation:
     # seconds from process start: when each step's metrics line was seen, and when the NVML sampler began
     step_seen_s: Mapping[int, float] | None = None
     memory_start_s: float | None = None
+    host_memory_start_s: float | None = None
 
 
 def _accuracy_key(metrics: MetricsLog) -> str:
@@ -164,6 +165,19 @@ def _timeline(mem: MemorySamples | None, start_s: float | None) -> NvmlTimeline 
     )
 
 
+def _host_timeline(host: HostMemorySamples | None, start_s: float | None) -> HostTimeline | None:
+    if host is None or not host.timeline_gib or start_s is None:
+        return None
+    # a tree that does not hold the run (peak_tree_gib None: workers of an existing Ray cluster) has no tree line
+    tree = [None if host.peak_tree_gib is None else w[0] for w in host.timeline_gib]
+    return HostTimeline(
+        interval_s=host.timeline_interval_s,
+        start_s=round(start_s, 3),
+        tree_gb=tree,
+        system_gb=[w[1] for w in host.timeline_gib],
+    )
+
+
 def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Result:
     metrics = read_metrics(obs.metrics_path) if obs.metrics_path else MetricsLog()
     log_lines = classify.read_log_lines(obs.log_path) if obs.log_path else []
@@ -205,6 +219,7 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
         host_peak_memory_gb=_gb(host.peak_tree_gib) if host else None,
         host_system_peak_memory_gb=_gb(host.peak_system_gib) if host else None,
         host_memory_total_gb=_gb(host.total_gib) if host else None,
+        host_timeline=_host_timeline(host, obs.host_memory_start_s),
         host_peak_processes_gb=dict(host.peak_processes_gib) if host else {},
         host_peak_process_counts=dict(host.peak_process_counts) if host else {},
         predicted_host_memory_gb=info.predicted_host_memory_gb,

@@ -102,3 +102,29 @@ def phase_peaks(result: Result, steps: Sequence[int] | None = None) -> dict[str,
         for k, v in peaks.items():
             out[k] = max(out.get(k, v), v)
     return {k: out[k] for k in ORDER if k in out}
+
+
+def host_phase_peaks(result: Result) -> dict[str, float]:
+    """Host RAM (the process tree's RSS, GiB) in the host model's two phases: `startup`, from process start to the
+    first step's start (models loading, vLLM starting), and `steady`, over the measured steps; {} without a
+    host timeline or sightings."""
+    tl = result.host_timeline
+    timed = [s for s in result.steps if s.seen_s is not None]
+    if tl is None or not timed or all(v is None for v in tl.tree_gb):
+        return {}
+    first = timed[0]
+    spans = {"startup": [(0.0, first.seen_s - first.time_per_step)]}
+    spans["steady"] = [(s.seen_s - s.time_per_step, s.seen_s) for s in timed if s.step > result.warmup_steps]
+    out: dict[str, float] = {}
+    for name, ranges in spans.items():
+        vals = [
+            v
+            for i, v in enumerate(tl.tree_gb)
+            if v is not None
+            and any(
+                a <= tl.start_s + i * tl.interval_s and tl.start_s + (i + 1) * tl.interval_s <= b for a, b in ranges
+            )
+        ]
+        if vals:
+            out[name] = max(vals)
+    return out

@@ -64,6 +64,16 @@ class NvmlTimeline(_Model):
     used_gb: list[list[float | None]] = Field(description="per window, per GPU (the order of peak_memory_gb), GiB")
 
 
+class HostTimeline(_Model):
+    """Host memory over the run: the max of each `interval_s` window, the first starting `start_s` after the
+    process started; null for a window without a sample."""
+
+    interval_s: float = Field(gt=0)
+    start_s: float = Field(description="seconds from process start to the first window")
+    tree_gb: list[float | None] = Field(description="RSS summed over the cell's process tree, GiB")
+    system_gb: list[float | None] = Field(description="the host's used memory (total - available), GiB")
+
+
 class Accuracy(_Model):
     """Exact counts so that intervals and tests can be computed (never a rounded mean)."""
 
@@ -150,6 +160,9 @@ class Result(_Model):
         default=None, description="max over the run of the host's used memory (total - available), GiB"
     )
     host_memory_total_gb: float | None = Field(default=None, description="the host's total memory, GiB")
+    host_timeline: HostTimeline | None = Field(
+        default=None, description="host memory over the run, max per window (None: not sampled)"
+    )
     host_peak_processes_gb: dict[str, float] = Field(
         default_factory=dict,
         description="RSS by process role (ray::TaskRunner, ray::WorkerDict, VLLM::EngineCore, ...) at the sample "

@@ -303,8 +303,12 @@ class HostRuntime(Runtime[HostJob]):
             wall_s=wall,
             startup_s=startup,
             startup_breakdown=breakdown,
-            step_seen_s={k: v - job.t0 for k, v in job.watcher.step_seen.items()},
+            # a line seen by the final poll, after the exit, was written before it
+            step_seen_s={k: min(v - job.t0, wall) for k, v in job.watcher.step_seen.items()},
             memory_start_s=samples.started_at - job.t0 if samples and samples.started_at is not None else None,
+            host_memory_start_s=(
+                host_samples.started_at - job.t0 if host_samples and host_samples.started_at is not None else None
+            ),
         )
         provenance = prov.collect(
             argv=job.cell.argv,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from suite.telemetry.nvml import DEFAULT_HZ, GIB
-from suite.telemetry.sampler import PeriodicSampler
+from suite.telemetry.sampler import PeriodicSampler, WindowMax
 
 # Listing a tree means reading /proc/<pid>/stat of EVERY process on the host (psutil's ppid map): ~20 us each,
 # so on a GPU host with a thousand processes a listing at 20 Hz would cost ~40 % of a core. The members' RSS is
@@ -46,6 +46,10 @@ class HostMemorySamples:
     # RSS GiB by process role at the tree's peak sample, and how many processes each role had then
     peak_processes_gib: dict[str, float] = field(default_factory=dict)
     peak_process_counts: dict[str, int] = field(default_factory=dict)
+    # per window of `timeline_interval_s` from `started_at` (time.monotonic()): the max [tree RSS, system used] GiB
+    timeline_gib: list[list[float | None]] = field(default_factory=list)
+    timeline_interval_s: float = 1.0
+    started_at: float | None = None
 
     @property
     def rate_hz(self) -> float | None:
@@ -106,8 +110,16 @@ class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
 
     thread_name = "hostmem-sampler"
 
-    def __init__(self, pid: int | None, hz: float = DEFAULT_HZ, *, list_s: float = DEFAULT_LIST_S) -> None:
+    def __init__(
+        self,
+        pid: int | None,
+        hz: float = DEFAULT_HZ,
+        *,
+        list_s: float = DEFAULT_LIST_S,
+        timeline_interval_s: float = 1.0,
+    ) -> None:
         super().__init__(hz)
+        self._timeline = WindowMax(2, timeline_interval_s)  # [tree RSS, system used]
         self.pid = pid
         self._list_s = list_s
         self._root: psutil.Process | None = None
@@ -138,6 +150,7 @@ class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
                 raise psutil.ZombieProcess(self.pid)
             self._total = psutil.virtual_memory().total
             self._members = [self._root]
+            self._timeline.start()
         except psutil.Error:
             self.pid, self._root = None, None  # nothing to measure: record nothing rather than a host-only peak
             return False
@@ -171,10 +184,12 @@ class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
                     counts[label] += 1
                 self._peak_by_label, self._peak_counts = dict(by), dict(counts)
             self._peak_tree = max(self._peak_tree, rss)
+            self._timeline.add(0, rss / GIB, now)
             try:
                 vm = psutil.virtual_memory()
                 self._last_system = vm.total - vm.available
                 self._peak_system = max(self._peak_system, self._last_system)
+                self._timeline.add(1, self._last_system / GIB, now)
             except (psutil.Error, OSError):
                 self._errors += 1
             self._samples += 1
@@ -197,6 +212,9 @@ class HostMemorySampler(PeriodicSampler[HostMemorySamples]):
             cpu_s=self._cpu_s,
             peak_processes_gib={k: round(v / GIB, 3) for k, v in sorted(self._peak_by_label.items())},
             peak_process_counts=dict(sorted(self._peak_counts.items())),
+            timeline_gib=self._timeline.rows(),
+            timeline_interval_s=self._timeline.interval_s,
+            started_at=self._timeline.started_at,
         )
 
 

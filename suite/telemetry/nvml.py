@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from suite.telemetry.sampler import PeriodicSampler
+from suite.telemetry.sampler import PeriodicSampler, WindowMax
 
 GIB = float(1 << 30)
 DEFAULT_HZ = 20.0
@@ -178,9 +178,7 @@ class MemorySampler(PeriodicSampler[MemorySamples]):
         self._nvml = nvml
         self.indices = list(indices)
         self._peak = [0.0] * len(self.indices)
-        self._timeline_interval_s = timeline_interval_s
-        self._windows: dict[int, list[float | None]] = {}
-        self._started_at: float | None = None
+        self._timeline = WindowMax(len(self.indices), timeline_interval_s)
         self._samples = 0
         self._errors = 0
         self._handles: list[Any] = []
@@ -197,14 +195,11 @@ class MemorySampler(PeriodicSampler[MemorySamples]):
         except Exception:
             self._nvml = None  # bad index or NVML gone: record nothing rather than wrong numbers
             return False
-        self._started_at = time.monotonic()
+        self._timeline.start()
         return True
 
     def sample_once(self) -> None:
-        started = self._started_at if self._started_at is not None else time.monotonic()
-        window = self._windows.setdefault(
-            int((time.monotonic() - started) / self._timeline_interval_s), [None] * len(self.indices)
-        )
+        now = time.monotonic()
         for k, h in enumerate(self._handles):
             try:
                 used = self._nvml.nvmlDeviceGetMemoryInfo(h).used / GIB
@@ -213,19 +208,8 @@ class MemorySampler(PeriodicSampler[MemorySamples]):
                 continue
             if used > self._peak[k]:
                 self._peak[k] = used
-            seen = window[k]
-            if seen is None or used > seen:
-                window[k] = used
+            self._timeline.add(k, used, now)
         self._samples += 1
-
-    def _timeline(self) -> list[list[float | None]]:
-        if not self._windows:
-            return []
-        gap: list[float | None] = [None] * len(self.indices)
-        return [
-            [None if v is None else round(v, 3) for v in self._windows.get(i, gap)]
-            for i in range(max(self._windows) + 1)
-        ]
 
     def _summary(self, duration_s: float) -> MemorySamples:
         return MemorySamples(
@@ -235,7 +219,7 @@ class MemorySampler(PeriodicSampler[MemorySamples]):
             duration_s=duration_s,
             errors=self._errors,
             cpu_s=self._cpu_s,
-            timeline_gib=self._timeline(),
-            timeline_interval_s=self._timeline_interval_s,
-            started_at=self._started_at,
+            timeline_gib=self._timeline.rows(),
+            timeline_interval_s=self._timeline.interval_s,
+            started_at=self._timeline.started_at,
         )

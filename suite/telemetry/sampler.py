@@ -78,3 +78,36 @@ class PeriodicSampler(Generic[R]):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class WindowMax:
+    """The max of each of `width` series over consecutive windows of `interval_s`, from `started_at`
+    (time.monotonic()): a sampler's timeline. A window without a sample of a series holds None."""
+
+    def __init__(self, width: int, interval_s: float = 1.0) -> None:
+        self.width = width
+        self.interval_s = interval_s
+        self.started_at: float | None = None
+        self._windows: dict[int, list[float | None]] = {}
+
+    def start(self, now: float | None = None) -> None:
+        self.started_at = time.monotonic() if now is None else now
+
+    def add(self, k: int, value: float, now: float | None = None) -> None:
+        """Series `k`'s reading at `now` (default: time.monotonic())."""
+        t = time.monotonic() if now is None else now
+        start = self.started_at if self.started_at is not None else t
+        window = self._windows.setdefault(int((t - start) / self.interval_s), [None] * self.width)
+        seen = window[k]
+        if seen is None or value > seen:
+            window[k] = value
+
+    def rows(self, digits: int = 3) -> list[list[float | None]]:
+        """One row per window from the first to the last with a sample, one column per series."""
+        if not self._windows:
+            return []
+        gap: list[float | None] = [None] * self.width
+        return [
+            [None if v is None else round(v, digits) for v in self._windows.get(i, gap)]
+            for i in range(max(self._windows) + 1)
+        ]
