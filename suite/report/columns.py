@@ -131,8 +131,7 @@ def peak_phase(row: ReportRow) -> str:
     top = row.peak_phase
     if top is None:
         return DASH
-    short = {"rollout": "rollout", "sync": "sync", "old_log_prob": "old lp", "ref_log_prob": "ref lp",
-             "actor_update": "update"}  # fmt: skip
+    short = {"old_log_prob": "old lp", "ref_log_prob": "ref lp", "actor_update": "update"}
     others = "; ".join(f"{short.get(k, k)} {num(v)}" for k, v in row.phase_peaks_gb.items() if k != top)
     return f"{top} ({num(row.phase_peaks_gb[top])}" + (f"; {others})" if others else ")")
 

@@ -10,7 +10,7 @@ from suite.gate.objective import command_objective, objective_differences, objec
 from suite.gate.reference import ratio, reference_id
 from suite.gpus import GPUS
 from suite.report.stats import median, median_interval, wilson_interval
-from suite.results.phases import PLANNER_PHASE, PLANNER_PHASES, phase_peaks
+from suite.results.phases import PLANNER_PHASES, planner_phase_peaks
 from suite.results.provenance import version_differences
 from suite.results.schema import Result
 from suite.telemetry.startup import PHASE_LABELS as STARTUP_LABELS
@@ -268,9 +268,8 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> ReportRow:
 def _phase_peaks(runs: Sequence[Result]) -> dict[str, float]:
     out: dict[str, float] = {}
     for r in runs:
-        for verl_phase, gib in phase_peaks(r).items():
-            if (name := PLANNER_PHASE.get(verl_phase)) is not None:
-                out[name] = max(out.get(name, gib), gib)
+        for name, gib in planner_phase_peaks(r).items():
+            out[name] = max(out.get(name, gib), gib)
     return out
 
 

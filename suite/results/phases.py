@@ -63,18 +63,24 @@ def phase_windows(step: Step) -> list[PhaseWindow]:
     return out[::-1]
 
 
-def window_peak(tl: NvmlTimeline, start_s: float, end_s: float, margin_s: float) -> float | None:
-    """Max over GPUs and over the timeline windows wholly inside [start + margin, end - margin]; None if none is."""
-    lo, hi = start_s + margin_s, end_s - margin_s
+def _peak_inside(
+    rows: Sequence[Sequence[float | None]], first_s: float, interval_s: float, lo: float, hi: float
+) -> float | None:
+    """Max over the columns and over the windows (the first starting at `first_s`) wholly inside [lo, hi]."""
     best: float | None = None
-    for i, row in enumerate(tl.used_gb):
-        a = tl.start_s + i * tl.interval_s
-        if a < lo or a + tl.interval_s > hi:
+    for i, row in enumerate(rows):
+        a = first_s + i * interval_s
+        if a < lo or a + interval_s > hi:
             continue
         for v in row:
             if v is not None and (best is None or v > best):
                 best = v
     return best
+
+
+def window_peak(tl: NvmlTimeline, start_s: float, end_s: float, margin_s: float) -> float | None:
+    """Max over GPUs and over the timeline windows wholly inside [start + margin, end - margin]; None if none is."""
+    return _peak_inside(tl.used_gb, tl.start_s, tl.interval_s, start_s + margin_s, end_s - margin_s)
 
 
 def step_phase_peaks(result: Result, margin_s: float | None = None) -> dict[int, dict[str, float]]:
@@ -104,6 +110,12 @@ def phase_peaks(result: Result, steps: Sequence[int] | None = None) -> dict[str,
     return {k: out[k] for k in ORDER if k in out}
 
 
+def planner_phase_peaks(result: Result) -> dict[str, float]:
+    """`phase_peaks` under the memory planner's phase names (rollout, old_log_prob, ...); verl phases the planner
+    has no phase for are left out."""
+    return {PLANNER_PHASE[k]: v for k, v in phase_peaks(result).items() if k in PLANNER_PHASE}
+
+
 def host_phase_peaks(result: Result) -> dict[str, float]:
     """Host RAM (the process tree's RSS, GiB) in the host model's two phases: `startup`, from process start to the
     first step's start (models loading, vLLM starting), and `steady`, over the measured steps; {} without a
@@ -115,16 +127,10 @@ def host_phase_peaks(result: Result) -> dict[str, float]:
     first = timed[0]
     spans = {"startup": [(0.0, first.seen_s - first.time_per_step)]}
     spans["steady"] = [(s.seen_s - s.time_per_step, s.seen_s) for s in timed if s.step > result.warmup_steps]
+    rows = [[v] for v in tl.tree_gb]
     out: dict[str, float] = {}
     for name, ranges in spans.items():
-        vals = [
-            v
-            for i, v in enumerate(tl.tree_gb)
-            if v is not None
-            and any(
-                a <= tl.start_s + i * tl.interval_s and tl.start_s + (i + 1) * tl.interval_s <= b for a, b in ranges
-            )
-        ]
-        if vals:
-            out[name] = max(vals)
+        peaks = [p for a, b in ranges if (p := _peak_inside(rows, tl.start_s, tl.interval_s, a, b)) is not None]
+        if peaks:
+            out[name] = max(peaks)
     return out
