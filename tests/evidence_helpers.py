@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from suite.memory.calibration import Calibration, default_calibration
 from suite.results.io import read_result
 from suite.results.schema import Result
 from suite.telemetry.metrics import read_metrics
@@ -20,6 +21,9 @@ from suite.telemetry.metrics import read_metrics
 EVIDENCE = Path(__file__).resolve().parents[1] / "baselines" / "evidence"
 # the heavy runs' tables are printed by the first run's script, run in each folder
 HEAVY_TABLE = EVIDENCE / "2026-12-03-h200-heavy" / "table.py"
+# the planner before its 2026-12-06 GPU fit of the old log-prob pass (suite/memory/calibration.toml [logits]
+# forward_factor 3.0, the copies measured on CPU): what every prediction committed up to that day was made with
+BEFORE_GPU_FIT = default_calibration().with_values("logits", forward_factor=3.0)
 
 
 def log_lines(cell: Path) -> list[str]:
@@ -111,10 +115,12 @@ def verl_settings(argv: Sequence[str], *also_drop: str) -> set[str]:
     return {a for a in argv if not a.lstrip("+'").startswith(drop) and "/" not in a}
 
 
-def planned_cells(matrix: Path, out: Path, profile: str = "bench") -> list:
-    """A committed matrix's cells as `grpo-suite plan --predict-memory` makes them (verl's own check off)."""
+def planned_cells(matrix: Path, out: Path, profile: str = "bench", calibration: Calibration | None = None) -> list:
+    """A committed matrix's cells as `grpo-suite plan --predict-memory` makes them (verl's own check off), by the
+    planner of `calibration` (default: today's)."""
     from suite.matrix.load import load_matrix
     from suite.memory.predict import annotate_cells
     from suite.plan.planner import plan_matrix
 
-    return annotate_cells(plan_matrix(load_matrix(matrix), profile, out_dir=out, validate_with_verl=False))
+    cells = plan_matrix(load_matrix(matrix), profile, out_dir=out, validate_with_verl=False)
+    return annotate_cells(cells, calibration)

@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 
 import pytest
-from evidence_helpers import assert_readme_tables, log_lines
+from evidence_helpers import BEFORE_GPU_FIT, assert_readme_tables, log_lines
 
 from suite.memory.calibration import default_calibration
 from suite.memory.host import predict_host
@@ -99,17 +99,20 @@ def test_interrupted_candidate_log_is_not_a_crash() -> None:
 
 def test_planner_predictions_committed_before_the_run_still_hold() -> None:
     """The result carries the predictions committed before the run (`predicted-*.txt`: GPU 67.5, -3.6 %); the
-    planner since the measured activation and logits terms (docs/memory.md) says 67.0 GiB (-4.4 %); the host:
-    104.2 committed (-4.9 % against the tree's RSS), 107.6 (-1.8 %) with the TransferQueue actors counted."""
+    planner since the measured activation and logits terms (docs/memory.md) says 67.0 GiB (-4.4 %), and since the
+    GPU fit of the old log-prob pass 70.1 (+0.1 %); the host: 104.2 committed (-4.9 % against the tree's RSS), 107.6
+    (-1.8 %) with the TransferQueue actors counted."""
     r = read_result(REF / "result.json")
     s = settings_from_result(r)
-    gpu = predict_cell(
-        type(
-            "C",
-            (),
-            {"argv": r.provenance.argv, "model": r.model, "gpu": r.gpu, "n_gpus": r.n_gpus, "backend": r.backend},
-        )()
-    )
+    cell = type(
+        "C",
+        (),
+        {"argv": r.provenance.argv, "model": r.model, "gpu": r.gpu, "n_gpus": r.n_gpus, "backend": r.backend},
+    )()
+    gpu = predict_cell(cell, BEFORE_GPU_FIT)
+    now = predict_cell(cell)
+    assert now.peak_gib == pytest.approx(70.10, abs=0.01) and now.phase == "old_log_prob"
+    assert (now.peak_gib - max(r.peak_memory_gb)) / max(r.peak_memory_gb) == pytest.approx(0.001, abs=0.002)
     host = predict_host(s, default_calibration())
     assert r.predicted_memory_gb == pytest.approx(67.54, abs=0.01)
     assert (r.predicted_memory_gb - max(r.peak_memory_gb)) / max(r.peak_memory_gb) == pytest.approx(-0.036, abs=0.002)

@@ -165,9 +165,10 @@ def test_memory_out_of_sample() -> None:
     assert_prediction_committed(r, PREDICTIONS, CELL_ID)
     (row,) = validate_results([("cell", r)])
     assert row.measured and summarize([row]).goal_met
+    # the trainer's tensors: 60.4 predicted before the GPU fit of the old log-prob pass, 63.1 since
     assert (row.torch_measured_gib, row.torch_predicted_gib) == (
         pytest.approx(64.3, abs=0.05),
-        pytest.approx(60.4, abs=0.05),
+        pytest.approx(63.1, abs=0.05),
     )
     # flash-attn's cross entropy moved the GPU peak by under 0.4 GiB
     assert abs(max(r.peak_memory_gb) - max(read_result(NOFA / "result.json").peak_memory_gb)) < 0.4

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from evidence_helpers import (
+    BEFORE_GPU_FIT,
     EVIDENCE,
     assert_prediction_committed,
     assert_readme_tables,
@@ -135,12 +136,16 @@ def test_memory_out_of_sample() -> None:
     assert (r.host_peak_memory_gb, r.predicted_host_memory_gb) == (54.15, 53.83)
     assert [round(e, 3) for e in memory_errors(r)] == [-0.119, -0.006]
     assert_prediction_committed(r, PREDICTIONS, CELL_ID)
-    (row,) = validate_results([("cell", r)])
-    assert row.measured and not summarize([row]).goal_met
-    assert (row.torch_measured_gib, row.torch_predicted_gib) == (
+    (then,) = validate_results([("cell", r)], BEFORE_GPU_FIT)
+    assert then.measured and not summarize([then]).goal_met
+    assert (then.torch_measured_gib, then.torch_predicted_gib) == (
         pytest.approx(63.4, abs=0.05),
         pytest.approx(55.7, abs=0.05),
     )
+    # the GPU fit of the old log-prob pass (three other cells' phases) brings this cell to +0.3 %, tensors 63.5
+    (row,) = validate_results([("cell", r)])
+    assert summarize([row]).goal_met and round(row.error, 3) == 0.003
+    assert row.torch_predicted_gib == pytest.approx(63.5, abs=0.05) and row.phase == "old_log_prob"
 
 
 def test_the_log_prob_pass_pattern_the_readme_points_to() -> None:
@@ -155,7 +160,8 @@ def test_the_log_prob_pass_pattern_the_readme_points_to() -> None:
         assert "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=15" in r.provenance.argv
         torch_peaks[cell.name] = r.torch_memory.max_memory_allocated_gb
     assert max(torch_peaks.values()) - min(torch_peaks.values()) < 0.9
-    prediction = predict_cell(cell_from_dict(json.loads((CELL / "cell.json").read_text())))
+    # the planner of the README's day, before the GPU fit of the old log-prob pass
+    prediction = predict_cell(cell_from_dict(json.loads((CELL / "cell.json").read_text())), BEFORE_GPU_FIT)
     assert prediction.phase == "actor_update"
     (old,) = [p for p in prediction.phases if p.name == "old_log_prob"]
     tensors = sum(v for k, v in old.components.items() if k not in ("vllm_asleep", "runtime_overhead"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from evidence_helpers import (
+    BEFORE_GPU_FIT,
     EVIDENCE,
     assert_prediction_committed,
     assert_readme_tables,
@@ -105,13 +106,17 @@ def test_memory_by_phase() -> None:
     # the run's peak is the old log-prob pass's, in every step, warm-up included
     assert all(max(p, key=p.get) == "old_log_prob" for p in step_phase_peaks(r).values())
     assert max(phase_peaks(r).values()) == max(r.peak_memory_gb)
-    rows = {row.phase: row for row in phase_rows([("x", r)])}
+    # the planner the cell was predicted by, before the GPU fit of the old log-prob pass (which this cell is one of
+    # the three fitted cells of: +0.2 % since)
+    rows = {row.phase: row for row in phase_rows([("x", r)], BEFORE_GPU_FIT)}
     assert {k: round(v.error * 100, 1) for k, v in rows.items()} == {
         "rollout": 0.4,
         "old_log_prob": -19.2,
         "ref_log_prob": 13.9,
         "actor_update": 22.0,
     }
+    now = {row.phase: round(row.error * 100, 1) for row in phase_rows([("x", r)])}
+    assert now == {**{k: round(v.error * 100, 1) for k, v in rows.items()}, "old_log_prob": 0.2}
     # the planner's worst phase is the update; the measured one is old log-prob, ~13.4 GiB over its prediction,
     # 2.6 copies of the pass's logits (18165 tokens x 152064 x bf16)
     unit = 18165 * 152064 * 2 / 2**30
@@ -164,7 +169,7 @@ def test_readme_tables_are_generated_from_the_files() -> None:
     readme = (HERE / "README.md").read_text()
     assert "**The recipe: 3041 tokens/s/GPU, 82.8 s/step** over 4 measured steps (3039 / 3072 / 3043 / 2941" in readme
     assert "**Same card, same stack: the fastest cell that fits is x1.17 the recipe**" in readme
-    for row in phase_rows([("x", read_result(CELL / "result.json"))]):
+    for row in phase_rows([("x", read_result(CELL / "result.json"))], BEFORE_GPU_FIT):
         assert (
             f"| {CELL_ID} | {row.phase} ({row.verl_phase}) | {row.measured_gib:.1f} | {row.predicted_gib:.1f} |"
             in readme

@@ -76,7 +76,12 @@ def _baseline_ids() -> dict[str, set[str]]:
 def test_baseline_ids_are_planned_unchanged(tmp_path: Path) -> None:
     baselines = _baseline_ids()
     four_axis = {"h100-1gpu-graphs", "h100-1gpu-oom", "h100-1gpu-1.5b", "h100-1gpu-megatron", "smollm2-train"}
-    assert set(baselines) == four_axis | {"h200-1gpu-7b-nokl", "h200-1gpu-7b-flex", "h100-1gpu-7b-fa"}
+    assert set(baselines) == four_axis | {
+        "h200-1gpu-7b-nokl",
+        "h200-1gpu-7b-flex",
+        "h100-1gpu-7b-fa",
+        "h100-1gpu-7b-fa-kv",
+    }
     # the 7B recipe (2026-12-04) is the eleventh, 7B flex the twelfth, the H100 flash-attn cells (2026-12-06) on
     assert sum(map(len, baselines.values())) >= 14
     for name, ids in baselines.items():

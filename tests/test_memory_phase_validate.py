@@ -89,3 +89,36 @@ def test_host_rows_against_the_host_models_phases(result) -> None:
     assert rows["steady"].predicted_gib == host["steady"]
     assert rows["startup"].predicted_gib == host.get("startup", host["steady"])
     assert "| startup (host) | 100.0 |" in markdown(list(rows.values()))
+
+
+KV = (
+    ROOT / "baselines/evidence/2026-12-06-h100-heavy-3/h100-1gpu-7b-fa-kv/"
+    "lora32-off_none-tp1-rb45-gmu0.4-attnflex-rmpad-mnbt8192-mb3-nogc/result.json"
+)
+
+
+def test_held_phases_are_marked_as_bounds() -> None:
+    """No offload: ref and update run inside the cache old log-prob left, so their rows bound, not measure."""
+    rows = phase_rows([("x", read_result(KV))])
+    gpu = [r for r in rows if r.verl_phase != "host"]
+    assert {r.phase: r.held for r in gpu} == {
+        "rollout": False, "old_log_prob": False, "ref_log_prob": True, "actor_update": True}  # fmt: skip
+    assert not any(r.held for r in rows if r.verl_phase == "host")
+    table = markdown(rows)
+    ref = next(ln for ln in table.splitlines() if "ref_log_prob (ref)" in ln)
+    assert "| ≤ 69.9 | 45.6 | under the bound (held) |" in ref
+    old = next(ln for ln in table.splitlines() if "old_log_prob (old_log_prob)" in ln)
+    assert "| 69.9 |" in old and "(held)" not in old
+    assert "upper bound on the phase's own need" in table
+    # the table of a run without held phases has no footnote
+    assert "held:" not in markdown([r for r in rows if not r.held])
+
+
+def test_the_cli_json_carries_held(tmp_path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "suite", "memory", "validate", str(KV), "--phases", "--format", "json"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )  # fmt: skip
+    phases = json.loads(out.stdout)["phases"]
+    assert {p["phase"]: p["held"] for p in phases if p["verl_phase"] != "host"}["actor_update"] is True
+    assert all(isinstance(p["held"], bool) for p in phases)

@@ -41,3 +41,22 @@ def test_the_column_shows_only_where_a_row_has_phases() -> None:
     assert len(t.numeric) == len(t.headers) and t.numeric[i] is False
     t = cell_table(Group(with_phase[1].gpu, with_phase[1].model, with_phase[1:]), gated=False)
     assert "NVML peak phase" not in t.headers
+
+
+KV = ROOT / "baselines" / "h100" / "h100-1gpu-7b-fa-kv" / "qwen2.5-7b" / "h100x1" / "fsdp"
+
+
+def test_held_phases_are_not_where_the_peak_arose() -> None:
+    """gmu 0.4, no offload: update's 70.2 is the cache old log-prob filled (69.9) plus less than the tolerance, so
+    the peak phase is old log-prob; at gmu 0.5 the rollout's 72.4 is above everything the training passes held."""
+    row = flatten(read_baseline(KV / "lora32-off_none-tp1-rb45-gmu0.4-attnflex-rmpad-mnbt8192-mb3-nogc.json").results)
+    assert row.held_phases == ("ref_log_prob", "actor_update")
+    assert max(row.phase_peaks_gb, key=row.phase_peaks_gb.get) == "actor_update"
+    assert row.peak_phase == "old_log_prob"
+    assert peak_phase(row) == "old_log_prob (69.9; rollout 64.8; ref lp ≤69.9; update ≤70.2)"
+    assert to_record(row)["held_phases"] == "ref_log_prob;actor_update" and "held_phases" in to_record(row)
+    row5 = flatten(read_baseline(KV / "lora32-off_none-tp1-rb45-gmu0.5-attnflex-rmpad-mnbt8192-mb3-nogc.json").results)
+    assert row5.peak_phase == "rollout" and row5.held_phases == ("ref_log_prob", "actor_update")
+    # the recipe offloads between the passes: nothing held, nothing exported
+    recipe = flatten(read_baseline(RECIPE).results)
+    assert recipe.held_phases == () and to_record(recipe)["held_phases"] == ""

@@ -6,7 +6,18 @@ import itertools
 
 import pytest
 
-from suite.results.phases import ORDER, PLANNER_PHASE, phase_peaks, phase_windows, step_phase_peaks, window_peak
+from suite.results.phases import (
+    ORDER,
+    PLANNER_PHASE,
+    Level,
+    held_phases,
+    phase_peaks,
+    phase_windows,
+    planner_held_phases,
+    step_phase_levels,
+    step_phase_peaks,
+    window_peak,
+)
 from suite.results.schema import NvmlTimeline, Result, Step
 
 TIMING = {"gen": 20.0, "reward": 0.5, "old_log_prob": 10.0, "ref": 8.0, "adv": 0.1, "update_actor": 27.0,
@@ -98,3 +109,60 @@ def test_host_phases_split_at_the_first_steps_start() -> None:
     no_tree = tl.model_copy(update={"tree_gb": [None] * len(tree)})
     assert host_phase_peaks(r.model_copy(update={"host_timeline": no_tree})) == {}
     assert host_phase_peaks(result([step(1, None)], None)) == {}
+
+
+def levels_result(gen: float, old: float, ref: float, update: float, n: int = 3) -> Result:
+    """`n` steps back to back, each phase flat at its level (the rise into a phase inside its margin)."""
+    steps, spans, t = [], [], 10.0
+    for i in range(1, n + 1):
+        t += sum(TIMING.values())
+        s = step(i, t)
+        steps.append(s)
+        w = {x.phase: (x.start_s, x.end_s) for x in phase_windows(s)}
+        spans += [(*w["gen"], gen), (*w["old_log_prob"], old), (*w["ref"], ref), (*w["update_actor"], update)]
+    return result(steps, timeline(spans, until=t + 5.0))
+
+
+def test_a_phase_that_never_leaves_the_level_before_it_is_held() -> None:
+    # no offload: old log-prob fills torch's cache, ref and update run inside it (the 2026-12-06 H100 flex cells)
+    r = levels_result(64.8, 69.9, 69.9, 70.2)
+    assert held_phases(r) == {"ref", "update_actor"}
+    assert planner_held_phases(r) == {"ref_log_prob", "actor_update"}
+    # offload releases between the passes: every phase its own (the recipe)
+    assert held_phases(levels_result(26.9, 69.9, 44.7, 54.9)) == frozenset()
+    # a rise past the tolerance is the phase's own
+    assert held_phases(levels_result(64.8, 69.9, 69.9, 71.0)) == {"ref"}
+    assert held_phases(levels_result(64.8, 69.9, 69.9, 71.0), tol_gib=1.5) == {"ref", "update_actor"}
+    # the first phase of a step has nothing before it in the step
+    assert "gen" not in held_phases(levels_result(70.0, 70.0, 70.0, 70.0))
+
+
+def test_a_phase_that_dips_below_the_level_before_is_not_held() -> None:
+    s = step(1, 100.0)
+    w = {x.phase: (x.start_s, x.end_s) for x in phase_windows(s)}
+    a, b = w["ref"]
+    # ref released to 40 for a few seconds, then came back to old log-prob's level
+    spans = [(*w["old_log_prob"], 70.0), (a, a + 3.0, 40.0), (a + 3.0, b, 70.0), (*w["update_actor"], 50.0)]
+    r = result([s], timeline(spans, until=120.0))
+    levels = step_phase_levels(r)[1]
+    assert levels["ref"] == Level(peak=70.0, floor=40.0)
+    assert levels["old_log_prob"].peak == levels["old_log_prob"].floor == 70.0
+    assert held_phases(r) == frozenset()
+
+
+def test_held_only_when_held_in_every_measured_step() -> None:
+    held_run = levels_result(64.8, 69.9, 69.9, 70.2, n=2)
+    own_run = levels_result(26.9, 69.9, 44.7, 54.9, n=2)
+    # a run whose second step released before the ref pass: ref is its own there, so not held overall
+    steps = held_run.steps[:1] + [s.model_copy(update={"seen_s": s.seen_s + 1000.0}) for s in own_run.steps[1:]]
+    head = held_run.nvml_timeline.used_gb
+    rows = head + [[1.0]] * (1000 - len(head)) + own_run.nvml_timeline.used_gb
+    tl = NvmlTimeline(interval_s=1.0, start_s=0.0, used_gb=rows)
+    mixed = result(steps, tl)
+    assert held_phases(mixed, steps=[1]) == {"ref", "update_actor"}
+    assert held_phases(mixed, steps=[2]) == frozenset()
+    assert held_phases(mixed) == frozenset()
+    # warm-up steps do not count
+    assert held_phases(result(steps, tl, warmup=1)) == frozenset()
+    assert held_phases(result(held_run.steps, held_run.nvml_timeline, warmup=1)) == {"ref", "update_actor"}
+    assert held_phases(result([step(1, 50.0)], None)) == frozenset()

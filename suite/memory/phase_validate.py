@@ -13,7 +13,7 @@ from suite.memory.host import predict_host
 from suite.memory.model import predict
 from suite.memory.settings import settings_from_result
 from suite.memory.validate import _full_id
-from suite.results.phases import PLANNER_PHASE, host_phase_peaks, phase_peaks
+from suite.results.phases import PLANNER_PHASE, held_phases, host_phase_peaks, phase_peaks
 from suite.results.schema import Result
 
 
@@ -24,6 +24,8 @@ class PhaseRow:
     verl_phase: str  # timing_s key; for host rows "host"
     measured_gib: float
     predicted_gib: float | None
+    # the phase never left the level the phase before it left in torch's cache: measured bounds its need from above
+    held: bool = False
 
     @property
     def error(self) -> float | None:
@@ -38,7 +40,7 @@ def phase_rows(results: Iterable[tuple[str, Result]], calibration: Calibration |
     cal = calibration or default_calibration()
     rows: list[PhaseRow] = []
     for _source, r in results:
-        measured, host = phase_peaks(r), host_phase_peaks(r)
+        measured, host, held = phase_peaks(r), host_phase_peaks(r), held_phases(r)
         if not measured and not host:
             continue
         try:
@@ -53,7 +55,9 @@ def phase_rows(results: Iterable[tuple[str, Result]], calibration: Calibration |
             phase = PLANNER_PHASE.get(verl_phase)
             if phase is None:
                 continue
-            rows.append(PhaseRow(_full_id(r), phase, verl_phase, round(gib, 2), predicted.get(phase)))
+            rows.append(
+                PhaseRow(_full_id(r), phase, verl_phase, round(gib, 2), predicted.get(phase), verl_phase in held)
+            )
         for phase, gib in host.items():
             # a host model without a startup phase predicts its steady peak for the whole run
             pred = host_predicted.get(phase, host_predicted.get("steady"))
@@ -68,5 +72,14 @@ def markdown(rows: list[PhaseRow]) -> str:
     for r in rows:
         pred = "—" if r.predicted_gib is None else f"{r.predicted_gib:.1f}"
         err = "—" if r.error is None else f"{r.error * 100:+.1f} %"
-        out.append(f"| {r.cell} | {r.phase} ({r.verl_phase}) | {r.measured_gib:.1f} | {pred} | {err} |")
+        if r.held and r.error is not None:
+            # against a bound from above: a prediction under it may be right; one over it is over by at least that
+            err = "under the bound (held)" if r.error <= 0 else f"≥ {err} (held)"
+        meas = f"≤ {r.measured_gib:.1f}" if r.held else f"{r.measured_gib:.1f}"
+        out.append(f"| {r.cell} | {r.phase} ({r.verl_phase}) | {meas} | {pred} | {err} |")
+    if any(r.held for r in rows):
+        out.append(
+            "\nheld: the phase began at the level the phase before it left in torch's cache and stayed there, so NVML"
+            " shows that level: an upper bound on the phase's own need, not a measurement of it"
+        )
     return "\n".join(out)

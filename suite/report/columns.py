@@ -127,12 +127,17 @@ def cell_table(group: Group, *, gated: bool) -> Table:
 
 
 def peak_phase(row: ReportRow) -> str:
-    """`old_log_prob (69.9; update 54.9)`: the phase of the NVML peak, then the other phases' peaks."""
+    """`old_log_prob (69.9; update 54.9)`: the phase of the NVML peak, then the other phases' peaks; a held phase
+    (its peak the level an earlier phase left in torch's cache) reads `update ≤70.2`."""
     top = row.peak_phase
     if top is None:
         return DASH
     short = {"old_log_prob": "old lp", "ref_log_prob": "ref lp", "actor_update": "update"}
-    others = "; ".join(f"{short.get(k, k)} {num(v)}" for k, v in row.phase_peaks_gb.items() if k != top)
+    others = "; ".join(
+        f"{short.get(k, k)} {'≤' if k in row.held_phases else ''}{num(v)}"
+        for k, v in row.phase_peaks_gb.items()
+        if k != top
+    )
     return f"{top} ({num(row.phase_peaks_gb[top])}" + (f"; {others})" if others else ")")
 
 

@@ -10,7 +10,7 @@ from suite.gate.objective import command_objective, objective_differences, objec
 from suite.gate.reference import ratio, reference_id
 from suite.gpus import GPUS
 from suite.report.stats import median, median_interval, wilson_interval
-from suite.results.phases import PLANNER_PHASES, planner_phase_peaks
+from suite.results.phases import PLANNER_PHASES, planner_held_phases, planner_phase_peaks
 from suite.results.provenance import version_differences
 from suite.results.schema import Result
 from suite.telemetry.startup import PHASE_LABELS as STARTUP_LABELS
@@ -99,11 +99,16 @@ class ReportRow:
     # NVML peak of each step phase (the planner's names: rollout, sync, old_log_prob, ref_log_prob, actor_update),
     # max over the runs that recorded a timeline (suite.results.phases); {} without one
     phase_peaks_gb: dict[str, float] = field(default_factory=dict)
+    # phases held in every run that recorded them (suite.results.phases.held_phases): their NVML peak is the level an
+    # earlier phase left in torch's cache, so they are not where the peak arose
+    held_phases: tuple[str, ...] = ()
 
     @property
     def peak_phase(self) -> str | None:
-        """The phase whose NVML peak is the highest, where the runs recorded phases."""
-        return max(self.phase_peaks_gb, key=lambda k: self.phase_peaks_gb[k]) if self.phase_peaks_gb else None
+        """The phase whose NVML peak is the highest, where the runs recorded phases, of those not held (all, if
+        every phase is)."""
+        own = {k: v for k, v in self.phase_peaks_gb.items() if k not in self.held_phases} or self.phase_peaks_gb
+        return max(own, key=lambda k: own[k]) if own else None
 
     @property
     def fits(self) -> bool:
@@ -262,6 +267,7 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> ReportRow:
         objective_settings=command_objective(prov.argv),
         sources=tuple(sources),
         phase_peaks_gb=_phase_peaks(runs),
+        held_phases=_held_phases(runs),
     )
 
 
@@ -271,6 +277,15 @@ def _phase_peaks(runs: Sequence[Result]) -> dict[str, float]:
         for name, gib in planner_phase_peaks(r).items():
             out[name] = max(out.get(name, gib), gib)
     return out
+
+
+def _held_phases(runs: Sequence[Result]) -> tuple[str, ...]:
+    """Held in every run with phases, in step order."""
+    timed = [r for r in runs if planner_phase_peaks(r)]
+    if not timed:
+        return ()
+    held = frozenset.intersection(*(planner_held_phases(r) for r in timed))
+    return tuple(k for k in PLANNER_PHASES if k in held)
 
 
 def sort_key(row: ReportRow) -> tuple:
@@ -538,6 +553,7 @@ _RECORD_SKIP = {
     "objective_settings",
     "packages_checked",
     "phase_peaks_gb",
+    "held_phases",
 }
 
 
@@ -552,6 +568,7 @@ def to_record(row: ReportRow) -> dict:
         d[f"version_{k}"] = row.versions[k]
     d["objective_differences"] = list(row.objective_differences)
     d["peak_phase"] = row.peak_phase
+    d["held_phases"] = ";".join(row.held_phases)
     for k in PLANNER_PHASES:
         d[f"memory_{k}_gb"] = row.phase_peaks_gb.get(k)
     return d

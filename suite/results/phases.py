@@ -6,10 +6,15 @@ values, adv, update_critic, update_actor, update_weights, and logs the step's me
 So each phase's window is placed backwards from the line's sighting with the durations of `timing_s`. A sighting is
 up to one poll (0.5 s) late and the NVML windows are `interval_s` wide, so only windows wholly inside a phase less a
 margin on both sides count; a phase too short to hold one has no peak.
+
+NVML sees what torch's caching allocator reserved, not what a phase allocated. Where nothing is released between
+two phases (no offload, no `empty_cache`), the later phase starts at the level the earlier one left and its peak is
+that level: a bound from above on its own need, not a measurement of it. Such a phase is *held* (`held_phases`).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,19 +68,26 @@ def phase_windows(step: Step) -> list[PhaseWindow]:
     return out[::-1]
 
 
-def _peak_inside(
+def _window_maxima(
     rows: Sequence[Sequence[float | None]], first_s: float, interval_s: float, lo: float, hi: float
-) -> float | None:
-    """Max over the columns and over the windows (the first starting at `first_s`) wholly inside [lo, hi]."""
-    best: float | None = None
+) -> list[float]:
+    """Each window's max over the columns, for the windows (the first starting at `first_s`) wholly inside [lo, hi]."""
+    out: list[float] = []
     for i, row in enumerate(rows):
         a = first_s + i * interval_s
         if a < lo or a + interval_s > hi:
             continue
-        for v in row:
-            if v is not None and (best is None or v > best):
-                best = v
-    return best
+        vals = [v for v in row if v is not None]
+        if vals:
+            out.append(max(vals))
+    return out
+
+
+def _peak_inside(
+    rows: Sequence[Sequence[float | None]], first_s: float, interval_s: float, lo: float, hi: float
+) -> float | None:
+    """Max over the columns and over the windows (the first starting at `first_s`) wholly inside [lo, hi]."""
+    return max(_window_maxima(rows, first_s, interval_s, lo, hi), default=None)
 
 
 def window_peak(tl: NvmlTimeline, start_s: float, end_s: float, margin_s: float) -> float | None:
@@ -83,19 +95,70 @@ def window_peak(tl: NvmlTimeline, start_s: float, end_s: float, margin_s: float)
     return _peak_inside(tl.used_gb, tl.start_s, tl.interval_s, start_s + margin_s, end_s - margin_s)
 
 
-def step_phase_peaks(result: Result, margin_s: float | None = None) -> dict[int, dict[str, float]]:
-    """{step: {phase: NVML peak GiB}} for each step with a sighting; phases too short for a window are left out."""
+@dataclass(frozen=True)
+class Level:
+    """NVML over one phase of one step: the highest and the lowest of its windows (each a max over GPUs)."""
+
+    peak: float
+    floor: float
+
+
+def step_phase_levels(result: Result, margin_s: float | None = None) -> dict[int, dict[str, Level]]:
+    """{step: {phase: Level}} for each step with a sighting, phases in step order; phases too short for a window
+    are left out."""
     tl = result.nvml_timeline
     if tl is None:
         return {}
     m = SIGHTING_LAG_S + tl.interval_s / 2 if margin_s is None else margin_s
-    out: dict[int, dict[str, float]] = {}
+    out: dict[int, dict[str, Level]] = {}
     for step in result.steps:
-        peaks = {w.phase: window_peak(tl, w.start_s, w.end_s, m) for w in phase_windows(step)}
-        got = {k: v for k, v in peaks.items() if v is not None}
+        got: dict[str, Level] = {}
+        for w in phase_windows(step):
+            vals = _window_maxima(tl.used_gb, tl.start_s, tl.interval_s, w.start_s + m, w.end_s - m)
+            if vals:
+                got[w.phase] = Level(max(vals), min(vals))
         if got:
             out[step.step] = got
     return out
+
+
+def step_phase_peaks(result: Result, margin_s: float | None = None) -> dict[int, dict[str, float]]:
+    """{step: {phase: NVML peak GiB}} for each step with a sighting; phases too short for a window are left out."""
+    return {
+        step: {k: lv.peak for k, lv in levels.items()} for step, levels in step_phase_levels(result, margin_s).items()
+    }
+
+
+HELD_TOLERANCE_GIB = 0.5  # NVML's rounding and the allocator's small blocks
+
+
+def _held(levels: dict[str, Level], tol_gib: float) -> set[str]:
+    """The phases of one step that never left the peak of the phase before them."""
+    out: set[str] = set()
+    names = list(levels)
+    for before, name in itertools.pairwise(names):
+        prev, lv = levels[before].peak, levels[name]
+        if lv.floor >= prev - tol_gib and lv.peak <= prev + tol_gib:
+            out.add(name)
+    return out
+
+
+def held_phases(
+    result: Result, steps: Sequence[int] | None = None, tol_gib: float = HELD_TOLERANCE_GIB
+) -> frozenset[str]:
+    """The verl phases held in every measured step (or `steps`) that recorded them: each began at the peak the
+    phase before it left and stayed within `tol_gib` of it, so NVML's peak for it is what the allocator kept from
+    earlier, an upper bound on the phase's own need."""
+    chosen = set(steps) if steps is not None else {s.step for s in result.measured_steps()}
+    seen: set[str] = set()
+    held: set[str] | None = None
+    for step, levels in step_phase_levels(result).items():
+        if step not in chosen:
+            continue
+        seen |= set(levels)
+        mine = _held(levels, tol_gib) | (set(ORDER) - set(levels))  # a phase a step did not record does not veto
+        held = mine if held is None else held & mine
+    return frozenset((held or set()) & seen)
 
 
 def phase_peaks(result: Result, steps: Sequence[int] | None = None) -> dict[str, float]:
@@ -114,6 +177,11 @@ def planner_phase_peaks(result: Result) -> dict[str, float]:
     """`phase_peaks` under the memory planner's phase names (rollout, old_log_prob, ...); verl phases the planner
     has no phase for are left out."""
     return {PLANNER_PHASE[k]: v for k, v in phase_peaks(result).items() if k in PLANNER_PHASE}
+
+
+def planner_held_phases(result: Result) -> frozenset[str]:
+    """`held_phases` under the memory planner's phase names."""
+    return frozenset(PLANNER_PHASE[k] for k in held_phases(result) if k in PLANNER_PHASE)
 
 
 def host_phase_peaks(result: Result) -> dict[str, float]:
