@@ -1,5 +1,6 @@
-"""`grpo-suite cache`: vLLM's compile cache packed on one host and unpacked on a fresh one, its manifest, the
-refusal of an archive other software made, and archives that try to write outside the cache."""
+"""`grpo-suite cache`: vLLM's, inductor's and Triton's compile caches packed on one host and unpacked on a fresh one,
+the manifest (schema 2, and schema-1 archives still read), the refusal of an archive other software made, and
+archives that try to write outside the caches."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from suite.cli import main
 from suite.errors import InputError
 from suite.run import compile_cache as cc
-from suite.run.cellenv import vllm_defaults
+from suite.run.cellenv import cell_environment, vllm_defaults
 
 HERE = {"vllm": "0.25.1", "torch": "2.11.0"}
 
@@ -38,14 +39,14 @@ def test_export_writes_a_manifest_and_the_tree(tmp_path: Path) -> None:
     m = cc.export_cache(src, out, HERE, gpu="NVIDIA H200")
     assert m.entries == ["edf4b2bf4b", "torch_aot_compile"] and m.files == 4
     assert m.bytes == sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
-    assert m.versions == HERE and m.gpu == "NVIDIA H200" and m.schema == 1
+    assert m.versions == HERE and m.gpu == "NVIDIA H200" and m.schema == 2
     with tarfile.open(out) as tar:
         names = tar.getnames()
         assert names[0] == cc.MANIFEST  # the reader finds it without unpacking the rest
         assert json.loads(tar.extractfile(cc.MANIFEST).read())["versions"] == HERE
         assert sum(n.startswith("torch_compile_cache/") for n in names) >= 4
     assert cc.read_manifest(out) == m
-    assert "2 entries, 4 files" in m.describe() and "vllm 0.25.1, torch 2.11.0 on NVIDIA H200" in m.describe()
+    assert "vLLM 2 entries: 4 files" in m.describe() and "vllm 0.25.1, torch 2.11.0 on NVIDIA H200" in m.describe()
 
 
 def test_import_into_a_fresh_host_then_again(tmp_path: Path) -> None:
@@ -107,8 +108,8 @@ def test_archives_that_are_not_ours(tmp_path: Path) -> None:
     plain = _tar_with(tmp_path / "plain.tar.xz", {"torch_compile_cache/a": b"x"}, None)
     with pytest.raises(InputError, match="not a compile-cache archive"):
         cc.read_manifest(plain)
-    future = _tar_with(tmp_path / "future.tar.xz", {}, {**MANIFEST, "schema": 2})
-    with pytest.raises(InputError, match="schema 2, this suite reads 1"):
+    future = _tar_with(tmp_path / "future.tar.xz", {}, {**MANIFEST, "schema": 3})
+    with pytest.raises(InputError, match="schema 3, this suite reads 1 and 2"):
         cc.import_cache(future, tmp_path / "dest", HERE)
 
 
@@ -120,7 +121,7 @@ def test_an_empty_host_has_nothing_to_export(tmp_path: Path) -> None:
 def test_the_default_directory_is_the_one_the_cells_use(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GRPO_SUITE_CACHE", str(tmp_path))
     assert cc.default_cache_dir() == tmp_path / "vllm" == Path(vllm_defaults()["VLLM_CACHE_ROOT"])
-    assert set(cc.here_versions()) == {"vllm", "torch"}
+    assert set(cc.here_versions()) == {"vllm", "torch", "triton"}
 
 
 def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,7 +129,7 @@ def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str], monk
     make_cache(tmp_path / "suite-cache" / "vllm")
     out = tmp_path / "c.tar.xz"
     assert main(["cache", "export", "--out", str(out)]) == 0
-    assert "2 entries, 4 files" in capsys.readouterr().out
+    assert "vLLM 2 entries: 4 files" in capsys.readouterr().out
     assert main(["cache", "show", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "edf4b2bf4b" in shown and "torch_aot_compile" in shown
@@ -140,3 +141,312 @@ def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str], monk
     assert main(["cache", "show", str(tmp_path / "nothing")]) == 2
     assert "no such archive or cache directory" in capsys.readouterr().err
     assert main(["cache", "import", str(_tar_with(tmp_path / "p.tar.xz", {}, None))]) == 2
+
+
+# -- inductor's and Triton's parts --------------------------------------------------------------------------
+HERE3 = {**HERE, "triton": "3.6.0"}
+
+
+def make_kernels(inductor: Path, triton: Path) -> tuple[Path, Path]:
+    """Caches as torch 2.11's inductor and Triton 3.6 lay them out (TRITON_CACHE_DIR set, so inductor's kernels
+    land in Triton's directory, not under its own)."""
+    files = {
+        inductor / "fxgraph/ab/fabc123/entry": "\x01" * 50,
+        inductor / "aotautograd/aq/aqk7/entry": "\x02" * 30,
+        inductor / "locks/fabc123.lock": "",
+        triton / "3XZ7QH/triton_tem_fused_0.cubin": "\x03" * 200,
+        triton / "3XZ7QH/triton_tem_fused_0.json": '{"name": "triton_tem_fused_0"}',
+        triton / "VV2KLM/__grp__flex_attention.json": "{}",
+        triton / "VV2KLM/flex_attention.cubin": "\x04" * 300,
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return inductor, triton
+
+
+def export3(tmp_path: Path, versions: dict[str, str | None] = HERE3) -> Path:
+    out = tmp_path / "kernels.tar.xz"
+    inductor, triton = make_kernels(tmp_path / "src" / "torchinductor", tmp_path / "src" / "triton")
+    cc.export_cache(make_cache(tmp_path / "src" / "vllm"), out, versions, inductor_dir=inductor, triton_dir=triton)
+    return out
+
+
+def fresh_dirs(root: Path) -> dict[str, Path]:
+    # named unlike the exporting host's: each part goes where this host keeps it, whatever the name
+    return {"cache_dir": root / "v", "inductor_dir": root / "ind", "triton_dir": root / "kernels"}
+
+
+def test_three_parts_exported_and_imported_into_a_fresh_host(tmp_path: Path) -> None:
+    out = export3(tmp_path)
+    m = cc.read_manifest(out)
+    assert m.schema == 2 and list(m.parts) == ["torch_compile_cache", "torchinductor", "triton"]
+    assert m.versions == HERE3 and m.compared() == ("vllm", "torch", "triton")
+    assert m.entries == ["edf4b2bf4b", "torch_aot_compile"]  # vLLM's, as in schema 1
+    assert m.parts["torchinductor"] == cc.PartManifest(["aotautograd", "fxgraph", "locks"], 3, 80)
+    assert m.parts["triton"].entries == ["3XZ7QH", "VV2KLM"] and m.parts["triton"].files == 4
+    assert m.files == 4 + 3 + 4 and m.bytes == sum(
+        p.stat().st_size for p in (tmp_path / "src").rglob("*") if p.is_file()
+    )
+    assert m.describe().startswith("vLLM 2 entries, inductor 3 files, triton 4 files: 11 files, 0.0 MiB; made ")
+    assert "with vllm 0.25.1, torch 2.11.0, triton 3.6.0" in m.describe()
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        raw = json.loads(tar.extractfile(cc.MANIFEST).read())
+    assert names[0] == cc.MANIFEST and {n.split("/")[0] for n in names[1:]} == set(m.parts)
+    assert raw["schema"] == 2 and raw["parts"]["triton"] == {
+        "entries": ["3XZ7QH", "VV2KLM"],
+        "files": 4,
+        "bytes": sum(p.stat().st_size for p in (tmp_path / "src" / "triton").rglob("*") if p.is_file()),
+    }
+
+    dest = fresh_dirs(tmp_path / "fresh")
+    done = cc.import_cache(
+        out, dest["cache_dir"], HERE3, inductor_dir=dest["inductor_dir"], triton_dir=dest["triton_dir"]
+    )
+    assert (done.added, done.kept) == (11, 0)
+    assert {n: (c.added, c.kept) for n, c in done.parts.items()} == {
+        "torch_compile_cache": (4, 0),
+        "torchinductor": (3, 0),
+        "triton": (4, 0),
+    }
+    assert done.parts["triton"].into == dest["triton_dir"]
+    assert done.parts["torch_compile_cache"].into == dest["cache_dir"] / "torch_compile_cache"
+    cubin = dest["triton_dir"] / "VV2KLM" / "flex_attention.cubin"
+    assert cubin.read_text() == "\x04" * 300
+    assert (dest["inductor_dir"] / "fxgraph" / "ab" / "fabc123" / "entry").read_text() == "\x01" * 50
+    assert not (dest["triton_dir"] / "triton").exists() and not (dest["inductor_dir"] / "torchinductor").exists()
+    cubin.write_text("compiled here")
+    again = cc.import_cache(
+        out, dest["cache_dir"], HERE3, inductor_dir=dest["inductor_dir"], triton_dir=dest["triton_dir"]
+    )
+    assert (again.added, again.kept) == (0, 11) and cubin.read_text() == "compiled here"
+
+
+def test_a_part_missing_on_the_exporting_host_is_skipped(tmp_path: Path) -> None:
+    inductor, triton = make_kernels(tmp_path / "ind", tmp_path / "tri")
+    for p in triton.rglob("*"):
+        if p.is_file():
+            p.unlink()  # a directory without files carries nothing
+    out = tmp_path / "out.tar.xz"
+    m = cc.export_cache(tmp_path / "no-vllm", out, HERE3, inductor_dir=inductor, triton_dir=triton)
+    assert list(m.parts) == ["torchinductor"] and m.entries == [] and m.files == 3
+    assert m.versions == {"torch": "2.11.0", "triton": "3.6.0"}  # no vllm: no part of it depends on vLLM
+    assert m.describe().startswith("inductor 3 files: 3 files")
+    with tarfile.open(out) as tar:
+        assert all(n == cc.MANIFEST or n.startswith("torchinductor") for n in tar.getnames())
+    # vLLM differs here: nothing in the archive depends on it
+    done = cc.import_cache(out, None, {**HERE3, "vllm": None}, inductor_dir=tmp_path / "i2")
+    assert done.added == 3 and list(done.parts) == ["torchinductor"]
+    with pytest.raises(InputError, match=r"holds torchinductor/ but no directory was given"):
+        cc.import_cache(out, tmp_path / "v", HERE3)
+    with pytest.raises(InputError, match=r"no vLLM compile cache there; .*: no inductor cache there; .*no Triton"):
+        cc.export_cache(tmp_path / "no-vllm", out, HERE3, inductor_dir=tmp_path / "nope", triton_dir=triton)
+
+
+def test_links_and_special_files_on_the_host_are_left_out(tmp_path: Path) -> None:
+    inductor, triton = make_kernels(tmp_path / "ind", tmp_path / "tri")
+    (triton / "outside").symlink_to(tmp_path / "ind")
+    (triton / "3XZ7QH" / "alias.cubin").symlink_to(triton / "3XZ7QH" / "triton_tem_fused_0.cubin")
+    out = tmp_path / "out.tar.xz"
+    m = cc.export_cache(None, out, HERE3, inductor_dir=inductor, triton_dir=triton)
+    assert m.parts["triton"].files == 4 and "outside" not in m.parts["triton"].entries
+    done = cc.import_cache(out, None, HERE3, inductor_dir=tmp_path / "i", triton_dir=tmp_path / "t")
+    assert done.added == 7 and not (tmp_path / "t" / "3XZ7QH" / "alias.cubin").exists()
+
+
+def _schema1_archive(tmp_path: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """An archive as the schema-1 writer made it: the manifest first, then torch_compile_cache/ as it is."""
+    src = make_cache(tmp_path / "old-host" / "vllm")
+    files = [p for p in (src / "torch_compile_cache").rglob("*") if p.is_file()]
+    manifest = {
+        "versions": HERE,
+        "entries": ["edf4b2bf4b", "torch_aot_compile"],
+        "files": len(files),
+        "bytes": sum(p.stat().st_size for p in files),
+        "created_at": "2026-12-04T18:44:50+00:00",
+        "gpu": "NVIDIA H200",
+        "schema": 1,
+        "extra": {},
+    }
+    out = tmp_path / "v1.tar.xz"
+    data = json.dumps(manifest, indent=2).encode()
+    with tarfile.open(out, "w:xz") as tar:
+        info = tarfile.TarInfo(cc.MANIFEST)
+        info.size, info.mtime = len(data), 1764873890
+        tar.addfile(info, io.BytesIO(data))
+        tar.add(src / "torch_compile_cache", arcname="torch_compile_cache")
+        for name, blob in (extra or {}).items():
+            member = tarfile.TarInfo(name)
+            member.size = len(blob)
+            tar.addfile(member, io.BytesIO(blob))
+    return out
+
+
+def test_a_schema_1_archive_still_imports_and_is_not_refused_for_triton(tmp_path: Path) -> None:
+    out = _schema1_archive(tmp_path)
+    m = cc.read_manifest(out)
+    assert m.schema == 1 and list(m.parts) == ["torch_compile_cache"] and m.compared() == ("vllm", "torch")
+    assert m.parts["torch_compile_cache"] == cc.PartManifest(m.entries, 4, m.bytes)
+    assert m.describe().startswith("vLLM 2 entries: 4 files") and m.describe().endswith("torch 2.11.0 on NVIDIA H200")
+    other_triton = {**HERE, "triton": "9.9.9"}
+    assert cc.mismatches(m, other_triton) == []
+    dest = fresh_dirs(tmp_path / "fresh")
+    done = cc.import_cache(
+        out, dest["cache_dir"], other_triton, inductor_dir=dest["inductor_dir"], triton_dir=dest["triton_dir"]
+    )
+    assert (done.added, done.kept) == (4, 0) and list(done.parts) == ["torch_compile_cache"]
+    assert (dest["cache_dir"] / "torch_compile_cache" / "torch_aot_compile" / "4ee44a8f" / "model").is_file()
+    assert not dest["inductor_dir"].exists() and not dest["triton_dir"].exists()
+    # nor can a schema-1 archive smuggle a part its manifest does not list (its Triton would go unchecked)
+    sneaky = _schema1_archive(tmp_path / "s", {"triton/ABC/k.cubin": b"x"})
+    with pytest.raises(InputError, match=r"'triton/ABC/k.cubin' is not a file under torch_compile_cache/"):
+        cc.import_cache(sneaky, tmp_path / "d", HERE, triton_dir=tmp_path / "t")
+    assert not (tmp_path / "d").exists() and not (tmp_path / "t").exists()
+
+
+def test_another_triton_refuses_inductor_and_triton_parts_unless_forced(tmp_path: Path) -> None:
+    out = export3(tmp_path)
+    here = {**HERE, "triton": "3.5.1"}
+    assert cc.mismatches(cc.read_manifest(out), here) == ["triton 3.6.0 (here 3.5.1)"]
+    dest = fresh_dirs(tmp_path / "fresh")
+    kw = {"inductor_dir": dest["inductor_dir"], "triton_dir": dest["triton_dir"]}
+    with pytest.raises(
+        InputError, match=r"made with triton 3\.6\.0 \(here 3\.5\.1\): inductor and triton would never hit.*--force"
+    ) as exc:
+        cc.import_cache(out, dest["cache_dir"], here, **kw)
+    assert exc.value.field == "versions" and not (tmp_path / "fresh").exists()
+    assert cc.import_cache(out, dest["cache_dir"], here, force=True, **kw).added == 11
+    assert (dest["triton_dir"] / "VV2KLM" / "flex_attention.cubin").is_file()
+    # an archive of vLLM's part alone never asks for triton
+    only_vllm = tmp_path / "v.tar.xz"
+    cc.export_cache(tmp_path / "src" / "vllm", only_vllm, HERE3)
+    assert cc.read_manifest(only_vllm).versions == HERE
+    assert cc.import_cache(only_vllm, tmp_path / "v2", here).added == 4
+
+
+MANIFEST2 = {
+    "schema": 2,
+    "versions": HERE3,
+    "entries": [],
+    "files": 1,
+    "bytes": 1,
+    "created_at": "2026-12-06T21:00:00+00:00",
+    "parts": {
+        "torchinductor": {"entries": ["x"], "files": 1, "bytes": 1},
+        "triton": {"entries": [], "files": 0, "bytes": 0},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "torchinductor/../../evil",
+        "triton/../evil",
+        "triton/a/../../../evil",
+        "/triton/evil",
+        "/torchinductor/evil",
+        "inductor/evil",
+        "triton_cache/evil",
+        "torch_compile_cache/x",  # a known part this archive's manifest does not list
+        "evil",
+    ],
+)
+def test_new_parts_refuse_members_outside_them(tmp_path: Path, name: str) -> None:
+    # a good member first: the bad one is found before anything is written
+    archive = _tar_with(tmp_path / "bad.tar.xz", {"triton/ok": b"y", name: b"x"}, MANIFEST2)
+    with pytest.raises(InputError, match="is not a file under torchinductor/ or triton/") as exc:
+        cc.import_cache(archive, tmp_path / "v", HERE3, inductor_dir=tmp_path / "i", triton_dir=tmp_path / "t")
+    assert exc.value.field == "archive"
+    assert not any((tmp_path / d).exists() for d in ("v", "i", "t", "evil"))
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE, tarfile.CHRTYPE])
+def test_new_parts_refuse_links_and_devices(tmp_path: Path, kind: bytes) -> None:
+    archive = tmp_path / "links.tar.xz"
+    data = json.dumps(MANIFEST2).encode()
+    with tarfile.open(archive, "w:xz") as tar:
+        info = tarfile.TarInfo(cc.MANIFEST)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("triton/ABC/k.cubin")
+        link.type, link.linkname = kind, "/etc/passwd"
+        tar.addfile(link)
+    with pytest.raises(InputError, match=r"'triton/ABC/k.cubin' is not a file under"):
+        cc.import_cache(archive, None, HERE3, inductor_dir=tmp_path / "i", triton_dir=tmp_path / "t")
+    assert not (tmp_path / "t").exists()
+
+
+def test_manifests_naming_unknown_parts_or_malformed(tmp_path: Path) -> None:
+    unknown = _tar_with(
+        tmp_path / "u.tar.xz", {}, {**MANIFEST2, "parts": {"ccache": {"entries": [], "files": 0, "bytes": 0}}}
+    )
+    with pytest.raises(InputError, match=r"unknown parts \['ccache'\]"):
+        cc.read_manifest(unknown)
+    malformed = _tar_with(tmp_path / "m.tar.xz", {}, {k: v for k, v in MANIFEST2.items() if k != "parts"})
+    with pytest.raises(InputError, match="malformed manifest") as exc:
+        cc.read_manifest(malformed)
+    assert exc.value.field == "manifest"
+
+
+def test_the_default_directories_are_the_cells(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GRPO_SUITE_CACHE", str(tmp_path))
+    env = cell_environment({}, {}, cell_dir=tmp_path, metrics=tmp_path / "m.jsonl", gpus=[0], token="t")
+    assert env["TRITON_CACHE_DIR"] == str(tmp_path / "triton")
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "torchinductor")
+    assert cc.default_dirs() == {
+        "torch_compile_cache": Path(env["VLLM_CACHE_ROOT"]),
+        "torchinductor": Path(env["TORCHINDUCTOR_CACHE_DIR"]),
+        "triton": Path(env["TRITON_CACHE_DIR"]),
+    }
+    # the caller's own directory wins, from its environment or the cell's
+    mine = cell_environment(
+        {"TRITON_CACHE_DIR": "/mine"}, {}, cell_dir=tmp_path, metrics=tmp_path / "m", gpus=None, token="t"
+    )
+    assert mine["TRITON_CACHE_DIR"] == "/mine"
+    cells = cell_environment(
+        {}, {"TRITON_CACHE_DIR": "/cell"}, cell_dir=tmp_path, metrics=tmp_path / "m", gpus=None, token="t"
+    )
+    assert cells["TRITON_CACHE_DIR"] == "/cell"
+
+
+def test_cli_with_the_kernel_directories(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite_cache = tmp_path / "suite-cache"
+    monkeypatch.setenv("GRPO_SUITE_CACHE", str(suite_cache))
+    monkeypatch.setattr(cc, "here_versions", lambda: dict(HERE3))
+    make_cache(suite_cache / "vllm")
+    make_kernels(suite_cache / "torchinductor", tmp_path / "elsewhere" / "triton")
+    out = tmp_path / "k.tar.xz"
+    # the cells' directories by default; Triton's from the flag here
+    assert main(["cache", "export", "--out", str(out), "--triton-dir", str(tmp_path / "elsewhere" / "triton")]) == 0
+    assert "vLLM 2 entries, inductor 3 files, triton 4 files: 11 files" in capsys.readouterr().out
+    assert main(["cache", "show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "  torchinductor/: 3 entries, 3 files" in shown and "    fxgraph" in shown
+    assert "  triton/: 2 entries, 4 files" in shown and "3XZ7QH" not in shown  # kernel hashes not listed
+    # what this host would export: the cells' Triton directory has nothing yet
+    assert main(["cache", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert f"  triton/: nothing at {suite_cache / 'triton'}" in shown
+    assert f"  torchinductor/ from {suite_cache / 'torchinductor'}: 3 entries" in shown
+    fresh = fresh_dirs(tmp_path / "fresh")
+    flags = ["--cache-dir", str(fresh["cache_dir"]), "--inductor-dir", str(fresh["inductor_dir"])]
+    flags += ["--triton-dir", str(fresh["triton_dir"])]
+    assert main(["cache", "import", str(out), *flags]) == 0
+    imported = capsys.readouterr().out
+    assert "11 files added, 0 already there" in imported
+    assert f"  triton/ -> {fresh['triton_dir']}: 4 added, 0 kept" in imported
+    assert (fresh["triton_dir"] / "VV2KLM" / "flex_attention.cubin").is_file()
+    assert main(["cache", "show", str(fresh["cache_dir"]), *flags[2:]]) == 0
+    assert "vLLM 2 entries, inductor 3 files, triton 4 files: 11 files" in capsys.readouterr().out
+    # another Triton here: exit 2 naming it, --force unpacks
+    monkeypatch.setattr(cc, "here_versions", lambda: {**HERE, "triton": "3.5.1"})
+    again = [str(out), "--cache-dir", str(tmp_path / "v3"), "--inductor-dir", str(tmp_path / "i3")]
+    again += ["--triton-dir", str(tmp_path / "t3")]
+    assert main(["cache", "import", *again]) == 2
+    assert "triton 3.6.0 (here 3.5.1)" in capsys.readouterr().err
+    assert not (tmp_path / "t3").exists()
+    assert main(["cache", "import", *again, "--force"]) == 0 and (tmp_path / "t3" / "VV2KLM").is_dir()

@@ -65,8 +65,8 @@ def cell_environment(
     env = {**base, **cell_env}
     env.setdefault(LOGGER_ENV, str(metrics))
     env["PYTHONUNBUFFERED"] = "1"  # the log shows progress as it happens and ends with the real error
-    # torch.compile's cache outside /tmp: shared by the cells of a run (and runs) even with a private /tmp
-    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "torchinductor"))
+    for k, v in kernel_cache_defaults().items():
+        env.setdefault(k, v)
     for k, v in vllm_defaults().items():
         env.setdefault(k, v)
     if gpus is not None:
@@ -78,6 +78,18 @@ def cell_environment(
         # <tmp>/ray/ray_current_cluster, nor shares session dirs. Ports are dynamic for a local ray.init().
         env["RAY_TMPDIR"] = str(ray_tmpdir(token))
     return env
+
+
+def kernel_cache_defaults() -> dict[str, str]:
+    """Where a cell's torch.compile (inductor) and Triton kernels go unless the caller's environment says.
+    Both under the suite's cache, not /tmp (inductor's default) or ~/.triton/cache (Triton's): the cells of a host
+    share them even with a private /tmp, and `grpo-suite cache export` carries them to a fresh host with vLLM's.
+    With TRITON_CACHE_DIR set, inductor writes its own Triton kernels (flex attention's) there too, not under its
+    directory."""
+    return {
+        "TORCHINDUCTOR_CACHE_DIR": str(cache_root() / "torchinductor"),
+        "TRITON_CACHE_DIR": str(cache_root() / "triton"),
+    }
 
 
 def vllm_defaults() -> dict[str, str]:

@@ -22,27 +22,54 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_cache(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cache", help="carry vLLM's compile cache to a fresh host: export, import, show")
+    p = sub.add_parser(
+        "cache",
+        help="carry compiled kernels (vLLM's, inductor's and Triton's caches) to a fresh host: export, import, show",
+    )
     csub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     where = "vLLM's cache directory (default: the one the cells use, under $GRPO_SUITE_CACHE)"
-    e = csub.add_parser("export", help="pack this host's compile cache, with a manifest of the versions it needs")
+    e = csub.add_parser("export", help="pack this host's compile caches, with a manifest of the versions they need")
     e.add_argument("--out", required=True, help="archive to write (.tar.xz)")
     e.add_argument("--cache-dir", default=None, help=where)
+    _kernel_dir_arguments(e)
     e.set_defaults(func=_cache_export)
     i = csub.add_parser("import", help="unpack an exported cache before the first cell (existing files kept)")
     i.add_argument("archive")
     i.add_argument("--cache-dir", default=None, help=where)
-    i.add_argument("--force", action="store_true", help="unpack even when vLLM or torch differs from this host's")
+    _kernel_dir_arguments(i)
+    i.add_argument(
+        "--force", action="store_true", help="unpack even when vLLM, torch or Triton differs from this host's"
+    )
     i.set_defaults(func=_cache_import)
-    s = csub.add_parser("show", help="an archive's manifest, or what a cache directory holds")
-    s.add_argument("path", nargs="?", default=None, help="archive or cache directory (default: the cells' cache)")
+    s = csub.add_parser("show", help="an archive's manifest, or what this host would export")
+    s.add_argument(
+        "path", nargs="?", default=None, help="archive or vLLM's cache directory (default: the cells' cache)"
+    )
+    _kernel_dir_arguments(s)
     s.set_defaults(func=_cache_show)
 
 
-def _cache_dir(args: argparse.Namespace) -> Path:
+def _kernel_dir_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--inductor-dir",
+        default=None,
+        help="torch.compile's (inductor's) cache directory (default: the cells', $GRPO_SUITE_CACHE/torchinductor)",
+    )
+    p.add_argument(
+        "--triton-dir", default=None, help="Triton's cache directory (default: the cells', $GRPO_SUITE_CACHE/triton)"
+    )
+
+
+def _cache_dirs(args: argparse.Namespace, cache_dir: str | None) -> dict[str, Path]:
+    """Each part's directory, by archive name: the flags', else the cells' own."""
     from suite.run import compile_cache
 
-    return Path(args.cache_dir) if args.cache_dir else compile_cache.default_cache_dir()
+    given = compile_cache.part_dirs(
+        Path(cache_dir) if cache_dir else None,
+        Path(args.inductor_dir) if args.inductor_dir else None,
+        Path(args.triton_dir) if args.triton_dir else None,
+    )
+    return compile_cache.default_dirs() | given
 
 
 def _gpu_name() -> str | None:
@@ -56,7 +83,15 @@ def _gpu_name() -> str | None:
 def _cache_export(args: argparse.Namespace) -> int:
     from suite.run import compile_cache
 
-    m = compile_cache.export_cache(_cache_dir(args), Path(args.out), compile_cache.here_versions(), _gpu_name())
+    d = _cache_dirs(args, args.cache_dir)
+    m = compile_cache.export_cache(
+        d[compile_cache.SUBDIR],
+        Path(args.out),
+        compile_cache.here_versions(),
+        _gpu_name(),
+        inductor_dir=d["torchinductor"],
+        triton_dir=d["triton"],
+    )
     print(f"{args.out}: {m.describe()}")
     return EXIT_OK
 
@@ -64,26 +99,48 @@ def _cache_export(args: argparse.Namespace) -> int:
 def _cache_import(args: argparse.Namespace) -> int:
     from suite.run import compile_cache
 
+    d = _cache_dirs(args, args.cache_dir)
     done = compile_cache.import_cache(
-        Path(args.archive), _cache_dir(args), compile_cache.here_versions(), force=args.force
+        Path(args.archive),
+        d[compile_cache.SUBDIR],
+        compile_cache.here_versions(),
+        force=args.force,
+        inductor_dir=d["torchinductor"],
+        triton_dir=d["triton"],
     )
     print(f"{args.archive}: {done.manifest.describe()}; {done.added} files added, {done.kept} already there")
+    for name, c in done.parts.items():
+        print(f"  {name}/ -> {c.into}: {c.added} added, {c.kept} kept")
     return EXIT_OK
 
 
 def _cache_show(args: argparse.Namespace) -> int:
     from suite.run import compile_cache
 
-    path = Path(args.path) if args.path else compile_cache.default_cache_dir()
-    if path.is_dir():
-        m = compile_cache.scan(path, compile_cache.here_versions())
-    elif path.is_file():
-        m = compile_cache.read_manifest(path)
+    path = Path(args.path) if args.path else None
+    if path is not None and path.is_file():
+        m, roots = compile_cache.read_manifest(path), {}
+    elif path is None or path.is_dir():
+        # what `cache export --cache-dir PATH` would pack, with the same inductor and Triton directories
+        d = _cache_dirs(args, args.path)
+        roots = {p.name: p.root(d[p.name]) for p in compile_cache.PARTS}
+        path = d[compile_cache.SUBDIR]
+        m = compile_cache.scan(
+            path, compile_cache.here_versions(), inductor_dir=d["torchinductor"], triton_dir=d["triton"]
+        )
     else:
         raise InputError(f"{path}: no such archive or cache directory", field="path")
     print(f"{path}: {m.describe()}")
-    for entry in m.entries:
-        print(f"  {entry}")
+    for part in compile_cache.PARTS:
+        held = m.parts.get(part.name)
+        source = f" from {roots[part.name]}" if part.name in roots else ""
+        if held is None:
+            if source:
+                print(f"  {part.name}/: nothing at {roots[part.name]}")
+            continue
+        print(f"  {part.name}/{source}: {held.describe()}")
+        for entry in held.entries if part.lists_entries else ():
+            print(f"    {entry}")
     return EXIT_OK
 
 

@@ -20,13 +20,21 @@ nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv,noheader
 # Bring back what exists after every poll: a host that gets no command for > 30 s is stopped,
 # and with it every result not yet copied out (this happened once; see tools/gpu/README.md).
 [ -n "${OUT:-}" ] && [ -d "$HOME/runs" ] && tar -C "$HOME" --exclude='*/ckpt' -cJf "$OUT/runs.tar.xz" runs session.log 2>/dev/null
-# vLLM's compile cache comes back too (`grpo-suite cache export`: the archive records the vLLM and torch it needs);
-# carried as .gpu/vllm-cache.tar.xz, a later fresh host imports it (setup.sh) instead of compiling again. In a
-# subshell: nothing here may keep the runs above from coming back.
+# The compile caches come back too (`grpo-suite cache export`: vLLM's, inductor's and Triton's, with the versions
+# they need); carried as .gpu/vllm-cache.tar.xz (the name from when it held vLLM's alone), a later fresh host
+# imports it (setup.sh) instead of compiling again. In a subshell: nothing here may keep the runs above from coming
+# back.
 if [ -n "${OUT:-}" ] && [ -d "$HOME/.cache/grpo-suite/vllm/torch_compile_cache" ] && [ -d "$HOME/snap" ]; then
   ( source "$HOME/snap/.gpu/bin/install.sh" >/dev/null 2>&1; cd "$HOME/snap" && GRPO_SUITE_CACHE=$HOME/.cache/grpo-suite \
       python3 -m suite cache export --out "$OUT/vllm-cache.tar.xz" ) || echo "poll: compile cache not brought back"
-  [ -f "$OUT/vllm-cache.tar.xz" ] && [ "$(stat -c %s "$OUT/vllm-cache.tar.xz")" -gt 16000000 ] && rm -f "$OUT/vllm-cache.tar.xz" && echo "poll: compile cache over 16 MB, not brought back"
+  # over 16 MB (the kernels' caches grow with every shape compiled) vLLM's part alone comes back, as before them
+  if [ -f "$OUT/vllm-cache.tar.xz" ] && [ "$(stat -c %s "$OUT/vllm-cache.tar.xz")" -gt 16000000 ]; then
+    echo "poll: compile caches over 16 MB: vLLM's alone"
+    ( source "$HOME/snap/.gpu/bin/install.sh" >/dev/null 2>&1; cd "$HOME/snap" && GRPO_SUITE_CACHE=$HOME/.cache/grpo-suite \
+        python3 -m suite cache export --out "$OUT/vllm-cache.tar.xz" --inductor-dir /nonexistent --triton-dir /nonexistent ) \
+      || rm -f "$OUT/vllm-cache.tar.xz"
+    [ -f "$OUT/vllm-cache.tar.xz" ] && [ "$(stat -c %s "$OUT/vllm-cache.tar.xz")" -gt 16000000 ] && rm -f "$OUT/vllm-cache.tar.xz" && echo "poll: compile cache over 16 MB, not brought back"
+  fi
 fi
 # A TE torch binding built here (tools/gpu/megatron-setup.sh) comes back too, in pieces under $OUT's 16 MiB a file:
 # `cat te-whl.part* > .gpu/megatron/<name>` on the build machine (the name is in te-whl.name).

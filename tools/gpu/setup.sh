@@ -11,7 +11,8 @@ if [ -d .whl ] && [ ! -d /tmp/extra-site ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/extra-site .whl/*.whl
 fi
 export PYTHONPATH=$PWD:/tmp/extra-site:$PYTHONPATH
-# an earlier host's vLLM compile cache (poll.sh brings it back): same vLLM, torch and shapes hit it
+# an earlier host's compile caches (poll.sh brings them back): vLLM's and the trainer's kernels, hit with the same
+# vLLM, torch, Triton and shapes
 [ -f "$HOME/parts/vllm-cache.tar.xz" ] && { python3 -m suite cache import "$HOME/parts/vllm-cache.tar.xz" || echo "setup: compile cache not imported"; }
 t0=$(date +%s.%N)
 # GPU_MODELS: the synthetic checkpoints a run needs (a 7B one is 15 GiB of the host's disk)
