@@ -178,3 +178,15 @@ def test_readme_tables_are_generated_from_the_files() -> None:
         for row in phase_rows([("x", read_result(cell / "result.json"))], BEFORE_GPU_FIT):
             meas = f"≤ {row.measured_gib:.1f}" if row.held else f"{row.measured_gib:.1f}"
             assert f"| {cell.name} | {row.phase} ({row.verl_phase}) | {meas} |" in readme
+
+
+def test_step_one_pays_the_trainers_flex_attention_compile_once_per_host() -> None:
+    """The first cell on the host compiled the trainer's flex-attention kernels in step 1's training passes; the
+    second found inductor's and Triton's caches of the first (why `grpo-suite cache export` carries them)."""
+    first, second = (
+        json.loads((CELLS[g] / "metrics.jsonl").read_text().splitlines()[0])["data"] for g in ("0.5", "0.4")
+    )
+    assert round(first["timing_s/gen"], 1) == round(second["timing_s/gen"], 1) == 20.4
+    assert (round(first["timing_s/old_log_prob"], 1), round(second["timing_s/old_log_prob"], 1)) == (37.5, 18.5)
+    assert (round(first["timing_s/update_actor"], 1), round(second["timing_s/update_actor"], 1)) == (37.0, 31.1)
+    assert "old log-prob 37.5 vs 18.5 s, update\n  37.0 vs 31.1" in (HERE / "README.md").read_text()
