@@ -220,6 +220,7 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> ReportRow:
     predicted = [r.predicted_memory_gb for r in runs if r.predicted_memory_gb is not None]
     host = [r.host_peak_memory_gb for r in runs if r.host_peak_memory_gb is not None]
     host_predicted = [r.predicted_host_memory_gb for r in runs if r.predicted_host_memory_gb is not None]
+    memory_peaks, memory_held = _memory_phases(runs)
     return ReportRow(
         id=first.id,
         cell=cell_name(first.id),
@@ -266,26 +267,25 @@ def flatten(runs: Sequence[Result], sources: Sequence[str] = ()) -> ReportRow:
         reference_matrix=next((r.reference_matrix for r in runs if r.reference_matrix), None),
         objective_settings=command_objective(prov.argv),
         sources=tuple(sources),
-        phase_peaks_gb=_phase_peaks(runs),
-        held_phases=_held_phases(runs),
+        phase_peaks_gb=memory_peaks,
+        held_phases=memory_held,
     )
 
 
-def _phase_peaks(runs: Sequence[Result]) -> dict[str, float]:
-    out: dict[str, float] = {}
+def _memory_phases(runs: Sequence[Result]) -> tuple[dict[str, float], tuple[str, ...]]:
+    """NVML peak per planner phase (max over the runs) and the phases held in every run with phases (step order),
+    from one pass over the runs."""
+    peaks: dict[str, float] = {}
+    held: frozenset[str] | None = None
     for r in runs:
-        for name, gib in planner_phase_peaks(r).items():
-            out[name] = max(out.get(name, gib), gib)
-    return out
-
-
-def _held_phases(runs: Sequence[Result]) -> tuple[str, ...]:
-    """Held in every run with phases, in step order."""
-    timed = [r for r in runs if planner_phase_peaks(r)]
-    if not timed:
-        return ()
-    held = frozenset.intersection(*(planner_held_phases(r) for r in timed))
-    return tuple(k for k in PLANNER_PHASES if k in held)
+        mine = planner_phase_peaks(r)
+        if not mine:
+            continue
+        for name, gib in mine.items():
+            peaks[name] = max(peaks.get(name, gib), gib)
+        theirs = planner_held_phases(r)
+        held = theirs if held is None else held & theirs
+    return peaks, tuple(k for k in PLANNER_PHASES if k in (held or ()))
 
 
 def sort_key(row: ReportRow) -> tuple:

@@ -129,6 +129,11 @@ def step_phase_peaks(result: Result, margin_s: float | None = None) -> dict[int,
     }
 
 
+def _chosen_steps(result: Result, steps: Sequence[int] | None) -> set[int]:
+    """`steps`, or the result's measured steps (warm-up left out)."""
+    return set(steps) if steps is not None else {s.step for s in result.measured_steps()}
+
+
 HELD_TOLERANCE_GIB = 0.5  # NVML's rounding and the allocator's small blocks
 
 
@@ -149,7 +154,7 @@ def held_phases(
     """The verl phases held in every measured step (or `steps`) that recorded them: each began at the peak the
     phase before it left and stayed within `tol_gib` of it, so NVML's peak for it is what the allocator kept from
     earlier, an upper bound on the phase's own need."""
-    chosen = set(steps) if steps is not None else {s.step for s in result.measured_steps()}
+    chosen = _chosen_steps(result, steps)
     seen: set[str] = set()
     held: set[str] | None = None
     for step, levels in step_phase_levels(result).items():
@@ -163,7 +168,7 @@ def held_phases(
 
 def phase_peaks(result: Result, steps: Sequence[int] | None = None) -> dict[str, float]:
     """NVML peak GiB per phase, max over the measured steps (or `steps`)."""
-    chosen = set(steps) if steps is not None else {s.step for s in result.measured_steps()}
+    chosen = _chosen_steps(result, steps)
     out: dict[str, float] = {}
     for step, peaks in step_phase_peaks(result).items():
         if step not in chosen:

@@ -20,7 +20,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -81,7 +81,15 @@ PARTS: tuple[Part, ...] = (
     Part("triton", "triton", "Triton cache", ("triton",), _kernel_dir("TRITON_CACHE_DIR"), lists_entries=False),
 )
 PART: dict[str, Part] = {p.name: p for p in PARTS}
-COMPARED: tuple[str, ...] = tuple(dict.fromkeys(k for p in PARTS for k in p.packages))  # every part's packages
+
+
+def _packages(names: Iterable[str]) -> tuple[str, ...]:
+    """The packages the named parts' entries depend on, in PARTS order."""
+    held = set(names)
+    return tuple(dict.fromkeys(k for p in PARTS if p.name in held for k in p.packages))
+
+
+COMPARED: tuple[str, ...] = _packages(PART)  # every part's packages
 
 
 def _n(n: int, one: str, many: str) -> str:
@@ -116,7 +124,7 @@ class CacheManifest:
 
     def compared(self) -> tuple[str, ...]:
         """The packages whose versions decide whether this host can hit the parts it holds."""
-        return tuple(dict.fromkeys(k for p in PARTS if p.name in self.parts for k in p.packages))
+        return _packages(self.parts)
 
     def describe(self) -> str:
         held = ", ".join(PART[name].count(p) for name, p in self.parts.items())
@@ -216,9 +224,8 @@ def scan(
             "; ".join(missing or ["no cache directory given"]) + " (no cell has compiled on this host yet)",
             field="cache",
         )
-    compared = tuple(dict.fromkeys(k for p in PARTS if p.name in parts for k in p.packages))
     return CacheManifest(
-        versions={k: versions.get(k) for k in compared},
+        versions={k: versions.get(k) for k in _packages(parts)},
         entries=parts[SUBDIR].entries if SUBDIR in parts else [],
         files=sum(p.files for p in parts.values()),
         bytes=sum(p.bytes for p in parts.values()),
