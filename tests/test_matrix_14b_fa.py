@@ -8,14 +8,17 @@ import pytest
 from evidence_helpers import EVIDENCE, assert_plan_committed, planned_cells, verl_settings
 
 from suite.matrix.load import load_matrix
+from suite.memory.calibration import default_calibration
+from suite.memory.model import vllm_budget
 from suite.memory.predict import predict_cell
-from suite.models.archs import ARCHS
+from suite.memory.settings import settings_from_cell
 
 MATRIX = EVIDENCE.parents[1] / "suite" / "matrices" / "h200-1gpu-14b-fa.toml"
 PREDICTIONS = EVIDENCE / "predictions" / "h200-1gpu-14b-fa.txt"
 REF = "lora32-off_param+optimizer-tp1-rb45-gmu0.3-attnsdpa-normpad-mnbt1536-mb15-gc"
 FAST = "lora32-off_none-tp1-rb45-gmu0.5-attnflex-rmpad-mnbt8192-mb3-nogc"
 GMU = "actor_rollout_ref.rollout.gpu_memory_utilization"
+MB = "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"
 
 
 @pytest.fixture(scope="module")
@@ -35,24 +38,21 @@ def test_seven_cells_the_recipe_and_six_candidates(cells) -> None:
     assert len(cells) == 7 and REF in cells
     others = [c for i, c in cells.items() if i != REF]
     assert {c.id.split("-")[1] for c in others} == {"off_none"}
-    assert {(c.setting(GMU), c.setting("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu")) for c in others} == {
-        (g, mb) for g in (0.3, 0.5) for mb in (3, 5, 15)
-    }
+    assert {(c.setting(GMU), c.setting(MB)) for c in others} == {(g, mb) for g in (0.3, 0.5) for mb in (3, 5, 15)}
     for c in others:
         gc = c.setting("actor_rollout_ref.model.enable_gradient_checkpointing")
-        assert gc is (c.setting("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu") == 15), c.id
+        assert gc is (c.setting(MB) == 15), c.id
         assert c.setting("actor_rollout_ref.model.use_remove_padding") is True, c.id
 
 
 def test_the_recipe_keeps_the_7b_recipes_command_and_plans_over_the_host(cells, tmp_path) -> None:
-    tmp = tmp_path
     ref = cells[REF]
     assert ref.status == "predicted-host-oom" and "171.4 GiB > 0.95 x 125 GiB" in ref.reason
     assert "pinned rounding 61.6" in ref.reason
     # the 7B stack's recipe, same settings but for the model
     seven = next(
         c
-        for c in planned_cells(MATRIX.with_name("h200-1gpu-7b-fa.toml"), tmp)
+        for c in planned_cells(MATRIX.with_name("h200-1gpu-7b-fa.toml"), tmp_path)
         if c.id == "lora32-off_param+optimizer-tp1-rb45-attnsdpa-normpad-mnbt1536-mb15-gc"
     )
     drop = ("actor_rollout_ref.model.path", "trainer.", "data.", "+ray_kwargs")
@@ -73,11 +73,18 @@ def test_candidates_fit_the_card_and_gmu_sets_the_rollout_peak(cells) -> None:
     assert fast.phase_totals()["actor_update"] == pytest.approx(slow.phase_totals()["actor_update"], abs=0.01)
 
 
-def test_a_steps_rollout_nearly_fits_the_kv_cache_at_half_the_card() -> None:
-    a = ARCHS["qwen2.5-14b"]
-    per_token = a.num_hidden_layers * a.num_key_value_heads * a.head_dim * 2 * 2  # K and V, bf16
-    assert per_token == 192 * 1024
-    assert 200_000 < (39 * 2**30) // per_token < 251_000
+def test_a_steps_rollout_nearly_fits_the_kv_cache_at_half_the_card(cells) -> None:
+    def cache_tokens(cell_id: str) -> tuple[float, float]:
+        s = settings_from_cell(cells[cell_id])
+        vb = vllm_budget(s, default_calibration())
+        per_token = vb.kv_needed / s.max_model_len
+        return per_token, vb.kv_cache / per_token
+
+    per_token, half = cache_tokens(FAST)
+    assert per_token == 192 * 1024  # 48 layers x 8 KV heads x 128 x K and V x bf16
+    assert 200_000 < half < 251_000  # a step's rollout: ~251,000 tokens
+    _, low = cache_tokens(FAST.replace("gmu0.5", "gmu0.3"))
+    assert low < 251_000 / 3
 
 
 def test_committed_predictions_match_the_planner(cells) -> None:
