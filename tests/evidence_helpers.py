@@ -21,9 +21,13 @@ from suite.telemetry.metrics import read_metrics
 EVIDENCE = Path(__file__).resolve().parents[1] / "baselines" / "evidence"
 # the heavy runs' tables are printed by the first run's script, run in each folder
 HEAVY_TABLE = EVIDENCE / "2026-12-03-h200-heavy" / "table.py"
-# the planner before its 2026-12-06 GPU fit of the old log-prob pass (suite/memory/calibration.toml [logits]
-# forward_factor 3.0, the copies measured on CPU): what every prediction committed up to that day was made with
-BEFORE_GPU_FIT = default_calibration().with_values("logits", forward_factor=3.0)
+# the planner before its 2026-12-07 fit of the update where flash-attn is installed ([logits]
+# train_factor_flash_attn 3.0, the update's copies measured on CPU for verl's torch log-softmax): what every
+# prediction committed before that day was made with
+BEFORE_FA_FIT = default_calibration().with_values("logits", train_factor_flash_attn=3.0)
+# ... and before its 2026-12-06 GPU fit of the old log-prob pass (forward_factor 3.0, the copies measured on CPU):
+# what every prediction committed up to that day was made with
+BEFORE_GPU_FIT = BEFORE_FA_FIT.with_values("logits", forward_factor=3.0)
 
 
 def log_lines(cell: Path) -> list[str]:
@@ -59,6 +63,21 @@ def assert_readme_tables(folder: Path, script: Path = HEAVY_TABLE) -> None:
     assert out.strip()
     for line in out.strip().splitlines():
         assert line in readme, line
+
+
+def assert_readme_phase_rows(folder: Path, cells: Sequence[Path], calibration: Calibration) -> None:
+    """The README's phase table is `grpo-suite memory validate --phases` of the cells by the planner of
+    `calibration` (the one their predictions were made with), row by row, each named by its cell id."""
+    from suite.memory.phase_validate import markdown, phase_rows
+
+    readme = (folder / "README.md").read_text()
+    for cell in cells:
+        r = read_result(cell / "result.json")
+        rows = phase_rows([("x", r)], calibration)
+        assert rows, cell
+        full = markdown(rows).splitlines()[2 : 2 + len(rows)]
+        for line in full:
+            assert line.replace(f"| {r.gpu} {r.matrix}: {r.id} |", f"| {cell.name} |", 1) in readme, line
 
 
 def memory_errors(r: Result) -> tuple[float, float]:

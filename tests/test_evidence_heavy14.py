@@ -116,7 +116,8 @@ def test_memory_by_phase() -> None:
         "actor_update": 22.0,
     }
     now = {row.phase: round(row.error * 100, 1) for row in phase_rows([("x", r)])}
-    assert now == {**{k: round(v.error * 100, 1) for k, v in rows.items()}, "old_log_prob": 0.2}
+    # and of the update where flash-attn is installed (2026-12-07), which this cell is one of two fitted cells of
+    assert now == {**{k: round(v.error * 100, 1) for k, v in rows.items()}, "old_log_prob": 0.2, "actor_update": 1.4}
     # the planner's worst phase is the update; the measured one is old log-prob, ~13.4 GiB over its prediction,
     # 2.6 copies of the pass's logits (18165 tokens x 152064 x bf16)
     unit = 18165 * 152064 * 2 / 2**30

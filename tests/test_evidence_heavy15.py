@@ -12,6 +12,7 @@ from evidence_helpers import (
     BEFORE_GPU_FIT,
     EVIDENCE,
     assert_prediction_committed,
+    assert_readme_phase_rows,
     assert_readme_tables,
     log_lines,
     median_measured,
@@ -174,10 +175,7 @@ def test_readme_tables_are_generated_from_the_files() -> None:
         "**The fastest cell that fits: 3791 tokens/s/GPU, 66.2 s/step** (gmu 0.4; 3785 / 3828 / 3779 / 3797" in readme
     )
     assert "(3041 tokens/s/GPU, 82.8 s/step): x1.247**" in readme
-    for cell in CELLS.values():
-        for row in phase_rows([("x", read_result(cell / "result.json"))], BEFORE_GPU_FIT):
-            meas = f"≤ {row.measured_gib:.1f}" if row.held else f"{row.measured_gib:.1f}"
-            assert f"| {cell.name} | {row.phase} ({row.verl_phase}) | {meas} |" in readme
+    assert_readme_phase_rows(HERE, list(CELLS.values()), BEFORE_GPU_FIT)
 
 
 def test_step_one_pays_the_trainers_flex_attention_compile_once_per_host() -> None:

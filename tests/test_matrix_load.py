@@ -143,6 +143,7 @@ MALFORMED = [
     ("unknown-gpu", HEAD.replace('"h100"', '"h800"'), "matrix.gpu", ["'h800'", "a100, b200, h100, h20, h200"]),
     ("unknown-backend", HEAD.replace('"fsdp"', '"deepspeed"'), "matrix.backend", ["'deepspeed'", "'fsdp'"]),
     ("unknown-dataset", HEAD + 'dataset = "math"\n', "matrix.dataset", ["'math'", "gsm8k"]),
+    ("wrong-type-flash-attn", HEAD + 'flash_attn = "yes"\n', "matrix.flash_attn", ["'yes'", "bool"]),
     ("unknown-offload", HEAD + "[axes]\noffload = ['none', 'nvme']\n", "axes.offload", ["'nvme'", "param+optimizer"]),
     ("unknown-offload-base", HEAD + "[base]\noffload = 'grad'\n", "base.offload", ["'grad'", "param+optimizer"]),
     ("zero-size", HEAD + "[axes]\nrollout_batch = [0]\n", "axes.rollout_batch[0]", ["0", "greater than 0"]),

@@ -151,16 +151,49 @@ def test_dataset_prompt_tokens_is_the_longest_prompt_the_runs_logged() -> None:
 def test_logits_multiples_by_pass_and_layout() -> None:
     lg = C.logits
     unit = 1000 * 512 * lg.fsdp_bytes
-    packed = _settings()
-    padded = _settings(use_remove_padding=False)
+    # the probe's stack: verl's torch log-softmax, no flash-attn
+    packed = _settings(flash_attn=False)
+    padded = _settings(use_remove_padding=False, flash_attn=False)
     assert logits_bytes(packed, C, 1000, train=False) == unit * lg.forward_factor
     assert logits_bytes(packed, C, 1000, train=False, entropy=False) == unit * lg.ref_factor
     assert logits_bytes(padded, C, 1000, train=False, entropy=False) == unit * (lg.ref_factor + lg.padded_copy)
     assert logits_bytes(padded, C, 1000, train=False) == unit * lg.forward_factor
     assert logits_bytes(packed, C, 1000, train=True) == unit * lg.train_factor
     assert logits_bytes(padded, C, 1000, train=True) == unit * (lg.train_factor + lg.padded_copy)
-    ent = _settings(entropy_coeff=0.01)
+    ent = _settings(entropy_coeff=0.01, flash_attn=False)
     assert logits_bytes(ent, C, 1000, train=True) == unit * (lg.train_factor + lg.train_entropy_extra)
+
+
+def test_flash_attn_changes_the_updates_logits_only() -> None:
+    """flash-attn's cross entropy: the update holds train_factor_flash_attn copies; the no-grad passes, the padded
+    copy and the entropy term are the same on both stacks."""
+    lg = C.logits
+    unit = 1000 * 512 * lg.fsdp_bytes
+    assert lg.train_factor_flash_attn < lg.train_factor
+    fa, fa_padded = _settings(flash_attn=True), _settings(flash_attn=True, use_remove_padding=False)
+    torch_only = _settings(flash_attn=False)
+    assert logits_bytes(fa, C, 1000, train=True) == unit * lg.train_factor_flash_attn
+    assert logits_bytes(fa_padded, C, 1000, train=True) == unit * (lg.train_factor_flash_attn + lg.padded_copy)
+    ent = _settings(flash_attn=True, entropy_coeff=0.01)
+    assert logits_bytes(ent, C, 1000, train=True) == unit * (lg.train_factor_flash_attn + lg.train_entropy_extra)
+    for entropy in (True, False):
+        assert logits_bytes(fa, C, 1000, train=False, entropy=entropy) == logits_bytes(
+            torch_only, C, 1000, train=False, entropy=entropy
+        )
+    # not said: flash_attention_2/3 cannot run without flash-attn; sdpa, flex and eager say nothing of it
+    assert _settings().flash_attn is None and _settings().flash_attn_cross_entropy
+    assert _settings(attn_implementation="flash_attention_3").flash_attn_cross_entropy
+    for attn in ("sdpa", "flex_attention", "eager"):
+        assert not _settings(attn_implementation=attn).flash_attn_cross_entropy
+        assert _settings(attn_implementation=attn, flash_attn=True).flash_attn_cross_entropy
+    assert not _settings(flash_attn=False).flash_attn_cross_entropy  # said, wins over the attention
+    # Megatron's vocab-parallel cross entropy and verl's fused kernels never take flash-attn's
+    mega = _settings(backend="megatron", flash_attn=True)
+    assert logits_bytes(mega, C, 1000, train=True) == 1000 * 512 * lg.megatron_bytes * lg.train_factor
+    fused = _settings(fused_kernels=True, flash_attn=True)
+    assert logits_bytes(fused, C, 1000, train=True) == logits_bytes(
+        replace(fused, flash_attn=False), C, 1000, train=True
+    )
 
 
 def test_validate_compares_the_trainers_torch_peak_with_the_predicted_tensors() -> None:

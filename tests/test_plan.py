@@ -456,6 +456,20 @@ CONSTRAINTS = [
         None,
         [],
     ),
+    # the matrix says where it runs: flash-attn installed beside sdpa, or none beside verl's default attention
+    (
+        "megatron-attention-sdpa-with-flash-attn",
+        head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron")
+        + "flash_attn = true\n[base]\ntp = 2\nattn_implementation = 'sdpa'\n",
+        None,
+        [],
+    ),
+    (
+        "megatron-attention-said-none",
+        head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron") + "flash_attn = false\n[base]\ntp = 2\n",
+        "megatron-attention-needs-flash-attn",
+        ["flash (verl default)", "flash_attn = false", "megatron_attention_backend = 'fused'"],
+    ),
     (
         "megatron-kv-replicate",
         head(gpus=4, model="synthetic:qwen2.5-0.5b", backend="megatron")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,9 @@ def test_fused_kernels_hold_one_chunk_of_logits(tmp_path: Path) -> None:
     fused = settings_from_cell(cells["lora32-off_none-tp1-rb45-fused"])
     assert (unfused.fused_kernels, fused.fused_kernels) == (False, True)
     tokens = 5 * 1536
-    full, chunk = logits_bytes(unfused, cal, tokens, train=True), logits_bytes(fused, cal, tokens, train=True)
+    # verl's fused path never calls flash-attn's cross entropy: its chunks hold the torch path's copies
+    torch_path = replace(unfused, flash_attn=False)
+    full, chunk = logits_bytes(torch_path, cal, tokens, train=True), logits_bytes(fused, cal, tokens, train=True)
     assert chunk == pytest.approx(full * FUSED_CHUNK_TOKENS / tokens)
+    assert logits_bytes(unfused, cal, tokens, train=True) < full  # flash_attention_2: flash-attn is installed
     assert logits_bytes(fused, cal, 100, train=False) == logits_bytes(unfused, cal, 100, train=False)

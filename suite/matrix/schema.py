@@ -109,6 +109,11 @@ class MatrixSection(_Strict):
     # a recipe measured elsewhere is read against that measurement instead of running the recipe again. Both
     # matrices must share gpu, gpus_per_node, nnodes, model and backend (`grpo-suite plan` checks).
     reference_matrix: str | None = None
+    # Whether the cells' environment has flash-attn. verl 0.9.1 then computes every log-prob with its Triton cross
+    # entropy (utils/torch_functional.py, chosen at import), which holds fewer copies of the logits in the update
+    # than verl's torch log-softmax, and Megatron's default attention backend needs it. None: as the attention says
+    # (flash_attention_2/3, verl's default, need flash-attn; sdpa, flex_attention and eager say nothing).
+    flash_attn: StrictBool | None = None
 
     @field_validator("gpu")
     @classmethod

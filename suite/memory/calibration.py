@@ -54,6 +54,7 @@ class Logits:
     forward_factor: float
     ref_factor: float
     train_factor: float
+    train_factor_flash_attn: float
     padded_copy: float
     train_entropy_extra: float
 

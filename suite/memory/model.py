@@ -289,7 +289,9 @@ def logits_bytes(s: MemorySettings, c: Calibration, tokens: float, *, train: boo
     if not train:
         # the reference factor is measured on verl's FSDP code; Megatron's vocab-parallel pass keeps the old one
         return per * (lg.forward_factor if entropy or megatron else lg.ref_factor + copy)
-    return per * (lg.train_factor + copy + (lg.train_entropy_extra if s.entropy_coeff else 0.0))
+    # flash-attn's cross entropy writes the gradient into the logits in place (FSDP; Megatron's is vocab-parallel)
+    factor = lg.train_factor_flash_attn if s.flash_attn_cross_entropy and not (megatron or fused) else lg.train_factor
+    return per * (factor + copy + (lg.train_entropy_extra if s.entropy_coeff else 0.0))
 
 
 @dataclass(frozen=True)

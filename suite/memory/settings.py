@@ -56,6 +56,9 @@ class MemorySettings:
     gradient_checkpointing: bool = True
     use_remove_padding: bool = True
     attn_implementation: str = "flash_attention_2"  # verl 0.9.1's default (workers/config/model.py)
+    # Whether the environment has flash-attn (`[matrix] flash_attn`; a result: whether it recorded its version);
+    # None: not said, and then the attention implementation tells (see flash_attn_cross_entropy)
+    flash_attn: bool | None = None
     # model.use_fused_kernels on FSDP: log-probs from hidden states in chunks of FUSED_CHUNK_TOKENS, no full logits
     fused_kernels: bool = False
     megatron_recompute: bool = False  # override_transformer_config.recompute_granularity == "full"
@@ -91,6 +94,14 @@ class MemorySettings:
     @property
     def lora(self) -> bool:
         return self.lora_rank > 0
+
+    @property
+    def flash_attn_cross_entropy(self) -> bool:
+        """verl 0.9.1 computes log-probs with flash-attn's Triton cross entropy wherever flash-attn imports
+        (utils/torch_functional.py logprobs_from_logits); flash_attention_2/3 cannot run without it."""
+        if self.flash_attn is not None:
+            return self.flash_attn
+        return self.attn_implementation in ("flash_attention_2", "flash_attention_3")
 
     @property
     def seq_length(self) -> int:
@@ -159,9 +170,11 @@ def settings_from_overrides(
     n_gpus: int,
     backend: str | None = None,
     gpus_per_node: int | None = None,
+    flash_attn: bool | None = None,
 ) -> MemorySettings:
     """Settings of a verl 0.9.1 command given as {hydra key: value}; absent keys take verl's defaults.
-    `gpus_per_node` (the cell's or result's layout) wins over the command's `trainer.n_gpus_per_node`."""
+    `gpus_per_node` (the cell's or result's layout) wins over the command's `trainer.n_gpus_per_node`;
+    `flash_attn`: whether the environment has flash-attn, which the command does not say."""
     arch = arch_for_model(model)
     if arch is None:
         raise InputError(f"no known architecture for model {model!r}: memory cannot be predicted", field="model")
@@ -225,6 +238,7 @@ def settings_from_overrides(
         attn_implementation=str(
             _get(o, f"{AR}.model.override_config.attn_implementation", default="flash_attention_2")
         ),
+        flash_attn=flash_attn,
         fused_kernels=not megatron
         and bool(_get(o, f"{AR}.model.use_fused_kernels", default=False))
         and _get(o, f"{AR}.model.fused_kernel_options.impl_backend", default="torch") in ("torch", "triton", "liger"),
@@ -265,9 +279,16 @@ def settings_from_argv(
     n_gpus: int,
     backend: str | None = None,
     gpus_per_node: int | None = None,
+    flash_attn: bool | None = None,
 ) -> MemorySettings:
     return settings_from_overrides(
-        overrides_from_argv(argv), model=model, gpu=gpu, n_gpus=n_gpus, backend=backend, gpus_per_node=gpus_per_node
+        overrides_from_argv(argv),
+        model=model,
+        gpu=gpu,
+        n_gpus=n_gpus,
+        backend=backend,
+        gpus_per_node=gpus_per_node,
+        flash_attn=flash_attn,
     )
 
 
@@ -283,11 +304,20 @@ def settings_from_cell(cell: Cell | Any) -> MemorySettings:
         n_gpus=cell.n_gpus,
         backend=cell.backend,
         gpus_per_node=getattr(cell, "gpus_per_node", None),
+        flash_attn=getattr(cell, "flash_attn", None),
     )
 
 
+def flash_attn_recorded(result: Any) -> bool | None:
+    """Whether a result's environment had flash-attn: its provenance records the versions of the packages that
+    decide a run (suite/packages.py), flash-attn's where it is installed; None for a result that recorded none."""
+    versions = dict(getattr(result.provenance, "versions", None) or {})
+    return ("flash-attn" in versions) if versions else None
+
+
 def settings_from_result(result: Any) -> MemorySettings:
-    """A `suite.results.schema.Result`: its recorded verl command, else its axes over verl's defaults."""
+    """A `suite.results.schema.Result`: its recorded verl command, else its axes over verl's defaults; whether
+    flash-attn was there, from the package versions it recorded."""
     argv = list(result.provenance.argv or [])
     o = overrides_from_argv(argv)
     if not argv:
@@ -300,6 +330,7 @@ def settings_from_result(result: Any) -> MemorySettings:
         n_gpus=result.n_gpus,
         backend=result.backend,
         gpus_per_node=max(1, result.n_gpus // nnodes),
+        flash_attn=flash_attn_recorded(result),
     )
 
 

@@ -68,6 +68,8 @@ class Cell:
     reference: str | None = None
     # The matrix `reference` is a cell of, when not this one (`[matrix] reference_matrix`).
     reference_matrix: str | None = None
+    # `[matrix] flash_attn`: whether the environment the cell runs in has flash-attn (None: not said).
+    flash_attn: bool | None = None
     # Files the run makes before the cell starts: destination path -> {"source": parquet, "rows": N}
     # (suite/data/subset.py: a bench cell reads only the prompts its steps consume).
     inputs: dict[str, dict[str, str | int]] = field(default_factory=dict)

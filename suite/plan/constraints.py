@@ -33,6 +33,7 @@ class Ctx:
     tp: int
     rb: int
     raw: Mapping[str, Any] = field(default_factory=dict)  # raw verl keys: [overrides], then raw-key axes
+    flash_attn: bool | None = None  # [matrix] flash_attn
 
     @property
     def dp(self) -> int:
@@ -179,11 +180,18 @@ def _bypass_lora_ref(c: Ctx) -> str | None:
 
 def _megatron_attention(c: Ctx) -> str | None:
     """verl 0.9.1 sets Megatron's attention backend to 'flash' (engine/megatron.yaml), which makes
-    TransformerEngine require the flash-attn package; a matrix that runs FSDP on sdpa says it has none."""
+    TransformerEngine require the flash-attn package; a matrix says it has none with `flash_attn = false`, or
+    (when it leaves flash_attn out) by running the model on sdpa or eager attention."""
     b = c.base
     if c.backend != "megatron" or b.megatron_attention_backend not in (None, "flash"):
         return None
-    if b.attn_implementation in ("sdpa", "eager"):
+    if c.flash_attn is False:
+        return (
+            f"megatron-attention-needs-flash-attn: Megatron's attention backend "
+            f"{b.megatron_attention_backend or 'flash (verl default)'} needs flash-attn, and this matrix sets "
+            "flash_attn = false; set megatron_attention_backend = 'fused' (cuDNN through TransformerEngine)"
+        )
+    if c.flash_attn is None and b.attn_implementation in ("sdpa", "eager"):
         return (
             f"megatron-attention-needs-flash-attn: Megatron's attention backend "
             f"{b.megatron_attention_backend or 'flash (verl default)'} needs flash-attn, and this matrix sets "
@@ -252,6 +260,7 @@ def check_cell(m: Matrix, point: dict) -> str | None:
         rb=point["rollout_batch"],
         # an axis value wins over the same key in [overrides], as in the cell's command
         raw={k.lstrip("+"): v for src in (m.overrides, m.raw_axes(point)) for k, v in src.items()},
+        flash_attn=mx.flash_attn,
     )
     for rule in RULES:
         reason = rule(c)

@@ -51,6 +51,7 @@ def plan_matrix(
             host_memory_gb=host_gb,
             reference=mx.reference,
             reference_matrix=mx.reference_matrix,
+            flash_attn=mx.flash_attn,
         )
         cell_dir = out / stub.full_id
         # A raw-key axis that is a readable setting (`"...rollout.gpu_memory_utilization"`) counts as that setting.
