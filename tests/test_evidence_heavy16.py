@@ -114,6 +114,7 @@ def test_memory_out_of_sample_predicted_oom_and_ran() -> None:
     assert then.measured and then.predicted_fits is False  # the planner said it would not fit; it did, 7.8 GiB spare
     assert (round(then.torch_measured_gib, 1), round(then.torch_predicted_gib, 1)) == (67.2, 71.2)
     assert summarize([then]).missed_ooms == 0
+    assert then.false_oom and summarize([then]).false_oom_cells == (then.cell,)  # the planner would have pruned it
 
 
 def test_memory_by_phase_at_the_planner_of_its_day() -> None:
@@ -145,6 +146,7 @@ def test_since_the_fit_the_update_is_predicted_within_five_percent() -> None:
     assert now["actor_update"].predicted_gib == 75.08 and round(now["actor_update"].error * 100, 1) == 4.6
     (row,) = validate_results([("cell", r)])
     assert row.predicted_fits and round(row.error * 100, 1) == 4.5  # whole run: 75.08 against NVML's 71.83
+    assert not row.false_oom
     assert round(row.torch_error * 100, 1) == 0.7  # torch's allocated peak 67.2, predicted 67.7 (was 71.2)
     # the stack without flash-attn keeps the CPU-measured copies: its cell is predicted as before
     (no_fa,) = validate_results([("cell", read_result(NO_FA / "result.json"))])

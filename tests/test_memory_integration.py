@@ -146,6 +146,23 @@ def test_validation_rows_summary_and_markdown():
     assert all(isinstance(r, MemoryRow) for r in rows)
 
 
+def test_a_predicted_oom_cell_that_ran_is_counted_and_named():
+    def row(cell: str, status: str, fits: bool, steps: int) -> MemoryRow:
+        return MemoryRow(cell, f"{cell}.json", status, 71.8, 78.8, "actor_update", fits, steps=steps)
+
+    ran = row("edge", "ok", False, 5)
+    stopped_early = row("late", "timeout", False, 0)  # stopped before a step: no peak to say it fit
+    stopped_later = row("later", "timeout", False, 2)
+    fit = row("fit", "ok", True, 5)
+    assert ran.false_oom and stopped_later.false_oom and not stopped_early.false_oom and not fit.false_oom
+    s = summarize([ran, stopped_early, stopped_later, fit])
+    assert s.false_oom_cells == ("edge", "later") and s.missed_ooms == 0 and s.goal_met
+    md = markdown([ran, fit], summarize([ran, fit]))
+    assert "+9.7 % **(ran; predicted OOM)**" in md
+    assert md.splitlines()[-3] == "predicted-oom cells that ran: 1 (the planner would have pruned them): edge"
+    assert "predicted-oom cells that ran" not in markdown([fit], summarize([fit]))
+
+
 def test_validate_cli_on_result_files(tmp_path, capsys):
     from suite.cli import main
 

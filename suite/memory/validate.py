@@ -74,6 +74,12 @@ class MemoryRow:
     def missed_oom(self) -> bool:
         return self.status == "oom" and bool(self.predicted_fits)
 
+    @property
+    def false_oom(self) -> bool:
+        """Predicted not to fit, and it ran clean: a cell the planner would have pruned (`plan` marks it
+        predicted-oom), the costlier miss where the fastest cell sits at the card's edge."""
+        return self.predicted_fits is False and self.clean
+
 
 def _error(predicted: float | None, measured: float | None) -> float | None:
     if measured is None or predicted is None or measured <= 0:
@@ -98,6 +104,7 @@ class Summary:
     torch_measured: int = 0
     torch_within: int = 0
     torch_median_error: float | None = None
+    false_oom_cells: tuple[str, ...] = ()  # predicted not to fit, ran clean
 
     @property
     def fraction_within(self) -> float | None:
@@ -168,6 +175,7 @@ def summarize(rows: list[MemoryRow], tolerance: float = GOAL_TOLERANCE) -> Summa
         measured=len(scored),
         within=sum(abs(e) <= tolerance + 1e-12 for e in errors),
         missed_ooms=sum(r.missed_oom for r in rows),
+        false_oom_cells=tuple(sorted(r.cell for r in rows if r.false_oom)),
         unpredicted=sum(r.predicted_gib is None for r in rows),
         tolerance=tolerance,
         median_error=statistics.median(errors) if errors else None,
@@ -196,6 +204,8 @@ def markdown(rows: list[MemoryRow], summary: Summary) -> str:
         err = _pct(r.error)
         if r.missed_oom:
             err += " **(OOM missed)**"
+        elif r.false_oom:
+            err += " **(ran; predicted OOM)**"
         fit = "-" if r.predicted_fits is None else ("yes" if r.predicted_fits else "no")
         cells = [r.cell, r.status, _num(r.measured_gib), _num(r.predicted_gib), err, r.phase or "-", fit]
         host_measured = "not measured" if r.host_measured_gib is None else _num(r.host_measured_gib)
@@ -212,6 +222,11 @@ def markdown(rows: list[MemoryRow], summary: Summary) -> str:
         + f"; goal (±{GOAL_TOLERANCE * 100:.0f} % on ≥ {GOAL_FRACTION * 100:.0f} %, no missed OOM): "
         + ("met" if summary.goal_met else "not met")
     )
+    if summary.false_oom_cells:
+        lines.append(
+            f"predicted-oom cells that ran: {len(summary.false_oom_cells)} (the planner would have pruned them): "
+            + ", ".join(summary.false_oom_cells)
+        )
     hfrac = summary.host_fraction_within
     lines.append(
         f"host: {summary.host_within} of {summary.host_measured} measured cells within ±{summary.tolerance * 100:.0f} %"
