@@ -133,7 +133,7 @@ def test_the_same_cell_without_flash_attn_peaks_higher_in_the_update() -> None:
     fa, no_fa = read_result(CELL / "result.json"), read_result(NO_FA / "result.json")
     assert flash_attn_recorded(fa) is True and flash_attn_recorded(no_fa) is False
     assert "flash-attn" not in no_fa.provenance.versions
-    drop = (f"{'actor_rollout_ref.rollout.gpu_memory_utilization'}",)
+    drop = ("actor_rollout_ref.rollout.gpu_memory_utilization",)
     assert verl_settings(fa.provenance.argv, *drop) == verl_settings(no_fa.provenance.argv, *drop)
     assert round(max(no_fa.peak_memory_gb) - max(fa.peak_memory_gb), 1) == 4.7  # 76.5 vs 71.8
     assert settings_from_result(fa).flash_attn_cross_entropy

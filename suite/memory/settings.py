@@ -279,16 +279,9 @@ def settings_from_argv(
     n_gpus: int,
     backend: str | None = None,
     gpus_per_node: int | None = None,
-    flash_attn: bool | None = None,
 ) -> MemorySettings:
     return settings_from_overrides(
-        overrides_from_argv(argv),
-        model=model,
-        gpu=gpu,
-        n_gpus=n_gpus,
-        backend=backend,
-        gpus_per_node=gpus_per_node,
-        flash_attn=flash_attn,
+        overrides_from_argv(argv), model=model, gpu=gpu, n_gpus=n_gpus, backend=backend, gpus_per_node=gpus_per_node
     )
 
 
@@ -311,7 +304,7 @@ def settings_from_cell(cell: Cell | Any) -> MemorySettings:
 def flash_attn_recorded(result: Any) -> bool | None:
     """Whether a result's environment had flash-attn: its provenance records the versions of the packages that
     decide a run (suite/packages.py), flash-attn's where it is installed; None for a result that recorded none."""
-    versions = dict(getattr(result.provenance, "versions", None) or {})
+    versions = getattr(result.provenance, "versions", None)
     return ("flash-attn" in versions) if versions else None
 
 

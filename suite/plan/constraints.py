@@ -186,19 +186,16 @@ def _megatron_attention(c: Ctx) -> str | None:
     if c.backend != "megatron" or b.megatron_attention_backend not in (None, "flash"):
         return None
     if c.flash_attn is False:
-        return (
-            f"megatron-attention-needs-flash-attn: Megatron's attention backend "
-            f"{b.megatron_attention_backend or 'flash (verl default)'} needs flash-attn, and this matrix sets "
-            "flash_attn = false; set megatron_attention_backend = 'fused' (cuDNN through TransformerEngine)"
-        )
-    if c.flash_attn is None and b.attn_implementation in ("sdpa", "eager"):
-        return (
-            f"megatron-attention-needs-flash-attn: Megatron's attention backend "
-            f"{b.megatron_attention_backend or 'flash (verl default)'} needs flash-attn, and this matrix sets "
-            f"attn_implementation = {b.attn_implementation!r} (no flash-attn); set megatron_attention_backend "
-            "= 'fused' (cuDNN through TransformerEngine)"
-        )
-    return None
+        says = "flash_attn = false"
+    elif c.flash_attn is None and b.attn_implementation in ("sdpa", "eager"):
+        says = f"attn_implementation = {b.attn_implementation!r} (no flash-attn)"
+    else:
+        return None
+    return (
+        f"megatron-attention-needs-flash-attn: Megatron's attention backend "
+        f"{b.megatron_attention_backend or 'flash (verl default)'} needs flash-attn, and this matrix sets {says}; "
+        "set megatron_attention_backend = 'fused' (cuDNN through TransformerEngine)"
+    )
 
 
 def _offload(c: Ctx) -> str | None:
