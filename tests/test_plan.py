@@ -470,6 +470,33 @@ CONSTRAINTS = [
         "megatron-attention-needs-flash-attn",
         ["flash (verl default)", "flash_attn = false", "megatron_attention_backend = 'fused'"],
     ),
+    # FSDP: transformers' flash_attention_2 imports flash-attn's kernels; a torch attention runs without them
+    (
+        "fsdp-attention-said-none",
+        head(gpus=1, model="synthetic:qwen2.5-0.5b") + "flash_attn = false\n[base]\nrollout_batch = 8\n",
+        "fsdp-attention-needs-flash-attn",
+        ["flash_attention_2 (verl default)", "flash_attn = false", "'sdpa'"],
+    ),
+    (
+        "fsdp-attention-said-none-flash2",
+        head(gpus=1, model="synthetic:qwen2.5-0.5b")
+        + "flash_attn = false\n[base]\nrollout_batch = 8\nattn_implementation = 'flash_attention_2'\n",
+        "fsdp-attention-needs-flash-attn",
+        ["attn_implementation flash_attention_2 needs"],
+    ),
+    (
+        "fsdp-attention-said-none-sdpa",
+        head(gpus=1, model="synthetic:qwen2.5-0.5b")
+        + "flash_attn = false\n[base]\nrollout_batch = 8\nattn_implementation = 'sdpa'\n",
+        None,
+        [],
+    ),
+    (
+        "fsdp-attention-unsaid",
+        head(gpus=1, model="synthetic:qwen2.5-0.5b") + "[base]\nrollout_batch = 8\n",
+        None,
+        [],
+    ),
     (
         "megatron-kv-replicate",
         head(gpus=4, model="synthetic:qwen2.5-0.5b", backend="megatron")

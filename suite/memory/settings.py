@@ -15,7 +15,7 @@ from suite.errors import InputError
 from suite.gpus import get_gpu
 from suite.matrix.offload import backend_overrides
 from suite.models.archs import Arch, arch_for_model
-from suite.plan.cell import ALLOC_CONF_KEY
+from suite.plan.cell import ALLOC_CONF_KEY, FLASH_CE_KEY
 from suite.plan.hydra import split_argv
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ class MemorySettings:
     # Whether the environment has flash-attn (`[matrix] flash_attn`; a result: whether it recorded its version);
     # None: not said, and then the attention implementation tells (see flash_attn_cross_entropy)
     flash_attn: bool | None = None
+    # VERL_DISABLE_FLASH_ATTN_CE=1 in the workers' environment (what `flash_attn = false` plans): torch log-softmax
+    flash_ce_disabled: bool = False
     # model.use_fused_kernels on FSDP: log-probs from hidden states in chunks of FUSED_CHUNK_TOKENS, no full logits
     fused_kernels: bool = False
     megatron_recompute: bool = False  # override_transformer_config.recompute_granularity == "full"
@@ -98,7 +100,10 @@ class MemorySettings:
     @property
     def flash_attn_cross_entropy(self) -> bool:
         """verl 0.9.1 computes log-probs with flash-attn's Triton cross entropy wherever flash-attn imports
-        (utils/torch_functional.py logprobs_from_logits); flash_attention_2/3 cannot run without it."""
+        (utils/torch_functional.py logprobs_from_logits) unless VERL_DISABLE_FLASH_ATTN_CE=1; flash_attention_2/3
+        cannot run without it."""
+        if self.flash_ce_disabled:
+            return False
         if self.flash_attn is not None:
             return self.flash_attn
         return self.attn_implementation in ("flash_attention_2", "flash_attention_3")
@@ -239,6 +244,7 @@ def settings_from_overrides(
             _get(o, f"{AR}.model.override_config.attn_implementation", default="flash_attention_2")
         ),
         flash_attn=flash_attn,
+        flash_ce_disabled=str(_get(o, FLASH_CE_KEY, default="0")).strip() == "1",
         fused_kernels=not megatron
         and bool(_get(o, f"{AR}.model.use_fused_kernels", default=False))
         and _get(o, f"{AR}.model.fused_kernel_options.impl_backend", default="torch") in ("torch", "triton", "liger"),

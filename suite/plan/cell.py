@@ -24,6 +24,10 @@ LOGGER_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{LOGGER_ENV}"
 # torch's allocator settings, seen by every Ray worker of the run (the trainer and vLLM's processes)
 ALLOC_CONF_ENV = "PYTORCH_ALLOC_CONF"
 ALLOC_CONF_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{ALLOC_CONF_ENV}"
+# verl 0.9.1 (utils/torch_functional.py) takes flash-attn's Triton cross entropy wherever it imports, unless this is "1":
+# how `[matrix] flash_attn = false` holds on a stack that has flash-attn installed.
+FLASH_CE_ENV = "VERL_DISABLE_FLASH_ATTN_CE"
+FLASH_CE_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{FLASH_CE_ENV}"
 VALIDATION_KEY = "trainer.validation_data_dir"
 CHECKPOINT_KEY = "trainer.default_local_dir"
 _WRITES = (LOGGER_KEY, VALIDATION_KEY, CHECKPOINT_KEY)  # overrides naming what a run writes, not what it reads

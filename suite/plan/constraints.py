@@ -228,12 +228,26 @@ def _lengths(c: Ctx) -> str | None:
     return None
 
 
+def _fsdp_attention(c: Ctx) -> str | None:
+    """transformers' flash_attention_2/3 (verl's default on FSDP) import flash-attn's kernels: a matrix that says
+    its environment has none must run the model on a torch attention."""
+    attn = c.base.attn_implementation
+    if c.backend != "fsdp" or c.flash_attn is not False or attn not in (None, "flash_attention_2"):
+        return None
+    return (
+        f"fsdp-attention-needs-flash-attn: attn_implementation {attn or 'flash_attention_2 (verl default)'} needs "
+        "flash-attn, and this matrix sets flash_attn = false; set attn_implementation = 'sdpa', 'flex_attention' "
+        "or 'eager'"
+    )
+
+
 RULES: tuple[Callable[[Ctx], str | None], ...] = (
     _rollout_tp,
     _parallel,
     _heads,
     _offload,
     _megatron_attention,
+    _fsdp_attention,
     _lora,
     _fused_kernels,
     _bypass_lora_ref,

@@ -13,7 +13,7 @@ from suite.data.subset import Subset, train_rows
 from suite.matrix.offload import backend_overrides
 from suite.matrix.schema import Matrix, Profile
 from suite.models.paths import model_path
-from suite.plan.cell import ALLOC_CONF_KEY, CHECKPOINT_KEY, LOGGER_ENV, LOGGER_KEY, VALIDATION_KEY
+from suite.plan.cell import ALLOC_CONF_KEY, CHECKPOINT_KEY, FLASH_CE_KEY, LOGGER_ENV, LOGGER_KEY, VALIDATION_KEY
 from suite.plan.hydra import Override, format_value, split_key
 
 ENTRY = ["python3", "-m", "verl.trainer.main_ppo"]
@@ -170,6 +170,10 @@ def cell_overrides(
     o[f"+{LOGGER_KEY}"] = str(cell_dir / "metrics.jsonl")
     if b.pinned_round_max_mb is not None:
         o[f"+{ALLOC_CONF_KEY}"] = f"pinned_max_round_threshold_mb:{b.pinned_round_max_mb}"
+    if mx.flash_attn is False:
+        # the log-probs then take verl's torch path even where flash-attn is installed: the stack the matrix
+        # declares is the one measured, and the one its memory is predicted for
+        o[f"+{FLASH_CE_KEY}"] = "1"
 
     # Raw overrides replace generated keys; a raw-key axis value replaces both (it is what the cell sweeps).
     for k, v in [*m.overrides.items(), *m.raw_axes(point).items()]:

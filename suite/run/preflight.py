@@ -69,6 +69,7 @@ class Finding:
     hint: str | None = None
 
 
+FLASH_CE_MODULE = "flash_attn.ops.triton.cross_entropy"  # verl 0.9.1 utils/torch_functional.py
 # attention implementations that need no flash-attn package, even with remove-padding
 TORCH_ATTENTION = ("sdpa", "eager", "flex_attention")
 
@@ -91,6 +92,9 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
         add("ray", "ray", "every cell (verl's trainer runs on Ray)", cell)
         add("vllm", "vllm", "every cell (vLLM rollout)", cell)
         add("verl.trainer.main_ppo", "verl", "every cell", cell)
+        if cell.flash_attn:
+            # what verl imports for its log-probs; without it the cell runs, on more memory than it was planned for
+            add(FLASH_CE_MODULE, "flash-attn", "cells of a matrix that sets flash_attn = true", cell)
         if cell.backend == "fsdp":
             # verl 0.9.1 unpads with a pure-torch fallback; flash-attn is needed only by the attention kernel
             # itself. On sdpa/eager/flex, transformers 5 masks the packed sequences per sequence instead.
@@ -237,6 +241,11 @@ def hint(need: Need, error: str, versions: Mapping[str, str]) -> str | None:
         return (
             "set megatron_gradient_accumulation_fusion = false in the matrix's [base] (the default), or install "
             "NVIDIA apex with its CUDA extensions (never the PyPI package named 'apex')"
+        )
+    if need.module == FLASH_CE_MODULE:
+        return (
+            "the matrix says flash_attn = true and its memory was predicted for verl's Triton cross entropy: install "
+            "flash-attn built for this torch, or set flash_attn = false (or leave it out) and plan again"
         )
     if need.module == "flash_attn.bert_padding":
         return (
