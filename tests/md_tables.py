@@ -19,3 +19,11 @@ def column(table: list[list[str]], name: str) -> dict[str, str]:
     """cell id -> value of one column of a cell table."""
     head = table[0]
     return {r[head.index("cell")]: r[head.index(name)] for r in table[1:]}
+
+
+def best_cells_row(text: str, matrix: str) -> dict[str, str]:
+    """The best-cells line of one matrix (column -> value), whatever the widths the other lines give the table."""
+    table = table_lines(text, "## Best cells")
+    head = table[0]
+    (row,) = [r for r in table[1:] if r[head.index("matrix")] == matrix]
+    return dict(zip(head, row, strict=True))

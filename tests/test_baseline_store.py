@@ -75,6 +75,40 @@ def test_promote_refuses_failed_unless_allowed(tmp_path, capsys, runs) -> None:
     assert read_baseline(baseline_path(store, "h100", runs[0].matrix, runs[0].id)).results[0].status == "oom"
 
 
+def _with_pearson(r: Result, pearson: float) -> Result:
+    key = "training/rollout_actor_probs_pearson_corr"
+    return r.model_copy(update={"steps": [s.model_copy(update={"extra": {**s.extra, key: pearson}}) for s in r.steps]})
+
+
+@pytest.mark.parametrize("pearson", [0.56, 0.949])
+def test_promote_refuses_a_run_the_correctness_sentinel_fails(tmp_path, capsys, runs, pearson) -> None:
+    folder = tmp_path / "r"
+    write_results([_with_pearson(runs[0], pearson)], folder)
+    store = tmp_path / "baselines"
+    assert main(["baseline", "promote", str(folder), "--baselines", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{runs[0].matrix}: {runs[0].id}: the rollout/actor log-prob sentinel fails (step 1: pearson {pearson:.4f} < 0.95)"
+        in err
+    )
+    assert "--allow-failed" in err and not store.exists()
+    # a user who records it anyway says so
+    assert main(["baseline", "promote", str(folder), "--baselines", str(store), "--allow-failed"]) == 0
+    assert read_baseline(baseline_path(store, "h100", runs[0].matrix, runs[0].id)).results[0].status == "ok"
+
+
+def test_promote_takes_a_run_at_the_sentinels_limit_and_honours_per_cell_overrides(tmp_path, capsys, runs) -> None:
+    folder = tmp_path / "r"
+    write_results([_with_pearson(runs[0], 0.95)], folder)
+    assert main(["baseline", "promote", str(folder), "--baselines", str(tmp_path / "a")]) == 0
+    low = tmp_path / "low"
+    write_results([_with_pearson(runs[0], 0.5)], low)
+    cfg = tmp_path / "gate.toml"
+    cfg.write_text(f'[[override]]\ncells = ["{runs[0].id}"]\nsentinel = {{ min_pearson = 0.4 }}\n')
+    assert main(["baseline", "promote", str(low), "--baselines", str(tmp_path / "b"), "--config", str(cfg)]) == 0
+    assert "promoted" in capsys.readouterr().out
+
+
 def test_promote_refuses_too_few_steps(tmp_path, capsys, runs) -> None:
     short = runs[0].model_copy(update={"steps": runs[0].steps[: runs[0].warmup_steps + 2]})
     folder = tmp_path / "r"

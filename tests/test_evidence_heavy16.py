@@ -21,6 +21,7 @@ from evidence_helpers import (
     result_matching_metrics,
     verl_settings,
 )
+from md_tables import best_cells_row
 
 from suite.gate.store import plan_promotions
 from suite.memory.phase_validate import phase_rows
@@ -160,8 +161,10 @@ def test_promoted_with_four_measured_steps_and_the_report_reads_it_against_the_r
     (stored,) = read_baseline(BASELINE).results
     assert stored.steps == r.steps and stored.nvml_timeline == r.nvml_timeline
     assert flatten(read_baseline(BASELINE).results).peak_phase == "actor_update"
-    report = (ROOT / "reports" / "index.md").read_text()
-    assert f"| {ID} |           3922 |    x1.29 |  71.8 (pred 78.8) |  54.1 (pred 53.8) |" in report
+    best = best_cells_row((ROOT / "reports" / "index.md").read_text(), "h100-1gpu-7b-fa-mb5")
+    assert best["fastest cell that fits"] == ID
+    assert (best["tokens/s/GPU"], best["vs ref"], best["NVML peak (GiB)"]) == ("3922", "x1.29", "71.8 (pred 78.8)")
+    assert best["host peak (GiB)"] == "54.1 (pred 53.8)"
 
 
 def test_start_up_on_a_fresh_host_with_vllms_compile_cache() -> None:

@@ -46,8 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     promote.add_argument("results", nargs="+", metavar="RESULT", help="result files or folders")
     promote.add_argument("--baselines", default="baselines", type=Path)
-    promote.add_argument("--config", type=Path, help="thresholds TOML (for the minimum number of samples)")
-    promote.add_argument("--allow-failed", action="store_true", help="also promote results whose status is not ok")
+    promote.add_argument(
+        "--config", type=Path, help="thresholds TOML (the minimum number of samples, the correctness sentinel)"
+    )
+    promote.add_argument(
+        "--allow-failed",
+        action="store_true",
+        help="also promote results whose status is not ok or whose rollout/actor mismatch fails the sentinel",
+    )
     promote.set_defaults(func=run_promote)
     listing = sub.add_parser("list", help="list stored baselines")
     listing.add_argument("--baselines", default="baselines", type=Path)
@@ -107,13 +113,18 @@ def run_gate(args: argparse.Namespace) -> int:
 
 def run_promote(args: argparse.Namespace) -> int:
     from suite.gate.compare import required_samples
-    from suite.gate.config import load_config
+    from suite.gate.config import SentinelThresholds, load_config
     from suite.gate.store import promote
 
     config = load_config(args.config)
     results = _results(args.results)
     need = max(required_samples(config.for_cell(r.id).throughput) for _, r in results)
-    for p in promote(results, args.baselines, allow_failed=args.allow_failed, min_samples=need):
+
+    def sentinel(cell_id: str) -> SentinelThresholds:
+        return config.for_cell(cell_id).sentinel
+
+    promoted = promote(results, args.baselines, allow_failed=args.allow_failed, min_samples=need, sentinel=sentinel)
+    for p in promoted:
         replaced = f"; replaced the baseline of {p.replaced}" if p.replaced else ""
         replaced += "; its calibration is dropped (run baseline calibrate again)" if p.calibration_dropped else ""
         print(f"promoted {p.id} -> {p.path} ({p.runs} run(s), {p.measured_steps} measured steps, {p.status}{replaced})")

@@ -13,7 +13,7 @@ The file format (results, history of promotions, later gated runs, calibration) 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,8 @@ from typing import Any
 
 from suite.errors import InputError
 from suite.gate.cells import median, pool, window_throughput
+from suite.gate.config import SentinelThresholds
+from suite.gate.sentinel import sentinel_outcome
 from suite.results.baseline import (
     Baseline,
     GatedEntry,
@@ -145,11 +147,16 @@ def stack_disagreement(runs: Sequence[Result]) -> str | None:
 
 
 def plan_promotions(
-    results: Sequence[tuple[Path, Result]], *, allow_failed: bool, min_samples: int
+    results: Sequence[tuple[Path, Result]],
+    *,
+    allow_failed: bool,
+    min_samples: int,
+    sentinel: Callable[[str], SentinelThresholds] | None = None,
 ) -> dict[tuple[str, str, str], list[tuple[Path, Result]]]:
     """Group results by (GPU generation, matrix, cell id) and check each group can serve as a baseline; errors
     are collected. The generation is the one a result ran on: runs of one planned cell on two generations are
-    two baselines, never one pool."""
+    two baselines, never one pool. `sentinel` (cell id -> its thresholds): ok runs whose rollout/actor mismatch
+    fails the gate's absolute limits are refused too, since every later run would be gated against them."""
     groups: dict[tuple[str, str, str], list[tuple[Path, Result]]] = {}
     for item in results:
         groups.setdefault((item[1].gpu, item[1].matrix, item[1].id), []).append(item)
@@ -172,7 +179,15 @@ def plan_promotions(
                 "(pass --allow-failed to record a failure as the baseline)"
                 for p, r in failed
             )
-        steps = sum(len(r.measured_steps()) for _, r in items if r.status == "ok")
+        ok_runs = [r for _, r in items if r.status == "ok"]
+        if sentinel is not None and ok_runs and not allow_failed:
+            out = sentinel_outcome(ok_runs, None, sentinel(cell_id))
+            if out is not None and out.failed:
+                errors.append(
+                    f"{name}: the rollout/actor log-prob sentinel fails ({'; '.join(out.problems)}); a baseline "
+                    "must pass the gate's correctness check (pass --allow-failed to record it anyway)"
+                )
+        steps = sum(len(r.measured_steps()) for r in ok_runs)
         if not failed and steps < min_samples:
             errors.append(
                 f"{name}: {steps} measured step(s) over {len(items)} run(s); the gate needs at least "
@@ -190,11 +205,12 @@ def promote(
     allow_failed: bool,
     min_samples: int,
     now: str | None = None,
+    sentinel: Callable[[str], SentinelThresholds] | None = None,
 ) -> list[Promotion]:
     """Add or replace the baselines of the given results: all runs of one (matrix, id) become one baseline
     at `baseline_path`. The replaced baseline's runs go to `history` (provenance and summary); its gated
     series stays; its calibration is dropped, since it described the replaced runs."""
-    groups = plan_promotions(results, allow_failed=allow_failed, min_samples=min_samples)
+    groups = plan_promotions(results, allow_failed=allow_failed, min_samples=min_samples, sentinel=sentinel)
     gpus = sorted({items[0][1].gpu for items in groups.values()})
     existing = index_baselines(root, gpus) if root.is_dir() else {}
     at = {path: key for key, (path, _) in existing.items()}
