@@ -435,6 +435,21 @@ CONSTRAINTS = [
         "megatron-attention-needs-flash-attn",
         ["flash (verl default)", "'sdpa'", "megatron_attention_backend = 'fused'"],
     ),
+    # flex is one of torch's attentions, as for the memory planner: no flash-attn unless the matrix says so
+    (
+        "megatron-attention-flex",
+        head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron")
+        + "[base]\ntp = 2\nattn_implementation = 'flex_attention'\n",
+        "megatron-attention-needs-flash-attn",
+        ["flash (verl default)", "'flex_attention' (no flash-attn)", "megatron_attention_backend = 'fused'"],
+    ),
+    (
+        "megatron-attention-flex-with-flash-attn",
+        head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron")
+        + "flash_attn = true\n[base]\ntp = 2\nattn_implementation = 'flex_attention'\n",
+        None,
+        [],
+    ),
     (
         "megatron-attention-flash",
         head(gpus=2, model="synthetic:qwen2.5-1.5b", backend="megatron")

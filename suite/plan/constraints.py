@@ -181,13 +181,15 @@ def _bypass_lora_ref(c: Ctx) -> str | None:
 def _megatron_attention(c: Ctx) -> str | None:
     """verl 0.9.1 sets Megatron's attention backend to 'flash' (engine/megatron.yaml), which makes
     TransformerEngine require the flash-attn package; a matrix says it has none with `flash_attn = false`, or
-    (when it leaves flash_attn out) by running the model on sdpa or eager attention."""
+    (when it leaves flash_attn out) by running the model on one of torch's attentions (sdpa, eager, flex_attention):
+    the signal the memory planner reads too (`MemorySettings.flash_attn_cross_entropy`: no flash-attn unless
+    flash_attention_2/3 or `flash_attn = true`), so the two agree on where such a matrix runs."""
     b = c.base
     if c.backend != "megatron" or b.megatron_attention_backend not in (None, "flash"):
         return None
     if c.flash_attn is False:
         says = "flash_attn = false"
-    elif c.flash_attn is None and b.attn_implementation in ("sdpa", "eager"):
+    elif c.flash_attn is None and b.attn_implementation in ("sdpa", "eager", "flex_attention"):
         says = f"attn_implementation = {b.attn_implementation!r} (no flash-attn)"
     else:
         return None
