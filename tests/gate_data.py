@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from suite.gate.store import Baseline, baseline_path, read_baseline  # noqa: E402
 from suite.results.schema import Result  # noqa: E402
+from suite.results.sentinels import PROBS_DIFF_MEAN  # noqa: E402
 
 REAL_BASELINES = ROOT / "baselines" / "h100"
 GATE_MATRICES = ("h100-1gpu-graphs", "h100-1gpu-oom")
@@ -64,6 +65,15 @@ def scaled(run: Result, factor: float, *, memory_gb: float = 0.0) -> Result:
     ]
     peaks = [p + memory_gb for p in run.peak_memory_gb]
     return run.model_copy(update={"steps": steps, "peak_memory_gb": peaks})
+
+
+def drifted(run: Result, factor: float, key: str = PROBS_DIFF_MEAN, value: float | None = None) -> Result:
+    """`run` with one per-step metric scaled by `factor` (or set to `value`) in every step: a drifting rollout."""
+    steps = [
+        s.model_copy(update={"extra": {**s.extra, key: value if value is not None else s.extra[key] * factor}})
+        for s in run.steps
+    ]
+    return run.model_copy(update={"steps": steps})
 
 
 def resampled(runs: list[Result], rng: np.random.Generator, factor: float = 1.0) -> list[Result]:

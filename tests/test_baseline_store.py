@@ -6,7 +6,7 @@ import json
 import statistics
 
 import pytest
-from gate_data import base_results, scaled, with_runs, write_baseline, write_results
+from gate_data import base_results, drifted, scaled, with_runs, write_baseline, write_results
 
 from suite.cli import main
 from suite.errors import InputError
@@ -21,6 +21,7 @@ from suite.gate.store import (
 )
 from suite.packages import PACKAGES
 from suite.results.schema import Result
+from suite.results.sentinels import PEARSON
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +76,10 @@ def test_promote_refuses_failed_unless_allowed(tmp_path, capsys, runs) -> None:
     assert read_baseline(baseline_path(store, "h100", runs[0].matrix, runs[0].id)).results[0].status == "oom"
 
 
-def _with_pearson(r: Result, pearson: float) -> Result:
-    key = "training/rollout_actor_probs_pearson_corr"
-    return r.model_copy(update={"steps": [s.model_copy(update={"extra": {**s.extra, key: pearson}}) for s in r.steps]})
-
-
 @pytest.mark.parametrize("pearson", [0.56, 0.949])
 def test_promote_refuses_a_run_the_correctness_sentinel_fails(tmp_path, capsys, runs, pearson) -> None:
     folder = tmp_path / "r"
-    write_results([_with_pearson(runs[0], pearson)], folder)
+    write_results([drifted(runs[0], 1.0, PEARSON, pearson)], folder)
     store = tmp_path / "baselines"
     assert main(["baseline", "promote", str(folder), "--baselines", str(store)]) == 2
     err = capsys.readouterr().err
@@ -99,10 +95,10 @@ def test_promote_refuses_a_run_the_correctness_sentinel_fails(tmp_path, capsys, 
 
 def test_promote_takes_a_run_at_the_sentinels_limit_and_honours_per_cell_overrides(tmp_path, capsys, runs) -> None:
     folder = tmp_path / "r"
-    write_results([_with_pearson(runs[0], 0.95)], folder)
+    write_results([drifted(runs[0], 1.0, PEARSON, 0.95)], folder)
     assert main(["baseline", "promote", str(folder), "--baselines", str(tmp_path / "a")]) == 0
     low = tmp_path / "low"
-    write_results([_with_pearson(runs[0], 0.5)], low)
+    write_results([drifted(runs[0], 1.0, PEARSON, 0.5)], low)
     cfg = tmp_path / "gate.toml"
     cfg.write_text(f'[[override]]\ncells = ["{runs[0].id}"]\nsentinel = {{ min_pearson = 0.4 }}\n')
     assert main(["baseline", "promote", str(low), "--baselines", str(tmp_path / "b"), "--config", str(cfg)]) == 0

@@ -4,7 +4,6 @@ before it ran. Read back from the committed files and the README's claims recomp
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -182,13 +181,10 @@ def test_not_promoted_the_gates_correctness_sentinel_fails_it(capsys) -> None:
     seven = read_result(SEVEN_B / "result.json")
     assert all(m.pearson > 0.99 for m in mismatch_series(seven))
     # a systematic difference of the two engines' distributions, not noise: 0.60 nats a token against 0.004
-    rows = [json.loads(x)["data"] for x in (CELL / "metrics.jsonl").read_text().splitlines()]
-    s7 = [json.loads(x)["data"] for x in (SEVEN_B / "metrics.jsonl").read_text().splitlines()]
-    assert (round(rows[1]["rollout_corr/training_log_ppl"], 2), round(rows[1]["rollout_corr/rollout_log_ppl"], 2)) == (
-        11.51,
-        10.91,
-    )
-    assert round(rows[1]["rollout_corr/kl"], 2) == 0.60 and round(s7[1]["rollout_corr/kl"], 3) == 0.004
+    step2, step2_7b = r.steps[1].extra, seven.steps[1].extra
+    ppl = (round(step2["rollout_corr/training_log_ppl"], 2), round(step2["rollout_corr/rollout_log_ppl"], 2))
+    assert ppl == (11.51, 10.91)
+    assert round(step2["rollout_corr/kl"], 2) == 0.60 and round(step2_7b["rollout_corr/kl"], 3) == 0.004
 
 
 def test_the_report_of_the_committed_baselines_leaves_it_out() -> None:
@@ -203,19 +199,19 @@ def test_start_up_on_a_fresh_host() -> None:
     got = {k: round(d[k]) for k in ("data_loaded", "actor_initialized", "vllm_weights_loaded", "vllm_compiled")}
     assert got == {"data_loaded": 71, "actor_initialized": 43, "vllm_weights_loaded": 106, "vllm_compiled": 61}
     assert round(d["first_step"]) == 219
-    first = json.loads((CELL / "metrics.jsonl").read_text().splitlines()[0])["data"]
-    assert round(first["timing_s/old_log_prob"], 1) == 52.3  # the trainer's kernels compiled for 14B's shapes
+    first = read_result(CELL / "result.json").steps[0]
+    assert round(first.timing_s["old_log_prob"], 1) == 52.3  # the trainer's kernels compiled for 14B's shapes
     session = (HERE / "session.log").read_text()
     assert "125 GiB RAM, 124 GiB available; disk: 252G total, 35G free" in session and "=== 07:16:48 done" in session
 
 
 def test_numerics_bf16_log_probs_against_vllms() -> None:
-    rows = [json.loads(x)["data"] for x in (CELL / "metrics.jsonl").read_text().splitlines()]
-    diffs = [d["training/rollout_probs_diff_mean"] for d in rows]
+    r = read_result(CELL / "result.json")
+    diffs = [m.probs_diff_mean for m in mismatch_series(r)]
     assert all(3.3e-05 < x < 3.4e-05 for x in diffs)
-    seven = [json.loads(x)["data"] for x in (SEVEN_B / "metrics.jsonl").read_text().splitlines()]
-    assert round(diffs[1] / seven[1]["training/rollout_probs_diff_mean"]) == 23
-    assert round(rows[1]["actor/entropy"], 4) == 10.9072
+    seven = mismatch_series(read_result(SEVEN_B / "result.json"))
+    assert round(diffs[1] / seven[1].probs_diff_mean) == 23
+    assert round(r.steps[1].extra["actor/entropy"], 4) == 10.9072
 
 
 def test_readme_tables_are_generated_from_the_files() -> None:

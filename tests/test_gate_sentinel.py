@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from gate_data import base_results, scaled, write_baseline, write_results
+from gate_data import base_results, drifted, scaled, write_baseline, write_results
 
 from suite.cli import main
 from suite.results.baseline import read_baseline
@@ -16,7 +16,6 @@ from suite.results.build import CellInfo, Observation, build_result
 from suite.results.schema import Provenance, Result
 from suite.results.sentinels import (
     PEARSON,
-    PROBS_DIFF_MEAN,
     SYNC_LINE,
     adapter_evidence,
     count_adapter_syncs,
@@ -26,14 +25,6 @@ from suite.results.sentinels import (
 
 ROOT = Path(__file__).resolve().parents[1]
 STORE = ROOT / "baselines"
-
-
-def drifted(run: Result, factor: float, key: str = PROBS_DIFF_MEAN, value: float | None = None) -> Result:
-    steps = [
-        s.model_copy(update={"extra": {**s.extra, key: value if value is not None else s.extra[key] * factor}})
-        for s in run.steps
-    ]
-    return run.model_copy(update={"steps": steps})
 
 
 def committed() -> list[Result]:

@@ -180,7 +180,7 @@ def plan_promotions(
                 for p, r in failed
             )
         ok_runs = [r for _, r in items if r.status == "ok"]
-        if sentinel is not None and ok_runs and not allow_failed:
+        if sentinel is not None and not allow_failed:
             out = sentinel_outcome(ok_runs, None, sentinel(cell_id))
             if out is not None and out.failed:
                 errors.append(
