@@ -174,3 +174,13 @@ def test_nvml_timeline_and_step_sightings_are_recorded(tmp_path):
     # an ingested run (no sightings, no sampler start) records neither
     r = build_result(info(), Observation(metrics_path=metrics, exit_code=0, memory=mem), Provenance())
     assert r.nvml_timeline is None and all(s.seen_s is None for s in r.steps)
+
+
+def test_a_sighting_at_the_process_end_stays_within_the_rounded_wall_clock(tmp_path):
+    # seen at 3.1352 s of a 3.1352 s process: rounded alone it would read 3.14 against wall_s 3.135
+    metrics, _ = write_run(tmp_path)
+    obs = Observation(metrics_path=metrics, exit_code=0, wall_s=3.1352, step_seen_s={1: 2.504, 2: 3.1352})
+    r = build_result(info(), obs, Provenance())
+    assert r.wall_s == 3.135
+    assert [s.seen_s for s in r.steps] == [2.5, 3.135]
+    assert all(s.seen_s is not None and s.seen_s <= r.wall_s for s in r.steps)

@@ -151,10 +151,19 @@ def _gb(v: float | None) -> float | None:
     return round(v, 2) if v is not None else None
 
 
-def _with_seen(steps: list[Step], seen: Mapping[int, float] | None) -> list[Step]:
+def _wall(obs: Observation) -> float | None:
+    return round(obs.wall_s, 3) if obs.wall_s is not None else None
+
+
+def _with_seen(steps: list[Step], seen: Mapping[int, float] | None, wall_s: float | None) -> list[Step]:
     if not seen:
         return steps
-    return [s.model_copy(update={"seen_s": round(seen[s.step], 2)}) if s.step in seen else s for s in steps]
+
+    def at(t: float) -> float:
+        # a sighting at the process's end must not land after the rounded wall_s once rounded itself
+        return round(t, 2) if wall_s is None else min(round(t, 2), wall_s)
+
+    return [s.model_copy(update={"seen_s": at(seen[s.step])}) if s.step in seen else s for s in steps]
 
 
 def _timeline(mem: MemorySamples | None, start_s: float | None) -> NvmlTimeline | None:
@@ -206,7 +215,7 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
         axes=dict(info.axes),
         status=status,  # type: ignore[arg-type]
         reason=reason,
-        steps=_with_seen(metrics.steps, obs.step_seen_s),
+        steps=_with_seen(metrics.steps, obs.step_seen_s, _wall(obs)),
         warmup_steps=info.warmup_steps,
         peak_memory_gb=list(mem.peak_gib) if mem else [],
         nvml_sample_hz=round(mem.rate_hz, 2) if mem and mem.rate_hz else None,
@@ -227,7 +236,7 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
         reference_matrix=info.reference_matrix,
         lora_adapter_syncs=count_adapter_syncs(log_lines),
         exit_code=obs.exit_code,
-        wall_s=round(obs.wall_s, 3) if obs.wall_s is not None else None,
+        wall_s=_wall(obs),
         startup_s=round(obs.startup_s, 3) if obs.startup_s is not None else None,
         startup_breakdown_s=dict(obs.startup_breakdown or {}),
         provenance=provenance,
