@@ -1,6 +1,6 @@
-"""h100-1gpu-7b-bf16.toml: the bf16-actor question of the failed 14B sentinel asked at 7B, where the answer is
-known. Its two cells are the measured fastest 7B cell's command with the actor's stored dtype spelt out, bf16
-and fp32 (verl's default): an A/B on one host whose only difference is the one the 14B cell had."""
+"""h100-1gpu-7b-bf16.toml: the fix for the failed 14B sentinel (RoPE's frequencies kept fp32 in a bf16 actor)
+tested at 7B, where the answer is known. Its two cells are the measured fastest 7B cell's command with the
+actor's stored dtype spelt out, bf16 (with the fix) and fp32 (verl's default): an A/B on one host."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from evidence_helpers import EVIDENCE, assert_plan_committed, planned_cells, ver
 from suite.gate.objective import command_objective, objective_differences
 from suite.matrix.load import load_matrix
 from suite.memory.predict import predict_cell
+from suite.plan.cell import EXTERNAL_MODULES_KEY, ROPE_FP32_MODULE
 from suite.results.io import read_result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,8 @@ def test_each_cell_is_the_measured_cell_with_only_the_dtype_spelt_out(cells) -> 
     for c, dtype in zip(cells, ("bf16", "fp32"), strict=True):
         mine = verl_settings(c.argv)
         assert mine - theirs == {f"{DTYPE}={dtype}"} and theirs - mine == set(), c.id
+    # the bf16 actor's workers keep RoPE's frequencies in fp32; the fp32 control runs verl as the measured cell did
+    assert [c.setting(EXTERNAL_MODULES_KEY) for c in cells] == [ROPE_FP32_MODULE, None]
 
 
 def test_only_the_bf16_cell_has_another_objective_than_the_recipe(cells) -> None:

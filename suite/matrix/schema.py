@@ -114,6 +114,20 @@ class MatrixSection(_Strict):
     # than verl's torch log-softmax, and Megatron's default attention backend needs it. None: as the attention says
     # (flash_attention_2/3, verl's default, need flash-attn; sdpa, flex_attention and eager say nothing).
     flash_attn: StrictBool | None = None
+    # Whether verl's FSDP workers keep RoPE's frequencies in fp32 where a model stored in 16 bits would cast them
+    # to 16 bits (suite/run/rope_fp32.py: verl 0.9.1's `module.to(model_dtype)` casts the buffer, and the trainer's
+    # log-probs leave vLLM's). None: for cells whose actor is stored in bf16/fp16 (`fsdp_config.model_dtype`);
+    # true: for every FSDP cell (a reference model, which verl builds in bf16, too); false: verl as it is.
+    keep_rope_fp32: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _rope_fix_is_fsdp(self) -> MatrixSection:
+        if self.keep_rope_fp32 is True and self.backend != "fsdp":
+            raise ValueError(
+                "keep_rope_fp32 = true applies to the fsdp backend (transformers' RoPE buffers); "
+                f"this matrix has backend {self.backend!r}: leave it out or set backend = 'fsdp'"
+            )
+        return self
 
     @field_validator("gpu")
     @classmethod

@@ -28,6 +28,11 @@ ALLOC_CONF_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{ALLOC_CONF_ENV}"
 # how `[matrix] flash_attn = false` holds on a stack that has flash-attn installed.
 FLASH_CE_ENV = "VERL_DISABLE_FLASH_ATTN_CE"
 FLASH_CE_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{FLASH_CE_ENV}"
+# verl imports the modules this names in each of its processes (verl/__init__.py): how `[matrix] keep_rope_fp32`
+# reaches the workers that build the model.
+EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
+EXTERNAL_MODULES_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{EXTERNAL_MODULES_ENV}"
+ROPE_FP32_MODULE = "suite.run.rope_fp32"
 VALIDATION_KEY = "trainer.validation_data_dir"
 CHECKPOINT_KEY = "trainer.default_local_dir"
 _WRITES = (LOGGER_KEY, VALIDATION_KEY, CHECKPOINT_KEY)  # overrides naming what a run writes, not what it reads

@@ -13,7 +13,16 @@ from suite.data.subset import Subset, train_rows
 from suite.matrix.offload import backend_overrides
 from suite.matrix.schema import Matrix, Profile
 from suite.models.paths import model_path
-from suite.plan.cell import ALLOC_CONF_KEY, CHECKPOINT_KEY, FLASH_CE_KEY, LOGGER_ENV, LOGGER_KEY, VALIDATION_KEY
+from suite.plan.cell import (
+    ALLOC_CONF_KEY,
+    CHECKPOINT_KEY,
+    EXTERNAL_MODULES_KEY,
+    FLASH_CE_KEY,
+    LOGGER_ENV,
+    LOGGER_KEY,
+    ROPE_FP32_MODULE,
+    VALIDATION_KEY,
+)
 from suite.plan.hydra import Override, format_value, split_key
 
 ENTRY = ["python3", "-m", "verl.trainer.main_ppo"]
@@ -182,7 +191,34 @@ def cell_overrides(
         for existing in [e for e in o if e.lstrip("+~") == bare]:
             del o[existing]
         o[k] = v
+    if keeps_rope_fp32(mx, o):
+        _add_external_module(o, ROPE_FP32_MODULE)
     return o
+
+
+ACTOR_DTYPE_KEY = "actor_rollout_ref.actor.fsdp_config.model_dtype"
+SIXTEEN_BIT_DTYPES = frozenset({"bf16", "bfloat16", "fp16", "float16", "half"})
+
+
+def _setting(o: dict[str, Any], key: str) -> Any:
+    return next((v for k, v in o.items() if k.lstrip("+~") == key), None)
+
+
+def keeps_rope_fp32(mx: Any, o: dict[str, Any]) -> bool:
+    """Whether a cell's workers load suite/run/rope_fp32.py: `[matrix] keep_rope_fp32`, or where it is left out,
+    an FSDP actor stored in 16 bits (the cast that puts RoPE's frequencies in 16 bits)."""
+    if mx.backend != "fsdp" or mx.keep_rope_fp32 is False:
+        return False
+    return mx.keep_rope_fp32 is True or str(_setting(o, ACTOR_DTYPE_KEY)).lower() in SIXTEEN_BIT_DTYPES
+
+
+def _add_external_module(o: dict[str, Any], module: str) -> None:
+    """Name `module` in verl's external-modules variable, after any the matrix names itself."""
+    key = next((k for k in o if k.lstrip("+~") == EXTERNAL_MODULES_KEY), None)
+    if key is None:
+        o[f"+{EXTERNAL_MODULES_KEY}"] = module
+    elif module not in str(o[key]).split(","):
+        o[key] = f"{o[key]},{module}"
 
 
 TRAIN_SUBSET, VAL_SUBSET = "inputs/train.parquet", "inputs/val.parquet"
