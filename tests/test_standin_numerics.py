@@ -65,11 +65,12 @@ def test_causal_masks_hide_the_future(attn: str) -> None:
 
 @pytest.fixture(scope="module")
 def tiny() -> dict:
-    return sn.probe(TINY, tokens=16, every=2, seed=0)
+    return sn.probe(TINY, prompt=8, response=24, every=2, seed=0)
 
 
 def test_a_tiny_stand_in_agrees_across_streams(tiny: dict) -> None:
-    assert (tiny["model"], tiny["layers"], tiny["hidden_size"], tiny["tokens"]) == ("synthetic:tiny", 3, 64, 16)
+    assert (tiny["model"], tiny["layers"], tiny["hidden_size"]) == ("synthetic:tiny", 3, 64)
+    assert (tiny["prompt_tokens"], tiny["response_tokens"]) == (8, 24)
     assert [p["layers"] for p in tiny["probes"]] == [2, 3]  # every 2 layers, and the last
     assert tiny["final"] is tiny["probes"][-1]
     for a, b in sn.PAIRS:
@@ -97,3 +98,29 @@ def test_markdown_has_a_row_per_model_and_pair(tiny: dict) -> None:
     lines = sn.markdown(doc).splitlines()
     assert len(lines) == 2 + len(sn.PAIRS)
     assert lines[2].startswith("| synthetic:tiny | 3 | 64 | bf16 vs bf16-eager | ")
+
+
+def test_a_stream_subset_scores_only_its_pairs_and_the_table_skips_the_rest() -> None:
+    m = sn.probe(TINY, prompt=4, response=8, every=3, seed=1, streams=("bf16", "bf16-flex-rope16"))
+    assert set(m["final"]) == {"layers", "bf16|bf16-flex-rope16"}
+    assert set(m["per_layer"][0]["rms"]) == {"bf16", "bf16-flex-rope16"}
+    lines = sn.markdown({"models": [m]}).splitlines()
+    assert len(lines) == 3 and "| bf16 vs bf16-flex-rope16 |" in lines[2]
+
+
+def test_the_rope16_stream_holds_ropes_frequencies_in_bf16_and_the_others_in_fp32() -> None:
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
+
+    cfg = sn._config(TINY, "sdpa")
+    for name, stream in sn.STREAMS.items():
+        r = sn._rotary(Qwen2RotaryEmbedding(cfg), stream.rope)
+        assert r.inv_freq.dtype == (torch.bfloat16 if name == "bf16-flex-rope16" else torch.float32), name
+
+
+def test_an_unknown_stream_is_refused_naming_the_allowed_ones(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["standin_numerics.py", "--streams", "bf16,fp8"])
+    with pytest.raises(SystemExit) as e:
+        sn.main()
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--streams: unknown fp8" in err and "allowed: fp32, bf16, bf16-eager, bf16-flex, bf16-flex-rope16" in err
