@@ -179,3 +179,41 @@ def test_build_result_records_the_adapter_syncs_verl_logged(tmp_path) -> None:
     assert build_result(info, Observation(log_path=log, exit_code=0), Provenance()).lora_adapter_syncs == 2
     log.write_text("start\n")
     assert build_result(info, Observation(log_path=log, exit_code=0), Provenance()).lora_adapter_syncs is None
+
+
+# --- a 16-bit actor without the RoPE fix -------------------------------------------------------------------------
+BF16_RUN = (
+    ROOT / "baselines/evidence/2026-12-07-h100-heavy-2/h100-1gpu-14b-bf16"
+    / "lora32-off_none-tp1-rb45-gmu0.55-attnflex-rmpad-mnbt8192-mb3-nogc-mdbf16/result.json"
+)  # fmt: skip
+ROPE_KEY = "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES"
+
+
+def _with_argv(r: Result, argv: list[str]) -> Result:
+    return r.model_copy(update={"provenance": r.provenance.model_copy(update={"argv": argv})})
+
+
+def test_a_bf16_actor_without_the_rope_fix_is_named_as_the_likely_cause(tmp_path, capsys) -> None:
+    from suite.results.io import read_result
+    from suite.results.sentinels import rope_cast_unfixed
+
+    run = read_result(BF16_RUN)
+    assert rope_cast_unfixed(run) == "bf16"
+    (tmp_path / "b").mkdir()
+    write_results([run], tmp_path / "cur")
+    rc, doc = gate(capsys, str(tmp_path / "cur"), "--baselines", str(tmp_path / "b"))
+    assert rc == 1 and any(r["metric"] == "sentinel:logprob" and r["regression"] for r in doc["rows"])
+    (note,) = [n for n in doc["sentinel_notes"] if "rope_fp32" in n]
+    assert "actor stored in bf16 without suite.run.rope_fp32" in note and "keep_rope_fp32" in note
+    # the same command with the fix loaded (after a module of the matrix's own), or an fp32 actor: no such note
+    fixed = _with_argv(run, [*run.provenance.argv, f"{ROPE_KEY}=mine,suite.run.rope_fp32"])
+    fp32 = _with_argv(run, [a.replace("model_dtype=bf16", "model_dtype=fp32") for a in run.provenance.argv])
+    assert rope_cast_unfixed(fixed) is None and rope_cast_unfixed(fp32) is None
+    assert rope_cast_unfixed(_with_argv(run, [])) is None  # nothing recorded: nothing said
+
+
+def test_promotion_names_the_rope_cast_with_the_refusal(tmp_path, capsys) -> None:
+    rc = main(["baseline", "promote", str(BF16_RUN), "--baselines", str(tmp_path / "store")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "the rollout/actor log-prob sentinel fails (step 1: pearson 0.5601 < 0.95)" in err
+    assert "actor stored in bf16 without suite.run.rope_fp32" in err

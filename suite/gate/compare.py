@@ -29,7 +29,7 @@ from suite.gate.config import (
 from suite.gate.history import decide, prior_streak, waits
 from suite.gate.objective import note
 from suite.gate.reference import CellRatios, cell_ratios, compared, find_reference, reference_id, stack_note
-from suite.gate.sentinel import adapter_note, sentinel_outcome
+from suite.gate.sentinel import adapter_note, rope_note, sentinel_outcome
 from suite.gate.store import Key, index_baselines, label
 from suite.results.baseline import Baseline
 from suite.results.schema import Result
@@ -473,8 +473,9 @@ def compare(
         cur = pool(runs)
         found = store.get((gpu, matrix, cell_id))
         th = config.for_cell(cell_id)
-        if note := adapter_note(runs):
-            report.sentinel_notes.append(f"{name}: {note}")
+        for said in (adapter_note(runs), rope_note(runs)):
+            if said:
+                report.sentinel_notes.append(f"{name}: {said}")
         if found is None:
             others = sorted(m for g, m, i in store if (g, i) == (gpu, cell_id))
             elsewhere = f"; matrix {', '.join(others)} has one, not compared" if others else ""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from suite.gate.config import SentinelThresholds
 from suite.results.schema import Result
-from suite.results.sentinels import Mismatch, adapter_evidence, is_lora, mismatch_series
+from suite.results.sentinels import Mismatch, adapter_evidence, is_lora, mismatch_series, rope_cast_unfixed
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,17 @@ def adapter_note(runs: Sequence[Result]) -> str | None:
     kinds = [adapter_evidence(r) for r in runs]
     best = max(kinds, key=lambda e: ("not-recorded", "unmeasurable", "consistent", "logged").index(e.kind))
     return f"LoRA adapter reaching vLLM: {best.text}"
+
+
+def rope_note(runs: Sequence[Result]) -> str | None:
+    """For a cell whose actor was stored in 16 bits without suite/run/rope_fp32.py: the known cause of a failed
+    sentinel there, and the fix; None otherwise."""
+    dtype = rope_cast_unfixed(runs[0])
+    if dtype is None:
+        return None
+    return (
+        f"actor stored in {dtype} without suite.run.rope_fp32: verl 0.9.1's cast of such an actor puts RoPE's "
+        f"frequencies in {dtype} too, "
+        "and the trainer's log-probs leave the rollout's (plan again with keep_rope_fp32 left out or true; "
+        "docs/matrix.md)"
+    )

@@ -22,7 +22,7 @@ from typing import Any
 from suite.errors import InputError
 from suite.gate.cells import median, pool, window_throughput
 from suite.gate.config import SentinelThresholds
-from suite.gate.sentinel import sentinel_outcome
+from suite.gate.sentinel import rope_note, sentinel_outcome
 from suite.results.baseline import (
     Baseline,
     GatedEntry,
@@ -183,9 +183,11 @@ def plan_promotions(
         if sentinel is not None and not allow_failed:
             out = sentinel_outcome(ok_runs, None, sentinel(cell_id))
             if out is not None and out.failed:
+                hint = rope_note(ok_runs)
                 errors.append(
                     f"{name}: the rollout/actor log-prob sentinel fails ({'; '.join(out.problems)}); a baseline "
                     "must pass the gate's correctness check (pass --allow-failed to record it anyway)"
+                    + (f"; {hint}" if hint else "")
                 )
         steps = sum(len(r.measured_steps()) for r in ok_runs)
         if not failed and steps < min_samples:

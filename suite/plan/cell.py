@@ -33,6 +33,9 @@ FLASH_CE_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{FLASH_CE_ENV}"
 EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
 EXTERNAL_MODULES_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{EXTERNAL_MODULES_ENV}"
 ROPE_FP32_MODULE = "suite.run.rope_fp32"
+# the actor's stored dtype; the values verl 0.9.1 reads as 16 bits (utils/torch_dtypes.py HALF_LIST, BFLOAT_LIST)
+ACTOR_DTYPE_KEY = "actor_rollout_ref.actor.fsdp_config.model_dtype"
+SIXTEEN_BIT_DTYPES = frozenset({"bf16", "bfloat16", "fp16", "float16", "16"})
 VALIDATION_KEY = "trainer.validation_data_dir"
 CHECKPOINT_KEY = "trainer.default_local_dir"
 _WRITES = (LOGGER_KEY, VALIDATION_KEY, CHECKPOINT_KEY)  # overrides naming what a run writes, not what it reads

@@ -14,6 +14,7 @@ from suite.matrix.offload import backend_overrides
 from suite.matrix.schema import Matrix, Profile
 from suite.models.paths import model_path
 from suite.plan.cell import (
+    ACTOR_DTYPE_KEY,
     ALLOC_CONF_KEY,
     CHECKPOINT_KEY,
     EXTERNAL_MODULES_KEY,
@@ -21,6 +22,7 @@ from suite.plan.cell import (
     LOGGER_ENV,
     LOGGER_KEY,
     ROPE_FP32_MODULE,
+    SIXTEEN_BIT_DTYPES,
     VALIDATION_KEY,
 )
 from suite.plan.hydra import Override, format_value, split_key
@@ -194,10 +196,6 @@ def cell_overrides(
     if keeps_rope_fp32(mx, o):
         _add_external_module(o, ROPE_FP32_MODULE)
     return o
-
-
-ACTOR_DTYPE_KEY = "actor_rollout_ref.actor.fsdp_config.model_dtype"
-SIXTEEN_BIT_DTYPES = frozenset({"bf16", "bfloat16", "fp16", "float16", "half"})
 
 
 def _setting(o: dict[str, Any], key: str) -> Any:

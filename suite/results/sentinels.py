@@ -28,6 +28,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Literal
 
+from suite.plan.cell import ACTOR_DTYPE_KEY, EXTERNAL_MODULES_KEY, ROPE_FP32_MODULE, SIXTEEN_BIT_DTYPES
 from suite.results.schema import Result, Step
 
 PROBS_DIFF_MEAN = "training/rollout_probs_diff_mean"
@@ -130,3 +131,20 @@ def adapter_evidence(result: Result) -> AdapterEvidence:
         len(after),
         f"{len(after)} step(s) after the adapter changed (first update at step {changed[0]}) checked for mismatch",
     )
+
+
+def rope_cast_unfixed(result: Result) -> str | None:
+    """The 16-bit dtype a result's FSDP actor was stored in, where its workers did not load suite/run/rope_fp32.py:
+    verl 0.9.1's `module.to()` then left RoPE's frequencies in 16 bits and the trainer's angles off vLLM's
+    (docs/matrix.md, keep_rope_fp32). None for an fp32 actor, a fixed one, or a result that recorded no command."""
+    from suite.plan.hydra import split_argv
+
+    if not result.provenance.argv:
+        return None
+    given = {o.key.lstrip("+~"): o.value for o in split_argv(list(result.provenance.argv))[1]}
+    dtype = given.get(ACTOR_DTYPE_KEY)
+    if dtype is None or str(dtype).lower() not in SIXTEEN_BIT_DTYPES:
+        return None
+    if ROPE_FP32_MODULE in str(given.get(EXTERNAL_MODULES_KEY, "")).split(","):
+        return None
+    return str(dtype)
