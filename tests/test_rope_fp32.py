@@ -169,3 +169,17 @@ def test_keep_rope_fp32_true_is_refused_for_megatron() -> None:
     text = HEAD.format(line="keep_rope_fp32 = true", backend="megatron", overrides="")
     with pytest.raises(Exception, match="keep_rope_fp32 = true applies to the fsdp backend"):
         parse_matrix(text, source="rope.toml")
+
+
+def test_the_preflight_imports_the_fix_for_the_cells_that_load_it(tmp_path: Path) -> None:
+    from suite.run import preflight as pf
+
+    m = parse_matrix(HEAD.format(line="", backend="fsdp", overrides=""), source="rope.toml")
+    cells = plan_matrix(m, "bench", out_dir=tmp_path, validate_with_verl=False)
+    need = {n.module: n for n in pf.needs(cells)}[ROPE_FP32_MODULE]
+    assert need.package == "grpo-suite" and [c.rsplit("-", 1)[-1] for c in need.cells] == ["mdbf16"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    got = pf.probe([ROPE_FP32_MODULE], python=sys.executable, env=env)
+    assert got.failure is None and got.errors == {ROPE_FP32_MODULE: None}
+    hint = pf.hint(need, "ModuleNotFoundError: No module named 'suite'", {})
+    assert hint is not None and "PYTHONPATH" in hint and "keep_rope_fp32 = false" in hint

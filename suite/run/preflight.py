@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suite.gpus import generation_of
-from suite.plan.cell import ALLOC_CONF_ENV, ALLOC_CONF_KEY, PREDICTED_OOM, Cell
+from suite.plan.cell import (
+    ALLOC_CONF_ENV,
+    ALLOC_CONF_KEY,
+    EXTERNAL_MODULES_KEY,
+    PREDICTED_OOM,
+    ROPE_FP32_MODULE,
+    Cell,
+)
 
 # Distribution names whose versions explain a failed import (the CUDA libraries TE links against).
 CONTEXT_PACKAGES = (
@@ -108,6 +115,10 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
                 )
             if cell.setting("actor_rollout_ref.model.lora_rank") not in (None, 0, "", "0"):
                 add("peft", "peft", "LoRA cells", cell)
+            modules = str(cell.setting(EXTERNAL_MODULES_KEY) or "").split(",")
+            if ROPE_FP32_MODULE in modules:
+                # verl imports it in every worker: where the suite is not importable there, each worker fails
+                add(ROPE_FP32_MODULE, "grpo-suite", "FSDP cells with a 16-bit actor (keep_rope_fp32)", cell)
         elif cell.backend == "megatron":
             why = "Megatron cells"
             add("transformer_engine.pytorch", "transformer-engine[pytorch]", why, cell)
@@ -216,6 +227,12 @@ def hint(need: Need, error: str, versions: Mapping[str, str]) -> str | None:
         (versions[p] for p in ("nvidia-cublas", "nvidia-cublas-cu13", "nvidia-cublas-cu12") if p in versions), None
     )
     te = versions.get("transformer-engine")
+    if need.module == ROPE_FP32_MODULE:
+        return (
+            "verl's workers import it (VERL_USE_EXTERNAL_MODULES): install the suite in the cells' environment "
+            "(pip install -e <checkout>) or put its checkout on PYTHONPATH; or set keep_rope_fp32 = false and plan "
+            "again (the trainer then computes RoPE from bf16 frequencies: docs/matrix.md)"
+        )
     if need.module.startswith("transformer_engine") and "undefined symbol" in error and "cublas" in error.lower():
         have = f"cuBLAS {cublas}" if cublas else "this cuBLAS"
         return (
