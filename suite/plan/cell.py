@@ -36,6 +36,18 @@ ROPE_FP32_MODULE = "suite.run.rope_fp32"
 # the actor's stored dtype; the values verl 0.9.1 reads as 16 bits (utils/torch_dtypes.py HALF_LIST, BFLOAT_LIST)
 ACTOR_DTYPE_KEY = "actor_rollout_ref.actor.fsdp_config.model_dtype"
 SIXTEEN_BIT_DTYPES = frozenset({"bf16", "bfloat16", "fp16", "float16", "16"})
+
+
+def is_sixteen_bit(dtype: object) -> bool:
+    """Whether verl reads a `model_dtype` value (a string, or an int from Hydra) as a 16-bit dtype."""
+    return str(dtype).lower() in SIXTEEN_BIT_DTYPES
+
+
+def external_modules(value: object) -> list[str]:
+    """The modules a VERL_USE_EXTERNAL_MODULES value names (verl splits it on commas); [] for none."""
+    return [m for m in str(value or "").split(",") if m]
+
+
 VALIDATION_KEY = "trainer.validation_data_dir"
 CHECKPOINT_KEY = "trainer.default_local_dir"
 _WRITES = (LOGGER_KEY, VALIDATION_KEY, CHECKPOINT_KEY)  # overrides naming what a run writes, not what it reads

@@ -22,8 +22,9 @@ from suite.plan.cell import (
     LOGGER_ENV,
     LOGGER_KEY,
     ROPE_FP32_MODULE,
-    SIXTEEN_BIT_DTYPES,
     VALIDATION_KEY,
+    external_modules,
+    is_sixteen_bit,
 )
 from suite.plan.hydra import Override, format_value, split_key
 
@@ -190,7 +191,7 @@ def cell_overrides(
     for k, v in [*m.overrides.items(), *m.raw_axes(point).items()]:
         # A raw override replaces a generated one of the same key (with or without Hydra's +/++ prefix).
         bare = k.lstrip("+~")
-        for existing in [e for e in o if e.lstrip("+~") == bare]:
+        for existing in _keys(o, bare):
             del o[existing]
         o[k] = v
     if keeps_rope_fp32(mx, o):
@@ -198,8 +199,9 @@ def cell_overrides(
     return o
 
 
-def _setting(o: dict[str, Any], key: str) -> Any:
-    return next((v for k, v in o.items() if k.lstrip("+~") == key), None)
+def _keys(o: dict[str, Any], bare: str) -> list[str]:
+    """The keys of `o` that name `bare`, with or without Hydra's +/++/~ prefix."""
+    return [k for k in o if k.lstrip("+~") == bare]
 
 
 def keeps_rope_fp32(mx: Any, o: dict[str, Any]) -> bool:
@@ -207,16 +209,17 @@ def keeps_rope_fp32(mx: Any, o: dict[str, Any]) -> bool:
     an FSDP actor stored in 16 bits (the cast that puts RoPE's frequencies in 16 bits)."""
     if mx.backend != "fsdp" or mx.keep_rope_fp32 is False:
         return False
-    return mx.keep_rope_fp32 is True or str(_setting(o, ACTOR_DTYPE_KEY)).lower() in SIXTEEN_BIT_DTYPES
+    dtype = next((o[k] for k in _keys(o, ACTOR_DTYPE_KEY)), None)
+    return mx.keep_rope_fp32 is True or is_sixteen_bit(dtype)
 
 
 def _add_external_module(o: dict[str, Any], module: str) -> None:
     """Name `module` in verl's external-modules variable, after any the matrix names itself."""
-    key = next((k for k in o if k.lstrip("+~") == EXTERNAL_MODULES_KEY), None)
+    key = next(iter(_keys(o, EXTERNAL_MODULES_KEY)), None)
     if key is None:
         o[f"+{EXTERNAL_MODULES_KEY}"] = module
-    elif module not in str(o[key]).split(","):
-        o[key] = f"{o[key]},{module}"
+    elif module not in external_modules(o[key]):
+        o[key] = ",".join([*external_modules(o[key]), module])
 
 
 TRAIN_SUBSET, VAL_SUBSET = "inputs/train.parquet", "inputs/val.parquet"

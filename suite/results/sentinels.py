@@ -28,7 +28,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Literal
 
-from suite.plan.cell import ACTOR_DTYPE_KEY, EXTERNAL_MODULES_KEY, ROPE_FP32_MODULE, SIXTEEN_BIT_DTYPES
+from suite.plan.cell import ACTOR_DTYPE_KEY, EXTERNAL_MODULES_KEY, ROPE_FP32_MODULE, external_modules, is_sixteen_bit
 from suite.results.schema import Result, Step
 
 PROBS_DIFF_MEAN = "training/rollout_probs_diff_mean"
@@ -143,8 +143,10 @@ def rope_cast_unfixed(result: Result) -> str | None:
         return None
     given = {o.key.lstrip("+~"): o.value for o in split_argv(list(result.provenance.argv))[1]}
     dtype = given.get(ACTOR_DTYPE_KEY)
-    if dtype is None or str(dtype).lower() not in SIXTEEN_BIT_DTYPES:
-        return None
-    if ROPE_FP32_MODULE in str(given.get(EXTERNAL_MODULES_KEY, "")).split(","):
+    if (
+        dtype is None
+        or not is_sixteen_bit(dtype)
+        or ROPE_FP32_MODULE in external_modules(given.get(EXTERNAL_MODULES_KEY))
+    ):
         return None
     return str(dtype)

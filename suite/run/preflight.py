@@ -26,6 +26,7 @@ from suite.plan.cell import (
     PREDICTED_OOM,
     ROPE_FP32_MODULE,
     Cell,
+    external_modules,
 )
 
 # Distribution names whose versions explain a failed import (the CUDA libraries TE links against).
@@ -115,8 +116,7 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
                 )
             if cell.setting("actor_rollout_ref.model.lora_rank") not in (None, 0, "", "0"):
                 add("peft", "peft", "LoRA cells", cell)
-            modules = str(cell.setting(EXTERNAL_MODULES_KEY) or "").split(",")
-            if ROPE_FP32_MODULE in modules:
+            if ROPE_FP32_MODULE in external_modules(cell.setting(EXTERNAL_MODULES_KEY)):
                 # verl imports it in every worker: where the suite is not importable there, each worker fails
                 add(ROPE_FP32_MODULE, "grpo-suite", "FSDP cells with a 16-bit actor (keep_rope_fp32)", cell)
         elif cell.backend == "megatron":
