@@ -160,6 +160,14 @@ def test_keep_rope_fp32_false_runs_verl_as_it_is_and_true_every_fsdp_cell(tmp_pa
     assert _plan(tmp_path / "on", "keep_rope_fp32 = true") == {"mdbf16": ROPE_FP32_MODULE, "mdfp32": ROPE_FP32_MODULE}
 
 
+def test_a_16_bit_reference_loads_the_fix_too(tmp_path: Path) -> None:
+    # a full fine-tune's reference goes through the same module.to(); verl stores it in fp32 unless told otherwise
+    ref = '[overrides]\n"actor_rollout_ref.ref.fsdp_config.model_dtype" = "bf16"\n'
+    assert _plan(tmp_path, overrides=ref) == {"mdbf16": ROPE_FP32_MODULE, "mdfp32": ROPE_FP32_MODULE}
+    fp32_ref = '[overrides]\n"actor_rollout_ref.ref.fsdp_config.model_dtype" = "fp32"\n'
+    assert _plan(tmp_path / "fp32", overrides=fp32_ref) == {"mdbf16": ROPE_FP32_MODULE, "mdfp32": None}
+
+
 def test_a_matrixs_own_external_modules_come_first(tmp_path: Path) -> None:
     own = f'[overrides]\n"+{EXTERNAL_MODULES_KEY}" = "my_models"\n'
     assert _plan(tmp_path, overrides=own) == {"mdbf16": f"my_models,{ROPE_FP32_MODULE}", "mdfp32": "my_models"}

@@ -344,7 +344,9 @@ def _fsdp_states(s: MemorySettings, c: Calibration) -> HostStates:
         if s.optimizer_offload:
             optim = pinned([n * pbytes for n in trainable for _ in range(c.dtypes.adam_states)], c, s)
     if s.use_kl_loss and not s.lora:
-        rbytes = _dtype_bytes(s.ref_model_dtype, "bf16")  # forward_only: bf16 unless ref.fsdp_config.model_dtype
+        # verl 0.9.1 reads forward_only as bf16 only where model_dtype is None, and its config defaults the
+        # reference's model_dtype to fp32 like the actor's (logged: ref.fsdp_config.model_dtype fp32)
+        rbytes = _dtype_bytes(s.ref_model_dtype, c.dtypes.fsdp_default_model_dtype)
         ref = pinned([n * rbytes for n, _ in fsdp_rank_blocks(s)], c, s)
     acts = 0.0
     if s.activation_offload:

@@ -77,7 +77,7 @@ class MemorySettings:
     gpus_per_node: int | None = None  # None: all n_gpus on one node
     fsdp_strategy: str = "fsdp"  # actor.strategy: fsdp (FSDP1 flat params) | fsdp2 (per-parameter DTensors)
     lora_merge: bool = False  # model.lora.merge: vLLM gets merged weights, not an adapter (sleep level 2)
-    ref_model_dtype: str | None = None  # FSDP reference weights (ref.fsdp_config.model_dtype); None: bf16
+    ref_model_dtype: str | None = None  # FSDP reference weights (ref.fsdp_config.model_dtype); None: verl's fp32
     load_format: str = "dummy"  # rollout.load_format: "dummy" makes the first LoRA sync send the base weights
     layered_summon: bool = False
     agent_num_workers: int = 8  # rollout.agent.num_workers (Ray actors)

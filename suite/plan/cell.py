@@ -35,6 +35,8 @@ EXTERNAL_MODULES_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{EXTERNAL_MODU
 ROPE_FP32_MODULE = "suite.run.rope_fp32"
 # the actor's stored dtype; the values verl 0.9.1 reads as 16 bits (utils/torch_dtypes.py HALF_LIST, BFLOAT_LIST)
 ACTOR_DTYPE_KEY = "actor_rollout_ref.actor.fsdp_config.model_dtype"
+# the full fine-tune's reference model, built by the same code (fp32 unless a matrix sets it)
+REF_DTYPE_KEY = "actor_rollout_ref.ref.fsdp_config.model_dtype"
 SIXTEEN_BIT_DTYPES = frozenset({"bf16", "bfloat16", "fp16", "float16", "16"})
 
 

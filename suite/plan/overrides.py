@@ -21,6 +21,7 @@ from suite.plan.cell import (
     FLASH_CE_KEY,
     LOGGER_ENV,
     LOGGER_KEY,
+    REF_DTYPE_KEY,
     ROPE_FP32_MODULE,
     VALIDATION_KEY,
     external_modules,
@@ -206,11 +207,11 @@ def _keys(o: dict[str, Any], bare: str) -> list[str]:
 
 def keeps_rope_fp32(mx: Any, o: dict[str, Any]) -> bool:
     """Whether a cell's workers load suite/run/rope_fp32.py: `[matrix] keep_rope_fp32`, or where it is left out,
-    an FSDP actor stored in 16 bits (the cast that puts RoPE's frequencies in 16 bits)."""
+    an FSDP actor or reference stored in 16 bits (the cast that puts RoPE's frequencies in 16 bits)."""
     if mx.backend != "fsdp" or mx.keep_rope_fp32 is False:
         return False
-    dtype = next((o[k] for k in _keys(o, ACTOR_DTYPE_KEY)), None)
-    return mx.keep_rope_fp32 is True or is_sixteen_bit(dtype)
+    dtypes = [o[k] for key in (ACTOR_DTYPE_KEY, REF_DTYPE_KEY) for k in _keys(o, key)]
+    return mx.keep_rope_fp32 is True or any(is_sixteen_bit(d) for d in dtypes)
 
 
 def _add_external_module(o: dict[str, Any], module: str) -> None:
