@@ -185,7 +185,7 @@ def test_memory_by_phase() -> None:
     assert held_phases(r) == {"ref"}
     rows = {row.phase: row for row in phase_rows([("x", r)])}
     errors = {k: round(v.error * 100, 1) for k, v in rows.items() if not v.held}
-    assert errors == {"rollout": 0.3, "old_log_prob": 3.6, "actor_update": 6.9, "startup": -17.0, "steady": -2.1}
+    assert errors == {"rollout": 0.3, "old_log_prob": 3.6, "actor_update": 6.9, "startup": -1.0, "steady": -2.1}
 
 
 def test_start_up_on_a_fresh_host_without_a_compile_cache() -> None:

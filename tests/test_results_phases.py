@@ -106,6 +106,15 @@ def test_host_phases_split_at_the_first_steps_start() -> None:
     r = result([s1, s2, s3], None, warmup=1).model_copy(update={"host_timeline": tl})
     # start-up ends where step 1 starts (100 - 67.1 = 32.9 s); steady is the measured steps 2 and 3
     assert host_phase_peaks(r) == {"startup": 90.0, "steady": 58.0}
+    # where the log showed the trainer's model built, start-up ends there: vLLM's sleep copy after it is steady's
+    tree2 = [30.0 if t < 20 else 40.0 if t < 25 else 55.0 if t < 170 else 58.0 for t in range(245)]
+    built = r.model_copy(
+        update={
+            "host_timeline": tl.model_copy(update={"tree_gb": tree2}),
+            "startup_breakdown_s": {"actor_initialized": 24.0, "first_step": 100.0},
+        }
+    )
+    assert host_phase_peaks(built) == {"startup": 40.0, "steady": 58.0}
     no_tree = tl.model_copy(update={"tree_gb": [None] * len(tree)})
     assert host_phase_peaks(r.model_copy(update={"host_timeline": no_tree})) == {}
     assert host_phase_peaks(result([step(1, None)], None)) == {}

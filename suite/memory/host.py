@@ -28,8 +28,8 @@ vLLM code it calls):
 
 Phases (the peak is the worst one, not the sum):
 - startup: FSDP builds the actor on the CPU of global rank 0 (every rank with tied embeddings) in its model
-  dtype from an mmapped checkpoint, beside a reference that is already CPU-offloaded; only the driver, Ray,
-  the TaskRunner and the trainer workers exist yet;
+  dtype from an mmapped checkpoint (a copy only where that dtype is not the file's), beside a reference that is
+  already CPU-offloaded; only the driver, Ray, the TaskRunner and the trainer workers exist yet;
 - base_sync: only with LoRA, `load_format=dummy` and no layered summon: the first weight sync gathers the whole
   base model on the CPU of every rank (`collect_lora_params`) on top of the steady state;
 - steady: everything offloaded or backed up at once (cached pinned blocks are not given back).
@@ -454,8 +454,12 @@ def predict_host(s: MemorySettings, calibration: Calibration | None = None) -> H
         lora = lora_parameters(s.arch, s.lora_rank, s.target_modules)
         pbytes = _dtype_bytes(s.model_dtype, c.dtypes.fsdp_default_model_dtype)
         loaders = s.node_gpus if s.arch.tie_word_embeddings else 1  # meta init everywhere else
+        # transformers 5 keeps the mmapped checkpoint's tensors where the model dtype is the file's (bf16 from bf16
+        # safetensors: 0.11 bytes a parameter of RSS after from_pretrained on CPU, 6.1 for fp32), so only a cast
+        # makes a copy; the pages count once, under checkpoint_mmap, when FSDP reads them
+        copied = n * pbytes if pbytes != c.host.checkpoint_bytes else 0.0
         startup = {
-            "model_load": loaders * (n + lora) * pbytes,
+            "model_load": loaders * (copied + lora * pbytes),
             "checkpoint_mmap": loaders * n * c.host.checkpoint_bytes * c.host.checkpoint_mmap_fraction,
             "ref_params": st.ref_params.raw,  # the reference is built (and CPU-offloaded) before the actor
             "pinned_rounding": st.ref_params.rounding,

@@ -191,14 +191,19 @@ def planner_held_phases(result: Result) -> frozenset[str]:
 
 def host_phase_peaks(result: Result) -> dict[str, float]:
     """Host RAM (the process tree's RSS, GiB) in the host model's two phases: `startup`, from process start to the
-    first step's start (models loading, vLLM starting), and `steady`, over the measured steps; {} without a
-    host timeline or sightings."""
+    end of the trainer's model build (the start-up breakdown's `actor_initialized`, where the log showed it; else
+    the first step's start), and `steady`, over the measured steps; {} without a host timeline or sightings.
+
+    The start-up phase ends with the actor's build because that is what the planner's start-up phase holds: until
+    step 1, vLLM starts, loads and goes to sleep, and its sleep copy is the steady state's arriving (a bf16 actor's
+    load peak is below it, so a window to step 1 read the steady level as the start-up's)."""
     tl = result.host_timeline
     timed = [s for s in result.steps if s.seen_s is not None]
     if tl is None or not timed or all(v is None for v in tl.tree_gb):
         return {}
     first = timed[0]
-    spans = {"startup": [(0.0, first.seen_s - first.time_per_step)]}
+    built = (result.startup_breakdown_s or {}).get("actor_initialized")
+    spans = {"startup": [(0.0, built if built is not None else first.seen_s - first.time_per_step)]}
     spans["steady"] = [(s.seen_s - s.time_per_step, s.seen_s) for s in timed if s.step > result.warmup_steps]
     rows = [[v] for v in tl.tree_gb]
     out: dict[str, float] = {}
