@@ -230,6 +230,13 @@ def test_startup_builds_the_model_on_rank0_and_every_rank_with_tied_embeddings()
     assert comp(tied, "model_load", "startup") == pytest.approx(
         4 * (Q05.num_parameters + lora_parameters(Q05, 32, ("all-linear",))) * 4 / GIB
     )
+    # a load in the checkpoint's own dtype (bf16 from bf16 safetensors) keeps the mmapped tensors: no copy but the
+    # adapters; fp16 is as wide but another dtype, so it is a cast and copies
+    for dtype, copied in (("bf16", False), ("bfloat16", False), ("fp16", True)):
+        q = predict_host(seed(param_offload=False, optimizer_offload=False, model_dtype=dtype), RAW)
+        want = ((n if copied else 0) + lora) * 2 / GIB
+        assert comp(q, "model_load", "startup") == pytest.approx(want), dtype
+        assert comp(q, "checkpoint_mmap", "startup") == pytest.approx(n * 2 / GIB)
 
 
 def test_dummy_load_format_gathers_the_base_model_at_the_first_sync():

@@ -307,6 +307,11 @@ def _dtype_bytes(dtype: str | None, default: str) -> int:
     return 4 if (dtype or default) in ("fp32", "float32") else 2
 
 
+def _is_checkpoint_dtype(dtype: str, c: Calibration) -> bool:
+    """Whether a model dtype is the checkpoint files' own: bf16 safetensors (`host.checkpoint_bytes` 2)."""
+    return c.host.checkpoint_bytes == 2 and dtype.lower() in ("bf16", "bfloat16")
+
+
 @dataclass(frozen=True)
 class HostStates:
     vllm_sleep_copy: Pinned
@@ -456,8 +461,8 @@ def predict_host(s: MemorySettings, calibration: Calibration | None = None) -> H
         loaders = s.node_gpus if s.arch.tie_word_embeddings else 1  # meta init everywhere else
         # transformers 5 keeps the mmapped checkpoint's tensors where the model dtype is the file's (bf16 from bf16
         # safetensors: 0.11 bytes a parameter of RSS after from_pretrained on CPU, 6.1 for fp32), so only a cast
-        # makes a copy; the pages count once, under checkpoint_mmap, when FSDP reads them
-        copied = n * pbytes if pbytes != c.host.checkpoint_bytes else 0.0
+        # (fp16 too: same width, other dtype) makes a copy; the pages count once, under checkpoint_mmap
+        copied = 0.0 if _is_checkpoint_dtype(s.model_dtype or c.dtypes.fsdp_default_model_dtype, c) else n * pbytes
         startup = {
             "model_load": loaders * (copied + lora * pbytes),
             "checkpoint_mmap": loaders * n * c.host.checkpoint_bytes * c.host.checkpoint_mmap_fraction,

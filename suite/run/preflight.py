@@ -118,7 +118,9 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
                 add("peft", "peft", "LoRA cells", cell)
             if ROPE_FP32_MODULE in external_modules(cell.setting(EXTERNAL_MODULES_KEY)):
                 # verl imports it in every worker: where the suite is not importable there, each worker fails
-                add(ROPE_FP32_MODULE, "grpo-suite", "FSDP cells with a 16-bit actor (keep_rope_fp32)", cell)
+                add(
+                    ROPE_FP32_MODULE, "grpo-suite", "FSDP cells with a 16-bit actor or reference (keep_rope_fp32)", cell
+                )
         elif cell.backend == "megatron":
             why = "Megatron cells"
             add("transformer_engine.pytorch", "transformer-engine[pytorch]", why, cell)
