@@ -4,6 +4,7 @@ seeded, so the report can be exercised before any GPU has run."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from suite.results.schema import Accuracy, Provenance, Result, Step, TorchMemory
 
@@ -139,3 +140,13 @@ def matrix(
                             )
                         )
     return out
+
+
+def promoted_store(folder: Path) -> Path:
+    """`folder / "baselines"`: the ok cells of a one-generation synthetic matrix, promoted as the gate promotes."""
+    from suite.gate.store import promote
+
+    store = folder / "baselines"
+    ok = [(folder / f"{i}.json", r) for i, r in enumerate(matrix(gpus=("h100",))) if r.status == "ok"]
+    promote(ok, store, allow_failed=False, min_samples=5)
+    return store

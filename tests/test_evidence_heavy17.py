@@ -189,7 +189,11 @@ def test_not_promoted_the_gates_correctness_sentinel_fails_it(capsys) -> None:
 
 def test_the_report_of_the_committed_baselines_leaves_it_out() -> None:
     report = (ROOT / "reports" / "index.md").read_text()
-    assert "h100-1gpu-14b-bf16" not in report and "qwen2.5-14b" not in report
+    measured, planned = report.split("## Planned, not yet measured", 1)
+    assert "h100-1gpu-14b-bf16" not in measured and "qwen2.5-14b" not in measured
+    # the matrix is there only as the planner sees it: no measured number of its cell
+    (line,) = [ln for ln in planned.splitlines() if "| h100-1gpu-14b-bf16 " in ln]
+    assert "1738" not in line and "12 ok, 20 predicted-oom, 16 predicted-host-oom (of 48)" in line
 
 
 def test_start_up_on_a_fresh_host() -> None:

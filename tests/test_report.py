@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 from scipy.stats import binom, binomtest
-from synthetic_results import make_result, matrix
+from synthetic_results import make_result, matrix, promoted_store
 
 from suite.cli import main
 from suite.errors import InputError
@@ -257,13 +257,7 @@ def test_markdown_has_every_section(tmp_path: Path):
 
 
 def test_cli_writes_the_report_from_the_baseline_store(tmp_path: Path, capsys):
-    store = tmp_path / "baselines"
-    promote(
-        [(tmp_path / f"{i}.json", r) for i, r in enumerate(matrix(gpus=("h100",))) if r.status == "ok"],
-        store,
-        allow_failed=False,
-        min_samples=5,
-    )
+    store = promoted_store(tmp_path)
     assert main(["report", "--baselines", str(store), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "index.html").stat().st_size > 10_000
     assert main(["report", "--baselines", str(tmp_path / "empty"), "--out", str(tmp_path / "x")]) == 2

@@ -8,6 +8,7 @@ from pathlib import Path
 from suite.report import export, html, markdown
 from suite.report.history import HistorySeries
 from suite.report.model import Report, build
+from suite.report.planned import PlannedMatrix
 from suite.report.table import ReportRow
 
 FILES = ("index.md", "index.html", "results.json", "results.csv")
@@ -31,8 +32,9 @@ def write_report(
     gated: bool = False,
     notes: Sequence[str] = (),
     histories: Sequence[HistorySeries] = (),
+    planned: Sequence[PlannedMatrix] = (),
 ) -> dict[str, Path]:
-    report = build(rows, reference=reference, gated=gated, notes=notes, histories=histories)
+    report = build(rows, reference=reference, gated=gated, notes=notes, histories=histories, planned=planned)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, text in render_all(report).items():

@@ -32,6 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --gate: compare across GPU generation, count, model or profile (labelled)",
     )
     p.add_argument(
+        "--plan",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="MATRIX",
+        help="also plan these matrix files, or the *.toml in these folders (CPU only, nothing runs), and list "
+        "each one without a result: how many cells fit and why the reference does or does not (repeatable)",
+    )
+    p.add_argument(
         "--reference-gpu",
         default="h100",
         help="generation the cross-generation ratios divide by (default: %(default)s)",
@@ -72,8 +81,17 @@ def run(args: argparse.Namespace) -> int:
     # reported itself, or gated against
     reads_store = (args.gate or not args.results) and args.baselines.is_dir()
     histories = collect(args.baselines, {r.key for r in rows}) if reads_store else []
+    from suite.report.planned import plan_matrices
+
+    planned = plan_matrices(args.plan) if args.plan else []
     written = write_report(
-        rows, args.out, reference=args.reference_gpu, gated=args.gate, notes=notes, histories=histories
+        rows,
+        args.out,
+        reference=args.reference_gpu,
+        gated=args.gate,
+        notes=notes,
+        histories=histories,
+        planned=planned,
     )
     for path in written.values():
         print(path)

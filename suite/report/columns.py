@@ -10,6 +10,7 @@ from suite.gate.history import Point
 from suite.gate.objective import MARK, note
 from suite.gate.reference import STACK_MARK, ratio_text, stack_note
 from suite.report.backends import BackendPair
+from suite.report.planned import PlannedCell, PlannedMatrix
 from suite.report.stats import MIN_N_MEDIAN_CI
 from suite.report.table import (
     Best,
@@ -412,3 +413,54 @@ def history_table(points: Sequence[Point]) -> Table:
     ]
     headers = ["when", "entry", "runs", "steps", "tokens/s/GPU (window)", "NVML peak (GiB)", "probs diff", "verdicts"]
     return Table(headers, rows, [False, False, True, True, True, True, True, False])
+
+
+PLANNED_NOTE = (
+    "Matrices the report holds no result of, as the memory planner sees them before any GPU time: predictions, "
+    "not measurements (`grpo-suite plan MATRIX --predict-memory` lists every cell). Cells: how many plan ok and "
+    "why the others do not (predicted-oom: the GPU; predicted-host-oom: host RAM over Ray's 0.95 threshold). "
+    "Reference: the matrix's [matrix] reference cell, its predicted GPU and host peaks and, where it cannot run, "
+    "why. Lightest cell that fits: the ok cell with the smallest predicted GPU peak."
+)
+
+# a planner reason keeps its verdict and largest terms; the rest is in `grpo-suite plan`
+_REASON_CHARS = 150
+
+
+def short_reason(reason: str | None) -> str:
+    if not reason:
+        return DASH
+    head = reason.split(" [", 1)[0]
+    return head if len(head) <= _REASON_CHARS else head[: _REASON_CHARS - 1].rstrip() + "…"
+
+
+def _gib(x: float | None, limit: float | None = None) -> str:
+    if x is None:
+        return DASH
+    return num(x) + (f" / {num(limit)}" if limit is not None else "")
+
+
+def _planned_ref(p: PlannedMatrix) -> list[str]:
+    r: PlannedCell | None = p.reference
+    if r is None:
+        return [DASH] * 5
+    where = f" (in {p.reference_matrix})" if p.reference_matrix else ""
+    reason = DASH if r.status == "ok" else short_reason(r.reason)
+    return [r.id + where, r.status, _gib(r.gpu_gib), _gib(r.host_gib, p.host_memory_gb), reason]
+
+
+def planned_table(planned: Sequence[PlannedMatrix]) -> Table:
+    headers = ["GPU", "model", "GPUs", "backend", "matrix", "cells"]
+    headers += ["reference cell", "ref status", "ref pred GPU (GiB)", "ref pred host (GiB / host)", "why not"]
+    headers += ["lightest cell that fits", "pred GPU (GiB)", "pred host (GiB)"]
+    numeric = [False, False, True, False, False, False, False, False, True, True, False, False, True, True]
+    rows = []
+    for p in planned:
+        counts = ", ".join(f"{n} {s}" for s, n in p.statuses)
+        light = p.lightest
+        rows.append(
+            [p.gpu, p.model, str(p.n_gpus), p.backend, p.matrix, f"{counts} (of {p.n_cells})"]
+            + _planned_ref(p)
+            + ([light.id, _gib(light.gpu_gib), _gib(light.host_gib)] if light else [DASH] * 3)
+        )
+    return Table(headers, rows, numeric)

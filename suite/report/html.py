@@ -9,6 +9,7 @@ from suite.report.columns import (
     BACKEND_NOTE,
     BEST_NOTE,
     HISTORY_NOTE,
+    PLANNED_NOTE,
     REFERENCE_NOTE,
     STARTUP_NOTE,
     Table,
@@ -19,6 +20,7 @@ from suite.report.columns import (
     group_title,
     median_ci_note,
     notes,
+    planned_table,
     provenance_table,
     reference_notes,
     startup_table,
@@ -27,7 +29,17 @@ from suite.report.escape import h
 from suite.report.model import Report
 from suite.report.table import Group
 
-_STATUS_CLASSES = {"ok", "oom", "crash", "timeout", "interrupted", "invalid", "skipped"}
+_STATUS_CLASSES = {
+    "ok",
+    "oom",
+    "crash",
+    "timeout",
+    "interrupted",
+    "invalid",
+    "skipped",
+    "predicted-oom",
+    "predicted-host-oom",
+}
 _VERDICT_CLASSES = {"regressed", "suspicious", "improved", "unchanged", "new", "missing", "failed"}
 
 CSS = """
@@ -44,7 +56,8 @@ td{white-space:nowrap}td.wrap{white-space:normal;min-width:190px}
 th{background:#f2f4f7;text-align:left;font-weight:600}
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tbody tr:nth-child(even){background:#fafafa}
-td.s-ok{color:#1b7f3b}td.s-oom,td.s-crash,td.s-timeout,td.s-invalid,td.s-interrupted{color:#b2182b;font-weight:600}
+td.s-ok{color:#1b7f3b}td.s-predicted-oom,td.s-predicted-host-oom{color:#b2182b}
+td.s-oom,td.s-crash,td.s-timeout,td.s-invalid,td.s-interrupted{color:#b2182b;font-weight:600}
 td.v-regressed{background:#fde0e0;font-weight:600}td.v-improved{background:#e3f4e6}td.v-suspicious{background:#fdf1d8}
 .figs{display:flex;flex-wrap:wrap;gap:12px 24px}
 figure{margin:8px 0;flex:1 1 640px;max-width:760px}
@@ -55,9 +68,17 @@ table.prov td{font-size:12px}
 """
 
 
-def table(t: Table, *, cls: str = "", status_col: str | None = "status", verdict_col: str | None = None) -> str:
+def table(
+    t: Table,
+    *,
+    cls: str = "",
+    status_col: str | None = "status",
+    verdict_col: str | None = None,
+    wrap_col: str | None = None,
+) -> str:
     s_idx = t.headers.index(status_col) if status_col in t.headers else -1
     v_idx = t.headers.index(verdict_col) if verdict_col in t.headers else -1
+    w_idx = t.headers.index(wrap_col) if wrap_col in t.headers else -1
     head = "".join(f'<th scope="col">{h(c)}</th>' for c in t.headers)
     body = []
     for row in t.rows:
@@ -66,6 +87,8 @@ def table(t: Table, *, cls: str = "", status_col: str | None = "status", verdict
             classes = ["n"] if t.numeric[j] else []
             if j == s_idx and c in _STATUS_CLASSES:
                 classes.append(f"s-{c}")
+            if j == w_idx:
+                classes.append("wrap")
             if j == v_idx:
                 classes.append("wrap")
                 word = c.split(":", 1)[0]
@@ -152,6 +175,17 @@ def history_section(report: Report) -> str:
     )
 
 
+def planned_section(report: Report) -> str:
+    if not report.planned:
+        return ""
+    return (
+        '<h2 id="planned">Planned, not yet measured</h2><p class="note">'
+        + h(PLANNED_NOTE)
+        + "</p>"
+        + table(planned_table(report.planned), cls="planned", status_col="ref status", wrap_col="why not")
+    )
+
+
 def render(report: Report) -> str:
     toc = []
     sections = []
@@ -187,7 +221,7 @@ def render(report: Report) -> str:
 <p>{h(report.summary)}</p>
 <p class="note">{h(median_ci_note())}</p>
 {warnings}
-<nav><ul>{"".join(toc)}<li><a href="#cross">across generations</a></li><li><a href="#backends">FSDP vs Megatron</a></li>{'<li><a href="#history">baseline history</a></li>' if report.histories else ""}</ul></nav>
+<nav><ul>{"".join(toc)}<li><a href="#cross">across generations</a></li><li><a href="#backends">FSDP vs Megatron</a></li>{'<li><a href="#planned">planned, not yet measured</a></li>' if report.planned else ""}{'<li><a href="#history">baseline history</a></li>' if report.histories else ""}</ul></nav>
 <h2 id="best">Best cells</h2>
 <p class="note">{h(BEST_NOTE)}</p>
 {f'<p class="note">{h(REFERENCE_NOTE)}</p>' if report.has_reference else ""}
@@ -199,6 +233,7 @@ to {h(report.reference)} (higher is faster).</p>
 {cross}
 <h2 id="backends">FSDP vs Megatron</h2>
 {backends}
+{planned_section(report)}
 {history_section(report)}
 </body>
 </html>

@@ -8,6 +8,7 @@ from suite.report.columns import (
     BACKEND_NOTE,
     BEST_NOTE,
     HISTORY_NOTE,
+    PLANNED_NOTE,
     REFERENCE_NOTE,
     STARTUP_NOTE,
     Table,
@@ -19,6 +20,7 @@ from suite.report.columns import (
     history_table,
     median_ci_note,
     notes,
+    planned_table,
     provenance_table,
     reference_notes,
     startup_table,
@@ -74,6 +76,8 @@ def render(report: Report) -> str:
         out += [md(BACKEND_NOTE), "", table(backend_table(report.backend_pairs)), ""]
     else:
         out += ["No cell exists on both backends.", ""]
+    if report.planned:
+        out += ["## Planned, not yet measured", "", md(PLANNED_NOTE), "", table(planned_table(report.planned)), ""]
     if report.histories:
         out += ["## Baseline history", "", md(HISTORY_NOTE), ""]
         for hs in report.histories:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from suite.report.backends import BackendPair, backend_pairs
 from suite.report.history import HistorySeries
+from suite.report.planned import PlannedMatrix, unmeasured
 from suite.report.table import (
     Best,
     CrossRow,
@@ -33,6 +34,7 @@ class Report:
     notes: list[str]  # shown near the top, e.g. superseded results or gate problems
     backend_pairs: list[BackendPair]
     histories: list[HistorySeries] = field(default_factory=list)  # the store's series of the cells shown
+    planned: list[PlannedMatrix] = field(default_factory=list)  # matrices planned but without a result here
 
     @property
     def has_reference(self) -> bool:
@@ -53,6 +55,7 @@ def build(
     gated: bool = False,
     notes: Sequence[str] = (),
     histories: Sequence[HistorySeries] = (),
+    planned: Sequence[PlannedMatrix] = (),
 ) -> Report:
     groups = group_rows(with_reference(rows))
     ordered = [r for g in groups for r in g.rows]
@@ -79,4 +82,5 @@ def build(
         list(notes),
         backend_pairs(ordered),
         list(histories),
+        unmeasured(planned, {r.matrix for r in ordered}),
     )

@@ -1,0 +1,129 @@
+"""Matrices the report holds no result of, as the memory planner sees them: which cells the next GPU time could
+run, and why the ones that cannot (the reference above all) do not fit. Predictions only, never a measurement."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from suite.errors import InputError
+
+# the order statuses are counted in, as a reader scans them: what could run first
+_STATUS_ORDER = ("ok", "predicted-oom", "predicted-host-oom", "invalid")
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    id: str
+    status: str  # the planner's: ok, predicted-oom, predicted-host-oom, invalid
+    reason: str | None
+    gpu_gib: float | None  # predicted peak GPU memory, worst GPU
+    host_gib: float | None  # predicted host RAM per node
+
+
+@dataclass(frozen=True)
+class PlannedMatrix:
+    matrix: str
+    gpu: str
+    n_gpus: int
+    model: str
+    backend: str
+    host_memory_gb: float | None  # the host RAM per node the matrix plans against
+    statuses: tuple[tuple[str, int], ...]  # (status, cells), in _STATUS_ORDER then by name
+    reference: PlannedCell | None
+    reference_matrix: str | None  # where the reference is a cell of another matrix
+    lightest: PlannedCell | None  # the cell that plans ok with the smallest predicted GPU peak
+
+    @property
+    def n_cells(self) -> int:
+        return sum(n for _, n in self.statuses)
+
+    @property
+    def n_ok(self) -> int:
+        return dict(self.statuses).get("ok", 0)
+
+
+def _planned_cell(cell: Any) -> PlannedCell:
+    return PlannedCell(
+        id=cell.id,
+        status=cell.status,
+        reason=cell.reason,
+        gpu_gib=cell.predicted_memory_gb,
+        host_gib=cell.predicted_host_memory_gb,
+    )
+
+
+def _rank(status: str) -> tuple[int, str]:
+    return (_STATUS_ORDER.index(status) if status in _STATUS_ORDER else len(_STATUS_ORDER), status)
+
+
+def summarise(cells: Sequence[Any], reference: Any | None = None, reference_matrix: str | None = None) -> PlannedMatrix:
+    """One matrix's planned and predicted cells (suite.plan.cell.Cell) as a report line. `reference`: the
+    reference cell, planned in `reference_matrix` where it is not one of `cells`."""
+    if not cells:
+        raise InputError("a planned matrix has no cells", field="matrix")
+    first = cells[0]
+    counts = Counter(c.status for c in cells)
+    ok = [c for c in cells if c.status == "ok" and c.predicted_memory_gb is not None]
+    lightest = min(ok, key=lambda c: (c.predicted_memory_gb, c.predicted_host_memory_gb or 0.0, c.id), default=None)
+    return PlannedMatrix(
+        matrix=first.matrix,
+        gpu=first.gpu,
+        n_gpus=first.n_gpus,
+        model=first.model,
+        backend=first.backend,
+        host_memory_gb=first.host_memory_gb,
+        statuses=tuple(sorted(counts.items(), key=lambda kv: _rank(kv[0]))),
+        reference=_planned_cell(reference) if reference is not None else None,
+        reference_matrix=reference_matrix,
+        lightest=_planned_cell(lightest) if lightest is not None else None,
+    )
+
+
+def unmeasured(planned: Iterable[PlannedMatrix], measured_matrices: Iterable[str]) -> list[PlannedMatrix]:
+    """The planned matrices none of whose cells the report holds a result of, by GPU, model, then matrix."""
+    seen = set(measured_matrices)
+    return sorted(
+        (p for p in planned if p.matrix not in seen), key=lambda p: (p.gpu, p.model, p.n_gpus, p.backend, p.matrix)
+    )
+
+
+def matrix_files(paths: Iterable[Path]) -> list[Path]:
+    """TOML files named, or found directly in folders named; a path that is neither is an error naming it."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(p.glob("*.toml"))
+            if not found:
+                raise InputError(f"{p}: no matrix (*.toml) in this folder", field="--plan")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise InputError(f"{p}: no such matrix file or folder", field="--plan")
+    return list(dict.fromkeys(files))
+
+
+def plan_matrices(paths: Iterable[Path], profile: str = "bench") -> list[PlannedMatrix]:
+    """Plan and predict every matrix under `paths` (CPU only, nothing written: cells' files would go to a
+    folder that is never made)."""
+    from suite.matrix import load_matrix
+    from suite.memory.predict import annotate_cells
+    from suite.plan.planner import plan_matrix, reference_matrix_path
+
+    out: list[PlannedMatrix] = []
+    for path in matrix_files(paths):
+        m = load_matrix(path)
+        plan = "/nonexistent/grpo-suite-report"  # never created: planning only names the cells' folders
+        cells = annotate_cells(plan_matrix(m, profile, out_dir=plan, validate_with_verl=False))
+        ref_id, ref_matrix = m.matrix.reference, m.matrix.reference_matrix
+        if ref_id is not None and ref_matrix is not None:
+            other = plan_matrix(load_matrix(reference_matrix_path(m)), profile, out_dir=plan, validate_with_verl=False)
+            ref = next((c for c in annotate_cells(other) if c.id == ref_id), None)
+        else:
+            ref = next((c for c in cells if c.id == ref_id), None)
+        out.append(summarise(cells, ref, ref_matrix))
+    return out
