@@ -107,14 +107,12 @@ def main() -> int:
     ap.add_argument("--dtypes", default=",".join(DTYPES), help=f"of {', '.join(DTYPES)}")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    dtypes = [d.strip() for d in args.dtypes.split(",")]
-    unknown = [d for d in dtypes if d not in DTYPES]
-    if unknown:
-        ap.error(f"--dtypes: unknown {', '.join(unknown)}; allowed: {', '.join(DTYPES)}")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from standin_numerics import choice_list, provenance  # beside this script
+
+    dtypes = choice_list(ap, "--dtypes", args.dtypes, DTYPES)
     if not (args.checkpoint / "config.json").is_file():
         ap.error(f"checkpoint: {args.checkpoint} has no config.json (make one with `grpo-suite model build`)")
-    sys.path.insert(0, str(Path(__file__).parent))
-    from standin_numerics import provenance  # beside this script
 
     doc = {
         "provenance": provenance(),

@@ -42,6 +42,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,15 @@ def provenance() -> dict[str, Any]:
     }
 
 
+def choice_list(ap: argparse.ArgumentParser, option: str, value: str, allowed: Sequence[str]) -> tuple[str, ...]:
+    """A comma-separated option's values; any not in `allowed` ends the script with both named."""
+    values = tuple(x.strip() for x in value.split(","))
+    unknown = [x for x in values if x not in allowed]
+    if unknown:
+        ap.error(f"{option}: unknown {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    return values
+
+
 def markdown(doc: dict[str, Any]) -> str:
     lines = [
         "| model | layers | hidden | pair | Pearson | probs diff mean | log-ratio mean | KL full | log-ppl A / B |",
@@ -257,10 +267,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    streams = tuple(x.strip() for x in args.streams.split(","))
-    unknown = [x for x in streams if x not in STREAMS]
-    if unknown:
-        ap.error(f"--streams: unknown {', '.join(unknown)}; allowed: {', '.join(STREAMS)}")
+    streams = choice_list(ap, "--streams", args.streams, STREAMS)
     models = []
     for key in args.models.split(","):
         m = probe(

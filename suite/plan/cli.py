@@ -31,20 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _reference_elsewhere(matrix, args: argparse.Namespace):
     """The reference cell of `[matrix] reference_matrix`, planned and predicted, for the `vs ref` column."""
-    if matrix.matrix.reference_matrix is None:
-        return None
-    from suite.matrix import load_matrix
     from suite.memory.predict import annotate_cells
-    from suite.plan.planner import plan_matrix, reference_matrix_path
+    from suite.plan.planner import plan_reference_cell
 
-    other = plan_matrix(
-        load_matrix(reference_matrix_path(matrix)),
-        args.profile,
-        out_dir=args.out,
-        data_root=args.data_root,
-        validate_with_verl=False,
-    )
-    return next((c for c in annotate_cells(other) if c.id == matrix.matrix.reference), None)
+    ref = plan_reference_cell(matrix, args.profile, out_dir=args.out, data_root=args.data_root)
+    return annotate_cells([ref])[0] if ref is not None else None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -129,6 +129,21 @@ def reference_matrix_path(matrix: Matrix) -> Path:
     return beside if beside.is_file() else Path(__file__).resolve().parents[1] / "matrices" / f"{name}.toml"
 
 
+def plan_reference_cell(
+    matrix: Matrix, profile: str = "bench", *, out_dir: Path | str, data_root: str | None = None
+) -> Cell | None:
+    """`[matrix] reference`, planned in `[matrix] reference_matrix` (no verl check: only this one cell is read);
+    None where the matrix names no reference matrix."""
+    from suite.matrix.load import load_matrix
+
+    ref = matrix.matrix.reference
+    if matrix.matrix.reference_matrix is None or ref is None:
+        return None
+    other = load_matrix(reference_matrix_path(matrix))
+    cells = plan_matrix(other, profile, out_dir=out_dir, data_root=data_root, validate_with_verl=False)
+    return next((c for c in cells if c.id == ref), None)
+
+
 def _check_reference_matrix(matrix: Matrix) -> None:
     """The named matrix exists, shares the hardware, model and backend, and has the reference as a cell."""
     from suite.matrix.load import load_matrix

@@ -87,10 +87,9 @@ def table(
             classes = ["n"] if t.numeric[j] else []
             if j == s_idx and c in _STATUS_CLASSES:
                 classes.append(f"s-{c}")
-            if j == w_idx:
+            if j in (w_idx, v_idx):
                 classes.append("wrap")
             if j == v_idx:
-                classes.append("wrap")
                 word = c.split(":", 1)[0]
                 if word in _VERDICT_CLASSES:
                     classes.append(f"v-{word}")

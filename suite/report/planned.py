@@ -109,21 +109,27 @@ def matrix_files(paths: Iterable[Path]) -> list[Path]:
 
 def plan_matrices(paths: Iterable[Path], profile: str = "bench") -> list[PlannedMatrix]:
     """Plan and predict every matrix under `paths` (CPU only, nothing written: cells' files would go to a
-    folder that is never made)."""
+    folder that is never made). A reference held by another matrix is read from that matrix's cells where it
+    is among `paths` (planned once), else planned on its own."""
     from suite.matrix import load_matrix
     from suite.memory.predict import annotate_cells
-    from suite.plan.planner import plan_matrix, reference_matrix_path
+    from suite.plan.planner import plan_matrix, plan_reference_cell
 
-    out: list[PlannedMatrix] = []
+    nowhere = "/nonexistent/grpo-suite-report"  # never created: planning only names the cells' folders
+    planned = []
     for path in matrix_files(paths):
         m = load_matrix(path)
-        plan = "/nonexistent/grpo-suite-report"  # never created: planning only names the cells' folders
-        cells = annotate_cells(plan_matrix(m, profile, out_dir=plan, validate_with_verl=False))
+        planned.append((m, annotate_cells(plan_matrix(m, profile, out_dir=nowhere, validate_with_verl=False))))
+    by_name = {m.matrix.name: cells for m, cells in planned}
+    out: list[PlannedMatrix] = []
+    for m, cells in planned:
         ref_id, ref_matrix = m.matrix.reference, m.matrix.reference_matrix
-        if ref_id is not None and ref_matrix is not None:
-            other = plan_matrix(load_matrix(reference_matrix_path(m)), profile, out_dir=plan, validate_with_verl=False)
-            ref = next((c for c in annotate_cells(other) if c.id == ref_id), None)
-        else:
+        if ref_matrix is None:
             ref = next((c for c in cells if c.id == ref_id), None)
+        elif ref_matrix in by_name:
+            ref = next((c for c in by_name[ref_matrix] if c.id == ref_id), None)
+        else:
+            elsewhere = plan_reference_cell(m, profile, out_dir=nowhere)
+            ref = annotate_cells([elsewhere])[0] if elsewhere is not None else None
         out.append(summarise(cells, ref, ref_matrix))
     return out
