@@ -765,3 +765,13 @@ def test_cli_strict(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out, err = capsys.readouterr()
     assert [c["status"] for c in json.loads(out)] == ["ok", "invalid"]
     assert "1 of 2 cells are not ok" in err
+
+
+def test_plan_notes_a_setting_the_generation_s_image_torch_lacks(tmp_path, capsys):
+    args = ["--no-verl-check", "--out", str(tmp_path), "--format", "json"]
+    assert main(["plan", str(MATRICES / "h200-1gpu-14b-pinned.toml"), *args]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)) == 8  # the note goes to stderr: the JSON stays whole
+    assert "note: torch 2.11.0 (the h200 image) lacks allocator key pinned_max_round_threshold_mb" in err
+    assert main(["plan", str(MATRICES / "h200-1gpu-14b.toml"), *args]) == 0
+    assert "note:" not in capsys.readouterr().err

@@ -229,3 +229,36 @@ def test_committed_report_lists_the_14b_recipe_that_no_host_here_holds():
     assert "predicted-host-oom" in lines[0] and "171 / 125" in lines[0] and "pinned rounding 61.6" in lines[0]
     # the matrices with a promoted result are reported above, not here
     assert "| h100-1gpu-7b-fa " not in section and "| smollm2-train " not in section
+
+
+def test_plan_matrices_names_what_the_generation_s_image_cannot_run():
+    by_name = {
+        p.matrix: p for p in plan_matrices([MATRICES / "h200-1gpu-14b-pinned.toml", MATRICES / "h200-1gpu-14b.toml"])
+    }
+    pinned = by_name["h200-1gpu-14b-pinned"]
+    # the planner says the recipe fits with exact-size pinned blocks; the h200 image's torch cannot set them
+    assert pinned.reference is not None and pinned.reference.status == "ok"
+    [gap] = pinned.image_gaps
+    assert gap.startswith("torch 2.11.0 (the h200 image) lacks allocator key pinned_max_round_threshold_mb")
+    assert by_name["h200-1gpu-14b"].image_gaps == ()
+    row = dict(zip(planned_table([pinned]).headers, planned_table([pinned]).rows[0], strict=True))
+    assert row["ref status"] == "ok" and row["why not"] == gap
+
+
+def test_image_pin_reads_the_lock_and_is_none_without_container_sources(tmp_path: Path, monkeypatch):
+    from suite.containers.lock import image_pin
+
+    assert image_pin("h200", "torch") == image_pin("h100", "torch") == "2.11.0"
+    assert image_pin("h200", "no-such-package") is None
+    assert image_pin("no-such-generation", "torch") is None
+    monkeypatch.setenv("GRPO_SUITE_CONTAINERS", str(tmp_path))  # an installed wheel: no containers/ folder
+    assert image_pin("h200", "torch") is None
+
+
+def test_planned_table_joins_the_reason_and_the_image_gaps():
+    ref = FakeCell("ref", "predicted-oom", 90.0, 50.0, reason="predicted-oom: 90.0 GiB > 78.2 [params 60]")
+    p = summarise([FakeCell("a", "ok", 60.3, 52.4)], ref, None, ["torch 2.11.0 (x) lacks y"])
+    row = dict(zip(planned_table([p]).headers, planned_table([p]).rows[0], strict=True))
+    assert row["why not"] == "predicted-oom: 90.0 GiB > 78.2; torch 2.11.0 (x) lacks y"
+    bare = summarise([FakeCell("a", "ok", 60.3, 52.4)], None, None, ["gap"])
+    assert dict(zip(planned_table([bare]).headers, planned_table([bare]).rows[0], strict=True))["why not"] == "gap"

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from fakes.cells import with_argv
@@ -382,3 +383,32 @@ def test_check_cells_refuses_the_pinned_matrix_with_an_old_torch(tmp_path: Path)
     # the same cells with this machine's torch: the key is known
     findings, _ = pf.check_cells(runnable, timeout_s=600)
     assert [f.level for f in findings if f.module.startswith("PYTORCH_ALLOC_CONF")] == ["ok"]
+
+
+def test_torch_gaps_name_a_key_a_measured_torch_lacks(tmp_path: Path) -> None:
+    pinned = cells_of("h200-1gpu-14b-pinned", tmp_path)
+    [gap] = pf.torch_gaps(pinned, "2.11.0", "the h200 image")
+    assert gap == (
+        f"torch 2.11.0 (the h200 image) lacks allocator key {PINNED}, which 8 of 8 cells set; torch 2.13.0 has it"
+    )
+    assert pf.torch_gaps(pinned, "2.13.0", "the h200 image") == []  # measured to have it
+    assert pf.torch_gaps(pinned, "2.12.0", "x") == []  # never measured: nothing claimed
+    assert pf.torch_gaps(cells_of("h200-1gpu-14b", tmp_path), "2.11.0", "x") == []  # no key set
+    # only runnable cells count, in both the numerator and the denominator
+    some = [dataclasses.replace(c, status="invalid") if i < 3 else c for i, c in enumerate(pinned)]
+    assert "which 5 of 5 cells set" in pf.torch_gaps(some, "2.11.0", "x")[0]
+    # a key whose table has no version with it says nothing of one
+    table = {**pf.ALLOCATOR_KEYS_MEASURED, PINNED: {"2.11.0": False}}
+    with mock.patch.dict(pf.ALLOCATOR_KEYS_MEASURED, table):
+        assert pf.torch_gaps(pinned, "2.11.0", "x")[0].endswith("which 8 of 8 cells set")
+
+
+def test_the_measured_table_agrees_with_this_machine_s_torch() -> None:
+    import torch
+
+    version = torch.__version__.split("+", 1)[0]
+    keys = list(pf.ALLOCATOR_KEYS_MEASURED)
+    r = pf.probe(["torch"], python=sys.executable, alloc_keys=keys)
+    for key, seen in pf.ALLOCATOR_KEYS_MEASURED.items():
+        if version in seen:
+            assert r.allocator_keys[key] is seen[version], key

@@ -257,6 +257,15 @@ def pinned_versions(settings: GenSettings) -> dict[str, str]:
     return out
 
 
+def image_pin(gen: str, package: str, root: Path | None = None) -> str | None:
+    """The version of `package` the generation's image pins, or None where it pins none or there is no such
+    image here (no container sources, as in an installed wheel, or no lockfile yet)."""
+    try:
+        return pinned_versions(load_settings(gen, root)).get(normalize(package))
+    except InputError:
+        return None
+
+
 def unhashed(settings: GenSettings) -> list[str]:
     """Requirements without a --hash line (pip --require-hashes would refuse the whole file)."""
     bad = []

@@ -55,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([c.to_dict() for c in cells], indent=2))
     else:
         print(table(cells, reference=_reference_elsewhere(m, args) if args.predict_memory else None))
+    from suite.containers.lock import image_pin
+    from suite.run.preflight import torch_gaps
+
+    torch = image_pin(m.matrix.gpu, "torch")
+    for gap in torch_gaps(cells, torch, f"the {m.matrix.gpu} image") if torch else []:
+        print(f"grpo-suite: note: {gap}: run these cells on a torch that has it", file=sys.stderr)
     bad = [c for c in cells if c.status != "ok"]
     if args.strict and bad:
         print(

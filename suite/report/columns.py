@@ -420,7 +420,8 @@ PLANNED_NOTE = (
     "not measurements (`grpo-suite plan MATRIX --predict-memory` lists every cell). Cells: how many plan ok and "
     "why the others do not (predicted-oom: the GPU; predicted-host-oom: host RAM over Ray's 0.95 threshold). "
     "Reference: the matrix's [matrix] reference cell, its predicted GPU and host peaks and, where it cannot run, "
-    "why. Lightest cell that fits: the ok cell with the smallest predicted GPU peak."
+    "why, or why the generation's pinned image cannot run the cells as planned (its torch lacks a setting they "
+    "use). Lightest cell that fits: the ok cell with the smallest predicted GPU peak."
 )
 
 # a planner reason keeps its verdict and largest terms; the rest is in `grpo-suite plan`
@@ -443,9 +444,10 @@ def _gib(x: float | None, limit: float | None = None) -> str:
 def _planned_ref(p: PlannedMatrix) -> list[str]:
     r: PlannedCell | None = p.reference
     if r is None:
-        return [DASH] * 5
+        return [DASH] * 4 + ["; ".join(p.image_gaps) or DASH]
     where = f" (in {p.reference_matrix})" if p.reference_matrix else ""
-    reason = DASH if r.status == "ok" else short_reason(r.reason)
+    why = [*([] if r.status == "ok" else [short_reason(r.reason)]), *p.image_gaps]
+    reason = "; ".join(why) or DASH
     return [r.id + where, r.status, _gib(r.gpu_gib), _gib(r.host_gib, p.host_memory_gb), reason]
 
 

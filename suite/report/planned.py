@@ -36,6 +36,8 @@ class PlannedMatrix:
     reference: PlannedCell | None
     reference_matrix: str | None  # where the reference is a cell of another matrix
     lightest: PlannedCell | None  # the cell that plans ok with the smallest predicted GPU peak
+    # why the generation's pinned image cannot run the cells as planned (preflight.torch_gaps), however they fit
+    image_gaps: tuple[str, ...] = ()
 
     @property
     def n_cells(self) -> int:
@@ -60,7 +62,12 @@ def _rank(status: str) -> tuple[int, str]:
     return (_STATUS_ORDER.index(status) if status in _STATUS_ORDER else len(_STATUS_ORDER), status)
 
 
-def summarise(cells: Sequence[Any], reference: Any | None = None, reference_matrix: str | None = None) -> PlannedMatrix:
+def summarise(
+    cells: Sequence[Any],
+    reference: Any | None = None,
+    reference_matrix: str | None = None,
+    image_gaps: Sequence[str] = (),
+) -> PlannedMatrix:
     """One matrix's planned and predicted cells (suite.plan.cell.Cell) as a report line. `reference`: the
     reference cell, planned in `reference_matrix` where it is not one of `cells`."""
     if not cells:
@@ -80,6 +87,7 @@ def summarise(cells: Sequence[Any], reference: Any | None = None, reference_matr
         reference=_planned_cell(reference) if reference is not None else None,
         reference_matrix=reference_matrix,
         lightest=_planned_cell(lightest) if lightest is not None else None,
+        image_gaps=tuple(image_gaps),
     )
 
 
@@ -111,9 +119,11 @@ def plan_matrices(paths: Iterable[Path], profile: str = "bench") -> list[Planned
     """Plan and predict every matrix under `paths` (CPU only, nothing written: cells' files would go to a
     folder that is never made). A reference held by another matrix is read from that matrix's cells where it
     is among `paths` (planned once), else planned on its own."""
+    from suite.containers.lock import image_pin
     from suite.matrix import load_matrix
     from suite.memory.predict import annotate_cells
     from suite.plan.planner import plan_matrix, plan_reference_cell
+    from suite.run.preflight import torch_gaps
 
     nowhere = "/nonexistent/grpo-suite-report"  # never created: planning only names the cells' folders
     planned = []
@@ -121,6 +131,7 @@ def plan_matrices(paths: Iterable[Path], profile: str = "bench") -> list[Planned
         m = load_matrix(path)
         planned.append((m, annotate_cells(plan_matrix(m, profile, out_dir=nowhere, validate_with_verl=False))))
     by_name = {m.matrix.name: cells for m, cells in planned}
+    torch_of = {gen: image_pin(gen, "torch") for gen in sorted({m.matrix.gpu for m, _ in planned})}
     out: list[PlannedMatrix] = []
     for m, cells in planned:
         ref_id, ref_matrix = m.matrix.reference, m.matrix.reference_matrix
@@ -131,5 +142,7 @@ def plan_matrices(paths: Iterable[Path], profile: str = "bench") -> list[Planned
         else:
             elsewhere = plan_reference_cell(m, profile, out_dir=nowhere)
             ref = annotate_cells([elsewhere])[0] if elsewhere is not None else None
-        out.append(summarise(cells, ref, ref_matrix))
+        torch = torch_of[m.matrix.gpu]
+        gaps = torch_gaps(cells, torch, f"the {m.matrix.gpu} image") if torch else []
+        out.append(summarise(cells, ref, ref_matrix, gaps))
     return out

@@ -162,6 +162,31 @@ def allocator_keys(cells: Sequence[Cell]) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in acc.items()}
 
 
+# What a torch version's allocator was seen to accept, per config key: measured, never guessed (2.11.0 refused
+# pinned_max_round_threshold_mb as CUDA started on a GPU host, 2026-12-05; 2.13.0's c10 libraries name it). The
+# planner cannot probe an image's torch from the build machine: this table is what it knows of one.
+ALLOCATOR_KEYS_MEASURED: dict[str, dict[str, bool]] = {
+    "pinned_max_round_threshold_mb": {"2.11.0": False, "2.13.0": True},
+}
+
+
+def torch_gaps(cells: Sequence[Cell], torch_version: str, where: str) -> list[str]:
+    """Why a torch (`where`: e.g. "the h200 image") cannot run the cells as planned: one line per allocator key
+    the runnable cells set that this version is known to lack (pure; unknown versions give nothing)."""
+    runnable = sum(1 for c in cells if c.status in RUNNABLE)
+    out = []
+    for key, ids in allocator_keys(cells).items():
+        seen = ALLOCATOR_KEYS_MEASURED.get(key, {})
+        if seen.get(torch_version) is not False:
+            continue
+        has = sorted(v for v, ok in seen.items() if ok)
+        also = f"; torch {', '.join(has)} has it" if has else ""
+        out.append(
+            f"torch {torch_version} ({where}) lacks allocator key {key}, which {len(ids)} of {runnable} cells set{also}"
+        )
+    return out
+
+
 PROBE_SCRIPT = r"""
 import importlib, importlib.util, json, pathlib, sys
 from importlib import metadata
