@@ -50,6 +50,7 @@ BOOL_WORDS: dict[str, tuple[str, str]] = {
     "enable_prefix_caching": ("prefixcache", "noprefixcache"),
     "use_torch_compile": ("compile", "nocompile"),
     "use_fused_kernels": ("fused", "unfused"),
+    "pageable_host_copies": ("pageable", "pinned"),
 }
 # Values with a short word of their own in ids (`attnflex`, not `attnflex_attention`).
 VALUE_WORDS: dict[str, dict[str, str]] = {

@@ -227,6 +227,11 @@ class Base(_Strict):
     # MiB (PYTORCH_ALLOC_CONF=pinned_max_round_threshold_mb:N in every Ray worker). Offloaded fp32 weights then
     # take their own size on the host instead of up to twice it. None: torch's default (always rounds).
     pinned_round_max_mb: PosInt | None = None
+    # true: verl's FSDP2 parameter and optimizer offload and vLLM's sleep backup copy to pageable host memory
+    # (suite/run/pageable_copies.py), of their own size and given back when freed, where torch's pinned allocator
+    # would round each block up to a power of two and keep it: the same saving on torch 2.11, which has no
+    # pinned_max_round_threshold_mb, paid for in slower (synchronous) offload copies.
+    pageable_host_copies: StrictBool = False
     dataloader_num_workers: NonNegInt = 2
     agent_num_workers: PosInt = 2
     reward_num_workers: PosInt = 2

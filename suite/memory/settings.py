@@ -15,7 +15,7 @@ from suite.errors import InputError
 from suite.gpus import get_gpu
 from suite.matrix.offload import backend_overrides
 from suite.models.archs import Arch, arch_for_model
-from suite.plan.cell import ALLOC_CONF_KEY, FLASH_CE_KEY
+from suite.plan.cell import ALLOC_CONF_KEY, EXTERNAL_MODULES_KEY, FLASH_CE_KEY, PAGEABLE_COPIES_MODULE, external_modules
 from suite.plan.hydra import split_argv
 
 if TYPE_CHECKING:
@@ -91,6 +91,9 @@ class MemorySettings:
     # None: torch's default (no limit: every block rounded up to a power of two and cached)
     pinned_round_max_mib: float | None = None  # pinned_max_round_threshold_mb
     pinned_cache_max_mib: float | None = None  # pinned_max_cached_size_mb
+    # suite/run/pageable_copies.py in the workers' VERL_USE_EXTERNAL_MODULES: FSDP2 parameter and optimizer
+    # offload and vLLM's sleep backup in pageable memory (never rounded)
+    pageable_copies: bool = False
     notes: tuple[str, ...] = field(default=(), compare=False)  # assumptions made while reading the command
 
     @property
@@ -273,6 +276,7 @@ def settings_from_overrides(
         tq_storage_units=int(_get(o, "transfer_queue.backend.SimpleStorage.num_data_storage_units", default=8)),
         pinned_round_max_mib=round_max,
         pinned_cache_max_mib=cache_max,
+        pageable_copies=PAGEABLE_COPIES_MODULE in external_modules(_get(o, EXTERNAL_MODULES_KEY, default="")),
         notes=tuple(notes),
     )
 

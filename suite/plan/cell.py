@@ -33,6 +33,8 @@ FLASH_CE_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{FLASH_CE_ENV}"
 EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
 EXTERNAL_MODULES_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{EXTERNAL_MODULES_ENV}"
 ROPE_FP32_MODULE = "suite.run.rope_fp32"
+# how `[base] pageable_host_copies` reaches verl's workers and vLLM's (suite/run/pageable_copies.py)
+PAGEABLE_COPIES_MODULE = "suite.run.pageable_copies"
 # the actor's stored dtype; the values verl 0.9.1 reads as 16 bits (utils/torch_dtypes.py HALF_LIST, BFLOAT_LIST)
 ACTOR_DTYPE_KEY = "actor_rollout_ref.actor.fsdp_config.model_dtype"
 # the full fine-tune's reference model, built by the same code (fp32 unless a matrix sets it)

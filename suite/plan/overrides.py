@@ -22,6 +22,7 @@ from suite.plan.cell import (
     LOGGER_ENV,
     LOGGER_KEY,
     REF_DTYPE_KEY,
+    PAGEABLE_COPIES_MODULE,
     ROPE_FP32_MODULE,
     VALIDATION_KEY,
     external_modules,
@@ -197,6 +198,8 @@ def cell_overrides(
         o[k] = v
     if keeps_rope_fp32(mx, o):
         _add_external_module(o, ROPE_FP32_MODULE)
+    if b.pageable_host_copies:
+        _add_external_module(o, PAGEABLE_COPIES_MODULE)
     return o
 
 

@@ -24,6 +24,7 @@ from suite.plan.cell import (
     ALLOC_CONF_KEY,
     EXTERNAL_MODULES_KEY,
     PREDICTED_OOM,
+    PAGEABLE_COPIES_MODULE,
     ROPE_FP32_MODULE,
     Cell,
     external_modules,
@@ -121,7 +122,9 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
                 add(
                     ROPE_FP32_MODULE, "grpo-suite", "FSDP cells with a 16-bit actor or reference (keep_rope_fp32)", cell
                 )
-        elif cell.backend == "megatron":
+        if PAGEABLE_COPIES_MODULE in external_modules(cell.setting(EXTERNAL_MODULES_KEY)):
+            add(PAGEABLE_COPIES_MODULE, "grpo-suite", "cells with pageable_host_copies = true", cell)
+        if cell.backend == "megatron":
             why = "Megatron cells"
             add("transformer_engine.pytorch", "transformer-engine[pytorch]", why, cell)
             add("megatron.core", "megatron-core", why, cell)
@@ -259,6 +262,11 @@ def hint(need: Need, error: str, versions: Mapping[str, str]) -> str | None:
             "verl's workers import it (VERL_USE_EXTERNAL_MODULES): install the suite in the cells' environment "
             "(pip install -e <checkout>) or put its checkout on PYTHONPATH; or set keep_rope_fp32 = false and plan "
             "again (the trainer then computes RoPE from bf16 frequencies: docs/matrix.md)"
+        )
+    if need.module == PAGEABLE_COPIES_MODULE:
+        return (
+            "verl's workers import it (VERL_USE_EXTERNAL_MODULES): install the suite in the cells' environment "
+            "(pip install -e <checkout>) or put its checkout on PYTHONPATH; or plan without pageable_host_copies"
         )
     if need.module.startswith("transformer_engine") and "undefined symbol" in error and "cublas" in error.lower():
         have = f"cuBLAS {cublas}" if cublas else "this cuBLAS"
