@@ -165,7 +165,7 @@ def _cells(tmp_path: Path, strategy: str = "fsdp2") -> dict:
 def _states(cell):
     s = settings_from_cell(cell)
     # a result's recorded command reads the same (what `memory validate` checks a measured run against)
-    again = settings_from_argv(list(cell.command), model=cell.model, gpu=cell.gpu, n_gpus=cell.n_gpus, backend=cell.backend)
+    again = settings_from_argv(list(cell.argv), model=cell.model, gpu=cell.gpu, n_gpus=cell.n_gpus, backend=cell.backend)
     assert again.pageable_copies == s.pageable_copies
     return s, host_states(s, default_calibration())
 
