@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from suite.matrix import load_matrix, parse_matrix
+from suite.memory.calibration import default_calibration
 from suite.memory.host import host_states, predict_host
 from suite.memory.predict import annotate_cells
-from suite.memory.calibration import default_calibration
 from suite.memory.settings import settings_from_argv, settings_from_cell
 from suite.plan.cell import EXTERNAL_MODULES_ENV, EXTERNAL_MODULES_KEY, PAGEABLE_COPIES_MODULE, ROPE_FP32_MODULE
 from suite.plan.planner import plan_matrix
@@ -165,7 +165,9 @@ def _cells(tmp_path: Path, strategy: str = "fsdp2") -> dict:
 def _states(cell):
     s = settings_from_cell(cell)
     # a result's recorded command reads the same (what `memory validate` checks a measured run against)
-    again = settings_from_argv(list(cell.argv), model=cell.model, gpu=cell.gpu, n_gpus=cell.n_gpus, backend=cell.backend)
+    again = settings_from_argv(
+        list(cell.argv), model=cell.model, gpu=cell.gpu, n_gpus=cell.n_gpus, backend=cell.backend
+    )
     assert again.pageable_copies == s.pageable_copies
     return s, host_states(s, default_calibration())
 
