@@ -64,13 +64,20 @@ def _check(tmp_path: Path, env_value: str | None, code: str = CHECK) -> dict:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(fake), env.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got["announced"] = sorted(
+        line.split(": ", 1)[1].split(" patched", 1)[0]
+        for line in out.stderr.splitlines()
+        if line.startswith("[grpo-suite] pageable host copies: ")
+    )
+    return got
 
 
 def test_without_the_module_verl_and_vllm_run_as_they_are(tmp_path: Path) -> None:
     pytest.importorskip("verl")
     got = _check(tmp_path, None)
     assert (got["fsdp2"], got["optimizer"], got["pin_memory"], got["finders"]) == (False, False, True, 0)
+    assert got["announced"] == []
 
 
 def test_through_verls_hook_every_copy_is_pageable(tmp_path: Path) -> None:
@@ -78,6 +85,7 @@ def test_through_verls_hook_every_copy_is_pageable(tmp_path: Path) -> None:
     got = _check(tmp_path, f"{ROPE_FP32_MODULE},{PAGEABLE_COPIES_MODULE}")
     assert (got["fsdp2"], got["optimizer"], got["pin_memory"], got["finders"]) == (True, True, False, 1)
     assert got["devices"] == ["cpu"]  # the offload still moves parameters and Adam states to the host
+    assert got["announced"] == ["verl.utils.fsdp_utils", "vllm.device_allocator.cumem"]  # once each, in the log
 
 
 def test_modules_imported_before_it_are_patched_too_and_install_is_idempotent(tmp_path: Path) -> None:
@@ -91,7 +99,9 @@ pc.install(); pc.install()
 print(json.dumps({"pin": cumem.PIN_MEMORY, "fsdp2": getattr(fu.offload_fsdp2_model_to_cpu, "_grpo_suite_pageable", False),
                   "finders": sum(1 for f in sys.meta_path if getattr(f, "_grpo_suite_pageable", False))}))
 """
-    assert _check(tmp_path, None, code) == {"pin": False, "fsdp2": True, "finders": 1}
+    got = _check(tmp_path, None, code)
+    announced = ["verl.utils.fsdp_utils", "vllm.device_allocator.cumem"]  # once each, install() thrice
+    assert got == {"pin": False, "fsdp2": True, "finders": 1, "announced": announced}
 
 
 def test_the_finder_leaves_other_modules_and_missing_ones_alone(tmp_path: Path) -> None:
@@ -104,7 +114,7 @@ print(json.dumps({"other": finder.find_spec("json", None) is None,
                   "missing": importlib.util.find_spec("no_such_module_xyz") is None,
                   "json_ok": j2.dumps([1]) == "[1]"}))
 """
-    assert _check(tmp_path, None, code) == {"other": True, "missing": True, "json_ok": True}
+    assert _check(tmp_path, None, code) == {"other": True, "missing": True, "json_ok": True, "announced": []}
 
 
 # -- the plan and the planner ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -64,6 +65,23 @@ def patch_cumem(module: ModuleType) -> None:
 PATCHES: dict[str, Callable[[ModuleType], None]] = {FSDP_UTILS: patch_fsdp_utils, CUMEM: patch_cumem}
 
 
+def _announce(name: str) -> None:
+    # one line per patched module and process, in the cell's log (Ray and vLLM forward workers' stderr): the
+    # evidence that the copies of a run were pageable, and in which processes
+    print(f"[grpo-suite] pageable host copies: {name} patched (pid {os.getpid()})", file=sys.stderr, flush=True)
+
+
+def _patched(name: str, patch: Callable[[ModuleType], None]) -> Callable[[ModuleType], None]:
+    def run(module: ModuleType) -> None:
+        if getattr(module, _MARK, False):
+            return  # patched once per process, however often install() runs
+        patch(module)
+        setattr(module, _MARK, True)
+        _announce(name)
+
+    return run
+
+
 class _PatchedLoader(importlib.abc.Loader):
     def __init__(self, loader: Any, patch: Callable[[ModuleType], None]) -> None:
         self.loader, self.patch = loader, patch
@@ -88,6 +106,7 @@ class AfterImport(importlib.abc.MetaPathFinder):
         patch = self.patches.get(name)
         if patch is None:
             return None
+        patch = _patched(name, patch)
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
@@ -102,7 +121,7 @@ def install(patches: dict[str, Callable[[ModuleType], None]] = PATCHES) -> None:
     """Patch the modules already imported, and the others as they are. Idempotent."""
     for name, patch in patches.items():
         if name in sys.modules:
-            patch(sys.modules[name])
+            _patched(name, patch)(sys.modules[name])
     if not any(getattr(f, _MARK, False) for f in sys.meta_path):
         finder = AfterImport(patches)
         setattr(finder, _MARK, True)
