@@ -52,12 +52,12 @@ print(json.dumps({
 """
 
 
-def _check(tmp_path: Path, env_value: str | None, code: str = CHECK) -> dict:
+def _check(tmp_path: Path, env_value: str | None, code: str = CHECK, cumem: str = FAKE_CUMEM) -> dict:
     fake = tmp_path / "fake-vllm"
     (fake / "vllm" / "device_allocator").mkdir(parents=True, exist_ok=True)
     (fake / "vllm" / "__init__.py").write_text("")
     (fake / "vllm" / "device_allocator" / "__init__.py").write_text("")
-    (fake / "vllm" / "device_allocator" / "cumem.py").write_text(FAKE_CUMEM)
+    (fake / "vllm" / "device_allocator" / "cumem.py").write_text(cumem)
     env = {k: v for k, v in os.environ.items() if k != EXTERNAL_MODULES_ENV}
     if env_value is not None:
         env[EXTERNAL_MODULES_ENV] = env_value
@@ -115,6 +115,22 @@ print(json.dumps({"other": finder.find_spec("json", None) is None,
                   "json_ok": j2.dumps([1]) == "[1]"}))
 """
     assert _check(tmp_path, None, code) == {"other": True, "missing": True, "json_ok": True, "announced": []}
+
+
+def test_a_module_without_the_names_it_patches_fails_its_import(tmp_path: Path) -> None:
+    # a vLLM whose cumem lost PIN_MEMORY would back up pinned while the cell reads as pageable: the import fails
+    code = """
+import json
+import suite.run.pageable_copies
+try:
+    import vllm.device_allocator.cumem
+    print(json.dumps({"error": None}))
+except ImportError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+    got = _check(tmp_path, None, code, cumem="OTHER = 1\n")
+    assert got["error"].startswith("pageable_host_copies: vllm.device_allocator.cumem has no PIN_MEMORY")
+    assert got["announced"] == []
 
 
 # -- the plan and the planner ----------------------------------------------------------------------------------

@@ -33,8 +33,19 @@ CUMEM = "vllm.device_allocator.cumem"
 _MARK = "_grpo_suite_pageable"
 
 
+def _require(module: ModuleType, names: tuple[str, ...]) -> None:
+    # a verl or vLLM that renamed what is patched would run the cell pinned while it reads as pageable: fail instead
+    missing = [n for n in names if not hasattr(module, n)]
+    if missing:
+        raise ImportError(
+            f"pageable_host_copies: {module.__name__} has no {', '.join(missing)} (suite/run/pageable_copies.py is "
+            "written against verl 0.9.1 and vLLM 0.25.1); plan without pageable_host_copies"
+        )
+
+
 def patch_fsdp_utils(module: ModuleType) -> None:
     """verl's FSDP2 model and optimizer offload, with blocking copies to pageable memory."""
+    _require(module, ("get_torch_device", "offload_fsdp2_model_to_cpu", "offload_fsdp_optimizer"))
     device = module.get_torch_device
 
     @torch.no_grad()
@@ -59,6 +70,7 @@ def patch_fsdp_utils(module: ModuleType) -> None:
 
 def patch_cumem(module: ModuleType) -> None:
     """vLLM's sleep backups in pageable memory (its sleep and wake-up copy with a synchronous cudaMemcpy)."""
+    _require(module, ("PIN_MEMORY",))
     module.PIN_MEMORY = False
 
 
