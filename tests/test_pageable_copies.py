@@ -133,6 +133,20 @@ except ImportError as exc:
     assert got["announced"] == []
 
 
+def test_the_preflight_probe_names_a_vllm_without_what_is_patched(tmp_path: Path) -> None:
+    from suite.run import preflight as pf
+
+    fake = tmp_path / "fake-vllm" / "vllm" / "device_allocator"
+    fake.mkdir(parents=True)
+    for init in (fake.parent / "__init__.py", fake / "__init__.py"):
+        init.write_text("")
+    (fake / "cumem.py").write_text("OTHER = 1\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path / "fake-vllm")])}
+    got = pf.probe([PAGEABLE_COPIES_MODULE, pf.PAGEABLE_CUMEM], python=sys.executable, env=env)
+    assert got.failure is None and got.errors[PAGEABLE_COPIES_MODULE] is None
+    assert "vllm.device_allocator.cumem has no PIN_MEMORY" in str(got.errors[pf.PAGEABLE_CUMEM])
+
+
 # -- the plan and the planner ----------------------------------------------------------------------------------
 
 
@@ -233,8 +247,17 @@ def test_the_preflight_imports_it_for_the_cells_that_load_it(tmp_path: Path) -> 
     from suite.run import preflight as pf
 
     cells = list(_cells(tmp_path).values())
-    need = {n.module: n for n in pf.needs(cells)}[PAGEABLE_COPIES_MODULE]
+    needs = pf.needs(cells)
+    need = {n.module: n for n in needs}[PAGEABLE_COPIES_MODULE]
     assert need.package == "grpo-suite" and [c.rsplit("-", 1)[-1] for c in need.cells] == ["pageable"]
+    # the modules it patches are probed after it, for the same cells
+    order = [n.module for n in needs]
+    after = order[order.index(PAGEABLE_COPIES_MODULE) + 1 :]
+    assert after[:2] == [pf.PAGEABLE_FSDP_UTILS, pf.PAGEABLE_CUMEM]
+    assert {n.module: n.cells for n in needs}[pf.PAGEABLE_CUMEM] == need.cells
+    from suite.run import pageable_copies as pc
+
+    assert (pf.PAGEABLE_FSDP_UTILS, pf.PAGEABLE_CUMEM) == (pc.FSDP_UTILS, pc.CUMEM)
     got = pf.probe([PAGEABLE_COPIES_MODULE], python=sys.executable, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert got.failure is None and got.errors == {PAGEABLE_COPIES_MODULE: None}
     hint = pf.hint(need, "ModuleNotFoundError: No module named 'suite'", {})

@@ -78,7 +78,10 @@ class Finding:
     hint: str | None = None
 
 
-FLASH_CE_MODULE = "flash_attn.ops.triton.cross_entropy"  # verl 0.9.1 utils/torch_functional.py
+FLASH_CE_MODULE = "flash_attn.ops.triton.cross_entropy"
+# the modules suite/run/pageable_copies.py patches (its FSDP_UTILS, CUMEM; not imported here: it imports torch)
+PAGEABLE_FSDP_UTILS = "verl.utils.fsdp_utils"
+PAGEABLE_CUMEM = "vllm.device_allocator.cumem"  # verl 0.9.1 utils/torch_functional.py
 # attention implementations that need no flash-attn package, even with remove-padding
 TORCH_ATTENTION = ("sdpa", "eager", "flex_attention")
 
@@ -123,7 +126,11 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
                     ROPE_FP32_MODULE, "grpo-suite", "FSDP cells with a 16-bit actor or reference (keep_rope_fp32)", cell
                 )
         if PAGEABLE_COPIES_MODULE in external_modules(cell.setting(EXTERNAL_MODULES_KEY)):
-            add(PAGEABLE_COPIES_MODULE, "grpo-suite", "cells with pageable_host_copies = true", cell)
+            why = "cells with pageable_host_copies = true"
+            add(PAGEABLE_COPIES_MODULE, "grpo-suite", why, cell)
+            # imported after it, the modules it patches: one without the names it patches fails here, not in a worker
+            add(PAGEABLE_FSDP_UTILS, "verl", why + " (what suite.run.pageable_copies patches)", cell)
+            add(PAGEABLE_CUMEM, "vllm", why + " (what suite.run.pageable_copies patches)", cell)
         if cell.backend == "megatron":
             why = "Megatron cells"
             add("transformer_engine.pytorch", "transformer-engine[pytorch]", why, cell)
