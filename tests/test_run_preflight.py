@@ -387,20 +387,21 @@ def test_check_cells_refuses_the_pinned_matrix_with_an_old_torch(tmp_path: Path)
 
 def test_torch_gaps_name_a_key_a_measured_torch_lacks(tmp_path: Path) -> None:
     pinned = cells_of("h200-1gpu-14b-pinned", tmp_path)
-    [gap] = pf.torch_gaps(pinned, "2.11.0", "the h200 image")
+    [gap] = pf.torch_gaps(pinned, "2.11.0", "h200")
     assert gap == (
         f"torch 2.11.0 (the h200 image) lacks allocator key {PINNED}, which 8 of 8 cells set; torch 2.13.0 has it"
     )
-    assert pf.torch_gaps(pinned, "2.13.0", "the h200 image") == []  # measured to have it
-    assert pf.torch_gaps(pinned, "2.12.0", "x") == []  # never measured: nothing claimed
-    assert pf.torch_gaps(cells_of("h200-1gpu-14b", tmp_path), "2.11.0", "x") == []  # no key set
+    assert pf.torch_gaps(pinned, "2.13.0", "h200") == []  # measured to have it
+    assert pf.torch_gaps(pinned, "2.12.0", "h200") == []  # never measured: nothing claimed
+    assert pf.torch_gaps(pinned, None, "h200") == []  # no image known here: nothing claimed
+    assert pf.torch_gaps(cells_of("h200-1gpu-14b", tmp_path), "2.11.0", "h200") == []  # no key set
     # only runnable cells count, in both the numerator and the denominator
     some = [dataclasses.replace(c, status="invalid") if i < 3 else c for i, c in enumerate(pinned)]
-    assert "which 5 of 5 cells set" in pf.torch_gaps(some, "2.11.0", "x")[0]
+    assert "which 5 of 5 cells set" in pf.torch_gaps(some, "2.11.0", "h200")[0]
     # a key whose table has no version with it says nothing of one
     table = {**pf.ALLOCATOR_KEYS_MEASURED, PINNED: {"2.11.0": False}}
     with mock.patch.dict(pf.ALLOCATOR_KEYS_MEASURED, table):
-        assert pf.torch_gaps(pinned, "2.11.0", "x")[0].endswith("which 8 of 8 cells set")
+        assert pf.torch_gaps(pinned, "2.11.0", "h200")[0].endswith("which 8 of 8 cells set")
 
 
 def test_the_measured_table_agrees_with_this_machine_s_torch() -> None:

@@ -300,6 +300,12 @@ def pageable(nbytes: float) -> Pinned:
     return Pinned(nbytes, nbytes)
 
 
+def _copies(sizes: list[float], made_pageable: bool, c: Calibration, s: MemorySettings) -> Pinned:
+    """Host copies of `sizes` bytes that verl or vLLM asks to pin, unless suite/run/pageable_copies.py makes them
+    pageable (their own size, never rounded)."""
+    return pageable(sum(sizes)) if made_pageable else pinned(sizes, c, s)
+
+
 # --- components (bytes per node) ----------------------------------------------------------------------------
 
 
@@ -326,8 +332,7 @@ def vllm_sleep_copy(s: MemorySettings, c: Calibration) -> Pinned:
     """Per node: each GPU worker's weights shard backed up at sleep level 1 (LoRA adapter mode only)."""
     if not (s.lora and not s.lora_merge and s.free_cache_engine):
         return Pinned()
-    sizes = [n * c.dtypes.compute_bytes for n in vllm_worker_tensors(s, c)]
-    blocks = pageable(sum(sizes)) if s.pageable_copies else pinned(sizes, c, s)
+    blocks = _copies([n * c.dtypes.compute_bytes for n in vllm_worker_tensors(s, c)], s.pageable_copies, c, s)
     # vLLM's LoRA buffers (max_loras 1 x max_lora_rank) sit in the same pool: small tensors, counted as asked
     adapters = lora_parameters(s.arch, s.lora_rank, s.target_modules) * c.dtypes.compute_bytes / max(1, s.rollout_tp)
     return (blocks + pageable(adapters)).times(s.node_gpus)
@@ -348,12 +353,11 @@ def _fsdp_states(s: MemorySettings, c: Calibration) -> HostStates:
         # suite/run/pageable_copies.py replaces verl's FSDP2 model offload (FSDP1 moves flat parameters its own
         # way, pinned) and its optimizer offload (both strategies) with blocking copies to pageable memory
         if s.param_offload:
-            sizes = [n * pbytes for n, _ in blocks]
-            pageable_params = s.pageable_copies and s.fsdp_strategy == "fsdp2"
-            params = pageable(sum(sizes)) if pageable_params else pinned(sizes, c, s)
+            fsdp2_pageable = s.pageable_copies and s.fsdp_strategy == "fsdp2"
+            params = _copies([n * pbytes for n, _ in blocks], fsdp2_pageable, c, s)
         if s.optimizer_offload:
             sizes = [n * pbytes for n in trainable for _ in range(c.dtypes.adam_states)]
-            optim = pageable(sum(sizes)) if s.pageable_copies else pinned(sizes, c, s)
+            optim = _copies(sizes, s.pageable_copies, c, s)
     if s.use_kl_loss and not s.lora:
         # verl 0.9.1 reads forward_only as bf16 only where model_dtype is None, and its config defaults the
         # reference's model_dtype to fp32 like the actor's (logged: ref.fsdp_config.model_dtype fp32)

@@ -35,6 +35,9 @@ EXTERNAL_MODULES_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{EXTERNAL_MODU
 ROPE_FP32_MODULE = "suite.run.rope_fp32"
 # how `[base] pageable_host_copies` reaches verl's workers and vLLM's (suite/run/pageable_copies.py)
 PAGEABLE_COPIES_MODULE = "suite.run.pageable_copies"
+# the modules it patches (the preflight imports them after it)
+PAGEABLE_FSDP_UTILS = "verl.utils.fsdp_utils"
+PAGEABLE_CUMEM = "vllm.device_allocator.cumem"
 # the actor's stored dtype; the values verl 0.9.1 reads as 16 bits (utils/torch_dtypes.py HALF_LIST, BFLOAT_LIST)
 ACTOR_DTYPE_KEY = "actor_rollout_ref.actor.fsdp_config.model_dtype"
 # the full fine-tune's reference model, built by the same code (fp32 unless a matrix sets it)

@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from suite.containers.lock import image_pin
     from suite.run.preflight import torch_gaps
 
-    torch = image_pin(m.matrix.gpu, "torch")
-    for gap in torch_gaps(cells, torch, f"the {m.matrix.gpu} image") if torch else []:
+    for gap in torch_gaps(cells, image_pin(m.matrix.gpu, "torch"), m.matrix.gpu):
         print(f"grpo-suite: note: {gap}: run these cells on a torch that has it", file=sys.stderr)
     bad = [c for c in cells if c.status != "ok"]
     if args.strict and bad:

@@ -142,7 +142,6 @@ def plan_matrices(paths: Iterable[Path], profile: str = "bench") -> list[Planned
         else:
             elsewhere = plan_reference_cell(m, profile, out_dir=nowhere)
             ref = annotate_cells([elsewhere])[0] if elsewhere is not None else None
-        torch = torch_of[m.matrix.gpu]
-        gaps = torch_gaps(cells, torch, f"the {m.matrix.gpu} image") if torch else []
+        gaps = torch_gaps(cells, torch_of[m.matrix.gpu], m.matrix.gpu)
         out.append(summarise(cells, ref, ref_matrix, gaps))
     return out

@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 
-FSDP_UTILS = "verl.utils.fsdp_utils"
-CUMEM = "vllm.device_allocator.cumem"
+from suite.plan.cell import PAGEABLE_CUMEM as CUMEM
+from suite.plan.cell import PAGEABLE_FSDP_UTILS as FSDP_UTILS
+
 _MARK = "_grpo_suite_pageable"
 
 

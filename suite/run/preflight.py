@@ -24,6 +24,8 @@ from suite.plan.cell import (
     ALLOC_CONF_KEY,
     EXTERNAL_MODULES_KEY,
     PAGEABLE_COPIES_MODULE,
+    PAGEABLE_CUMEM,
+    PAGEABLE_FSDP_UTILS,
     PREDICTED_OOM,
     ROPE_FP32_MODULE,
     Cell,
@@ -78,10 +80,7 @@ class Finding:
     hint: str | None = None
 
 
-FLASH_CE_MODULE = "flash_attn.ops.triton.cross_entropy"
-# the modules suite/run/pageable_copies.py patches (its FSDP_UTILS, CUMEM; not imported here: it imports torch)
-PAGEABLE_FSDP_UTILS = "verl.utils.fsdp_utils"
-PAGEABLE_CUMEM = "vllm.device_allocator.cumem"  # verl 0.9.1 utils/torch_functional.py
+FLASH_CE_MODULE = "flash_attn.ops.triton.cross_entropy"  # verl 0.9.1 utils/torch_functional.py
 # attention implementations that need no flash-attn package, even with remove-padding
 TORCH_ATTENTION = ("sdpa", "eager", "flex_attention")
 
@@ -180,9 +179,12 @@ ALLOCATOR_KEYS_MEASURED: dict[str, dict[str, bool]] = {
 }
 
 
-def torch_gaps(cells: Sequence[Cell], torch_version: str, where: str) -> list[str]:
-    """Why a torch (`where`: e.g. "the h200 image") cannot run the cells as planned: one line per allocator key
-    the runnable cells set that this version is known to lack (pure; unknown versions give nothing)."""
+def torch_gaps(cells: Sequence[Cell], torch_version: str | None, gen: str) -> list[str]:
+    """Why the torch generation `gen`'s image pins (None: no image known here) cannot run the cells as planned:
+    one line per allocator key the runnable cells set that this version is known to lack (pure; an unknown
+    version gives nothing)."""
+    if torch_version is None:
+        return []
     runnable = sum(1 for c in cells if c.status in RUNNABLE)
     out = []
     for key, ids in allocator_keys(cells).items():
@@ -192,7 +194,7 @@ def torch_gaps(cells: Sequence[Cell], torch_version: str, where: str) -> list[st
         has = sorted(v for v, ok in seen.items() if ok)
         also = f"; torch {', '.join(has)} has it" if has else ""
         out.append(
-            f"torch {torch_version} ({where}) lacks allocator key {key}, which {len(ids)} of {runnable} cells set{also}"
+            f"torch {torch_version} (the {gen} image) lacks allocator key {key}, which {len(ids)} of {runnable} cells set{also}"
         )
     return out
 
