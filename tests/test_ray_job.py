@@ -299,3 +299,41 @@ def test_job_side_names_a_missing_dataset_and_runs_nothing(
     code = rj.job_main(["--cell", str(tmp_path / "stage" / "cell.json"), "--out", str(tmp_path / "cluster")])
     err = capsys.readouterr().err
     assert code == 2 and "dataset file not found" in err and "absent.parquet" in err
+
+
+# -- the job side's log echo ------------------------------------------------------------------------------
+def test_echo_copies_complete_lines_and_the_unfinished_tail_once(tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    seen: list[str] = []
+    echo = rj._Echo(log, seen.append, poll_s=3600)  # its thread waits: every read below is explicit
+    echo.start()
+    echo.poll()  # the file does not exist yet
+    assert seen == []
+    log.write_bytes(b"one\ntw")
+    echo.poll()
+    assert seen == ["one"]
+    with log.open("ab") as fh:
+        fh.write(b"o\nthree")
+    echo.poll()
+    assert seen == ["one", "two"]
+    echo.finish()  # the thread ends, the tail is flushed
+    assert seen == ["one", "two", "three"]
+    echo.finish()
+    assert seen == ["one", "two", "three"]
+
+
+def test_echo_polls_from_two_threads_emit_each_line_once(tmp_path: Path) -> None:
+    import threading
+
+    log = tmp_path / "log.txt"
+    log.write_bytes(b"".join(f"line {i}\n".encode() for i in range(2000)))
+    seen: list[str] = []
+    echo = rj._Echo(log, seen.append, poll_s=3600)
+    echo.start()
+    threads = [threading.Thread(target=echo.poll) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    echo.finish()
+    assert seen == [f"line {i}" for i in range(2000)]

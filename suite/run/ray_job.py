@@ -485,20 +485,24 @@ class _Echo(threading.Thread):
         super().__init__(name="log-echo", daemon=True)
         self.path, self.emit, self.poll_s = path, emit, poll_s
         self.done = threading.Event()
+        # finish() polls from the main thread; where join() timed out (a loaded host), the thread may still be
+        # inside poll(), and two unlocked polls would read the same offset twice or drop a buffer.
+        self._lock = threading.Lock()
         self._offset, self._buf = 0, b""
 
     def poll(self) -> None:
-        try:
-            with self.path.open("rb") as fh:
-                fh.seek(self._offset)
-                data = fh.read()
-        except OSError:
-            return
-        self._offset += len(data)
-        self._buf += data
-        *lines, self._buf = self._buf.split(b"\n")
-        for line in lines:
-            self.emit(line.decode(errors="replace"))
+        with self._lock:
+            try:
+                with self.path.open("rb") as fh:
+                    fh.seek(self._offset)
+                    data = fh.read()
+            except OSError:
+                return
+            self._offset += len(data)
+            self._buf += data
+            *lines, self._buf = self._buf.split(b"\n")
+            for line in lines:
+                self.emit(line.decode(errors="replace"))
 
     def run(self) -> None:
         while not self.done.wait(self.poll_s):
@@ -508,9 +512,10 @@ class _Echo(threading.Thread):
         self.done.set()
         self.join(timeout=5)
         self.poll()
-        if self._buf:
-            self.emit(self._buf.decode(errors="replace"))
-            self._buf = b""
+        with self._lock:
+            if self._buf:
+                self.emit(self._buf.decode(errors="replace"))
+                self._buf = b""
 
 
 def job_main(argv: Sequence[str] | None = None) -> int:
