@@ -58,9 +58,7 @@ def test_every_process_it_should_patch_says_so() -> None:
     lines = log_lines(CELL)
     assert any(f"VERL_USE_EXTERNAL_MODULES={PAGEABLE_COPIES_MODULE}" in ln for ln in lines)
     patched = {
-        (m[1], m[2])
-        for ln in lines
-        if (m := re.search(r"\((\w+) pid=\d+\).*pageable host copies: (\S+) patched", ln))
+        (m[1], m[2]) for ln in lines if (m := re.search(r"\((\w+) pid=\d+\).*pageable host copies: (\S+) patched", ln))
     }
     assert {("TaskRunnerV1", PAGEABLE_FSDP_UTILS), ("WorkerDict", PAGEABLE_FSDP_UTILS)} <= patched
     assert ("vLLMHttpServer", PAGEABLE_CUMEM) in patched

@@ -52,13 +52,20 @@ print(json.dumps({
 """
 
 
-def _check(tmp_path: Path, env_value: str | None, code: str = CHECK, cumem: str = FAKE_CUMEM) -> dict:
+def _check(
+    tmp_path: Path,
+    env_value: str | None,
+    code: str = CHECK,
+    cumem: str = FAKE_CUMEM,
+    extra_env: dict[str, str] | None = None,
+) -> dict:
     fake = tmp_path / "fake-vllm"
     (fake / "vllm" / "device_allocator").mkdir(parents=True, exist_ok=True)
     (fake / "vllm" / "__init__.py").write_text("")
     (fake / "vllm" / "device_allocator" / "__init__.py").write_text("")
     (fake / "vllm" / "device_allocator" / "cumem.py").write_text(cumem)
-    env = {k: v for k, v in os.environ.items() if k != EXTERNAL_MODULES_ENV}
+    env = {k: v for k, v in os.environ.items() if k != EXTERNAL_MODULES_ENV and not k.startswith("GRPO_SUITE_")}
+    env.update(extra_env or {})
     if env_value is not None:
         env[EXTERNAL_MODULES_ENV] = env_value
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(fake), env.get("PYTHONPATH", "")])
@@ -69,6 +76,11 @@ def _check(tmp_path: Path, env_value: str | None, code: str = CHECK, cumem: str 
         line.split(": ", 1)[1].split(" patched", 1)[0]
         for line in out.stderr.splitlines()
         if line.startswith("[grpo-suite] pageable host copies: ")
+    )
+    got["registered"] = sorted(
+        line.split(": ", 1)[1].split(" patched", 1)[0]
+        for line in out.stderr.splitlines()
+        if line.startswith("[grpo-suite] registered host copies: ")
     )
     return got
 
@@ -101,7 +113,7 @@ print(json.dumps({"pin": cumem.PIN_MEMORY, "fsdp2": getattr(fu.offload_fsdp2_mod
 """
     got = _check(tmp_path, None, code)
     announced = ["verl.utils.fsdp_utils", "vllm.device_allocator.cumem"]  # once each, install() thrice
-    assert got == {"pin": False, "fsdp2": True, "finders": 1, "announced": announced}
+    assert got == {"pin": False, "fsdp2": True, "finders": 1, "announced": announced, "registered": []}
 
 
 def test_the_finder_leaves_other_modules_and_missing_ones_alone(tmp_path: Path) -> None:
@@ -114,7 +126,13 @@ print(json.dumps({"other": finder.find_spec("json", None) is None,
                   "missing": importlib.util.find_spec("no_such_module_xyz") is None,
                   "json_ok": j2.dumps([1]) == "[1]"}))
 """
-    assert _check(tmp_path, None, code) == {"other": True, "missing": True, "json_ok": True, "announced": []}
+    assert _check(tmp_path, None, code) == {
+        "other": True,
+        "missing": True,
+        "json_ok": True,
+        "announced": [],
+        "registered": [],
+    }
 
 
 def test_a_module_without_the_names_it_patches_fails_its_import(tmp_path: Path) -> None:

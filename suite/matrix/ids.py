@@ -51,6 +51,7 @@ BOOL_WORDS: dict[str, tuple[str, str]] = {
     "use_torch_compile": ("compile", "nocompile"),
     "use_fused_kernels": ("fused", "unfused"),
     "pageable_host_copies": ("pageable", "pinned"),
+    "registered_host_copies": ("registered", "unregistered"),
 }
 # Values with a short word of their own in ids (`attnflex`, not `attnflex_attention`).
 VALUE_WORDS: dict[str, dict[str, str]] = {

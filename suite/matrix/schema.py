@@ -232,6 +232,10 @@ class Base(_Strict):
     # would round each block up to a power of two and keep it: the same saving on torch 2.11, which has no
     # pinned_max_round_threshold_mb, paid for in slower (synchronous) offload copies.
     pageable_host_copies: StrictBool = False
+    # true: verl's FSDP2 parameter and optimizer offload copy into host buffers of their own size, allocated once
+    # and pinned in place (cudaHostRegister), kept for the run: pinned-speed copies without the pinned allocator's
+    # rounding. vLLM's sleep backup stays as verl asks (pinned, rounded) unless pageable_host_copies is also true.
+    registered_host_copies: StrictBool = False
     dataloader_num_workers: NonNegInt = 2
     agent_num_workers: PosInt = 2
     reward_num_workers: PosInt = 2

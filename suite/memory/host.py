@@ -300,10 +300,10 @@ def pageable(nbytes: float) -> Pinned:
     return Pinned(nbytes, nbytes)
 
 
-def _copies(sizes: list[float], made_pageable: bool, c: Calibration, s: MemorySettings) -> Pinned:
+def _copies(sizes: list[float], exact: bool, c: Calibration, s: MemorySettings) -> Pinned:
     """Host copies of `sizes` bytes that verl or vLLM asks to pin, unless suite/run/pageable_copies.py makes them
-    pageable (their own size, never rounded)."""
-    return pageable(sum(sizes)) if made_pageable else pinned(sizes, c, s)
+    their own size (pageable, or registered in place: never rounded)."""
+    return pageable(sum(sizes)) if exact else pinned(sizes, c, s)
 
 
 # --- components (bytes per node) ----------------------------------------------------------------------------
@@ -351,13 +351,14 @@ def _fsdp_states(s: MemorySettings, c: Calibration) -> HostStates:
         optim = pageable(sum(trainable) * c.dtypes.adam_states * pbytes)
     else:
         # suite/run/pageable_copies.py replaces verl's FSDP2 model offload (FSDP1 moves flat parameters its own
-        # way, pinned) and its optimizer offload (both strategies) with blocking copies to pageable memory
+        # way, pinned) and its optimizer offload (both strategies) with copies of their own size: pageable, or
+        # registered buffers kept for the run (the same bytes on the host)
+        exact = s.pageable_copies or s.registered_copies
         if s.param_offload:
-            fsdp2_pageable = s.pageable_copies and s.fsdp_strategy == "fsdp2"
-            params = _copies([n * pbytes for n, _ in blocks], fsdp2_pageable, c, s)
+            params = _copies([n * pbytes for n, _ in blocks], exact and s.fsdp_strategy == "fsdp2", c, s)
         if s.optimizer_offload:
             sizes = [n * pbytes for n in trainable for _ in range(c.dtypes.adam_states)]
-            optim = _copies(sizes, s.pageable_copies, c, s)
+            optim = _copies(sizes, exact, c, s)
     if s.use_kl_loss and not s.lora:
         # verl 0.9.1 reads forward_only as bf16 only where model_dtype is None, and its config defaults the
         # reference's model_dtype to fp32 like the actor's (logged: ref.fsdp_config.model_dtype fp32)

@@ -15,7 +15,15 @@ from suite.errors import InputError
 from suite.gpus import get_gpu
 from suite.matrix.offload import backend_overrides
 from suite.models.archs import Arch, arch_for_model
-from suite.plan.cell import ALLOC_CONF_KEY, EXTERNAL_MODULES_KEY, FLASH_CE_KEY, PAGEABLE_COPIES_MODULE, external_modules
+from suite.plan.cell import (
+    ALLOC_CONF_KEY,
+    EXTERNAL_MODULES_KEY,
+    FLASH_CE_KEY,
+    FSDP_COPIES_KEY,
+    PAGEABLE_COPIES_MODULE,
+    VLLM_COPIES_KEY,
+    external_modules,
+)
 from suite.plan.hydra import split_argv
 
 if TYPE_CHECKING:
@@ -94,6 +102,9 @@ class MemorySettings:
     # suite/run/pageable_copies.py in the workers' VERL_USE_EXTERNAL_MODULES: FSDP2 parameter and optimizer
     # offload and vLLM's sleep backup in pageable memory (never rounded)
     pageable_copies: bool = False
+    # the same module with GRPO_SUITE_FSDP_HOST_COPIES=registered: FSDP2 parameter and optimizer offload into
+    # exact-size buffers pinned in place (never rounded); vLLM's backup pageable only with pageable_copies
+    registered_copies: bool = False
     notes: tuple[str, ...] = field(default=(), compare=False)  # assumptions made while reading the command
 
     @property
@@ -209,6 +220,7 @@ def settings_from_overrides(
     recompute = _get(o, f"{eng}.override_transformer_config.recompute_granularity")
     model_dtype = _get(o, f"{eng}.model_dtype")
     ref_dtype = None if megatron else _get(o, f"{ref_eng}.model_dtype")
+    copies = PAGEABLE_COPIES_MODULE in external_modules(_get(o, EXTERNAL_MODULES_KEY, default=""))
     round_max, cache_max = pinned_limits(None if (conf := _get(o, *ALLOC_CONF_KEYS)) is None else str(conf))
 
     return MemorySettings(
@@ -276,7 +288,8 @@ def settings_from_overrides(
         tq_storage_units=int(_get(o, "transfer_queue.backend.SimpleStorage.num_data_storage_units", default=8)),
         pinned_round_max_mib=round_max,
         pinned_cache_max_mib=cache_max,
-        pageable_copies=PAGEABLE_COPIES_MODULE in external_modules(_get(o, EXTERNAL_MODULES_KEY, default="")),
+        pageable_copies=copies and str(_get(o, VLLM_COPIES_KEY, default="pageable")) == "pageable",
+        registered_copies=copies and str(_get(o, FSDP_COPIES_KEY, default="pageable")) == "registered",
         notes=tuple(notes),
     )
 

@@ -38,6 +38,14 @@ PAGEABLE_COPIES_MODULE = "suite.run.pageable_copies"
 # the modules it patches (the preflight imports them after it)
 PAGEABLE_FSDP_UTILS = "verl.utils.fsdp_utils"
 PAGEABLE_CUMEM = "vllm.device_allocator.cumem"
+# which way that module holds each copy (pageable, registered, pinned): unset reads as pageable, what
+# `pageable_host_copies = true` alone asks for; `registered_host_copies` sets them (suite/plan/overrides.py)
+FSDP_COPIES_ENV = "GRPO_SUITE_FSDP_HOST_COPIES"
+FSDP_COPIES_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{FSDP_COPIES_ENV}"
+VLLM_COPIES_ENV = "GRPO_SUITE_VLLM_HOST_COPIES"
+VLLM_COPIES_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{VLLM_COPIES_ENV}"
+FSDP_COPY_MODES = ("pageable", "registered")
+VLLM_COPY_MODES = ("pageable", "pinned")
 # the actor's stored dtype; the values verl 0.9.1 reads as 16 bits (utils/torch_dtypes.py HALF_LIST, BFLOAT_LIST)
 ACTOR_DTYPE_KEY = "actor_rollout_ref.actor.fsdp_config.model_dtype"
 # the full fine-tune's reference model, built by the same code (fp32 unless a matrix sets it)

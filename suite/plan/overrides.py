@@ -19,12 +19,14 @@ from suite.plan.cell import (
     CHECKPOINT_KEY,
     EXTERNAL_MODULES_KEY,
     FLASH_CE_KEY,
+    FSDP_COPIES_KEY,
     LOGGER_ENV,
     LOGGER_KEY,
     PAGEABLE_COPIES_MODULE,
     REF_DTYPE_KEY,
     ROPE_FP32_MODULE,
     VALIDATION_KEY,
+    VLLM_COPIES_KEY,
     external_modules,
     is_sixteen_bit,
 )
@@ -198,8 +200,12 @@ def cell_overrides(
         o[k] = v
     if keeps_rope_fp32(mx, o):
         _add_external_module(o, ROPE_FP32_MODULE)
-    if b.pageable_host_copies:
+    if b.pageable_host_copies or b.registered_host_copies:
         _add_external_module(o, PAGEABLE_COPIES_MODULE)
+    if b.registered_host_copies:
+        o[f"+{FSDP_COPIES_KEY}"] = "registered"
+        if not b.pageable_host_copies:
+            o[f"+{VLLM_COPIES_KEY}"] = "pinned"
     return o
 
 

@@ -14,7 +14,14 @@ Three copies become pageable, each by a blocking `.to("cpu")` where verl or vLLM
   pinned destination);
 - verl's optimizer-state offload (`offload_fsdp_optimizer`, the same);
 - vLLM's sleep-mode weight backup (`vllm.device_allocator.cumem`, `pin_memory=PIN_MEMORY`).
-Each module is patched as soon as it is imported, so `from ... import` of the patched names gets the new ones."""
+Each module is patched as soon as it is imported, so `from ... import` of the patched names gets the new ones.
+
+Pageable copies are slow where they are made again every step: on the 14B recipe (one H200, 2026-12-07) vLLM's
+later sleeps took 20.2 s against 0.60 s pinned, and the actor's offload ran at ~1.2 GiB/s, each copy faulting
+fresh memory in. `registered_host_copies` (GRPO_SUITE_FSDP_HOST_COPIES=registered) keeps verl's two offloads
+instead in host buffers of their own size, allocated once per parameter and optimizer state, pinned in place
+with cudaHostRegister, and reused every step: the pinned path's speed, the pageable path's bytes.
+GRPO_SUITE_VLLM_HOST_COPIES=pinned leaves vLLM's backup as vLLM makes it."""
 
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from typing import Any
 
 import torch
 
+from suite.plan.cell import FSDP_COPIES_ENV, FSDP_COPY_MODES, VLLM_COPIES_ENV, VLLM_COPY_MODES
 from suite.plan.cell import PAGEABLE_CUMEM as CUMEM
 from suite.plan.cell import PAGEABLE_FSDP_UTILS as FSDP_UTILS
 
@@ -44,14 +52,19 @@ def _require(module: ModuleType, names: tuple[str, ...]) -> None:
         )
 
 
-def patch_fsdp_utils(module: ModuleType) -> None:
-    """verl's FSDP2 model and optimizer offload, with blocking copies to pageable memory."""
+def _replace_offloads(
+    module: ModuleType,
+    model_to_host: Callable[[torch.nn.Module], object],
+    state_to_host: Callable[[tuple[int, Any], torch.Tensor], torch.Tensor],
+) -> None:
+    """verl's FSDP2 model offload and optimizer-state offload, each tensor sent to the host by the given functions
+    (a state by its key: the parameter's id and the state's name)."""
     _require(module, ("get_torch_device", "offload_fsdp2_model_to_cpu", "offload_fsdp_optimizer"))
     device = module.get_torch_device
 
     @torch.no_grad()
     def offload_fsdp2_model_to_cpu(model: torch.nn.Module, empty_cache: bool = True) -> None:
-        model.to("cpu")
+        model_to_host(model)
         if empty_cache:
             device().empty_cache()
 
@@ -62,11 +75,114 @@ def patch_fsdp_utils(module: ModuleType) -> None:
                 state = optimizer.state[param]
                 for key, value in state.items():
                     if isinstance(value, torch.Tensor):
-                        state[key] = value.to("cpu")
+                        state[key] = state_to_host((id(param), key), value)
 
     for fn in (offload_fsdp2_model_to_cpu, offload_fsdp_optimizer):
         setattr(fn, _MARK, True)
         setattr(module, fn.__name__, fn)
+
+
+def patch_fsdp_utils(module: ModuleType) -> None:
+    """verl's FSDP2 model and optimizer offload, with blocking copies to pageable memory."""
+    _replace_offloads(module, lambda model: model.to("cpu"), lambda _key, t: t.to("cpu"))
+
+
+Register = Callable[[int, int], None]  # (page-aligned address, bytes)
+Unregister = Callable[[int], None]
+PAGE = 4096
+# Smaller copies (LoRA's Adam step counters, norms' weights) stay in reused pageable buffers: registering them
+# buys little, and cudaHostRegister works on whole pages, which small allocations share with others.
+MIN_REGISTERED_BYTES = 1 << 20
+
+
+def cuda_host_register(ptr: int, nbytes: int) -> None:
+    err = torch.cuda.cudart().cudaHostRegister(ptr, nbytes, 0)
+    if int(err) != 0:
+        raise RuntimeError(
+            f"registered_host_copies: cudaHostRegister of {nbytes} bytes failed ({err}); "
+            "plan without registered_host_copies"
+        )
+
+
+def cuda_host_unregister(ptr: int) -> None:
+    torch.cuda.cudart().cudaHostUnregister(ptr)
+
+
+def _span(shape: torch.Size, stride: tuple[int, ...]) -> int:
+    """Elements a tensor of this shape and stride reaches in its storage."""
+    return 0 if 0 in shape else 1 + sum((n - 1) * st for n, st in zip(shape, stride, strict=True))
+
+
+class HostBuffers:
+    """One host buffer per offloaded tensor (by a key that outlives its GPU copies), of the tensor's own size,
+    allocated once and reused by every later offload of it. Those of at least MIN_REGISTERED_BYTES sit on pages
+    of their own, registered (pinned in place) once."""
+
+    def __init__(
+        self,
+        register: Register = cuda_host_register,
+        unregister: Unregister = cuda_host_unregister,
+        min_registered_bytes: int = MIN_REGISTERED_BYTES,
+    ) -> None:
+        self.register, self.unregister, self.min_registered_bytes = register, unregister, min_registered_bytes
+        self.buffers: dict[Any, torch.Tensor] = {}
+        self.registered: dict[Any, int] = {}  # key -> the registered address
+
+    @property
+    def nbytes(self) -> int:
+        return sum(_span(b.shape, b.stride()) * b.element_size() for b in self.buffers.values())
+
+    def _allocate(self, key: Any, like: torch.Tensor) -> torch.Tensor:
+        nbytes = _span(like.shape, like.stride()) * like.element_size()
+        if nbytes < self.min_registered_bytes:
+            return torch.empty_strided(like.shape, like.stride(), dtype=like.dtype, device="cpu")
+        # whole pages of its own: one page either side of slack, the region in between page-aligned
+        raw = torch.empty(nbytes + 2 * PAGE, dtype=torch.uint8)
+        start = -raw.data_ptr() % PAGE
+        pages = -(-nbytes // PAGE) * PAGE
+        region = raw[start : start + pages]
+        self.register(region.data_ptr(), pages)
+        self.registered[key] = region.data_ptr()
+        return region[:nbytes].view(like.dtype).as_strided(like.shape, like.stride())
+
+    def _buffer(self, key: Any, like: torch.Tensor) -> torch.Tensor:
+        buf = self.buffers.get(key)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or buf.stride() != like.stride():
+            if key in self.registered:  # a tensor that changed shape (never seen in verl): its old buffer goes
+                self.unregister(self.registered.pop(key))
+            buf = self.buffers[key] = self._allocate(key, like)
+        return buf
+
+    def to_host(self, key: Any, t: torch.Tensor) -> torch.Tensor:
+        """A host tensor like `t` (a DTensor stays one) whose data is the key's buffer, `t` copied into it."""
+        local = getattr(t, "_local_tensor", None)  # FSDP2's parameters and their Adam states are DTensors
+        src = t if local is None else local
+        buf = self._buffer(key, src)
+        if buf.data_ptr() != src.data_ptr():
+            # ordered on the stream before any reload from it, as verl's own non_blocking copies are
+            buf.copy_(src, non_blocking=True)
+        if local is None:
+            return buf
+        out = torch.empty_like(t, device="cpu")  # a DTensor of t's spec; its fresh pages are never touched
+        out._local_tensor.set_(buf)
+        return out
+
+
+def patch_fsdp_utils_registered(module: ModuleType, buffers: HostBuffers | None = None) -> None:
+    """verl's FSDP2 model and optimizer offload, into exact-size registered buffers kept for the run."""
+    host = buffers or HostBuffers()
+
+    def param_to_host(t: torch.Tensor) -> torch.Tensor:
+        # Module._apply hands over each Parameter object, which keeps its identity through to() (swapped or
+        # .data-set in place); gradients and buffers are new objects every time, and small: pageable
+        if isinstance(t, torch.nn.Parameter):
+            return host.to_host(("param", id(t)), t)
+        return t.to("cpu")
+
+    _replace_offloads(
+        module, lambda model: model._apply(param_to_host), lambda key, t: host.to_host(("optim", *key), t)
+    )
+    module._grpo_suite_host_buffers = host  # type: ignore[attr-defined]
 
 
 def patch_cumem(module: ModuleType) -> None:
@@ -75,13 +191,33 @@ def patch_cumem(module: ModuleType) -> None:
     module.PIN_MEMORY = False
 
 
-PATCHES: dict[str, Callable[[ModuleType], None]] = {FSDP_UTILS: patch_fsdp_utils, CUMEM: patch_cumem}
+def _mode(env: str, modes: tuple[str, ...]) -> str:
+    value = os.environ.get(env, "pageable")
+    if value not in modes:
+        raise ImportError(f"{env}={value!r}: expected one of {', '.join(modes)} (suite/run/pageable_copies.py)")
+    return value
+
+
+def patches_for(fsdp: str, vllm: str) -> dict[str, Callable[[ModuleType], None]]:
+    """The module patches for these modes: FSDP pageable or registered; vLLM pageable, or pinned (not patched)."""
+    out: dict[str, Callable[[ModuleType], None]] = {
+        FSDP_UTILS: patch_fsdp_utils_registered if fsdp == "registered" else patch_fsdp_utils
+    }
+    if vllm == "pageable":
+        out[CUMEM] = patch_cumem
+    return out
+
+
+FSDP_MODE = _mode(FSDP_COPIES_ENV, FSDP_COPY_MODES)
+VLLM_MODE = _mode(VLLM_COPIES_ENV, VLLM_COPY_MODES)
+PATCHES = patches_for(FSDP_MODE, VLLM_MODE)
 
 
 def _announce(name: str) -> None:
     # one line per patched module and process, in the cell's log (Ray and vLLM forward workers' stderr): the
-    # evidence that the copies of a run were pageable, and in which processes
-    print(f"[grpo-suite] pageable host copies: {name} patched (pid {os.getpid()})", file=sys.stderr, flush=True)
+    # evidence of how the copies of a run were held, and in which processes
+    how = "registered" if name == FSDP_UTILS and FSDP_MODE == "registered" else "pageable"
+    print(f"[grpo-suite] {how} host copies: {name} patched (pid {os.getpid()})", file=sys.stderr, flush=True)
 
 
 def _patched(name: str, patch: Callable[[ModuleType], None]) -> Callable[[ModuleType], None]:

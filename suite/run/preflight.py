@@ -125,7 +125,7 @@ def needs(cells: Sequence[Cell]) -> list[Need]:
                     ROPE_FP32_MODULE, "grpo-suite", "FSDP cells with a 16-bit actor or reference (keep_rope_fp32)", cell
                 )
         if PAGEABLE_COPIES_MODULE in external_modules(cell.setting(EXTERNAL_MODULES_KEY)):
-            why = "cells with pageable_host_copies = true"
+            why = "cells with pageable_host_copies or registered_host_copies = true"
             add(PAGEABLE_COPIES_MODULE, "grpo-suite", why, cell)
             # imported after it, the modules it patches: one without the names it patches fails here, not in a worker
             add(PAGEABLE_FSDP_UTILS, "verl", why + " (what suite.run.pageable_copies patches)", cell)

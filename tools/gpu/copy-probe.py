@@ -8,6 +8,9 @@ verl's FSDP2 offload and vLLM's sleep backup copy GPU tensors to the host every 
   pageable_reused  one exact-size pageable buffer, allocated once, copied into each round
   registered       one exact-size buffer pinned in place with cudaHostRegister, allocated once: pinned speed
                    without the allocator's rounding
+  host_buffers     the same through suite/run/pageable_copies.py's HostBuffers (what registered_host_copies runs)
+  host_buffers_dtensor  HostBuffers on DTensors of a one-GPU mesh, as FSDP2 holds parameters; checks that the
+                   host DTensor's data is the registered buffer and that the values survive the round trip
 
 Each mode runs in a fresh process (the caching allocator is per process) and moves the same bytes, in tensors of
 the sizes given (default: the 14B recipe's fp32 MLP projection and attention output, non-powers of two), D2H then
@@ -22,7 +25,7 @@ import json
 import subprocess
 import sys
 
-MODES = ("pinned_cached", "pageable_fresh", "pageable_reused", "registered")
+MODES = ("pinned_cached", "pageable_fresh", "pageable_reused", "registered", "host_buffers", "host_buffers_dtensor")
 # bytes: Qwen2.5-14B gate/up/down projection in fp32 (13824 x 5120 x 4) and o_proj (5120 x 5120 x 4)
 SIZES = (13824 * 5120 * 4, 5120 * 5120 * 4)
 
@@ -35,12 +38,27 @@ def rss():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) * 1024
 
 torch.cuda.init()
+if mode == "host_buffers_dtensor":
+    import os
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor, Shard
+    from torch.distributed.device_mesh import init_device_mesh
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29533")
+    dist.init_process_group("nccl", rank=0, world_size=1)
+    mesh = init_device_mesh("cuda", (1,))
 target, gpu = gib * 2**30, []
 while sum(t.numel() for t in gpu) < target:
     gpu.append(torch.ones(sizes[len(gpu) % len(sizes)], dtype=torch.uint8, device="cuda"))
 nbytes = sum(t.numel() for t in gpu)
 before = rss()
 host = None
+if mode.startswith("host_buffers"):
+    sys.path.insert(0, ".")
+    from suite.run.pageable_copies import HostBuffers
+    buffers = HostBuffers()
+    if mode == "host_buffers_dtensor":
+        gpu = [DTensor.from_local(t, mesh, [Shard(0)], run_check=False) for t in gpu]
 if mode in ("pageable_reused", "registered"):
     host = [torch.empty(t.numel(), dtype=torch.uint8) for t in gpu]
     for h in host:
@@ -60,6 +78,8 @@ for _ in range(rounds):
         out = [t.to("cpu", non_blocking=True) for t in gpu]
     elif mode == "pageable_fresh":
         out = [t.to("cpu") for t in gpu]
+    elif mode.startswith("host_buffers"):
+        out = [buffers.to_host(i, t) for i, t in enumerate(gpu)]
     else:
         for h, t in zip(host, gpu):
             h.copy_(t, non_blocking=(mode == "registered"))
@@ -69,16 +89,28 @@ for _ in range(rounds):
     peak = max(peak, rss() - before)
     t0 = time.perf_counter()
     for h, t in zip(out, gpu):
-        t.copy_(h, non_blocking=(mode in ("pinned_cached", "registered")))
+        if mode == "host_buffers_dtensor":
+            t._local_tensor.copy_(h._local_tensor, non_blocking=True)
+        else:
+            t.copy_(h, non_blocking=(mode in ("pinned_cached", "registered", "host_buffers")))
     torch.cuda.synchronize()
     h2d.append(round(nbytes / 2**30 / (time.perf_counter() - t0), 2))
     if mode in ("pinned_cached", "pageable_fresh"):
         del out  # freed as verl and vLLM free theirs once the weights are back on the GPU
+check = {}
+if mode.startswith("host_buffers"):
+    local = [h._local_tensor if mode == "host_buffers_dtensor" else h for h in out]
+    check = {
+        "aliases_buffers": all(a.data_ptr() == b.data_ptr() for a, b in zip(local, buffers.buffers.values())),
+        "pinned": all(x.is_pinned() for x in local), "buffer_gib": round(buffers.nbytes / 2**30, 2),
+        "values_kept": bool(all(bool((x[:1024] == 1).all()) for x in local)),
+        "host_type": type(out[0]).__name__,
+    }
 stats = torch.cuda.host_memory_stats() if hasattr(torch.cuda, "host_memory_stats") else {}
 print(json.dumps({
     "mode": mode, "gib": round(nbytes / 2**30, 2), "tensors": len(gpu), "d2h_gib_s": d2h, "h2d_gib_s": h2d,
     "rss_growth_gib": round(peak / 2**30, 2), "pinned_reserved_gib": round(stats.get("reserved_bytes.peak", 0) / 2**30, 2),
-    "torch": torch.__version__, "gpu": torch.cuda.get_device_name(),
+    "torch": torch.__version__, "gpu": torch.cuda.get_device_name(), **check,
 }))
 """
 

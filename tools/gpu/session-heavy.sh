@@ -21,6 +21,12 @@ if [ -n "${HEAVY_PROBE:-}" ]; then
     done
   fi
 fi
+# HEAVY_COPY_PROBE=1: first time the ways to hold an offloaded copy on the host (tools/gpu/copy-probe.py, ~2 min,
+# 8 GiB of GPU and host memory, freed before the cells): pinned and cached, pageable, registered, and the suite's
+# HostBuffers on a DTensor, which registered_host_copies cells depend on
+if [ -n "${HEAVY_COPY_PROBE:-}" ]; then
+  stamp "copy probe"; python3 tools/gpu/copy-probe.py 2>&1 | tee "$runs/copy-probe.jsonl"; stamp "copy probe done"
+fi
 # flash-attn's Python files (tools/gpu/fa-site.sh) in /tmp/fa-site, where they came with the last site part
 fa_site() {
   [ -f "$HOME/parts/fa-site.tar.xz" ] || return 1
