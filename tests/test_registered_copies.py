@@ -1,6 +1,7 @@
-"""`[base] registered_host_copies`: verl's FSDP2 parameter and optimizer offload into host buffers of their own size,
-registered once (cudaHostRegister) and reused every step (suite/run/pageable_copies.py's HostBuffers). Here the
-registration is recorded instead of made (no CUDA on this machine); tools/gpu/copy-probe.py runs the real one."""
+"""`[base] registered_host_copies`: verl's FSDP2 parameter and optimizer offload and vLLM's sleep backup into host
+buffers of their own size, registered once (cudaHostRegister) and reused every step (suite/run/pageable_copies.py's
+HostBuffers and BackupPool). Here the registration is recorded instead of made (no CUDA on this machine);
+tools/gpu/copy-probe.py runs the real one."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from test_pageable_copies import HEAD, ROOT, _check
+from test_pageable_copies import FAKE_CUMEM, HEAD, ROOT, _check
 
 from suite.errors import InputError
 from suite.matrix import parse_matrix
@@ -222,6 +223,18 @@ def test_the_model_offload_keeps_each_parameter_in_its_buffer_step_after_step() 
     assert hb.nbytes == expected
 
 
+# the stand-in of test_pageable_copies with what the registered patch needs of vLLM's cumem module
+CUMEM_STANDIN = FAKE_CUMEM + "import torch\nclass CuMemAllocator:\n    pass\n"
+LACKING = """
+import json
+try:
+    import verl.utils.fsdp_utils, vllm.device_allocator.cumem
+    print(json.dumps({"error": None}))
+except ImportError as exc:
+    print(json.dumps({"error": str(exc)}))
+"""
+
+
 def test_registered_mode_through_verls_hook(tmp_path: Path) -> None:
     pytest.importorskip("verl")
     code = """
@@ -238,20 +251,94 @@ opt.step()
 offload_fsdp_model_to_cpu(model)  # verl's FSDP2 branch for a plain module
 offload_fsdp_optimizer(opt)
 print(json.dumps({"pin_memory": cumem.backup_pinned(), "buffers": len(hb.buffers),
+                  "pool": hasattr(cumem, "_grpo_suite_backup_pool"),
                   "in_buffers": model.weight.data_ptr() == hb.buffers[("param", id(model.weight))].data_ptr()}))
 """
-    env = {FSDP_COPIES_ENV: "registered", VLLM_COPIES_ENV: "pinned"}
-    got = _check(tmp_path, PAGEABLE_COPIES_MODULE, code, extra_env=env)
-    # weight, bias, and AdamW's step, exp_avg and exp_avg_sq of each; vLLM's backup left pinned, and not patched
+    env = {FSDP_COPIES_ENV: "registered", VLLM_COPIES_ENV: "registered"}
+    got = _check(tmp_path, PAGEABLE_COPIES_MODULE, code, cumem=CUMEM_STANDIN, extra_env=env)
+    # weight, bias, and AdamW's step, exp_avg and exp_avg_sq of each; vLLM's sleep takes its backups from the pool
     assert got == {
         "pin_memory": True,
         "buffers": 8,
+        "pool": True,
         "in_buffers": True,
         "announced": [],
-        "registered": ["verl.utils.fsdp_utils"],
+        "registered": ["verl.utils.fsdp_utils", "vllm.device_allocator.cumem"],
     }
-    both = _check(tmp_path, PAGEABLE_COPIES_MODULE, code, extra_env={FSDP_COPIES_ENV: "registered"})
-    assert both["pin_memory"] is False and both["announced"] == ["vllm.device_allocator.cumem"]
+    pinned = _check(
+        tmp_path, PAGEABLE_COPIES_MODULE, code, cumem=CUMEM_STANDIN, extra_env={**env, VLLM_COPIES_ENV: "pinned"}
+    )
+    lacking = _check(tmp_path, PAGEABLE_COPIES_MODULE, LACKING, extra_env=env)  # FAKE_CUMEM has no CuMemAllocator
+    assert lacking["error"].startswith(
+        "registered_host_copies: vllm.device_allocator.cumem has no torch, CuMemAllocator"
+    )
+    assert (pinned["pool"], pinned["registered"]) == (False, ["verl.utils.fsdp_utils"])
+
+
+# A stand-in for vLLM 0.25.1's CuMemAllocator: its sleep backs each allocation up into
+# torch.empty(n, dtype=uint8, device="cpu", pin_memory=PIN_MEMORY) and its wake-up drops the backup.
+ALLOCATOR = """import torch
+PIN_MEMORY = True
+class CuMemAllocator:
+    def __init__(self, sizes):
+        self.gpu = {i: torch.full((n,), i + 1, dtype=torch.uint8) for i, n in enumerate(sizes)}
+        self.backup = {}
+    def sleep(self):
+        for i, t in self.gpu.items():
+            b = torch.empty(t.numel(), dtype=torch.uint8, device="cpu", pin_memory=PIN_MEMORY)
+            b.copy_(t)
+            self.backup[i] = b
+    def wake_up(self):
+        for i, b in list(self.backup.items()):
+            self.gpu[i].copy_(b)
+            self.backup[i] = None
+"""
+
+
+def _allocator_module(tmp_path: Path) -> ModuleType:
+    import importlib.util
+
+    path = tmp_path / "fake_cumem.py"
+    path.write_text(ALLOCATOR)
+    spec = importlib.util.spec_from_file_location("fake_cumem", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_vllms_sleeps_reuse_their_registered_backups(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cumem = _allocator_module(tmp_path)
+    rec = Recorder()
+    pool = pc.BackupPool(rec.buffers(min_registered_bytes=0))
+    pc.patch_cumem_registered(cumem, pool)
+    a = cumem.CuMemAllocator([4096, 4096, 10000])  # two of one size: each its own buffer
+    seen = []
+    for _ in range(3):
+        a.sleep()
+        seen.append([b.data_ptr() for b in a.backup.values()])
+        assert [int(b[0]) for b in a.backup.values()] == [1, 2, 3]  # each backup holds its own allocation
+        a.gpu = {i: torch.zeros_like(t) for i, t in a.gpu.items()}
+        a.wake_up()
+        assert [int(t[0]) for t in a.gpu.values()] == [1, 2, 3]  # restored from the buffers
+    assert seen[0] == seen[1] == seen[2] and len(set(seen[0])) == 3
+    served = [ln for ln in capsys.readouterr().err.splitlines() if "first sleep backup served" in ln]
+    assert len(served) == 1 and served[0].startswith("[grpo-suite] registered host copies: ")
+    assert len(rec.registered) == 3  # registered at the first sleep only
+    assert pool.host.nbytes == 4096 + 4096 + 10000
+    # anything else the module asks of torch is torch's: a GPU-sized or typed empty() is untouched
+    assert cumem.torch.uint8 is torch.uint8
+    assert cumem.torch.empty(3, dtype=torch.float32).dtype == torch.float32 and len(pool.held) == 3
+
+
+def test_a_backup_still_held_is_never_handed_out_again(tmp_path: Path) -> None:
+    pool = pc.BackupPool(Recorder().buffers(min_registered_bytes=0))
+    first = pool.empty(4096, dtype=torch.uint8, device="cpu", pin_memory=True)
+    second = pool.empty(4096, dtype=torch.uint8, device="cpu", pin_memory=True)
+    assert first.data_ptr() != second.data_ptr()
+    ptr = first.data_ptr()
+    del first
+    assert pool.empty(4096, dtype=torch.uint8, device="cpu").data_ptr() == ptr
 
 
 def test_an_unknown_mode_fails_the_import_with_the_allowed_values(tmp_path: Path) -> None:
@@ -268,8 +355,8 @@ except ImportError as exc:
         got["error"]
         == f"{FSDP_COPIES_ENV}='locked': expected one of pageable, registered (suite/run/pageable_copies.py)"
     )
-    got = _check(tmp_path, None, code, extra_env={VLLM_COPIES_ENV: "registered"})
-    assert got["error"].startswith(f"{VLLM_COPIES_ENV}='registered': expected one of pageable, pinned")
+    got = _check(tmp_path, None, code, extra_env={VLLM_COPIES_ENV: "locked"})
+    assert got["error"].startswith(f"{VLLM_COPIES_ENV}='locked': expected one of pageable, registered, pinned")
 
 
 # -- the plan and the planner ----------------------------------------------------------------------------------
@@ -290,45 +377,57 @@ def test_the_plan_sets_the_modes_each_combination_asks_for(tmp_path: Path) -> No
     cells = _cells(tmp_path)
     assert set(cells) == {"pageable-registered", "pageable-unregistered", "pinned-registered", "pinned-unregistered"}
     got = {
-        k: (c.setting(EXTERNAL_MODULES_KEY), c.setting(FSDP_COPIES_KEY), c.setting(VLLM_COPIES_KEY))
+        k: (c.status, c.setting(EXTERNAL_MODULES_KEY), c.setting(FSDP_COPIES_KEY), c.setting(VLLM_COPIES_KEY))
         for k, c in cells.items()
     }
     assert got == {
-        "pageable-registered": (PAGEABLE_COPIES_MODULE, "registered", None),
-        "pageable-unregistered": (PAGEABLE_COPIES_MODULE, None, None),
-        "pinned-registered": (PAGEABLE_COPIES_MODULE, "registered", "pinned"),
-        "pinned-unregistered": (None, None, None),
+        "pageable-registered": ("invalid", PAGEABLE_COPIES_MODULE, "registered", "registered"),
+        "pageable-unregistered": ("ok", PAGEABLE_COPIES_MODULE, None, None),
+        "pinned-registered": ("ok", PAGEABLE_COPIES_MODULE, "registered", "registered"),
+        "pinned-unregistered": ("predicted-host-oom", None, None, None),
     }
-    for c in cells.values():
+    assert cells["pageable-registered"].reason is not None
+    assert cells["pageable-registered"].reason.startswith(
+        "pageable_host_copies and registered_host_copies are both true: set one"
+    )
+    flags = {}
+    for k, c in cells.items():
         s = settings_from_cell(c)
         again = settings_from_argv(list(c.argv), model=c.model, gpu=c.gpu, n_gpus=c.n_gpus, backend=c.backend)
-        assert (again.pageable_copies, again.registered_copies) == (s.pageable_copies, s.registered_copies)
-    flags = {
-        k: (settings_from_cell(c).pageable_copies, settings_from_cell(c).registered_copies) for k, c in cells.items()
-    }
-    assert flags == {
-        "pageable-registered": (True, True),
-        "pageable-unregistered": (True, False),
-        "pinned-registered": (False, True),
-        "pinned-unregistered": (False, False),
-    }
+        flags[k] = (s.pageable_copies, s.registered_copies, s.vllm_registered)
+        assert (again.pageable_copies, again.registered_copies, again.vllm_registered) == flags[k]
+    assert flags["pinned-registered"] == (False, True, True)
+    assert flags["pageable-unregistered"] == (True, False, False)
+    assert flags["pinned-unregistered"] == (False, False, False)
 
 
 def test_the_planner_counts_registered_copies_at_their_own_size(tmp_path: Path) -> None:
     cells = _cells(tmp_path)
     st = {k: host_states(settings_from_cell(c), default_calibration()) for k, c in cells.items()}
-    pinned, reg = st["pinned-unregistered"], st["pinned-registered"]
-    # the FSDP copies lose their rounding, vLLM's backup keeps it (left pinned)
-    assert reg.offloaded_params.rounding == 0.0 < pinned.offloaded_params.rounding
-    assert reg.offloaded_params.raw == pinned.offloaded_params.raw
-    assert reg.vllm_sleep_copy == pinned.vllm_sleep_copy
-    assert st["pageable-registered"] == st["pageable-unregistered"]  # the same bytes as pageable copies
+    pinned, reg, pg = st["pinned-unregistered"], st["pinned-registered"], st["pageable-unregistered"]
+    for part in ("offloaded_params", "vllm_sleep_copy", "optimizer_states"):
+        assert getattr(reg, part).raw == getattr(pinned, part).raw, part  # the same bytes
+        assert getattr(reg, part).rounding == 0.0 < getattr(pinned, part).rounding or part == "optimizer_states"
+        assert getattr(reg, part) == getattr(pg, part), part  # as pageable copies count
     peak = {k: round(predict_host(settings_from_cell(c)).peak_gib, 1) for k, c in cells.items()}
-    # the 14B recipe on a 125 GiB host: FSDP registered alone still holds vLLM's 21.5 GiB of rounding
-    assert peak["pageable-registered"] == peak["pageable-unregistered"] == 109.8
-    assert peak["pinned-registered"] == pytest.approx(109.8 + 21.5, abs=0.1)
-    assert cells["pinned-registered"].status == "predicted-host-oom"
-    assert cells["pageable-registered"].status == "ok"
+    # the 14B recipe on a 125 GiB host: 171.4 pinned, 109.8 either way of their own size
+    assert (peak["pinned-unregistered"], peak["pinned-registered"], peak["pageable-unregistered"]) == (
+        171.4,
+        109.8,
+        109.8,
+    )
+
+
+def test_a_vllm_left_pinned_keeps_its_rounding(tmp_path: Path) -> None:
+    # GRPO_SUITE_VLLM_HOST_COPIES=pinned (the module honours it; no plan sets it): FSDP exact, vLLM rounded
+    cell = _cells(tmp_path)["pinned-registered"]
+    argv = [a.replace(f"{VLLM_COPIES_KEY}=registered", f"{VLLM_COPIES_KEY}=pinned") for a in cell.argv]
+    assert argv != list(cell.argv)
+    s = settings_from_argv(argv, model=cell.model, gpu=cell.gpu, n_gpus=cell.n_gpus, backend=cell.backend)
+    assert (s.pageable_copies, s.registered_copies, s.vllm_registered) == (False, True, False)
+    st = host_states(s, default_calibration())
+    assert st.offloaded_params.rounding == 0.0 and st.vllm_sleep_copy.rounding / GIB == pytest.approx(21.5, abs=0.1)
+    assert round(predict_host(s).peak_gib, 1) == pytest.approx(109.8 + 21.5, abs=0.1)
 
 
 def test_the_setting_is_a_strict_bool() -> None:

@@ -232,9 +232,9 @@ class Base(_Strict):
     # would round each block up to a power of two and keep it: the same saving on torch 2.11, which has no
     # pinned_max_round_threshold_mb, paid for in slower (synchronous) offload copies.
     pageable_host_copies: StrictBool = False
-    # true: verl's FSDP2 parameter and optimizer offload copy into host buffers of their own size, allocated once
-    # and pinned in place (cudaHostRegister), kept for the run: pinned-speed copies without the pinned allocator's
-    # rounding. vLLM's sleep backup stays as verl asks (pinned, rounded) unless pageable_host_copies is also true.
+    # true: verl's FSDP2 parameter and optimizer offload and vLLM's sleep backup copy into host buffers of their
+    # own size, allocated once, pinned in place (cudaHostRegister) and reused every step: pinned-speed copies
+    # without the pinned allocator's rounding. Not with pageable_host_copies (one way or the other).
     registered_host_copies: StrictBool = False
     dataloader_num_workers: NonNegInt = 2
     agent_num_workers: PosInt = 2

@@ -332,7 +332,8 @@ def vllm_sleep_copy(s: MemorySettings, c: Calibration) -> Pinned:
     """Per node: each GPU worker's weights shard backed up at sleep level 1 (LoRA adapter mode only)."""
     if not (s.lora and not s.lora_merge and s.free_cache_engine):
         return Pinned()
-    blocks = _copies([n * c.dtypes.compute_bytes for n in vllm_worker_tensors(s, c)], s.pageable_copies, c, s)
+    exact = s.pageable_copies or s.vllm_registered
+    blocks = _copies([n * c.dtypes.compute_bytes for n in vllm_worker_tensors(s, c)], exact, c, s)
     # vLLM's LoRA buffers (max_loras 1 x max_lora_rank) sit in the same pool: small tensors, counted as asked
     adapters = lora_parameters(s.arch, s.lora_rank, s.target_modules) * c.dtypes.compute_bytes / max(1, s.rollout_tp)
     return (blocks + pageable(adapters)).times(s.node_gpus)

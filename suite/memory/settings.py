@@ -103,8 +103,10 @@ class MemorySettings:
     # offload and vLLM's sleep backup in pageable memory (never rounded)
     pageable_copies: bool = False
     # the same module with GRPO_SUITE_FSDP_HOST_COPIES=registered: FSDP2 parameter and optimizer offload into
-    # exact-size buffers pinned in place (never rounded); vLLM's backup pageable only with pageable_copies
+    # exact-size buffers pinned in place (never rounded)
     registered_copies: bool = False
+    # GRPO_SUITE_VLLM_HOST_COPIES=registered: vLLM's sleep backup in such buffers too (never rounded)
+    vllm_registered: bool = False
     notes: tuple[str, ...] = field(default=(), compare=False)  # assumptions made while reading the command
 
     @property
@@ -221,6 +223,7 @@ def settings_from_overrides(
     model_dtype = _get(o, f"{eng}.model_dtype")
     ref_dtype = None if megatron else _get(o, f"{ref_eng}.model_dtype")
     copies = PAGEABLE_COPIES_MODULE in external_modules(_get(o, EXTERNAL_MODULES_KEY, default=""))
+    vllm_copies = str(_get(o, VLLM_COPIES_KEY, default="pageable"))
     round_max, cache_max = pinned_limits(None if (conf := _get(o, *ALLOC_CONF_KEYS)) is None else str(conf))
 
     return MemorySettings(
@@ -288,8 +291,9 @@ def settings_from_overrides(
         tq_storage_units=int(_get(o, "transfer_queue.backend.SimpleStorage.num_data_storage_units", default=8)),
         pinned_round_max_mib=round_max,
         pinned_cache_max_mib=cache_max,
-        pageable_copies=copies and str(_get(o, VLLM_COPIES_KEY, default="pageable")) == "pageable",
+        pageable_copies=copies and vllm_copies == "pageable",
         registered_copies=copies and str(_get(o, FSDP_COPIES_KEY, default="pageable")) == "registered",
+        vllm_registered=copies and vllm_copies == "registered",
         notes=tuple(notes),
     )
 

@@ -33,19 +33,20 @@ FLASH_CE_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{FLASH_CE_ENV}"
 EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
 EXTERNAL_MODULES_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{EXTERNAL_MODULES_ENV}"
 ROPE_FP32_MODULE = "suite.run.rope_fp32"
-# how `[base] pageable_host_copies` reaches verl's workers and vLLM's (suite/run/pageable_copies.py)
+# how `[base] pageable_host_copies` and `registered_host_copies` reach verl's workers and vLLM's
+# (suite/run/pageable_copies.py)
 PAGEABLE_COPIES_MODULE = "suite.run.pageable_copies"
 # the modules it patches (the preflight imports them after it)
 PAGEABLE_FSDP_UTILS = "verl.utils.fsdp_utils"
 PAGEABLE_CUMEM = "vllm.device_allocator.cumem"
 # which way that module holds each copy (pageable, registered, pinned): unset reads as pageable, what
-# `pageable_host_copies = true` alone asks for; `registered_host_copies` sets them (suite/plan/overrides.py)
+# `pageable_host_copies = true` asks for; `registered_host_copies` sets both to registered (suite/plan/overrides.py)
 FSDP_COPIES_ENV = "GRPO_SUITE_FSDP_HOST_COPIES"
 FSDP_COPIES_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{FSDP_COPIES_ENV}"
 VLLM_COPIES_ENV = "GRPO_SUITE_VLLM_HOST_COPIES"
 VLLM_COPIES_KEY = f"ray_kwargs.ray_init.runtime_env.env_vars.{VLLM_COPIES_ENV}"
 FSDP_COPY_MODES = ("pageable", "registered")
-VLLM_COPY_MODES = ("pageable", "pinned")
+VLLM_COPY_MODES = ("pageable", "registered", "pinned")
 # the actor's stored dtype; the values verl 0.9.1 reads as 16 bits (utils/torch_dtypes.py HALF_LIST, BFLOAT_LIST)
 ACTOR_DTYPE_KEY = "actor_rollout_ref.actor.fsdp_config.model_dtype"
 # the full fine-tune's reference model, built by the same code (fp32 unless a matrix sets it)

@@ -243,6 +243,15 @@ def _fsdp_attention(c: Ctx) -> str | None:
     )
 
 
+def _host_copies(c: Ctx) -> str | None:
+    if c.base.pageable_host_copies and c.base.registered_host_copies:
+        return (
+            "pageable_host_copies and registered_host_copies are both true: set one (pageable: host copies of their "
+            "own size made again every step; registered: of their own size, pinned once and reused)"
+        )
+    return None
+
+
 RULES: tuple[Callable[[Ctx], str | None], ...] = (
     _rollout_tp,
     _parallel,
@@ -255,6 +264,7 @@ RULES: tuple[Callable[[Ctx], str | None], ...] = (
     _bypass_lora_ref,
     _batches,
     _lengths,
+    _host_copies,
 )
 
 

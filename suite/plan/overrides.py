@@ -204,8 +204,7 @@ def cell_overrides(
         _add_external_module(o, PAGEABLE_COPIES_MODULE)
     if b.registered_host_copies:
         o[f"+{FSDP_COPIES_KEY}"] = "registered"
-        if not b.pageable_host_copies:
-            o[f"+{VLLM_COPIES_KEY}"] = "pinned"
+        o[f"+{VLLM_COPIES_KEY}"] = "registered"
     return o
 
 

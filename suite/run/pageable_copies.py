@@ -18,10 +18,10 @@ Each module is patched as soon as it is imported, so `from ... import` of the pa
 
 Pageable copies are slow where they are made again every step: on the 14B recipe (one H200, 2026-12-07) vLLM's
 later sleeps took 20.2 s against 0.60 s pinned, and the actor's offload ran at ~1.2 GiB/s, each copy faulting
-fresh memory in. `registered_host_copies` (GRPO_SUITE_FSDP_HOST_COPIES=registered) keeps verl's two offloads
-instead in host buffers of their own size, allocated once per parameter and optimizer state, pinned in place
-with cudaHostRegister, and reused every step: the pinned path's speed, the pageable path's bytes.
-GRPO_SUITE_VLLM_HOST_COPIES=pinned leaves vLLM's backup as vLLM makes it."""
+fresh memory in. `registered_host_copies` (GRPO_SUITE_FSDP_HOST_COPIES and GRPO_SUITE_VLLM_HOST_COPIES =
+registered) keeps all three instead in host buffers of their own size, allocated once per parameter, optimizer
+state and vLLM allocation, pinned in place with cudaHostRegister, and reused every step: the pinned path's speed,
+the pageable path's bytes. GRPO_SUITE_VLLM_HOST_COPIES=pinned leaves vLLM's backup as vLLM makes it."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import importlib.abc
 import importlib.machinery
 import os
 import sys
+import weakref
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
@@ -42,13 +43,13 @@ from suite.plan.cell import PAGEABLE_FSDP_UTILS as FSDP_UTILS
 _MARK = "_grpo_suite_pageable"
 
 
-def _require(module: ModuleType, names: tuple[str, ...]) -> None:
+def _require(module: ModuleType, names: tuple[str, ...], setting: str = "pageable_host_copies") -> None:
     # a verl or vLLM that renamed what is patched would run the cell pinned while it reads as pageable: fail instead
     missing = [n for n in names if not hasattr(module, n)]
     if missing:
         raise ImportError(
-            f"pageable_host_copies: {module.__name__} has no {', '.join(missing)} (suite/run/pageable_copies.py is "
-            "written against verl 0.9.1 and vLLM 0.25.1); plan without pageable_host_copies"
+            f"{setting}: {module.__name__} has no {', '.join(missing)} (suite/run/pageable_copies.py is "
+            f"written against verl 0.9.1 and vLLM 0.25.1); plan without {setting}"
         )
 
 
@@ -191,6 +192,58 @@ def patch_cumem(module: ModuleType) -> None:
     module.PIN_MEMORY = False
 
 
+class BackupPool:
+    """vLLM's sleep backups in registered host buffers of their own size, each reused by the next sleep once the
+    backup it last held is dropped (vLLM drops every backup as it wakes up)."""
+
+    def __init__(self, buffers: HostBuffers | None = None) -> None:
+        self.host = buffers or HostBuffers()
+        self.held: dict[tuple[str, int, int], weakref.ref[torch.Tensor]] = {}
+
+    def empty(self, *size: Any, **kwargs: Any) -> torch.Tensor:
+        """torch.empty, but a 1-D uint8 host tensor (what vLLM's sleep asks for) is a view of a free buffer."""
+        shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], list | tuple) else size
+        device, dtype = kwargs.get("device"), kwargs.get("dtype")
+        if str(device) != "cpu" or dtype is not torch.uint8 or len(shape) != 1:
+            return torch.empty(*size, **kwargs)
+        n, i = int(shape[0]), 0
+        while (ref := self.held.get(("vllm", n, i))) is not None and ref() is not None:
+            i += 1
+        key = ("vllm", n, i)
+        if not self.held:
+            # the evidence, in the cell's log, that vLLM's sleep asked the pool (not torch's pinned allocator)
+            print(
+                f"[grpo-suite] registered host copies: vLLM's first sleep backup served (pid {os.getpid()})",
+                file=sys.stderr,
+                flush=True,
+            )
+        view = self.host._buffer(key, torch.empty(n, dtype=torch.uint8, device="meta"))[:]
+        self.held[key] = weakref.ref(view)
+        return view
+
+
+class _TorchWithPool:
+    """The `torch` a patched cumem module sees: torch itself, but `empty` from the pool."""
+
+    def __init__(self, pool: BackupPool) -> None:
+        self._pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+    def empty(self, *size: Any, **kwargs: Any) -> torch.Tensor:
+        return self._pool.empty(*size, **kwargs)
+
+
+def patch_cumem_registered(module: ModuleType, pool: BackupPool | None = None) -> None:
+    """vLLM's sleep backups (`torch.empty(n, dtype=uint8, device="cpu", pin_memory=...)` in CuMemAllocator.sleep) in
+    registered buffers reused every sleep: pinned-speed copies without the pinned allocator's rounding."""
+    _require(module, ("torch", "CuMemAllocator"), "registered_host_copies")
+    pool = pool or BackupPool()
+    module.torch = _TorchWithPool(pool)  # type: ignore[attr-defined]
+    module._grpo_suite_backup_pool = pool  # type: ignore[attr-defined]
+
+
 def _mode(env: str, modes: tuple[str, ...]) -> str:
     value = os.environ.get(env, "pageable")
     if value not in modes:
@@ -199,12 +252,13 @@ def _mode(env: str, modes: tuple[str, ...]) -> str:
 
 
 def patches_for(fsdp: str, vllm: str) -> dict[str, Callable[[ModuleType], None]]:
-    """The module patches for these modes: FSDP pageable or registered; vLLM pageable, or pinned (not patched)."""
+    """The module patches for these modes: FSDP pageable or registered; vLLM pageable, registered, or pinned (not
+    patched)."""
     out: dict[str, Callable[[ModuleType], None]] = {
         FSDP_UTILS: patch_fsdp_utils_registered if fsdp == "registered" else patch_fsdp_utils
     }
-    if vllm == "pageable":
-        out[CUMEM] = patch_cumem
+    if vllm != "pinned":
+        out[CUMEM] = patch_cumem_registered if vllm == "registered" else patch_cumem
     return out
 
 
@@ -216,7 +270,7 @@ PATCHES = patches_for(FSDP_MODE, VLLM_MODE)
 def _announce(name: str) -> None:
     # one line per patched module and process, in the cell's log (Ray and vLLM forward workers' stderr): the
     # evidence of how the copies of a run were held, and in which processes
-    how = "registered" if name == FSDP_UTILS and FSDP_MODE == "registered" else "pageable"
+    how = {FSDP_UTILS: FSDP_MODE, CUMEM: VLLM_MODE}.get(name, "pageable")
     print(f"[grpo-suite] {how} host copies: {name} patched (pid {os.getpid()})", file=sys.stderr, flush=True)
 
 

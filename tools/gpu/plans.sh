@@ -25,8 +25,8 @@ plan h100-1gpu-7b-bf16 short h100-1gpu-7b-bf16 7b-bf16-short-h100
 plan h100-1gpu-7b-pageable short h100-1gpu-7b-pageable 7b-pageable-short-h100
 plan h200-1gpu-14b-pageable short h200-1gpu-14b-pageable 14b-pageable-short-h200
 plan h100-1gpu-pageable short h100-1gpu-pageable pageable-short-h100
-plan h100-1gpu-7b-copies short h100-1gpu-7b-copies 7b-copies-short-h100
+plan h100-1gpu-7b-registered short h100-1gpu-7b-registered 7b-registered-short-h100
 plan h200-1gpu-14b-registered short h200-1gpu-14b-registered 14b-registered-short-h200
-for m in h100-1gpu-7b h100-1gpu-14b h200-1gpu-7b h200-1gpu-14b h200-1gpu-7b-rmpad h200-1gpu-7b-bypass h200-1gpu-7b-nokl h200-1gpu-14b-pinned h200-1gpu-7b-flex h200-1gpu-14b-merge h200-1gpu-7b-fa h100-1gpu-7b-fa h100-1gpu-7b-fa-kv h100-1gpu-7b-fa-mb5 h200-1gpu-14b-fa h100-1gpu-14b-bf16 h100-1gpu-7b-bf16 h100-1gpu-7b-pageable h200-1gpu-14b-pageable h100-1gpu-7b-copies h200-1gpu-14b-registered; do plan $m bench $m ${m#*-1gpu-}-${m%%-*}; done
+for m in h100-1gpu-7b h100-1gpu-14b h200-1gpu-7b h200-1gpu-14b h200-1gpu-7b-rmpad h200-1gpu-7b-bypass h200-1gpu-7b-nokl h200-1gpu-14b-pinned h200-1gpu-7b-flex h200-1gpu-14b-merge h200-1gpu-7b-fa h100-1gpu-7b-fa h100-1gpu-7b-fa-kv h100-1gpu-7b-fa-mb5 h200-1gpu-14b-fa h100-1gpu-14b-bf16 h100-1gpu-7b-bf16 h100-1gpu-7b-pageable h200-1gpu-14b-pageable h100-1gpu-7b-registered h200-1gpu-14b-registered; do plan $m bench $m ${m#*-1gpu-}-${m%%-*}; done
 git rev-parse HEAD | tr -d '\n' > .gpu/commit; [ -z "$(git status --porcelain -uno)" ] || echo -n "-dirty" >> .gpu/commit
 echo "commit $(cat .gpu/commit)"
