@@ -18,7 +18,7 @@ GPU = ROOT / "tools" / "gpu"
 SCRIPTS = sorted(GPU.glob("*.sh"))
 SESSIONS = sorted(GPU.glob("session*.sh"))
 # `plan <matrix> <profile> <runs folder> <plan name>` lines of plans.sh
-PLAN_LINE = re.compile(r"^plan (\S+) (bench|train) (\S+) (\S+)$", re.M)
+PLAN_LINE = re.compile(r"^plan (\S+) (\w+) (\S+) (\S+)$", re.M)
 # `$P/<plan>.json "$runs/<folder>" <cell>` (the cell possibly as "${Cn:-<default>}")
 CELL_REF = re.compile(r'\$P/([\w.-]+)\.json\s+"\$runs/([\w.-]+)"\s+"?(?:\$\{C\d:-)?([^"}\s]+)')
 
@@ -124,3 +124,32 @@ def test_session_heavy_takes_a_cell_of_another_plan(tmp_path: Path) -> None:
         "/plans/7b-fa-h100.json lora32-a",
         "/plans/7b-fa-kv-h100.json lora32-off_none-tp1-rb45-gmu0.5-x",
     ]
+
+
+# tools/gpu/README.md's launch lines: `HEAVY_PLAN=<plan> HEAVY_CELLS="<cell> ..."` (a cell may be `PLAN:ID`; ids
+# written with `...` are abbreviations, not commands)
+README_RUN = re.compile(r'HEAVY_PLAN=([\w.-]+)\s+HEAVY_CELLS="([^"]+)"')
+
+
+def test_every_launch_line_of_the_gpu_readme_names_planned_cells(tmp_path: Path) -> None:
+    p = plans()
+    runs = README_RUN.findall((GPU / "README.md").read_text())
+    checked = 0
+    planned: dict[str, dict[str, str]] = {}
+    for plan_name, cells in runs:
+        for entry in cells.split():
+            if "..." in entry:
+                continue
+            where, _, cell_id = entry.rpartition(":")
+            where = where or plan_name
+            assert where in p, f"tools/gpu/README.md: no plan {where!r} in plans.sh"
+            if where not in planned:
+                matrix, profile, _ = p[where]
+                m = load_matrix(ROOT / "suite" / "matrices" / f"{matrix}.toml")
+                out = tmp_path / where
+                planned[where] = {
+                    c.id: c.status for c in plan_matrix(m, profile, out_dir=out, validate_with_verl=False)
+                }
+            assert planned[where].get(cell_id) == "ok", f"{where}: {cell_id} is {planned[where].get(cell_id)}"
+            checked += 1
+    assert checked >= 8  # the README's runs, the registered copies' included

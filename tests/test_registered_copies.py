@@ -434,3 +434,25 @@ def test_the_setting_is_a_strict_bool() -> None:
     bad = HEAD.replace("[base]", '[base]\nregistered_host_copies = "yes"')
     with pytest.raises(InputError, match="registered_host_copies"):
         parse_matrix(bad.format(strategy="fsdp2"), source="pg.toml")
+
+
+def test_the_shipped_matrices_load_it_and_match_their_committed_predictions(tmp_path: Path) -> None:
+    from suite.matrix import load_matrix
+
+    root = ROOT / "suite" / "matrices"
+    want = {
+        "h100-1gpu-7b-registered": (69.1, "h100-1gpu-7b-fa"),
+        "h200-1gpu-14b-registered": (109.8, "h200-1gpu-14b-pageable"),
+    }
+    for name, (host_gib, reference_matrix) in want.items():
+        m = load_matrix(root / f"{name}.toml")
+        [cell] = annotate_cells(plan_matrix(m, "bench", out_dir=tmp_path / name, validate_with_verl=False))
+        assert cell.id.endswith("-registered") and cell.status == "ok"
+        assert (cell.setting(FSDP_COPIES_KEY), cell.setting(VLLM_COPIES_KEY)) == ("registered", "registered")
+        assert cell.predicted_host_memory_gb == pytest.approx(host_gib, abs=0.05)
+        assert m.matrix.reference_matrix == reference_matrix
+        # the reference is the same recipe held another way: the id without the copies word (pinned at 7B, or
+        # pageable at 14B, where pinned does not fit the host)
+        assert cell.id.removesuffix("-registered") == m.matrix.reference.removesuffix("-pageable")
+        committed = (ROOT / "baselines" / "evidence" / "predictions" / f"{name}.txt").read_text()
+        assert cell.id in committed and f"{host_gib}  ok" in committed
