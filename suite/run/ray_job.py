@@ -67,6 +67,7 @@ from suite.run.cellio import load_cell, write_cell
 from suite.run.files import CELL_FILE, LOG_FILE, METRICS_FILE, RESULT_FILE
 from suite.run.options import RuntimeOptions, split_list
 from suite.run.runtime import Job, NoResult, NotRun, Runtime, State, StepCallback, Stopped
+from suite.telemetry.tail import LineTail
 
 MARK = "@@grpo-suite:"
 STEP_RE = re.compile(r"^@@grpo-suite:step (\d+)\s*$")
@@ -478,44 +479,23 @@ class RayJobRuntime(Runtime[RayJob]):
 
 
 # -- job side --------------------------------------------------------------------------------------------
-class _Echo(threading.Thread):
+class _Echo(LineTail):
     """Copies complete lines of the cell's log to stdout (the job log) as they are written."""
 
+    name = "log-echo"
+
     def __init__(self, path: Path, emit: Callable[[str], None], poll_s: float = 0.2) -> None:
-        super().__init__(name="log-echo", daemon=True)
-        self.path, self.emit, self.poll_s = path, emit, poll_s
-        self.done = threading.Event()
-        # finish() polls from the main thread; where join() timed out (a loaded host), the thread may still be
-        # inside poll(), and two unlocked polls would read the same offset twice or drop a buffer.
-        self._lock = threading.Lock()
-        self._offset, self._buf = 0, b""
+        super().__init__(path, poll_s)
+        self.emit = emit
 
-    def poll(self) -> None:
-        with self._lock:
-            try:
-                with self.path.open("rb") as fh:
-                    fh.seek(self._offset)
-                    data = fh.read()
-            except OSError:
-                return
-            self._offset += len(data)
-            self._buf += data
-            *lines, self._buf = self._buf.split(b"\n")
-            for line in lines:
-                self.emit(line.decode(errors="replace"))
-
-    def run(self) -> None:
-        while not self.done.wait(self.poll_s):
-            self.poll()
+    def on_lines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.emit(line)
 
     def finish(self) -> None:
-        self.done.set()
-        self.join(timeout=5)
-        self.poll()
-        with self._lock:
-            if self._buf:
-                self.emit(self._buf.decode(errors="replace"))
-                self._buf = b""
+        self.stop()
+        if (rest := self.take_partial()) is not None:
+            self.emit(rest)
 
 
 def job_main(argv: Sequence[str] | None = None) -> int:

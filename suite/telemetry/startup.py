@@ -8,10 +8,11 @@ are lines verl 0.9.1, Ray and vLLM print; one that never shows up is simply abse
 from __future__ import annotations
 
 import re
-import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from suite.telemetry.tail import LineTail
 
 MILESTONES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(p))
@@ -102,51 +103,30 @@ def milestones_from_timestamps(lines: list[str], started_at: datetime) -> dict[s
     return out
 
 
-class LogWatcher:
+class LogWatcher(LineTail):
+    name = "log-watch"
+    read_max = 1 << 22
+    partial_max = 65536
+
     def __init__(self, path: str | Path, t0: float, poll_s: float = 0.5) -> None:
-        self.path = Path(path)
+        super().__init__(path, poll_s)
         self._t0 = t0  # time.monotonic() of the process start
-        self._poll_s = poll_s
-        self._offset = 0
-        self._buf = b""
         self.seen: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> LogWatcher:
-        self._thread = threading.Thread(target=self._loop, name="log-watch", daemon=True)
-        self._thread.start()
+        super().start()
         return self
 
-    def stop(self) -> dict[str, float]:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self.poll()
+    def stop(self) -> dict[str, float]:  # type: ignore[override]
+        super().stop()
         return dict(self.seen)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._poll_s):
-            self.poll()
+    def finished(self) -> bool:
+        return len(self.seen) == len(MILESTONES)
 
-    def poll(self) -> None:
-        if len(self.seen) == len(MILESTONES):
-            return
-        try:
-            with self.path.open("rb") as fh:
-                fh.seek(self._offset)
-                chunk = fh.read(1 << 22)
-        except OSError:
-            return
-        if not chunk:
-            return
-        self._offset += len(chunk)
-        self._buf += chunk
-        *lines, self._buf = self._buf.split(b"\n")
-        self._buf = self._buf[-65536:]  # a runaway line without newline must not grow without bound
+    def on_lines(self, lines: list[str]) -> None:
         now = round(time.monotonic() - self._t0, 2)
-        for raw in lines:
-            text = raw.decode("utf-8", errors="replace")
+        for text in lines:
             for name, pat in MILESTONES:
                 if name not in self.seen and pat.search(text):
                     self.seen[name] = now

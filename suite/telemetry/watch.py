@@ -7,23 +7,21 @@ truncated file (verl opens it with "wb" when a run starts) is followed from its 
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from suite.telemetry.metrics import TIME_PER_STEP, parse_line
+from suite.telemetry.tail import LineTail
 
 
-class MetricsWatcher:
+class MetricsWatcher(LineTail):
+    name = "metrics-watch"
+    follow_truncation = True
+
     def __init__(self, path: str | Path, on_step: Callable[[int], None] | None = None, poll_s: float = 0.5) -> None:
-        self.path = Path(path)
+        super().__init__(path, poll_s)
         self._on_step = on_step
-        self._poll_s = poll_s
-        self._offset = 0
-        self._buf = b""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         # time.monotonic() when the first metrics line / first training step line was seen
         self.first_line_time: float | None = None
         self.first_step_time: float | None = None
@@ -32,41 +30,13 @@ class MetricsWatcher:
         self.step_seen: dict[int, float] = {}
 
     def start(self) -> MetricsWatcher:
-        self._thread = threading.Thread(target=self._loop, name="metrics-watch", daemon=True)
-        self._thread.start()
+        super().start()
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self.poll()  # lines written between the last poll and the process exit
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._poll_s):
-            self.poll()
-
-    def poll(self) -> None:
-        try:
-            size = self.path.stat().st_size
-        except OSError:
-            return
-        if size < self._offset:
-            self._offset, self._buf = 0, b""
-        if size == self._offset:
-            return
-        try:
-            with self.path.open("rb") as fh:
-                fh.seek(self._offset)
-                chunk = fh.read(size - self._offset)
-        except OSError:
-            return
-        self._offset += len(chunk)
-        self._buf += chunk
-        *lines, self._buf = self._buf.split(b"\n")
+    def on_lines(self, lines: list[str]) -> None:
         now = time.monotonic()
-        for raw in lines:
-            parsed = parse_line(raw.decode("utf-8", errors="replace"))
+        for line in lines:
+            parsed = parse_line(line)
             if parsed is None:
                 continue
             step, data = parsed
