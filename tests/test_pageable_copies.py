@@ -85,6 +85,18 @@ def _check(
     return got
 
 
+def import_error(*modules: str) -> str:
+    """Code for `_check`: import `modules` in order and print the ImportError's text (None where all import)."""
+    imports = "".join(f"    import {m}\n" for m in modules)
+    return f"""
+import json
+try:
+{imports}    print(json.dumps({{"error": None}}))
+except ImportError as exc:
+    print(json.dumps({{"error": str(exc)}}))
+"""
+
+
 def test_without_the_module_verl_and_vllm_run_as_they_are(tmp_path: Path) -> None:
     pytest.importorskip("verl")
     got = _check(tmp_path, None)
@@ -137,16 +149,9 @@ print(json.dumps({"other": finder.find_spec("json", None) is None,
 
 def test_a_module_without_the_names_it_patches_fails_its_import(tmp_path: Path) -> None:
     # a vLLM whose cumem lost PIN_MEMORY would back up pinned while the cell reads as pageable: the import fails
-    code = """
-import json
-import suite.run.pageable_copies
-try:
-    import vllm.device_allocator.cumem
-    print(json.dumps({"error": None}))
-except ImportError as exc:
-    print(json.dumps({"error": str(exc)}))
-"""
-    got = _check(tmp_path, None, code, cumem="OTHER = 1\n")
+    got = _check(
+        tmp_path, None, import_error("suite.run.pageable_copies", "vllm.device_allocator.cumem"), cumem="OTHER = 1\n"
+    )
     assert got["error"].startswith("pageable_host_copies: vllm.device_allocator.cumem has no PIN_MEMORY")
     assert got["announced"] == []
 

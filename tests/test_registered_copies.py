@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from test_pageable_copies import FAKE_CUMEM, HEAD, ROOT, _check
+from test_pageable_copies import FAKE_CUMEM, HEAD, ROOT, _check, import_error
 
 from suite.errors import InputError
 from suite.matrix import parse_matrix
@@ -225,14 +225,7 @@ def test_the_model_offload_keeps_each_parameter_in_its_buffer_step_after_step() 
 
 # the stand-in of test_pageable_copies with what the registered patch needs of vLLM's cumem module
 CUMEM_STANDIN = FAKE_CUMEM + "import torch\nclass CuMemAllocator:\n    pass\n"
-LACKING = """
-import json
-try:
-    import verl.utils.fsdp_utils, vllm.device_allocator.cumem
-    print(json.dumps({"error": None}))
-except ImportError as exc:
-    print(json.dumps({"error": str(exc)}))
-"""
+LACKING = import_error("verl.utils.fsdp_utils", "vllm.device_allocator.cumem")
 
 
 def test_registered_mode_through_verls_hook(tmp_path: Path) -> None:
@@ -342,14 +335,7 @@ def test_a_backup_still_held_is_never_handed_out_again(tmp_path: Path) -> None:
 
 
 def test_an_unknown_mode_fails_the_import_with_the_allowed_values(tmp_path: Path) -> None:
-    code = """
-import json
-try:
-    import suite.run.pageable_copies
-    print(json.dumps({"error": None}))
-except ImportError as exc:
-    print(json.dumps({"error": str(exc)}))
-"""
+    code = import_error("suite.run.pageable_copies")
     got = _check(tmp_path, None, code, extra_env={FSDP_COPIES_ENV: "locked"})
     assert (
         got["error"]
