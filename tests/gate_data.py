@@ -24,6 +24,9 @@ from suite.results.sentinels import PROBS_DIFF_MEAN  # noqa: E402
 
 REAL_BASELINES = ROOT / "baselines" / "h100"
 GATE_MATRICES = ("h100-1gpu-graphs", "h100-1gpu-oom")
+# The host-memory tests' data: the 7B cells of 2026-12-06 (1x H100), whose runs recorded their process tree's
+# host peak (the 2026-11-28 cells predate the host sampler)
+HOST_MATRIX = "h100-1gpu-7b-fa"
 
 
 def real_baseline_paths() -> list[Path]:
@@ -40,6 +43,16 @@ def base_results() -> list[list[Result]]:
     if not real:
         raise RuntimeError(f"no committed baselines under {REAL_BASELINES}: the gate tests are built on them")
     return real
+
+
+def host_results() -> list[list[Result]]:
+    """Per cell of HOST_MATRIX, the runs of its committed baseline: the recipe (offloaded, ~109 GiB of host
+    memory) first, then the cell without offload (~54 GiB)."""
+    runs = [read_baseline(p).results for p in sorted((REAL_BASELINES / HOST_MATRIX).rglob("*.json"))]
+    runs = [r for r in runs if r[0].status == "ok" and r[0].host_peak_memory_gb is not None]
+    if len(runs) < 2:
+        raise RuntimeError(f"no committed baselines with host peaks under {REAL_BASELINES / HOST_MATRIX}")
+    return sorted(runs, key=lambda r: -(r[0].host_peak_memory_gb or 0.0))
 
 
 def with_runs(runs: list[Result], n: int = 3, seed: int = 20261128) -> list[Result]:
@@ -65,6 +78,16 @@ def scaled(run: Result, factor: float, *, memory_gb: float = 0.0) -> Result:
     ]
     peaks = [p + memory_gb for p in run.peak_memory_gb]
     return run.model_copy(update={"steps": steps, "peak_memory_gb": peaks})
+
+
+def host_shifted(run: Result, gib: float, *, system_fraction: float | None = None) -> Result:
+    """The same run with its process tree's host peak + gib (and the host's used peak at `system_fraction` of its
+    total, when given)."""
+    assert run.host_peak_memory_gb is not None and run.host_memory_total_gb is not None
+    update: dict = {"host_peak_memory_gb": round(run.host_peak_memory_gb + gib, 3)}
+    if system_fraction is not None:
+        update["host_system_peak_memory_gb"] = round(system_fraction * run.host_memory_total_gb, 3)
+    return run.model_copy(update=update)
 
 
 def drifted(run: Result, factor: float, key: str = PROBS_DIFF_MEAN, value: float | None = None) -> Result:

@@ -303,6 +303,7 @@ def test_the_guard_stops_the_cell_at_once_and_records_oom(tmp_path: Path, monkey
     t0 = time.monotonic()
     r, data = _run(HostRuntime(grace_s=5.0, poll_s=0.05, host_memory_guard=f"{below_now:.4f}"), tmp_path, cell)
     assert r.status == "oom" and data["status"] == "oom"
+    assert r.oom_kind == "host-guard" and data["oom_kind"] == "host-guard"  # the host's memory, for the gate
     assert f"host_memory_guard={float(f'{below_now:.4f}'):g}" in r.reason and "stopped to keep the host" in r.reason
     assert "GiB used" in r.reason and "last step:" in r.reason
     assert time.monotonic() - t0 < 20  # not the 200 steps x 0.1 s the cell would have run, nor the 5 s grace

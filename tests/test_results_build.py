@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from suite.results.build import CellInfo, Observation, build_result, outcome
-from suite.results.schema import Provenance
+from suite.results.build import CellInfo, Observation, Outcome, build_result, outcome
+from suite.results.schema import Provenance, Result
 from suite.telemetry.nvml import MemorySamples
 
 
@@ -114,12 +114,35 @@ def test_forced_status_wins_and_exit_zero_without_steps_is_noted(tmp_path):
 
 
 def test_unknown_exit_code_is_inferred_from_the_log():
-    assert outcome(Observation(), ["step 1", "done"]) == ("ok", None)
-    assert outcome(Observation(), ["CUDA out of memory. Tried"])[0] == "oom"
-    status, reason = outcome(
-        Observation(), ["Traceback (most recent call last):", '  File "x", line 1', "KeyError: 'actor'"]
-    )
-    assert (status, reason) == ("crash", "KeyError: 'actor'")
+    assert outcome(Observation(), ["step 1", "done"]) == Outcome("ok")
+    assert outcome(Observation(), ["CUDA out of memory. Tried"]) == Outcome("oom", "CUDA out of memory. Tried", "cuda")
+    out = outcome(Observation(), ["Traceback (most recent call last):", '  File "x", line 1', "KeyError: 'actor'"])
+    assert out == Outcome("crash", "KeyError: 'actor'")
+
+
+RAY_OOM = (
+    "ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory. "
+    "Memory on the node (IP: 10.0.0.2) was 118.2GB / 125.0GB (0.9456), which exceeds the memory usage threshold 0.95"
+)
+
+
+@pytest.mark.parametrize(
+    ("lines", "kind"),
+    [
+        (["torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 78.82 GiB"], "cuda"),
+        (["ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`"], "kv-cache"),
+        ([RAY_OOM], "ray"),
+    ],
+)
+def test_an_oom_result_says_which_memory_ran_out(tmp_path, lines, kind):
+    log = tmp_path / "log.txt"
+    log.write_text("\n".join(["step 1", *lines]) + "\n")
+    for obs in (Observation(log_path=log, exit_code=1), Observation(log_path=log)):  # run, and ingest
+        r = build_result(info(), obs, Provenance())
+        assert (r.status, r.oom_kind) == ("oom", kind)
+        assert Result.model_validate_json(r.to_json()).oom_kind == kind
+    crash = build_result(info(), Observation(exit_code=1, status="timeout", reason="900 s"), Provenance())
+    assert crash.oom_kind is None
 
 
 @pytest.mark.parametrize(

@@ -221,3 +221,27 @@ class Choice(RuntimeOptions):
     mode: Literal["a", "b"] = "a"
     count: int = 0
     label: str | None = None
+
+
+def test_an_oom_a_runtime_decides_records_which_memory_ran_out(tmp_path: Path) -> None:
+    class Guarded(FakeRuntime):  # as the host runtime's host_memory_guard does
+        def guard(self, job: FakeJob) -> Stopped | None:
+            return Stopped("oom", "host memory 120.0 of 125.0 GiB used", "host-guard")
+
+    cell = fake_cell("guarded", out_dir=tmp_path)
+    r = Guarded(run_s=30).run_cell(cell, tmp_path / cell.full_id)
+    assert (r.status, r.oom_kind) == ("oom", "host-guard")
+    assert r.reason == "host memory 120.0 of 125.0 GiB used (fake job stopped; last step: 2)"
+    assert read_result(tmp_path / cell.full_id / "result.json").oom_kind == "host-guard"
+
+    class Killed(FakeRuntime):  # as Slurm's OUT_OF_MEMORY end state without a result does
+        def fetch(self, job: FakeJob, stopped: Stopped | None) -> Result | NoResult:
+            return NoResult("job ended OUT_OF_MEMORY without a result", "oom", 137, oom_kind="slurm")
+
+    cell = fake_cell("killed", out_dir=tmp_path)
+    r = Killed().run_cell(cell, tmp_path / cell.full_id)
+    assert (r.status, r.oom_kind, r.reason) == ("oom", "slurm", "job ended OUT_OF_MEMORY without a result")
+    # a timeout is not an oom of any memory
+    cell = fake_cell("slow", out_dir=tmp_path)
+    r = FakeRuntime(run_s=30).run_cell(cell, tmp_path / cell.full_id, timeout_s=0.1)
+    assert (r.status, r.oom_kind) == ("timeout", None)

@@ -7,8 +7,9 @@ largest deviation observed, times a safety factor), the tolerance of a cell is
 
     factor x max over runs |run value / median run value - 1|       (throughput, a fraction)
     factor x max over runs |run peak - median run peak|              (NVML peak of the worst GPU, GiB)
+    factor x max over runs |run host peak - median run host peak|    (the process tree's host RSS peak, GiB)
 
-never below `[calibration] throughput_floor` / `memory_floor_gib`, from at least `min_runs` ok runs. The run
+never below `[calibration] throughput_floor` / `memory_floor_gib` / `host_memory_floor_gib`, from at least `min_runs` ok runs. The run
 value is the run's window throughput (its measured tokens over its measured seconds). The gate uses a
 cell's calibration where present and the thresholds file otherwise, and says which.
 """
@@ -47,6 +48,8 @@ def calibrate(baseline: Baseline, settings: CalibrationSettings, at: str) -> Out
     peaks = [p for r in ok if (p := r.peak_memory_worst_gb) is not None]
     t_tol = max(settings.factor * _spread(tput, relative=True), settings.throughput_floor)
     m_tol = max(settings.factor * _spread(peaks, relative=False), settings.memory_floor_gib) if peaks else None
+    host = [p for r in ok if (p := r.host_peak_memory_gb) is not None]
+    h_tol = max(settings.factor * _spread(host, relative=False), settings.host_memory_floor_gib) if host else None
     calibration = Calibration(
         calibrated_at=at,
         runs=len(tput),
@@ -55,9 +58,12 @@ def calibrate(baseline: Baseline, settings: CalibrationSettings, at: str) -> Out
         memory_tolerance_gib=round(m_tol if m_tol is not None else settings.memory_floor_gib, 4),
         throughput_runs=[round(v, 3) for v in tput],
         memory_runs=[round(v, 3) for v in peaks],
+        host_memory_tolerance_gib=round(h_tol, 4) if h_tol is not None else None,
+        host_memory_runs=[round(v, 3) for v in host],
     )
     mem = f"memory ±{calibration.memory_tolerance_gib:.2f} GiB" if peaks else "memory: no NVML peak (floor used)"
+    hmem = f", host memory ±{h_tol:.2f} GiB" if h_tol is not None else ""
     return Outcome(
         calibration,
-        f"throughput ±{calibration.throughput_tolerance:.2%}, {mem} from {calibration.runs} runs",
+        f"throughput ±{calibration.throughput_tolerance:.2%}, {mem}{hmem} from {calibration.runs} runs",
     )

@@ -29,6 +29,9 @@ class PooledCell:
     time_per_step: tuple[float, ...]
     response_length: tuple[float, ...]
     peak_memory_worst_gb: float | None  # worst GPU of the worst run
+    host_peak_gb: float | None = None  # the process tree's host peak (RSS) of the worst run
+    # the host's used memory at its peak over its total, of the run where that fraction is highest
+    host_system_fraction: float | None = None
     accuracy: dict[str, PooledAccuracy] = field(default_factory=dict)
     # per measured step, prompt + response tokens over all GPUs (perf/total_num_tokens); None where verl
     # logged none. With time_per_step it gives the window throughput (`window_throughput`).
@@ -62,6 +65,12 @@ def pool(runs: Sequence[Result]) -> PooledCell:
     ok_runs = [r for r in runs if r.status == "ok"]
     steps = [s for r in ok_runs for s in r.measured_steps()]
     peaks = [r.peak_memory_worst_gb for r in runs if r.peak_memory_worst_gb is not None]
+    host = [r.host_peak_memory_gb for r in runs if r.host_peak_memory_gb is not None]
+    used = [
+        r.host_system_peak_memory_gb / r.host_memory_total_gb
+        for r in runs
+        if r.host_system_peak_memory_gb is not None and r.host_memory_total_gb
+    ]
     return PooledCell(
         id=runs[0].id,
         runs=tuple(runs),
@@ -71,6 +80,8 @@ def pool(runs: Sequence[Result]) -> PooledCell:
         time_per_step=tuple(s.time_per_step for s in steps),
         response_length=tuple(s.response_length_mean for s in steps),
         peak_memory_worst_gb=max(peaks) if peaks else None,
+        host_peak_gb=max(host) if host else None,
+        host_system_fraction=max(used) if used else None,
         accuracy=_pool_accuracy(ok_runs),
         tokens=tuple(s.total_num_tokens for s in steps),
         n_gpus=runs[0].n_gpus,

@@ -23,6 +23,7 @@ from suite.gate.config import (
     CellThresholds,
     GateConfig,
     GateSettings,
+    HostMemoryThresholds,
     MemoryThresholds,
     ThroughputThresholds,
 )
@@ -32,7 +33,7 @@ from suite.gate.reference import CellRatios, cell_ratios, compared, find_referen
 from suite.gate.sentinel import adapter_note, rope_note, sentinel_outcome
 from suite.gate.store import Key, index_baselines, label
 from suite.results.baseline import Baseline
-from suite.results.schema import Result
+from suite.results.schema import HOST_OOM_KINDS, Result
 from suite.results.sentinels import PROBS_DIFF_MEAN as MISMATCH_KEY
 
 Verdict = Literal["improved", "unchanged", "suspicious", "regressed", "new", "missing", "failed"]
@@ -46,7 +47,7 @@ VERSION_KEYS = ("verl", "vllm", "torch", "ray", "transformers", "megatron-core")
 @dataclass(frozen=True)
 class Comparison:
     cell: str
-    metric: str  # status | throughput | memory | accuracy:<name>
+    metric: str  # status | throughput | memory | host_memory | accuracy:<name> | sentinel:logprob
     verdict: Verdict
     regression: bool
     change: str = ""
@@ -67,6 +68,7 @@ class Comparison:
     reference_source: str = ""  # "current": the reference ran in this gate's results; "baseline": its stored one
     throughput_vs_reference: float | None = None
     peak_memory_vs_reference: float | None = None
+    host_memory_vs_reference: float | None = None
     # objective axes in which the cell differs from its reference: its ratios compare other work
     reference_objective_differences: tuple[str, ...] = ()
     # packages whose versions differ from the reference's run: its ratios measure the stack too
@@ -188,13 +190,22 @@ class Tolerances:
     memory: MemoryThresholds
     source: str  # "thresholds" | "calibration (N runs)"
     memory_gib: float | None = None  # calibrated memory tolerance; None: from `memory` (rel/abs)
+    host_memory: HostMemoryThresholds | None = None
+    host_memory_gib: float | None = None  # calibrated; None: from `host_memory` (rel/abs)
 
 
 def tolerances(baseline: Baseline, th: CellThresholds) -> Tolerances:
     cal = baseline.calibration
     if cal is None:
-        return Tolerances(th.throughput.min_effect, th.memory, "thresholds")
-    return Tolerances(cal.throughput_tolerance, th.memory, f"calibration ({cal.runs} runs)", cal.memory_tolerance_gib)
+        return Tolerances(th.throughput.min_effect, th.memory, "thresholds", host_memory=th.host_memory)
+    return Tolerances(
+        cal.throughput_tolerance,
+        th.memory,
+        f"calibration ({cal.runs} runs)",
+        cal.memory_tolerance_gib,
+        th.host_memory,
+        cal.host_memory_tolerance_gib,
+    )
 
 
 def _window(cell: PooledCell) -> Window:
@@ -281,6 +292,50 @@ def _memory_row(cur: PooledCell, base: PooledCell, tolerances: Tolerances) -> Co
         estimate=c - b,
         tolerance=tol,
         tolerance_source=source,
+    )
+
+
+def _host_memory_row(cur: PooledCell, base: PooledCell, tolerances: Tolerances) -> Comparison | None:
+    if cur.host_peak_gb is None or base.host_peak_gb is None or tolerances.host_memory is None:
+        return None
+    c, b, th = cur.host_peak_gb, base.host_peak_gb, tolerances.host_memory
+    verdict, tol = memory_verdict(c, b, th, tolerances.host_memory_gib)
+    source = tolerances.source if tolerances.host_memory_gib is not None else "thresholds"
+    detail = f"host peak of the process tree (RSS); tolerance ±{tol:.2f} GiB ({source})"
+    if cur.host_system_fraction is not None and cur.host_system_fraction >= th.warn_fraction:
+        detail += (
+            f"; the host's used memory peaked at {cur.host_system_fraction * 100:.0f} % of its total "
+            f"(over {th.warn_fraction * 100:.0f} %; Ray's OOM monitor kills at 95 %)"
+        )
+    return Comparison(
+        cell=cur.id,
+        metric="host_memory",
+        verdict=verdict,
+        regression=verdict == "regressed",
+        change=f"{c - b:+.2f} GiB ({(c / b - 1) * 100 if b else 0.0:+.1f} %)",
+        baseline=f"{b:.2f} GiB",
+        current=f"{c:.2f} GiB",
+        detail=detail,
+        estimate=c - b,
+        tolerance=tol,
+        tolerance_source=source,
+    )
+
+
+def _oom_row(cur: PooledCell, base: PooledCell) -> Comparison:
+    """ok -> oom: a memory regression whatever the speed; the host's when Ray's OOM monitor killed the run."""
+    oom = next((r for r in cur.runs if r.status == "oom"), cur.first)
+    host = oom.oom_kind in HOST_OOM_KINDS
+    was = base.host_peak_gb if host else base.peak_memory_worst_gb
+    return Comparison(
+        cur.id,
+        "host_memory" if host else "memory",
+        "regressed",
+        True,
+        "ok -> oom",
+        f"{was or 0:.2f} GiB",
+        "oom",
+        cur.reason or "",
     )
 
 
@@ -491,18 +546,7 @@ def compare(
         _versions(cur, base, report.versions)
         rows = _status_rows(cur, base)
         if cur.status == "oom" and base.status == "ok":
-            rows.append(
-                Comparison(
-                    cell_id,
-                    "memory",
-                    "regressed",
-                    True,
-                    "ok -> oom",
-                    f"{base.peak_memory_worst_gb or 0:.2f} GiB",
-                    "oom",
-                    cur.reason or "",
-                )
-            )
+            rows.append(_oom_row(cur, base))
         sentinel = _sentinel_row(runs, baseline.results, th)
         if sentinel is None:
             report.notes.append(f"{name}: no rollout/actor mismatch recorded (verl's {MISMATCH_KEY}); not checked")
@@ -539,6 +583,12 @@ def compare(
             report.notes.append(f"{name}: no NVML peak memory on one side; memory not compared")
         else:
             rows.append(mem)
+        host = _host_memory_row(cur, base, tol)
+        if host is not None:
+            rows.append(host)
+        elif (cur.host_peak_gb is None) != (base.host_peak_gb is None):
+            side = "result" if cur.host_peak_gb is None else "baseline"
+            report.notes.append(f"{name}: no host peak of the process tree in the {side}; host memory not compared")
         rows += _accuracy_rows(cur, base, th.accuracy, config.gate.ci_level, report.notes)
         rows = _with_streaks(rows, baseline, runs, config.gate.consecutive)
         report.rows += [replace(r, matrix=matrix, gpu=gpu) for r in rows]
@@ -610,6 +660,7 @@ def _with_reference(
                 reference_source=c.reference.source,
                 throughput_vs_reference=c.throughput,
                 peak_memory_vs_reference=c.peak_memory,
+                host_memory_vs_reference=c.host_memory,
                 reference_objective_differences=c.objective_differences,
                 reference_stack_differences=c.stack_differences,
             )

@@ -15,8 +15,8 @@ from suite.errors import InputError
 EffectRule = Literal["interval", "estimate"]
 Measure = Literal["window", "step"]
 DEFAULT_FILE = "thresholds.toml"
-TABLES = ("gate", "throughput", "memory", "accuracy", "sentinel", "calibration", "override")
-PER_CELL = ("throughput", "memory", "accuracy", "sentinel")
+TABLES = ("gate", "throughput", "memory", "host_memory", "accuracy", "sentinel", "calibration", "override")
+PER_CELL = ("throughput", "memory", "host_memory", "accuracy", "sentinel")
 
 
 class _Section(BaseModel):
@@ -44,6 +44,12 @@ class MemoryThresholds(_Section):
     abs_tolerance_gib: float = Field(ge=0.0)
 
 
+class HostMemoryThresholds(MemoryThresholds):
+    # the fraction of the host's memory at which a cell is named as close to being killed (Ray's OOM monitor
+    # kills at 0.95 of it by default)
+    warn_fraction: float = Field(0.9, gt=0.0, le=1.0)
+
+
 class AccuracyThresholds(_Section):
     alpha: float = Field(gt=0.0, lt=0.5)
     min_drop: float = Field(ge=0.0, lt=1.0)
@@ -63,11 +69,13 @@ class CalibrationSettings(_Section):
     min_runs: int = Field(ge=2)
     throughput_floor: float = Field(ge=0.0, lt=1.0)
     memory_floor_gib: float = Field(ge=0.0)
+    host_memory_floor_gib: float = Field(0.5, ge=0.0)
 
 
 class CellThresholds(_Section):
     throughput: ThroughputThresholds
     memory: MemoryThresholds
+    host_memory: HostMemoryThresholds
     accuracy: AccuracyThresholds
     sentinel: SentinelThresholds
 
@@ -76,6 +84,7 @@ class Override(_Section):
     cells: list[str] = Field(min_length=1)
     throughput: dict[str, Any] = Field(default_factory=dict)
     memory: dict[str, Any] = Field(default_factory=dict)
+    host_memory: dict[str, Any] = Field(default_factory=dict)
     accuracy: dict[str, Any] = Field(default_factory=dict)
     sentinel: dict[str, Any] = Field(default_factory=dict)
 
@@ -89,6 +98,7 @@ class GateConfig(_Section):
     gate: GateSettings
     throughput: ThroughputThresholds
     memory: MemoryThresholds
+    host_memory: HostMemoryThresholds
     accuracy: AccuracyThresholds
     sentinel: SentinelThresholds
     calibration: CalibrationSettings

@@ -23,7 +23,7 @@ from suite.results.baseline import Baseline, GatedEntry, HistoryRun, write_basel
 from suite.results.schema import Result
 
 # Metrics whose violation waits for a second one; a failed status or a sentinel fails at once.
-STREAK_METRICS = ("throughput", "memory", "accuracy:")
+STREAK_METRICS = ("throughput", "memory", "host_memory", "accuracy:")
 
 
 def waits(metric: str) -> bool:
@@ -116,6 +116,7 @@ class Point:
     verdicts: dict[str, str] = field(default_factory=dict)
     violations: tuple[str, ...] = ()
     current: bool = False  # promoted: the baseline in the store now
+    host_peak_memory_gb: float | None = None  # the process tree's host peak, worst run
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -126,6 +127,7 @@ def _median(values: Sequence[float | None]) -> float | None:
 def _point(at: str, kind: str, runs: Sequence[HistoryRun], **extra: object) -> Point:
     sums = [r.summary for r in runs]
     peaks = [s.peak_memory_worst_gb for s in sums if s.peak_memory_worst_gb is not None]
+    host = [s.host_peak_memory_gb for s in sums if s.host_peak_memory_gb is not None]
     return Point(
         at=at,
         kind=kind,
@@ -136,6 +138,7 @@ def _point(at: str, kind: str, runs: Sequence[HistoryRun], **extra: object) -> P
         ),
         peak_memory_gb=max(peaks) if peaks else None,
         probs_diff_mean=_median([s.probs_diff_mean for s in sums]),
+        host_peak_memory_gb=max(host) if host else None,
         **extra,  # type: ignore[arg-type]
     )
 

@@ -69,6 +69,7 @@ class Reference:
     matrix: str = ""  # the matrix it is a cell of
     argv: tuple[str, ...] = ()  # its verl command: its objective settings, when compared across matrices
     stack: Stack = ({}, None)  # its first run's versions and packages looked up: which stack it was measured on
+    host_peak_gb: float | None = None  # its process tree's host peak (None unless status ok, or not recorded)
 
     def objective(self) -> Mapping[str, object]:
         return command_objective(self.argv)
@@ -83,13 +84,15 @@ class CellRatios:
     objective_differences: tuple[str, ...] = ()
     # packages whose versions differ from the reference's (provenance.version_differences): another stack
     stack_differences: str | None = None
+    host_memory: float | None = None  # current host peak of the process tree / the reference's
 
 
-def _values(cell: PooledCell) -> tuple[float | None, float | None]:
-    # A failed run's throughput and peak (an OOM dies at the limit) are not what the cell costs.
+def _values(cell: PooledCell) -> tuple[float | None, float | None, float | None]:
+    """(median throughput, NVML peak, host peak). A failed run's (an OOM dies at the limit) are not what the
+    cell costs."""
     if cell.status != "ok":
-        return None, None
-    return median(cell.throughput), cell.peak_memory_worst_gb
+        return None, None, None
+    return median(cell.throughput), cell.peak_memory_worst_gb, cell.host_peak_gb
 
 
 def find_reference(
@@ -116,19 +119,21 @@ def find_reference(
 def _reference(ref_id: str, source: Source, runs: Sequence[Result], where: str) -> Reference:
     """The reference pooled over its runs; what it is (axes, matrix, command, stack) read off the first."""
     cell = pool(runs)
-    tput, peak = _values(cell)
+    tput, peak, host = _values(cell)
     got = runs[0]
     prov = got.provenance
     return Reference(
-        ref_id, source, cell.status, tput, peak, got.axes, where, got.matrix, tuple(prov.argv), run_stack(prov)
+        ref_id, source, cell.status, tput, peak, got.axes, where, got.matrix, tuple(prov.argv), run_stack(prov), host
     )
 
 
 def cell_ratios(runs: Sequence[Result], ref: Reference) -> CellRatios:
-    tput, peak = _values(pool(runs))
+    tput, peak, host = _values(pool(runs))
     diff = objective_differences(*compared(runs[0], ref))
     stacks = version_differences([run_stack(runs[0].provenance), ref.stack])
-    return CellRatios(ref, ratio(tput, ref.throughput), ratio(peak, ref.peak_memory_gb), diff, stacks)
+    return CellRatios(
+        ref, ratio(tput, ref.throughput), ratio(peak, ref.peak_memory_gb), diff, stacks, ratio(host, ref.host_peak_gb)
+    )
 
 
 # what a ratio between two software stacks is marked with, in the report's tables and the gate's

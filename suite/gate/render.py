@@ -59,23 +59,26 @@ def _headers(report: GateReport) -> list[str]:
 
 
 def vs_reference(row: Comparison, *, tag_baseline: bool) -> str:
-    """The ratio a row shows: its metric's (throughput or memory); on a cell's only row (new, or status
-    improved to ok, where no throughput row follows) both; nothing on failed, missing or accuracy rows."""
+    """The ratio a row shows: its metric's (throughput, memory or host memory); on a cell's only row (new, or
+    status improved to ok, where no throughput row follows) all of them; nothing on failed, missing or accuracy rows."""
     if not row.reference:
         return ""
     tput, mem = ratio_text(row.throughput_vs_reference), ratio_text(row.peak_memory_vs_reference)
+    host = ratio_text(row.host_memory_vs_reference)
     if row.metric == "throughput":
         text = tput or ""
     elif row.metric == "memory":
         text = mem or ""
+    elif row.metric == "host_memory":
+        text = host or ""
     elif row.metric in ("all", "status") and row.verdict in ("new", "improved"):
-        text = ", ".join(f"{name} {v}" for name, v in (("tokens/s", tput), ("peak", mem)) if v)
+        text = ", ".join(f"{name} {v}" for name, v in (("tokens/s", tput), ("peak", mem), ("host", host)) if v)
     else:
         return ""
     if not text:
         return ""
     if row.cell == row.reference:
-        text = "x1.00 (ref)" if row.metric in ("throughput", "memory") else "ref"
+        text = "x1.00 (ref)" if row.metric in ("throughput", "memory", "host_memory") else "ref"
     else:
         text += f" {MARK}" * bool(row.reference_objective_differences)
         text += f" {STACK_MARK}" * bool(row.reference_stack_differences)
@@ -153,8 +156,9 @@ def render_markdown(report: GateReport) -> str:
     lines += [
         "",
         f"<sub>throughput: tokens/s/GPU after warm-up (over the measured window, or the median step: the detail "
-        f"says which), change with bootstrap 95 % interval, one-sided Mann-Whitney U on per-step tokens/s; memory: NVML peak of the worst GPU; accuracy: pass@1; sentinel:logprob: verl's "
-        f"rollout vs actor probability difference. Thresholds: "
+        "says which), change with bootstrap 95 % interval, one-sided Mann-Whitney U on per-step tokens/s; memory: "
+        "NVML peak of the worst GPU; host_memory: the process tree's host peak (RSS); accuracy: pass@1; "
+        "sentinel:logprob: verl's rollout vs actor probability difference. Thresholds: "
         f"`{report.config_source}`. Exit code {report.exit_code}.</sub>",
     ]
     return "\n".join(lines) + "\n"
@@ -191,17 +195,19 @@ def render_history(path: Path, baseline: Baseline, points: list[Point]) -> str:
             p.steps,
             _num(p.throughput, ".1f"),
             _num(p.peak_memory_gb, ".2f"),
+            _num(p.host_peak_memory_gb, ".2f"),
             _num(p.probs_diff_mean, ".3g"),
             ", ".join(f"{m} {v}" for m, v in sorted(p.verdicts.items()) if v != "unchanged")
             or ("-" if p.verdicts else ""),
         ]
         for p in points
     ]
-    headers = ["when", "kind", "runs", "steps", "tok/s/GPU (window)", "peak GiB", "probs diff", "verdicts"]
+    headers = ["when", "kind", "runs", "steps", "tok/s/GPU (window)", "peak GiB", "host GiB", "probs diff", "verdicts"]
     cal = baseline.calibration
+    host = f", host memory ±{cal.host_memory_tolerance_gib:.2f} GiB" if cal and cal.host_memory_tolerance_gib else ""
     foot = (
         f"calibrated {cal.calibrated_at} from {cal.runs} runs: throughput ±{cal.throughput_tolerance:.2%}, "
-        f"memory ±{cal.memory_tolerance_gib:.2f} GiB"
+        f"memory ±{cal.memory_tolerance_gib:.2f} GiB{host}"
         if cal
         else "not calibrated (thresholds file tolerances)"
     )

@@ -50,6 +50,7 @@ def summarize(result: Result) -> RunSummary:
         time_per_step_median=median(cell.time_per_step),
         response_length_median=median(cell.response_length),
         peak_memory_worst_gb=cell.peak_memory_worst_gb,
+        host_peak_memory_gb=cell.host_peak_gb,
         accuracy={k: {"correct": v.correct, "total": v.total} for k, v in result.accuracy.items()},
         throughput_window=window_throughput([result]) if result.status == "ok" else None,
         probs_diff_mean=probs_diff_median(result),

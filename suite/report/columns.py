@@ -406,13 +406,24 @@ def history_table(points: Sequence[Point]) -> Table:
             str(p.steps),
             num(p.throughput),
             num(p.peak_memory_gb),
+            num(p.host_peak_memory_gb),
             f"{p.probs_diff_mean:.3g}" if p.probs_diff_mean is not None else DASH,
             ", ".join(f"{m} {v}" for m, v in sorted(p.verdicts.items()) if v != "unchanged") or DASH,
         ]
         for p in points
     ]
-    headers = ["when", "entry", "runs", "steps", "tokens/s/GPU (window)", "NVML peak (GiB)", "probs diff", "verdicts"]
-    return Table(headers, rows, [False, False, True, True, True, True, True, False])
+    headers = [
+        "when",
+        "entry",
+        "runs",
+        "steps",
+        "tokens/s/GPU (window)",
+        "NVML peak (GiB)",
+        "host peak (GiB)",
+        "probs diff",
+        "verdicts",
+    ]
+    return Table(headers, rows, [False, False, True, True, True, True, True, True, False])
 
 
 PLANNED_NOTE = (

@@ -40,6 +40,7 @@ class RunSummary(_Model):
     time_per_step_median: float | None = None
     response_length_median: float | None = None
     peak_memory_worst_gb: float | None = None
+    host_peak_memory_gb: float | None = Field(default=None, description="the process tree's host peak (RSS), GiB")
     accuracy: dict[str, dict[str, int]] = Field(default_factory=dict)
     throughput_window: float | None = Field(
         default=None, description="measured tokens / (measured seconds x GPUs): the run's whole measured window"
@@ -82,6 +83,12 @@ class Calibration(_Model):
     memory_tolerance_gib: float = Field(ge=0)
     throughput_runs: list[float] = Field(description="each run's window throughput, tokens/s/GPU")
     memory_runs: list[float] = Field(default_factory=list, description="each run's NVML peak (worst GPU), GiB")
+    host_memory_tolerance_gib: float | None = Field(
+        default=None, ge=0, description="None: no run recorded its process tree's host peak (the thresholds apply)"
+    )
+    host_memory_runs: list[float] = Field(
+        default_factory=list, description="each run's host peak of its process tree (RSS), GiB"
+    )
 
 
 class Baseline(_Model):

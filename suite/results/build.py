@@ -75,6 +75,7 @@ class Observation:
     exit_code: int | None = None
     status: str | None = None
     reason: str | None = None
+    oom_kind: str | None = None  # with a forced status oom: which memory ran out (schema.OomKind)
     memory: MemorySamples | None = None
     host_memory: HostMemorySamples | None = None
     wall_s: float | None = None
@@ -91,20 +92,27 @@ def _accuracy_key(metrics: MetricsLog) -> str:
     return sources.pop() if len(sources) == 1 else DEFAULT_ACCURACY_KEY
 
 
-def outcome(obs: Observation, log_lines: list[str]) -> tuple[str, str | None]:
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    reason: str | None = None
+    oom_kind: str | None = None  # for oom: which memory ran out (classify.OOM_PATTERNS' kinds)
+
+
+def outcome(obs: Observation, log_lines: list[str]) -> Outcome:
     if obs.status is not None:
-        return obs.status, obs.reason
+        return Outcome(obs.status, obs.reason, obs.oom_kind if obs.status == "oom" else None)
     if obs.exit_code is not None:
         failure = classify.classify(obs.exit_code, log_lines)
-        return (failure.status, failure.reason) if failure else ("ok", None)
+        return Outcome(failure.status, failure.reason, failure.kind) if failure else Outcome("ok")
     # Unknown exit (ingest): an OOM line or a final traceback in the log means the run failed.
     oom = classify.find_oom(log_lines)
     if oom is not None:
-        return "oom", oom[1]
+        return Outcome("oom", oom[1], oom[0])
     tail = log_lines[-200:]
     if any("Traceback (most recent call last)" in x or "Error executing job" in x for x in tail):
-        return "crash", classify.crash_reason(log_lines) or "traceback in log"
-    return "ok", None
+        return Outcome("crash", classify.crash_reason(log_lines) or "traceback in log")
+    return Outcome("ok")
 
 
 def torch_memory(metrics: MetricsLog) -> TorchMemory:
@@ -190,7 +198,8 @@ def _host_timeline(host: HostMemorySamples | None, start_s: float | None) -> Hos
 def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Result:
     metrics = read_metrics(obs.metrics_path) if obs.metrics_path else MetricsLog()
     log_lines = classify.read_log_lines(obs.log_path) if obs.log_path else []
-    status, reason = outcome(obs, log_lines)
+    out = outcome(obs, log_lines)
+    status, reason = out.status, out.reason
     if status == "ok" and not metrics.steps and obs.status is None:
         reason = "exited 0 but logged no training step"
     after, before, note = accuracies(info, metrics, obs.validation_dir)
@@ -215,6 +224,7 @@ def build_result(info: CellInfo, obs: Observation, provenance: Provenance) -> Re
         axes=dict(info.axes),
         status=status,  # type: ignore[arg-type]
         reason=reason,
+        oom_kind=out.oom_kind,  # type: ignore[arg-type]
         steps=_with_seen(metrics.steps, obs.step_seen_s, _wall(obs)),
         warmup_steps=info.warmup_steps,
         peak_memory_gb=list(mem.peak_gib) if mem else [],

@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SCHEMA_VERSION = 1
 
 Status = Literal["ok", "oom", "crash", "timeout", "interrupted", "invalid", "skipped"]
+# Which memory an oom ran out of: the GPU's (torch / CUDA, vLLM's KV cache check) or the host's (Ray's OOM
+# monitor, the host runtime's host_memory_guard, Slurm's memory limit)
+OomKind = Literal["cuda", "kv-cache", "ray", "host-guard", "slurm"]
+HOST_OOM_KINDS: tuple[OomKind, ...] = ("ray", "host-guard", "slurm")
 FINAL_STATUSES: tuple[str, ...] = ("ok", "oom", "crash", "timeout", "invalid")
 """Statuses after which `--resume` does not re-run a cell. Interrupted cells are re-run, and so are
 skipped ones (not run at all: predicted OOM under --skip-predicted-oom, or GPUs that stayed busy), because
@@ -141,6 +145,12 @@ class Result(_Model):
     )
     status: Status
     reason: str | None = None
+    oom_kind: OomKind | None = Field(
+        default=None,
+        description="for status oom, which memory ran out: the GPU's (cuda: torch / CUDA; kv-cache: vLLM's KV "
+        "cache check) or the host's (ray: Ray's OOM monitor; host-guard: the host runtime's host_memory_guard; "
+        "slurm: the job's memory limit); None for other statuses and results written before it was recorded",
+    )
     steps: list[Step] = Field(default_factory=list)
     warmup_steps: int = Field(0, ge=0)
     peak_memory_gb: list[float] = Field(default_factory=list, description="NVML used, max over the run, per GPU (GiB)")

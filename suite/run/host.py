@@ -229,6 +229,7 @@ class HostRuntime(Runtime[HostJob]):
             "oom",
             f"host memory {used:.1f} of {total:.1f} GiB used, at or above host_memory_guard={g:g}: "
             "stopped to keep the host",
+            "host-guard",
         )
 
     def status(self, job: HostJob) -> State:

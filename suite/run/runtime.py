@@ -69,8 +69,9 @@ class Job:
 class Stopped:
     """Why the lifecycle ended a cell that was still running."""
 
-    status: str  # timeout | interrupted
+    status: str  # timeout | interrupted | oom (a runtime's guard)
     reason: str  # e.g. "timed out after 600 s"
+    oom_kind: str | None = None  # with oom: which memory (suite.results.schema.OomKind)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class NoResult:
     status: str | None = None  # None: classified from the log like any failed run
     exit_code: int | None = None
     log: Path | None = None
+    oom_kind: str | None = None  # with status oom: which memory (suite.results.schema.OomKind)
 
 
 class NotRun(Exception):
@@ -268,7 +270,8 @@ class Runtime(ABC, Generic[J]):
             if stopped is not None:
                 last = max((s.step for s in result.steps), default=last_seen)
                 why = f"{stopped.reason} ({'; '.join([*([note] if note else []), f'last step: {last}'])})"
-                result = result.model_copy(update={"status": stopped.status, "reason": why})
+                update = {"status": stopped.status, "reason": why, "oom_kind": stopped.oom_kind}
+                result = result.model_copy(update=update)
             return result
         reason = f"{stopped.reason} ({note})" if stopped and note else stopped.reason if stopped else fetched.reason
         metrics = cellenv.metrics_path(job.cell, job.cell_dir)
@@ -285,6 +288,7 @@ class Runtime(ABC, Generic[J]):
                 "metrics_path": metrics if metrics.exists() else None,
                 "log_path": log if log.exists() else None,
                 "exit_code": fetched.exit_code,
+                "oom_kind": stopped.oom_kind if stopped else fetched.oom_kind,
             },
         )
         if result.status == "ok":  # the run looked fine, yet its result never came back

@@ -333,6 +333,7 @@ class SlurmRuntime(Runtime[SlurmJob]):
             SLURM_STATUS.get(st.state),
             st.exit_code or 1,
             log if log.exists() else job.cell_dir / f"slurm-{job.job}.out",
+            "slurm" if SLURM_STATUS.get(st.state) == "oom" else None,
         )
 
 
