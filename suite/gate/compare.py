@@ -274,52 +274,55 @@ def memory_verdict(
     return "unchanged", tolerance
 
 
-def _memory_row(cur: PooledCell, base: PooledCell, tolerances: Tolerances) -> Comparison | None:
+def _gib_row(
+    cell: str, metric: str, c: float, b: float, th: MemoryThresholds, calibrated: float | None, t: Tolerances, what: str
+) -> Comparison:
+    """A memory row (NVML or host, GiB): the verdict against the calibrated tolerance or the thresholds'."""
+    verdict, tol = memory_verdict(c, b, th, calibrated)
+    source = t.source if calibrated is not None else "thresholds"
+    return Comparison(
+        cell=cell,
+        metric=metric,
+        verdict=verdict,
+        regression=verdict == "regressed",
+        change=f"{c - b:+.2f} GiB ({(c / b - 1) * 100 if b else 0.0:+.1f} %)",
+        baseline=f"{b:.2f} GiB",
+        current=f"{c:.2f} GiB",
+        detail=f"{what}; tolerance ±{tol:.2f} GiB ({source})",
+        estimate=c - b,
+        tolerance=tol,
+        tolerance_source=source,
+    )
+
+
+def _memory_row(cur: PooledCell, base: PooledCell, t: Tolerances) -> Comparison | None:
     if cur.peak_memory_worst_gb is None or base.peak_memory_worst_gb is None:
         return None
     c, b = cur.peak_memory_worst_gb, base.peak_memory_worst_gb
-    verdict, tol = memory_verdict(c, b, tolerances.memory, tolerances.memory_gib)
-    source = tolerances.source if tolerances.memory_gib is not None else "thresholds"
-    return Comparison(
-        cell=cur.id,
-        metric="memory",
-        verdict=verdict,
-        regression=verdict == "regressed",
-        change=f"{c - b:+.2f} GiB ({(c / b - 1) * 100 if b else 0.0:+.1f} %)",
-        baseline=f"{b:.2f} GiB",
-        current=f"{c:.2f} GiB",
-        detail=f"NVML peak, worst GPU; tolerance ±{tol:.2f} GiB ({source})",
-        estimate=c - b,
-        tolerance=tol,
-        tolerance_source=source,
-    )
+    return _gib_row(cur.id, "memory", c, b, t.memory, t.memory_gib, t, "NVML peak, worst GPU")
 
 
-def _host_memory_row(cur: PooledCell, base: PooledCell, tolerances: Tolerances) -> Comparison | None:
-    if cur.host_peak_gb is None or base.host_peak_gb is None or tolerances.host_memory is None:
+def _host_memory_row(cur: PooledCell, base: PooledCell, t: Tolerances) -> Comparison | None:
+    if cur.host_peak_gb is None or base.host_peak_gb is None or t.host_memory is None:
         return None
-    c, b, th = cur.host_peak_gb, base.host_peak_gb, tolerances.host_memory
-    verdict, tol = memory_verdict(c, b, th, tolerances.host_memory_gib)
-    source = tolerances.source if tolerances.host_memory_gib is not None else "thresholds"
-    detail = f"host peak of the process tree (RSS); tolerance ±{tol:.2f} GiB ({source})"
-    if cur.host_system_fraction is not None and cur.host_system_fraction >= th.warn_fraction:
-        detail += (
-            f"; the host's used memory peaked at {cur.host_system_fraction * 100:.0f} % of its total "
-            f"(over {th.warn_fraction * 100:.0f} %; Ray's OOM monitor kills at 95 %)"
-        )
-    return Comparison(
-        cell=cur.id,
-        metric="host_memory",
-        verdict=verdict,
-        regression=verdict == "regressed",
-        change=f"{c - b:+.2f} GiB ({(c / b - 1) * 100 if b else 0.0:+.1f} %)",
-        baseline=f"{b:.2f} GiB",
-        current=f"{c:.2f} GiB",
-        detail=detail,
-        estimate=c - b,
-        tolerance=tol,
-        tolerance_source=source,
+    th = t.host_memory
+    row = _gib_row(
+        cur.id,
+        "host_memory",
+        cur.host_peak_gb,
+        base.host_peak_gb,
+        th,
+        t.host_memory_gib,
+        t,
+        "host peak of the process tree (RSS)",
     )
+    if cur.host_system_fraction is not None and cur.host_system_fraction >= th.warn_fraction:
+        row = replace(
+            row,
+            detail=f"{row.detail}; the host's used memory peaked at {cur.host_system_fraction * 100:.0f} % of its "
+            f"total (over {th.warn_fraction * 100:.0f} %; Ray's OOM monitor kills at 95 %)",
+        )
+    return row
 
 
 def _oom_row(cur: PooledCell, base: PooledCell) -> Comparison:
