@@ -188,22 +188,22 @@ class Tolerances:
 
     throughput: float  # minimum effect, fraction
     memory: MemoryThresholds
+    host_memory: HostMemoryThresholds
     source: str  # "thresholds" | "calibration (N runs)"
     memory_gib: float | None = None  # calibrated memory tolerance; None: from `memory` (rel/abs)
-    host_memory: HostMemoryThresholds | None = None
     host_memory_gib: float | None = None  # calibrated; None: from `host_memory` (rel/abs)
 
 
 def tolerances(baseline: Baseline, th: CellThresholds) -> Tolerances:
     cal = baseline.calibration
     if cal is None:
-        return Tolerances(th.throughput.min_effect, th.memory, "thresholds", host_memory=th.host_memory)
+        return Tolerances(th.throughput.min_effect, th.memory, th.host_memory, "thresholds")
     return Tolerances(
         cal.throughput_tolerance,
         th.memory,
+        th.host_memory,
         f"calibration ({cal.runs} runs)",
         cal.memory_tolerance_gib,
-        th.host_memory,
         cal.host_memory_tolerance_gib,
     )
 
@@ -275,11 +275,12 @@ def memory_verdict(
 
 
 def _gib_row(
-    cell: str, metric: str, c: float, b: float, th: MemoryThresholds, calibrated: float | None, t: Tolerances, what: str
+    cell: str, metric: str, c: float, b: float, th: MemoryThresholds, calibrated: float | None, cal: str, what: str
 ) -> Comparison:
-    """A memory row (NVML or host, GiB): the verdict against the calibrated tolerance or the thresholds'."""
+    """A memory row (NVML or host, GiB): the verdict against the calibrated tolerance (`cal` names the
+    calibration) or the thresholds'."""
     verdict, tol = memory_verdict(c, b, th, calibrated)
-    source = t.source if calibrated is not None else "thresholds"
+    source = cal if calibrated is not None else "thresholds"
     return Comparison(
         cell=cell,
         metric=metric,
@@ -299,11 +300,11 @@ def _memory_row(cur: PooledCell, base: PooledCell, t: Tolerances) -> Comparison 
     if cur.peak_memory_worst_gb is None or base.peak_memory_worst_gb is None:
         return None
     c, b = cur.peak_memory_worst_gb, base.peak_memory_worst_gb
-    return _gib_row(cur.id, "memory", c, b, t.memory, t.memory_gib, t, "NVML peak, worst GPU")
+    return _gib_row(cur.id, "memory", c, b, t.memory, t.memory_gib, t.source, "NVML peak, worst GPU")
 
 
 def _host_memory_row(cur: PooledCell, base: PooledCell, t: Tolerances) -> Comparison | None:
-    if cur.host_peak_gb is None or base.host_peak_gb is None or t.host_memory is None:
+    if cur.host_peak_gb is None or base.host_peak_gb is None:
         return None
     th = t.host_memory
     row = _gib_row(
@@ -313,7 +314,7 @@ def _host_memory_row(cur: PooledCell, base: PooledCell, t: Tolerances) -> Compar
         base.host_peak_gb,
         th,
         t.host_memory_gib,
-        t,
+        t.source,
         "host peak of the process tree (RSS)",
     )
     if cur.host_system_fraction is not None and cur.host_system_fraction >= th.warn_fraction:
@@ -326,7 +327,8 @@ def _host_memory_row(cur: PooledCell, base: PooledCell, t: Tolerances) -> Compar
 
 
 def _oom_row(cur: PooledCell, base: PooledCell) -> Comparison:
-    """ok -> oom: a memory regression whatever the speed; the host's when Ray's OOM monitor killed the run."""
+    """ok -> oom: a memory regression whatever the speed; the host's when the run's oom_kind says the host's
+    memory ran out (Ray's OOM monitor, the host-memory guard, Slurm's limit), the GPU's otherwise."""
     oom = next((r for r in cur.runs if r.status == "oom"), cur.first)
     host = oom.oom_kind in HOST_OOM_KINDS
     was = base.host_peak_gb if host else base.peak_memory_worst_gb
