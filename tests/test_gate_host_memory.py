@@ -15,7 +15,7 @@ from suite.cli import main
 from suite.gate.calibrate import calibrate
 from suite.gate.config import load_config
 from suite.gate.history import STREAK_METRICS, series
-from suite.results.baseline import read_baseline
+from suite.results.baseline import Baseline, read_baseline
 from suite.results.schema import Result
 
 RAY_OOM = (
@@ -220,10 +220,7 @@ def test_calibration_derives_a_host_tolerance_from_the_runs(tmp_path, capsys, re
 
 def test_no_host_peak_in_any_run_leaves_the_calibration_to_the_thresholds(recipe) -> None:
     joined = [r.model_copy(update={"host_peak_memory_gb": None}) for r in [recipe[0]] * 3]
-    from suite.gate.calibrate import calibrate as cal
-    from suite.results.baseline import Baseline
-
-    out = cal(Baseline(id=joined[0].id, gpu="h100", results=joined), load_config(None).calibration, "t")
+    out = calibrate(Baseline(id=joined[0].id, gpu="h100", results=joined), load_config(None).calibration, "t")
     assert out.calibration is not None and out.calibration.host_memory_tolerance_gib is None
     assert "host memory" not in out.reason
 
