@@ -450,3 +450,120 @@ def test_cli_with_the_kernel_directories(
     assert "triton 3.6.0 (here 3.5.1)" in capsys.readouterr().err
     assert not (tmp_path / "t3").exists()
     assert main(["cache", "import", *again, "--force"]) == 0 and (tmp_path / "t3" / "VV2KLM").is_dir()
+
+
+# -- merging several hosts' exports -------------------------------------------------------------------------
+def host_export(root: Path, files: dict[str, str], versions: dict[str, str | None], gpu: str | None) -> Path:
+    """One host's export: `files` under its vLLM, inductor and Triton directories (paths start with the part's
+    archive name)."""
+    dirs = {"torch_compile_cache": root / "vllm" / "torch_compile_cache", "torchinductor": root / "ind"}
+    dirs["triton"] = root / "tri"
+    for rel, text in files.items():
+        part, rest = rel.split("/", 1)
+        (dirs[part] / rest).parent.mkdir(parents=True, exist_ok=True)
+        (dirs[part] / rest).write_text(text)
+    out = root / "export.tar.xz"
+    cc.export_cache(
+        root / "vllm" if (root / "vllm").exists() else None,
+        out,
+        versions,
+        gpu,
+        inductor_dir=dirs["torchinductor"] if dirs["torchinductor"].exists() else None,
+        triton_dir=dirs["triton"] if dirs["triton"].exists() else None,
+    )
+    return out
+
+
+SHAPE_7B = {
+    "torch_compile_cache/5c50dc54e5/rank_0_0/backbone/computation_graph.py": "7b",
+    "torchinductor/fxgraph/ab/f7b/entry": "7b kernels",
+    "triton/AAAA/flex_attention.cubin": "7b flex",
+}
+SHAPE_14B = {
+    "torch_compile_cache/61dda8241a/rank_0_0/backbone/computation_graph.py": "14b",
+    "torchinductor/fxgraph/cd/f14b/entry": "14b kernels",
+    "triton/AAAA/flex_attention.cubin": "14b flex (another host's copy of the same path)",
+    "triton/BBBB/triton_tem_fused_0.cubin": "14b",
+}
+
+
+def test_merge_keeps_every_hosts_shapes_and_the_first_named_wins_a_shared_path(tmp_path: Path) -> None:
+    a = host_export(tmp_path / "h100", SHAPE_14B, HERE3, "NVIDIA H100 80GB HBM3")
+    b = host_export(tmp_path / "h200", SHAPE_7B, HERE3, "NVIDIA H200")
+    out = tmp_path / "merged.tar.xz"
+    work = tmp_path / "work"
+    done = cc.merge_caches([a, b], out, work)
+    m = done.manifest
+    assert m.entries == ["5c50dc54e5", "61dda8241a"] and m.versions == HERE3
+    assert m.gpu == "NVIDIA H100 80GB HBM3, NVIDIA H200"
+    assert m.parts["torchinductor"].files == 2 and m.parts["triton"].entries == ["AAAA", "BBBB"]
+    assert m.files == 6 and cc.read_manifest(out) == m
+    assert [(p, s.added, s.kept) for p, s in done.inputs] == [(a, 4, 0), (b, 2, 1)]
+    assert [s.manifest for _, s in done.inputs] == [cc.read_manifest(a), cc.read_manifest(b)]
+    dest = fresh_dirs(tmp_path / "fresh")
+    got = cc.import_cache(
+        out, dest["cache_dir"], HERE3, inductor_dir=dest["inductor_dir"], triton_dir=dest["triton_dir"]
+    )
+    assert (got.added, got.kept) == (6, 0)
+    flex = dest["triton_dir"] / "AAAA" / "flex_attention.cubin"
+    assert flex.read_text() == "14b flex (another host's copy of the same path)"
+    graph = dest["cache_dir"] / "torch_compile_cache" / "5c50dc54e5" / "rank_0_0" / "backbone" / "computation_graph.py"
+    assert graph.read_text() == "7b"
+    assert not out.with_name(out.name + ".partial").exists()
+    # the other order: the other host's copy wins
+    cc.merge_caches([b, a], out, tmp_path / "work2")
+    dest2 = fresh_dirs(tmp_path / "fresh2")
+    cc.import_cache(out, dest2["cache_dir"], HERE3, inductor_dir=dest2["inductor_dir"], triton_dir=dest2["triton_dir"])
+    assert (dest2["triton_dir"] / "AAAA" / "flex_attention.cubin").read_text() == "7b flex"
+
+
+def test_merge_into_one_of_its_inputs(tmp_path: Path) -> None:
+    kept = host_export(tmp_path / "kept", SHAPE_7B, HERE3, None)
+    new = host_export(tmp_path / "new", SHAPE_14B, HERE3, None)
+    before = cc.read_manifest(kept)
+    done = cc.merge_caches([kept, new], kept, tmp_path / "work")
+    after = cc.read_manifest(kept)
+    assert before.entries == ["5c50dc54e5"] and after.entries == ["5c50dc54e5", "61dda8241a"]
+    assert after == done.manifest and after.gpu is None and after.files == 6
+
+
+def test_merge_refuses_archives_of_other_software_before_writing(tmp_path: Path) -> None:
+    a = host_export(tmp_path / "a", SHAPE_7B, HERE3, None)
+    b = host_export(tmp_path / "b", SHAPE_14B, {**HERE3, "vllm": "0.26.0"}, None)
+    out = tmp_path / "merged.tar.xz"
+    with pytest.raises(InputError) as err:
+        cc.merge_caches([a, b], out, tmp_path / "work")
+    assert f"vllm: {a} 0.25.1, {b} 0.26.0" in str(err.value)
+    assert err.value.field == "versions" and "no host could hit the entries of both" in str(err.value)
+    assert not out.exists() and not (tmp_path / "work").exists()
+    # a package only one archive depends on is not compared: vLLM's part alone does not depend on Triton
+    vllm_only = host_export(tmp_path / "c", {k: v for k, v in SHAPE_14B.items() if k.startswith("torch_")}, HERE, None)
+    other_triton = host_export(tmp_path / "d", SHAPE_7B, {**HERE, "triton": "3.5.1"}, None)
+    m = cc.merge_caches([vllm_only, other_triton], out, tmp_path / "work3").manifest
+    assert m.versions == {**HERE, "triton": "3.5.1"} and m.entries == ["5c50dc54e5", "61dda8241a"]
+    with pytest.raises(InputError, match="no archive to merge"):
+        cc.merge_caches([], out, tmp_path / "work4")
+
+
+def test_merge_reads_schema_1_archives(tmp_path: Path) -> None:
+    old = _schema1_archive(tmp_path)
+    new = host_export(tmp_path / "new", SHAPE_14B, HERE3, "NVIDIA H100 80GB HBM3")
+    m = cc.merge_caches([new, old], tmp_path / "m.tar.xz", tmp_path / "work").manifest
+    assert m.schema == 2 and m.entries == ["61dda8241a", "edf4b2bf4b", "torch_aot_compile"]
+    assert m.gpu == "NVIDIA H100 80GB HBM3, NVIDIA H200" and m.versions == HERE3
+
+
+def test_cli_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = host_export(tmp_path / "a", SHAPE_14B, HERE3, None)
+    b = host_export(tmp_path / "b", SHAPE_7B, HERE3, None)
+    out = tmp_path / "out" / "merged.tar.xz"
+    assert main(["cache", "merge", str(a), str(b), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{a}: vLLM 1 entry, inductor 1 file, triton 2 files: 4 files")
+    assert lines[0].endswith("; 4 files taken, 0 already held") and lines[1].endswith("; 2 files taken, 1 already held")
+    assert lines[2].startswith(f"{out}: vLLM 2 entries, inductor 2 files, triton 2 files: 6 files")
+    assert [p.name for p in out.parent.iterdir()] == ["merged.tar.xz"]  # its work directory is gone
+    bad = host_export(tmp_path / "c", SHAPE_7B, {**HERE3, "torch": "2.13.0"}, None)
+    assert main(["cache", "merge", str(a), str(bad), "--out", str(out)]) == 2
+    assert f"torch: {a} 2.11.0, {bad} 2.13.0" in capsys.readouterr().err
+    assert main(["cache", "show", str(out)]) == 0 and "61dda8241a" in capsys.readouterr().out

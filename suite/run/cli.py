@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _register_cache(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "cache",
-        help="carry compiled kernels (vLLM's, inductor's and Triton's caches) to a fresh host: export, import, show",
+        help="carry compiled kernels (vLLM's, inductor's and Triton's caches) to a fresh host: export, import, merge, show",
     )
     csub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     where = "vLLM's cache directory (default: the one the cells use, under $GRPO_SUITE_CACHE)"
@@ -41,6 +41,13 @@ def _register_cache(sub: argparse._SubParsersAction) -> None:
         "--force", action="store_true", help="unpack even when vLLM, torch or Triton differs from this host's"
     )
     i.set_defaults(func=_cache_import)
+    m = csub.add_parser(
+        "merge",
+        help="one archive of several hosts' exports (the first named wins a file two hold); refused across versions",
+    )
+    m.add_argument("archives", nargs="+", metavar="ARCHIVE")
+    m.add_argument("--out", required=True, help="archive to write (.tar.xz); may be one of the inputs")
+    m.set_defaults(func=_cache_merge)
     s = csub.add_parser("show", help="an archive's manifest, or what this host would export")
     s.add_argument(
         "path", nargs="?", default=None, help="archive or vLLM's cache directory (default: the cells' cache)"
@@ -111,6 +118,21 @@ def _cache_import(args: argparse.Namespace) -> int:
     print(f"{args.archive}: {done.manifest.describe()}; {done.added} files added, {done.kept} already there")
     for name, c in done.parts.items():
         print(f"  {name}/ -> {c.into}: {c.added} added, {c.kept} kept")
+    return EXIT_OK
+
+
+def _cache_merge(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from suite.run import compile_cache
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".merge-", dir=out.parent) as work:  # beside out: caches grow large
+        done = compile_cache.merge_caches([Path(a) for a in args.archives], out, Path(work))
+    for archive, unpacked in done.inputs:
+        print(f"{archive}: {unpacked.manifest.describe()}; {unpacked.added} files taken, {unpacked.kept} already held")
+    print(f"{out}: {done.manifest.describe()}")
     return EXIT_OK
 
 

@@ -20,7 +20,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -385,3 +385,62 @@ def import_cache(
     return ImportSummary(
         manifest, sum(c.added for c in by_part.values()), sum(c.kept for c in by_part.values()), by_part
     )
+
+
+@dataclass(frozen=True)
+class MergeSummary:
+    manifest: CacheManifest  # the merged archive's
+    inputs: list[tuple[Path, ImportSummary]]  # each archive as it was unpacked, in the order given
+
+
+def _agreed_versions(manifests: Sequence[tuple[Path, CacheManifest]]) -> dict[str, str | None]:
+    """The versions every archive that depends on a package records for it; an InputError naming each archive's
+    where two differ (their entries could never be hit on one host together)."""
+    agreed: dict[str, str | None] = {}
+    differ: list[str] = []
+    for package in COMPARED:
+        seen = {path: m.versions.get(package) for path, m in manifests if package in m.compared()}
+        if not seen:
+            continue
+        if len(set(seen.values())) > 1:
+            differ.append(f"{package}: " + ", ".join(f"{p} {v or 'absent'}" for p, v in seen.items()))
+        agreed[package] = next(iter(seen.values()))
+    if differ:
+        raise InputError(
+            "cannot merge compile caches made with other software (" + "; ".join(differ) + "): "
+            "no host could hit the entries of both",
+            field="versions",
+        )
+    return agreed
+
+
+def merge_caches(archives: Sequence[Path], out: Path, workdir: Path) -> MergeSummary:
+    """One archive holding every file of `archives` (the first one named wins a path two of them hold, as on
+    import), written to `out` only once all are read, so `out` may be one of them. For the archives that hosts
+    export one after another: a host that did not import the last one exports without its entries. Refused
+    (InputError, nothing written) when two archives record other versions of a package their parts depend on.
+    `workdir`: an empty directory to unpack into (the caller removes it)."""
+    if not archives:
+        raise InputError("no archive to merge", field="archives")
+    manifests = [(a, read_manifest(a)) for a in archives]
+    versions = _agreed_versions(manifests)
+    gpus = list(dict.fromkeys(m.gpu for _, m in manifests if m.gpu))
+    dirs = {SUBDIR: workdir / "vllm", "torchinductor": workdir / "torchinductor", "triton": workdir / "triton"}
+    inputs = [
+        (
+            a,
+            import_cache(a, dirs[SUBDIR], m.versions, inductor_dir=dirs["torchinductor"], triton_dir=dirs["triton"]),
+        )
+        for a, m in manifests
+    ]
+    partial = out.with_name(out.name + ".partial")
+    merged = export_cache(
+        dirs[SUBDIR],
+        partial,
+        versions,
+        ", ".join(gpus) or None,
+        inductor_dir=dirs["torchinductor"],
+        triton_dir=dirs["triton"],
+    )
+    partial.replace(out)
+    return MergeSummary(merged, inputs)
