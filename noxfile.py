@@ -43,7 +43,18 @@ def lint(session: nox.Session) -> None:
 def report(session: nox.Session) -> None:
     """Build reports/ (index.md, index.html, results.json/csv) from the committed baselines, with the shipped
     matrices that have no result yet as the planner predicts them. No GPU needed."""
-    _suite(session, "report", "--baselines", "baselines", "--out", "reports", "--plan", "suite/matrices")
+    _suite(
+        session,
+        "report",
+        "--baselines",
+        "baselines",
+        "--out",
+        "reports",
+        "--plan",
+        "suite/matrices",
+        "--evidence",
+        "baselines/evidence",
+    )
 
 
 @nox.session(python=False)

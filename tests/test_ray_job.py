@@ -337,3 +337,12 @@ def test_echo_polls_from_two_threads_emit_each_line_once(tmp_path: Path) -> None
         t.join()
     echo.finish()
     assert seen == [f"line {i}" for i in range(2000)]
+
+
+def test_a_final_log_missing_streamed_steps_does_not_replace_the_streamed_one() -> None:
+    full = "Running entrypoint\n@@grpo-suite:step 1\nline\n@@grpo-suite:step 2\n@@grpo-suite:step 3\n"
+    assert rj.log_is_complete(full, {1, 2, 3}) and rj.log_is_complete(full, set())
+    assert rj.log_is_complete(full, {1})  # steps the stream had not delivered yet come from the full log
+    cut = "Running entrypoint for job grpo-suite... pid 11261\n@@grpo-suite:step 3\n[grpo-suite] exit code 0\n"
+    assert not rj.log_is_complete(cut, {1, 2, 3})  # as seen once: the lines before the last step were gone
+    assert not rj.log_is_complete("", {1})

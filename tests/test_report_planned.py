@@ -217,8 +217,8 @@ def test_cli_report_with_plan(tmp_path: Path, capsys):
 
 def test_nox_report_session_plans_the_shipped_matrices():
     text = (ROOT / "noxfile.py").read_text()
-    body = text.split("def report(", 1)[1].split("\n\n\n", 1)[0]
-    assert '"--plan", "suite/matrices"' in body
+    body = " ".join(text.split("def report(", 1)[1].split("\n\n\n", 1)[0].split())
+    assert '"--plan", "suite/matrices"' in body and '"--evidence", "baselines/evidence"' in body
 
 
 def test_committed_report_lists_the_14b_recipe_that_no_host_here_holds():

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from suite.errors import InputError
 from suite.gate.cells import median, pool, window_throughput
@@ -147,6 +147,53 @@ def stack_disagreement(runs: Sequence[Result]) -> str | None:
     return version_differences([run_stack(r.provenance) for r in runs])
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """One reason the runs of a cell cannot be its baseline (pure data: the promotion's error and the report's
+    "why not a baseline" column are both written from it)."""
+
+    kind: Literal["status", "sentinel", "steps"]
+    detail: str  # status: "'timeout' (timed out ...)"; sentinel: its problems; steps: the count and the need
+    run: int | None = None  # status: the run's index among the runs given
+    hint: str | None = None  # sentinel: the known cause, where there is one (gate.sentinel.rope_note)
+
+    def short(self) -> str:
+        if self.kind == "status":
+            return f"status {self.detail}"
+        if self.kind == "sentinel":
+            return f"log-prob sentinel fails: {self.detail}"
+        return self.detail
+
+
+def refusals(
+    runs: Sequence[Result], *, allow_failed: bool, min_samples: int, sentinel: SentinelThresholds | None
+) -> list[Refusal]:
+    """Why these runs of one cell cannot serve as its baseline; [] when they can. A run whose status is not ok
+    (unless `allow_failed`); ok runs whose rollout/actor mismatch fails the gate's absolute limits (`sentinel`,
+    unless `allow_failed`: every later run would be gated against them); and, where no run failed, fewer
+    measured steps than the gate needs."""
+    out = [
+        Refusal("status", f"{r.status!r} ({r.reason or 'no reason'})", run=i)
+        for i, r in enumerate(runs)
+        if r.status != "ok" and not allow_failed
+    ]
+    failed = any(r.status != "ok" for r in runs)
+    ok_runs = [r for r in runs if r.status == "ok"]
+    if sentinel is not None and not allow_failed:
+        outcome = sentinel_outcome(ok_runs, None, sentinel)
+        if outcome is not None and outcome.failed:
+            out.append(Refusal("sentinel", "; ".join(outcome.problems), hint=rope_note(ok_runs)))
+    steps = sum(len(r.measured_steps()) for r in ok_runs)
+    if not failed and steps < min_samples:
+        out.append(
+            Refusal(
+                "steps",
+                f"{steps} measured step(s) over {len(runs)} run(s); the gate needs at least {min_samples}",
+            )
+        )
+    return out
+
+
 def plan_promotions(
     results: Sequence[tuple[Path, Result]],
     *,
@@ -173,29 +220,23 @@ def plan_promotions(
             baseline_path(Path(), items[0][1].gpu, matrix, cell_id)
         except InputError as exc:
             errors.append(f"{name}: {exc}")
-        failed = [(p, r) for p, r in items if r.status != "ok"]
-        if failed and not allow_failed:
-            errors.extend(
-                f"{p}: status {r.status!r} ({r.reason or 'no reason'}); only ok results are promoted "
-                "(pass --allow-failed to record a failure as the baseline)"
-                for p, r in failed
-            )
-        ok_runs = [r for _, r in items if r.status == "ok"]
-        if sentinel is not None and not allow_failed:
-            out = sentinel_outcome(ok_runs, None, sentinel(cell_id))
-            if out is not None and out.failed:
-                hint = rope_note(ok_runs)
+        thresholds = sentinel(cell_id) if sentinel is not None else None
+        runs = [r for _, r in items]
+        for why in refusals(runs, allow_failed=allow_failed, min_samples=min_samples, sentinel=thresholds):
+            if why.kind == "status":
+                assert why.run is not None
                 errors.append(
-                    f"{name}: the rollout/actor log-prob sentinel fails ({'; '.join(out.problems)}); a baseline "
-                    "must pass the gate's correctness check (pass --allow-failed to record it anyway)"
-                    + (f"; {hint}" if hint else "")
+                    f"{items[why.run][0]}: status {why.detail}; only ok results are promoted "
+                    "(pass --allow-failed to record a failure as the baseline)"
                 )
-        steps = sum(len(r.measured_steps()) for r in ok_runs)
-        if not failed and steps < min_samples:
-            errors.append(
-                f"{name}: {steps} measured step(s) over {len(items)} run(s); the gate needs at least "
-                f"{min_samples} (run more steps or more runs)"
-            )
+            elif why.kind == "sentinel":
+                errors.append(
+                    f"{name}: the rollout/actor log-prob sentinel fails ({why.detail}); a baseline "
+                    "must pass the gate's correctness check (pass --allow-failed to record it anyway)"
+                    + (f"; {why.hint}" if why.hint else "")
+                )
+            else:
+                errors.append(f"{name}: {why.detail} (run more steps or more runs)")
     if errors:
         raise InputError("\n  ".join(["cannot promote:", *errors]))
     return groups

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from suite.report import export, html, markdown
+from suite.report.evidence import EvidenceRun
 from suite.report.history import HistorySeries
 from suite.report.model import Report, build
 from suite.report.planned import PlannedMatrix
@@ -33,8 +34,19 @@ def write_report(
     notes: Sequence[str] = (),
     histories: Sequence[HistorySeries] = (),
     planned: Sequence[PlannedMatrix] = (),
+    evidence: Sequence[EvidenceRun] = (),
+    evidence_skipped: Sequence[str] = (),
 ) -> dict[str, Path]:
-    report = build(rows, reference=reference, gated=gated, notes=notes, histories=histories, planned=planned)
+    report = build(
+        rows,
+        reference=reference,
+        gated=gated,
+        notes=notes,
+        histories=histories,
+        planned=planned,
+        evidence=evidence,
+        evidence_skipped=evidence_skipped,
+    )
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, text in render_all(report).items():

@@ -41,6 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "each one without a result: how many cells fit and why the reference does or does not (repeatable)",
     )
     p.add_argument(
+        "--evidence",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="also list the runs under these folders (raw GPU files kept beside the store, e.g. "
+        "baselines/evidence) whose cell has no baseline: what each measured and why it is not a baseline "
+        "(repeatable)",
+    )
+    p.add_argument(
         "--reference-gpu",
         default="h100",
         help="generation the cross-generation ratios divide by (default: %(default)s)",
@@ -84,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from suite.report.planned import plan_matrices
 
     planned = plan_matrices(args.plan) if args.plan else []
+    evidence, skipped = _evidence(args.evidence, {r.key for r in rows}, args.gate_config)
     written = write_report(
         rows,
         args.out,
@@ -92,9 +103,32 @@ def run(args: argparse.Namespace) -> int:
         notes=notes,
         histories=histories,
         planned=planned,
+        evidence=evidence,
+        evidence_skipped=skipped,
     )
     for path in written.values():
         print(path)
     if code:
         print("grpo-suite report: the gate found a regression (see the verdict column)", file=sys.stderr)
     return code
+
+
+def _evidence(
+    folders: list[Path], shown: set[tuple[str, str, str]], gate_config: Path | None
+) -> tuple[list, list[str]]:
+    """The evidence runs of cells the report shows no row of, from each folder, and the files the result reader
+    refused there (old raw files are never edited to agree with today's checks)."""
+    from functools import partial
+
+    from suite.errors import InputError
+    from suite.gate.config import load_config
+    from suite.report.evidence import evidence_runs
+    from suite.results.collect import load_results
+
+    runs, skipped = [], []
+    for folder in folders:
+        if not folder.is_dir():
+            raise InputError(f"{folder}: no such folder", field="--evidence")
+        found = load_results([folder], on_error="skip", skipped=skipped)
+        runs += evidence_runs(found, folder, shown, partial(load_config, gate_config))
+    return runs, skipped

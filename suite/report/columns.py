@@ -10,6 +10,7 @@ from suite.gate.history import Point
 from suite.gate.objective import MARK, note
 from suite.gate.reference import STACK_MARK, ratio_text, stack_note
 from suite.report.backends import BackendPair
+from suite.report.evidence import EvidenceRun
 from suite.report.planned import PlannedCell, PlannedMatrix
 from suite.report.stats import MIN_N_MEDIAN_CI
 from suite.report.table import (
@@ -477,3 +478,50 @@ def planned_table(planned: Sequence[PlannedMatrix]) -> Table:
             + ([light.id, _gib(light.gpu_gib), _gib(light.host_gib)] if light else [DASH] * 3)
         )
     return Table(headers, rows, numeric)
+
+
+EVIDENCE_NOTE = (
+    "Runs measured on a GPU whose cell has no baseline: the raw files kept beside the store (the folder names the "
+    "date and host; each has a README). Measurements, never pooled with the baselines above nor gated against. "
+    "Tokens/s/GPU and s/step: medians over the run's measured steps. Why not a baseline: what `grpo-suite "
+    "baseline promote` would refuse it for (its status, the rollout/actor log-prob sentinel, fewer measured steps "
+    "than the gate needs); none: it meets the gate's bar and was not promoted."
+)
+
+
+def _measured(measured: float | None, predicted: float | None) -> str:
+    if measured is None:
+        return DASH
+    return num(measured) + (f" (pred {num(predicted)})" if predicted is not None else "")
+
+
+def evidence_table(runs: Sequence[EvidenceRun]) -> Table:
+    headers = ["GPU", "model", "GPUs", "matrix", "cell", "status", "measured steps", "tokens/s/GPU", "s/step"]
+    headers += ["NVML peak (GiB)", "host peak (GiB)", "why not a baseline", "evidence"]
+    numeric = [False, False, True, False, False, False, True, True, True, True, True, False, False]
+    rows = [
+        [
+            e.gpu,
+            e.model,
+            str(e.n_gpus),
+            e.matrix,
+            e.id,
+            e.status,
+            str(e.measured_steps),
+            num(e.tokens_per_s),
+            num(e.s_per_step),
+            _measured(e.nvml_gib, e.predicted_gib),
+            _measured(e.host_gib, e.predicted_host_gib),
+            "; ".join(short_reason(w) for w in e.why_not) or "none",
+            e.folder,
+        ]
+        for e in runs
+    ]
+    return Table(headers, rows, numeric)
+
+
+def evidence_skipped_note(skipped: Sequence[str]) -> str:
+    return (
+        f"{len(skipped)} evidence file(s) left out: today's result reader refuses them (a result is never edited "
+        "to agree): " + "; ".join(short_reason(s) for s in skipped)
+    )

@@ -8,6 +8,7 @@ from suite.report import plots
 from suite.report.columns import (
     BACKEND_NOTE,
     BEST_NOTE,
+    EVIDENCE_NOTE,
     HISTORY_NOTE,
     PLANNED_NOTE,
     REFERENCE_NOTE,
@@ -17,6 +18,8 @@ from suite.report.columns import (
     best_table,
     cell_table,
     cross_table,
+    evidence_skipped_note,
+    evidence_table,
     group_title,
     median_ci_note,
     notes,
@@ -174,6 +177,21 @@ def history_section(report: Report) -> str:
     )
 
 
+def evidence_section(report: Report) -> str:
+    if not report.evidence:
+        return ""
+    skipped = (
+        f'<p class="note">{h(evidence_skipped_note(report.evidence_skipped))}</p>' if report.evidence_skipped else ""
+    )
+    return (
+        '<h2 id="evidence">Measured, not baselines</h2><p class="note">'
+        + h(EVIDENCE_NOTE)
+        + "</p>"
+        + table(evidence_table(report.evidence), cls="planned", wrap_col="why not a baseline")
+        + skipped
+    )
+
+
 def planned_section(report: Report) -> str:
     if not report.planned:
         return ""
@@ -220,7 +238,7 @@ def render(report: Report) -> str:
 <p>{h(report.summary)}</p>
 <p class="note">{h(median_ci_note())}</p>
 {warnings}
-<nav><ul>{"".join(toc)}<li><a href="#cross">across generations</a></li><li><a href="#backends">FSDP vs Megatron</a></li>{'<li><a href="#planned">planned, not yet measured</a></li>' if report.planned else ""}{'<li><a href="#history">baseline history</a></li>' if report.histories else ""}</ul></nav>
+<nav><ul>{"".join(toc)}<li><a href="#cross">across generations</a></li><li><a href="#backends">FSDP vs Megatron</a></li>{'<li><a href="#evidence">measured, not baselines</a></li>' if report.evidence else ""}{'<li><a href="#planned">planned, not yet measured</a></li>' if report.planned else ""}{'<li><a href="#history">baseline history</a></li>' if report.histories else ""}</ul></nav>
 <h2 id="best">Best cells</h2>
 <p class="note">{h(BEST_NOTE)}</p>
 {f'<p class="note">{h(REFERENCE_NOTE)}</p>' if report.has_reference else ""}
@@ -232,6 +250,7 @@ to {h(report.reference)} (higher is faster).</p>
 {cross}
 <h2 id="backends">FSDP vs Megatron</h2>
 {backends}
+{evidence_section(report)}
 {planned_section(report)}
 {history_section(report)}
 </body>

@@ -7,6 +7,7 @@ from tabulate import tabulate
 from suite.report.columns import (
     BACKEND_NOTE,
     BEST_NOTE,
+    EVIDENCE_NOTE,
     HISTORY_NOTE,
     PLANNED_NOTE,
     REFERENCE_NOTE,
@@ -16,6 +17,8 @@ from suite.report.columns import (
     best_table,
     cell_table,
     cross_table,
+    evidence_skipped_note,
+    evidence_table,
     group_title,
     history_table,
     median_ci_note,
@@ -76,6 +79,10 @@ def render(report: Report) -> str:
         out += [md(BACKEND_NOTE), "", table(backend_table(report.backend_pairs)), ""]
     else:
         out += ["No cell exists on both backends.", ""]
+    if report.evidence:
+        out += ["## Measured, not baselines", "", md(EVIDENCE_NOTE), "", table(evidence_table(report.evidence)), ""]
+        if report.evidence_skipped:
+            out += [md(evidence_skipped_note(report.evidence_skipped)), ""]
     if report.planned:
         out += ["## Planned, not yet measured", "", md(PLANNED_NOTE), "", table(planned_table(report.planned)), ""]
     if report.histories:

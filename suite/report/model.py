@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from suite.report.backends import BackendPair, backend_pairs
+from suite.report.evidence import EvidenceRun
 from suite.report.history import HistorySeries
 from suite.report.planned import PlannedMatrix, unmeasured
 from suite.report.table import (
@@ -35,6 +36,8 @@ class Report:
     backend_pairs: list[BackendPair]
     histories: list[HistorySeries] = field(default_factory=list)  # the store's series of the cells shown
     planned: list[PlannedMatrix] = field(default_factory=list)  # matrices planned but without a result here
+    evidence: list[EvidenceRun] = field(default_factory=list)  # measured runs of cells without a baseline
+    evidence_skipped: list[str] = field(default_factory=list)  # evidence files today's reader refuses, and why
 
     @property
     def has_reference(self) -> bool:
@@ -56,6 +59,8 @@ def build(
     notes: Sequence[str] = (),
     histories: Sequence[HistorySeries] = (),
     planned: Sequence[PlannedMatrix] = (),
+    evidence: Sequence[EvidenceRun] = (),
+    evidence_skipped: Sequence[str] = (),
 ) -> Report:
     groups = group_rows(with_reference(rows))
     ordered = [r for g in groups for r in g.rows]
@@ -82,5 +87,7 @@ def build(
         list(notes),
         backend_pairs(ordered),
         list(histories),
-        unmeasured(planned, {r.matrix for r in ordered}),
+        unmeasured(planned, {r.matrix for r in ordered} | {e.matrix for e in evidence}),
+        list(evidence),
+        list(evidence_skipped),
     )

@@ -56,7 +56,12 @@ def read_results_file(path: Path, *, in_folder: bool, baselines: bool = True) ->
 
 
 def load_results(
-    paths: Iterable[str | Path], *, baselines: bool = False, skip_evidence: bool = False, on_error: OnError = "raise"
+    paths: Iterable[str | Path],
+    *,
+    baselines: bool = False,
+    skip_evidence: bool = False,
+    on_error: OnError = "raise",
+    skipped: list[str] | None = None,
 ) -> list[tuple[Path, Result]]:
     """(file, result) pairs from files and folders (searched recursively, in path order).
 
@@ -64,8 +69,9 @@ def load_results(
     promote read results only). `skip_evidence`: inside a folder, leave out its `evidence/` subtree (raw
     session files beside a store). `on_error`: what a file found in a folder that does not read does:
     "raise" (the default) reports every such file together in one InputError; "skip" leaves each out and
-    writes `warning: skipped <file>: <why>` to stderr. A path named in `paths` that is missing or does not
-    read is an error under either policy."""
+    writes `warning: skipped <file>: <why>` to stderr, or appends `<file>: <why>` to `skipped` where one is
+    given (a caller that reports them itself). A path named in `paths` that is missing or does not read is an
+    error under either policy."""
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
     found: list[tuple[Path, Result]] = []
@@ -88,7 +94,10 @@ def load_results(
             except InputError as exc:
                 if in_folder and on_error == "skip":
                     why = str(exc).removeprefix(f"{f}: ")
-                    print(f"warning: skipped {f}: {why}", file=sys.stderr)
+                    if skipped is not None:
+                        skipped.append(f"{f}: {why}")
+                    else:
+                        print(f"warning: skipped {f}: {why}", file=sys.stderr)
                 else:
                     errors.append(str(exc))
                 continue

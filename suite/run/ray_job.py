@@ -455,7 +455,9 @@ class RayJobRuntime(Runtime[RayJob]):
         except Exception:
             full = None
         if full is not None:
-            write_text_atomic(job.cell_dir / LOG_FILE, strip_bundle(full))
+            if log_is_complete(full, job.reported):
+                write_text_atomic(job.cell_dir / LOG_FILE, strip_bundle(full))
+            # else the streamed log.txt stays: the log Ray returned lacks step markers the stream delivered
             for line in full.splitlines():  # steps the stream had not delivered when the job ended
                 if (m := STEP_RE.match(line)) and int(m[1]) not in job.reported:
                     job.on_step(int(m[1]))
@@ -476,6 +478,13 @@ class RayJobRuntime(Runtime[RayJob]):
             message = None
         # no status: the log is classified (OOM lines, tracebacks) like any other failed run
         return NoResult(f"Ray job {sid} {job_status}: {message or 'no result'}", exit_code=1)
+
+
+def log_is_complete(full: str, streamed_steps: set[int]) -> bool:
+    """Whether a job's log as Ray returns it at the end holds every step marker its stream delivered. Seen once
+    on a loaded 2-core machine: the final log lacked the lines before the last step that the stream had carried,
+    so replacing the streamed log.txt with it would lose them."""
+    return streamed_steps <= {int(m[1]) for line in full.splitlines() if (m := STEP_RE.match(line))}
 
 
 # -- job side --------------------------------------------------------------------------------------------
