@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from suite.report.evidence import EvidenceRun
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -115,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _evidence(
     folders: list[Path], shown: set[tuple[str, str, str]], gate_config: Path | None
-) -> tuple[list, list[str]]:
+) -> tuple[list[EvidenceRun], list[str]]:
     """The evidence runs of cells the report shows no row of, from each folder, and the files the result reader
     refused there (old raw files are never edited to agree with today's checks)."""
     from functools import partial
@@ -125,7 +129,8 @@ def _evidence(
     from suite.report.evidence import evidence_runs
     from suite.results.collect import load_results
 
-    runs, skipped = [], []
+    runs: list[EvidenceRun] = []
+    skipped: list[str] = []
     for folder in folders:
         if not folder.is_dir():
             raise InputError(f"{folder}: no such folder", field="--evidence")
