@@ -122,8 +122,6 @@ def _evidence(
 ) -> tuple[list[EvidenceRun], list[str]]:
     """The evidence runs of cells the report shows no row of, from each folder, and the files the result reader
     refused there (old raw files are never edited to agree with today's checks)."""
-    from functools import partial
-
     from suite.errors import InputError
     from suite.gate.config import load_config
     from suite.report.evidence import evidence_runs
@@ -131,9 +129,12 @@ def _evidence(
 
     runs: list[EvidenceRun] = []
     skipped: list[str] = []
+    if not folders:
+        return runs, skipped
+    config = load_config(gate_config)
     for folder in folders:
         if not folder.is_dir():
             raise InputError(f"{folder}: no such folder", field="--evidence")
         found = load_results([folder], on_error="skip", skipped=skipped)
-        runs += evidence_runs(found, folder, shown, partial(load_config, gate_config))
+        runs += evidence_runs(found, folder, shown, config)
     return runs, skipped

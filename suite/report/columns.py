@@ -490,9 +490,8 @@ EVIDENCE_NOTE = (
 
 
 def _measured(measured: float | None, predicted: float | None) -> str:
-    if measured is None:
-        return DASH
-    return num(measured) + (f" (pred {num(predicted)})" if predicted is not None else "")
+    # nothing measured, nothing to set a prediction beside: a run cut off before its first sample
+    return DASH if measured is None else _memory(measured, predicted)
 
 
 def evidence_table(runs: Sequence[EvidenceRun]) -> Table:

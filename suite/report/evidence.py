@@ -5,11 +5,11 @@ results in, lines out; the report shows them apart from the baselines, never poo
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from suite.gate.cells import median
 from suite.gate.compare import required_samples
 from suite.gate.config import GateConfig
 from suite.gate.store import refusals
@@ -41,11 +41,6 @@ class EvidenceRun:
         return (self.gpu, self.matrix, self.id)
 
 
-def _median(values: Iterable[float | None]) -> float | None:
-    got = [v for v in values if v is not None]
-    return statistics.median(got) if got else None
-
-
 def _folder(path: Path, root: Path) -> str:
     try:
         return path.relative_to(root).parts[0]
@@ -57,18 +52,17 @@ def evidence_runs(
     results: Sequence[tuple[Path, Result]],
     root: Path,
     baseline_keys: Iterable[tuple[str, str, str]],
-    config: GateConfig | Callable[[], GateConfig],
+    config: GateConfig,
 ) -> list[EvidenceRun]:
     """One line per run found under the evidence folder `root` whose (generation, matrix, id) has no baseline
     (`baseline_keys`), by GPU, model, matrix, cell, then folder. A baseline's own raw run is left out: it is shown
     as the baseline."""
     have = set(baseline_keys)
-    cfg = config() if callable(config) else config
     out = []
     for path, r in results:
         if (r.gpu, r.matrix, r.id) in have:
             continue
-        cell = cfg.for_cell(r.id)
+        cell = config.for_cell(r.id)
         why = refusals([r], allow_failed=False, min_samples=required_samples(cell.throughput), sentinel=cell.sentinel)
         steps = r.measured_steps()
         out.append(
@@ -83,9 +77,9 @@ def evidence_runs(
                 status=r.status,
                 folder=_folder(path, root),
                 measured_steps=len(steps),
-                tokens_per_s=_median(s.throughput for s in steps),
-                s_per_step=_median(s.time_per_step for s in steps),
-                nvml_gib=max(r.peak_memory_gb) if r.peak_memory_gb else None,
+                tokens_per_s=median([s.throughput for s in steps]),
+                s_per_step=median([s.time_per_step for s in steps]),
+                nvml_gib=r.peak_memory_worst_gb,
                 predicted_gib=r.predicted_memory_gb,
                 host_gib=r.host_peak_memory_gb,
                 predicted_host_gib=r.predicted_host_memory_gb,

@@ -425,22 +425,9 @@ def merge_caches(archives: Sequence[Path], out: Path, workdir: Path) -> MergeSum
     manifests = [(a, read_manifest(a)) for a in archives]
     versions = _agreed_versions(manifests)
     gpus = list(dict.fromkeys(m.gpu for _, m in manifests if m.gpu))
-    dirs = {SUBDIR: workdir / "vllm", "torchinductor": workdir / "torchinductor", "triton": workdir / "triton"}
-    inputs = [
-        (
-            a,
-            import_cache(a, dirs[SUBDIR], m.versions, inductor_dir=dirs["torchinductor"], triton_dir=dirs["triton"]),
-        )
-        for a, m in manifests
-    ]
+    vllm, inductor, triton = workdir / "vllm", workdir / "torchinductor", workdir / "triton"
+    inputs = [(a, import_cache(a, vllm, m.versions, inductor_dir=inductor, triton_dir=triton)) for a, m in manifests]
     partial = out.with_name(out.name + ".partial")
-    merged = export_cache(
-        dirs[SUBDIR],
-        partial,
-        versions,
-        ", ".join(gpus) or None,
-        inductor_dir=dirs["torchinductor"],
-        triton_dir=dirs["triton"],
-    )
+    merged = export_cache(vllm, partial, versions, ", ".join(gpus) or None, inductor_dir=inductor, triton_dir=triton)
     partial.replace(out)
     return MergeSummary(merged, inputs)
