@@ -17,6 +17,7 @@ from suite.errors import EXIT_USAGE, InputError
 STAGE_CLIS = (
     "suite.plan.cli",
     "suite.memory.cli",
+    "suite.speed.cli",
     "suite.models.cli",
     "suite.data.cli",
     "suite.run.cli",

@@ -74,6 +74,8 @@ class MemorySettings:
     megatron_recompute: bool = False  # override_transformer_config.recompute_granularity == "full"
     use_kl_loss: bool = False  # with use_kl_in_reward: a reference policy is computed
     entropy_coeff: float = 0.0
+    # algorithm.rollout_correction.bypass_mode: the rollout's log-probs stand in for the old log-prob pass
+    bypass_old_log_prob: bool = False
     model_dtype: str | None = None  # FSDP actor weights (fsdp_config.model_dtype); None: verl's default
     gpu_memory_utilization: float = 0.5
     free_cache_engine: bool = True
@@ -270,6 +272,7 @@ def settings_from_overrides(
         use_kl_loss=bool(_get(o, f"{AR}.actor.use_kl_loss", default=False))
         or bool(_get(o, "algorithm.use_kl_in_reward", default=False)),
         entropy_coeff=float(_get(o, f"{AR}.actor.entropy_coeff", default=0.0)),
+        bypass_old_log_prob=bool(_get(o, "algorithm.rollout_correction.bypass_mode", default=False)),
         model_dtype=None if model_dtype is None else str(model_dtype),
         gpu_memory_utilization=float(_get(o, f"{AR}.rollout.gpu_memory_utilization", default=0.5)),
         free_cache_engine=bool(_get(o, f"{AR}.rollout.free_cache_engine", default=True)),
