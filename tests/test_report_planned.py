@@ -167,6 +167,28 @@ def test_planned_table_columns_and_rows():
     assert other["cells"] == "1 predicted-oom (of 1)"
 
 
+def test_planned_table_shows_the_speed_planners_fastest_cell_against_the_reference():
+    from types import SimpleNamespace
+
+    def speed(cell_id, tps, step=100.0, run=900.0):
+        return SimpleNamespace(id=cell_id, prediction=SimpleNamespace(tokens_per_s_per_gpu=tps, step_s=step), run_s=run)
+
+    ref = FakeCell("ref", "predicted-host-oom", 97.9, 171.4, "host: x")
+    cells = [ref, FakeCell("fast", "ok", 101.8, 94.0), FakeCell("faster-oom", "predicted-oom", 150.0)]
+    speeds = [speed("ref", 1000.0), speed("fast", 1420.0, run=919.4), speed("faster-oom", 2000.0)]
+    p = summarise(cells, ref, None, (), speeds)
+    assert p.reference_speed is not None and p.reference_speed.vs_reference == 1.0
+    # the fastest that plans ok, not the fastest predicted: the planner says the other one does not fit
+    assert p.fastest is not None and p.fastest.id == "fast"
+    assert p.fastest.vs_reference == pytest.approx(1.42)
+    row = dict(zip(planned_table([p]).headers, planned_table([p]).rows[0], strict=True))
+    assert row["ref pred tokens/s/GPU"] == "1000"
+    assert row["fastest predicted cell that fits"] == "fast"
+    assert (row["pred tokens/s/GPU"], row["pred vs ref"], row["pred run s"]) == ("1420", "x1.42", "919")
+    bare = dict(zip(planned_table([summarise(cells)]).headers, planned_table([summarise(cells)]).rows[0], strict=True))
+    assert bare["fastest predicted cell that fits"] == "—" and bare["ref pred tokens/s/GPU"] == "—"
+
+
 def test_planned_table_names_the_reference_matrix_and_leaves_why_not_empty_for_an_ok_reference():
     ref = FakeCell("ref", "ok", 70.1, 107.6)
     t = planned_table([summarise([FakeCell("a", "ok", 60.3, 52.4)], ref, "h100-1gpu-7b-fa")])

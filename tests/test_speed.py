@@ -165,6 +165,7 @@ def _constants(value: float = 1.0) -> Constants:
         phases={p: dict.fromkeys(n, value) for p, n in FEATURES.items()},
         run={k: dict.fromkeys(n, value) for k, n in RUN_FEATURES.items()},
         prompt_tokens=90.0,
+        max_gpus=1,
         fitted_on=("a", "b"),
     )
 
@@ -195,6 +196,8 @@ def test_the_committed_constants_load():
         (lambda d: d["ref"].update(forward=True), "[ref] forward must be a non-negative number"),
         (lambda d: d["fit"].update(prompt_tokens=0), "[fit] prompt_tokens must be a positive number"),
         (lambda d: d["run"]["teardown"].update(slow=1), "unknown: slow"),
+        (lambda d: d["fit"].update(max_gpus=0), "[fit] max_gpus must be a positive integer"),
+        (lambda d: d["fit"].update(max_gpus=1.5), "[fit] max_gpus must be a positive integer"),
     ],
 )
 def test_bad_constants_name_the_table_and_field(tmp_path, mutate, message):
@@ -242,7 +245,10 @@ def _synthetic_samples(truth: Constants):
             for v in variants:
                 for fa in (True, False):
                     st = dataclasses.replace(seed_settings(model, gpu, **v), flash_attn=fa)
-                    w = work(st, CAL, SEED)
+                    try:
+                        w = work(st, CAL, SEED)
+                    except InputError:  # a pool that holds no KV cache: nothing to run
+                        continue
                     p = predict_speed(st, constants=truth, lengths=SEED)
                     i += 1
                     out.append(
@@ -404,6 +410,35 @@ def test_predict_leaves_megatron_cells_unpredicted_with_a_reason(capsys):
     assert mega and all("FSDP cells, not megatron" in r["reason"] for r in mega)
 
 
+def test_predict_refuses_cells_outside_what_was_measured(capsys):
+    rc = main(
+        [
+            "speed",
+            "predict",
+            str(MATRICES / "h100-1gpu-14b.toml"),
+            str(MATRICES / "h100.toml"),
+            "--format",
+            "json",
+        ]
+    )
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)
+    reasons = {r["matrix"]: r["reason"] for r in rows if r["prediction"] is None}
+    # the 14B recipe's pool on an 80 GB card holds its weights and no KV cache
+    assert "leaves no KV cache for one sequence beside its 27.8 GiB of weights" in reasons["h100-1gpu-14b"]
+    assert "23.8 GiB at gpu_memory_utilization 0.3" in reasons["h100-1gpu-14b"]
+    assert reasons["h100"] == "the speed model is fitted on runs of at most 1 GPU(s), not 4"
+    assert all(r["prediction"] is None for r in rows if r["matrix"] == "h100")
+    assert main(["speed", "predict", str(MATRICES / "h100.toml")]) == 0
+    assert "108 cells (" in capsys.readouterr().out  # one line per reason, not per cell
+
+
+def test_no_kv_cache_is_input_error_not_a_prediction():
+    s = seed_settings("synthetic:qwen2.5-14b", **{f"{AR}.rollout.gpu_memory_utilization": 0.3})
+    with pytest.raises(InputError, match="no rollout to predict"):
+        work(s, CAL, SEED)
+
+
 def test_validate_cli_exit_codes(capsys):
     assert main(["speed", "validate", str(ROOT / "baselines")]) == 0
     out = capsys.readouterr().out
@@ -430,3 +465,102 @@ def test_fit_cli_writes_the_committed_file(tmp_path, capsys, monkeypatch):
     assert main(["speed", "fit", "baselines", "--out", str(out)]) == 0
     assert "29 runs" in capsys.readouterr().out
     assert out.read_text() == DEFAULT_PATH.read_text()
+
+
+# --- scheduling a run -----------------------------------------------------------------------------------------
+
+
+def _cell(cell_id: str, status: str = "ok", reference: str | None = "ref"):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(id=cell_id, matrix="m", status=status, reference=reference)
+
+
+def _speed(cell_id: str, tps: float | None, run_s: float = 100.0):
+    from suite.speed.model import SpeedPrediction
+    from suite.speed.predict import CellSpeed
+
+    pred = (
+        SpeedPrediction(dict.fromkeys(PHASES, 1.0), 5.0, tps, 1.0, run_s - 45.0 - 10.0, 45.0, 10.0)
+        if tps is not None
+        else None
+    )
+    return CellSpeed("m", cell_id, "ok", cell_id == "ref", 1, pred, None, None if pred else "megatron")
+
+
+def test_speed_order_puts_a_fitting_reference_first_then_the_fastest_that_fit():
+    from suite.speed.schedule import schedule
+
+    cells = [_cell("slow"), _cell("oom-fast", "predicted-oom"), _cell("ref"), _cell("fast"), _cell("bad", "invalid")]
+    speeds = [_speed("slow", 10), _speed("oom-fast", 99), _speed("ref", 5), _speed("fast", 50), _speed("bad", None)]
+    plan = schedule(cells, speeds, order="speed")
+    assert [c.id for c in plan.start] == ["ref", "fast", "slow", "oom-fast", "bad"]
+    assert plan.left_out == []
+    assert schedule(cells, speeds, order="plan").start == cells
+
+
+def test_a_reference_predicted_not_to_fit_goes_after_the_cells_that_do():
+    from suite.speed.schedule import schedule
+
+    cells = [_cell("ref", "predicted-host-oom"), _cell("a")]
+    plan = schedule(cells, [_speed("ref", 5), _speed("a", 1)], order="speed")
+    assert [c.id for c in plan.start] == ["a", "ref"]
+
+
+def test_the_budget_starts_what_fits_in_order_and_lists_the_rest():
+    from suite.speed.schedule import schedule
+
+    cells = [_cell("ref"), _cell("big"), _cell("small"), _cell("none"), _cell("bad", "invalid")]
+    speeds = [
+        _speed("ref", 5, run_s=600),
+        _speed("big", 50, run_s=500),
+        _speed("small", 10, run_s=300),
+        _speed("none", None),
+    ]
+    plan = schedule(cells, speeds, order="speed", budget_s=1000)
+    # big does not fit after the reference, small does: first fit in order; an invalid cell costs nothing
+    assert [c.id for c in plan.start] == ["ref", "small", "bad"]
+    assert plan.predicted_s == pytest.approx(900)
+    reasons = {lo.cell.id: lo.reason for lo in plan.left_out}
+    assert reasons["big"] == "predicted 500 s, 400 s of the budget left"
+    assert reasons["none"] == "no predicted wall time to budget (megatron)"
+
+
+@pytest.mark.parametrize(("order", "budget", "field"), [("fast", None, "--order"), ("plan", 0.0, "--time-budget")])
+def test_bad_schedule_arguments_name_the_option(order, budget, field):
+    from suite.speed.schedule import schedule
+
+    with pytest.raises(InputError, match=field):
+        schedule([], [], order=order, budget_s=budget)
+
+
+def test_run_dry_run_in_speed_order_under_a_budget(tmp_path, capsys):
+    rc = main(
+        [
+            "run",
+            str(MATRICES / "h100-1gpu-7b-fa.toml"),
+            "--order",
+            "speed",
+            "--time-budget",
+            "1500",
+            "--dry-run",
+            "--no-verl-check",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert "order speed: 2 cells to start" in captured.err
+    assert "not started: lora32-off_none-tp1-rb45-attnflex-rmpad-mnbt8192-mb3-nogc: predicted 683 s" in captured.err
+    order = [ln.split("/fsdp/")[1].split("/")[0] for ln in captured.out.splitlines() if "VERL_FILE_LOGGER_PATH=" in ln]
+    assert order == [
+        "lora32-off_param+optimizer-tp1-rb45-attnsdpa-normpad-mnbt1536-mb15-gc",
+        "lora32-off_none-tp1-rb45-attnflex-rmpad-mnbt8192-mb5-nogc",
+    ]
+
+
+def test_run_with_a_budget_nothing_fits_is_input_error(tmp_path, capsys):
+    args = ["run", str(MATRICES / "h100-1gpu-7b-fa.toml"), "--time-budget", "10", "--dry-run", "--no-verl-check"]
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    assert "no selected cell is predicted to fit 10 s" in capsys.readouterr().err

@@ -433,7 +433,10 @@ PLANNED_NOTE = (
     "why the others do not (predicted-oom: the GPU; predicted-host-oom: host RAM over Ray's 0.95 threshold). "
     "Reference: the matrix's [matrix] reference cell, its predicted GPU and host peaks and, where it cannot run, "
     "why, or why the generation's pinned image cannot run the cells as planned (its torch lacks a setting they "
-    "use). Lightest cell that fits: the ok cell with the smallest predicted GPU peak."
+    "use). Lightest cell that fits: the ok cell with the smallest predicted GPU peak. Pred tokens/s/GPU: the speed "
+    "planner's (`grpo-suite speed predict MATRIX`, fitted on the committed runs: docs/speed.md); fastest predicted "
+    "cell that fits: the ok cell it puts first, against the reference's prediction, and its profile's predicted "
+    "wall time in seconds."
 )
 
 # a planner reason keeps its verdict and largest terms; the rest is in `grpo-suite plan`
@@ -467,15 +470,29 @@ def planned_table(planned: Sequence[PlannedMatrix]) -> Table:
     headers = ["GPU", "model", "GPUs", "backend", "matrix", "cells"]
     headers += ["reference cell", "ref status", "ref pred GPU (GiB)", "ref pred host (GiB / host)", "why not"]
     headers += ["lightest cell that fits", "pred GPU (GiB)", "pred host (GiB)"]
+    headers += ["ref pred tokens/s/GPU", "fastest predicted cell that fits", "pred tokens/s/GPU", "pred vs ref"]
+    headers += ["pred run s"]
     numeric = [False, False, True, False, False, False, False, False, True, True, False, False, True, True]
+    numeric += [True, False, True, True, True]
     rows = []
     for p in planned:
         counts = ", ".join(f"{n} {s}" for s, n in p.statuses)
-        light = p.lightest
+        light, fast, ref = p.lightest, p.fastest, p.reference_speed
         rows.append(
             [p.gpu, p.model, str(p.n_gpus), p.backend, p.matrix, f"{counts} (of {p.n_cells})"]
             + _planned_ref(p)
             + ([light.id, _gib(light.gpu_gib), _gib(light.host_gib)] if light else [DASH] * 3)
+            + [f"{ref.tokens_per_s_per_gpu:.0f}" if ref else DASH]
+            + (
+                [
+                    fast.id,
+                    f"{fast.tokens_per_s_per_gpu:.0f}",
+                    f"x{fast.vs_reference:.2f}" if fast.vs_reference else DASH,
+                    f"{fast.run_s:.0f}",
+                ]
+                if fast
+                else [DASH] * 4
+            )
         )
     return Table(headers, rows, numeric)
 

@@ -1,5 +1,6 @@
-"""Matrices the report holds no result of, as the memory planner sees them: which cells the next GPU time could
-run, and why the ones that cannot (the reference above all) do not fit. Predictions only, never a measurement."""
+"""Matrices the report holds no result of, as the memory and speed planners see them: which cells the next GPU
+time could run, which of them should run first, and why the ones that cannot (the reference above all) do not
+fit. Predictions only, never a measurement."""
 
 from __future__ import annotations
 
@@ -25,6 +26,17 @@ class PlannedCell:
 
 
 @dataclass(frozen=True)
+class PlannedSpeed:
+    """The speed planner's prediction for one cell (suite/speed)."""
+
+    id: str
+    tokens_per_s_per_gpu: float
+    step_s: float
+    run_s: float  # the profile's whole run
+    vs_reference: float | None  # over the reference cell's predicted tokens/s/GPU
+
+
+@dataclass(frozen=True)
 class PlannedMatrix:
     matrix: str
     gpu: str
@@ -38,6 +50,9 @@ class PlannedMatrix:
     lightest: PlannedCell | None  # the cell that plans ok with the smallest predicted GPU peak
     # why the generation's pinned image cannot run the cells as planned (preflight.torch_gaps), however they fit
     image_gaps: tuple[str, ...] = ()
+    # the ok cell with the most predicted tokens/s/GPU, and the reference's prediction (None: not predicted)
+    fastest: PlannedSpeed | None = None
+    reference_speed: PlannedSpeed | None = None
 
     @property
     def n_cells(self) -> int:
@@ -62,20 +77,40 @@ def _rank(status: str) -> tuple[int, str]:
     return (_STATUS_ORDER.index(status) if status in _STATUS_ORDER else len(_STATUS_ORDER), status)
 
 
+def _speed(cell_id: str, speeds: Sequence[Any], ref_tps: float | None) -> PlannedSpeed | None:
+    s = next((x for x in speeds if x.id == cell_id and x.prediction is not None), None)
+    if s is None:
+        return None
+    tps = s.prediction.tokens_per_s_per_gpu
+    return PlannedSpeed(cell_id, tps, s.prediction.step_s, s.run_s, tps / ref_tps if ref_tps else None)
+
+
 def summarise(
     cells: Sequence[Any],
     reference: Any | None = None,
     reference_matrix: str | None = None,
     image_gaps: Sequence[str] = (),
+    speeds: Sequence[Any] = (),
 ) -> PlannedMatrix:
     """One matrix's planned and predicted cells (suite.plan.cell.Cell) as a report line. `reference`: the
-    reference cell, planned in `reference_matrix` where it is not one of `cells`."""
+    reference cell, planned in `reference_matrix` where it is not one of `cells`. `speeds`: the speed planner's
+    predictions (suite.speed.predict.CellSpeed) of the cells and the reference."""
     if not cells:
         raise InputError("a planned matrix has no cells", field="matrix")
     first = cells[0]
     counts = Counter(c.status for c in cells)
     ok = [c for c in cells if c.status == "ok" and c.predicted_memory_gb is not None]
     lightest = min(ok, key=lambda c: (c.predicted_memory_gb, c.predicted_host_memory_gb or 0.0, c.id), default=None)
+    ref_speed = _speed(reference.id, speeds, None) if reference is not None else None
+    ref_tps = ref_speed.tokens_per_s_per_gpu if ref_speed else None
+    ok_ids = {c.id for c in cells if c.status == "ok"}
+    ranked = sorted(
+        (x for x in speeds if x.id in ok_ids and x.prediction is not None),
+        key=lambda x: (-x.prediction.tokens_per_s_per_gpu, x.id),
+    )
+    fastest = _speed(ranked[0].id, ranked, ref_tps) if ranked else None
+    if ref_speed is not None:
+        ref_speed = PlannedSpeed(ref_speed.id, ref_speed.tokens_per_s_per_gpu, ref_speed.step_s, ref_speed.run_s, 1.0)
     return PlannedMatrix(
         matrix=first.matrix,
         gpu=first.gpu,
@@ -88,6 +123,8 @@ def summarise(
         reference_matrix=reference_matrix,
         lightest=_planned_cell(lightest) if lightest is not None else None,
         image_gaps=tuple(image_gaps),
+        fastest=fastest,
+        reference_speed=ref_speed,
     )
 
 
@@ -124,6 +161,7 @@ def plan_matrices(paths: Iterable[Path], profile: str = "bench") -> list[Planned
     from suite.memory.predict import annotate_cells
     from suite.plan.planner import plan_matrix, plan_reference_cell
     from suite.run.preflight import torch_gaps
+    from suite.speed.predict import predict_cells
 
     nowhere = "/nonexistent/grpo-suite-report"  # never created: planning only names the cells' folders
     planned = []
@@ -143,5 +181,6 @@ def plan_matrices(paths: Iterable[Path], profile: str = "bench") -> list[Planned
             elsewhere = plan_reference_cell(m, profile, out_dir=nowhere)
             ref = annotate_cells([elsewhere])[0] if elsewhere is not None else None
         gaps = torch_gaps(cells, torch_of[m.matrix.gpu], m.matrix.gpu)
-        out.append(summarise(cells, ref, ref_matrix, gaps))
+        speeds = predict_cells([*cells, *([] if ref is None or ref in cells else [ref])])
+        out.append(summarise(cells, ref, ref_matrix, gaps, speeds))
     return out

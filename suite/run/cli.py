@@ -201,6 +201,21 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="record cells the memory planner predicts to OOM as skipped instead of running them",
     )
+    p.add_argument(
+        "--order",
+        default="plan",
+        choices=("plan", "speed"),
+        help="plan: the matrix's order (default); speed: the reference first, then the cells predicted to fit "
+        "memory, fastest predicted first (grpo-suite speed predict)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="S",
+        help="start only the cells whose predicted wall times, one after another in --order, fit S seconds; "
+        "the rest are listed and left for a later --resume",
+    )
     p.add_argument("--data-root", default=None, help="directory holding train.parquet/test.parquet")
     p.add_argument("--no-verl-check", action="store_true", help="skip composing each cell with verl's config")
     p.add_argument(
@@ -255,6 +270,24 @@ def _selected(cells: list, pattern: str | None) -> list:
     if not selected:
         raise InputError(f"no cell matches {pattern!r}; cells: {', '.join(c.id for c in cells)}", field="--cells")
     return selected
+
+
+def _scheduled(cells: list, order: str, budget_s: float | None) -> list:
+    """The cells in `--order`, those past `--time-budget` left out (listed on stderr, no result written)."""
+    from suite.speed.predict import predict_cells
+    from suite.speed.schedule import schedule
+
+    plan = schedule(cells, predict_cells(cells), order=order, budget_s=budget_s)
+    budget = f" of {budget_s:g} s" if budget_s is not None else ""
+    print(
+        f"order {order}: {len(plan.start)} cells to start, predicted {plan.predicted_s:.0f} s{budget} one after another",
+        file=sys.stderr,
+    )
+    for lo in plan.left_out:
+        print(f"not started: {lo.cell.id}: {lo.reason}", file=sys.stderr)
+    if not plan.start:
+        raise InputError(f"no selected cell is predicted to fit {budget_s:g} s", field="--time-budget")
+    return plan.start
 
 
 def _gpu_info(gpu_ids: list[int] | None) -> object | None:
@@ -326,6 +359,8 @@ def run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
     )
     selected = _selected(cells, args.cells)
+    if args.order != "plan" or args.time_budget is not None:
+        selected = _scheduled(selected, args.order, args.time_budget)
     if runtime.local and not args.dry_run and not args.no_preflight:
         _preflight(selected)  # before models and data are built: those take minutes too
     if not args.dry_run and any(c.status != "invalid" for c in selected):
@@ -356,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
         slots = 1
     try:
         with Progress(total=len(selected), slots=slots, live=None if not args.dry_run else False) as progress:
-            summary = run_cells(cells, out_dir, runtime, options, progress=None if args.dry_run else progress)
+            summary = run_cells(selected, out_dir, runtime, options, progress=None if args.dry_run else progress)
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)

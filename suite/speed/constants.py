@@ -29,6 +29,7 @@ class Constants:
     phases: dict[str, dict[str, float]]  # phase -> feature -> constant
     run: dict[str, dict[str, float]]  # run part -> feature -> constant
     prompt_tokens: float  # mean prompt length assumed for a planned cell (the committed runs' data)
+    max_gpus: int  # the most GPUs of a run fitted on: a cell with more is outside what was measured
     fitted_on: tuple[str, ...] = ()  # the results' ids (matrix/cell @ start time)
     source: str = field(default="<constants>", compare=False)
 
@@ -62,6 +63,9 @@ def constants_from_dict(data: dict[str, Any], source: str = "<constants>") -> Co
     prompt = fit.get("prompt_tokens")
     if isinstance(prompt, bool) or not isinstance(prompt, int | float) or prompt <= 0:
         raise InputError(f"[fit] prompt_tokens must be a positive number, got {prompt!r}", source=source)
+    max_gpus = fit.get("max_gpus")
+    if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 1:
+        raise InputError(f"[fit] max_gpus must be a positive integer, got {max_gpus!r}", source=source)
     on = fit.get("results", [])
     if not isinstance(on, list) or not all(isinstance(x, str) for x in on):
         raise InputError("[fit] results must be a list of strings", source=source)
@@ -69,6 +73,7 @@ def constants_from_dict(data: dict[str, Any], source: str = "<constants>") -> Co
         phases=phases,
         run={k.removeprefix("run."): v for k, v in run.items()},
         prompt_tokens=float(prompt),
+        max_gpus=max_gpus,
         fitted_on=tuple(on),
         source=source,
     )
@@ -96,7 +101,8 @@ def _num(v: float) -> str:
 
 def dumps(c: Constants, *, header: str = "") -> str:
     lines = [f"# {ln}" if ln else "#" for ln in header.splitlines()]
-    lines += ["", "[fit]", f"prompt_tokens = {_num(c.prompt_tokens)}", "results = ["]
+    lines += ["", "[fit]", f"prompt_tokens = {_num(c.prompt_tokens)}", f"max_gpus = {c.max_gpus}"]
+    lines += ["results = ["]
     lines += [f'  "{r}",' for r in c.fitted_on] + ["]"]
     for phase, names in FEATURES.items():
         lines += ["", f"[{phase}]"] + [f"{n} = {_num(c.phases[phase][n])}" for n in names]

@@ -135,7 +135,13 @@ def fit(samples: Sequence[Sample], *, prompt_tokens: float | None = None) -> Con
         have = [(s, v) for s, v in measured if v is not None]
         run[part] = _solve([run_features(s.settings, s.step_s)[part] for s, _ in have], [v for _, v in have], names)
     mean_prompt = prompt_tokens if prompt_tokens is not None else _median([s.lengths.prompt for s in samples])
-    return Constants(phases=phases, run=run, prompt_tokens=mean_prompt, fitted_on=tuple(s.key for s in samples))
+    return Constants(
+        phases=phases,
+        run=run,
+        prompt_tokens=mean_prompt,
+        max_gpus=max(s.settings.n_gpus for s in samples),
+        fitted_on=tuple(s.key for s in samples),
+    )
 
 
 @dataclass(frozen=True)

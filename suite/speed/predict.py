@@ -45,6 +45,11 @@ def predict_cells(
         if cell.backend != "fsdp":
             out.append((cell, None, f"the speed model covers FSDP cells, not {cell.backend}"))
             continue
+        if cell.n_gpus > k.max_gpus:
+            out.append(
+                (cell, None, f"the speed model is fitted on runs of at most {k.max_gpus} GPU(s), not {cell.n_gpus}")
+            )
+            continue
         try:
             out.append((cell, predict_speed(settings_from_cell(cell), constants=k, calibration=c), None))
         except InputError as exc:

@@ -43,7 +43,14 @@ def predict_table(rows: Sequence[CellSpeed], *, window_s: float | None = None, f
         body.append(line)
     table = tabulate(body, headers=head, tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)
     matrices = sorted({r.matrix for r in rows})
-    notes = [f"{r.id}: {r.reason}" for r in rows if r.reason]
+    by_reason: dict[str, list[str]] = {}
+    for r in rows:
+        if r.reason:
+            by_reason.setdefault(r.reason, []).append(r.id)
+    notes = [
+        f"{ids[0]}: {why}" if len(ids) == 1 else f"{len(ids)} cells ({ids[0]}, ...): {why}"
+        for why, ids in by_reason.items()
+    ]
     out = f"{', '.join(matrices)}: predicted speed, fastest first\n\n{table}"
     best = next((r for r in rows if r.prediction and r.memory_status == "ok"), None)
     if best is not None and best.prediction is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from suite.errors import InputError
 from suite.gpus import get_gpu
 from suite.memory.calibration import Calibration
 from suite.memory.model import lora_parameters, vllm_budget
@@ -103,7 +104,13 @@ def work(s: MemorySettings, c: Calibration, lengths: Lengths) -> Work:
     # --- rollout: decode iterations are the response length times the KV cache's waves
     budget = vllm_budget(s, c)
     kv_per_token = _kv_bytes_per_token(s, c)
-    kv_tokens = max(1.0, budget.kv_cache / kv_per_token)
+    if budget.kv_cache < kv_per_token * (p + r):
+        raise InputError(
+            f"vLLM's pool ({budget.pool / 2**30:.1f} GiB at gpu_memory_utilization {s.gpu_memory_utilization}) "
+            f"leaves no KV cache for one sequence beside its {budget.weights / 2**30:.1f} GiB of weights: "
+            "no rollout to predict"
+        )
+    kv_tokens = budget.kv_cache / kv_per_token
     max_seqs = s.max_num_seqs or c.vllm.default_max_num_seqs
     waves = max(1.0, seqs * (p + r) / kv_tokens, seqs / max_seqs)
     iterations = r * waves
