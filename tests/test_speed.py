@@ -335,11 +335,14 @@ def test_in_sample_and_leave_one_out_errors(measured):
     k = default_constants()
     ins = summarize(compare(measured, k))
     assert ins.median_abs_error < 0.05
-    assert ins.within_10 == 24
+    assert ins.within_10 == 24 and ins.within_20 == 28
+    assert ins.worst_error == pytest.approx(-0.305, abs=0.001)
+    assert ins.run_median_abs_error == pytest.approx(0.075, abs=0.002)
     loo = leave_one_out(measured, prompt_tokens=k.prompt_tokens)
     s = summarize(loo)
     assert s.median_abs_error == pytest.approx(0.049, abs=0.001)
     assert s.within_10 == 22 and s.within_20 == 27
+    assert s.worst_error == pytest.approx(-0.326, abs=0.001)
     assert s.run_median_abs_error == pytest.approx(0.086, abs=0.002)
 
 
@@ -564,3 +567,10 @@ def test_run_with_a_budget_nothing_fits_is_input_error(tmp_path, capsys):
     args = ["run", str(MATRICES / "h100-1gpu-7b-fa.toml"), "--time-budget", "10", "--dry-run", "--no-verl-check"]
     assert main([*args, "--out", str(tmp_path)]) == 2
     assert "no selected cell is predicted to fit 10 s" in capsys.readouterr().err
+
+
+def test_a_samples_run_parts_are_the_run_features(measured):
+    assert all(tuple(s.run_parts_s()) == tuple(RUN_FEATURES) for s in measured)
+    # 22 runs ended ok with a wall time; every run with a ready-to-fit milestone has a start-up
+    assert sum(s.wall_s is not None for s in measured) == 22
+    assert all(v > 0 for s in measured if (v := s.run_parts_s()["to_fit"]) is not None)

@@ -46,6 +46,10 @@ class Sample:
     total_steps: int  # steps the run logged, warm-up included
     wall_s: float | None  # process start to end, for a run that ended ok
 
+    def run_parts_s(self) -> dict[str, float | None]:
+        """The measured parts of the run around the steps, by RUN_FEATURES' names (None: not measured)."""
+        return {"to_fit": self.to_fit_s, "warmup_extra": self.warmup_extra_s, "teardown": self.teardown_s}
+
 
 def _median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs))
@@ -131,8 +135,7 @@ def fit(samples: Sequence[Sample], *, prompt_tokens: float | None = None) -> Con
     }
     run: dict[str, dict[str, float]] = {}
     for part, names in RUN_FEATURES.items():
-        measured = [(s, getattr(s, f"{part}_s")) for s in samples]
-        have = [(s, v) for s, v in measured if v is not None]
+        have = [(s, v) for s in samples if (v := s.run_parts_s()[part]) is not None]
         run[part] = _solve([run_features(s.settings, s.step_s)[part] for s, _ in have], [v for _, v in have], names)
     mean_prompt = prompt_tokens if prompt_tokens is not None else _median([s.lengths.prompt for s in samples])
     return Constants(
