@@ -74,9 +74,11 @@ def trim(lines: list[str]) -> list[str]:
             bars += 1
             continue
         out.append(line)
-    out.append(f"[tools/evidence.py trim] removed {warnings + bars} of {len(lines)} lines: {warnings} lines of "
-               f"verl's '{_ENGINE_WARNING}' UserWarnings, {bars} unfinished tqdm progress updates; ANSI colour "
-               "codes stripped; every other line verbatim")
+    out.append(
+        f"[tools/evidence.py trim] removed {warnings + bars} of {len(lines)} lines: {warnings} lines of "
+        f"verl's '{_ENGINE_WARNING}' UserWarnings, {bars} unfinished tqdm progress updates; ANSI colour "
+        "codes stripped; every other line verbatim"
+    )
     return out
 
 
@@ -92,20 +94,49 @@ def read_lines(path: Path) -> list[str]:
 
 def _ingest(cell_dir: Path, log: Path, cell: EvidenceCell, out: Path) -> None:
     spec = json.loads((cell_dir / "cell.json").read_text())
-    args = [sys.executable, "-m", "suite", "ingest", "--log", str(log), "--id", spec["full_id"],
-            "--matrix", spec["matrix"], "--profile", spec["profile"], "--gpu", spec["gpu"],
-            "--n-gpus", str(spec["n_gpus"]), "--nnodes", str(spec["nnodes"]), "--model", spec["model"],
-            "--backend", spec["backend"], "--warmup", str(spec["warmup_steps"]),
-            "--argv", shlex.join(spec["argv"]), "--out", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "suite",
+        "ingest",
+        "--log",
+        str(log),
+        "--id",
+        spec["full_id"],
+        "--matrix",
+        spec["matrix"],
+        "--profile",
+        spec["profile"],
+        "--gpu",
+        spec["gpu"],
+        "--n-gpus",
+        str(spec["n_gpus"]),
+        "--nnodes",
+        str(spec["nnodes"]),
+        "--model",
+        spec["model"],
+        "--backend",
+        spec["backend"],
+        "--warmup",
+        str(spec["warmup_steps"]),
+        "--argv",
+        shlex.join(spec["argv"]),
+        "--out",
+        str(out),
+    ]
     metrics = cell_dir / "metrics.jsonl"
     if metrics.exists():
         args += ["--metrics", str(metrics)]
     if cell.alive:
         log_ = read_metrics(metrics)
         last = f"last step {log_.last_step} of {spec['total_steps']}" if log_.steps else "no step logged yet"
-        args += ["--status", "interrupted", "--reason",
-                 f"cut off: the host was stopped while the cell ran; its files are a snapshot taken at "
-                 f"{SNAPSHOT_AT} ({last})"]
+        args += [
+            "--status",
+            "interrupted",
+            "--reason",
+            f"cut off: the host was stopped while the cell ran; its files are a snapshot taken at "
+            f"{SNAPSHOT_AT} ({last})",
+        ]
     subprocess.run(args, check=True, cwd=REPO)
 
 
@@ -161,8 +192,7 @@ def timestamp(line: str) -> datetime | None:
         m = pat.search(line)
         if m:
             g = m.groupdict()
-            return datetime(int(g.get("Y") or YEAR), int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]),
-                            int(g["S"]))
+            return datetime(int(g.get("Y") or YEAR), int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), int(g["S"]))
     return None
 
 
@@ -188,34 +218,43 @@ def _f(v: float | None, nd: int = 2) -> str:
 
 
 def step_table(out: Path) -> list[str]:
-    rows = ["| cell | step | warm-up | timing_s/step | timing_s/gen | timing_s/update_actor | perf/throughput "
-            "(tok/s/GPU) | response_length/mean | step − timed phases (s) |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| cell | step | warm-up | timing_s/step | timing_s/gen | timing_s/update_actor | perf/throughput "
+        "(tok/s/GPU) | response_length/mean | step − timed phases (s) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for cell in CELLS:
         metrics = out / cell.path / "metrics.jsonl"
         log = read_metrics(metrics) if metrics.exists() else MetricsLog()
         warmup = json.loads((out / cell.path / "cell.json").read_text())["warmup_steps"]
         for s in log.steps:
             untimed = s.timing_s["step"] - sum(v for k, v in s.timing_s.items() if k != "step")
-            rows.append(f"| {Path(cell.path).name} | {s.step} | {'yes' if s.step <= warmup else ''} | "
-                        f"{_f(s.timing_s.get('step'))} | {_f(s.timing_s.get('gen'))} | "
-                        f"{_f(s.timing_s.get('update_actor'))} | {_f(s.throughput, 1)} | "
-                        f"{_f(s.response_length_mean, 1)} | {_f(untimed)} |")
+            rows.append(
+                f"| {Path(cell.path).name} | {s.step} | {'yes' if s.step <= warmup else ''} | "
+                f"{_f(s.timing_s.get('step'))} | {_f(s.timing_s.get('gen'))} | "
+                f"{_f(s.timing_s.get('update_actor'))} | {_f(s.throughput, 1)} | "
+                f"{_f(s.response_length_mean, 1)} | {_f(untimed)} |"
+            )
     return rows
 
 
 def result_table(out: Path) -> list[str]:
     from suite.results.io import read_result
 
-    rows = ["| cell | matrix | status | steps logged | measured (after 2 warm-up) | median tok/s/GPU | "
-            "median s/step | reason |", "|---|---|---|---:|---:|---:|---:|---|"]
+    rows = [
+        "| cell | matrix | status | steps logged | measured (after 2 warm-up) | median tok/s/GPU | "
+        "median s/step | reason |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
     for cell in CELLS:
         r = read_result(out / cell.path / "result.json")
         m = r.measured_steps()
         tput = _f(statistics.median(s.throughput for s in m), 1) if m else ""
         sps = _f(statistics.median(s.time_per_step for s in m)) if m else ""
-        rows.append(f"| `{cell.path}` | {r.matrix} | `{r.status}` | {len(r.steps)} | {len(m)} | {tput} | {sps} | "
-                    f"{r.reason or ''} |")
+        rows.append(
+            f"| `{cell.path}` | {r.matrix} | `{r.status}` | {len(r.steps)} | {len(m)} | {tput} | {sps} | "
+            f"{r.reason or ''} |"
+        )
     return rows
 
 
@@ -230,12 +269,17 @@ def startup_table(out: Path) -> list[str]:
         steps = read_metrics(metrics).steps if metrics.exists() else []
         if READY in seen and steps:
             seen["step 1 ends (ready to fit + its timing_s/step)"] = seen[READY] + timedelta(
-                seconds=steps[0].time_per_step)
+                seconds=steps[0].time_per_step
+            )
             seen["last logged step ends (ready to fit + Σ timing_s/step)"] = seen[READY] + timedelta(
-                seconds=sum(s.time_per_step for s in steps))
+                seconds=sum(s.time_per_step for s in steps)
+            )
         data.append((t0, seen))
-    order = ["`suite run` launched (session stamp)"] + [n for n, _ in MILESTONES] + [
-        "step 1 ends (ready to fit + its timing_s/step)", "last logged step ends (ready to fit + Σ timing_s/step)"]
+    order = (
+        ["`suite run` launched (session stamp)"]
+        + [n for n, _ in MILESTONES]
+        + ["step 1 ends (ready to fit + its timing_s/step)", "last logged step ends (ready to fit + Σ timing_s/step)"]
+    )
     for name in order:
         cells = []
         for t0, seen in data:
@@ -250,14 +294,23 @@ def tables(out: Path) -> str:
     nvml = (out / "session" / "nvml_overhead.txt").read_text().rstrip("\n")
     parts = [
         "Per-step numbers of the cells that logged steps (verl's file logger, parsed by `suite.telemetry.metrics`):",
-        "", *step_table(out), "",
-        "Per cell, from its `result.json` (made by `grpo-suite ingest`; medians over steps after warm-up):", "",
-        *result_table(out), "",
+        "",
+        *step_table(out),
+        "",
+        "Per cell, from its `result.json` (made by `grpo-suite ingest`; medians over steps after warm-up):",
+        "",
+        *result_table(out),
+        "",
         "Start-up, from the timestamps in each `log.txt.xz` (seconds since the session's stamp for the `suite run` "
-        "that started the cell; the verl process starts a few seconds after it):", "",
-        *startup_table(out), "",
-        "`session/nvml_overhead.txt` (`benchmarks/nvml_overhead.py` on GPU 3, before the OOM cell):", "",
-        "```", nvml, "```",
+        "that started the cell; the verl process starts a few seconds after it):",
+        "",
+        *startup_table(out),
+        "",
+        "`session/nvml_overhead.txt` (`benchmarks/nvml_overhead.py` on GPU 3, before the OOM cell):",
+        "",
+        "```",
+        nvml,
+        "```",
     ]
     return "\n".join(parts) + "\n"
 
