@@ -42,7 +42,8 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=False)
 def report(session: nox.Session) -> None:
     """Build reports/ (index.md, index.html, results.json/csv) from the committed baselines, with the shipped
-    matrices that have no result yet as the planner predicts them. No GPU needed."""
+    matrices that have no result yet as the planners predict them and the speed planner checked against every
+    measured run. No GPU needed."""
     _suite(
         session,
         "report",
@@ -54,6 +55,7 @@ def report(session: nox.Session) -> None:
         "suite/matrices",
         "--evidence",
         "baselines/evidence",
+        "--speed",
     )
 
 

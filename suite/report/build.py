@@ -10,6 +10,7 @@ from suite.report.evidence import EvidenceRun
 from suite.report.history import HistorySeries
 from suite.report.model import Report, build
 from suite.report.planned import PlannedMatrix
+from suite.report.speedcheck import SpeedChecks
 from suite.report.table import ReportRow
 
 FILES = ("index.md", "index.html", "results.json", "results.csv")
@@ -36,6 +37,7 @@ def write_report(
     planned: Sequence[PlannedMatrix] = (),
     evidence: Sequence[EvidenceRun] = (),
     evidence_skipped: Sequence[str] = (),
+    speed: SpeedChecks | None = None,
 ) -> dict[str, Path]:
     report = build(
         rows,
@@ -46,6 +48,7 @@ def write_report(
         planned=planned,
         evidence=evidence,
         evidence_skipped=evidence_skipped,
+        speed=speed,
     )
     out.mkdir(parents=True, exist_ok=True)
     written = {}

@@ -55,6 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(repeatable)",
     )
     p.add_argument(
+        "--speed",
+        action="store_true",
+        help="also check the speed planner against every measured run read (the store and --evidence): each "
+        "run's step predicted by constants fitted without its cell",
+    )
+    p.add_argument(
         "--reference-gpu",
         default="h100",
         help="generation the cross-generation ratios divide by (default: %(default)s)",
@@ -99,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
 
     planned = plan_matrices(args.plan) if args.plan else []
     evidence, skipped = _evidence(args.evidence, {r.key for r in rows}, args.gate_config)
+    speed = None
+    if args.speed:
+        from suite.report.speedcheck import speed_checks
+
+        speed = speed_checks([p for p in [*sources, *args.evidence] if p.exists()])
     written = write_report(
         rows,
         args.out,
@@ -109,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         planned=planned,
         evidence=evidence,
         evidence_skipped=skipped,
+        speed=speed,
     )
     for path in written.values():
         print(path)

@@ -12,6 +12,7 @@ from suite.gate.reference import STACK_MARK, ratio_text, stack_note
 from suite.report.backends import BackendPair
 from suite.report.evidence import EvidenceRun
 from suite.report.planned import PlannedCell, PlannedMatrix
+from suite.report.speedcheck import SpeedChecks
 from suite.report.stats import MIN_N_MEDIAN_CI
 from suite.report.table import (
     Best,
@@ -494,6 +495,35 @@ def planned_table(planned: Sequence[PlannedMatrix]) -> Table:
                 else [DASH] * 4
             )
         )
+    return Table(headers, rows, numeric)
+
+
+SPEED_NOTE = (
+    "The speed planner (`grpo-suite speed`, docs/speed.md) against every measured FSDP run read here, the "
+    "store's and the evidence folders': each run's seconds per step predicted by constants fitted on every other "
+    "cell, so each row is out of sample. Measured: the median over the run's measured steps."
+)
+
+
+def speed_table(checks: SpeedChecks) -> Table:
+    headers = ["GPU", "model", "run", "flash-attn", "steps", "s/step", "predicted", "error"]
+    headers += ["tokens/s/GPU", "predicted tokens/s/GPU"]
+    numeric = [False, False, False, False, True, True, True, True, True, True]
+    rows = [
+        [
+            c.gpu,
+            c.model,
+            c.run,
+            "yes" if c.flash_attn else "no",
+            str(c.steps),
+            f"{c.measured_s:.1f}",
+            f"{c.predicted_s:.1f}",
+            f"{c.error:+.1%}",
+            f"{c.measured_tps:.0f}",
+            f"{c.predicted_tps:.0f}",
+        ]
+        for c in checks.rows
+    ]
     return Table(headers, rows, numeric)
 
 

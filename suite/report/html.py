@@ -12,6 +12,7 @@ from suite.report.columns import (
     HISTORY_NOTE,
     PLANNED_NOTE,
     REFERENCE_NOTE,
+    SPEED_NOTE,
     STARTUP_NOTE,
     Table,
     backend_table,
@@ -26,6 +27,7 @@ from suite.report.columns import (
     planned_table,
     provenance_table,
     reference_notes,
+    speed_table,
     startup_table,
 )
 from suite.report.escape import h
@@ -192,6 +194,17 @@ def evidence_section(report: Report) -> str:
     )
 
 
+def speed_section(report: Report) -> str:
+    if report.speed is None:
+        return ""
+    return (
+        '<h2 id="speed">Speed planner against the measured runs</h2><p class="note">'
+        + h(SPEED_NOTE)
+        + f"</p><p>{h(report.speed.summary)}</p>"
+        + table(speed_table(report.speed), cls="speed", status_col=None)
+    )
+
+
 def planned_section(report: Report) -> str:
     if not report.planned:
         return ""
@@ -238,7 +251,7 @@ def render(report: Report) -> str:
 <p>{h(report.summary)}</p>
 <p class="note">{h(median_ci_note())}</p>
 {warnings}
-<nav><ul>{"".join(toc)}<li><a href="#cross">across generations</a></li><li><a href="#backends">FSDP vs Megatron</a></li>{'<li><a href="#evidence">measured, not baselines</a></li>' if report.evidence else ""}{'<li><a href="#planned">planned, not yet measured</a></li>' if report.planned else ""}{'<li><a href="#history">baseline history</a></li>' if report.histories else ""}</ul></nav>
+<nav><ul>{"".join(toc)}<li><a href="#cross">across generations</a></li><li><a href="#backends">FSDP vs Megatron</a></li>{'<li><a href="#evidence">measured, not baselines</a></li>' if report.evidence else ""}{'<li><a href="#speed">speed planner vs measured</a></li>' if report.speed else ""}{'<li><a href="#planned">planned, not yet measured</a></li>' if report.planned else ""}{'<li><a href="#history">baseline history</a></li>' if report.histories else ""}</ul></nav>
 <h2 id="best">Best cells</h2>
 <p class="note">{h(BEST_NOTE)}</p>
 {f'<p class="note">{h(REFERENCE_NOTE)}</p>' if report.has_reference else ""}
@@ -251,6 +264,7 @@ to {h(report.reference)} (higher is faster).</p>
 <h2 id="backends">FSDP vs Megatron</h2>
 {backends}
 {evidence_section(report)}
+{speed_section(report)}
 {planned_section(report)}
 {history_section(report)}
 </body>

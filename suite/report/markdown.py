@@ -11,6 +11,7 @@ from suite.report.columns import (
     HISTORY_NOTE,
     PLANNED_NOTE,
     REFERENCE_NOTE,
+    SPEED_NOTE,
     STARTUP_NOTE,
     Table,
     backend_table,
@@ -26,6 +27,7 @@ from suite.report.columns import (
     planned_table,
     provenance_table,
     reference_notes,
+    speed_table,
     startup_table,
 )
 from suite.report.escape import md
@@ -83,6 +85,9 @@ def render(report: Report) -> str:
         out += ["## Measured, not baselines", "", md(EVIDENCE_NOTE), "", table(evidence_table(report.evidence)), ""]
         if report.evidence_skipped:
             out += [md(evidence_skipped_note(report.evidence_skipped)), ""]
+    if report.speed is not None:
+        out += ["## Speed planner against the measured runs", "", md(SPEED_NOTE), "", md(report.speed.summary), ""]
+        out += [table(speed_table(report.speed)), ""]
     if report.planned:
         out += ["## Planned, not yet measured", "", md(PLANNED_NOTE), "", table(planned_table(report.planned)), ""]
     if report.histories:

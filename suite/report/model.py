@@ -10,6 +10,7 @@ from suite.report.backends import BackendPair, backend_pairs
 from suite.report.evidence import EvidenceRun
 from suite.report.history import HistorySeries
 from suite.report.planned import PlannedMatrix, unmeasured
+from suite.report.speedcheck import SpeedChecks
 from suite.report.table import (
     Best,
     CrossRow,
@@ -38,6 +39,7 @@ class Report:
     planned: list[PlannedMatrix] = field(default_factory=list)  # matrices planned but without a result here
     evidence: list[EvidenceRun] = field(default_factory=list)  # measured runs of cells without a baseline
     evidence_skipped: list[str] = field(default_factory=list)  # evidence files today's reader refuses, and why
+    speed: SpeedChecks | None = None  # the speed planner's out-of-sample check over the measured runs
 
     @property
     def has_reference(self) -> bool:
@@ -61,6 +63,7 @@ def build(
     planned: Sequence[PlannedMatrix] = (),
     evidence: Sequence[EvidenceRun] = (),
     evidence_skipped: Sequence[str] = (),
+    speed: SpeedChecks | None = None,
 ) -> Report:
     groups = group_rows(with_reference(rows))
     ordered = [r for g in groups for r in g.rows]
@@ -90,4 +93,5 @@ def build(
         unmeasured(planned, {r.matrix for r in ordered} | {e.matrix for e in evidence}),
         list(evidence),
         list(evidence_skipped),
+        speed,
     )
