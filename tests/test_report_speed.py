@@ -10,7 +10,8 @@ import pytest
 
 from suite.cli import main
 from suite.report.columns import speed_table
-from suite.report.speedcheck import SpeedCheck, SpeedChecks, speed_checks
+from suite.report.speedcheck import SpeedChecks, speed_checks
+from suite.speed.fit import SpeedRow, SpeedSummary
 
 ROOT = Path(__file__).resolve().parents[1]
 STORE = ROOT / "baselines"
@@ -56,12 +57,31 @@ def test_no_measured_run_gives_no_check(tmp_path):
 
 
 def test_the_table_and_summary_of_hand_made_checks():
-    c = SpeedCheck("h100", "qwen2.5-7b", "m/cell", True, 4, 64.0, 61.44, 3922.0, 4085.0)
-    checks = SpeedChecks((c,), 0.04, 1, None)
+    c = SpeedRow(
+        key="h100:m/cell@t",
+        matrix="m",
+        cell="cell",
+        model="qwen2.5-7b",
+        gpu="h100",
+        flash_attn=True,
+        steps=4,
+        measured_s=64.0,
+        predicted_s=61.44,
+        measured_phases_s={},
+        predicted_phases_s={},
+        measured_tps=3922.0,
+        predicted_tps=4085.0,
+        kv_waves=1.0,
+        out_of_sample=True,
+        measured_run_s=None,
+        predicted_run_s=600.0,
+    )
+    checks = SpeedChecks((c,), SpeedSummary(1, 0.04, -0.04, 1, 1))
     assert c.error == pytest.approx(-0.04)
     t = speed_table(checks)
     assert len(t.headers) == len(t.numeric) == len(t.rows[0])
     row = dict(zip(t.headers, t.rows[0], strict=True))
     assert (row["s/step"], row["predicted"], row["error"]) == ("64.0", "61.4", "-4.0%")
     assert (row["tokens/s/GPU"], row["predicted tokens/s/GPU"], row["flash-attn"]) == ("3922", "4085", "yes")
+    assert row["run"] == "m/cell"
     assert checks.summary == "1 runs, each predicted without its cell: median |error| of s/step 4.0%, 1 within 10 %."

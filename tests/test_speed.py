@@ -255,6 +255,8 @@ def _synthetic_samples(truth: Constants):
                         Sample(
                             key=f"k{i:03d}",
                             group=f"g{i:03d}",
+                            matrix="synthetic",
+                            cell=f"c{i:03d}",
                             model=model,
                             gpu=gpu,
                             flash_attn=fa,

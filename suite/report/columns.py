@@ -513,7 +513,7 @@ def speed_table(checks: SpeedChecks) -> Table:
         [
             c.gpu,
             c.model,
-            c.run,
+            f"{c.matrix}/{c.cell}",
             "yes" if c.flash_attn else "no",
             str(c.steps),
             f"{c.measured_s:.1f}",

@@ -101,16 +101,17 @@ def summarise(
     counts = Counter(c.status for c in cells)
     ok = [c for c in cells if c.status == "ok" and c.predicted_memory_gb is not None]
     lightest = min(ok, key=lambda c: (c.predicted_memory_gb, c.predicted_host_memory_gb or 0.0, c.id), default=None)
-    ref_speed = _speed(reference.id, speeds, None) if reference is not None else None
-    ref_tps = ref_speed.tokens_per_s_per_gpu if ref_speed else None
+    ref_pred = next(
+        (x.prediction for x in speeds if reference is not None and x.id == reference.id and x.prediction), None
+    )
+    ref_tps = ref_pred.tokens_per_s_per_gpu if ref_pred else None
+    ref_speed = _speed(reference.id, speeds, ref_tps) if reference is not None else None
     ok_ids = {c.id for c in cells if c.status == "ok"}
     ranked = sorted(
         (x for x in speeds if x.id in ok_ids and x.prediction is not None),
         key=lambda x: (-x.prediction.tokens_per_s_per_gpu, x.id),
     )
     fastest = _speed(ranked[0].id, ranked, ref_tps) if ranked else None
-    if ref_speed is not None:
-        ref_speed = PlannedSpeed(ref_speed.id, ref_speed.tokens_per_s_per_gpu, ref_speed.step_s, ref_speed.run_s, 1.0)
     return PlannedMatrix(
         matrix=first.matrix,
         gpu=first.gpu,

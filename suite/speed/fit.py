@@ -30,6 +30,8 @@ class Sample:
 
     key: str  # gpu:matrix/cell@start time
     group: str  # the cell, whatever run measured it: left out together
+    matrix: str
+    cell: str
     model: str
     gpu: str
     flash_attn: bool
@@ -82,6 +84,8 @@ def sample_from_result(r: Result, calibration: Calibration, *, prompt_tokens: fl
     return Sample(
         key=f"{r.gpu}:{r.matrix}/{cell}@{r.provenance.start_time or r.wall_s}",
         group=f"{r.gpu}:{r.model}:{cell}:{'fa' if fa else 'nofa'}",
+        matrix=r.matrix,
+        cell=cell,
         model=r.model.split(":")[-1].split("/")[-1],
         gpu=r.gpu,
         flash_attn=fa,
@@ -152,6 +156,8 @@ class SpeedRow:
     """A measured run against its prediction."""
 
     key: str
+    matrix: str
+    cell: str
     model: str
     gpu: str
     flash_attn: bool
@@ -178,14 +184,12 @@ class SpeedRow:
             return None
         return self.predicted_run_s / self.measured_run_s - 1.0
 
-    def phase_error(self, phase: str) -> float:
-        m, p = self.measured_phases_s[phase], self.predicted_phases_s[phase]
-        return (p - m) / (m + FLOOR_S)
-
 
 def row(s: Sample, p: SpeedPrediction, *, out_of_sample: bool) -> SpeedRow:
     return SpeedRow(
         key=s.key,
+        matrix=s.matrix,
+        cell=s.cell,
         model=s.model,
         gpu=s.gpu,
         flash_attn=s.flash_attn,

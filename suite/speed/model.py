@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from suite.memory.calibration import Calibration, default_calibration
 from suite.memory.settings import MemorySettings
 from suite.speed.constants import RUN_FEATURES, Constants, default_constants
-from suite.speed.work import FEATURES, HOST_LINK_BYTES_S, PHASES, Lengths, Work, work
+from suite.speed.work import HOST_LINK_BYTES_S, PHASES, Lengths, Work, work
 
 
 @dataclass(frozen=True)
@@ -76,4 +76,4 @@ def predict_speed(
     return predict_work(work(s, c, ln), s, k)
 
 
-__all__ = ["FEATURES", "SpeedPrediction", "predict_speed", "predict_work", "run_features"]
+__all__ = ["SpeedPrediction", "predict_speed", "predict_work", "run_features"]

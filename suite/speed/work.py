@@ -59,7 +59,6 @@ class Work:
     seqs: float  # rollout samples per vLLM replica (= per GPU for TP 1)
     trainer_tokens: float  # tokens one trainer GPU runs through a forward pass (padding included)
     kv_waves: float  # how many times the rollout's tokens fill vLLM's KV cache (>= 1)
-    kv_cache_tokens: float
     tokens_per_gpu: float  # prompt + response tokens of the step per GPU: the throughput's numerator
     features: dict[str, dict[str, float]]
 
@@ -178,7 +177,6 @@ def work(s: MemorySettings, c: Calibration, lengths: Lengths) -> Work:
         seqs=seqs,
         trainer_tokens=tokens,
         kv_waves=waves,
-        kv_cache_tokens=kv_tokens,
         tokens_per_gpu=samples * (p + r) / s.n_gpus,
         features=features,
     )

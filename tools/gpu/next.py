@@ -88,8 +88,7 @@ def measured_walls() -> dict[tuple[str, str, int], float]:
     walls: dict[tuple[str, str, int], float] = {}
     for s in samples_from_results(results):
         if s.wall_s is not None:
-            matrix, cell = s.key.split(":", 1)[1].split("@")[0].split("/", 1)
-            k = (matrix, cell, s.total_steps)
+            k = (s.matrix, s.cell, s.total_steps)
             walls[k] = max(walls.get(k, 0.0), s.wall_s)
     return walls
 
