@@ -1,5 +1,5 @@
 """`grpo-suite cache`: vLLM's, inductor's and Triton's compile caches packed on one host and unpacked on a fresh one,
-the manifest (schema 2, and schema-1 archives still read), the refusal of an archive other software made, and
+the manifest (schema 3; schema-1 and -2 archives still read), the refusal of an archive other software made, and
 archives that try to write outside the caches."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_export_writes_a_manifest_and_the_tree(tmp_path: Path) -> None:
     m = cc.export_cache(src, out, HERE, gpu="NVIDIA H200")
     assert m.entries == ["edf4b2bf4b", "torch_aot_compile"] and m.files == 4
     assert m.bytes == sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
-    assert m.versions == HERE and m.gpu == "NVIDIA H200" and m.schema == 2
+    assert m.versions == HERE and m.gpu == "NVIDIA H200" and m.schema == 3
     with tarfile.open(out) as tar:
         names = tar.getnames()
         assert names[0] == cc.MANIFEST  # the reader finds it without unpacking the rest
@@ -108,8 +108,8 @@ def test_archives_that_are_not_ours(tmp_path: Path) -> None:
     plain = _tar_with(tmp_path / "plain.tar.xz", {"torch_compile_cache/a": b"x"}, None)
     with pytest.raises(InputError, match="not a compile-cache archive"):
         cc.read_manifest(plain)
-    future = _tar_with(tmp_path / "future.tar.xz", {}, {**MANIFEST, "schema": 3})
-    with pytest.raises(InputError, match="schema 3, this suite reads 1 and 2"):
+    future = _tar_with(tmp_path / "future.tar.xz", {}, {**MANIFEST, "schema": 4})
+    with pytest.raises(InputError, match="schema 4, this suite reads 1, 2, 3"):
         cc.import_cache(future, tmp_path / "dest", HERE)
 
 
@@ -180,7 +180,7 @@ def fresh_dirs(root: Path) -> dict[str, Path]:
 def test_three_parts_exported_and_imported_into_a_fresh_host(tmp_path: Path) -> None:
     out = export3(tmp_path)
     m = cc.read_manifest(out)
-    assert m.schema == 2 and list(m.parts) == ["torch_compile_cache", "torchinductor", "triton"]
+    assert m.schema == 3 and list(m.parts) == ["torch_compile_cache", "torchinductor", "triton"]
     assert m.versions == HERE3 and m.compared() == ("vllm", "torch", "triton")
     assert m.entries == ["edf4b2bf4b", "torch_aot_compile"]  # vLLM's, as in schema 1
     assert m.parts["torchinductor"] == cc.PartManifest(["aotautograd", "fxgraph", "locks"], 3, 80)
@@ -194,7 +194,7 @@ def test_three_parts_exported_and_imported_into_a_fresh_host(tmp_path: Path) -> 
         names = tar.getnames()
         raw = json.loads(tar.extractfile(cc.MANIFEST).read())
     assert names[0] == cc.MANIFEST and {n.split("/")[0] for n in names[1:]} == set(m.parts)
-    assert raw["schema"] == 2 and raw["parts"]["triton"] == {
+    assert raw["schema"] == 3 and raw["parts"]["triton"] == {
         "entries": ["3XZ7QH", "VV2KLM"],
         "files": 4,
         "bytes": sum(p.stat().st_size for p in (tmp_path / "src" / "triton").rglob("*") if p.is_file()),
@@ -397,6 +397,7 @@ def test_the_default_directories_are_the_cells(monkeypatch: pytest.MonkeyPatch, 
     assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "torchinductor")
     assert cc.default_dirs() == {
         "torch_compile_cache": Path(env["VLLM_CACHE_ROOT"]),
+        "modelinfos": Path(env["VLLM_CACHE_ROOT"]),
         "torchinductor": Path(env["TORCHINDUCTOR_CACHE_DIR"]),
         "triton": Path(env["TRITON_CACHE_DIR"]),
     }
@@ -549,7 +550,7 @@ def test_merge_reads_schema_1_archives(tmp_path: Path) -> None:
     old = _schema1_archive(tmp_path)
     new = host_export(tmp_path / "new", SHAPE_14B, HERE3, "NVIDIA H100 80GB HBM3")
     m = cc.merge_caches([new, old], tmp_path / "m.tar.xz", tmp_path / "work").manifest
-    assert m.schema == 2 and m.entries == ["61dda8241a", "edf4b2bf4b", "torch_aot_compile"]
+    assert m.schema == 3 and m.entries == ["61dda8241a", "edf4b2bf4b", "torch_aot_compile"]
     assert m.gpu == "NVIDIA H100 80GB HBM3, NVIDIA H200" and m.versions == HERE3
 
 
@@ -567,3 +568,118 @@ def test_cli_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cache", "merge", str(a), str(bad), "--out", str(out)]) == 2
     assert f"torch: {a} 2.11.0, {bad} 2.13.0" in capsys.readouterr().err
     assert main(["cache", "show", str(out)]) == 0 and "61dda8241a" in capsys.readouterr().out
+
+
+# -- vLLM's model-info cache (schema 3) ---------------------------------------------------------------------
+QWEN2_INFO = "vllm-model_executor-models-qwen2-Qwen2ForCausalLM.json"  # vLLM's name: <module>-<class>, dots as -
+
+
+def make_modelinfos(vllm_root: Path, names: tuple[str, ...] = (QWEN2_INFO,)) -> Path:
+    """What vLLM 0.25 writes under VLLM_CACHE_ROOT/modelinfos/ after inspecting a model class: its module file's
+    hash and the class's interfaces."""
+    for name in names:
+        path = vllm_root / "modelinfos" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"hash": "9f1c" + name[:8], "modelinfo": {"supports_lora": True}}, indent=2))
+    return vllm_root
+
+
+def test_model_info_travels_beside_the_compile_cache(tmp_path: Path) -> None:
+    src = make_modelinfos(make_cache(tmp_path / "vllm"))
+    out = tmp_path / "cache.tar.xz"
+    m = cc.export_cache(src, out, HERE)
+    assert list(m.parts) == ["torch_compile_cache", "modelinfos"] and m.schema == 3
+    assert m.parts["modelinfos"] == cc.PartManifest([QWEN2_INFO], 1, (src / "modelinfos" / QWEN2_INFO).stat().st_size)
+    assert m.entries == ["edf4b2bf4b", "torch_aot_compile"]  # vLLM's compiled shapes only
+    assert m.files == 5 and m.compared() == ("vllm", "torch")
+    assert m.describe().startswith("vLLM 2 entries, vLLM model info 1 file: 5 files")
+    with tarfile.open(out) as tar:
+        assert f"modelinfos/{QWEN2_INFO}" in tar.getnames()
+    dest = tmp_path / "fresh"
+    done = cc.import_cache(out, dest, HERE)
+    assert {n: (c.added, c.kept) for n, c in done.parts.items()} == {
+        "torch_compile_cache": (4, 0),
+        "modelinfos": (1, 0),
+    }
+    assert done.parts["modelinfos"].into == dest / "modelinfos"
+    # where vLLM looks: VLLM_CACHE_ROOT/modelinfos/<module>-<class>.json, byte for byte
+    landed = dest / "modelinfos" / QWEN2_INFO
+    assert landed.read_bytes() == (src / "modelinfos" / QWEN2_INFO).read_bytes()
+    assert json.loads(landed.read_text())["modelinfo"] == {"supports_lora": True}
+    landed.write_text('{"hash": "this host", "modelinfo": {}}')  # the host's own inspection wins
+    again = cc.import_cache(out, dest, HERE)
+    assert again.parts["modelinfos"].kept == 1 and "this host" in landed.read_text()
+
+
+def test_a_host_that_inspected_but_never_compiled_exports_the_model_info_alone(tmp_path: Path) -> None:
+    src = make_modelinfos(tmp_path / "vllm")
+    m = cc.export_cache(src, tmp_path / "i.tar.xz", HERE)
+    # its entries depend on vLLM's model files alone: torch is not compared
+    assert list(m.parts) == ["modelinfos"] and m.entries == [] and m.versions == {"vllm": "0.25.1"}
+    assert cc.mismatches(m, {"vllm": "0.25.1", "torch": "2.12.0"}) == []
+    with pytest.raises(InputError, match=r"made with vllm 0\.25\.1 \(here 0\.26\.0\): vLLM model info would never hit"):
+        cc.import_cache(tmp_path / "i.tar.xz", tmp_path / "d", {"vllm": "0.26.0", "torch": "2.11.0"})
+    assert not (tmp_path / "d").exists()
+    shown = cc.scan(src, HERE)
+    assert shown.parts == m.parts
+
+
+def test_a_schema_2_archive_still_imports(tmp_path: Path) -> None:
+    # a schema-2 writer's archive: the same layout, no modelinfos part
+    out = export3(tmp_path)
+    with tarfile.open(out) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    raw = json.loads(members.pop(cc.MANIFEST))
+    old = _tar_with(tmp_path / "v2.tar.xz", members, {**raw, "schema": 2})
+    m = cc.read_manifest(old)
+    assert m.schema == 2 and "modelinfos" not in m.parts and m.files == 11
+    dest = fresh_dirs(tmp_path / "fresh")
+    done = cc.import_cache(
+        old, dest["cache_dir"], HERE3, inductor_dir=dest["inductor_dir"], triton_dir=dest["triton_dir"]
+    )
+    assert done.added == 11 and not (dest["cache_dir"] / "modelinfos").exists()
+
+
+def test_merge_keeps_every_hosts_model_info(tmp_path: Path) -> None:
+    a = tmp_path / "a.tar.xz"
+    cc.export_cache(make_modelinfos(make_cache(tmp_path / "ha" / "vllm")), a, HERE)
+    b_root = make_modelinfos(
+        tmp_path / "hb" / "vllm", (QWEN2_INFO, "vllm-model_executor-models-llama-LlamaForCausalLM.json")
+    )
+    (b_root / "modelinfos" / QWEN2_INFO).write_text('{"hash": "host b"}')
+    b = tmp_path / "b.tar.xz"
+    cc.export_cache(b_root, b, HERE)
+    m = cc.merge_caches([a, b], tmp_path / "m.tar.xz", tmp_path / "work").manifest
+    assert m.parts["modelinfos"].entries == ["vllm-model_executor-models-llama-LlamaForCausalLM.json", QWEN2_INFO]
+    dest = tmp_path / "fresh"
+    cc.import_cache(tmp_path / "m.tar.xz", dest, HERE)
+    assert "host b" not in (dest / "modelinfos" / QWEN2_INFO).read_text()  # the first named wins
+
+
+def test_model_info_members_outside_their_part_are_refused(tmp_path: Path) -> None:
+    manifest = {**MANIFEST, "schema": 3, "parts": {"modelinfos": {"entries": ["x.json"], "files": 1, "bytes": 1}}}
+    for name in ("modelinfos/../../evil", "modelinfos/../torch_compile_cache/x", "/modelinfos/x.json"):
+        archive = _tar_with(tmp_path / "bad.tar.xz", {"modelinfos/x.json": b"{}", name: b"x"}, manifest)
+        with pytest.raises(InputError, match="is not a file under modelinfos/"):
+            cc.import_cache(archive, tmp_path / "v", HERE)
+        assert not (tmp_path / "v").exists() and not (tmp_path / "evil").exists()
+
+
+def test_cli_show_lists_the_model_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_modelinfos(make_cache(tmp_path / "vllm"))
+    assert (
+        main(
+            [
+                "cache",
+                "show",
+                str(src),
+                "--inductor-dir",
+                str(tmp_path / "none"),
+                "--triton-dir",
+                str(tmp_path / "none"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert f"  modelinfos/ from {src / 'modelinfos'}: 1 entry, 1 file" in out and f"    {QWEN2_INFO}" in out

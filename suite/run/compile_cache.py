@@ -1,8 +1,12 @@
 """Compiled kernels as one portable archive: what a fresh host (a CI runner, a new container) unpacks before its
-first cell, so that its cells load what an earlier host compiled instead of compiling it again. Up to three parts
+first cell, so that its cells load what an earlier host compiled instead of compiling it again. Up to four parts
 (PARTS), each a directory of the archive:
 
 - `torch_compile_cache/`: vLLM's torch.compile cache (7B on an H200: torch.compile 36 s cold, 7 s on a hit);
+- `modelinfos/`: vLLM's model-class inspection cache (one JSON per model class, keyed by the hash of vLLM's model
+  file). On a miss vLLM imports itself again in a subprocess to inspect the class before its engine starts: in
+  the committed logs the first cell of every host spent 14-26 s between vLLM's `Enabling cumem allocator` and
+  `Resolved architecture`, a host's second cell 0 s;
 - `torchinductor/` and `triton/`: the trainer's torch.compile (inductor) and Triton kernels. transformers
   compiles flex attention in the trainer: on one H100 a 7B flex cell's first step took 123.5 s on a fresh host and
   97.5 s with these warm (old log-prob 37.5 -> 18.5 s, update 37.0 -> 31.1 s).
@@ -11,7 +15,7 @@ The cells of one host already share them (`cellenv.vllm_defaults`, `cellenv.kern
 suite's cache). Each cache keys its entries by hashes over the code of the packages it depends on
 (`Part.packages`), so an entry made by other software is never hit, only carried. The manifest records those
 versions; `import_cache` refuses an archive whose versions differ from this host's before anyone waits on a
-start-up that cannot hit. One writer (`export_cache`) and one reader (`read_manifest`, schemas 1 and 2)."""
+start-up that cannot hit. One writer (`export_cache`) and one reader (`read_manifest`, schemas 1 to 3)."""
 
 from __future__ import annotations
 
@@ -30,8 +34,9 @@ from suite.errors import InputError
 
 MANIFEST = "grpo-suite-compile-cache.json"
 SUBDIR = "torch_compile_cache"  # what vLLM writes under VLLM_CACHE_ROOT
-SCHEMA = 2
-READS = (1, 2)  # schema 1: vLLM's part only, versions of vllm and torch
+MODELINFOS = "modelinfos"  # vLLM's model-class inspection cache, also under VLLM_CACHE_ROOT
+SCHEMA = 3
+READS = (1, 2, 3)  # schema 1: vLLM's part only, versions of vllm and torch; schema 2: no modelinfos part
 # tarfile's "data" filter (Python 3.11.4+); the checks above already refuse what it would, on older 3.11s too
 _DATA_FILTER: dict[str, str] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 _FILTER_ERROR: type[Exception] | tuple[()] = getattr(tarfile, "FilterError", ())
@@ -77,6 +82,7 @@ class Part:
 
 PARTS: tuple[Part, ...] = (
     Part(SUBDIR, "vLLM", "vLLM compile cache", ("vllm", "torch"), _vllm_root, within=SUBDIR, counted="entries"),
+    Part(MODELINFOS, "vLLM model info", "vLLM model-info cache", ("vllm",), _vllm_root, within=MODELINFOS),
     Part("torchinductor", "inductor", "inductor cache", ("torch", "triton"), _kernel_dir("TORCHINDUCTOR_CACHE_DIR")),
     Part("triton", "triton", "Triton cache", ("triton",), _kernel_dir("TRITON_CACHE_DIR"), lists_entries=False),
 )
@@ -163,8 +169,9 @@ def default_dirs() -> dict[str, Path]:
 def part_dirs(
     cache_dir: Path | None, inductor_dir: Path | None = None, triton_dir: Path | None = None
 ) -> dict[str, Path]:
-    """The directories given, by archive name; a part given None is left out."""
-    given = {SUBDIR: cache_dir, "torchinductor": inductor_dir, "triton": triton_dir}
+    """The directories given, by archive name; a part given None is left out. vLLM's two parts share its
+    directory (VLLM_CACHE_ROOT)."""
+    given = {SUBDIR: cache_dir, MODELINFOS: cache_dir, "torchinductor": inductor_dir, "triton": triton_dir}
     return {name: d for name, d in given.items() if d is not None}
 
 
@@ -279,7 +286,7 @@ def _parse(raw: object, archive: Path) -> CacheManifest:
     schema = raw.get("schema") if isinstance(raw, dict) else None
     if not isinstance(raw, dict) or schema not in READS:
         raise InputError(
-            f"{archive}: manifest schema {schema!r}, this suite reads {' and '.join(map(str, READS))}", field="schema"
+            f"{archive}: manifest schema {schema!r}, this suite reads {', '.join(map(str, READS))}", field="schema"
         )
     try:
         if schema == 1:

@@ -20,7 +20,7 @@ nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv,noheader
 # Bring back what exists after every poll: a host that gets no command for > 30 s is stopped,
 # and with it every result not yet copied out (this happened once; see tools/gpu/README.md).
 [ -n "${OUT:-}" ] && [ -d "$HOME/runs" ] && tar -C "$HOME" --exclude='*/ckpt' -cJf "$OUT/runs.tar.xz" runs session.log 2>/dev/null
-# The compile caches come back too (`grpo-suite cache export`: vLLM's, inductor's and Triton's, with the versions
+# The compile caches come back too (`grpo-suite cache export`: vLLM's, its model info, inductor's and Triton's, with the versions
 # they need); carried as .gpu/vllm-cache.tar.xz (the name from when it held vLLM's alone), a later fresh host
 # imports it (setup.sh) instead of compiling again. In a subshell: nothing here may keep the runs above from coming
 # back.
