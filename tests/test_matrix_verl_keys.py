@@ -208,6 +208,7 @@ PAIRS: dict[str, tuple[Any, Any]] = {
     "use_shm": (True, False),
     "attn_implementation": ("sdpa", "eager"),
     "reward_num_workers": (1, 2),
+    "tq_storage_units": (2, 4),
     "format_score": (0.1, 0.2),
     "offload": ("none", "param+optimizer"),
     "reward": ("verl", "gsm8k-format"),

@@ -239,6 +239,10 @@ class Base(_Strict):
     dataloader_num_workers: NonNegInt = 2
     agent_num_workers: PosInt = 2
     reward_num_workers: PosInt = 2
+    # TransferQueue's storage units (transfer_queue.backend.SimpleStorage.num_data_storage_units): one Ray actor
+    # each, started before verl's trainer exists. verl's default 8 held 5.64 GiB of host RSS on every 1-GPU host
+    # measured; its docs ask for >= 2 per node. None: 2 per node (benchmarks/tq_storage_units.py).
+    tq_storage_units: PosInt | None = None
 
     @field_validator("offload")
     @classmethod

@@ -56,6 +56,7 @@ _SAME: dict[str, dict[str, tuple[str, ...]]] = {
     "use_shm": {b: (f"{_MODEL}.use_shm",) for b in _BOTH},
     "attn_implementation": {b: (f"{_MODEL}.override_config.attn_implementation",) for b in _BOTH},
     "reward_num_workers": {b: ("reward.num_workers",) for b in _BOTH},
+    "tq_storage_units": {b: ("transfer_queue.backend.SimpleStorage.num_data_storage_units",) for b in _BOTH},
     "format_score": {b: ("reward.custom_reward_function.reward_kwargs.format_score",) for b in _BOTH},
 }
 # Names whose one value sets several keys of another kind (a raw key cannot stand for the name's value).
