@@ -32,10 +32,9 @@ def one_count(units: int, samples: int, prompt: int, response: int, repeat: int)
     import ray
     import torch
     import transfer_queue as tq
+    import verl
     from omegaconf import OmegaConf
     from tensordict import TensorDict
-
-    import verl
 
     cfg_file = glob.glob(str(Path(verl.__file__).parent / "trainer/config/transfer_queue/*.yaml"))[0]
     cfg = OmegaConf.load(cfg_file)

@@ -328,10 +328,6 @@ def test_planned_command_is_the_one_that_ran(matrix: str, folder: str, cell: str
         for a in planned["argv"]
     ]
     assert len(sources) == 2 and argv != planned["argv"]
-    # ...and names TransferQueue's storage units, 2 per node, where verl's default 8 ran then
-    tq = "transfer_queue.backend.SimpleStorage.num_data_storage_units=2"
-    assert tq in argv and not any(a.startswith("transfer_queue.") for a in ran["argv"])
-    argv.remove(tq)
     assert sorted(argv) == sorted(ran["argv"])
     crashed = EVIDENCE / "h100-megatron-crash" / cell / "result.json"
     if crashed.exists():

@@ -428,7 +428,7 @@ def test_the_shipped_matrices_load_it_and_match_their_committed_predictions(tmp_
     root = ROOT / "suite" / "matrices"
     want = {
         "h100-1gpu-7b-registered": (69.1, "h100-1gpu-7b-fa"),
-        "h200-1gpu-14b-registered": (109.8, "h200-1gpu-14b-pageable"),
+        "h200-1gpu-14b-registered": (107.5, "h200-1gpu-14b-pageable"),  # 109.8 with verl's 8 TQ units
     }
     for name, (host_gib, reference_matrix) in want.items():
         m = load_matrix(root / f"{name}.toml")

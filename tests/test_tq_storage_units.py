@@ -1,5 +1,5 @@
-"""TransferQueue's storage units (`[base] tq_storage_units`): 2 per node unless a matrix names a count, the verl key
-the plan writes, what the memory planner counts for them, and bad values refused before any GPU time."""
+"""TransferQueue's storage units (`[base] tq_storage_units`): verl's default 8 unless a matrix names a count, the
+verl key the plan writes, what the memory planner counts for them, and bad values refused before any GPU time."""
 
 from __future__ import annotations
 
@@ -33,13 +33,16 @@ def _cells(tmp_path: Path, base: str = "", gpus: int = 1, nodes: int = 1, backen
     return plan_matrix(parse_matrix(text, source="tq.toml"), "bench", out_dir=tmp_path, validate_with_verl=False)
 
 
-@pytest.mark.parametrize(("gpus", "nodes", "units"), [(1, 1, 2), (4, 1, 2), (8, 2, 4)])
+@pytest.mark.parametrize(("gpus", "nodes"), [(1, 1), (4, 1), (8, 2)])
 @pytest.mark.parametrize("backend", ["fsdp", "megatron"])
-def test_two_units_per_node_by_default(tmp_path: Path, gpus: int, nodes: int, units: int, backend: str) -> None:
-    (cell,) = _cells(tmp_path, gpus=gpus, nodes=nodes, backend=backend)
-    assert cell.setting(KEY) == units
-    assert f"{KEY}={units}" in cell.argv
-    assert settings_from_cell(cell).tq_storage_units == units
+def test_verls_default_unless_named(tmp_path: Path, gpus: int, nodes: int, backend: str) -> None:
+    (cell,) = _cells(tmp_path / "d", gpus=gpus, nodes=nodes, backend=backend)
+    assert cell.setting(KEY) is None and not any(a.startswith("transfer_queue.") for a in cell.argv)
+    assert settings_from_cell(cell).tq_storage_units == 8  # what verl starts then
+    per_node = 2 * nodes
+    (named,) = _cells(tmp_path / "n", f"tq_storage_units = {per_node}", gpus=gpus, nodes=nodes, backend=backend)
+    assert named.setting(KEY) == per_node and f"{KEY}={per_node}" in named.argv
+    assert settings_from_cell(named).tq_storage_units == per_node
 
 
 def test_a_matrix_names_its_own_count(tmp_path: Path) -> None:
@@ -52,8 +55,8 @@ def test_a_matrix_names_its_own_count(tmp_path: Path) -> None:
 
 
 def test_the_host_model_counts_each_unit(tmp_path: Path) -> None:
-    (two,) = _cells(tmp_path / "a")
-    (eight,) = _cells(tmp_path / "b", "tq_storage_units = 8")
+    (two,) = _cells(tmp_path / "a", "tq_storage_units = 2")
+    (eight,) = _cells(tmp_path / "b")
     per_unit = default_calibration().host.tq_storage_unit_gib
     p2, p8 = predict_cell_host(two), predict_cell_host(eight)
     assert p2.processes["tq_storage_unit"] == 2 and p8.processes["tq_storage_unit"] == 8
@@ -86,7 +89,7 @@ def test_a_raw_override_of_the_same_key_beside_the_name_is_refused(
 
 def test_verl_composes_the_key(tmp_path: Path) -> None:
     # verl's own Hydra config has the key (transfer_queue/transfer_queue.yaml): no '+' needed, no error
-    text = HEAD.format(gpus=1, nodes=1, backend="fsdp", base="")
+    text = HEAD.format(gpus=1, nodes=1, backend="fsdp", base="tq_storage_units = 2")
     (cell,) = plan_matrix(parse_matrix(text, source="tq.toml"), "bench", out_dir=tmp_path, validate_with_verl=True)
     assert cell.status == "ok", cell.reason
     assert cell.setting(KEY) == 2

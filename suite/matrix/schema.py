@@ -241,7 +241,8 @@ class Base(_Strict):
     reward_num_workers: PosInt = 2
     # TransferQueue's storage units (transfer_queue.backend.SimpleStorage.num_data_storage_units): one Ray actor
     # each, started before verl's trainer exists. verl's default 8 held 5.64 GiB of host RSS on every 1-GPU host
-    # measured; its docs ask for >= 2 per node. None: 2 per node (benchmarks/tq_storage_units.py).
+    # measured and took 16.2 s to start on 2 CPU threads against 5.9 s for 2 (benchmarks/tq_storage_units.py);
+    # its docs ask for >= 2 per node. None: verl's default, so the measured cells keep their commands.
     tq_storage_units: PosInt | None = None
 
     @field_validator("offload")

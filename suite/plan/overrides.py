@@ -162,7 +162,8 @@ def cell_overrides(
     o[f"{rollout}.val_kwargs.temperature"] = profile.val_temperature
     o[f"{rollout}.val_kwargs.do_sample"] = profile.val_do_sample
     o["reward.num_workers"] = b.reward_num_workers
-    o["transfer_queue.backend.SimpleStorage.num_data_storage_units"] = b.tq_storage_units or 2 * mx.nnodes
+    if b.tq_storage_units:
+        o["transfer_queue.backend.SimpleStorage.num_data_storage_units"] = b.tq_storage_units
     if b.reward == "gsm8k-format":
         # a module path, not a file path: the plan stays valid on another machine or in a container
         o["reward.custom_reward_function.path"] = REWARD_MODULE
