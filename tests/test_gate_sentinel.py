@@ -42,7 +42,9 @@ def test_every_committed_ok_result_records_the_mismatch_every_step() -> None:
     for r in runs:
         series = mismatch_series(r)
         assert [m.step for m in series] == [s.step for s in r.steps], r.id
-        assert all(m.pearson is not None and m.pearson > 0.99 for m in series), r.id
+        # the 14B bf16 actor (RoPE kept fp32) reads 0.989-0.990, the fp32 actors above 0.99; the limit is 0.95
+        floor = 0.985 if r.id.startswith("qwen2.5-14b/") else 0.99
+        assert all(m.pearson is not None and m.pearson > floor for m in series), r.id
     medians: dict[str, list[float]] = {}
     for r in runs:
         medians.setdefault(r.id.split("/")[0], []).append(probs_diff_median(r))
@@ -52,6 +54,7 @@ def test_every_committed_ok_result_records_the_mismatch_every_step() -> None:
     # every 7B run at the seed's shape, whatever its attention, packing, micro batch, card or cross entropy: the
     # actor's log-probs match vLLM's as closely as the padded sdpa recipe's do (flex on packed sequences to 1 %)
     assert len(medians["qwen2.5-7b"]) >= 4
+    assert medians["qwen2.5-14b"] == pytest.approx([5.47e-6], rel=0.02)  # the bf16 actor: ~4x the 7B fp32's
     assert medians["qwen2.5-7b"] == pytest.approx([1.48e-6] * len(medians["qwen2.5-7b"]), rel=0.02)
     (flex,) = [r for r in runs if r.matrix == "h200-1gpu-7b-flex"]
     (recipe,) = [r for r in runs if r.matrix == "h200-1gpu-7b-nokl" and r.axes.get("offload") != "none"]
@@ -141,7 +144,9 @@ def test_lora_adapter_evidence_on_the_committed_runs_is_not_measurable() -> None
     logged = [r for r in lora if r.lora_adapter_syncs is not None]
     # the 7B cells ran with VERL_LOGGING_LEVEL=INFO (the no-KL bypass cell, the recipe, the flex cell): 6 syncs each
     assert len(logged) >= 5  # and every 7B cell promoted since (the H100 flash-attn cells, 2026-12-06 on)
-    assert [(r.model, r.lora_adapter_syncs) for r in logged] == [("synthetic:qwen2.5-7b", 6)] * len(logged)
+    syncs = {(r.model, r.lora_adapter_syncs) for r in logged}
+    # 6 syncs in each 5-step run: the 7B cells and the 14B baseline alike
+    assert syncs == {("synthetic:qwen2.5-7b", 6), ("synthetic:qwen2.5-14b", 6)}
     assert all(adapter_evidence(r).kind == "logged" for r in logged)
     lora = [r for r in lora if r not in logged]
     assert len(lora) == 4

@@ -33,7 +33,7 @@ def times():
 def test_every_entry_has_a_wall_time_and_a_measured_one_wins_where_longer(times):
     assert all(t > 0 for t in times.values())
     bf16 = next(e for e in nxt.RUN_LIST if e.matrix == "h100-1gpu-14b-bf16")
-    # predicted 1071 s; the committed 5-step run of the same cell took 1168 s
+    # predicted ~1060 s; the committed 5-step runs of the same cell took 1168 s and 1132 s
     assert times[bf16] == pytest.approx(1167.9, abs=0.5)
 
 
@@ -42,8 +42,8 @@ def test_every_entry_has_a_wall_time_and_a_measured_one_wins_where_longer(times)
     [
         ("h200", 1400, "14b-registered-h200"),
         ("h200", 1100, "14b-registered-short-h200"),
-        ("h100", 1320, "14b-bf16-h100"),
-        ("h100", 1200, "7b-registered-h100"),
+        ("h100", 1320, "7b-registered-h100"),  # the 14B baseline exists (2026-12-08): the 7B recipe comes first
+        ("h100", 1000, "7b-registered-h100"),
         ("h100", 500, None),
     ],
 )

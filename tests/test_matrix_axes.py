@@ -82,6 +82,7 @@ def test_baseline_ids_are_planned_unchanged(tmp_path: Path) -> None:
         "h100-1gpu-7b-fa",
         "h100-1gpu-7b-fa-kv",
         "h100-1gpu-7b-fa-mb5",
+        "h100-1gpu-14b-bf16",  # the first 14B baseline, 2026-12-08
     }
     # the 7B recipe (2026-12-04) is the eleventh, 7B flex the twelfth, the H100 flash-attn cells (2026-12-06) on
     assert sum(map(len, baselines.values())) >= 14
