@@ -24,12 +24,11 @@ from suite.gate.sentinel import rope_note, sentinel_outcome
 from suite.gate.store import plan_promotions
 from suite.memory.calibration import default_calibration
 from suite.memory.validate import validate_results
-from suite.results.collect import load_results
 from suite.results.io import read_result
 from suite.results.provenance import run_stack, version_differences
 from suite.results.schema import Result
 from suite.results.sentinels import mismatch_series
-from suite.speed.fit import fit, samples_from_results
+from suite.speed.fit import fit, measured_samples
 from suite.speed.model import predict_work
 from suite.telemetry import classify, startup
 
@@ -125,9 +124,7 @@ def test_memory_against_the_plan_committed_before_the_cell_first_ran(run: Result
 
 def test_the_speed_planners_prediction(run: Result) -> None:
     """Made with the constants committed before this run: those fitted on every other committed run."""
-    everything = samples_from_results(
-        r for _, r in load_results([str(ROOT)], baselines=True, skip_evidence=False, on_error="skip")
-    )
+    everything = measured_samples([ROOT])
     (new,) = [s for s in everything if s.key.endswith(f"{ID}@2026-12-08T04:34:55+00:00")]
     before = fit([s for s in everything if s.key != new.key])
     assert len(before.fitted_on) == 29

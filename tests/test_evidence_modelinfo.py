@@ -4,13 +4,12 @@ on a host's first cell vLLM inspects the model class in a subprocess between its
 
 from __future__ import annotations
 
-import lzma
-import re
 import statistics
 from pathlib import Path
 
-EVIDENCE = Path(__file__).resolve().parents[1] / "baselines" / "evidence"
-_STAMP = re.compile(r"\b(?:INFO|WARNING) \d\d-\d\d (\d\d):(\d\d):(\d\d)\b")
+from evidence_helpers import EVIDENCE, log_lines
+
+from suite.telemetry.startup import line_time
 
 # cells that started after another cell on the same host (the host's vLLM cache already held the inspection)
 LATER_ON_THEIR_HOST = {
@@ -23,30 +22,24 @@ LATER_ON_THEIR_HOST = {
 }
 
 
-def _seconds(line: str) -> int:
-    m = _STAMP.search(line)
-    assert m, line
-    h, mi, s = map(int, m.groups())
-    return h * 3600 + mi * 60 + s
-
-
-def inspection_gap(log: Path) -> int | None:
+def inspection_gap(cell: Path) -> int | None:
     """Seconds from vLLM's `Enabling cumem allocator` to its `Resolved architecture` (same process, same day)."""
-    start = end = None
-    with lzma.open(log, "rt", errors="replace") as f:
-        for line in f:
-            if start is None and "Enabling cumem allocator" in line:
-                start = _seconds(line)
-            elif start is not None and "Resolved architecture" in line:
-                end = _seconds(line)
-                break
-    return None if start is None or end is None else end - start
+    lines = log_lines(cell)
+    start = next((i for i, ln in enumerate(lines) if "Enabling cumem allocator" in ln), None)
+    if start is None:
+        return None
+    end = next((ln for ln in lines[start:] if "Resolved architecture" in ln), None)
+    if end is None:
+        return None
+    t0, t1 = line_time(lines[start], 2026), line_time(end, 2026)
+    assert t0 is not None and t1 is not None, (lines[start], end)
+    return round((t1 - t0).total_seconds())
 
 
 def gaps() -> dict[str, int]:
     out = {}
     for log in sorted(EVIDENCE.glob("*/**/log.txt.xz")):
-        gap = inspection_gap(log)
+        gap = inspection_gap(log.parent)
         if gap is not None:
             out[str(log.parent.relative_to(EVIDENCE))] = gap
     return out

@@ -32,12 +32,10 @@ class SpeedChecks:
 
 def speed_checks(paths: Iterable[Path]) -> SpeedChecks | None:
     """The check over every measured FSDP run under `paths` (store and evidence folders); None without one."""
-    from suite.results.collect import load_results
     from suite.speed.constants import default_constants
-    from suite.speed.fit import leave_one_out, samples_from_results, summarize
+    from suite.speed.fit import leave_one_out, measured_samples, summarize
 
-    results = [r for _, r in load_results(list(paths), baselines=True, skip_evidence=False, on_error="skip")]
-    samples = samples_from_results(results)
+    samples = measured_samples(paths)
     if not samples:
         return None
     rows = leave_one_out(samples, prompt_tokens=default_constants().prompt_tokens)

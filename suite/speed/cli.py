@@ -48,12 +48,9 @@ def _constants(path: str | None):  # -> Constants
 
 def _samples(paths: list[str]):  # -> list[Sample]
     from suite.errors import InputError
-    from suite.results.collect import load_results
-    from suite.speed.fit import samples_from_results
+    from suite.speed.fit import measured_samples
 
-    # evidence folders count: a run that is not a baseline still measured its steps
-    collected = load_results(paths, baselines=True, skip_evidence=False, on_error="skip")
-    samples = samples_from_results(r for _, r in collected)
+    samples = measured_samples(paths)
     if not samples:
         raise InputError(f"no measured FSDP run with verl's phase timings under {' '.join(paths)}")
     return samples

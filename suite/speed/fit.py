@@ -7,6 +7,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import nnls
@@ -115,6 +116,14 @@ def samples_from_results(
         if s is not None:
             out.setdefault(s.key, s)
     return [out[k] for k in sorted(out)]
+
+
+def measured_samples(paths: Iterable[str | Path]) -> list[Sample]:
+    """Every measured FSDP run under `paths` as a sample: result files, the store's baselines and evidence folders
+    (a run that is not a baseline still measured its steps); a file that does not read is skipped with a warning."""
+    from suite.results.collect import load_results
+
+    return samples_from_results(r for _, r in load_results(paths, baselines=True, on_error="skip"))
 
 
 def _solve(rows: list[dict[str, float]], targets: list[float], names: tuple[str, ...]) -> dict[str, float]:

@@ -81,12 +81,10 @@ RUN_LIST: tuple[Entry, ...] = (
 
 def measured_walls() -> dict[tuple[str, str, int], float]:
     """The longest committed wall time of each (matrix, cell, steps) that ended ok."""
-    from suite.results.collect import load_results
-    from suite.speed.fit import samples_from_results
+    from suite.speed.fit import measured_samples
 
-    results = (r for _, r in load_results([REPO / "baselines"], baselines=True, on_error="skip"))
     walls: dict[tuple[str, str, int], float] = {}
-    for s in samples_from_results(results):
+    for s in measured_samples([REPO / "baselines"]):
         if s.wall_s is not None:
             k = (s.matrix, s.cell, s.total_steps)
             walls[k] = max(walls.get(k, 0.0), s.wall_s)
